@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Installs everything scalemake needs and builds it. Idempotent: a second run
+# only checks that the venv is healthy and lets cargo decide it is up to date.
+#
+#  1. a Python venv with torch==2.11.0 from PyPI (libtorch for tch 0.24). It is
+#     kept in a user cache dir keyed by the torch version, so fresh clones (CI)
+#     reuse it, and linked into the project as .venv; rebuilt when broken.
+#  2. `cargo build --release` (LIBTORCH_USE_PYTORCH=1 via .cargo/config.toml);
+#     the binary carries an rpath to the venv's torch/lib, and bin/scalemake
+#     links to it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TORCH_VERSION=2.11.0
+PYTHON=${PYTHON:-python3}
+CACHE_ROOT=${SCALEMAKE_VENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/scalemake}
+VENV=$CACHE_ROOT/venv-torch-$TORCH_VERSION
+
+say() { printf '\033[1msetup:\033[0m %s\n' "$*" >&2; }
+
+venv_is_healthy() {
+  [ -x "$VENV/bin/python" ] &&
+    "$VENV/bin/python" - "$TORCH_VERSION" >/dev/null 2>&1 <<'PY'
+import sys, pathlib, torch
+assert torch.__version__.split("+")[0] == sys.argv[1], torch.__version__
+lib = pathlib.Path(torch.__file__).parent / "lib"
+assert (lib / "libtorch_cpu.so").exists()
+PY
+}
+
+if ! venv_is_healthy; then
+  say "creating venv with torch==$TORCH_VERSION in $VENV (one-time, ~3 GB)"
+  rm -rf "$VENV"
+  mkdir -p "$CACHE_ROOT"
+  "$PYTHON" -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --upgrade pip
+  "$VENV/bin/pip" install --quiet "torch==$TORCH_VERSION"
+  venv_is_healthy || { say "torch install in $VENV is broken"; exit 1; }
+fi
+
+# Project-local handle on the venv (.cargo/config.toml points torch-sys here).
+if [ "$(readlink .venv 2>/dev/null)" != "$VENV" ]; then
+  rm -rf .venv
+  ln -s "$VENV" .venv
+fi
+
+# torch-sys finds libtorch by asking the active venv's python.
+export VIRTUAL_ENV="$PWD/.venv" PATH="$PWD/.venv/bin:$PATH" LIBTORCH_USE_PYTORCH=1
+say "building scalemake (release)"
+cargo build --release --quiet --workspace --bins
+mkdir -p bin
+ln -sf ../target/release/scalemake bin/scalemake
+ln -sf ../target/release/scalemake-torch bin/scalemake-torch
+say "ready: bin/scalemake"

@@ -1,0 +1,430 @@
+//! The artifact store: content-addressed, crash-safe, shared by processes.
+//!
+//! ```text
+//! cache/
+//!   objects/<key>/      one finished artifact: out/ (the files), manifest.json, log.txt
+//!   tmp/<key>.<pid>.<n>/ staging: a node builds here; never read by anyone else
+//!   work/<key>/         scratch that survives a crash of the same key (checkpoints)
+//!   locks/<key>.lock    advisory lock held while a process builds <key>
+//!   logs/<exp>/<node>.log  the latest attempt of each node, failed or not
+//!   state/<exp>.log     append-only: the last key and digest built for each node
+//!   statcache.bin       file stat → digest cache (see hash::StatCache)
+//! ```
+//!
+//! Invariants:
+//! - `objects/<key>` appears only by one `rename` of a complete staging
+//!   directory whose files and manifest were fsynced first; so a crash at any
+//!   moment leaves either no object or a complete one.
+//! - Only the holder of `locks/<key>.lock` stages `<key>`; a second process
+//!   waits and then finds the object built.
+//! - Objects are removed by renaming them into `tmp/` first, so readers never
+//!   see a half-deleted object.
+//! - Staging directories whose lock is free belong to a dead process and are
+//!   removed at the next open.
+
+mod manifest;
+mod state;
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub use manifest::{Manifest, ManifestInput};
+pub use state::{StateLog, StateRecord};
+
+use crate::hash::{digest_dir, ContentHash};
+
+/// Errors of the artifact store.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    /// A filesystem operation failed.
+    #[error("cache: {path}: {source}")]
+    Io {
+        /// What it was done to.
+        path: PathBuf,
+        /// Why it failed.
+        source: io::Error,
+    },
+    /// A manifest could not be parsed.
+    #[error("cache: corrupt manifest {path}: {message}")]
+    BadManifest {
+        /// The manifest.
+        path: PathBuf,
+        /// Parser message.
+        message: String,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CacheError + '_ {
+    move |source| CacheError::Io { path: path.to_path_buf(), source }
+}
+
+/// Result alias for cache operations.
+pub type Result<T> = std::result::Result<T, CacheError>;
+
+/// A handle on one cache directory.
+#[derive(Clone, Debug)]
+pub struct Cache {
+    root: PathBuf,
+}
+
+static STAGING_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl Cache {
+    /// Opens (creating) the cache at `root` and removes abandoned staging dirs.
+    pub fn open(root: &Path) -> Result<Self> {
+        for sub in ["objects", "tmp", "work", "locks", "logs", "state"] {
+            let p = root.join(sub);
+            fs::create_dir_all(&p).map_err(io_err(&p))?;
+        }
+        let cache = Cache { root: root.to_path_buf() };
+        cache.remove_abandoned_staging();
+        Ok(cache)
+    }
+
+    /// The cache directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn object_dir(&self, key: &ContentHash) -> PathBuf {
+        self.root.join("objects").join(key.hex())
+    }
+
+    /// Where the artifact files of `key` live once built.
+    pub fn artifact_dir(&self, key: &ContentHash) -> PathBuf {
+        self.object_dir(key).join("out")
+    }
+
+    /// Path of the stored log of a finished `key`.
+    pub fn object_log(&self, key: &ContentHash) -> PathBuf {
+        self.object_dir(key).join("log.txt")
+    }
+
+    /// True if a finished artifact for `key` exists.
+    pub fn contains(&self, key: &ContentHash) -> bool {
+        self.object_dir(key).join("manifest.json").is_file()
+    }
+
+    /// The manifest of `key`, if built.
+    pub fn manifest(&self, key: &ContentHash) -> Result<Option<Manifest>> {
+        let path = self.object_dir(key).join("manifest.json");
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| CacheError::BadManifest { path, message: e.to_string() }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(CacheError::Io { path, source: e }),
+        }
+    }
+
+    /// Every key with an object, in no particular order.
+    pub fn keys(&self) -> Result<Vec<ContentHash>> {
+        let dir = self.root.join("objects");
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(io_err(&dir))? {
+            let entry = entry.map_err(io_err(&dir))?;
+            if let Some(key) = entry.file_name().to_str().and_then(ContentHash::from_hex) {
+                out.push(key);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Persistent scratch directory for `key` (created).
+    pub fn work_dir(&self, key: &ContentHash) -> Result<PathBuf> {
+        let p = self.root.join("work").join(key.hex());
+        fs::create_dir_all(&p).map_err(io_err(&p))?;
+        Ok(p)
+    }
+
+    /// The latest-attempt log of a node of experiment `exp`.
+    pub fn node_log(&self, exp: &str, node: &str) -> PathBuf {
+        let safe: String = node.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.=,".contains(c) { c } else { '_' }).collect();
+        self.root.join("logs").join(exp).join(format!("{safe}.log"))
+    }
+
+    /// The state log of experiment `exp`.
+    pub fn state(&self, exp: &str) -> StateLog {
+        StateLog::load(&self.root.join("state").join(format!("{exp}.log")))
+    }
+
+    /// Takes the build lock of `key` without waiting. `Ok(None)`: another
+    /// process holds it (its pid is in the returned lock file's text).
+    pub fn try_lock(&self, key: &ContentHash) -> Result<Option<KeyLock>> {
+        let path = self.root.join("locks").join(format!("{}.lock", key.hex()));
+        let file = File::options().create(true).truncate(false).read(true).write(true).open(&path).map_err(io_err(&path))?;
+        match file.try_lock() {
+            Ok(()) => {
+                let mut lock = KeyLock { file, path };
+                lock.write_owner();
+                Ok(Some(lock))
+            }
+            Err(fs::TryLockError::WouldBlock) => Ok(None),
+            Err(fs::TryLockError::Error(e)) => Err(CacheError::Io { path, source: e }),
+        }
+    }
+
+    /// Takes the build lock of `key`, waiting for another process to release it.
+    pub fn lock(&self, key: &ContentHash) -> Result<KeyLock> {
+        let path = self.root.join("locks").join(format!("{}.lock", key.hex()));
+        let file = File::options().create(true).truncate(false).read(true).write(true).open(&path).map_err(io_err(&path))?;
+        file.lock().map_err(io_err(&path))?;
+        let mut lock = KeyLock { file, path };
+        lock.write_owner();
+        Ok(lock)
+    }
+
+    /// The pid recorded by whoever holds (or last held) the lock of `key`.
+    pub fn lock_owner(&self, key: &ContentHash) -> Option<u32> {
+        let path = self.root.join("locks").join(format!("{}.lock", key.hex()));
+        let mut text = String::new();
+        File::open(path).ok()?.read_to_string(&mut text).ok()?;
+        text.trim().parse().ok()
+    }
+
+    /// A fresh staging directory for `key` (its `out/` is where the node writes).
+    /// The caller must hold the key's lock.
+    pub fn stage(&self, key: &ContentHash, _lock: &KeyLock) -> Result<Staging> {
+        let n = STAGING_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let dir = self.root.join("tmp").join(format!("{}.{}.{n}", key.hex(), std::process::id()));
+        let out = dir.join("out");
+        fs::create_dir_all(&out).map_err(io_err(&out))?;
+        Ok(Staging { dir, key: *key })
+    }
+
+    /// Makes a staged artifact visible: digests `out/`, writes the manifest
+    /// (filled in by `finish`), fsyncs everything, renames into `objects/`.
+    pub fn commit(&self, staging: Staging, log: Option<&Path>, finish: impl FnOnce(&mut Manifest)) -> Result<Manifest> {
+        let out = staging.dir.join("out");
+        let (artifact, files) = digest_dir(&out).map_err(io_err(&out))?;
+        let mut manifest = Manifest::new(staging.key, artifact, files);
+        finish(&mut manifest);
+        if let Some(log) = log {
+            let dest = staging.dir.join("log.txt");
+            // A missing log is not worth failing a finished build for.
+            let _ = fs::copy(log, &dest);
+        }
+        let manifest_path = staging.dir.join("manifest.json");
+        let json = serde_json::to_vec_pretty(&manifest).map_err(|e| CacheError::Io { path: manifest_path.clone(), source: e.into() })?;
+        write_synced(&manifest_path, &json)?;
+        sync_tree(&staging.dir)?;
+        let dest = self.object_dir(&staging.key);
+        match fs::rename(&staging.dir, &dest) {
+            Ok(()) => {}
+            // Another writer got there first (only possible without the lock): keep theirs.
+            Err(_) if self.contains(&staging.key) => {
+                let _ = fs::remove_dir_all(&staging.dir);
+            }
+            Err(e) => return Err(CacheError::Io { path: dest, source: e }),
+        }
+        sync_dir(&self.root.join("objects"))?;
+        // Checkpoints of a finished key are dead weight.
+        let _ = fs::remove_dir_all(self.root.join("work").join(staging.key.hex()));
+        Ok(manifest)
+    }
+
+    /// Removes the object of `key` (atomically invisible first). Returns
+    /// whether there was one.
+    pub fn remove(&self, key: &ContentHash) -> Result<bool> {
+        let dir = self.object_dir(key);
+        let n = STAGING_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let trash = self.root.join("tmp").join(format!("trash.{}.{}.{n}", key.hex(), std::process::id()));
+        match fs::rename(&dir, &trash) {
+            Ok(()) => {
+                fs::remove_dir_all(&trash).map_err(io_err(&trash))?;
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(CacheError::Io { path: dir, source: e }),
+        }
+    }
+
+    /// Re-hashes the artifact of `key` and compares with its manifest.
+    pub fn verify(&self, key: &ContentHash) -> Result<Verdict> {
+        let Some(manifest) = self.manifest(key)? else { return Ok(Verdict::Missing) };
+        let out = self.artifact_dir(key);
+        if !out.is_dir() {
+            return Ok(Verdict::Corrupt { reason: "artifact directory `out/` is missing".into() });
+        }
+        let (digest, files) = digest_dir(&out).map_err(io_err(&out))?;
+        if digest == manifest.artifact {
+            return Ok(Verdict::Ok);
+        }
+        let changed: Vec<String> = manifest
+            .outputs
+            .iter()
+            .filter(|f| !files.contains(f))
+            .map(|f| f.path.clone())
+            .chain(files.iter().filter(|f| !manifest.outputs.iter().any(|m| m.path == f.path)).map(|f| format!("{} (unexpected)", f.path)))
+            .collect();
+        Ok(Verdict::Corrupt { reason: format!("content differs from manifest: {}", changed.join(", ")) })
+    }
+
+    /// Total bytes under the cache directory.
+    pub fn size_bytes(&self) -> u64 {
+        walkdir::WalkDir::new(&self.root).into_iter().filter_map(|e| e.ok()).filter_map(|e| e.metadata().ok()).filter(|m| m.is_file()).map(|m| m.len()).sum()
+    }
+
+    /// Removes staging directories of processes that died mid-build (their
+    /// key lock is free) and leftover trash.
+    fn remove_abandoned_staging(&self) {
+        let Ok(entries) = fs::read_dir(self.root.join("tmp")) else { return };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let abandoned = if let Some(rest) = name.strip_prefix("trash.") {
+                let pid = rest.split('.').nth(1).and_then(|p| p.parse::<i32>().ok());
+                pid.is_none_or(|p| !process_alive(p))
+            } else {
+                match name.split('.').next().and_then(ContentHash::from_hex) {
+                    Some(key) => matches!(self.try_lock(&key), Ok(Some(_))),
+                    None => false,
+                }
+            };
+            if abandoned {
+                let _ = fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+}
+
+fn process_alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks for existence.
+    unsafe { libc::kill(pid, 0) == 0 || *libc::__errno_location() == libc::EPERM }
+}
+
+/// A held build lock; released on drop (and by the OS if the process dies).
+#[derive(Debug)]
+pub struct KeyLock {
+    file: File,
+    path: PathBuf,
+}
+
+impl KeyLock {
+    fn write_owner(&mut self) {
+        let _ = self.file.set_len(0);
+        let _ = (&self.file).write_all(format!("{}\n", std::process::id()).as_bytes());
+    }
+
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// A node's private build directory; dropped without commit, it is deleted.
+#[derive(Debug)]
+pub struct Staging {
+    dir: PathBuf,
+    key: ContentHash,
+}
+
+impl Staging {
+    /// Where the node writes its artifact.
+    pub fn out_dir(&self) -> PathBuf {
+        self.dir.join("out")
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        // After a successful commit the directory has been renamed away.
+        if self.dir.exists() {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Outcome of [`Cache::verify`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Content matches the manifest.
+    Ok,
+    /// No object for the key.
+    Missing,
+    /// Content or layout differs.
+    Corrupt {
+        /// What differs.
+        reason: String,
+    },
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut f = File::create(path).map_err(io_err(path))?;
+    f.write_all(bytes).map_err(io_err(path))?;
+    f.sync_all().map_err(io_err(path))
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|f| f.sync_all()).map_err(io_err(dir))
+}
+
+/// fsyncs every file and directory under `dir` so the rename publishes
+/// durable content.
+fn sync_tree(dir: &Path) -> Result<()> {
+    for entry in walkdir::WalkDir::new(dir).contents_first(true) {
+        let entry = entry.map_err(|e| CacheError::Io { path: dir.to_path_buf(), source: e.into() })?;
+        if entry.file_type().is_file() || entry.file_type().is_dir() {
+            File::open(entry.path()).and_then(|f| f.sync_all()).map_err(io_err(entry.path()))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commit_is_all_or_nothing_and_verify_sees_flips() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let key = ContentHash::of(b"k");
+        let lock = cache.try_lock(&key).unwrap().unwrap();
+        let staging = cache.stage(&key, &lock).unwrap();
+        fs::write(staging.out_dir().join("a.txt"), "hello").unwrap();
+        assert!(!cache.contains(&key));
+        let m = cache.commit(staging, None, |m| m.node = "n".into()).unwrap();
+        assert!(cache.contains(&key));
+        assert_eq!(cache.manifest(&key).unwrap().unwrap().artifact, m.artifact);
+        assert_eq!(cache.verify(&key).unwrap(), Verdict::Ok);
+        fs::write(cache.artifact_dir(&key).join("a.txt"), "hellO").unwrap();
+        assert!(matches!(cache.verify(&key).unwrap(), Verdict::Corrupt { .. }));
+        assert!(cache.remove(&key).unwrap());
+        assert!(!cache.contains(&key));
+    }
+
+    #[test]
+    fn dropped_staging_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let key = ContentHash::of(b"k");
+        let lock = cache.try_lock(&key).unwrap().unwrap();
+        let staging = cache.stage(&key, &lock).unwrap();
+        fs::write(staging.out_dir().join("partial"), "x").unwrap();
+        drop(staging);
+        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+        assert!(!cache.contains(&key));
+    }
+
+    #[test]
+    fn abandoned_staging_is_swept_when_its_lock_is_free() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = ContentHash::of(b"k");
+        let stale = dir.path().join("tmp").join(format!("{}.999999.0", key.hex()));
+        fs::create_dir_all(stale.join("out")).unwrap();
+        Cache::open(dir.path()).unwrap();
+        assert!(!stale.exists());
+    }
+
+    #[test]
+    fn second_lock_holder_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let key = ContentHash::of(b"k");
+        let _held = cache.try_lock(&key).unwrap().unwrap();
+        assert!(cache.try_lock(&key).unwrap().is_none());
+        assert_eq!(cache.lock_owner(&key), Some(std::process::id()));
+    }
+}

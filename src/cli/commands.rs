@@ -1,0 +1,359 @@
+//! One function per subcommand. Each loads what it needs, prints, and maps
+//! the outcome to an exit code; the engine does the work.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use scalemake::cache::{Cache, Verdict};
+use scalemake::exec::{self, DirtyReason, Freshness, RunOptions, Workspace, CANCELLED};
+use scalemake::graph::Plan;
+use scalemake::hash::ContentHash;
+use scalemake::nodes::Registry;
+use scalemake::{device, spec};
+
+use super::render::{self, NodeState};
+use super::{split_file_arg, CliError, DagFormat};
+
+/// What every command needs to find its files.
+pub struct Env {
+    pub root: PathBuf,
+    pub cache_dir: PathBuf,
+    pub file: Option<PathBuf>,
+    pub tty: bool,
+}
+
+impl Env {
+    fn default_file(&self) -> Result<PathBuf, CliError> {
+        ["scalemake.yaml", "experiments/tiny.yaml"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| self.root.join(p).is_file())
+            .ok_or_else(|| CliError::Usage("no experiment file given and neither scalemake.yaml nor experiments/tiny.yaml exists here; pass one: `scalemake run FILE.yaml`".into()))
+    }
+
+    fn cache(&self) -> Result<Cache, CliError> {
+        Cache::open(&self.cache_dir).map_err(|e| CliError::Failed(e.to_string()))
+    }
+}
+
+fn load_plan(env: &Env, file: Option<PathBuf>) -> Result<Plan, CliError> {
+    let file = match file {
+        Some(f) => f,
+        None => env.default_file()?,
+    };
+    let experiment = spec::load(&file, &Registry::builtin())?;
+    Ok(Plan::new(experiment).map_err(spec::LoadError::from)?)
+}
+
+/// Loads the experiment named by `[FILE.yaml] targets…`.
+fn plan_and_targets(env: &Env, args: &[String]) -> Result<(Plan, Vec<String>), CliError> {
+    let (file, targets) = split_file_arg(&env.file, args);
+    let plan = load_plan(env, file)?;
+    Ok((plan, targets.to_vec()))
+}
+
+/// The state a listing shows for node `i`.
+fn node_state(freshness: &Freshness, failed_key: Option<ContentHash>) -> NodeState {
+    match freshness {
+        Freshness::Fresh { .. } => NodeState::Fresh,
+        Freshness::Broken { .. } => NodeState::Failed,
+        Freshness::Stale { key, .. } if key.is_some() && *key == failed_key => NodeState::Failed,
+        Freshness::Stale { reasons, .. } if reasons.contains(&DirtyReason::ArtifactMissing) => NodeState::Missing,
+        Freshness::Stale { .. } => NodeState::Stale,
+    }
+}
+
+fn reasons_text(freshness: &Freshness) -> String {
+    match freshness {
+        Freshness::Fresh { .. } => "up to date".into(),
+        Freshness::Broken { message } => message.clone(),
+        Freshness::Stale { reasons, .. } => reasons.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
+    }
+}
+
+fn states(plan: &Plan, cache: &Cache, survey: &[Freshness]) -> Vec<NodeState> {
+    let state = cache.state(&plan.experiment.name);
+    survey.iter().enumerate().map(|(i, f)| node_state(f, state.failed_key(&plan.experiment.nodes[i].id.0))).collect()
+}
+
+pub fn run(env: &Env, args: &[String], jobs: Option<usize>, keep_going: bool, dry_run: bool) -> Result<ExitCode, CliError> {
+    let started = Instant::now();
+    let (plan, targets) = plan_and_targets(env, args)?;
+    let cache = env.cache()?;
+    let selected = exec::selection(&plan, &targets).map_err(|e| CliError::Usage(e.to_string()))?;
+    let ws = Workspace { root: &env.root, cache: &cache };
+    if dry_run {
+        let survey = exec::survey(&plan, &ws);
+        let (mut will, mut may) = (0, 0);
+        for &i in plan.topo_order().iter().filter(|i| selected.contains(i)) {
+            let verb = match &survey[i] {
+                Freshness::Fresh { .. } => continue,
+                Freshness::Stale { key: None, .. } => {
+                    may += 1;
+                    "may build"
+                }
+                Freshness::Stale { .. } => {
+                    will += 1;
+                    "will build"
+                }
+                Freshness::Broken { .. } => "cannot build",
+            };
+            println!("{verb} {}: {}", plan.experiment.nodes[i].id, reasons_text(&survey[i]));
+        }
+        println!("{will} node(s) will build; {may} more if their inputs' artifacts change ({} selected)", selected.len());
+        return Ok(ExitCode::SUCCESS);
+    }
+    install_interrupt_handler();
+    let needs_gpu = selected.iter().any(|&i| plan.experiment.nodes[i].resources.gpu > 0);
+    let opts = RunOptions {
+        jobs: jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        gpus: if needs_gpu { device::cuda_device_count() } else { 0 },
+        keep_going,
+        targets,
+        progress_bars: env.tty,
+    };
+    let summary = exec::run(&plan, &ws, &opts).map_err(|e| CliError::Usage(e.to_string()))?;
+    let mut parts = vec![format!("{} built", summary.built.len()), format!("{} fresh", summary.fresh.len())];
+    if !summary.failed.is_empty() {
+        parts.push(format!("{} failed", summary.failed.len()));
+    }
+    if !summary.skipped.is_empty() {
+        parts.push(format!("{} not run", summary.skipped.len()));
+    }
+    eprintln!("scalemake: {} in {:.2}s", parts.join(", "), started.elapsed().as_secs_f64());
+    if summary.cancelled {
+        eprintln!("scalemake: interrupted; finished nodes are kept, the next run resumes");
+        return Ok(ExitCode::from(130));
+    }
+    if !summary.failed.is_empty() {
+        for (id, message) in &summary.failed {
+            eprintln!("scalemake: node {id} failed: {message}");
+        }
+        if !keep_going && !summary.skipped.is_empty() {
+            eprintln!("hint: `scalemake run --keep-going` builds everything that does not depend on a failure");
+        }
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// First Ctrl-C: stop cleanly (running nodes are cancelled, nothing partial
+/// is committed). Second: exit at once; staging dirs are swept next run.
+fn install_interrupt_handler() {
+    let _ = ctrlc::set_handler(|| {
+        if CANCELLED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+    });
+}
+
+pub fn status(env: &Env, args: &[String], all: bool) -> Result<ExitCode, CliError> {
+    let (plan, targets) = plan_and_targets(env, args)?;
+    let cache = env.cache()?;
+    let selected = exec::selection(&plan, &targets).map_err(|e| CliError::Usage(e.to_string()))?;
+    let survey = exec::survey(&plan, &Workspace { root: &env.root, cache: &cache });
+    let states = states(&plan, &cache, &survey);
+    let mut stale = 0;
+    let width = selected.iter().map(|&i| plan.experiment.nodes[i].id.0.len()).max().unwrap_or(0);
+    let mut out = String::new();
+    for &i in plan.topo_order().iter().filter(|i| selected.contains(i)) {
+        let fresh = states[i] == NodeState::Fresh;
+        stale += usize::from(!fresh);
+        if fresh && !all {
+            continue;
+        }
+        out.push_str(&format!("{:<7} {:<width$}  {}\n", states[i].label(), plan.experiment.nodes[i].id.0, reasons_text(&survey[i])));
+    }
+    print!("{out}");
+    if stale == 0 {
+        println!("all {} node(s) fresh", selected.len());
+    } else {
+        println!("{stale} of {} node(s) to build", selected.len());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn dag(env: &Env, args: &[String], format: DagFormat) -> Result<ExitCode, CliError> {
+    let (plan, targets) = plan_and_targets(env, args)?;
+    let cache = env.cache()?;
+    let selected = exec::selection(&plan, &targets).map_err(|e| CliError::Usage(e.to_string()))?;
+    let survey = exec::survey(&plan, &Workspace { root: &env.root, cache: &cache });
+    let states = states(&plan, &cache, &survey);
+    print!("{}", render::dag(&plan, &selected, &states, &survey, format));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Exactly one node named by the arguments.
+fn one_node(env: &Env, args: &[String]) -> Result<(Plan, usize), CliError> {
+    let (plan, rest) = plan_and_targets(env, args)?;
+    let [name] = rest.as_slice() else {
+        return Err(CliError::Usage("name exactly one node, e.g. `scalemake show tokenizer`".into()));
+    };
+    let hits = plan.match_pattern(name).map_err(CliError::Usage)?;
+    match hits.as_slice() {
+        [i] => Ok((plan, *i)),
+        many => {
+            let names: Vec<&str> = many.iter().map(|&i| plan.experiment.nodes[i].id.0.as_str()).collect();
+            Err(CliError::Usage(format!("`{name}` names {} nodes: {}; pick one", many.len(), names.join(", "))))
+        }
+    }
+}
+
+pub fn show(env: &Env, args: &[String]) -> Result<ExitCode, CliError> {
+    let (plan, i) = one_node(env, args)?;
+    let cache = env.cache()?;
+    let survey = exec::survey(&plan, &Workspace { root: &env.root, cache: &cache });
+    let states = states(&plan, &cache, &survey);
+    print!("{}", render::show(&plan, i, &cache, &survey, states[i]));
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn log(env: &Env, args: &[String]) -> Result<ExitCode, CliError> {
+    let (plan, i) = one_node(env, args)?;
+    let cache = env.cache()?;
+    let id = &plan.experiment.nodes[i].id.0;
+    let path = cache.node_log(&plan.experiment.name, id);
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            use std::io::Write;
+            let _ = std::io::stdout().write_all(&bytes);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(_) => Err(CliError::Failed(format!("no log for {id} yet (it has not run in this cache: {})", path.display()))),
+    }
+}
+
+pub fn clean(env: &Env, args: &[String]) -> Result<ExitCode, CliError> {
+    let (plan, patterns) = plan_and_targets(env, args)?;
+    if patterns.is_empty() {
+        return Err(CliError::Usage("name the node(s) to clean, e.g. `scalemake clean 'train[model=small]'`".into()));
+    }
+    let cache = env.cache()?;
+    let mut nodes = BTreeSet::new();
+    for p in &patterns {
+        nodes.extend(plan.match_pattern(p).map_err(CliError::Usage)?);
+    }
+    let survey = exec::survey(&plan, &Workspace { root: &env.root, cache: &cache });
+    let mut state = cache.state(&plan.experiment.name);
+    for i in nodes {
+        let id = &plan.experiment.nodes[i].id.0;
+        let mut keys: Vec<ContentHash> = state.get(id).map(|r| r.key).into_iter().collect();
+        if let Freshness::Fresh { key, .. } = survey[i] {
+            keys.push(key);
+        }
+        let mut removed = false;
+        for key in keys {
+            removed |= cache.remove(&key).map_err(|e| CliError::Failed(e.to_string()))?;
+        }
+        state.forget(id).map_err(|e| CliError::Failed(format!("updating the state log: {e}")))?;
+        println!("{} {id}", if removed { "removed" } else { "nothing cached for" });
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn gc(env: &Env, files: &[PathBuf], delete: bool) -> Result<ExitCode, CliError> {
+    let files: Vec<PathBuf> = if files.is_empty() { vec![match &env.file { Some(f) => f.clone(), None => env.default_file()? }] } else { files.to_vec() };
+    let cache = env.cache()?;
+    let mut keep: BTreeSet<ContentHash> = BTreeSet::new();
+    for file in &files {
+        let plan = load_plan(env, Some(file.clone()))?;
+        let survey = exec::survey(&plan, &Workspace { root: &env.root, cache: &cache });
+        for f in &survey {
+            match f {
+                Freshness::Fresh { key, .. } | Freshness::Stale { key: Some(key), .. } => {
+                    keep.insert(*key);
+                }
+                _ => {}
+            }
+        }
+        let state = cache.state(&plan.experiment.name);
+        keep.extend(plan.experiment.nodes.iter().filter_map(|n| state.get(&n.id.0)).map(|r| r.key));
+    }
+    let mut doomed: Vec<(ContentHash, u64, String)> = Vec::new();
+    for key in cache.keys().map_err(|e| CliError::Failed(e.to_string()))? {
+        if keep.contains(&key) {
+            continue;
+        }
+        let manifest = cache.manifest(&key).ok().flatten();
+        let (bytes, node) = manifest.map_or((0, "?".to_string()), |m| (m.bytes, m.node));
+        doomed.push((key, bytes, node));
+    }
+    let total: u64 = doomed.iter().map(|d| d.1).sum();
+    for (key, bytes, node) in &doomed {
+        if delete {
+            cache.remove(key).map_err(|e| CliError::Failed(e.to_string()))?;
+        }
+        println!("{} {} {node} ({})", if delete { "removed" } else { "would remove" }, key.short(), render::human_bytes(*bytes));
+    }
+    let verb = if delete { "removed" } else { "would remove (pass --delete to do it)" };
+    println!("{verb}: {} artifact(s), {}; kept {}", doomed.len(), render::human_bytes(total), keep.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn verify(env: &Env, delete: bool) -> Result<ExitCode, CliError> {
+    let cache = env.cache()?;
+    let keys = cache.keys().map_err(|e| CliError::Failed(e.to_string()))?;
+    let verdicts: Vec<(ContentHash, Result<Verdict, String>)> =
+        keys.par_iter().map(|k| (*k, cache.verify(k).map_err(|e| e.to_string()))).collect();
+    let mut bad = 0;
+    for (key, verdict) in &verdicts {
+        let reason = match verdict {
+            Ok(Verdict::Ok) | Ok(Verdict::Missing) => continue,
+            Ok(Verdict::Corrupt { reason }) => reason.clone(),
+            Err(e) => e.clone(),
+        };
+        bad += 1;
+        let node = cache.manifest(key).ok().flatten().map_or("?".to_string(), |m| m.node);
+        println!("CORRUPT {} {node}: {reason}", key.short());
+        if delete {
+            cache.remove(key).map_err(|e| CliError::Failed(e.to_string()))?;
+            println!("        removed; the next run rebuilds it");
+        }
+    }
+    println!("verified {} artifact(s): {} ok, {bad} corrupt", verdicts.len(), verdicts.len() - bad);
+    Ok(if bad > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+pub fn doctor(env: &Env) -> Result<ExitCode, CliError> {
+    println!("scalemake      {}", env!("CARGO_PKG_VERSION"));
+    println!("worker         {}", device::worker_path().display());
+    let healthy = match device::report() {
+        Ok(r) => {
+            let text = |v: &serde_json::Value| v.as_str().map_or_else(|| v.to_string(), str::to_string);
+            println!("tch            {}", text(&r["tch"]));
+            println!("libtorch       {}", text(&r["libtorch"]));
+            println!("libtorch dir   {}", text(&r["libtorch_dir"]));
+            match r["libtorch_cuda"]["loaded"].as_str() {
+                Some(p) => println!("libtorch_cuda  loaded ({p})"),
+                None => println!("libtorch_cuda  not loaded ({})", text(&r["libtorch_cuda"]["error"])),
+            }
+            let gpus = r["cuda_devices"].as_u64().unwrap_or(0);
+            let cuda = if gpus > 0 { format!("available, {gpus} device(s)") } else { "not available (training runs on CPU)".into() };
+            println!("CUDA           {cuda}");
+            println!("cuDNN          {}", if r["cudnn_available"].as_bool() == Some(true) { "available" } else { "not available" });
+            for (i, name) in r["gpu_names"].as_array().into_iter().flatten().enumerate() {
+                println!("  cuda:{i}       {}", text(name));
+            }
+            println!("torch threads  {}", text(&r["cpu_threads"]));
+            true
+        }
+        Err(e) => {
+            println!("libtorch       UNAVAILABLE: {e}");
+            println!("               hint: run scripts/setup.sh (it builds the worker next to scalemake)");
+            false
+        }
+    };
+    println!("CPU threads    {}", std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if env.cache_dir.exists() {
+        let cache = env.cache()?;
+        let objects = cache.keys().map(|k| k.len()).unwrap_or(0);
+        println!("cache          {} ({objects} artifact(s), {})", env.cache_dir.display(), render::human_bytes(cache.size_bytes()));
+    } else {
+        println!("cache          {} (not created yet)", env.cache_dir.display());
+    }
+    Ok(if healthy { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}

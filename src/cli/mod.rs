@@ -1,0 +1,194 @@
+//! Argument parsing and dispatch: `main` → `try_main` → one function per command.
+
+mod commands;
+mod render;
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use scalemake::spec::LoadError;
+
+/// make for scaling-law experiments: build a study declared in one YAML file,
+/// caching every step by content.
+#[derive(Parser, Debug)]
+#[command(name = "scalemake", version, about, long_about = None)]
+pub struct Cli {
+    /// Experiment file [default: scalemake.yaml, else experiments/tiny.yaml].
+    #[arg(short = 'f', long = "file", global = true, env = "SCALEMAKE_FILE")]
+    file: Option<PathBuf>,
+    /// Cache directory [default: ./cache].
+    #[arg(long, global = true, env = "SCALEMAKE_CACHE")]
+    cache: Option<PathBuf>,
+    /// More logging (-v debug, -vv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Build targets (default: every node), skipping what is cached.
+    Run {
+        /// [FILE.yaml] then targets: `name`, `train[model=small]`, `train[*doped*]`.
+        args: Vec<String>,
+        /// Parallel CPU slots [default: number of cores].
+        #[arg(short, long)]
+        jobs: Option<usize>,
+        /// Keep building what does not depend on a failed node.
+        #[arg(short = 'k', long)]
+        keep_going: bool,
+        /// Say what would run and why, build nothing.
+        #[arg(short = 'n', long)]
+        dry_run: bool,
+    },
+    /// List stale nodes and why each must rebuild.
+    Status {
+        /// [FILE.yaml] then targets.
+        args: Vec<String>,
+        /// Also list fresh nodes.
+        #[arg(short, long)]
+        all: bool,
+    },
+    /// Print the DAG with each node's state.
+    Dag {
+        /// [FILE.yaml] then targets.
+        args: Vec<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = DagFormat::Text)]
+        format: DagFormat,
+    },
+    /// Show one node: params with defaults, key, inputs, artifact, reasons.
+    Show {
+        /// [FILE.yaml] then the node.
+        args: Vec<String>,
+    },
+    /// Print the log of a node's latest attempt.
+    Log {
+        /// [FILE.yaml] then the node.
+        args: Vec<String>,
+    },
+    /// Forget the cached artifacts of nodes so they rebuild.
+    Clean {
+        /// [FILE.yaml] then nodes or patterns.
+        args: Vec<String>,
+    },
+    /// Remove cached artifacts that no given experiment file references.
+    Gc {
+        /// Experiment files whose artifacts to keep [default: the default file].
+        files: Vec<PathBuf>,
+        /// Actually delete (without it, only list what would go).
+        #[arg(long)]
+        delete: bool,
+    },
+    /// Re-hash every cached artifact and report corruption.
+    Verify {
+        /// Delete corrupt artifacts so the next run rebuilds them.
+        #[arg(long)]
+        delete: bool,
+    },
+    /// Report libtorch, CUDA, devices and the cache.
+    Doctor,
+}
+
+/// `scalemake dag --format`.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum DagFormat {
+    /// Indented list.
+    Text,
+    /// Graphviz.
+    Dot,
+    /// Mermaid flowchart.
+    Mermaid,
+    /// Machine-readable.
+    Json,
+}
+
+/// A failure of the command line itself, mapped to an exit code.
+#[derive(Debug)]
+pub enum CliError {
+    /// Bad usage or input: exit 2.
+    Usage(String),
+    /// Experiment file errors: exit 2, rendered with source snippets.
+    Load(LoadError),
+    /// Something failed at run time: exit 1.
+    Failed(String),
+}
+
+impl From<LoadError> for CliError {
+    fn from(e: LoadError) -> Self {
+        CliError::Load(e)
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = match cli.verbose {
+        0 => "warn",
+        1 => "scalemake=debug",
+        _ => "scalemake=trace",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SCALEMAKE_LOG").unwrap_or_else(|_| filter.into()))
+        .with_writer(std::io::stderr)
+        .without_time()
+        .init();
+    // Long lines, not wrapped: messages stay greppable and copy-pasteable.
+    let _ = miette::set_hook(Box::new(|_| Box::new(miette::MietteHandlerOpts::new().wrap_lines(false).build())));
+    match try_main(cli) {
+        Ok(code) => code,
+        Err(CliError::Usage(msg)) => {
+            eprintln!("scalemake: error: {msg}");
+            ExitCode::from(2)
+        }
+        Err(CliError::Load(LoadError::Spec(errors))) => {
+            let count = errors.0.len();
+            for e in errors.0 {
+                eprintln!("{:?}", miette::Report::new(e));
+            }
+            eprintln!("scalemake: {count} error(s) in the experiment file; nothing was run");
+            ExitCode::from(2)
+        }
+        Err(CliError::Load(e)) => {
+            eprintln!("scalemake: error: {e}");
+            ExitCode::from(2)
+        }
+        Err(CliError::Failed(msg)) => {
+            eprintln!("scalemake: error: {msg}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn try_main(cli: Cli) -> Result<ExitCode, CliError> {
+    let root = std::env::current_dir().map_err(|e| CliError::Usage(format!("cannot read the current directory: {e}")))?;
+    let cache_dir = cli.cache.clone().unwrap_or_else(|| root.join("cache"));
+    let env = commands::Env { root, cache_dir, file: cli.file.clone(), tty: std::io::stderr().is_terminal() };
+    match cli.command {
+        Command::Run { args, jobs, keep_going, dry_run } => commands::run(&env, &args, jobs, keep_going, dry_run),
+        Command::Status { args, all } => commands::status(&env, &args, all),
+        Command::Dag { args, format } => commands::dag(&env, &args, format),
+        Command::Show { args } => commands::show(&env, &args),
+        Command::Log { args } => commands::log(&env, &args),
+        Command::Clean { args } => commands::clean(&env, &args),
+        Command::Gc { files, delete } => commands::gc(&env, &files, delete),
+        Command::Verify { delete } => commands::verify(&env, delete),
+        Command::Doctor => commands::doctor(&env),
+    }
+}
+
+/// Splits `[FILE.yaml] rest...` into the experiment file and the rest.
+fn split_file_arg<'a>(env_file: &Option<PathBuf>, args: &'a [String]) -> (Option<PathBuf>, &'a [String]) {
+    match args.first() {
+        Some(first) if env_file.is_none() && is_yaml(first) => (Some(PathBuf::from(first)), &args[1..]),
+        _ => (env_file.clone(), args),
+    }
+}
+
+fn is_yaml(arg: &str) -> bool {
+    let p = Path::new(arg);
+    matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+}

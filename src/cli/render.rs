@@ -1,0 +1,185 @@
+//! Text renderings of the graph and of single nodes.
+
+use std::collections::BTreeSet;
+use std::fmt::Write;
+
+use scalemake::cache::Cache;
+use scalemake::exec::Freshness;
+use scalemake::graph::Plan;
+
+use super::DagFormat;
+
+/// The state shown for a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeState {
+    Fresh,
+    Stale,
+    Missing,
+    Failed,
+}
+
+impl NodeState {
+    pub fn label(self) -> &'static str {
+        match self {
+            NodeState::Fresh => "fresh",
+            NodeState::Stale => "stale",
+            NodeState::Missing => "missing",
+            NodeState::Failed => "failed",
+        }
+    }
+
+    fn colour(self) -> &'static str {
+        match self {
+            NodeState::Fresh => "palegreen",
+            NodeState::Stale => "khaki",
+            NodeState::Missing => "lightsalmon",
+            NodeState::Failed => "tomato",
+        }
+    }
+}
+
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+pub fn dag(plan: &Plan, selected: &BTreeSet<usize>, states: &[NodeState], survey: &[Freshness], format: DagFormat) -> String {
+    let nodes = &plan.experiment.nodes;
+    let order: Vec<usize> = plan.topo_order().iter().copied().filter(|i| selected.contains(i)).collect();
+    let edges: Vec<(usize, usize)> = order.iter().flat_map(|&i| plan.inputs_of(i).into_iter().map(move |p| (p, i))).collect();
+    let mut out = String::new();
+    match format {
+        DagFormat::Text => {
+            for &i in &order {
+                let inputs: Vec<&str> = plan.inputs_of(i).into_iter().map(|p| nodes[p].id.0.as_str()).collect();
+                let _ = write!(out, "[{:<7}] {} ({})", states[i].label(), nodes[i].id, nodes[i].kind.name());
+                if !inputs.is_empty() {
+                    let _ = write!(out, " <- {}", inputs.join(", "));
+                }
+                out.push('\n');
+            }
+        }
+        DagFormat::Dot => {
+            let _ = writeln!(out, "digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box, style=filled];", escape(&plan.experiment.name));
+            for &i in &order {
+                let _ = writeln!(out, "  n{i} [label=\"{}\\n{}\", fillcolor={}];", escape(&nodes[i].id.0), states[i].label(), states[i].colour());
+            }
+            for (a, b) in &edges {
+                let _ = writeln!(out, "  n{a} -> n{b};");
+            }
+            out.push_str("}\n");
+        }
+        DagFormat::Mermaid => {
+            out.push_str("flowchart LR\n");
+            for &i in &order {
+                let _ = writeln!(out, "  n{i}[\"{} ({})\"]:::{}", nodes[i].id.0.replace('"', "#quot;"), states[i].label(), states[i].label());
+            }
+            for (a, b) in &edges {
+                let _ = writeln!(out, "  n{a} --> n{b}");
+            }
+            for s in [NodeState::Fresh, NodeState::Stale, NodeState::Missing, NodeState::Failed] {
+                let _ = writeln!(out, "  classDef {} fill:{}", s.label(), s.colour());
+            }
+        }
+        DagFormat::Json => {
+            let json_nodes: Vec<serde_json::Value> = order
+                .iter()
+                .map(|&i| {
+                    let (key, reasons) = match &survey[i] {
+                        Freshness::Fresh { key, .. } => (Some(key.hex()), vec![]),
+                        Freshness::Stale { key, reasons } => (key.map(|k| k.hex()), reasons.iter().map(ToString::to_string).collect()),
+                        Freshness::Broken { message } => (None, vec![message.clone()]),
+                    };
+                    serde_json::json!({
+                        "id": nodes[i].id.0,
+                        "kind": nodes[i].kind.name(),
+                        "state": states[i].label(),
+                        "key": key,
+                        "reasons": reasons,
+                        "inputs": plan.inputs_of(i).into_iter().map(|p| nodes[p].id.0.clone()).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            let doc = serde_json::json!({ "experiment": plan.experiment.name, "nodes": json_nodes });
+            out = serde_json::to_string_pretty(&doc).unwrap_or_default();
+            out.push('\n');
+        }
+    }
+    out
+}
+
+pub fn show(plan: &Plan, i: usize, cache: &Cache, survey: &[Freshness], state: NodeState) -> String {
+    let node = &plan.experiment.nodes[i];
+    let mut out = String::new();
+    let src = &plan.experiment.source;
+    let _ = writeln!(out, "node      {}", node.id);
+    let _ = writeln!(out, "kind      {} (version {})", node.kind.name(), node.kind.version());
+    let _ = writeln!(out, "declared  {}:{}:{}", src.path.display(), node.span.line, node.span.col);
+    let _ = writeln!(out, "resources cpu={} gpu={}", node.resources.cpu, node.resources.gpu);
+    let key = match &survey[i] {
+        Freshness::Fresh { key, .. } => Some(*key),
+        Freshness::Stale { key, .. } => *key,
+        Freshness::Broken { .. } => None,
+    };
+    let _ = writeln!(out, "state     {}", state.label());
+    match &survey[i] {
+        Freshness::Fresh { .. } => {}
+        Freshness::Stale { reasons, .. } => {
+            for r in reasons {
+                let _ = writeln!(out, "  because {r}");
+            }
+        }
+        Freshness::Broken { message } => {
+            let _ = writeln!(out, "  because {message}");
+        }
+    }
+    let _ = writeln!(out, "key       {}", key.map_or("(unknown until inputs are built)".to_string(), |k| k.hex()));
+    if !node.inputs.is_empty() {
+        out.push_str("inputs\n");
+        for input in &node.inputs {
+            let names: Vec<String> = input.nodes.iter().map(|&p| format!("{} [{}]", plan.experiment.nodes[p].id, short_state(&survey[p]))).collect();
+            let _ = writeln!(out, "  {} -> {}", input.name, names.join(", "));
+        }
+    }
+    if let Some(manifest) = key.and_then(|k| cache.manifest(&k).ok().flatten()) {
+        let _ = writeln!(out, "artifact  {}", cache.artifact_dir(&manifest.key).display());
+        let _ = writeln!(out, "  digest  {}", manifest.artifact);
+        let _ = writeln!(out, "  files   {} ({})", manifest.outputs.len(), human_bytes(manifest.bytes));
+        let _ = writeln!(out, "  built   in {:.2}s on {} by scalemake {}", manifest.seconds, manifest.host, manifest.tool_version);
+        for (name, value) in &manifest.metrics {
+            let _ = writeln!(out, "  metric  {name} = {value}");
+        }
+    }
+    let unhashed: Vec<&str> = node.kind.schema().fields.iter().filter(|f| !f.hashed).map(|f| f.name).collect();
+    out.push_str("params (defaults filled in)\n");
+    let yaml = serde_yaml::to_string(&node.params).unwrap_or_default();
+    for line in yaml.lines() {
+        let _ = writeln!(out, "  {line}");
+    }
+    if !unhashed.is_empty() {
+        let _ = writeln!(out, "  (not part of the key: {})", unhashed.join(", "));
+    }
+    out
+}
+
+fn short_state(f: &Freshness) -> &'static str {
+    match f {
+        Freshness::Fresh { .. } => "fresh",
+        Freshness::Stale { .. } => "stale",
+        Freshness::Broken { .. } => "failed",
+    }
+}

@@ -1,0 +1,385 @@
+//! The executor: drains a [`Plan`], building stale nodes in parallel.
+//!
+//! One coordinator thread owns the scheduling state, the terminal and the
+//! state log; each running node gets a worker thread that builds into a
+//! staging directory and commits it. Workers talk to the coordinator only
+//! through [`Message`]s. Commits happen in the worker (they hash the
+//! artifact, which may be large, and must not stall scheduling) but only
+//! after `run` succeeded; the coordinator then records the new digest and
+//! re-evaluates dependents, which gives early cut-off for free: a rebuilt
+//! node with an unchanged digest leaves its dependents' keys unchanged.
+//!
+//! Failure policy (like make): without `--keep-going` the first failure stops
+//! new work and lets running nodes finish; with it, everything not
+//! downstream of a failure is built. Ctrl-C cancels running nodes, whose
+//! staging directories are deleted: nothing partial is ever committed.
+
+pub mod fingerprint;
+mod progress;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub use fingerprint::{DirtyReason, Fingerprinter, Freshness, KeyParts};
+use progress::Reporter;
+
+use crate::cache::{Cache, CacheError, ManifestInput, StateRecord};
+use crate::graph::Plan;
+use crate::hash::ContentHash;
+use crate::nodes::{Artifact, Input, NodeCtx, NodeCtxParts, NodeError, Progress};
+
+/// How to run.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// CPU slots (`-j`).
+    pub jobs: usize,
+    /// GPU slots (visible devices).
+    pub gpus: usize,
+    /// Build everything not downstream of a failure.
+    pub keep_going: bool,
+    /// Targets (empty: all).
+    pub targets: Vec<String>,
+    /// Show progress bars (else plain lines).
+    pub progress_bars: bool,
+}
+
+/// What a run did.
+#[derive(Debug, Default)]
+pub struct RunSummary {
+    /// Node ids built now.
+    pub built: Vec<String>,
+    /// Node ids that were already fresh.
+    pub fresh: Vec<String>,
+    /// Node ids that failed, with the error.
+    pub failed: Vec<(String, String)>,
+    /// Node ids not built because an upstream failed or the run stopped.
+    pub skipped: Vec<String>,
+    /// Ctrl-C was pressed.
+    pub cancelled: bool,
+}
+
+/// Errors that stop the executor itself (not a node failure).
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// Bad target selection.
+    #[error("{0}")]
+    Target(String),
+    /// The cache failed.
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+}
+
+/// Set by the Ctrl-C handler; checked by the coordinator and by nodes.
+pub static CANCELLED: AtomicBool = AtomicBool::new(false);
+
+enum Message {
+    Progress(usize, Progress),
+    Waiting(usize, Option<u32>),
+    Done(usize, Result<Built, String>),
+}
+
+struct Built {
+    artifact: ContentHash,
+    seconds: f64,
+    /// Another process built it while we waited for the lock.
+    by_other: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Phase {
+    Pending,
+    Running,
+    Fresh,
+    Built,
+    Failed,
+    Skipped,
+}
+
+/// Where a run reads and writes.
+pub struct Workspace<'a> {
+    /// Project root: commands run here, relative paths resolve here.
+    pub root: &'a Path,
+    /// The cache.
+    pub cache: &'a Cache,
+}
+
+/// Builds the selected targets of `plan`.
+pub fn run(plan: &Plan, ws: &Workspace<'_>, opts: &RunOptions) -> Result<RunSummary, ExecError> {
+    let selected = plan.select(&opts.targets).map_err(ExecError::Target)?;
+    let mut fp = Fingerprinter::new(plan, ws.cache, ws.root);
+    let n = plan.len();
+    let mut phase = vec![Phase::Pending; n];
+    let mut digests: Vec<Option<ContentHash>> = vec![None; n];
+    let mut keys: Vec<Option<ContentHash>> = vec![None; n];
+    let mut ready: BTreeMap<usize, (ContentHash, KeyParts)> = BTreeMap::new();
+    let mut summary = RunSummary::default();
+    let reporter = Reporter::new(selected.len() as u64, opts.progress_bars);
+    let (tx, rx) = mpsc::channel::<Message>();
+    let (mut cpu_free, mut gpu_free) = (opts.jobs.max(1), opts.gpus);
+    let mut running = 0usize;
+    let mut stopping = false;
+    let exp = plan.experiment.name.clone();
+    let order: Vec<usize> = plan.topo_order().iter().copied().filter(|i| selected.contains(i)).collect();
+
+    std::thread::scope(|scope| -> Result<(), ExecError> {
+        loop {
+            if CANCELLED.load(Ordering::Relaxed) && !summary.cancelled {
+                summary.cancelled = true;
+                stopping = true;
+                reporter.line("interrupted: cancelling running nodes (nothing partial is kept)");
+            }
+            // Settle: decide every pending node whose inputs are all resolved.
+            for &i in &order {
+                if phase[i] != Phase::Pending || ready.contains_key(&i) {
+                    continue;
+                }
+                let inputs = plan.inputs_of(i);
+                if inputs.iter().any(|&p| matches!(phase[p], Phase::Failed | Phase::Skipped)) {
+                    phase[i] = Phase::Skipped;
+                    continue;
+                }
+                if !inputs.iter().all(|&p| matches!(phase[p], Phase::Fresh | Phase::Built)) {
+                    continue;
+                }
+                match fp.evaluate(i, &digests) {
+                    Freshness::Fresh { key, artifact } => {
+                        digests[i] = Some(artifact);
+                        keys[i] = Some(key);
+                        phase[i] = Phase::Fresh;
+                        reporter.tick();
+                    }
+                    Freshness::Stale { key: Some(key), reasons } => {
+                        let why: Vec<String> = reasons.iter().map(ToString::to_string).collect();
+                        tracing::debug!(node = %plan.experiment.nodes[i].id, "stale: {}", why.join("; "));
+                        let parts = match fp.key_parts(i, &digests) {
+                            Ok(Ok(parts)) => parts,
+                            _ => unreachable!("evaluate just computed this key"),
+                        };
+                        ready.insert(i, (key, parts));
+                    }
+                    Freshness::Stale { key: None, .. } => {}
+                    Freshness::Broken { message } => {
+                        phase[i] = Phase::Failed;
+                        reporter.failed(&plan.experiment.nodes[i].id.0, &message);
+                        summary.failed.push((plan.experiment.nodes[i].id.0.clone(), message));
+                        stopping |= !opts.keep_going;
+                    }
+                }
+            }
+            // Dispatch ready nodes in topological order while slots allow.
+            if !stopping {
+                let candidates: Vec<usize> = ready.keys().copied().collect();
+                for i in candidates {
+                    let node = &plan.experiment.nodes[i];
+                    let need_cpu = (node.resources.cpu as usize).min(opts.jobs.max(1));
+                    let need_gpu = node.resources.gpu as usize;
+                    if need_gpu > opts.gpus {
+                        ready.remove(&i);
+                        phase[i] = Phase::Failed;
+                        let msg = format!("needs {need_gpu} GPU(s), {} visible", opts.gpus);
+                        reporter.failed(&node.id.0, &msg);
+                        summary.failed.push((node.id.0.clone(), msg));
+                        stopping |= !opts.keep_going;
+                        continue;
+                    }
+                    if need_cpu > cpu_free || need_gpu > gpu_free {
+                        continue;
+                    }
+                    let (key, parts) = ready.remove(&i).expect("candidate is ready");
+                    cpu_free -= need_cpu;
+                    gpu_free -= need_gpu;
+                    running += 1;
+                    phase[i] = Phase::Running;
+                    keys[i] = Some(key);
+                    reporter.started(i, &node.id.0);
+                    let inputs = resolve_inputs(plan, ws.cache, &keys, i);
+                    let tx = tx.clone();
+                    let log = ws.cache.node_log(&exp, &node.id.0);
+                    scope.spawn(move || {
+                        let result = build_node(plan, ws, i, key, &parts, &inputs, &log, &tx);
+                        let _ = tx.send(Message::Done(i, result));
+                    });
+                }
+            }
+            if running == 0 && (stopping || ready.is_empty()) {
+                break;
+            }
+            let message = match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(m) => m,
+                Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
+            match message {
+                Message::Progress(i, p) => reporter.progress(i, p),
+                Message::Waiting(i, pid) => {
+                    let who = pid.map_or("another process".to_string(), |p| format!("another process (pid {p})"));
+                    reporter.line(&format!("{} is being built by {who}; waiting for it", plan.experiment.nodes[i].id));
+                }
+                Message::Done(i, result) => {
+                    running -= 1;
+                    let node = &plan.experiment.nodes[i];
+                    cpu_free += (node.resources.cpu as usize).min(opts.jobs.max(1));
+                    gpu_free += node.resources.gpu as usize;
+                    match result {
+                        Ok(built) => {
+                            let key = keys[i].expect("a dispatched node has a key");
+                            let record = StateRecord { key, artifact: built.artifact };
+                            if let Err(e) = fp.state_mut().record(&node.id.0, record) {
+                                tracing::warn!("cannot record state of {}: {e}", node.id);
+                            }
+                            digests[i] = Some(built.artifact);
+                            phase[i] = Phase::Built;
+                            reporter.finished(i, &node.id.0, built.seconds, built.by_other);
+                            summary.built.push(node.id.0.clone());
+                        }
+                        Err(message) => {
+                            phase[i] = Phase::Failed;
+                            if let Some(key) = keys[i].filter(|_| message != "cancelled") {
+                                if let Err(e) = fp.state_mut().record_failure(&node.id.0, key) {
+                                    tracing::warn!("cannot record failure of {}: {e}", node.id);
+                                }
+                            }
+                            let shown = if summary.cancelled { "cancelled".to_string() } else { message };
+                            reporter.node_failed(i, &node.id.0, &shown, &ws.cache.node_log(&exp, &node.id.0));
+                            summary.failed.push((node.id.0.clone(), shown));
+                            stopping |= !opts.keep_going;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    })?;
+    reporter.clear();
+    for &i in &order {
+        let id = plan.experiment.nodes[i].id.0.clone();
+        match phase[i] {
+            Phase::Fresh => summary.fresh.push(id),
+            Phase::Pending | Phase::Skipped => summary.skipped.push(id),
+            _ => {}
+        }
+    }
+    if summary.cancelled {
+        summary.failed.retain(|(_, m)| m != "cancelled");
+    }
+    fp.finish();
+    Ok(summary)
+}
+
+/// The artifact directories of node `i`'s inputs (all built: `keys` known).
+fn resolve_inputs(plan: &Plan, cache: &Cache, keys: &[Option<ContentHash>], i: usize) -> Vec<Input> {
+    plan.experiment.nodes[i]
+        .inputs
+        .iter()
+        .map(|input| Input {
+            reference: input.name.clone(),
+            artifacts: input
+                .nodes
+                .iter()
+                .filter_map(|&p| {
+                    let key = keys[p]?;
+                    Some(Artifact { node: plan.experiment.nodes[p].id.clone(), dir: cache.artifact_dir(&key) })
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// Builds one node: lock, (re)check, stage, run, commit. Runs on a worker thread.
+#[allow(clippy::too_many_arguments)]
+fn build_node(
+    plan: &Plan,
+    ws: &Workspace<'_>,
+    i: usize,
+    key: ContentHash,
+    parts: &KeyParts,
+    inputs: &[Input],
+    log_path: &PathBuf,
+    tx: &mpsc::Sender<Message>,
+) -> Result<Built, String> {
+    let node = &plan.experiment.nodes[i];
+    let cache = ws.cache;
+    let lock = match cache.try_lock(&key).map_err(|e| e.to_string())? {
+        Some(lock) => lock,
+        None => {
+            let _ = tx.send(Message::Waiting(i, cache.lock_owner(&key)));
+            cache.lock(&key).map_err(|e| e.to_string())?
+        }
+    };
+    if let Some(m) = cache.manifest(&key).map_err(|e| e.to_string())? {
+        return Ok(Built { artifact: m.artifact, seconds: 0.0, by_other: true });
+    }
+    let staging = cache.stage(&key, &lock).map_err(|e| e.to_string())?;
+    let work_dir = cache.work_dir(&key).map_err(|e| e.to_string())?;
+    if let Some(dir) = log_path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let log = std::fs::File::create(log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
+    let progress = |p: Progress| {
+        let _ = tx.send(Message::Progress(i, p));
+    };
+    let out_dir = staging.out_dir();
+    let started = Instant::now();
+    let mut ctx = NodeCtx::new(NodeCtxParts {
+        id: &node.id,
+        params: &node.params,
+        inputs,
+        out_dir: &out_dir,
+        work_dir: &work_dir,
+        root: ws.root,
+        log,
+        progress: &progress,
+        cancelled: &CANCELLED,
+    });
+    let outcome = node.kind.run(&mut ctx);
+    let seconds = started.elapsed().as_secs_f64();
+    if let Err(e) = outcome {
+        ctx.log_line(&format!("scalemake: node failed: {e}"));
+        return Err(match e {
+            NodeError::Cancelled => "cancelled".to_string(),
+            other => other.to_string(),
+        });
+    }
+    ctx.log_line(&format!("scalemake: node finished in {seconds:.2}s"));
+    let metrics = ctx.into_metrics();
+    let manifest = cache
+        .commit(staging, Some(log_path), |m| {
+            m.node = node.id.0.clone();
+            m.kind = node.kind.name().to_string();
+            m.kind_version = node.kind.version();
+            m.params = parts.params.clone();
+            m.inputs = parts.inputs.iter().map(|(name, artifacts)| ManifestInput { name: name.clone(), artifacts: artifacts.clone() }).collect();
+            m.files = parts.files.clone();
+            m.seconds = seconds;
+            m.metrics = metrics;
+        })
+        .map_err(|e| e.to_string())?;
+    drop(lock);
+    Ok(Built { artifact: manifest.artifact, seconds, by_other: false })
+}
+
+/// The state of every node without building anything (for `status`, `dag`,
+/// `--dry-run`): fresh nodes resolve their digests so that downstream keys
+/// can be computed as far as possible.
+pub fn survey(plan: &Plan, ws: &Workspace<'_>) -> Vec<Freshness> {
+    let mut fp = Fingerprinter::new(plan, ws.cache, ws.root);
+    let mut digests: Vec<Option<ContentHash>> = vec![None; plan.len()];
+    let mut out: Vec<Option<Freshness>> = vec![None; plan.len()];
+    for &i in plan.topo_order() {
+        let f = fp.evaluate(i, &digests);
+        if let Freshness::Fresh { artifact, .. } = &f {
+            digests[i] = Some(*artifact);
+        }
+        out[i] = Some(f);
+    }
+    fp.finish();
+    out.into_iter().map(|f| f.expect("every node is in the topological order")).collect()
+}
+
+/// Node ids selected by `targets` (for CLI listings).
+pub fn selection(plan: &Plan, targets: &[String]) -> Result<BTreeSet<usize>, ExecError> {
+    plan.select(targets).map_err(ExecError::Target)
+}

@@ -1,0 +1,21 @@
+//! scalemake: make for scaling-law experiments.
+//!
+//! The pipeline from an experiment file to built artifacts:
+//!
+//! ```text
+//! spec (YAML → validated NodeSpecs) → graph (Plan: DAG, targets)
+//!   → hash (node keys, stat cache) → cache (atomic, content-addressed store)
+//!   → exec (parallel executor, freshness, reasons) → nodes (kinds behind one trait)
+//! ```
+//!
+//! Each module depends only on those to its left (and on `nodes::NodeKind`,
+//! the seam every kind plugs into); kinds never see the cache or executor.
+#![deny(missing_docs)]
+
+pub mod cache;
+pub mod device;
+pub mod exec;
+pub mod graph;
+pub mod hash;
+pub mod nodes;
+pub mod spec;

@@ -1,0 +1,179 @@
+//! `command`: run a shell command with declared inputs and outputs.
+//!
+//! The command runs with `sh -c` in the project root. It sees:
+//! - `$OUT`: the (empty) directory that becomes the artifact; declared
+//!   `outputs` must exist there when it exits 0;
+//! - `$IN`: the artifact directory of its single input (when there is one);
+//! - `$IN_<NAME>`: the directories of input reference `<NAME>` (upper-cased,
+//!   non-alphanumerics as `_`), space separated for a family;
+//! - `$WORK`: a directory that survives a crash of the same key;
+//! - the `env:` mapping.
+//!
+//! Files the command reads from the project go in `deps:` (paths or globs):
+//! they are hashed by content, so editing one reruns the node. The command
+//! runs in its own process group and dies with scalemake (SIGKILL included).
+
+use std::os::unix::process::CommandExt;
+use std::path::{Component, Path};
+use std::process::Stdio;
+use std::time::Duration;
+
+use super::{NodeCtx, NodeError, NodeKind, Progress};
+use crate::spec::{Field, FieldType, Schema, Value};
+
+/// The `command` node kind.
+pub struct Command {
+    schema: Schema,
+}
+
+impl Command {
+    /// Creates the kind with its schema.
+    pub fn new() -> Self {
+        let strings = || FieldType::List(Box::new(FieldType::Str));
+        Command {
+            schema: Schema::new(vec![
+                Field::required("cmd", FieldType::Str, "shell command (sh -c), run in the project root"),
+                Field::default("deps", strings(), Value::List(vec![]), "project files it reads (paths or globs), hashed by content"),
+                Field::default("outputs", strings(), Value::List(vec![]), "files it must create under $OUT"),
+                Field::default("env", FieldType::Dict(Box::new(FieldType::Str)), Value::Map(Default::default()), "extra environment variables"),
+            ]),
+        }
+    }
+}
+
+impl Default for Command {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn string_list(params: &Value, key: &str) -> Vec<String> {
+    params.get_path(key).and_then(Value::as_list).unwrap_or(&[]).iter().filter_map(|v| v.as_str().map(String::from)).collect()
+}
+
+/// Environment variable name for an input reference: `train[model=a]` → `IN_TRAIN_MODEL_A_`.
+fn input_var(reference: &str) -> String {
+    let name: String = reference.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect();
+    format!("IN_{name}")
+}
+
+/// Declared outputs must stay inside `$OUT`.
+fn check_output_path(path: &str) -> Result<(), NodeError> {
+    let p = Path::new(path);
+    if p.is_absolute() || p.components().any(|c| matches!(c, Component::ParentDir)) {
+        return Err(NodeError::Failed(format!("output `{path}` must be a relative path inside $OUT (no `..`, not absolute)")));
+    }
+    Ok(())
+}
+
+impl NodeKind for Command {
+    fn name(&self) -> &'static str {
+        "command"
+    }
+
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    fn file_inputs(&self, params: &Value) -> Vec<String> {
+        string_list(params, "deps")
+    }
+
+    fn run(&self, ctx: &mut NodeCtx<'_>) -> Result<(), NodeError> {
+        let cmd_text = ctx.params().get_path("cmd").and_then(Value::as_str).unwrap_or_default().to_string();
+        let outputs = string_list(ctx.params(), "outputs");
+        for out in &outputs {
+            check_output_path(out)?;
+        }
+        let mut cmd = std::process::Command::new("sh");
+        cmd.arg("-c").arg(&cmd_text).current_dir(ctx.root()).stdin(Stdio::null());
+        cmd.env("OUT", ctx.out_dir()).env("WORK", ctx.work_dir());
+        let all: Vec<&Path> = ctx.inputs().iter().flat_map(|i| i.artifacts.iter().map(|a| a.dir.as_path())).collect();
+        if let [only] = all.as_slice() {
+            cmd.env("IN", only);
+        }
+        for input in ctx.inputs() {
+            let dirs: Vec<String> = input.artifacts.iter().map(|a| a.dir.display().to_string()).collect();
+            cmd.env(input_var(&input.reference), dirs.join(" "));
+        }
+        if let Some(env) = ctx.params().get_path("env").and_then(Value::as_map) {
+            for (k, v) in env {
+                cmd.env(k, v.as_str().unwrap_or_default());
+            }
+        }
+        let log = ctx.log().try_clone().map_err(|e| NodeError::Failed(format!("cannot share the log with the command: {e}")))?;
+        let log_err = log.try_clone().map_err(|e| NodeError::Failed(format!("cannot share the log with the command: {e}")))?;
+        cmd.stdout(log).stderr(log_err);
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setpgid(0, 0);
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        ctx.log_line(&format!("$ {cmd_text}"));
+        ctx.progress(Progress::Message(truncate(&cmd_text, 60)));
+        let mut child = cmd.spawn().map_err(|e| NodeError::Failed(format!("cannot start sh: {e}")))?;
+        let pgid = child.id() as i32;
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) if ctx.is_cancelled() => {
+                    // SAFETY: signalling the child's own process group.
+                    unsafe { libc::kill(-pgid, libc::SIGTERM) };
+                    std::thread::sleep(Duration::from_millis(200));
+                    unsafe { libc::kill(-pgid, libc::SIGKILL) };
+                    let _ = child.wait();
+                    return Err(NodeError::Cancelled);
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+                Err(e) => return Err(NodeError::Failed(format!("waiting for the command: {e}"))),
+            }
+        };
+        if !status.success() {
+            let how = match status.code() {
+                Some(code) => format!("exited with status {code}"),
+                None => "was killed by a signal".to_string(),
+            };
+            return Err(NodeError::Failed(format!("command {how}: {}", truncate(&cmd_text, 120))));
+        }
+        let missing: Vec<&String> = outputs.iter().filter(|o| !ctx.out_dir().join(o).exists()).collect();
+        if !missing.is_empty() {
+            let list: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
+            return Err(NodeError::Failed(format!("command succeeded but did not create declared output(s) in $OUT: {}", list.join(", "))));
+        }
+        Ok(())
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    let line = s.lines().next().unwrap_or_default();
+    if line.chars().count() <= max && !s.contains('\n') {
+        return line.to_string();
+    }
+    let cut: String = line.chars().take(max).collect();
+    format!("{cut}…")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_vars_are_shell_names() {
+        assert_eq!(input_var("train[model=a]"), "IN_TRAIN_MODEL_A_");
+        assert_eq!(input_var("corpus"), "IN_CORPUS");
+    }
+
+    #[test]
+    fn outputs_stay_inside_out() {
+        assert!(check_output_path("a/b.txt").is_ok());
+        assert!(check_output_path("../x").is_err());
+        assert!(check_output_path("/etc/passwd").is_err());
+    }
+}

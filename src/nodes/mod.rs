@@ -1,0 +1,248 @@
+//! Node kinds: the one trait every step of a study implements.
+//!
+//! The engine (graph, hash, cache, executor) never matches on a kind: it asks
+//! the kind for its schema, version, resources and file inputs, and calls
+//! [`NodeKind::run`] with a [`NodeCtx`] that exposes exactly what a node may
+//! touch — its params, its inputs' artifact directories (read-only), a fresh
+//! output directory, a persistent work directory for checkpoints, a log, a
+//! progress handle and a cancellation flag. Kinds never see cache internals:
+//! whatever they write to the output directory becomes the artifact, and only
+//! after `run` returns `Ok` does the executor commit it.
+
+mod command;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+pub use command::Command;
+
+use crate::spec::{NodeId, Schema, Value};
+
+/// Execution slots a node needs while it runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Resources {
+    /// CPU slots (the executor has `-j` of them).
+    pub cpu: u32,
+    /// GPU slots (one per visible device).
+    pub gpu: u32,
+}
+
+impl Default for Resources {
+    fn default() -> Self {
+        Resources { cpu: 1, gpu: 0 }
+    }
+}
+
+/// A kind of node: `command`, and later `corpus`, `tokenizer`, `train`, …
+///
+/// Implementations must be deterministic functions of (params, inputs, file
+/// inputs) *in everything they write to the output directory*: the artifact's
+/// digest decides whether dependents rebuild (early cut-off). Timings and
+/// hostnames belong in metrics, not in artifact files.
+pub trait NodeKind: Send + Sync {
+    /// The name used in `kind:`.
+    fn name(&self) -> &'static str;
+
+    /// Implementation version, hashed into every key. Bump it whenever the
+    /// same params and inputs would now produce a different artifact; forget
+    /// to, and stale artifacts are served as fresh.
+    fn version(&self) -> u32;
+
+    /// Parameter schema: types, defaults, and which fields are hashed.
+    fn schema(&self) -> &Schema;
+
+    /// Slots to reserve when a node does not say `resources:`.
+    fn resources_default(&self) -> Resources {
+        Resources::default()
+    }
+
+    /// Files outside the cache that the node reads, as paths or globs
+    /// relative to the project root. They are hashed by content into the key;
+    /// a file the node reads but does not declare is invisible to caching.
+    fn file_inputs(&self, _params: &Value) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Builds the artifact into `ctx.out_dir()`.
+    fn run(&self, ctx: &mut NodeCtx<'_>) -> Result<(), NodeError>;
+}
+
+/// Why a node failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// A file operation failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The node's own logic reports a failure.
+    #[error("{0}")]
+    Failed(String),
+    /// The run was interrupted (Ctrl-C).
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl NodeError {
+    /// Wraps an I/O error with the path it concerns.
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        NodeError::Io { path: path.to_path_buf(), source }
+    }
+}
+
+/// The artifact of one upstream node.
+#[derive(Clone, Debug)]
+pub struct Artifact {
+    /// The node that built it.
+    pub node: NodeId,
+    /// Its directory (read-only by convention).
+    pub dir: PathBuf,
+}
+
+/// One `input:` reference with the artifacts it selected.
+#[derive(Clone, Debug)]
+pub struct Input {
+    /// The reference as written.
+    pub reference: String,
+    /// One artifact per selected node, in file order.
+    pub artifacts: Vec<Artifact>,
+}
+
+/// A progress update sent to the terminal.
+#[derive(Clone, Debug)]
+pub enum Progress {
+    /// `done` of `total` units.
+    Position {
+        /// Units done.
+        done: u64,
+        /// Units in all.
+        total: u64,
+    },
+    /// A short status line.
+    Message(String),
+}
+
+/// What a running node may see and do.
+pub struct NodeCtx<'a> {
+    id: &'a NodeId,
+    params: &'a Value,
+    inputs: &'a [Input],
+    out_dir: &'a Path,
+    work_dir: &'a Path,
+    root: &'a Path,
+    log: File,
+    progress: &'a (dyn Fn(Progress) + Sync),
+    cancelled: &'a AtomicBool,
+    metrics: BTreeMap<String, f64>,
+}
+
+/// Everything the executor hands a node (kept in one struct so that adding a
+/// field does not change every call site).
+pub struct NodeCtxParts<'a> {
+    /// Node id.
+    pub id: &'a NodeId,
+    /// Validated params.
+    pub params: &'a Value,
+    /// Upstream artifacts.
+    pub inputs: &'a [Input],
+    /// Empty directory that becomes the artifact.
+    pub out_dir: &'a Path,
+    /// Directory kept across attempts of the same key (checkpoints).
+    pub work_dir: &'a Path,
+    /// Project root: relative paths in params resolve against it.
+    pub root: &'a Path,
+    /// Open log file.
+    pub log: File,
+    /// Progress sink.
+    pub progress: &'a (dyn Fn(Progress) + Sync),
+    /// Set when the run is interrupted.
+    pub cancelled: &'a AtomicBool,
+}
+
+impl<'a> NodeCtx<'a> {
+    /// Assembles a context (the executor and tests do this).
+    pub fn new(parts: NodeCtxParts<'a>) -> Self {
+        let NodeCtxParts { id, params, inputs, out_dir, work_dir, root, log, progress, cancelled } = parts;
+        NodeCtx { id, params, inputs, out_dir, work_dir, root, log, progress, cancelled, metrics: BTreeMap::new() }
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> &NodeId {
+        self.id
+    }
+    /// Validated params with defaults.
+    pub fn params(&self) -> &Value {
+        self.params
+    }
+    /// Upstream artifacts, one entry per `input:` reference.
+    pub fn inputs(&self) -> &[Input] {
+        self.inputs
+    }
+    /// Where to write the artifact.
+    pub fn out_dir(&self) -> &Path {
+        self.out_dir
+    }
+    /// Scratch space that survives a crash (for checkpoints).
+    pub fn work_dir(&self) -> &Path {
+        self.work_dir
+    }
+    /// Project root.
+    pub fn root(&self) -> &Path {
+        self.root
+    }
+    /// The node's log file (also where child processes write).
+    pub fn log(&mut self) -> &mut File {
+        &mut self.log
+    }
+    /// Writes one line to the log.
+    pub fn log_line(&mut self, line: &str) {
+        // A failed log write must not fail the node.
+        let _ = writeln!(self.log, "{line}");
+    }
+    /// Reports progress to the terminal.
+    pub fn progress(&self, update: Progress) {
+        (self.progress)(update)
+    }
+    /// True once the user pressed Ctrl-C: stop soon and return `Cancelled`.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed)
+    }
+    /// Records a number in the manifest (shown by `scalemake show`).
+    pub fn record_metric(&mut self, name: &str, value: f64) {
+        self.metrics.insert(name.to_string(), value);
+    }
+    /// The recorded metrics.
+    pub fn into_metrics(self) -> BTreeMap<String, f64> {
+        self.metrics
+    }
+}
+
+/// The node kinds known to this build, by name.
+#[derive(Clone)]
+pub struct Registry {
+    kinds: Vec<Arc<dyn NodeKind>>,
+}
+
+impl Registry {
+    /// A registry with every built-in kind.
+    pub fn builtin() -> Self {
+        Registry { kinds: vec![Arc::new(Command::new())] }
+    }
+
+    /// The kind called `name`.
+    pub fn get(&self, name: &str) -> Option<Arc<dyn NodeKind>> {
+        self.kinds.iter().find(|k| k.name() == name).cloned()
+    }
+
+    /// Names of all kinds.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.kinds.iter().map(|k| k.name()).collect()
+    }
+}

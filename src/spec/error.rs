@@ -1,0 +1,165 @@
+//! Errors about an experiment file: always with file, line, column, the
+//! offending key and, where one exists, a did-you-mean hint.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use miette::{Diagnostic, LabeledSpan, NamedSource, SourceCode};
+
+use super::yaml::Span;
+
+/// The text of an experiment file, shared by every error that points into it.
+#[derive(Debug)]
+pub struct SourceFile {
+    /// Path as the user gave it.
+    pub path: PathBuf,
+    /// Full text.
+    pub text: String,
+}
+
+/// One problem in an experiment file.
+#[derive(Debug, thiserror::Error)]
+pub struct SpecError {
+    /// The file and its text.
+    pub file: Arc<SourceFile>,
+    /// Where the problem is.
+    pub span: Span,
+    /// Dotted path of the offending key (`nodes.train.optim.lr`), when known.
+    pub key: Option<String>,
+    /// What is wrong.
+    pub message: String,
+    /// What to do about it.
+    pub hint: Option<String>,
+    named: NamedSource<String>,
+}
+
+impl SpecError {
+    /// An error at `span` in `source`.
+    pub fn new(source: &Arc<SourceFile>, span: Span, message: impl Into<String>) -> Self {
+        let named = NamedSource::new(source.path.display().to_string(), source.text.clone()).with_language("yaml");
+        SpecError { file: source.clone(), span, key: None, message: message.into(), hint: None, named }
+    }
+
+    /// Names the offending key.
+    pub fn key(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// Adds a hint.
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// Adds a did-you-mean hint when one of `candidates` is close to `wrong`.
+    pub fn did_you_mean<'a>(self, wrong: &str, candidates: impl IntoIterator<Item = &'a str>) -> Self {
+        match closest(wrong, candidates) {
+            Some(best) => self.hint(format!("did you mean `{best}`?")),
+            None => self,
+        }
+    }
+
+    /// `path:line:col`.
+    pub fn location(&self) -> String {
+        format!("{}:{}:{}", self.file.path.display(), self.span.line, self.span.col)
+    }
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: ", self.location())?;
+        if let Some(key) = &self.key {
+            write!(f, "`{key}`: ")?;
+        }
+        write!(f, "{}", self.message)
+    }
+}
+
+impl Diagnostic for SpecError {
+    fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        Some(Box::new("scalemake::spec"))
+    }
+
+    fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        self.hint.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)
+    }
+
+    fn source_code(&self) -> Option<&dyn SourceCode> {
+        Some(&self.named)
+    }
+
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        let label = self.key.clone().map(|k| format!("`{k}`")).unwrap_or_else(|| "here".into());
+        Some(Box::new(std::iter::once(LabeledSpan::new(Some(label), self.span.offset, self.span.len))))
+    }
+}
+
+/// Everything wrong with one load of an experiment file (at least one error).
+#[derive(Debug)]
+pub struct SpecErrors(pub Vec<SpecError>);
+
+impl fmt::Display for SpecErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for SpecErrors {}
+
+/// Why an experiment could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read at all.
+    #[error("cannot read experiment file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file was read and has problems.
+    #[error("{0}")]
+    Spec(SpecErrors),
+}
+
+impl LoadError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        LoadError::Io { path: path.to_path_buf(), source }
+    }
+}
+
+impl From<SpecError> for LoadError {
+    fn from(e: SpecError) -> Self {
+        LoadError::Spec(SpecErrors(vec![e]))
+    }
+}
+
+/// The candidate nearest to `wrong`, if it is plausibly a typo of it.
+pub fn closest<'a>(wrong: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(wrong, c), c))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn closest_finds_typos_only() {
+        assert_eq!(closest("lrr", ["lr", "seed", "optim"]), Some("lr"));
+        assert_eq!(closest("tokenizr", ["corpus", "tokenizer"]), Some("tokenizer"));
+        assert_eq!(closest("zzz", ["lr", "seed"]), None);
+    }
+}

@@ -1,0 +1,547 @@
+//! Experiment files: YAML → validated, typed, sweep-expanded node specs.
+//!
+//! ```yaml
+//! name: demo
+//! defaults: { seed: 0 }            # applied to every node whose kind has the key
+//! nodes:
+//!   words: { kind: command, cmd: "seq 100 > $OUT/words.txt", outputs: [words.txt] }
+//!   count:
+//!     kind: command
+//!     input: words                 # another node (or family, or `train[model=a]`)
+//!     matrix: { n: [1, 2] }        # → count[n=1], count[n=2]
+//!     cmd: "head -n ${n} $IN/words.txt > $OUT/head.txt"
+//! ```
+//!
+//! Invariants of a loaded [`Experiment`]: every node's params passed its
+//! kind's [`Schema`] (defaults filled in, no NaN), every input resolves to at
+//! least one node, instance ids are unique. Cycles are found by
+//! [`crate::graph::Plan`]. All errors carry file, line and column.
+
+mod error;
+mod schema;
+mod value;
+pub mod yaml;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use error::{closest, LoadError, SourceFile, SpecError, SpecErrors};
+pub use schema::{Field, FieldType, Presence, Schema};
+pub use value::Value;
+use yaml::{Key, Node, Span, Yaml};
+
+use crate::nodes::{NodeKind, Registry, Resources};
+
+/// The unique name of one node instance: `tokenizer`, `train[model=small,variant=doped]`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct NodeId(pub String);
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A loaded, validated experiment.
+pub struct Experiment {
+    /// `name:` from the file, or the file stem.
+    pub name: String,
+    /// The file and its text (for later errors that point into it).
+    pub source: Arc<SourceFile>,
+    /// Node instances in file order (matrix instances in sweep order).
+    pub nodes: Vec<NodeSpec>,
+}
+
+/// One node instance.
+pub struct NodeSpec {
+    /// Unique instance name.
+    pub id: NodeId,
+    /// The declaration it came from (`train` for `train[model=small]`).
+    pub decl: String,
+    /// Its kind.
+    pub kind: Arc<dyn NodeKind>,
+    /// Validated params with defaults filled in.
+    pub params: Value,
+    /// This instance's sweep values, in declaration order.
+    pub matrix: Vec<(String, Value)>,
+    /// Upstream nodes.
+    pub inputs: Vec<InputSpec>,
+    /// Slots the executor must reserve to run it.
+    pub resources: Resources,
+    /// Where the declaration starts.
+    pub span: Span,
+}
+
+/// One `input:` reference, resolved.
+#[derive(Clone, Debug)]
+pub struct InputSpec {
+    /// The reference as written (after sweep substitution): `train[model=a]`.
+    pub name: String,
+    /// Indices into [`Experiment::nodes`], in file order.
+    pub nodes: Vec<usize>,
+    /// Where the reference is written.
+    pub span: Span,
+}
+
+impl Experiment {
+    /// Index of the node with this id.
+    pub fn index_of(&self, id: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| n.id.0 == id)
+    }
+
+    /// An error pointing into this experiment's file.
+    pub fn error(&self, span: Span, message: impl Into<String>) -> SpecError {
+        SpecError::new(&self.source, span, message)
+    }
+
+    /// Indices of the nodes a reference such as `train`, `train[model=a]` or
+    /// an exact instance id selects. `Err` carries a message and a hint.
+    pub fn select(&self, reference: &str) -> Result<Vec<usize>, (String, Option<String>)> {
+        select(&self.nodes, reference)
+    }
+}
+
+/// Keys allowed on every node besides its kind's params.
+const NODE_KEYS: [&str; 4] = ["kind", "input", "matrix", "resources"];
+const TOP_KEYS: [&str; 3] = ["name", "defaults", "nodes"];
+
+/// Reads, parses and validates an experiment file.
+pub fn load(path: &Path, registry: &Registry) -> Result<Experiment, LoadError> {
+    let bytes = std::fs::read(path).map_err(|e| LoadError::io(path, e))?;
+    let text = match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => {
+            let valid = e.utf8_error().valid_up_to();
+            let prefix = String::from_utf8_lossy(&e.as_bytes()[..valid]).into_owned();
+            let line = prefix.matches('\n').count() + 1;
+            let col = prefix.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            let source = Arc::new(SourceFile { path: path.to_path_buf(), text: prefix });
+            let span = Span { line, col, offset: valid, len: 0 };
+            return Err(SpecError::new(&source, span, "file is not valid UTF-8").hint("save the experiment file as UTF-8").into());
+        }
+    };
+    let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    load_str(path.to_path_buf(), text, name, registry)
+}
+
+/// Parses and validates experiment text (`path` is used in messages only).
+pub fn load_str(path: PathBuf, text: String, default_name: String, registry: &Registry) -> Result<Experiment, LoadError> {
+    let source = Arc::new(SourceFile { path, text });
+    let root = yaml::parse(&source.text).map_err(|e| SpecError::new(&source, e.span, format!("invalid YAML: {}", e.message)))?;
+    Loader { source: &source, registry, errors: Vec::new() }.load(&root, default_name)
+}
+
+struct Loader<'a> {
+    source: &'a Arc<SourceFile>,
+    registry: &'a Registry,
+    errors: Vec<SpecError>,
+}
+
+/// A declaration before references are resolved.
+struct Instance {
+    spec: NodeSpec,
+    raw_inputs: Vec<(String, Span)>,
+}
+
+impl Loader<'_> {
+    fn err(&self, span: Span, message: impl Into<String>) -> SpecError {
+        SpecError::new(self.source, span, message)
+    }
+
+    fn load(mut self, root: &Node, default_name: String) -> Result<Experiment, LoadError> {
+        let Yaml::Map(top) = &root.value else {
+            let found = root.value.type_name();
+            return Err(self.err(root.span, format!("an experiment file is a mapping with `nodes:`, found {found}")).into());
+        };
+        let mut name = default_name;
+        let mut defaults: &[(Key, Node)] = &[];
+        let mut nodes = None;
+        for (key, value) in top {
+            match (key.name.as_str(), &value.value) {
+                ("name", Yaml::Str(s)) => name = s.clone(),
+                ("defaults", Yaml::Map(m)) => defaults = m,
+                ("nodes", Yaml::Map(m)) => nodes = Some(m),
+                ("name" | "defaults" | "nodes", other) => {
+                    let expected = if key.name == "name" { "a string" } else { "a mapping" };
+                    self.errors.push(self.err(value.span, format!("expected {expected}, found {}", other.type_name())).key(&key.name));
+                }
+                (other, _) => self.errors.push(
+                    self.err(key.span, format!("unknown top-level key `{other}`")).key(other).did_you_mean(other, TOP_KEYS),
+                ),
+            }
+        }
+        let Some(decls) = nodes else {
+            if self.errors.is_empty() {
+                self.errors.push(self.err(root.span, "missing `nodes:` (the mapping of node declarations)").key("nodes"));
+            }
+            return Err(LoadError::Spec(SpecErrors(self.errors)));
+        };
+
+        let mut instances = Vec::new();
+        for (key, decl) in decls {
+            instances.extend(self.declaration(key, decl, defaults));
+        }
+        self.check_defaults_are_used(defaults, decls);
+        let nodes = self.resolve_inputs(instances);
+        if self.errors.is_empty() {
+            Ok(Experiment { name, source: self.source.clone(), nodes })
+        } else {
+            Err(LoadError::Spec(SpecErrors(self.errors)))
+        }
+    }
+
+    /// Expands one declaration into its instances.
+    fn declaration(&mut self, key: &Key, decl: &Node, defaults: &[(Key, Node)]) -> Vec<Instance> {
+        let path = format!("nodes.{}", key.name);
+        if key.name.is_empty() || !key.name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)) {
+            let msg = format!("node name `{}` may only use letters, digits, `_`, `-` and `.`", key.name);
+            self.errors.push(self.err(key.span, msg).key(&path));
+            return vec![];
+        }
+        let Yaml::Map(entries) = &decl.value else {
+            let msg = format!("a node is a mapping with `kind:`, found {}", decl.value.type_name());
+            self.errors.push(self.err(decl.span, msg).key(&path));
+            return vec![];
+        };
+        let get = |name: &str| entries.iter().find(|(k, _)| k.name == name).map(|(_, v)| v);
+        let Some(kind) = self.kind(get("kind"), decl.span, &path) else { return vec![] };
+        let matrix = get("matrix").map_or(Some(vec![]), |m| self.matrix(m, &path));
+        let resources = get("resources").map_or(Some(kind.resources_default()), |r| self.resources(r, kind.resources_default(), &path));
+        let (Some(matrix), Some(resources)) = (matrix, resources) else { return vec![] };
+
+        // The kind's params: everything but the node-level keys, plus defaults.
+        let mut params: Vec<(Key, Node)> = entries.iter().filter(|(k, _)| !NODE_KEYS.contains(&k.name.as_str())).cloned().collect();
+        for (dk, dv) in defaults {
+            if kind.schema().field(&dk.name).is_some() && !params.iter().any(|(k, _)| k.name == dk.name) {
+                params.push((dk.clone(), dv.clone()));
+            }
+        }
+        // Errors about the params as a whole (a missing key) point at the node's name.
+        let params = Node { value: Yaml::Map(params), span: key.span };
+        let inputs = get("input");
+
+        let mut out = Vec::new();
+        for combo in combinations(&matrix) {
+            let vars: HashMap<&str, &Node> = combo.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+            let before = self.errors.len();
+            let params = self.substitute(&params, &vars, &path);
+            let raw_inputs = inputs.map(|n| self.input_refs(n, &vars, &path)).unwrap_or_default();
+            if self.errors.len() > before {
+                continue;
+            }
+            let Some(params) = kind.schema().validate(&params, &path, self.source, &mut self.errors) else { continue };
+            let matrix: Vec<(String, Value)> = combo.iter().map(|(k, v)| (k.clone(), scalar_value(v))).collect();
+            let id = if matrix.is_empty() {
+                key.name.clone()
+            } else {
+                let parts: Vec<String> = matrix.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                format!("{}[{}]", key.name, parts.join(","))
+            };
+            let spec = NodeSpec {
+                id: NodeId(id),
+                decl: key.name.clone(),
+                kind: kind.clone(),
+                params,
+                matrix,
+                inputs: vec![],
+                resources,
+                span: key.span,
+            };
+            out.push(Instance { spec, raw_inputs });
+        }
+        out
+    }
+
+    fn kind(&mut self, node: Option<&Node>, decl_span: Span, path: &str) -> Option<Arc<dyn NodeKind>> {
+        let key = format!("{path}.kind");
+        let Some(node) = node else {
+            let known = self.registry.names().join(", ");
+            self.errors.push(self.err(decl_span, "missing `kind:`").key(key).hint(format!("known kinds: {known}")));
+            return None;
+        };
+        let Yaml::Str(name) = &node.value else {
+            self.errors.push(self.err(node.span, format!("expected a kind name, found {}", node.value.type_name())).key(key));
+            return None;
+        };
+        let kind = self.registry.get(name);
+        if kind.is_none() {
+            let names = self.registry.names();
+            let mut e = self.err(node.span, format!("unknown node kind `{name}`")).key(key).did_you_mean(name, names.iter().copied());
+            if e.hint.is_none() {
+                e = e.hint(format!("known kinds: {}", names.join(", ")));
+            }
+            self.errors.push(e);
+        }
+        kind
+    }
+
+    fn matrix(&mut self, node: &Node, path: &str) -> Option<Vec<(String, Vec<Node>)>> {
+        let key = format!("{path}.matrix");
+        let Yaml::Map(entries) = &node.value else {
+            let msg = format!("`matrix:` maps each sweep variable to a list of values, found {}", node.value.type_name());
+            self.errors.push(self.err(node.span, msg).key(key));
+            return None;
+        };
+        let before = self.errors.len();
+        let mut out = Vec::new();
+        for (k, v) in entries {
+            let vkey = format!("{key}.{}", k.name);
+            match &v.value {
+                Yaml::Seq(items) if items.is_empty() => self.errors.push(self.err(v.span, "a sweep variable needs at least one value").key(vkey)),
+                Yaml::Seq(items) => {
+                    for item in items {
+                        if matches!(item.value, Yaml::Seq(_) | Yaml::Map(_) | Yaml::Null) || matches!(item.value, Yaml::Float(f) if !f.is_finite()) {
+                            let msg = format!("sweep values must be strings, numbers or booleans, found {}", item.value.type_name());
+                            self.errors.push(self.err(item.span, msg).key(&vkey));
+                        }
+                    }
+                    let mut seen = Vec::new();
+                    for item in items {
+                        let text = scalar_value(item).to_string();
+                        if seen.contains(&text) {
+                            self.errors.push(self.err(item.span, format!("duplicate sweep value `{text}`")).key(&vkey));
+                        }
+                        seen.push(text);
+                    }
+                    out.push((k.name.clone(), items.clone()));
+                }
+                _ => self.errors.push(self.err(v.span, format!("expected a list of values, found {}", v.value.type_name())).key(vkey)),
+            }
+        }
+        (self.errors.len() == before).then_some(out)
+    }
+
+    fn resources(&mut self, node: &Node, default: Resources, path: &str) -> Option<Resources> {
+        let schema = Schema::new(vec![
+            Field::default("cpu", FieldType::Int { min: 0 }, Value::Int(default.cpu.into()), "CPU slots"),
+            Field::default("gpu", FieldType::Int { min: 0 }, Value::Int(default.gpu.into()), "GPU slots"),
+        ]);
+        let v = schema.validate(node, &format!("{path}.resources"), self.source, &mut self.errors)?;
+        let get = |k: &str| v.get_path(k).and_then(Value::as_i64).map_or(0, |x| x.min(u32::MAX.into()) as u32);
+        Some(Resources { cpu: get("cpu"), gpu: get("gpu") })
+    }
+
+    /// Replaces `${var}` sweep variables in every string. A string that is
+    /// exactly `${var}` takes the variable's typed value (`n_layer: ${l}` → 6).
+    /// `${UPPER_CASE}` is left alone for the shell; other unknown names are errors.
+    fn substitute(&mut self, node: &Node, vars: &HashMap<&str, &Node>, path: &str) -> Node {
+        let value = match &node.value {
+            Yaml::Str(s) => match self.substitute_str(s, node.span, vars, path) {
+                Substituted::Whole(var) => return Node { value: var.value.clone(), span: node.span },
+                Substituted::Text(t) => Yaml::Str(t),
+            },
+            Yaml::Seq(items) => Yaml::Seq(items.iter().map(|n| self.substitute(n, vars, path)).collect()),
+            Yaml::Map(entries) => Yaml::Map(
+                entries.iter().map(|(k, v)| (k.clone(), self.substitute(v, vars, &format!("{path}.{}", k.name)))).collect(),
+            ),
+            other => other.clone(),
+        };
+        Node { value, span: node.span }
+    }
+
+    fn substitute_str<'v>(&mut self, s: &str, span: Span, vars: &HashMap<&str, &'v Node>, path: &str) -> Substituted<'v> {
+        if !s.contains("${") {
+            return Substituted::Text(s.to_string());
+        }
+        if let Some(name) = s.strip_prefix("${").and_then(|r| r.strip_suffix('}')) {
+            if let Some(node) = vars.get(name) {
+                return Substituted::Whole(node);
+            }
+        }
+        let mut out = String::new();
+        let mut rest = s;
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + 2..];
+            let Some(end) = after.find('}') else {
+                out.push_str(&rest[start..]);
+                rest = "";
+                break;
+            };
+            let name = &after[..end];
+            match vars.get(name) {
+                Some(node) => out.push_str(&scalar_value(node).to_string()),
+                None if name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_') => {
+                    out.push_str(&rest[start..start + 3 + end]);
+                }
+                None => {
+                    let known: Vec<&str> = vars.keys().copied().collect();
+                    let mut e = self.err(span, format!("`${{{name}}}` is not a sweep variable of this node")).key(path).did_you_mean(name, known.iter().copied());
+                    if e.hint.is_none() {
+                        e = e.hint(if known.is_empty() {
+                            "declare it under `matrix:`; write environment variables in upper case".to_string()
+                        } else {
+                            format!("sweep variables here: {}", known.join(", "))
+                        });
+                    }
+                    self.errors.push(e);
+                }
+            }
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+        Substituted::Text(out)
+    }
+
+    fn input_refs(&mut self, node: &Node, vars: &HashMap<&str, &Node>, path: &str) -> Vec<(String, Span)> {
+        let key = format!("{path}.input");
+        let items: Vec<&Node> = match &node.value {
+            Yaml::Seq(items) => items.iter().collect(),
+            _ => vec![node],
+        };
+        let mut out = Vec::new();
+        for item in items {
+            match &item.value {
+                Yaml::Str(s) => {
+                    if let Substituted::Text(t) = self.substitute_str(s, item.span, vars, &key) {
+                        out.push((t, item.span));
+                    }
+                }
+                other => {
+                    let msg = format!("an input is a node name such as `tokenizer` or `train[model=small]`, found {}", other.type_name());
+                    self.errors.push(self.err(item.span, msg).key(&key));
+                }
+            }
+        }
+        out
+    }
+
+    fn check_defaults_are_used(&mut self, defaults: &[(Key, Node)], decls: &[(Key, Node)]) {
+        let kinds: Vec<Arc<dyn NodeKind>> = decls
+            .iter()
+            .filter_map(|(_, d)| match &d.value {
+                Yaml::Map(m) => m.iter().find(|(k, _)| k.name == "kind").and_then(|(_, v)| match &v.value {
+                    Yaml::Str(s) => self.registry.get(s),
+                    _ => None,
+                }),
+                _ => None,
+            })
+            .collect();
+        for (key, _) in defaults {
+            if !kinds.iter().any(|k| k.schema().field(&key.name).is_some()) {
+                let fields: Vec<&str> = kinds.iter().flat_map(|k| k.schema().fields.iter().map(|f| f.name)).collect();
+                let e = self
+                    .err(key.span, format!("default `{}` is not a parameter of any node kind used in this file", key.name))
+                    .key(format!("defaults.{}", key.name))
+                    .did_you_mean(&key.name, fields);
+                self.errors.push(e);
+            }
+        }
+    }
+
+    fn resolve_inputs(&mut self, instances: Vec<Instance>) -> Vec<NodeSpec> {
+        let mut seen: HashMap<String, Span> = HashMap::new();
+        for inst in &instances {
+            if let Some(first) = seen.insert(inst.spec.id.0.clone(), inst.spec.span) {
+                let msg = format!("node `{}` is declared twice (first at line {})", inst.spec.id, first.line);
+                self.errors.push(self.err(inst.spec.span, msg));
+            }
+        }
+        let (specs, raws): (Vec<NodeSpec>, Vec<Vec<(String, Span)>>) = instances.into_iter().map(|i| (i.spec, i.raw_inputs)).unzip();
+        let mut resolved = Vec::with_capacity(specs.len());
+        for (i, raw) in raws.iter().enumerate() {
+            let mut inputs = Vec::new();
+            for (name, span) in raw {
+                let key = format!("nodes.{}.input", specs[i].decl);
+                match select(&specs, name) {
+                    Ok(nodes) if nodes.contains(&i) => {
+                        self.errors.push(self.err(*span, format!("node `{}` cannot take itself as input", specs[i].id)).key(key))
+                    }
+                    Ok(nodes) => inputs.push(InputSpec { name: name.clone(), nodes, span: *span }),
+                    Err((message, hint)) => {
+                        let mut e = self.err(*span, message).key(key);
+                        if let Some(h) = hint {
+                            e = e.hint(h);
+                        }
+                        self.errors.push(e);
+                    }
+                }
+            }
+            resolved.push(inputs);
+        }
+        specs.into_iter().zip(resolved).map(|(mut s, inputs)| {
+            s.inputs = inputs;
+            s
+        }).collect()
+    }
+}
+
+enum Substituted<'v> {
+    Whole(&'v Node),
+    Text(String),
+}
+
+/// The value of a sweep scalar, as used in instance ids and substitutions.
+fn scalar_value(node: &Node) -> Value {
+    match &node.value {
+        Yaml::Bool(b) => Value::Bool(*b),
+        Yaml::Int(i) => Value::Int(*i),
+        Yaml::Float(f) => Value::Float(*f),
+        Yaml::Str(s) => Value::Str(s.clone()),
+        _ => Value::Null,
+    }
+}
+
+/// The cartesian product of sweep values, first variable slowest.
+fn combinations(matrix: &[(String, Vec<Node>)]) -> Vec<Vec<(String, &Node)>> {
+    let mut out: Vec<Vec<(String, &Node)>> = vec![vec![]];
+    for (name, values) in matrix {
+        out = out
+            .into_iter()
+            .flat_map(|prefix| {
+                values.iter().map(move |v| {
+                    let mut next = prefix.clone();
+                    next.push((name.clone(), v));
+                    next
+                })
+            })
+            .collect();
+    }
+    out
+}
+
+/// Resolves `decl`, `decl[var=value,…]` or an exact instance id to node indices.
+fn select(nodes: &[NodeSpec], reference: &str) -> Result<Vec<usize>, (String, Option<String>)> {
+    if let Some(i) = nodes.iter().position(|n| n.id.0 == reference) {
+        return Ok(vec![i]);
+    }
+    let (decl, filter) = match reference.split_once('[') {
+        Some((decl, rest)) => match rest.strip_suffix(']') {
+            Some(f) => (decl, Some(f)),
+            None => return Err((format!("`{reference}` is missing a closing `]`"), None)),
+        },
+        None => (reference, None),
+    };
+    let family: Vec<usize> = (0..nodes.len()).filter(|&i| nodes[i].decl == decl).collect();
+    if family.is_empty() {
+        let mut decls: Vec<&str> = nodes.iter().map(|n| n.decl.as_str()).collect();
+        decls.dedup();
+        let hint = closest(decl, decls.iter().copied()).map(|c| format!("did you mean `{c}`?"));
+        return Err((format!("no node named `{decl}`"), hint));
+    }
+    let Some(filter) = filter else { return Ok(family) };
+    let mut wanted = BTreeMap::new();
+    for part in filter.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((var, value)) = part.split_once('=') else {
+            return Err((format!("`{part}` in `{reference}` is not `variable=value`"), None));
+        };
+        let vars: Vec<&str> = nodes[family[0]].matrix.iter().map(|(k, _)| k.as_str()).collect();
+        if !vars.contains(&var.trim()) {
+            let hint = closest(var.trim(), vars.iter().copied())
+                .map(|c| format!("did you mean `{c}`?"))
+                .or_else(|| Some(format!("sweep variables of `{decl}`: {}", vars.join(", "))));
+            return Err((format!("`{decl}` has no sweep variable `{}`", var.trim()), hint));
+        }
+        wanted.insert(var.trim().to_string(), value.trim().to_string());
+    }
+    let picked: Vec<usize> = family
+        .into_iter()
+        .filter(|&i| nodes[i].matrix.iter().all(|(k, v)| wanted.get(k).is_none_or(|w| *w == v.to_string())))
+        .collect();
+    if picked.is_empty() {
+        return Err((format!("`{reference}` matches no instance of `{decl}`"), None));
+    }
+    Ok(picked)
+}

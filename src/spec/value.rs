@@ -1,0 +1,146 @@
+//! Resolved parameter values: what a node kind receives and what is hashed.
+//!
+//! Unlike [`super::yaml::Yaml`] these carry no positions, keep mappings sorted
+//! (a `BTreeMap`, so key order in the file never matters), and are guaranteed
+//! finite: validation rejects NaN and infinities before a `Value` exists.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A validated parameter value.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Value {
+    /// No value.
+    Null,
+    /// A boolean.
+    Bool(bool),
+    /// An integer.
+    Int(i64),
+    /// A finite float.
+    Float(f64),
+    /// A string.
+    Str(String),
+    /// A list.
+    List(Vec<Value>),
+    /// A mapping with sorted keys.
+    Map(BTreeMap<String, Value>),
+}
+
+impl Value {
+    /// The string, if this is one.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The number as f64, if this is an integer or a float.
+    pub fn as_f64(&self) -> Option<f64> {
+        match *self {
+            Value::Int(i) => Some(i as f64),
+            Value::Float(f) => Some(f),
+            _ => None,
+        }
+    }
+
+    /// The integer, if this is one (or a float with an integral value).
+    pub fn as_i64(&self) -> Option<i64> {
+        match *self {
+            Value::Int(i) => Some(i),
+            Value::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Some(f as i64),
+            _ => None,
+        }
+    }
+
+    /// The boolean, if this is one.
+    pub fn as_bool(&self) -> Option<bool> {
+        match *self {
+            Value::Bool(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// The list, if this is one.
+    pub fn as_list(&self) -> Option<&[Value]> {
+        match self {
+            Value::List(l) => Some(l),
+            _ => None,
+        }
+    }
+
+    /// The mapping, if this is one.
+    pub fn as_map(&self) -> Option<&BTreeMap<String, Value>> {
+        match self {
+            Value::Map(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// Looks up a dotted path such as `optim.lr`.
+    pub fn get_path(&self, path: &str) -> Option<&Value> {
+        path.split('.').try_fold(self, |v, part| v.as_map()?.get(part))
+    }
+}
+
+/// Compact one-line rendering used in messages (`5e-4`, `[a, b]`, `{lr: 1}`).
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Null => write!(f, "null"),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Int(i) => write!(f, "{i}"),
+            Value::Float(x) => {
+                if x.abs() >= 1e-3 && x.abs() < 1e6 || *x == 0.0 {
+                    write!(f, "{x}")
+                } else {
+                    write!(f, "{x:e}")
+                }
+            }
+            Value::Str(s) => write!(f, "{s}"),
+            Value::List(items) => {
+                write!(f, "[")?;
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        write!(f, ", ")?;
+                    }
+                    write!(f, "{item}")?;
+                }
+                write!(f, "]")
+            }
+            Value::Map(map) => {
+                write!(f, "{{")?;
+                for (i, (k, v)) in map.iter().enumerate() {
+                    if i > 0 {
+                        write!(f, ", ")?;
+                    }
+                    write!(f, "{k}: {v}")?;
+                }
+                write!(f, "}}")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_is_compact() {
+        assert_eq!(Value::Float(5e-4).to_string(), "5e-4");
+        assert_eq!(Value::Float(0.25).to_string(), "0.25");
+        let map = Value::Map(BTreeMap::from([("b".into(), Value::Int(1)), ("a".into(), Value::List(vec![Value::Bool(true)]))]));
+        assert_eq!(map.to_string(), "{a: [true], b: 1}");
+    }
+
+    #[test]
+    fn dotted_paths() {
+        let v = Value::Map(BTreeMap::from([("optim".into(), Value::Map(BTreeMap::from([("lr".into(), Value::Float(1e-3))])))]));
+        assert_eq!(v.get_path("optim.lr"), Some(&Value::Float(1e-3)));
+        assert_eq!(v.get_path("optim.beta"), None);
+    }
+}

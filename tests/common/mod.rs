@@ -1,0 +1,109 @@
+//! Helpers for integration tests: a throwaway project directory with its own
+//! cache, and a way to run the real `scalemake` binary in it.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+pub struct Project {
+    pub dir: tempfile::TempDir,
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(out: Output) -> Self {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Node ids reported as built (`    built X in …`).
+    pub fn built(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .stderr
+            .lines()
+            .filter_map(|l| l.trim_start().strip_prefix("built "))
+            .map(|l| l.rsplit_once(" in ").map_or(l, |(id, _)| id).to_string())
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+impl Project {
+    pub fn new(experiment: &str) -> Self {
+        let p = Project { dir: tempfile::tempdir().expect("tempdir") };
+        p.write("exp.yaml", experiment);
+        p
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write(&self, rel: &str, text: &str) {
+        let path = self.path().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path().join(rel)).unwrap_or_default()
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_scalemake"));
+        cmd.args(args).current_dir(self.path()).env("SCALEMAKE_FILE", "exp.yaml").env_remove("SCALEMAKE_CACHE").stdin(Stdio::null());
+        cmd
+    }
+
+    pub fn sm(&self, args: &[&str]) -> Run {
+        Run::from(self.command(args).output().expect("run scalemake"))
+    }
+
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        self.command(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn scalemake")
+    }
+
+    /// Lines of `runs.log`, where test commands append their name when they run.
+    pub fn runs(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.read("runs.log").lines().map(String::from).collect();
+        v.sort();
+        v
+    }
+
+    pub fn clear_runs(&self) {
+        let _ = std::fs::remove_file(self.path().join("runs.log"));
+    }
+
+    /// Object directories in the cache.
+    pub fn objects(&self) -> Vec<PathBuf> {
+        std::fs::read_dir(self.path().join("cache/objects")).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default()
+    }
+
+    /// The key `scalemake dag --format json` reports for each node.
+    pub fn keys(&self) -> Vec<(String, Option<String>)> {
+        let run = self.sm(&["dag", "--format", "json"]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let doc: serde_json::Value = serde_json::from_str(&run.stdout).expect("dag json");
+        doc["nodes"].as_array().unwrap().iter().map(|n| (n["id"].as_str().unwrap().to_string(), n["key"].as_str().map(String::from))).collect()
+    }
+
+    pub fn wait_for_file(&self, rel: &str, seconds: f64) -> bool {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs_f64(seconds);
+        while std::time::Instant::now() < deadline {
+            if self.path().join(rel).exists() {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        false
+    }
+}

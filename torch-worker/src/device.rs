@@ -1,0 +1,76 @@
+//! What libtorch sees: versions, CUDA, devices.
+//!
+//! The PyPI torch wheel splits CUDA support into `libtorch_cuda.so`, which
+//! the linker drops as unused (`--as-needed`). Unless it is loaded before the
+//! first CUDA query, libtorch reports no CUDA even on a GPU machine, so
+//! [`load_cuda_runtime`] dlopens it (RTLD_GLOBAL) first.
+
+use std::ffi::{CStr, CString};
+use std::path::PathBuf;
+
+/// The libtorch library directory the binary was linked against.
+fn libtorch_lib_dir() -> Option<PathBuf> {
+    option_env!("SCALEMAKE_LIBTORCH_LIB").map(PathBuf::from)
+}
+
+/// Loads `libtorch_cuda.so`; returns why not if it cannot be loaded
+/// (expected with a CPU-only libtorch).
+fn load_cuda_runtime() -> Result<String, String> {
+    let candidates: Vec<String> = libtorch_lib_dir()
+        .map(|d| d.join("libtorch_cuda.so").display().to_string())
+        .into_iter()
+        .chain(std::iter::once("libtorch_cuda.so".to_string()))
+        .collect();
+    let mut last_error = String::from("not found");
+    for path in candidates {
+        let Ok(c) = CString::new(path.as_str()) else { continue };
+        // SAFETY: dlopen with a valid C string; the handle is kept for the process lifetime.
+        let handle = unsafe { libc::dlopen(c.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
+        if !handle.is_null() {
+            return Ok(path);
+        }
+        // SAFETY: dlerror returns a thread-local C string or null.
+        let err = unsafe { libc::dlerror() };
+        if !err.is_null() {
+            last_error = unsafe { CStr::from_ptr(err) }.to_string_lossy().into_owned();
+        }
+    }
+    Err(last_error)
+}
+
+/// The torch version of the linked libtorch (`2.11.0+cu130`), read from the
+/// wheel's `version.py` next to its `lib/` directory.
+fn libtorch_version() -> Option<String> {
+    let version_py = libtorch_lib_dir()?.parent()?.join("version.py");
+    let text = std::fs::read_to_string(version_py).ok()?;
+    text.lines().find_map(|l| l.strip_prefix("__version__ = ")).map(|v| v.trim().trim_matches(['\'', '"']).to_string())
+}
+
+/// GPU names from `nvidia-smi` (tch has no device-name query).
+fn gpu_names() -> Vec<String> {
+    std::process::Command::new("nvidia-smi")
+        .args(["--query-gpu=name,memory.total", "--format=csv,noheader"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+/// Everything `scalemake doctor` and the GPU slot count need, as JSON.
+pub fn report() -> serde_json::Value {
+    let cuda_lib = load_cuda_runtime();
+    let cuda = tch::Cuda::is_available();
+    let count = if cuda { tch::Cuda::device_count().max(0) } else { 0 };
+    serde_json::json!({
+        "tch": "0.24",
+        "libtorch": libtorch_version(),
+        "libtorch_dir": libtorch_lib_dir(),
+        "libtorch_cuda": match &cuda_lib { Ok(p) => serde_json::json!({"loaded": p}), Err(e) => serde_json::json!({"error": e}) },
+        "cuda_available": cuda,
+        "cuda_devices": count,
+        "cudnn_available": cuda && tch::Cuda::cudnn_is_available(),
+        "gpu_names": gpu_names(),
+        "cpu_threads": tch::get_num_threads(),
+    })
+}
