@@ -21,6 +21,12 @@ use std::time::Duration;
 use super::{NodeCtx, NodeError, NodeKind, Progress};
 use crate::spec::{Field, FieldType, Schema, Value};
 
+/// Runs the user's command as a background job of a guard shell that leads
+/// its own process group. The guard gets SIGTERM when scalemake dies
+/// (PDEATHSIG, even on SIGKILL) or cancels, and then kills the whole group:
+/// PDEATHSIG alone would reach only the direct child, not what it started.
+const GUARD: &str = r#"trap 'kill -KILL 0' TERM; eval "$SCALEMAKE_CMD" & wait $!"#;
+
 /// The `command` node kind.
 pub struct Command {
     schema: Schema,
@@ -90,7 +96,7 @@ impl NodeKind for Command {
             check_output_path(out)?;
         }
         let mut cmd = std::process::Command::new("sh");
-        cmd.arg("-c").arg(&cmd_text).current_dir(ctx.root()).stdin(Stdio::null());
+        cmd.arg("-c").arg(GUARD).env("SCALEMAKE_CMD", &cmd_text).current_dir(ctx.root()).stdin(Stdio::null());
         cmd.env("OUT", ctx.out_dir()).env("WORK", ctx.work_dir());
         let all: Vec<&Path> = ctx.inputs().iter().flat_map(|i| i.artifacts.iter().map(|a| a.dir.as_path())).collect();
         if let [only] = all.as_slice() {
@@ -112,7 +118,7 @@ impl NodeKind for Command {
         unsafe {
             cmd.pre_exec(|| {
                 libc::setpgid(0, 0);
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
                 Ok(())
             });
         }

@@ -1,0 +1,165 @@
+//! The executor: parallelism within `-j`, dependency order, failures and
+//! `--keep-going`, crashes (SIGKILL), Ctrl-C, and concurrent processes.
+
+mod common;
+use common::Project;
+
+use std::time::{Duration, Instant};
+
+fn max_concurrency(p: &Project) -> usize {
+    p.read("conc.log").lines().filter_map(|l| l.trim().parse().ok()).max().unwrap_or(0)
+}
+
+const SLEEPERS: &str = "
+nodes:
+  nap:
+    kind: command
+    matrix: {i: [1, 2, 3, 4, 5, 6]}
+    cmd: >-
+      mkdir -p running; touch running/${i}; ls running | wc -l >> conc.log;
+      sleep 0.3; rm running/${i}; date +%s%N >> ends.log; echo ${i} > $OUT/x
+  after:
+    kind: command
+    input: nap
+    cmd: date +%s%N > after.log; touch $OUT/y
+";
+
+#[test]
+fn parallel_runs_are_bounded_by_jobs() {
+    for jobs in ["1", "3"] {
+        let p = Project::new(SLEEPERS);
+        let run = p.sm(&["run", "-j", jobs]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let max = max_concurrency(&p);
+        assert!(max <= jobs.parse().unwrap(), "-j {jobs} but {max} ran at once");
+        if jobs == "3" {
+            assert!(max >= 2, "-j 3 never ran two nodes at once");
+        }
+    }
+}
+
+#[test]
+fn dependents_start_after_all_inputs_finish() {
+    let p = Project::new(SLEEPERS);
+    assert_eq!(p.sm(&["run", "-j", "4"]).code, 0);
+    let last_end: u128 = p.read("ends.log").lines().filter_map(|l| l.trim().parse().ok()).max().unwrap();
+    let after: u128 = p.read("after.log").trim().parse().unwrap();
+    assert!(after > last_end);
+}
+
+const FAILING: &str = "
+nodes:
+  bad: {kind: command, cmd: 'echo oops-from-bad; exit 3'}
+  after_bad: {kind: command, input: bad, cmd: 'echo after_bad >> runs.log'}
+  independent: {kind: command, cmd: 'echo independent >> runs.log'}
+";
+
+#[test]
+fn failure_stops_new_work_without_keep_going() {
+    let p = Project::new(FAILING);
+    let run = p.sm(&["run", "-j", "1"]);
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("FAILED bad: command exited with status 3"), "{}", run.stderr);
+    assert!(run.stderr.contains("--keep-going"), "{}", run.stderr);
+    assert!(p.runs().is_empty());
+    assert!(p.sm(&["log", "bad"]).stdout.contains("oops-from-bad"));
+    let dag = p.sm(&["dag"]).stdout;
+    assert!(dag.contains("[failed ] bad"), "{dag}");
+}
+
+#[test]
+fn keep_going_builds_everything_not_downstream_of_a_failure() {
+    let p = Project::new(FAILING);
+    let run = p.sm(&["run", "-j", "1", "--keep-going"]);
+    assert_eq!(run.code, 1);
+    assert_eq!(p.runs(), ["independent"]);
+    assert!(run.stderr.contains("1 built, 0 fresh, 1 failed, 1 not run"), "{}", run.stderr);
+}
+
+const CRASHY: &str = "
+nodes:
+  first: {kind: command, cmd: 'echo first >> runs.log; echo 1 > $OUT/x'}
+  slow:
+    kind: command
+    input: first
+    cmd: >-
+      echo slow >> runs.log; echo partial > $OUT/y; touch started;
+      if [ -e slow.flag ]; then sleep 29.123; fi; echo done > $OUT/y
+  last: {kind: command, input: slow, cmd: 'echo last >> runs.log; cat $IN/y > $OUT/z'}
+";
+
+/// Is a `sleep <marker>` process still running? (Each test uses its own marker.)
+fn sleeper_alive(marker: &str) -> bool {
+    let marker = marker.as_bytes();
+    std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+        std::fs::read(e.path().join("cmdline")).map(|c| c.windows(marker.len()).any(|w| w == marker)).unwrap_or(false)
+    })
+}
+
+fn staging_dirs(p: &Project) -> usize {
+    std::fs::read_dir(p.path().join("cache/tmp")).map(|d| d.count()).unwrap_or(0)
+}
+
+#[test]
+fn sigkill_mid_node_leaves_no_partial_artifact_and_resumes() {
+    let p = Project::new(CRASHY);
+    p.write("slow.flag", "");
+    let mut child = p.spawn(&["run"]);
+    assert!(p.wait_for_file("started", 20.0), "slow never started");
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert_eq!(p.objects().len(), 1, "only `first` may be committed");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!sleeper_alive("29.123"), "the node's process outlived scalemake");
+    std::fs::remove_file(p.path().join("slow.flag")).unwrap();
+    p.clear_runs();
+    let run = p.sm(&["run"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(p.runs(), ["last", "slow"], "finished work must not rerun");
+    assert_eq!(staging_dirs(&p), 0, "abandoned staging must be swept");
+    let z: Vec<String> = p.objects().iter().filter_map(|o| std::fs::read_to_string(o.join("out/z")).ok()).collect();
+    assert_eq!(z, ["done\n"]);
+}
+
+#[test]
+fn ctrl_c_cancels_cleanly() {
+    let p = Project::new(&CRASHY.replace("29.123", "29.456"));
+    p.write("slow.flag", "");
+    let mut child = p.spawn(&["run"]);
+    assert!(p.wait_for_file("started", 20.0));
+    let t = Instant::now();
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert!(t.elapsed() < Duration::from_secs(10));
+    assert_eq!(out.status.code(), Some(130));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert_eq!(p.objects().len(), 1);
+    assert_eq!(staging_dirs(&p), 0);
+    assert!(!sleeper_alive("29.456"));
+}
+
+const SHARED: &str = "
+nodes:
+  a:
+    kind: command
+    matrix: {i: [1, 2, 3, 4, 5, 6]}
+    cmd: echo a${i} >> runs.log; sleep 0.1; echo ${i} > $OUT/x
+  total: {kind: command, input: a, cmd: 'echo total >> runs.log; cat $IN_A > /dev/null; touch $OUT/t'}
+";
+
+#[test]
+fn concurrent_runs_build_each_node_once() {
+    for processes in [2, 4] {
+        let p = Project::new(SHARED);
+        let children: Vec<_> = (0..processes).map(|_| p.spawn(&["run", "-j", "2"])).collect();
+        for c in children {
+            let out = c.wait_with_output().unwrap();
+            assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        }
+        assert_eq!(p.runs(), ["a1", "a2", "a3", "a4", "a5", "a6", "total"], "with {processes} processes");
+        let verify = p.sm(&["verify"]);
+        assert_eq!(verify.code, 0, "{}", verify.stdout);
+        assert!(verify.stdout.contains("7 ok, 0 corrupt"), "{}", verify.stdout);
+    }
+}
