@@ -125,7 +125,7 @@ fn sigkill_mid_node_leaves_no_partial_artifact_and_resumes() {
 fn ctrl_c_cancels_cleanly() {
     let p = Project::new(&CRASHY.replace("29.123", "29.456"));
     p.write("slow.flag", "");
-    let mut child = p.spawn(&["run"]);
+    let child = p.spawn(&["run"]);
     assert!(p.wait_for_file("started", 20.0));
     let t = Instant::now();
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };

@@ -166,16 +166,6 @@ impl Cache {
         }
     }
 
-    /// Takes the build lock of `key`, waiting for another process to release it.
-    pub fn lock(&self, key: &ContentHash) -> Result<KeyLock> {
-        let path = self.root.join("locks").join(format!("{}.lock", key.hex()));
-        let file = File::options().create(true).truncate(false).read(true).write(true).open(&path).map_err(io_err(&path))?;
-        file.lock().map_err(io_err(&path))?;
-        let mut lock = KeyLock { file, path };
-        lock.write_owner();
-        Ok(lock)
-    }
-
     /// The pid recorded by whoever holds (or last held) the lock of `key`.
     pub fn lock_owner(&self, key: &ContentHash) -> Option<u32> {
         let path = self.root.join("locks").join(format!("{}.lock", key.hex()));

@@ -302,12 +302,21 @@ fn build_node(
 ) -> Result<Built, String> {
     let node = &plan.experiment.nodes[i];
     let cache = ws.cache;
-    let lock = match cache.try_lock(&key).map_err(|e| e.to_string())? {
-        Some(lock) => lock,
-        None => {
-            let _ = tx.send(Message::Waiting(i, cache.lock_owner(&key)));
-            cache.lock(&key).map_err(|e| e.to_string())?
+    // Poll rather than block on the lock, so that Ctrl-C still stops a
+    // worker that waits for another process.
+    let mut announced = false;
+    let lock = loop {
+        if let Some(lock) = cache.try_lock(&key).map_err(|e| e.to_string())? {
+            break lock;
         }
+        if !announced {
+            let _ = tx.send(Message::Waiting(i, cache.lock_owner(&key)));
+            announced = true;
+        }
+        if CANCELLED.load(Ordering::Relaxed) {
+            return Err("cancelled".to_string());
+        }
+        std::thread::sleep(Duration::from_millis(50));
     };
     if let Some(m) = cache.manifest(&key).map_err(|e| e.to_string())? {
         return Ok(Built { artifact: m.artifact, seconds: 0.0, by_other: true });

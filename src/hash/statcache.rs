@@ -118,8 +118,7 @@ fn decode(bytes: &[u8]) -> Option<HashMap<PathBuf, (Stamp, ContentHash)>> {
         Some(head)
     };
     let mut out = HashMap::new();
-    loop {
-        let Some(len) = take(4) else { break };
+    while let Some(len) = take(4) {
         let len = u32::from_le_bytes(len.try_into().ok()?) as usize;
         let path = PathBuf::from(std::ffi::OsStr::from_bytes(take(len)?));
         let size = u64::from_le_bytes(take(8)?.try_into().ok()?);

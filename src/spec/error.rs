@@ -5,7 +5,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use miette::{Diagnostic, LabeledSpan, NamedSource, SourceCode};
+use miette::{Diagnostic, LabeledSpan, MietteError, MietteSpanContents, SourceCode, SourceSpan, SpanContents};
 
 use super::yaml::Span;
 
@@ -16,6 +16,21 @@ pub struct SourceFile {
     pub path: PathBuf,
     /// Full text.
     pub text: String,
+}
+
+/// Lets miette show snippets of the file, headed by its path, without copying its text.
+impl SourceCode for SourceFile {
+    fn read_span<'a>(&'a self, span: &SourceSpan, before: usize, after: usize) -> Result<Box<dyn SpanContents<'a> + 'a>, MietteError> {
+        let inner = self.text.read_span(span, before, after)?;
+        Ok(Box::new(MietteSpanContents::new_named(
+            self.path.display().to_string(),
+            inner.data(),
+            *inner.span(),
+            inner.line(),
+            inner.column(),
+            inner.line_count(),
+        )))
+    }
 }
 
 /// One problem in an experiment file.
@@ -31,14 +46,12 @@ pub struct SpecError {
     pub message: String,
     /// What to do about it.
     pub hint: Option<String>,
-    named: NamedSource<String>,
 }
 
 impl SpecError {
     /// An error at `span` in `source`.
     pub fn new(source: &Arc<SourceFile>, span: Span, message: impl Into<String>) -> Self {
-        let named = NamedSource::new(source.path.display().to_string(), source.text.clone()).with_language("yaml");
-        SpecError { file: source.clone(), span, key: None, message: message.into(), hint: None, named }
+        SpecError { file: source.clone(), span, key: None, message: message.into(), hint: None }
     }
 
     /// Names the offending key.
@@ -87,7 +100,7 @@ impl Diagnostic for SpecError {
     }
 
     fn source_code(&self) -> Option<&dyn SourceCode> {
-        Some(&self.named)
+        Some(self.file.as_ref())
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
