@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # Installs everything scalemake needs and builds it. Idempotent: a second run
-# only checks that the venv is healthy and lets cargo decide it is up to date.
+# only checks that the venv and corpus are in place and lets cargo decide the
+# build is up to date.
 #
 #  1. a Python venv with torch==2.11.0 from PyPI (libtorch for tch 0.24). It is
 #     kept in a user cache dir keyed by the torch version, so fresh clones (CI)
 #     reuse it, and linked into the project as .venv; rebuilt when broken.
-#  2. `cargo build --release` (LIBTORCH_USE_PYTORCH=1 via .cargo/config.toml);
-#     the binary carries an rpath to the venv's torch/lib, and bin/scalemake
-#     links to it.
+#  2. real French prose for the data path (scripts/fetch-corpus.sh → data/fr/).
+#  3. `cargo build --release` of the workspace with LIBTORCH_USE_PYTORCH=1:
+#     `scalemake` (the engine) and `scalemake-torch` (the libtorch worker, with
+#     an rpath to the venv's torch/lib), linked as bin/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 TORCH_VERSION=2.11.0
+TOKENIZERS_VERSION=0.23.3
 PYTHON=${PYTHON:-python3}
 CACHE_ROOT=${SCALEMAKE_VENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/scalemake}
 VENV=$CACHE_ROOT/venv-torch-$TORCH_VERSION
@@ -38,6 +41,12 @@ if ! venv_is_healthy; then
   venv_is_healthy || { say "torch install in $VENV is broken"; exit 1; }
 fi
 
+# Python `tokenizers`: the reference our tokenizer.json is tested against.
+if ! "$VENV/bin/python" -c 'import tokenizers' >/dev/null 2>&1; then
+  say "installing tokenizers==$TOKENIZERS_VERSION into the venv"
+  "$VENV/bin/pip" install --quiet "tokenizers==$TOKENIZERS_VERSION"
+fi
+
 # Project-local handle on the venv (.cargo/config.toml points torch-sys here).
 if [ "$(readlink .venv 2>/dev/null)" != "$VENV" ]; then
   rm -rf .venv
@@ -46,6 +55,8 @@ fi
 
 # torch-sys finds libtorch by asking the active venv's python.
 export VIRTUAL_ENV="$PWD/.venv" PATH="$PWD/.venv/bin:$PATH" LIBTORCH_USE_PYTORCH=1
+scripts/fetch-corpus.sh
+
 say "building scalemake (release)"
 cargo build --release --quiet --workspace --bins
 mkdir -p bin

@@ -50,6 +50,9 @@ pub struct Manifest {
     pub finished_unix: u64,
     /// Numbers the node recorded.
     pub metrics: BTreeMap<String, f64>,
+    /// Human-readable lines the node recorded (shown by `scalemake show`).
+    #[serde(default)]
+    pub summary: Vec<String>,
     /// scalemake version that built it.
     pub tool_version: String,
     /// Host name.
@@ -76,6 +79,7 @@ impl Manifest {
             seconds: 0.0,
             finished_unix,
             metrics: BTreeMap::new(),
+            summary: Vec::new(),
             tool_version: env!("CARGO_PKG_VERSION").to_string(),
             host: hostname(),
         }

@@ -163,6 +163,9 @@ pub fn show(plan: &Plan, i: usize, cache: &Cache, survey: &[Freshness], state: N
         for (name, value) in &manifest.metrics {
             let _ = writeln!(out, "  metric  {name} = {value}");
         }
+        for line in &manifest.summary {
+            let _ = writeln!(out, "  {line}");
+        }
     }
     let unhashed: Vec<&str> = node.kind.schema().fields.iter().filter(|f| !f.hashed).map(|f| f.name).collect();
     out.push_str("params (defaults filled in)\n");

@@ -353,7 +353,7 @@ fn build_node(
         });
     }
     ctx.log_line(&format!("scalemake: node finished in {seconds:.2}s"));
-    let metrics = ctx.into_metrics();
+    let (metrics, summary) = ctx.into_report();
     let manifest = cache
         .commit(staging, Some(log_path), |m| {
             m.node = node.id.0.clone();
@@ -364,6 +364,7 @@ fn build_node(
             m.files = parts.files.clone();
             m.seconds = seconds;
             m.metrics = metrics;
+            m.summary = summary;
         })
         .map_err(|e| e.to_string())?;
     drop(lock);

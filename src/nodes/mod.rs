@@ -10,6 +10,9 @@
 //! after `run` returns `Ok` does the executor commit it.
 
 mod command;
+mod corpus;
+mod shards;
+mod tokenizer;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -19,6 +22,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 pub use command::Command;
+pub use corpus::Corpus;
+pub use shards::Shards;
+pub use tokenizer::TokenizerKind;
 
 use crate::spec::{NodeId, Schema, Value};
 
@@ -141,6 +147,7 @@ pub struct NodeCtx<'a> {
     progress: &'a (dyn Fn(Progress) + Sync),
     cancelled: &'a AtomicBool,
     metrics: BTreeMap<String, f64>,
+    summary: Vec<String>,
 }
 
 /// Everything the executor hands a node (kept in one struct so that adding a
@@ -170,7 +177,7 @@ impl<'a> NodeCtx<'a> {
     /// Assembles a context (the executor and tests do this).
     pub fn new(parts: NodeCtxParts<'a>) -> Self {
         let NodeCtxParts { id, params, inputs, out_dir, work_dir, root, log, progress, cancelled } = parts;
-        NodeCtx { id, params, inputs, out_dir, work_dir, root, log, progress, cancelled, metrics: BTreeMap::new() }
+        NodeCtx { id, params, inputs, out_dir, work_dir, root, log, progress, cancelled, metrics: BTreeMap::new(), summary: Vec::new() }
     }
 
     /// This node's id.
@@ -218,9 +225,26 @@ impl<'a> NodeCtx<'a> {
     pub fn record_metric(&mut self, name: &str, value: f64) {
         self.metrics.insert(name.to_string(), value);
     }
-    /// The recorded metrics.
-    pub fn into_metrics(self) -> BTreeMap<String, f64> {
-        self.metrics
+    /// Adds a human-readable line to the manifest (shown by `scalemake show`).
+    pub fn add_summary(&mut self, line: impl Into<String>) {
+        self.summary.push(line.into());
+    }
+    /// The recorded metrics and summary lines.
+    pub fn into_report(self) -> (BTreeMap<String, f64>, Vec<String>) {
+        (self.metrics, self.summary)
+    }
+    /// The directory of the single upstream artifact that contains `file`
+    /// (how a kind finds, say, its tokenizer among its inputs).
+    pub fn input_with(&self, file: &str) -> Result<PathBuf, NodeError> {
+        let found: Vec<&Artifact> = self.inputs.iter().flat_map(|i| &i.artifacts).filter(|a| a.dir.join(file).exists()).collect();
+        match found.as_slice() {
+            [one] => Ok(one.dir.clone()),
+            [] => Err(NodeError::Failed(format!("no input provides `{file}`: add the node that makes it to `input:`"))),
+            many => {
+                let names: Vec<String> = many.iter().map(|a| a.node.to_string()).collect();
+                Err(NodeError::Failed(format!("several inputs provide `{file}` ({}): keep one", names.join(", "))))
+            }
+        }
     }
 }
 
@@ -233,7 +257,9 @@ pub struct Registry {
 impl Registry {
     /// A registry with every built-in kind.
     pub fn builtin() -> Self {
-        Registry { kinds: vec![Arc::new(Command::new())] }
+        Registry {
+            kinds: vec![Arc::new(Command::new()), Arc::new(Corpus::new()), Arc::new(TokenizerKind::new()), Arc::new(Shards::new())],
+        }
     }
 
     /// The kind called `name`.

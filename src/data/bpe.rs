@@ -1,0 +1,138 @@
+//! GPT-2-style byte-level BPE, trained and applied with HuggingFace `tokenizers`.
+//!
+//! Settings match GPT-2: ByteLevel pre-tokenisation with the GPT-2 regex, no
+//! prefix space, the full 256-byte initial alphabet (so every byte sequence
+//! encodes, and `decode(encode(x)) == x`), ByteLevel decoding, and special
+//! tokens (an end-of-text token) placed first in the vocabulary. The result is
+//! a standard `tokenizer.json` that Python's `tokenizers.Tokenizer.from_file`
+//! loads.
+
+use std::path::Path;
+
+use tokenizers::models::bpe::{BpeTrainerBuilder, BPE};
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::models::TrainerWrapper;
+use tokenizers::{AddedToken, DecoderWrapper, ModelWrapper, NormalizerWrapper, PostProcessorWrapper, PreTokenizerWrapper, Tokenizer, TokenizerBuilder};
+
+pub use tokenizers::Tokenizer as Bpe;
+
+/// What to train.
+#[derive(Clone, Debug)]
+pub struct BpeSpec {
+    /// Exact size of the vocabulary, special tokens included.
+    pub vocab_size: usize,
+    /// Special tokens, in id order from 0.
+    pub special_tokens: Vec<String>,
+    /// Merges need a pair to occur at least this often.
+    pub min_frequency: u64,
+}
+
+/// Trains a tokenizer on `docs`. Fails if the corpus is too small to reach
+/// exactly `vocab_size` entries.
+pub fn train<I>(spec: &BpeSpec, docs: I) -> Result<Tokenizer, String>
+where
+    I: Iterator<Item = String> + Send,
+{
+    let specials: Vec<AddedToken> = spec.special_tokens.iter().map(|t| AddedToken::from(t.clone(), true)).collect();
+    let mut trainer: TrainerWrapper = BpeTrainerBuilder::new()
+        .show_progress(false)
+        .vocab_size(spec.vocab_size)
+        .min_frequency(spec.min_frequency)
+        .special_tokens(specials)
+        .initial_alphabet(ByteLevel::alphabet().into_iter().collect())
+        .build()
+        .into();
+    let byte_level = ByteLevel::new(false, true, true);
+    let mut tokenizer: Tokenizer = TokenizerBuilder::<ModelWrapper, NormalizerWrapper, PreTokenizerWrapper, PostProcessorWrapper, DecoderWrapper>::new()
+        .with_model(BPE::default().into())
+        .with_normalizer(None)
+        .with_pre_tokenizer(Some(byte_level.into()))
+        .with_post_processor(Some(byte_level.into()))
+        .with_decoder(Some(byte_level.into()))
+        .build()
+        .map_err(|e| e.to_string())?
+        .into();
+    tokenizer.train(&mut trainer, docs).map_err(|e| format!("BPE training failed: {e}"))?;
+    let got = tokenizer.get_vocab_size(true);
+    if got != spec.vocab_size {
+        return Err(format!(
+            "the corpus yields only {got} vocabulary entries, not the {} asked for: use more text or a smaller vocab_size",
+            spec.vocab_size
+        ));
+    }
+    Ok(tokenizer)
+}
+
+/// Loads a `tokenizer.json`.
+pub fn load(path: &Path) -> Result<Tokenizer, String> {
+    Tokenizer::from_file(path).map_err(|e| format!("{}: not a valid tokenizer.json: {e}", path.display()))
+}
+
+/// Token ids of `text` (no special tokens added).
+pub fn encode(tokenizer: &Tokenizer, text: &str) -> Result<Vec<u32>, String> {
+    tokenizer.encode_fast(text, false).map(|e| e.get_ids().to_vec()).map_err(|e| e.to_string())
+}
+
+/// Text of `ids` (special tokens kept).
+pub fn decode(tokenizer: &Tokenizer, ids: &[u32]) -> Result<String, String> {
+    tokenizer.decode(ids, false).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Vec<String> {
+        let base = "Le petit chat dort au soleil. « Où est-il ? » demanda l’enfant. L’été, les élèves étudient à l’école; \
+                    les garçons et les filles mangent des crêpes, boivent du café et lisent des œuvres françaises.";
+        (0..50).map(|i| format!("{base} Paragraphe numéro {i}.")).collect()
+    }
+
+    fn spec(vocab_size: usize) -> BpeSpec {
+        BpeSpec { vocab_size, special_tokens: vec!["<|endoftext|>".into()], min_frequency: 0 }
+    }
+
+    #[test]
+    fn exact_vocab_size_and_special_token_first() {
+        let tok = train(&spec(300), sample().into_iter()).unwrap();
+        assert_eq!(tok.get_vocab_size(true), 300);
+        assert_eq!(tok.token_to_id("<|endoftext|>"), Some(0));
+    }
+
+    #[test]
+    fn too_small_a_corpus_is_a_clear_error() {
+        let err = train(&spec(50_000), sample().into_iter()).unwrap_err();
+        assert!(err.contains("yields only"), "{err}");
+    }
+
+    #[test]
+    fn round_trips_french_and_random_bytes() {
+        let tok = train(&spec(300), sample().into_iter()).unwrap();
+        for text in sample().iter().map(String::as_str).chain(["«  »\u{a0}’ œuvre\tÉté\n\n中文 🙂", ""]) {
+            assert_eq!(decode(&tok, &encode(&tok, text).unwrap()).unwrap(), text);
+        }
+        let mut state = 0x9e3779b97f4a7c15u64;
+        for len in [1usize, 7, 100, 1000] {
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    state as u8
+                })
+                .collect();
+            // Arbitrary bytes as the (lossless) text a document can hold.
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            assert_eq!(decode(&tok, &encode(&tok, &text).unwrap()).unwrap(), text);
+        }
+    }
+
+    #[test]
+    fn training_is_deterministic() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["a.json", "b.json"] {
+            train(&spec(300), sample().into_iter()).unwrap().save(dir.path().join(name), false).unwrap();
+        }
+        assert_eq!(std::fs::read(dir.path().join("a.json")).unwrap(), std::fs::read(dir.path().join("b.json")).unwrap());
+    }
+}

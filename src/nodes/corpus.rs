@@ -1,0 +1,132 @@
+//! `corpus`: files of text → normalised, de-duplicated documents in three splits.
+//!
+//! Artifact: `train.jsonl`, `val.jsonl`, `test.jsonl` (one `{"text": …}` per
+//! document, in input order) and `stats.json`.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+
+use super::{NodeCtx, NodeError, NodeKind, Progress};
+use crate::data::corpus::{read_all, Format, Split};
+use crate::hash::expand_globs;
+use crate::spec::{Field, FieldType, Schema, Value};
+
+/// The `corpus` node kind.
+pub struct Corpus {
+    schema: Schema,
+}
+
+impl Corpus {
+    /// Creates the kind with its schema.
+    pub fn new() -> Self {
+        let fraction = |d: f64, doc| Field::default(if doc == "val" { "val" } else { "test" }, FieldType::Float, Value::Float(d), "fraction of documents");
+        Corpus {
+            schema: Schema::new(vec![
+                Field::required("paths", FieldType::List(Box::new(FieldType::Str)), "files, directories or globs: plain text, .gz, or JSONL"),
+                Field::default("format", FieldType::Enum(&["auto", "text", "jsonl"]), Value::Str("auto".into()), "auto: by extension (.jsonl[.gz] is JSONL)"),
+                Field::default("text_field", FieldType::Str, Value::Str("text".into()), "JSONL field holding the document"),
+                Field::default(
+                    "split",
+                    FieldType::Struct(Schema::new(vec![fraction(0.005, "val"), fraction(0.005, "test")])),
+                    Value::Null,
+                    "held-out fractions, assigned by document hash",
+                ),
+                Field::default("on_error", FieldType::Enum(&["error", "skip"]), Value::Str("error".into()), "unreadable files: fail, or skip and count"),
+            ]),
+        }
+    }
+}
+
+impl Default for Corpus {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn strings(params: &Value, key: &str) -> Vec<String> {
+    params.get_path(key).and_then(Value::as_list).unwrap_or(&[]).iter().filter_map(|v| v.as_str().map(String::from)).collect()
+}
+
+impl NodeKind for Corpus {
+    fn name(&self) -> &'static str {
+        "corpus"
+    }
+
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    fn file_inputs(&self, params: &Value) -> Vec<String> {
+        strings(params, "paths")
+    }
+
+    fn run(&self, ctx: &mut NodeCtx<'_>) -> Result<(), NodeError> {
+        let p = ctx.params();
+        let val = p.get_path("split.val").and_then(Value::as_f64).unwrap_or(0.0);
+        let test = p.get_path("split.test").and_then(Value::as_f64).unwrap_or(0.0);
+        if !(0.0..1.0).contains(&val) || !(0.0..1.0).contains(&test) || val + test >= 1.0 {
+            return Err(NodeError::Failed(format!("split fractions val={val}, test={test} must be in [0, 1) and leave some training data")));
+        }
+        let format = match p.get_path("format").and_then(Value::as_str) {
+            Some("text") => Format::Text,
+            Some("jsonl") => Format::Jsonl,
+            _ => Format::Auto,
+        };
+        let text_field = p.get_path("text_field").and_then(Value::as_str).unwrap_or("text").to_string();
+        let skip_bad = p.get_path("on_error").and_then(Value::as_str) == Some("skip");
+        let rel = expand_globs(ctx.root(), &strings(p, "paths")).map_err(|e| NodeError::Failed(e.to_string()))?;
+        let files: Vec<PathBuf> = rel.iter().map(|r| ctx.root().join(r)).collect();
+        ctx.progress(Progress::Message(format!("reading {} file(s)", files.len())));
+        let docs = read_all(&files, format, &text_field, skip_bad, val, test).map_err(|e| NodeError::Failed(e.to_string()))?;
+        for problem in &docs.skipped {
+            ctx.log_line(&format!("skipped {problem}"));
+        }
+        if docs.docs.is_empty() {
+            return Err(NodeError::Failed(format!("no documents in {} file(s) (all empty or skipped)", files.len())));
+        }
+        let mut stats = serde_json::Map::new();
+        for split in Split::ALL {
+            let path = ctx.out_dir().join(format!("{}.jsonl", split.name()));
+            let io = |e| NodeError::io(&path, e);
+            let mut out = BufWriter::new(File::create(&path).map_err(io)?);
+            let (mut n, mut bytes) = (0usize, 0usize);
+            for (_, text) in docs.docs.iter().filter(|(s, _)| *s == split) {
+                serde_json::to_writer(&mut out, &serde_json::json!({ "text": text })).map_err(|e| NodeError::io(&path, e.into()))?;
+                out.write_all(b"\n").map_err(io)?;
+                n += 1;
+                bytes += text.len();
+            }
+            out.flush().map_err(io)?;
+            ctx.record_metric(&format!("{}_documents", split.name()), n as f64);
+            ctx.record_metric(&format!("{}_bytes", split.name()), bytes as f64);
+            stats.insert(split.name().into(), serde_json::json!({ "documents": n, "bytes": bytes }));
+        }
+        let total_bytes: usize = docs.docs.iter().map(|(_, t)| t.len()).sum();
+        ctx.record_metric("files", files.len() as f64);
+        ctx.record_metric("documents", docs.docs.len() as f64);
+        ctx.record_metric("bytes", total_bytes as f64);
+        ctx.record_metric("duplicates_removed", docs.duplicates as f64);
+        ctx.record_metric("files_skipped", docs.skipped.len() as f64);
+        stats.insert("documents".into(), docs.docs.len().into());
+        stats.insert("bytes".into(), total_bytes.into());
+        stats.insert("duplicates_removed".into(), docs.duplicates.into());
+        stats.insert("files_skipped".into(), docs.skipped.len().into());
+        let path = ctx.out_dir().join("stats.json");
+        let text = serde_json::to_string_pretty(&stats).map_err(|e| NodeError::io(&path, e.into()))?;
+        std::fs::write(&path, text).map_err(|e| NodeError::io(&path, e))?;
+        ctx.add_summary(format!(
+            "{} documents, {:.1} MB from {} file(s); {} duplicate(s) removed, {} file(s) skipped",
+            docs.docs.len(),
+            total_bytes as f64 / 1e6,
+            files.len(),
+            docs.duplicates,
+            docs.skipped.len()
+        ));
+        Ok(())
+    }
+}
