@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 OUT=data/fr
-STAMP=$OUT/.rendered-v1
+STAMP=$OUT/.rendered-v2
 PACKAGES=(manpages-fr manpages-fr-dev debian-reference-fr debian-handbook)
 say() { printf '\033[1mcorpus:\033[0m %s\n' "$*" >&2; }
 
@@ -63,7 +63,7 @@ say "rendering debian-reference-fr and debian-handbook (fr-FR)"
 python3 scripts/html2text.py "$OUT.tmp/debian-reference" "$work"/debian-reference-fr/usr/share/debian-reference/*.fr.html
 python3 scripts/html2text.py "$OUT.tmp/debian-handbook" "$work"/debian-handbook/usr/share/doc/debian-handbook/html/fr-FR/*.html
 
-touch "$OUT.tmp/.rendered-v1"
+touch "$OUT.tmp/.rendered-v2"
 rm -rf "$OUT"
 mv "$OUT.tmp" "$OUT"
 say "$(find "$OUT" -name '*.txt' | wc -l) documents, $(du -sh "$OUT" | cut -f1) in $OUT"

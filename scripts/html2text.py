@@ -17,6 +17,7 @@ BLOCKS = {"p", "div", "br", "li", "dt", "dd", "h1", "h2", "h3", "h4", "h5", "h6"
 SKIP = {"script", "style", "head", "nav", "noscript"}
 # Chrome of DocBook-generated pages: navigation headers/footers.
 SKIP_CLASSES = {"navheader", "navfooter", "toc", "breadcrumbs", "docnav"}
+SKIP_IDS = {"banner"}
 
 
 class Text(html.parser.HTMLParser):
@@ -27,8 +28,9 @@ class Text(html.parser.HTMLParser):
         self.stack = []
 
     def handle_starttag(self, tag, attrs):
-        classes = set((dict(attrs).get("class") or "").split())
-        skipping = tag in SKIP or bool(classes & SKIP_CLASSES)
+        attributes = dict(attrs)
+        classes = set((attributes.get("class") or "").split())
+        skipping = tag in SKIP or bool(classes & SKIP_CLASSES) or attributes.get("id") in SKIP_IDS
         if tag not in ("br", "img", "meta", "link", "hr", "input"):
             self.stack.append(skipping)
             if skipping:
