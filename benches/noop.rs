@@ -75,8 +75,10 @@ fn main() {
 
     let mut rows: Vec<Row> = Vec::new();
     let mut builds: Vec<(usize, &str, Duration)> = Vec::new();
+    let mut deps: Vec<String> = Vec::new();
     for &n in &sizes {
         let dag = Dag::generate(n);
+        deps.push(format!("{} at {n} nodes", dag.total_file_deps()));
         let tmp = tempfile::Builder::new().prefix(&format!("scalemake-noop-{n}-")).tempdir().expect("temp dir");
         let root = tmp.path();
         eprintln!("[{n} nodes] projects in {}", root.display());
@@ -156,6 +158,7 @@ fn main() {
 
     println!("## No-op status / run\n");
     println!("{} input files; layered DAG (10 layers, 1–3 inputs per node from the previous layer, a 10-file glob per node).", DIRS * FILES_PER_DIR);
+    println!("Declared file dependencies (data files + upstream outputs, summed over nodes): {}.", deps.join(", "));
     println!("Ratios: the other tool's time / `scalemake status` time at the same size (median / median, min / min).");
     let others: Vec<String> = sizes.iter().filter(|n| !compare.contains(n)).map(|n| format!("{n}")).collect();
     if !others.is_empty() {

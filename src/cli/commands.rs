@@ -45,8 +45,11 @@ fn load_plan(env: &Env, file: Option<PathBuf>) -> Result<Plan, CliError> {
         Some(f) => f,
         None => env.default_file()?,
     };
+    let started = Instant::now();
     let experiment = spec::load(&file, &Registry::builtin())?;
-    Ok(Plan::new(experiment).map_err(spec::LoadError::from)?)
+    let plan = Plan::new(experiment).map_err(spec::LoadError::from)?;
+    tracing::debug!("loaded {} ({} nodes) in {:?}", file.display(), plan.len(), started.elapsed());
+    Ok(plan)
 }
 
 /// Loads the experiment named by `[FILE.yaml] targets…`.
@@ -155,7 +158,9 @@ pub fn status(env: &Env, args: &[String], all: bool) -> Result<ExitCode, CliErro
     let (plan, targets) = plan_and_targets(env, args)?;
     let cache = env.cache()?;
     let selected = exec::selection(&plan, &targets).map_err(|e| CliError::Usage(e.to_string()))?;
+    let started = Instant::now();
     let survey = exec::survey(&plan, &Workspace { root: &env.root, cache: &cache });
+    tracing::debug!("surveyed {} nodes in {:?}", plan.len(), started.elapsed());
     let states = states(&plan, &cache, &survey);
     let mut stale = 0;
     let width = selected.iter().map(|&i| plan.experiment.nodes[i].id.0.len()).max().unwrap_or(0);

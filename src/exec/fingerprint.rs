@@ -7,7 +7,9 @@
 //! with the manifest of the key this node last built (from the state log),
 //! like cargo's `DirtyReason`: the evidence (old and new values) is data.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::cache::{Cache, Manifest, StateLog};
@@ -115,6 +117,9 @@ pub struct Fingerprinter<'a> {
     root: PathBuf,
     stat: StatCache,
     state: StateLog,
+    /// Per node: its declared files and their digests (computed for all
+    /// nodes in one batch on first use).
+    files: Option<Vec<Result<Vec<(String, ContentHash)>, String>>>,
 }
 
 /// The material of one node's key, kept to write its manifest.
@@ -139,9 +144,9 @@ impl KeyParts {
 impl<'a> Fingerprinter<'a> {
     /// Loads the stat cache and the experiment's state log.
     pub fn new(plan: &'a Plan, cache: &'a Cache, root: &Path) -> Self {
-        let stat = StatCache::load(&cache.root().join("statcache.bin"));
+        let stat = StatCache::load(&cache.root().join("statcache.bin"), root);
         let state = cache.state(&plan.experiment.name);
-        Fingerprinter { plan, cache, root: root.to_path_buf(), stat, state }
+        Fingerprinter { plan, cache, root: root.to_path_buf(), stat, state, files: None }
     }
 
     /// The state log (the executor records builds through it).
@@ -157,17 +162,60 @@ impl<'a> Fingerprinter<'a> {
 
     /// Content digests of node `i`'s declared files, sorted by path.
     fn files(&mut self, i: usize) -> Result<Vec<(String, ContentHash)>, String> {
-        let node = &self.plan.experiment.nodes[i];
-        let patterns = node.kind.file_inputs(&node.params);
-        if patterns.is_empty() {
-            return Ok(Vec::new());
+        if self.files.is_none() {
+            self.files = Some(self.digest_declared_files());
         }
-        let rel = expand_globs(&self.root, &patterns).map_err(|e| format!("declared input: {e}"))?;
-        let abs: Vec<PathBuf> = rel.iter().map(|r| self.root.join(r)).collect();
-        let digests = self.stat.digest_all(&abs);
-        rel.into_iter()
-            .zip(digests)
-            .map(|(path, d)| d.map(|d| (path.clone(), d)).map_err(|e| format!("declared input `{path}`: {e}")))
+        self.files.as_ref().expect("just computed")[i].clone()
+    }
+
+    /// Expands every node's file patterns (each distinct pattern list once)
+    /// and digests the union of the files in one pass: one `stat` per file
+    /// however many nodes read it.
+    fn digest_declared_files(&mut self) -> Vec<Result<Vec<(String, ContentHash)>, String>> {
+        let started = std::time::Instant::now();
+        let nodes = &self.plan.experiment.nodes;
+        let mut expansions: HashMap<Vec<String>, Result<Vec<String>, String>> = HashMap::new();
+        let per_node: Vec<Vec<String>> = nodes.iter().map(|n| n.kind.file_inputs(&n.params)).collect();
+        let mut distinct: Vec<&Vec<String>> = per_node.iter().filter(|p| !p.is_empty()).collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        // Walking directories is syscall-bound: two threads halve it for big studies.
+        let expand = |list: &[&Vec<String>]| -> Vec<(Vec<String>, Result<Vec<String>, String>)> {
+            list.iter().map(|p| ((*p).clone(), expand_globs(&self.root, p).map_err(|e| format!("declared input: {e}")))).collect()
+        };
+        let expanded = if distinct.len() >= 256 {
+            let (a, b) = distinct.split_at(distinct.len() / 2);
+            std::thread::scope(|s| {
+                let second = s.spawn(|| expand(b));
+                let mut first = expand(a);
+                first.extend(second.join().expect("glob thread"));
+                first
+            })
+        } else {
+            expand(&distinct)
+        };
+        expansions.extend(expanded);
+        let mut union: Vec<&String> = expansions.values().filter_map(|r| r.as_ref().ok()).flatten().collect();
+        union.sort_unstable();
+        union.dedup();
+        let abs: Vec<PathBuf> = union.iter().map(|r| self.root.join(r)).collect();
+        let expanded = started.elapsed();
+        let digests: HashMap<&String, io::Result<ContentHash>> = union.iter().copied().zip(self.stat.digest_all(&abs)).collect();
+        tracing::debug!(patterns = expansions.len(), files = abs.len(), "declared files: globs expanded in {expanded:?}, digested in {:?}", started.elapsed() - expanded);
+        per_node
+            .iter()
+            .map(|patterns| {
+                if patterns.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let rel = expansions[patterns].clone()?;
+                rel.into_iter()
+                    .map(|path| match &digests[&path] {
+                        Ok(d) => Ok((path, *d)),
+                        Err(e) => Err(format!("declared input `{path}`: {e}")),
+                    })
+                    .collect()
+            })
             .collect()
     }
 

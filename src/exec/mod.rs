@@ -375,7 +375,9 @@ fn build_node(
 /// `--dry-run`): fresh nodes resolve their digests so that downstream keys
 /// can be computed as far as possible.
 pub fn survey(plan: &Plan, ws: &Workspace<'_>) -> Vec<Freshness> {
+    let started = Instant::now();
     let mut fp = Fingerprinter::new(plan, ws.cache, ws.root);
+    tracing::debug!("stat cache and state log loaded in {:?}", started.elapsed());
     let mut digests: Vec<Option<ContentHash>> = vec![None; plan.len()];
     let mut out: Vec<Option<Freshness>> = vec![None; plan.len()];
     for &i in plan.topo_order() {
@@ -385,7 +387,9 @@ pub fn survey(plan: &Plan, ws: &Workspace<'_>) -> Vec<Freshness> {
         }
         out[i] = Some(f);
     }
+    let evaluated = started.elapsed();
     fp.finish();
+    tracing::debug!("nodes evaluated at {evaluated:?}, stat cache saved at {:?}", started.elapsed());
     out.into_iter().map(|f| f.expect("every node is in the topological order")).collect()
 }
 

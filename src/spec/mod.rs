@@ -52,6 +52,26 @@ pub struct Experiment {
     pub source: Arc<SourceFile>,
     /// Node instances in file order (matrix instances in sweep order).
     pub nodes: Vec<NodeSpec>,
+    lookup: Lookup,
+}
+
+/// Node indices by instance id and by declaration, so that resolving a
+/// reference costs O(1) rather than a scan (10,000-node studies exist).
+struct Lookup {
+    by_id: HashMap<String, usize>,
+    by_decl: HashMap<String, Vec<usize>>,
+}
+
+impl Lookup {
+    fn new(nodes: &[NodeSpec]) -> Self {
+        let mut by_id = HashMap::with_capacity(nodes.len());
+        let mut by_decl: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, n) in nodes.iter().enumerate() {
+            by_id.entry(n.id.0.clone()).or_insert(i);
+            by_decl.entry(n.decl.clone()).or_default().push(i);
+        }
+        Lookup { by_id, by_decl }
+    }
 }
 
 /// One node instance.
@@ -88,7 +108,7 @@ pub struct InputSpec {
 impl Experiment {
     /// Index of the node with this id.
     pub fn index_of(&self, id: &str) -> Option<usize> {
-        self.nodes.iter().position(|n| n.id.0 == id)
+        self.lookup.by_id.get(id).copied()
     }
 
     /// An error pointing into this experiment's file.
@@ -99,7 +119,7 @@ impl Experiment {
     /// Indices of the nodes a reference such as `train`, `train[model=a]` or
     /// an exact instance id selects. `Err` carries a message and a hint.
     pub fn select(&self, reference: &str) -> Result<Vec<usize>, (String, Option<String>)> {
-        select(&self.nodes, reference)
+        select(&self.nodes, &self.lookup, reference)
     }
 }
 
@@ -186,7 +206,8 @@ impl Loader<'_> {
         self.check_defaults_are_used(defaults, decls);
         let nodes = self.resolve_inputs(instances);
         if self.errors.is_empty() {
-            Ok(Experiment { name, source: self.source.clone(), nodes })
+            let lookup = Lookup::new(&nodes);
+            Ok(Experiment { name, source: self.source.clone(), nodes, lookup })
         } else {
             Err(LoadError::Spec(SpecErrors(self.errors)))
         }
@@ -440,12 +461,13 @@ impl Loader<'_> {
             }
         }
         let (specs, raws): (Vec<NodeSpec>, Vec<Vec<(String, Span)>>) = instances.into_iter().map(|i| (i.spec, i.raw_inputs)).unzip();
+        let lookup = Lookup::new(&specs);
         let mut resolved = Vec::with_capacity(specs.len());
         for (i, raw) in raws.iter().enumerate() {
             let mut inputs = Vec::new();
             for (name, span) in raw {
                 let key = format!("nodes.{}.input", specs[i].decl);
-                match select(&specs, name) {
+                match select(&specs, &lookup, name) {
                     Ok(nodes) if nodes.contains(&i) => {
                         self.errors.push(self.err(*span, format!("node `{}` cannot take itself as input", specs[i].id)).key(key))
                     }
@@ -503,8 +525,8 @@ fn combinations(matrix: &[(String, Vec<Node>)]) -> Vec<Vec<(String, &Node)>> {
 }
 
 /// Resolves `decl`, `decl[var=value,…]` or an exact instance id to node indices.
-fn select(nodes: &[NodeSpec], reference: &str) -> Result<Vec<usize>, (String, Option<String>)> {
-    if let Some(i) = nodes.iter().position(|n| n.id.0 == reference) {
+fn select(nodes: &[NodeSpec], lookup: &Lookup, reference: &str) -> Result<Vec<usize>, (String, Option<String>)> {
+    if let Some(&i) = lookup.by_id.get(reference) {
         return Ok(vec![i]);
     }
     let (decl, filter) = match reference.split_once('[') {
@@ -514,10 +536,10 @@ fn select(nodes: &[NodeSpec], reference: &str) -> Result<Vec<usize>, (String, Op
         },
         None => (reference, None),
     };
-    let family: Vec<usize> = (0..nodes.len()).filter(|&i| nodes[i].decl == decl).collect();
+    let family: Vec<usize> = lookup.by_decl.get(decl).cloned().unwrap_or_default();
     if family.is_empty() {
-        let mut decls: Vec<&str> = nodes.iter().map(|n| n.decl.as_str()).collect();
-        decls.dedup();
+        let mut decls: Vec<&str> = lookup.by_decl.keys().map(String::as_str).collect();
+        decls.sort_unstable();
         let hint = closest(decl, decls.iter().copied()).map(|c| format!("did you mean `{c}`?"));
         return Err((format!("no node named `{decl}`"), hint));
     }

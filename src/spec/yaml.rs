@@ -132,7 +132,8 @@ impl<'a> LineIndex<'a> {
 
 enum Frame {
     Seq { start: Span, anchor: usize, items: Vec<Node> },
-    Map { start: Span, anchor: usize, entries: Vec<(Key, Node)>, pending_key: Option<Key> },
+    /// `seen` maps each key to its line, for duplicate detection in O(1).
+    Map { start: Span, anchor: usize, entries: Vec<(Key, Node)>, pending_key: Option<Key>, seen: HashMap<String, usize> },
 }
 
 struct Builder<'a> {
@@ -160,7 +161,7 @@ impl Builder<'_> {
         match self.stack.last_mut() {
             None => self.root = Some(node),
             Some(Frame::Seq { items, .. }) => items.push(node),
-            Some(Frame::Map { entries, pending_key, .. }) => match pending_key.take() {
+            Some(Frame::Map { entries, pending_key, seen, .. }) => match pending_key.take() {
                 Some(key) => entries.push((key, node)),
                 None => {
                     let name = match &node.value {
@@ -174,8 +175,8 @@ impl Builder<'_> {
                             String::new()
                         }
                     };
-                    if let Some((first, _)) = entries.iter().find(|(k, _)| k.name == name) {
-                        duplicate = Some((format!("duplicate key `{name}` (first defined at line {})", first.span.line), node.span));
+                    if let Some(first_line) = seen.insert(name.clone(), node.span.line) {
+                        duplicate = Some((format!("duplicate key `{name}` (first defined at line {first_line})"), node.span));
                     }
                     *pending_key = Some(Key { name, span: node.span });
                 }
@@ -218,7 +219,7 @@ impl MarkedEventReceiver for Builder<'_> {
                 self.stack.push(if matches!(event, Event::SequenceStart(..)) {
                     Frame::Seq { start: span, anchor, items: Vec::new() }
                 } else {
-                    Frame::Map { start: span, anchor, entries: Vec::new(), pending_key: None }
+                    Frame::Map { start: span, anchor, entries: Vec::new(), pending_key: None, seen: HashMap::new() }
                 });
             }
             Event::SequenceEnd | Event::MappingEnd => {
