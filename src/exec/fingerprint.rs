@@ -119,8 +119,13 @@ pub struct Fingerprinter<'a> {
     state: StateLog,
     /// Per node: its declared files and their digests (computed for all
     /// nodes in one batch on first use).
-    files: Option<Vec<Result<Vec<(String, ContentHash)>, String>>>,
+    files: Option<Vec<Result<FileDigests, String>>>,
 }
+
+/// Declared files (relative path, content digest), sorted by path.
+type FileDigests = Vec<(String, ContentHash)>;
+/// A pattern list and the files it expands to.
+type Expansion = (Vec<String>, Result<Vec<String>, String>);
 
 /// The material of one node's key, kept to write its manifest.
 pub struct KeyParts {
@@ -161,7 +166,7 @@ impl<'a> Fingerprinter<'a> {
     }
 
     /// Content digests of node `i`'s declared files, sorted by path.
-    fn files(&mut self, i: usize) -> Result<Vec<(String, ContentHash)>, String> {
+    fn files(&mut self, i: usize) -> Result<FileDigests, String> {
         if self.files.is_none() {
             self.files = Some(self.digest_declared_files());
         }
@@ -171,7 +176,7 @@ impl<'a> Fingerprinter<'a> {
     /// Expands every node's file patterns (each distinct pattern list once)
     /// and digests the union of the files in one pass: one `stat` per file
     /// however many nodes read it.
-    fn digest_declared_files(&mut self) -> Vec<Result<Vec<(String, ContentHash)>, String>> {
+    fn digest_declared_files(&mut self) -> Vec<Result<FileDigests, String>> {
         let started = std::time::Instant::now();
         let nodes = &self.plan.experiment.nodes;
         let mut expansions: HashMap<Vec<String>, Result<Vec<String>, String>> = HashMap::new();
@@ -180,7 +185,7 @@ impl<'a> Fingerprinter<'a> {
         distinct.sort_unstable();
         distinct.dedup();
         // Walking directories is syscall-bound: two threads halve it for big studies.
-        let expand = |list: &[&Vec<String>]| -> Vec<(Vec<String>, Result<Vec<String>, String>)> {
+        let expand = |list: &[&Vec<String>]| -> Vec<Expansion> {
             list.iter().map(|p| ((*p).clone(), expand_globs(&self.root, p).map_err(|e| format!("declared input: {e}")))).collect()
         };
         let expanded = if distinct.len() >= 256 {
