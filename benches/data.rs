@@ -6,9 +6,10 @@
 //!    `corpus` node does) with vocabulary 50,262: our `data::bpe::train` vs
 //!    Python `tokenizers` with the same settings (ByteLevel without prefix
 //!    space, full byte alphabet, `<|endoftext|>`), fed the same documents.
-//! 2. **Encoding** the same documents with the trained tokenizer: ours on one
-//!    thread and on all threads (rayon over documents, as the `shards` node
-//!    does) vs Python `tokenizers` (`encode_batch`, all threads; a loop of
+//! 2. **Encoding** the same documents with the trained tokenizer: ours (the
+//!    tiktoken-algorithm `Encoder` the `shards` node uses) on one thread and on
+//!    all threads (rayon over documents, as the node does), the `tokenizers`
+//!    crate's own `encode_fast`, and Python `tokenizers` (`encode_batch`, all threads; a loop of
 //!    `encode`, one thread) and `tiktoken` (`encode_ordinary`, one thread;
 //!    `encode_ordinary_batch`, all threads). tiktoken cannot download GPT-2's
 //!    vocabulary here (no network), so it gets *our* vocabulary as its
@@ -88,11 +89,17 @@ fn main() {
     let _ = writeln!(report, "| encoding {mb:.1} MB | threads | seconds | MB/s | Mtokens/s | tokens |\n|---|---:|---:|---:|---:|---:|");
     let single = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("pool");
     let mut rows: Vec<(String, usize, f64, usize)> = Vec::new();
-    for (label, pool_threads) in [("scalemake (shards node)", 1), ("scalemake (shards node)", threads)] {
-        let pool = if pool_threads == 1 { &single } else { &rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool") };
+    let fast = bpe::Encoder::new(&tokenizer).expect("encoder");
+    let all = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
+    for (label, pool) in [("scalemake `Encoder` (shards node)", &single), ("scalemake `Encoder` (shards node)", &all)] {
+        let t = Instant::now();
+        let n: usize = pool.install(|| train.par_iter().map(|d| fast.encode(d).len()).sum());
+        rows.push((label.to_string(), pool.current_num_threads(), t.elapsed().as_secs_f64(), n));
+    }
+    for (label, pool) in [("`tokenizers` crate, `encode_fast`", &single), ("`tokenizers` crate, `encode_fast`", &all)] {
         let t = Instant::now();
         let n: usize = pool.install(|| train.par_iter().map(|d| bpe::encode(&tokenizer, d).expect("encode").len()).sum());
-        rows.push((label.to_string(), pool_threads, t.elapsed().as_secs_f64(), n));
+        rows.push((label.to_string(), pool.current_num_threads(), t.elapsed().as_secs_f64(), n));
     }
     match python_lines(&python, PY_ENCODE, &[&docs_path, &tok_path]) {
         Ok(lines) => {
@@ -114,7 +121,7 @@ fn main() {
     }
 
     // 3. Loader.
-    let tokens: Vec<u16> = train.par_iter().flat_map_iter(|d| std::iter::once(0u16).chain(bpe::encode(&tokenizer, d).expect("encode").into_iter().map(|t| t as u16))).collect();
+    let tokens: Vec<u16> = train.par_iter().flat_map_iter(|d| std::iter::once(0u16).chain(fast.encode(d).into_iter().map(|t| t as u16))).collect();
     let shard_dir = work.path().join("shards");
     std::fs::create_dir_all(&shard_dir).expect("mkdir");
     for (i, chunk) in tokens.chunks(1_000_000).enumerate() {

@@ -148,3 +148,32 @@ print("identical", len(ids))
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("identical"));
 }
+
+/// The whole French corpus (when `scripts/fetch-corpus.sh` has run): a
+/// 50,262-token tokenizer trained on it round-trips every document, and the
+/// fast encoder gives exactly the ids of `tokenizers` on every document.
+#[test]
+fn whole_french_corpus_round_trips_with_the_paper_vocabulary() {
+    use rayon::prelude::*;
+    use scalemake::data::{bpe, corpus};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/fr");
+    if !root.is_dir() {
+        eprintln!("skipped: data/fr is missing (scripts/setup.sh fetches it)");
+        return;
+    }
+    let files: Vec<PathBuf> = walkdir::WalkDir::new(&root).sort_by_file_name().into_iter().flatten().filter(|e| e.file_type().is_file()).map(|e| e.into_path()).collect();
+    let docs: Vec<String> = corpus::read_all(&files, corpus::Format::Auto, "text", false, 0.0, 0.0).unwrap().docs.into_iter().map(|(_, t)| t).collect();
+    let spec = bpe::BpeSpec { vocab_size: 50_262, special_tokens: vec!["<|endoftext|>".into()], min_frequency: 0 };
+    let tok = bpe::train(&spec, docs.clone().into_iter()).unwrap();
+    assert_eq!(tok.get_vocab_size(true), 50_262);
+    let fast = bpe::Encoder::new(&tok).unwrap();
+    let (broken, disagreeing): (usize, usize) = docs
+        .par_iter()
+        .map(|d| {
+            let ids = fast.encode(d);
+            (usize::from(bpe::decode(&tok, &ids).unwrap() != *d), usize::from(ids != bpe::encode(&tok, d).unwrap()))
+        })
+        .reduce(|| (0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+    assert_eq!(broken, 0, "documents that do not round-trip");
+    assert_eq!(disagreeing, 0, "documents the fast encoder encodes differently from `tokenizers`");
+}

@@ -103,6 +103,7 @@ impl NodeKind for Shards {
         let corpus = ctx.input_with("train.jsonl")?;
         let tok_dir = ctx.input_with("tokenizer.json")?;
         let tokenizer = bpe::load(&tok_dir.join("tokenizer.json")).map_err(NodeError::Failed)?;
+        let encoder = bpe::Encoder::new(&tokenizer).map_err(NodeError::Failed)?;
         let vocab = tokenizer.get_vocab_size(true);
         if vocab > 65_536 {
             return Err(NodeError::Failed(format!("vocabulary of {vocab} does not fit the shard format's u16 tokens")));
@@ -120,18 +121,18 @@ impl NodeKind for Shards {
                 if ctx.is_cancelled() {
                     return Err(NodeError::Cancelled);
                 }
-                let encoded: Vec<Result<Vec<u16>, String>> = chunk
+                let encoded: Vec<Vec<u16>> = chunk
                     .par_iter()
                     .map(|doc| {
-                        let ids = bpe::encode(&tokenizer, doc)?;
+                        let ids = encoder.encode(doc);
                         let mut out = Vec::with_capacity(ids.len() + 1);
                         out.push(eot);
                         out.extend(ids.into_iter().map(|id| id as u16));
-                        Ok(out)
+                        out
                     })
                     .collect();
                 for tokens in encoded {
-                    writer.push(&tokens.map_err(NodeError::Failed)?)?;
+                    writer.push(&tokens)?;
                 }
                 ctx.progress(Progress::Position { done: ((c + 1) * CHUNK_DOCS).min(docs.len()) as u64, total: docs.len() as u64 });
             }

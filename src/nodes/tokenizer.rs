@@ -6,6 +6,8 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 
+use rayon::prelude::*;
+
 use super::{NodeCtx, NodeError, NodeKind, Progress};
 use crate::data::bpe::{self, BpeSpec};
 use crate::spec::{Field, FieldType, Schema, Value};
@@ -53,13 +55,14 @@ pub(super) fn read_split(path: &Path) -> Result<Vec<String>, NodeError> {
 }
 
 /// UTF-8 bytes per token of `docs` (0 when empty).
-pub(super) fn bytes_per_token(tokenizer: &bpe::Bpe, docs: &[String]) -> Result<f64, NodeError> {
-    let (mut bytes, mut tokens) = (0usize, 0usize);
-    for d in docs {
-        bytes += d.len();
-        tokens += bpe::encode(tokenizer, d).map_err(NodeError::Failed)?.len();
+fn bytes_per_token(encoder: &bpe::Encoder, docs: &[String]) -> f64 {
+    let bytes: usize = docs.iter().map(String::len).sum();
+    let tokens: usize = docs.par_iter().map(|d| encoder.encode(d).len()).sum();
+    if tokens == 0 {
+        0.0
+    } else {
+        bytes as f64 / tokens as f64
     }
-    Ok(if tokens == 0 { 0.0 } else { bytes as f64 / tokens as f64 })
 }
 
 impl NodeKind for TokenizerKind {
@@ -99,13 +102,14 @@ impl NodeKind for TokenizerKind {
 
         ctx.progress(Progress::Message("measuring compression on val".into()));
         let val = read_split(&corpus.join("val.jsonl"))?;
-        let bpt = bytes_per_token(&tokenizer, &val)?;
+        let encoder = bpe::Encoder::new(&tokenizer).map_err(NodeError::Failed)?;
+        let bpt = bytes_per_token(&encoder, &val);
         ctx.record_metric("vocab_size", tokenizer.get_vocab_size(true) as f64);
         ctx.record_metric("val_bytes_per_token", bpt);
         ctx.add_summary(format!("vocabulary {} (special: {}); {bpt:.3} bytes/token on val", tokenizer.get_vocab_size(true), spec.special_tokens.join(" ")));
         for doc in val.iter().take(3) {
             let sample: String = doc.chars().take(60).collect();
-            let ids = bpe::encode(&tokenizer, &sample).map_err(NodeError::Failed)?;
+            let ids = encoder.encode(&sample);
             let pieces: Vec<String> = ids.iter().map(|&id| bpe::decode(&tokenizer, &[id]).unwrap_or_default().escape_debug().to_string()).collect();
             ctx.add_summary(format!("example: {sample:?} → {} tokens: {}", ids.len(), pieces.join("|")));
         }
