@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use crate::cache::{Cache, Manifest, StateLog};
 use crate::graph::Plan;
-use crate::hash::{expand_globs, ContentHash, KeyMaterial, StatCache};
+use crate::hash::{expand_globs, map_halves, ContentHash, KeyMaterial, StatCache};
 use crate::spec::Value;
 
 /// Why a node must (re)build.
@@ -188,17 +188,7 @@ impl<'a> Fingerprinter<'a> {
         let expand = |list: &[&Vec<String>]| -> Vec<Expansion> {
             list.iter().map(|p| ((*p).clone(), expand_globs(&self.root, p).map_err(|e| format!("declared input: {e}")))).collect()
         };
-        let expanded = if distinct.len() >= 256 {
-            let (a, b) = distinct.split_at(distinct.len() / 2);
-            std::thread::scope(|s| {
-                let second = s.spawn(|| expand(b));
-                let mut first = expand(a);
-                first.extend(second.join().expect("glob thread"));
-                first
-            })
-        } else {
-            expand(&distinct)
-        };
+        let expanded = map_halves(&distinct, 256, expand);
         expansions.extend(expanded);
         let mut union: Vec<&String> = expansions.values().filter_map(|r| r.as_ref().ok()).flatten().collect();
         union.sort_unstable();

@@ -29,6 +29,23 @@ pub use statcache::StatCache;
 
 use crate::spec::Value;
 
+/// Maps `f` over `items`, on two scoped threads when there are at least
+/// `threshold` of them. For syscall-bound batches (`stat`, directory walks)
+/// on the no-op path: a rayon pool, called once per node, spent more time
+/// waking and spinning than it saved.
+pub(crate) fn map_halves<T: Sync, R: Send>(items: &[T], threshold: usize, f: impl Fn(&[T]) -> Vec<R> + Sync) -> Vec<R> {
+    if items.len() < threshold {
+        return f(items);
+    }
+    let (a, b) = items.split_at(items.len() / 2);
+    std::thread::scope(|s| {
+        let second = s.spawn(|| f(b));
+        let mut first = f(a);
+        first.extend(second.join().expect("worker thread panicked"));
+        first
+    })
+}
+
 /// A blake3 digest. Displays as 64 hex digits; `Debug` shows a short prefix.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ContentHash(pub [u8; 32]);

@@ -16,7 +16,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rayon::prelude::*;
 
-use super::{digest_file, ContentHash};
+use super::{digest_file, map_halves, ContentHash};
 
 const MAGIC: &[u8; 8] = b"SMSTAT02";
 /// Bytes after the path of an entry: size u64, mtime i128, inode u64, digest.
@@ -87,9 +87,8 @@ impl StatCache {
     }
 
     /// Digests of `paths` (absolute), hashing only files whose stat changed.
-    /// The `stat`s of a large batch are split over two scoped threads (a
-    /// rayon pool spins between many small batches and cost more than it
-    /// saved); the misses are hashed in parallel.
+    /// The `stat`s of a large batch run on two threads; the misses are
+    /// hashed in parallel.
     pub fn digest_all(&mut self, paths: &[PathBuf]) -> Vec<io::Result<ContentHash>> {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i128);
         let lookup = |chunk: &[PathBuf]| -> Vec<Result<Result<ContentHash, Stamp>, io::Error>> {
@@ -104,17 +103,7 @@ impl StatCache {
                 })
                 .collect()
         };
-        let looked_up = if paths.len() >= 2048 {
-            let (a, b) = paths.split_at(paths.len() / 2);
-            std::thread::scope(|s| {
-                let second = s.spawn(|| lookup(b));
-                let mut first = lookup(a);
-                first.extend(second.join().expect("stat thread"));
-                first
-            })
-        } else {
-            lookup(paths)
-        };
+        let looked_up = map_halves(paths, 2048, lookup);
         let mut results: Vec<Option<io::Result<ContentHash>>> = Vec::with_capacity(paths.len());
         let mut misses: Vec<(usize, Stamp)> = Vec::new();
         for (i, r) in looked_up.into_iter().enumerate() {

@@ -53,10 +53,6 @@ impl Default for Command {
     }
 }
 
-fn string_list(params: &Value, key: &str) -> Vec<String> {
-    params.get_path(key).and_then(Value::as_list).unwrap_or(&[]).iter().filter_map(|v| v.as_str().map(String::from)).collect()
-}
-
 /// Environment variable name for an input reference: `train[model=a]` → `IN_TRAIN_MODEL_A_`.
 fn input_var(reference: &str) -> String {
     let name: String = reference.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect();
@@ -86,12 +82,12 @@ impl NodeKind for Command {
     }
 
     fn file_inputs(&self, params: &Value) -> Vec<String> {
-        string_list(params, "deps")
+        params.strings_at("deps")
     }
 
     fn run(&self, ctx: &mut NodeCtx<'_>) -> Result<(), NodeError> {
         let cmd_text = ctx.params().get_path("cmd").and_then(Value::as_str).unwrap_or_default().to_string();
-        let outputs = string_list(ctx.params(), "outputs");
+        let outputs = ctx.params().strings_at("outputs");
         for out in &outputs {
             check_output_path(out)?;
         }

@@ -44,10 +44,6 @@ impl Default for Corpus {
     }
 }
 
-fn strings(params: &Value, key: &str) -> Vec<String> {
-    params.get_path(key).and_then(Value::as_list).unwrap_or(&[]).iter().filter_map(|v| v.as_str().map(String::from)).collect()
-}
-
 impl NodeKind for Corpus {
     fn name(&self) -> &'static str {
         "corpus"
@@ -62,7 +58,7 @@ impl NodeKind for Corpus {
     }
 
     fn file_inputs(&self, params: &Value) -> Vec<String> {
-        strings(params, "paths")
+        params.strings_at("paths")
     }
 
     fn run(&self, ctx: &mut NodeCtx<'_>) -> Result<(), NodeError> {
@@ -79,7 +75,7 @@ impl NodeKind for Corpus {
         };
         let text_field = p.get_path("text_field").and_then(Value::as_str).unwrap_or("text").to_string();
         let skip_bad = p.get_path("on_error").and_then(Value::as_str) == Some("skip");
-        let rel = expand_globs(ctx.root(), &strings(p, "paths")).map_err(|e| NodeError::Failed(e.to_string()))?;
+        let rel = expand_globs(ctx.root(), &p.strings_at("paths")).map_err(|e| NodeError::Failed(e.to_string()))?;
         let files: Vec<PathBuf> = rel.iter().map(|r| ctx.root().join(r)).collect();
         ctx.progress(Progress::Message(format!("reading {} file(s)", files.len())));
         let docs = read_all(&files, format, &text_field, skip_bad, val, test).map_err(|e| NodeError::Failed(e.to_string()))?;

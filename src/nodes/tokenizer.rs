@@ -87,7 +87,7 @@ impl NodeKind for TokenizerKind {
         let p = ctx.params();
         let spec = BpeSpec {
             vocab_size: p.get_path("vocab_size").and_then(Value::as_i64).unwrap_or(50_262) as usize,
-            special_tokens: p.get_path("special_tokens").and_then(Value::as_list).unwrap_or(&[]).iter().filter_map(|v| v.as_str().map(String::from)).collect(),
+            special_tokens: p.strings_at("special_tokens"),
             min_frequency: p.get_path("min_frequency").and_then(Value::as_i64).unwrap_or(0) as u64,
         };
         let train = read_split(&corpus.join("train.jsonl"))?;

@@ -80,6 +80,11 @@ impl Value {
         }
     }
 
+    /// The strings of the list at a dotted path (empty if absent).
+    pub fn strings_at(&self, path: &str) -> Vec<String> {
+        self.get_path(path).and_then(Value::as_list).unwrap_or(&[]).iter().filter_map(|v| v.as_str().map(String::from)).collect()
+    }
+
     /// Looks up a dotted path such as `optim.lr`.
     pub fn get_path(&self, path: &str) -> Option<&Value> {
         path.split('.').try_fold(self, |v, part| v.as_map()?.get(part))
