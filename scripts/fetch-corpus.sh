@@ -18,6 +18,10 @@ say() { printf '\033[1mcorpus:\033[0m %s\n' "$*" >&2; }
 if [ -f "$STAMP" ]; then
   exit 0
 fi
+if ! command -v groff >/dev/null && [ "$(id -u)" = 0 ]; then
+  say "installing groff-base (renders the man pages)"
+  apt-get install -y -qq groff-base >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq groff-base >/dev/null; }
+fi
 for tool in apt-get dpkg-deb groff preconv python3; do
   command -v "$tool" >/dev/null || { say "missing $tool (apt-get install groff-base python3)"; exit 1; }
 done
