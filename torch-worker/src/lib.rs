@@ -1,0 +1,6 @@
+//! Everything of scalemake that needs libtorch: models and (next) training.
+//! Only the `scalemake-torch` worker binary links this crate; the engine
+//! talks to it through a process boundary (see `docs/DESIGN.md`).
+#![deny(missing_docs)]
+
+pub mod model;
