@@ -121,6 +121,8 @@ pub fn run(plan: &Plan, ws: &Workspace<'_>, opts: &RunOptions) -> Result<RunSumm
     let (mut cpu_free, mut gpu_free) = (opts.jobs.max(1), opts.gpus);
     let mut running = 0usize;
     let mut stopping = false;
+    // Settling only changes after a node finishes, not on progress messages.
+    let mut settle = true;
     let exp = plan.experiment.name.clone();
     let order: Vec<usize> = plan.topo_order().iter().copied().filter(|i| selected.contains(i)).collect();
 
@@ -132,7 +134,7 @@ pub fn run(plan: &Plan, ws: &Workspace<'_>, opts: &RunOptions) -> Result<RunSumm
                 reporter.line("interrupted: cancelling running nodes (nothing partial is kept)");
             }
             // Settle: decide every pending node whose inputs are all resolved.
-            for &i in &order {
+            for &i in order.iter().filter(|_| settle) {
                 if phase[i] != Phase::Pending || ready.contains_key(&i) {
                     continue;
                 }
@@ -169,7 +171,8 @@ pub fn run(plan: &Plan, ws: &Workspace<'_>, opts: &RunOptions) -> Result<RunSumm
                     }
                 }
             }
-            // Dispatch ready nodes in topological order while slots allow.
+            settle = false;
+            // Dispatch ready nodes (all inputs built) in file order while slots allow.
             if !stopping {
                 let candidates: Vec<usize> = ready.keys().copied().collect();
                 for i in candidates {
@@ -220,6 +223,7 @@ pub fn run(plan: &Plan, ws: &Workspace<'_>, opts: &RunOptions) -> Result<RunSumm
                 }
                 Message::Done(i, result) => {
                     running -= 1;
+                    settle = true;
                     let node = &plan.experiment.nodes[i];
                     cpu_free += (node.resources.cpu as usize).min(opts.jobs.max(1));
                     gpu_free += node.resources.gpu as usize;
