@@ -230,7 +230,7 @@ impl Gpt {
     /// Mean cross-entropy of predicting `targets` (B, T) from `idx` (B, T).
     pub fn loss(&self, idx: &Tensor, targets: &Tensor, train: bool) -> Tensor {
         let logits = self.forward_t(idx, train);
-        logits.view([-1, self.cfg.vocab_size]).cross_entropy_for_logits(&targets.view([-1]))
+        logits.reshape([-1, self.cfg.vocab_size]).cross_entropy_for_logits(&targets.reshape([-1]))
     }
 }
 

@@ -1,0 +1,55 @@
+//! The paper's learning-rate schedule, in tokens: linear warmup, then cosine
+//! decay to a floor.
+//!
+//! Budgets are in tokens (409.6M warmup, 32.8G decay in the paper) so that a
+//! schedule means the same thing whatever the batch size.
+
+/// Learning rate as a function of tokens seen.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Schedule {
+    /// Peak learning rate (5e-4 in the paper; 3e-4 for Medium).
+    pub peak_lr: f64,
+    /// Tokens of linear warmup from 0 to `peak_lr`.
+    pub warmup_tokens: f64,
+    /// Tokens after which the cosine reaches its floor.
+    pub decay_tokens: f64,
+    /// Floor, as a fraction of `peak_lr`.
+    pub final_fraction: f64,
+}
+
+impl Schedule {
+    /// The learning rate after `tokens` tokens.
+    pub fn lr(&self, tokens: f64) -> f64 {
+        let floor = self.peak_lr * self.final_fraction;
+        if tokens < self.warmup_tokens {
+            return self.peak_lr * tokens / self.warmup_tokens;
+        }
+        if tokens >= self.decay_tokens {
+            return floor;
+        }
+        let progress = (tokens - self.warmup_tokens) / (self.decay_tokens - self.warmup_tokens);
+        floor + (self.peak_lr - floor) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warmup_then_cosine_to_the_floor() {
+        let s = Schedule { peak_lr: 5e-4, warmup_tokens: 409.6e6, decay_tokens: 32.8e9, final_fraction: 0.1 };
+        assert_eq!(s.lr(0.0), 0.0);
+        assert!((s.lr(204.8e6) - 2.5e-4).abs() < 1e-12);
+        assert!((s.lr(409.6e6) - 5e-4).abs() < 1e-12);
+        let mid = (409.6e6 + 32.8e9) / 2.0;
+        assert!((s.lr(mid) - (5e-5 + 4.5e-4 * 0.5)).abs() < 1e-12);
+        assert!((s.lr(32.8e9) - 5e-5).abs() < 1e-12);
+        assert!((s.lr(40e9) - 5e-5).abs() < 1e-12);
+        let mut last = f64::MAX;
+        for t in (0..100).map(|i| 409.6e6 + i as f64 * 3.3e8) {
+            assert!(s.lr(t) <= last);
+            last = s.lr(t);
+        }
+    }
+}
