@@ -97,11 +97,6 @@ impl Cache {
         self.object_dir(key).join("out")
     }
 
-    /// Path of the stored log of a finished `key`.
-    pub fn object_log(&self, key: &ContentHash) -> PathBuf {
-        self.object_dir(key).join("log.txt")
-    }
-
     /// True if a finished artifact for `key` exists.
     pub fn contains(&self, key: &ContentHash) -> bool {
         self.object_dir(key).join("manifest.json").is_file()

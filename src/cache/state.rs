@@ -68,11 +68,6 @@ impl StateLog {
         self.failures.get(node).copied()
     }
 
-    /// All records.
-    pub fn records(&self) -> impl Iterator<Item = (&str, &StateRecord)> {
-        self.records.iter().map(|(k, v)| (k.as_str(), v))
-    }
-
     /// Records a build (appends one line to the log).
     pub fn record(&mut self, node: &str, record: StateRecord) -> std::io::Result<()> {
         self.records.insert(node.to_string(), record);

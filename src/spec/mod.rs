@@ -106,11 +106,6 @@ pub struct InputSpec {
 }
 
 impl Experiment {
-    /// Index of the node with this id.
-    pub fn index_of(&self, id: &str) -> Option<usize> {
-        self.lookup.by_id.get(id).copied()
-    }
-
     /// An error pointing into this experiment's file.
     pub fn error(&self, span: Span, message: impl Into<String>) -> SpecError {
         SpecError::new(&self.source, span, message)

@@ -56,14 +56,6 @@ impl Value {
         }
     }
 
-    /// The boolean, if this is one.
-    pub fn as_bool(&self) -> Option<bool> {
-        match *self {
-            Value::Bool(b) => Some(b),
-            _ => None,
-        }
-    }
-
     /// The list, if this is one.
     pub fn as_list(&self) -> Option<&[Value]> {
         match self {
