@@ -216,7 +216,7 @@ impl<'a> Fingerprinter<'a> {
 
     /// Key material of node `i`, given the artifact digests known so far.
     /// `Err` lists the upstream nodes whose digest is still unknown.
-    pub fn key_parts(&mut self, i: usize, digests: &[Option<ContentHash>]) -> Result<Result<KeyParts, Vec<usize>>, String> {
+    fn key_parts(&mut self, i: usize, digests: &[Option<ContentHash>]) -> Result<Result<KeyParts, Vec<usize>>, String> {
         let node = &self.plan.experiment.nodes[i];
         let mut missing = Vec::new();
         let mut inputs = Vec::new();
@@ -241,9 +241,15 @@ impl<'a> Fingerprinter<'a> {
 
     /// Freshness of node `i` given its inputs' digests (`None`: not built).
     pub fn evaluate(&mut self, i: usize, digests: &[Option<ContentHash>]) -> Freshness {
+        self.evaluate_with_parts(i, digests).0
+    }
+
+    /// Like [`Self::evaluate`], also returning the key material whenever the
+    /// key is known (the executor writes it into the manifest of a build).
+    pub fn evaluate_with_parts(&mut self, i: usize, digests: &[Option<ContentHash>]) -> (Freshness, Option<KeyParts>) {
         let node = &self.plan.experiment.nodes[i];
         let parts = match self.key_parts(i, digests) {
-            Err(message) => return Freshness::Broken { message },
+            Err(message) => return (Freshness::Broken { message }, None),
             Ok(Err(waiting)) => {
                 let nodes = waiting.iter().map(|&p| self.plan.experiment.nodes[p].id.0.clone()).collect();
                 let mut reasons = vec![DirtyReason::UpstreamStale { nodes }];
@@ -251,7 +257,7 @@ impl<'a> Fingerprinter<'a> {
                     let params = node.kind.schema().hashed_part(&node.params);
                     diff_params("", Some(&old.params), Some(&params), &mut reasons);
                 }
-                return Freshness::Stale { key: None, reasons };
+                return (Freshness::Stale { key: None, reasons }, None);
             }
             Ok(Ok(parts)) => parts,
         };
@@ -260,10 +266,11 @@ impl<'a> Fingerprinter<'a> {
             let recorded = self.state.get(&node.id.0).filter(|r| r.key == key).map(|r| r.artifact);
             let artifact = recorded.or_else(|| self.cache.manifest(&key).ok().flatten().map(|m| m.artifact));
             if let Some(artifact) = artifact {
-                return Freshness::Fresh { key, artifact };
+                return (Freshness::Fresh { key, artifact }, Some(parts));
             }
         }
-        Freshness::Stale { key: Some(key), reasons: self.explain(i, &key, &parts) }
+        let reasons = self.explain(i, &key, &parts);
+        (Freshness::Stale { key: Some(key), reasons }, Some(parts))
     }
 
     fn last_manifest(&self, i: usize) -> Option<Manifest> {

@@ -146,24 +146,20 @@ pub fn run(plan: &Plan, ws: &Workspace<'_>, opts: &RunOptions) -> Result<RunSumm
                 if !inputs.iter().all(|&p| matches!(phase[p], Phase::Fresh | Phase::Built)) {
                     continue;
                 }
-                match fp.evaluate(i, &digests) {
-                    Freshness::Fresh { key, artifact } => {
+                match fp.evaluate_with_parts(i, &digests) {
+                    (Freshness::Fresh { key, artifact }, _) => {
                         digests[i] = Some(artifact);
                         keys[i] = Some(key);
                         phase[i] = Phase::Fresh;
                         reporter.tick();
                     }
-                    Freshness::Stale { key: Some(key), reasons } => {
+                    (Freshness::Stale { key: Some(key), reasons }, Some(parts)) => {
                         let why: Vec<String> = reasons.iter().map(ToString::to_string).collect();
                         tracing::debug!(node = %plan.experiment.nodes[i].id, "stale: {}", why.join("; "));
-                        let parts = match fp.key_parts(i, &digests) {
-                            Ok(Ok(parts)) => parts,
-                            _ => unreachable!("evaluate just computed this key"),
-                        };
                         ready.insert(i, (key, parts));
                     }
-                    Freshness::Stale { key: None, .. } => {}
-                    Freshness::Broken { message } => {
+                    (Freshness::Stale { .. }, _) => {}
+                    (Freshness::Broken { message }, _) => {
                         phase[i] = Phase::Failed;
                         reporter.failed(&plan.experiment.nodes[i].id.0, &message);
                         summary.failed.push((plan.experiment.nodes[i].id.0.clone(), message));
