@@ -20,3 +20,4 @@ pub mod graph;
 pub mod hash;
 pub mod nodes;
 pub mod spec;
+pub mod train;

@@ -127,6 +127,21 @@ impl Batches {
         Ok(Batches { stream, batch, context, order, rng: ChaCha8Rng::seed_from_u64(seed), next: 0 })
     }
 
+    /// Advances past `n` batches without reading them: how a resumed run
+    /// finds its place in the data (random order costs only the draws).
+    pub fn skip_batches(&mut self, n: u64) {
+        let row = self.context + 1;
+        let last_start = (self.stream.len() - row) as u64;
+        for _ in 0..n * self.batch as u64 {
+            match self.order {
+                Order::Random { .. } => {
+                    self.below(last_start + 1);
+                }
+                Order::Sequential => self.next += self.context,
+            }
+        }
+    }
+
     /// A uniform integer in `0..n` (rejection sampling: no modulo bias).
     fn below(&mut self, n: u64) -> u64 {
         let zone = u64::MAX - u64::MAX % n;
@@ -231,6 +246,18 @@ mod tests {
         for row in a.iter().flat_map(|b| b.chunks(17)) {
             assert!(row.windows(2).all(|w| w[1] == w[0] + 1), "rows are contiguous");
             assert!(*row.last().unwrap() < 1000);
+        }
+    }
+
+    #[test]
+    fn skipping_lands_where_reading_would() {
+        let data: Vec<u16> = (0..1000).collect();
+        let (_d, s) = stream_of(&[&data]);
+        for order in [Order::Random { seed: 3 }, Order::Sequential] {
+            let read: Vec<Vec<u16>> = Batches::new(s.clone(), 4, 16, order).unwrap().skip(5).take(3).collect();
+            let mut skipped = Batches::new(s.clone(), 4, 16, order).unwrap();
+            skipped.skip_batches(5);
+            assert_eq!(read, skipped.take(3).collect::<Vec<_>>(), "{order:?}");
         }
     }
 

@@ -57,6 +57,27 @@ fn gpu_names() -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The device a job's `device:` names (`auto`, `cpu`, `cuda`, `cuda:N`) and
+/// a description of it for logs, e.g. `cuda:0 (NVIDIA H100 80GB HBM3, 81559 MiB)`.
+pub fn resolve(spec: &str) -> Result<(tch::Device, String), String> {
+    let cuda = load_cuda_runtime().is_ok() && tch::Cuda::is_available();
+    let count = if cuda { tch::Cuda::device_count().max(0) as usize } else { 0 };
+    let index = match spec {
+        "cpu" => None,
+        "auto" => (count > 0).then_some(0),
+        "cuda" => Some(0),
+        other => Some(other.strip_prefix("cuda:").and_then(|n| n.parse::<usize>().ok()).ok_or_else(|| format!("device `{other}`: expected auto, cpu, cuda or cuda:N"))?),
+    };
+    match index {
+        None => Ok((tch::Device::Cpu, format!("cpu ({} threads)", tch::get_num_threads()))),
+        Some(i) if i < count => {
+            let name = gpu_names().get(i).cloned().unwrap_or_else(|| "unknown GPU".into());
+            Ok((tch::Device::Cuda(i), format!("cuda:{i} ({name})")))
+        }
+        Some(i) => Err(format!("device cuda:{i} was asked for, but libtorch sees {count} CUDA device(s)")),
+    }
+}
+
 /// Everything `scalemake doctor` and the GPU slot count need, as JSON.
 pub fn report() -> serde_json::Value {
     let cuda_lib = load_cuda_runtime();

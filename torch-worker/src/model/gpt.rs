@@ -10,102 +10,68 @@
 //! The block's feed-forward part is a [`FeedForward`] trait object, so model
 //! variants (frozen, structured) add parts rather than flags.
 
+use scalemake::train::{Head, ModelShape, ParamCounts};
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
-/// Whether the output head shares the token embedding's weights.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Head {
-    /// One matrix for input embedding and output projection (GPT-2's choice; the default).
-    Tied,
-    /// A separate output projection.
-    Untied,
+/// GPT-2's initialisation scale for weights.
+const INIT_STD: f64 = 0.02;
+
+/// A linear layer whose matmul runs in the model's compute precision while
+/// its weights stay fp32 (explicit autocast: cast on use, fp32 master copy).
+#[derive(Debug)]
+pub struct Dense {
+    weight: Tensor,
+    bias: Option<Tensor>,
 }
 
-/// Model shape. Presets follow the paper's Table 1, plus two CPU-sized ones.
-#[derive(Clone, Debug, PartialEq)]
-pub struct GptConfig {
-    /// Tokenizer vocabulary (50,262 in the paper); the embedding is padded to a multiple of 64.
-    pub vocab_size: i64,
-    /// Transformer blocks.
-    pub n_layer: i64,
-    /// Attention heads (`d_model` must divide evenly).
-    pub n_head: i64,
-    /// Residual stream width.
-    pub d_model: i64,
-    /// Longest sequence (1,024 in the paper); sizes the rotary tables.
-    pub context: i64,
-    /// Dropout on attention weights and residual branches (0.1 in the paper).
-    pub dropout: f64,
-    /// Output head tied to the embedding or not.
-    pub head: Head,
-}
-
-impl GptConfig {
-    fn preset(vocab_size: i64, n_layer: i64, n_head: i64, d_model: i64, context: i64) -> Self {
-        GptConfig { vocab_size, n_layer, n_head, d_model, context, dropout: 0.1, head: Head::Tied }
-    }
-    /// 2 layers, d=64: unit tests.
-    pub fn nano(vocab_size: i64) -> Self {
-        Self::preset(vocab_size, 2, 2, 64, 64)
-    }
-    /// 4 layers, d=128: CPU training in minutes.
-    pub fn micro(vocab_size: i64) -> Self {
-        Self::preset(vocab_size, 4, 4, 128, 256)
-    }
-    /// Table 1 XXSmall: 3 layers, d=768, 12 heads.
-    pub fn xxsmall(vocab_size: i64) -> Self {
-        Self::preset(vocab_size, 3, 12, 768, 1024)
-    }
-    /// Table 1 XSmall: 6 layers, d=768, 12 heads.
-    pub fn xsmall(vocab_size: i64) -> Self {
-        Self::preset(vocab_size, 6, 12, 768, 1024)
-    }
-    /// Table 1 Small: 12 layers, d=768, 12 heads.
-    pub fn small(vocab_size: i64) -> Self {
-        Self::preset(vocab_size, 12, 12, 768, 1024)
-    }
-    /// Table 1 Medium: 24 layers, d=1024, 16 heads.
-    pub fn medium(vocab_size: i64) -> Self {
-        Self::preset(vocab_size, 24, 16, 1024, 1024)
+impl Dense {
+    /// `in_dim → out_dim` with N(0, `std`) weights and a zero bias.
+    pub fn new(vs: nn::Path<'_>, in_dim: i64, out_dim: i64, std: f64) -> Self {
+        let weight = vs.var("weight", &[out_dim, in_dim], nn::Init::Randn { mean: 0.0, stdev: std });
+        let bias = Some(vs.zeros("bias", &[out_dim]));
+        Dense { weight, bias }
     }
 
-    /// Embedding rows: the vocabulary rounded up to a multiple of 64.
-    pub fn padded_vocab(&self) -> i64 {
-        (self.vocab_size + 63) / 64 * 64
-    }
-
-    fn head_size(&self) -> i64 {
-        self.d_model / self.n_head
+    /// `x @ Wᵀ + b` computed in `kind`.
+    pub fn forward(&self, x: &Tensor, kind: Kind) -> Tensor {
+        let bias = self.bias.as_ref().map(|b| b.to_kind(kind));
+        x.to_kind(kind).linear(&self.weight.to_kind(kind), bias.as_ref())
     }
 }
 
 /// A block's position-wise feed-forward part (dense MLP here; variants add others).
 pub trait FeedForward: std::fmt::Debug + Send {
-    /// `x`: (B, T, d) → (B, T, d).
-    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor;
+    /// `x`: (B, T, d) → (B, T, d), matmuls in `kind`.
+    fn forward_t(&self, x: &Tensor, kind: Kind, train: bool) -> Tensor;
 }
 
 /// The dense GELU MLP: d → 4d → d.
 #[derive(Debug)]
 pub struct Mlp {
-    fc: nn::Linear,
-    proj: nn::Linear,
+    fc: Dense,
+    proj: Dense,
     dropout: f64,
 }
 
 impl Mlp {
     /// Creates its weights under `vs`.
-    pub fn new(vs: nn::Path<'_>, cfg: &GptConfig) -> Self {
+    pub fn new(vs: nn::Path<'_>, cfg: &ModelShape) -> Self {
         let d = cfg.d_model;
-        Mlp { fc: nn::linear(&vs / "fc", d, 4 * d, Default::default()), proj: nn::linear(&vs / "proj", 4 * d, d, Default::default()), dropout: cfg.dropout }
+        Mlp { fc: Dense::new(&vs / "fc", d, 4 * d, INIT_STD), proj: Dense::new(&vs / "proj", 4 * d, d, residual_std(cfg)), dropout: cfg.dropout }
     }
 }
 
 impl FeedForward for Mlp {
-    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        self.proj.forward(&self.fc.forward(x).gelu("none")).dropout(self.dropout, train)
+    fn forward_t(&self, x: &Tensor, kind: Kind, train: bool) -> Tensor {
+        self.proj.forward(&self.fc.forward(x, kind).gelu("none"), kind).dropout(self.dropout, train)
     }
+}
+
+/// GPT-2 scales the init of projections into the residual stream by
+/// 1/√(2·layers), so the stream's variance does not grow with depth.
+fn residual_std(cfg: &ModelShape) -> f64 {
+    INIT_STD / (2.0 * cfg.n_layer as f64).sqrt()
 }
 
 /// Rotary position embedding tables (GPT-NeoX layout: the head is split in halves).
@@ -116,10 +82,10 @@ struct Rotary {
 }
 
 impl Rotary {
-    fn new(cfg: &GptConfig, device: tch::Device) -> Self {
-        let half = cfg.head_size() / 2;
+    fn new(cfg: &ModelShape, device: tch::Device) -> Self {
+        let head_size = cfg.d_model / cfg.n_head;
         // inv_freq[i] = 10000^(-2i / hs)
-        let inv_freq = (Tensor::arange(half, (Kind::Double, device)) * (-2.0 * 10000f64.ln() / cfg.head_size() as f64)).exp().to_kind(Kind::Float);
+        let inv_freq = (Tensor::arange(head_size / 2, (Kind::Double, device)) * (-2.0 * 10000f64.ln() / head_size as f64)).exp().to_kind(Kind::Float);
         let t = Tensor::arange(cfg.context, (Kind::Float, device));
         let angles = t.outer(&inv_freq);
         Rotary { cos: angles.cos(), sin: angles.sin() }
@@ -139,33 +105,33 @@ impl Rotary {
 /// Causal multi-head self-attention with rotary positions.
 #[derive(Debug)]
 struct Attention {
-    qkv: nn::Linear,
-    proj: nn::Linear,
+    qkv: Dense,
+    proj: Dense,
     n_head: i64,
     dropout: f64,
 }
 
 impl Attention {
-    fn new(vs: nn::Path<'_>, cfg: &GptConfig) -> Self {
+    fn new(vs: nn::Path<'_>, cfg: &ModelShape) -> Self {
         let d = cfg.d_model;
         Attention {
-            qkv: nn::linear(&vs / "qkv", d, 3 * d, Default::default()),
-            proj: nn::linear(&vs / "proj", d, d, Default::default()),
+            qkv: Dense::new(&vs / "qkv", d, 3 * d, INIT_STD),
+            proj: Dense::new(&vs / "proj", d, d, residual_std(cfg)),
             n_head: cfg.n_head,
             dropout: cfg.dropout,
         }
     }
 
-    fn forward_t(&self, x: &Tensor, rotary: &Rotary, train: bool) -> Tensor {
+    fn forward_t(&self, x: &Tensor, rotary: &Rotary, kind: Kind, train: bool) -> Tensor {
         let (b, t, d) = x.size3().expect("(B, T, d)");
         let hs = d / self.n_head;
         let heads = |z: &Tensor| z.view([b, t, self.n_head, hs]).transpose(1, 2); // (B, nh, T, hs)
-        let qkv = self.qkv.forward(x).split(d, -1);
+        let qkv = self.qkv.forward(x, kind).split(d, -1);
         let (q, k, v) = (rotary.apply(&heads(&qkv[0])), rotary.apply(&heads(&qkv[1])), heads(&qkv[2]));
         let dropout = if train { self.dropout } else { 0.0 };
         let y = Tensor::scaled_dot_product_attention(&q, &k, &v, None::<Tensor>, dropout, true, None, false);
         let y = y.transpose(1, 2).contiguous().view([b, t, d]);
-        self.proj.forward(&y).dropout(self.dropout, train)
+        self.proj.forward(&y, kind).dropout(self.dropout, train)
     }
 }
 
@@ -179,29 +145,33 @@ struct Block {
 }
 
 impl Block {
-    fn forward_t(&self, x: &Tensor, rotary: &Rotary, train: bool) -> Tensor {
-        let x = x + self.attn.forward_t(&self.ln1.forward(x), rotary, train);
-        &x + self.ff.forward_t(&self.ln2.forward(&x), train)
+    /// The residual stream `x` stays fp32; the branches compute in `kind`.
+    fn forward_t(&self, x: &Tensor, rotary: &Rotary, kind: Kind, train: bool) -> Tensor {
+        let x = x + self.attn.forward_t(&self.ln1.forward(x), rotary, kind, train);
+        &x + self.ff.forward_t(&self.ln2.forward(&x), kind, train)
     }
 }
 
 /// The GPT decoder.
 #[derive(Debug)]
 pub struct Gpt {
-    cfg: GptConfig,
+    cfg: ModelShape,
+    compute: Kind,
     wte: nn::Embedding,
     blocks: Vec<Block>,
     ln_f: nn::LayerNorm,
-    lm_head: Option<nn::Linear>,
+    lm_head: Option<Tensor>,
     rotary: Rotary,
 }
 
 impl Gpt {
-    /// A baseline model (dense MLPs) with weights under `vs`.
-    pub fn new(vs: &nn::Path<'_>, cfg: &GptConfig) -> Self {
-        assert!(cfg.d_model % cfg.n_head == 0 && cfg.head_size() % 2 == 0, "d_model must split into heads of even size");
+    /// A baseline model (dense MLPs) with weights under `vs`, computing
+    /// matmuls and attention in `compute` (`Float` or `BFloat16`).
+    pub fn new(vs: &nn::Path<'_>, cfg: &ModelShape, compute: Kind) -> Self {
+        assert!(cfg.check().is_ok(), "invalid shape {cfg:?}");
         let ln = |p: nn::Path<'_>| nn::layer_norm(p, vec![cfg.d_model], Default::default());
-        let wte = nn::embedding(vs / "wte", cfg.padded_vocab(), cfg.d_model, nn::EmbeddingConfig { ws_init: nn::Init::Randn { mean: 0.0, stdev: 0.02 }, ..Default::default() });
+        let init = nn::Init::Randn { mean: 0.0, stdev: INIT_STD };
+        let wte = nn::embedding(vs / "wte", cfg.padded_vocab(), cfg.d_model, nn::EmbeddingConfig { ws_init: init, ..Default::default() });
         let blocks = (0..cfg.n_layer)
             .map(|i| {
                 let b = vs / "h" / i;
@@ -210,105 +180,114 @@ impl Gpt {
             .collect();
         let lm_head = match cfg.head {
             Head::Tied => None,
-            Head::Untied => Some(nn::linear(vs / "lm_head", cfg.d_model, cfg.padded_vocab(), nn::LinearConfig { bias: false, ..Default::default() })),
+            Head::Untied => Some((vs / "lm_head").var("weight", &[cfg.padded_vocab(), cfg.d_model], init)),
         };
-        Gpt { cfg: cfg.clone(), wte, blocks, ln_f: ln(vs / "ln_f"), lm_head, rotary: Rotary::new(cfg, vs.device()) }
+        Gpt { cfg: cfg.clone(), compute, wte, blocks, ln_f: ln(vs / "ln_f"), lm_head, rotary: Rotary::new(cfg, vs.device()) }
     }
 
-    /// `idx`: (B, T) token ids → logits (B, T, vocab_size), padding cut off.
+    /// The model's shape.
+    pub fn shape(&self) -> &ModelShape {
+        &self.cfg
+    }
+
+    /// `idx`: (B, T) token ids → logits (B, T, vocab_size) in the compute
+    /// precision, padding cut off.
     pub fn forward_t(&self, idx: &Tensor, train: bool) -> Tensor {
         let x = self.wte.forward(idx).dropout(self.cfg.dropout, train);
-        let x = self.blocks.iter().fold(x, |x, b| b.forward_t(&x, &self.rotary, train));
-        let x = self.ln_f.forward(&x);
-        let logits = match &self.lm_head {
-            Some(head) => head.forward(&x),
-            None => x.matmul(&self.wte.ws.tr()),
-        };
-        logits.narrow(-1, 0, self.cfg.vocab_size)
+        let x = self.blocks.iter().fold(x, |x, b| b.forward_t(&x, &self.rotary, self.compute, train));
+        let x = self.ln_f.forward(&x).to_kind(self.compute);
+        let head = self.lm_head.as_ref().unwrap_or(&self.wte.ws);
+        x.matmul(&head.to_kind(self.compute).tr()).narrow(-1, 0, self.cfg.vocab_size)
     }
 
-    /// Mean cross-entropy of predicting `targets` (B, T) from `idx` (B, T).
+    /// Mean cross-entropy (in fp32) of predicting `targets` (B, T) from `idx` (B, T).
     pub fn loss(&self, idx: &Tensor, targets: &Tensor, train: bool) -> Tensor {
-        let logits = self.forward_t(idx, train);
+        let logits = self.forward_t(idx, train).to_kind(Kind::Float);
         logits.reshape([-1, self.cfg.vocab_size]).cross_entropy_for_logits(&targets.reshape([-1]))
     }
 }
 
-/// Parameter counts, as the paper's compute formula needs them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ParamCounts {
-    /// Token embedding (and an untied head), unpadded rows only.
-    pub embedding: i64,
-    /// Trainable non-embedding parameters: the paper's N.
-    pub non_embedding: i64,
-}
-
-impl ParamCounts {
-    /// Counts the variables of a built model: embedding-like tensors are the
-    /// ones with `padded_vocab` rows, counted for `vocab_size` rows only.
-    pub fn of(vs: &nn::VarStore, cfg: &GptConfig) -> Self {
-        let (mut embedding, mut non_embedding) = (0, 0);
-        for (name, t) in vs.variables() {
-            let size = t.size();
-            if name.ends_with("wte.weight") || name.ends_with("lm_head.weight") {
-                embedding += cfg.vocab_size * size[1..].iter().product::<i64>();
-            } else if t.requires_grad() {
-                non_embedding += size.iter().product::<i64>();
-            }
+/// Counts the variables of a built model: embedding-like tensors (the ones
+/// with `padded_vocab` rows) count `vocab_size` rows only; other tensors are
+/// trainable or frozen by `requires_grad`, and structured when their path has
+/// a `structured` component (the convention structured parts follow).
+pub fn param_counts(vs: &nn::VarStore, cfg: &ModelShape) -> ParamCounts {
+    let mut counts = ParamCounts::default();
+    for (name, t) in vs.variables() {
+        let size = t.size();
+        let numel = size.iter().product::<i64>();
+        if name == "wte.weight" || name == "lm_head.weight" {
+            counts.embedding += cfg.vocab_size * size[1..].iter().product::<i64>();
+            continue;
         }
-        ParamCounts { embedding, non_embedding }
+        if name.split('.').any(|part| part == "structured") {
+            counts.structured += numel;
+        }
+        if t.requires_grad() {
+            counts.trainable += numel;
+        } else {
+            counts.frozen += numel;
+        }
     }
+    counts
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use scalemake::train::PRESETS;
 
-    /// Kaplan et al.'s count per block: 12·d² weights + 13·d biases and gains.
-    fn expected(cfg: &GptConfig) -> ParamCounts {
-        let d = cfg.d_model;
-        let heads = if cfg.head == Head::Untied { 2 } else { 1 };
-        ParamCounts { embedding: heads * cfg.vocab_size * d, non_embedding: cfg.n_layer * (12 * d * d + 13 * d) + 2 * d }
+    fn build(cfg: &ModelShape) -> (nn::VarStore, Gpt) {
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let model = Gpt::new(&vs.root(), cfg, Kind::Float);
+        (vs, model)
     }
 
     #[test]
-    fn parameter_counts_match_the_formula_for_every_preset() {
-        for cfg in [GptConfig::nano(50_262), GptConfig::micro(50_262), GptConfig::xxsmall(50_262), GptConfig::small(50_262), GptConfig::medium(50_262)] {
-            let vs = nn::VarStore::new(tch::Device::Cpu);
-            let _model = Gpt::new(&vs.root(), &cfg);
-            assert_eq!(ParamCounts::of(&vs, &cfg), expected(&cfg), "{cfg:?}");
+    fn built_models_have_the_formula_counts_for_every_preset() {
+        for preset in PRESETS {
+            let cfg = ModelShape::preset(preset.name, 50_262).unwrap();
+            let (vs, _model) = build(&cfg);
+            assert_eq!(param_counts(&vs, &cfg), cfg.param_counts(), "{cfg:?}");
         }
-        // Table 1 of the paper: XXSmall 21M, XSmall 42M, Small 85M, Medium 302M non-embedding parameters.
-        assert_eq!(expected(&GptConfig::xxsmall(50_262)).non_embedding, 21_265_152);
-        assert_eq!(expected(&GptConfig::xsmall(50_262)).non_embedding, 42_528_768);
-        assert_eq!(expected(&GptConfig::small(50_262)).non_embedding, 85_056_000);
-        assert_eq!(expected(&GptConfig::medium(50_262)).non_embedding, 302_311_424);
-        let untied = GptConfig { head: Head::Untied, ..GptConfig::nano(1000) };
-        let vs = nn::VarStore::new(tch::Device::Cpu);
-        let _model = Gpt::new(&vs.root(), &untied);
-        assert_eq!(ParamCounts::of(&vs, &untied), expected(&untied));
+        let untied = ModelShape { head: Head::Untied, ..ModelShape::preset("nano", 1000).unwrap() };
+        let (vs, _model) = build(&untied);
+        assert_eq!(param_counts(&vs, &untied), untied.param_counts());
     }
 
     #[test]
     fn shapes_padding_and_initial_loss() {
         tch::manual_seed(0);
-        let cfg = GptConfig::nano(1000);
+        let cfg = ModelShape::preset("nano", 1000).unwrap();
         assert_eq!(cfg.padded_vocab(), 1024);
-        let vs = nn::VarStore::new(tch::Device::Cpu);
-        let model = Gpt::new(&vs.root(), &cfg);
+        let (_vs, model) = build(&cfg);
         let idx = Tensor::randint(1000, [3, 17], (Kind::Int64, tch::Device::Cpu));
         let logits = model.forward_t(&idx, false);
         assert_eq!(logits.size(), [3, 17, 1000], "padded rows are never predicted");
-        let loss = model.loss(&idx, &idx, false).double_value(&[]);
-        assert!((loss - (1000f64).ln()).abs() < 0.3, "initial loss {loss} should be near ln(1000)");
+        let targets = Tensor::randint(1000, [3, 17], (Kind::Int64, tch::Device::Cpu));
+        let loss = model.loss(&idx, &targets, false).double_value(&[]);
+        assert!((loss - (1000f64).ln()).abs() < 0.1, "initial loss {loss} should be near ln(1000)");
+    }
+
+    #[test]
+    fn bf16_compute_keeps_fp32_weights_and_close_logits() {
+        tch::manual_seed(2);
+        let cfg = ModelShape { dropout: 0.0, ..ModelShape::preset("nano", 500).unwrap() };
+        let (vs, fp32) = build(&cfg);
+        let idx = Tensor::randint(500, [2, 33], (Kind::Int64, tch::Device::Cpu));
+        let a = fp32.forward_t(&idx, false);
+        let shared = Gpt { compute: Kind::BFloat16, ..fp32 };
+        let b = shared.forward_t(&idx, false);
+        assert_eq!(b.kind(), Kind::BFloat16);
+        assert!(vs.variables().values().all(|t| t.kind() == Kind::Float), "master weights stay fp32");
+        let diff = (a - b.to_kind(Kind::Float)).abs().max().double_value(&[]);
+        assert!(diff < 0.05, "bf16 logits within {diff} of fp32");
     }
 
     #[test]
     fn attention_is_causal() {
         tch::manual_seed(1);
-        let cfg = GptConfig::nano(100);
-        let vs = nn::VarStore::new(tch::Device::Cpu);
-        let model = Gpt::new(&vs.root(), &cfg);
+        let (_vs, model) = build(&ModelShape::preset("nano", 100).unwrap());
         let a = Tensor::from_slice(&[5i64, 6, 7, 8]).view([1, 4]);
         let b = Tensor::from_slice(&[5i64, 6, 7, 9]).view([1, 4]);
         let (la, lb) = (model.forward_t(&a, false), model.forward_t(&b, false));

@@ -1,97 +1,140 @@
-//! Training: one optimiser step at a time, with the paper's settings.
+//! Training: one optimiser step at a time, with the paper's settings, and
+//! the loop that turns a [`scalemake::train::job::TrainJob`] into an artifact.
 //!
-//! Adam (no weight decay in the paper), the token-based [`schedule::Schedule`],
-//! gradient clipping by global norm (1.0), micro-batches accumulated into
-//! one step. The loop around it (data, evaluation, checkpoints) belongs to
-//! the `train` node's worker command.
+//! Adam over flat buffers ([`flat`]), the token-based [`schedule::Schedule`],
+//! gradient clipping by global norm, micro-batches accumulated into one
+//! step. [`run`] adds data, evaluation, metrics and checkpoints.
 
+pub mod flat;
+pub mod run;
 pub mod schedule;
 
-use tch::nn::{self, OptimizerConfig};
-use tch::Tensor;
+use scalemake::train::job::OptimSpec;
+use tch::{nn, Kind, Tensor};
 
 use crate::model::gpt::Gpt;
+use flat::{Adam, FlatParams};
 use schedule::Schedule;
 
-/// Optimiser settings.
-#[derive(Clone, Debug, PartialEq)]
-pub struct OptimConfig {
-    /// Adam β1.
-    pub beta1: f64,
-    /// Adam β2.
-    pub beta2: f64,
-    /// Adam ε.
-    pub eps: f64,
-    /// Weight decay (0 in the paper).
-    pub weight_decay: f64,
-    /// Global gradient-norm clip (1.0 in the paper).
-    pub clip: f64,
-    /// Learning rate by tokens seen.
-    pub schedule: Schedule,
+/// What one step reports, still on the device (reading it syncs).
+pub struct StepOutput {
+    /// Mean training loss over the micro-batches (0-dim).
+    pub loss: Tensor,
+    /// Gradient norm before clipping (0-dim).
+    pub grad_norm: Tensor,
+    /// The learning rate used.
+    pub lr: f64,
 }
 
-/// A model, its optimiser and how far training has come.
+/// A model's optimiser and how far training has come.
 pub struct Trainer {
-    opt: nn::Optimizer,
-    optim: OptimConfig,
+    flat: FlatParams,
+    adam: Adam,
+    schedule: Schedule,
+    clip: f64,
     /// Tokens consumed so far (inputs, not targets).
-    pub tokens: f64,
-    /// Optimiser steps taken.
-    pub steps: u64,
+    pub tokens: u64,
 }
 
 impl Trainer {
-    /// An Adam optimiser over the trainable variables of `vs`.
-    pub fn new(vs: &nn::VarStore, optim: OptimConfig) -> Result<Self, tch::TchError> {
-        let adam = nn::Adam { beta1: optim.beta1, beta2: optim.beta2, wd: optim.weight_decay, eps: optim.eps, amsgrad: false };
-        Ok(Trainer { opt: adam.build(vs, optim.schedule.lr(0.0))?, optim, tokens: 0.0, steps: 0 })
+    /// Adam over the trainable variables of `vs`, which it moves into flat buffers.
+    pub fn new(vs: &nn::VarStore, optim: &OptimSpec) -> Self {
+        let flat = FlatParams::new(vs);
+        let adam = Adam::new(&flat, optim.beta1, optim.beta2, optim.eps, optim.weight_decay);
+        let schedule = Schedule { peak_lr: optim.lr, warmup_tokens: optim.warmup_tokens, decay_tokens: optim.decay_tokens, final_fraction: optim.final_lr_fraction };
+        Trainer { flat, adam, schedule, clip: optim.clip, tokens: 0 }
+    }
+
+    /// Optimiser steps taken.
+    pub fn steps(&self) -> u64 {
+        self.adam.step
     }
 
     /// One optimiser step over `micro_batches` of (inputs, targets), each
-    /// (B, T) token ids; returns the mean training loss.
-    pub fn step(&mut self, model: &Gpt, micro_batches: &[(Tensor, Tensor)]) -> f64 {
-        self.opt.set_lr(self.optim.schedule.lr(self.tokens));
-        self.opt.zero_grad();
-        let mut total = 0.0;
+    /// (B, T) token ids. Nothing here waits for the device.
+    pub fn step(&mut self, model: &Gpt, micro_batches: &[(Tensor, Tensor)]) -> StepOutput {
+        let lr = self.schedule.lr(self.tokens as f64);
+        self.flat.zero_grad();
         let n = micro_batches.len() as f64;
+        let mut total = Tensor::zeros([], (Kind::Float, self.flat.params.device()));
         for (x, y) in micro_batches {
             let loss = model.loss(x, y, true) / n;
             loss.backward();
-            total += loss.double_value(&[]);
-            self.tokens += x.numel() as f64;
+            total += loss.detach();
+            self.tokens += x.numel() as u64;
         }
-        self.opt.clip_grad_norm(self.optim.clip);
-        self.opt.step();
-        self.steps += 1;
-        total
+        let grad_norm = self.flat.clip_grad_norm(self.clip);
+        self.adam.update(&mut self.flat, lr);
+        StepOutput { loss: total, grad_norm, lr }
+    }
+
+    /// Optimiser state and parameters, for a checkpoint.
+    pub fn state(&self) -> Vec<(&'static str, &Tensor)> {
+        vec![("params", &self.flat.params), ("exp_avg", &self.adam.exp_avg), ("exp_avg_sq", &self.adam.exp_avg_sq)]
+    }
+
+    /// Restores what [`Trainer::state`] saved, after `steps` steps and `tokens` tokens.
+    pub fn restore(&mut self, saved: &[(String, Tensor)], steps: u64, tokens: u64) -> Result<(), String> {
+        for (name, target) in [("params", &mut self.flat.params), ("exp_avg", &mut self.adam.exp_avg), ("exp_avg_sq", &mut self.adam.exp_avg_sq)] {
+            let (_, source) = saved.iter().find(|(n, _)| n == name).ok_or_else(|| format!("checkpoint has no `{name}`"))?;
+            if source.size() != target.size() {
+                return Err(format!("checkpoint `{name}` has shape {:?}, the model needs {:?}", source.size(), target.size()));
+            }
+            tch::no_grad(|| target.copy_(source));
+        }
+        self.adam.step = steps;
+        self.tokens = tokens;
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::gpt::GptConfig;
-    use tch::{Device, Kind};
+    use scalemake::train::ModelShape;
+    use tch::Device;
+
+    fn optim(lr: f64) -> OptimSpec {
+        OptimSpec { lr, beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.0, clip: 1.0, warmup_tokens: 4.0 * 64.0, decay_tokens: 1e9, final_lr_fraction: 0.1 }
+    }
 
     #[test]
     fn a_small_model_overfits_one_batch() {
         tch::manual_seed(0);
-        let cfg = GptConfig { dropout: 0.0, ..GptConfig::nano(256) };
+        let cfg = ModelShape { dropout: 0.0, ..ModelShape::preset("nano", 256).unwrap() };
         let vs = nn::VarStore::new(Device::Cpu);
-        let model = Gpt::new(&vs.root(), &cfg);
-        let schedule = Schedule { peak_lr: 3e-3, warmup_tokens: 4.0 * 64.0, decay_tokens: 1e9, final_fraction: 0.1 };
-        let optim = OptimConfig { beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.0, clip: 1.0, schedule };
-        let mut trainer = Trainer::new(&vs, optim).unwrap();
+        let model = Gpt::new(&vs.root(), &cfg, Kind::Float);
+        let mut trainer = Trainer::new(&vs, &optim(3e-3));
         let data = Tensor::randint(256, [4, 17], (Kind::Int64, Device::Cpu));
         let batch = [(data.narrow(1, 0, 16), data.narrow(1, 1, 16))];
-        let first = trainer.step(&model, &batch);
-        assert!((first - 256f64.ln()).abs() < 0.5, "initial loss {first} ≈ ln 256");
+        let first = trainer.step(&model, &batch).loss.double_value(&[]);
+        assert!((first - 256f64.ln()).abs() < 0.1, "initial loss {first} ≈ ln 256");
         let mut last = first;
         for _ in 0..60 {
-            last = trainer.step(&model, &batch);
+            last = trainer.step(&model, &batch).loss.double_value(&[]);
         }
         assert!(last < 0.5, "loss {first:.3} → {last:.3}: a model must memorise one batch");
-        assert_eq!(trainer.steps, 61);
-        assert_eq!(trainer.tokens, 61.0 * 64.0);
+        assert_eq!(trainer.steps(), 61);
+        assert_eq!(trainer.tokens, 61 * 64);
+    }
+
+    #[test]
+    fn accumulated_micro_batches_equal_one_large_batch() {
+        let cfg = ModelShape { dropout: 0.0, ..ModelShape::preset("nano", 128).unwrap() };
+        let data = Tensor::randint(128, [4, 9], (Kind::Int64, Device::Cpu));
+        let run = |parts: i64| {
+            tch::manual_seed(3);
+            let vs = nn::VarStore::new(Device::Cpu);
+            let model = Gpt::new(&vs.root(), &cfg, Kind::Float);
+            let mut trainer = Trainer::new(&vs, &optim(1e-3));
+            let rows = 4 / parts;
+            let batches: Vec<(Tensor, Tensor)> = (0..parts).map(|i| (data.narrow(0, i * rows, rows).narrow(1, 0, 8), data.narrow(0, i * rows, rows).narrow(1, 1, 8))).collect();
+            let out = trainer.step(&model, &batches);
+            (out.loss.double_value(&[]), trainer.flat.params.copy())
+        };
+        let (loss1, p1) = run(1);
+        let (loss4, p4) = run(4);
+        assert!((loss1 - loss4).abs() < 1e-5);
+        assert!(p1.allclose(&p4, 1e-5, 1e-6, false));
     }
 }

@@ -1,0 +1,178 @@
+//! The engine ↔ worker protocol of a training run.
+//!
+//! The `train` node writes a [`TrainJob`] as JSON and runs
+//! `scalemake-torch train <job.json>`; the worker prints one [`Event`] per
+//! line on stdout (its human log goes to stderr). Keeping libtorch in its
+//! own process keeps the engine fast to start, isolates CUDA state and lets
+//! the engine kill a run outright.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Compute, ModelShape, ParamCounts};
+
+/// Numeric precision of the forward and backward passes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// Everything in fp32 (TF32 matmuls on GPU).
+    Fp32,
+    /// Matmuls and attention in bf16, fp32 master weights, optimiser state,
+    /// LayerNorm, softmax and loss (what `torch.autocast(bfloat16)` does).
+    Bf16,
+}
+
+/// Adam with the paper's schedule and clipping.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OptimSpec {
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Adam β1.
+    pub beta1: f64,
+    /// Adam β2.
+    pub beta2: f64,
+    /// Adam ε.
+    pub eps: f64,
+    /// Decoupled weight decay (AdamW style; 0 in the paper).
+    pub weight_decay: f64,
+    /// Global gradient-norm clip (1.0 in the paper; 0 disables).
+    pub clip: f64,
+    /// Tokens of linear warmup.
+    pub warmup_tokens: f64,
+    /// Tokens at which the cosine decay reaches its floor.
+    pub decay_tokens: f64,
+    /// The floor, as a fraction of `lr`.
+    pub final_lr_fraction: f64,
+}
+
+/// Everything the worker needs to train one model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainJob {
+    /// Model shape (vocabulary from the shards).
+    pub model: ModelShape,
+    /// Optimiser.
+    pub optim: OptimSpec,
+    /// Sequences per optimiser step.
+    pub batch_size: u64,
+    /// Sequences per forward/backward pass (gradients accumulate over
+    /// `batch_size / micro_batch` passes).
+    pub micro_batch: u64,
+    /// Training budget in tokens (rounded down to whole steps).
+    pub max_tokens: u64,
+    /// Validation evaluations, log-spaced over the run.
+    pub eval_points: u64,
+    /// Validation tokens per evaluation (a fixed prefix of the val split).
+    pub eval_tokens: u64,
+    /// Seed of initialisation, data order and dropout.
+    pub seed: u64,
+    /// `auto`, `cpu`, `cuda` or `cuda:N`.
+    pub device: String,
+    /// Compute precision.
+    pub precision: Precision,
+    /// Seconds between checkpoints (0: none by time).
+    pub checkpoint_seconds: f64,
+    /// Steps between checkpoints (0: none by steps).
+    pub checkpoint_steps: u64,
+    /// CPU threads for libtorch (0: libtorch's default).
+    pub threads: u64,
+    /// Peak FLOP/s of the device for MFU, when the worker cannot know it.
+    pub peak_flops: Option<f64>,
+    /// Directory of the token shards (`train_*.bin`, `val_*.bin`).
+    pub shards: PathBuf,
+    /// Empty directory that becomes the artifact.
+    pub out: PathBuf,
+    /// Directory that survives a crash: checkpoints live here.
+    pub work: PathBuf,
+}
+
+impl TrainJob {
+    /// Tokens per optimiser step (inputs only).
+    pub fn tokens_per_step(&self) -> u64 {
+        self.batch_size * self.model.context as u64
+    }
+
+    /// Optimiser steps in the budget.
+    pub fn total_steps(&self) -> u64 {
+        self.max_tokens / self.tokens_per_step().max(1)
+    }
+
+    /// Why the job cannot run, if it cannot.
+    pub fn check(&self) -> Result<(), String> {
+        self.model.check()?;
+        if self.batch_size == 0 || self.micro_batch == 0 || self.batch_size % self.micro_batch != 0 {
+            return Err(format!("batch_size {} must be a positive multiple of micro_batch {}", self.batch_size, self.micro_batch));
+        }
+        if self.total_steps() == 0 {
+            return Err(format!("max_tokens {} is less than one step of {} tokens", self.max_tokens, self.tokens_per_step()));
+        }
+        Ok(())
+    }
+}
+
+/// One line of the worker's stdout.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// The model is built and training is about to start (or resume).
+    Start {
+        /// The device in use, e.g. `cuda:0 (NVIDIA H100 80GB HBM3)` or `cpu (2 threads)`.
+        device: String,
+        /// Parameter counts of the built model.
+        params: ParamCounts,
+        /// Steps in the whole run.
+        total_steps: u64,
+        /// The step a checkpoint resumed from (0 for a fresh start).
+        resumed_from: u64,
+    },
+    /// One optimiser step.
+    Step(StepRow),
+    /// A validation evaluation.
+    Eval(EvalRow),
+    /// A checkpoint was written after `step`.
+    Checkpoint {
+        /// Steps done when it was taken.
+        step: u64,
+    },
+    /// Training finished and the artifact is complete.
+    Done {
+        /// Final validation loss.
+        val_loss: f64,
+        /// Mean training throughput, tokens per second.
+        tokens_per_second: f64,
+    },
+}
+
+/// Per-step metrics (a row of `metrics/steps.csv`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepRow {
+    /// Optimiser steps done (1-based).
+    pub step: u64,
+    /// Tokens seen after this step.
+    pub tokens: u64,
+    /// Learning rate used.
+    pub lr: f64,
+    /// Mean training loss over the step's micro-batches.
+    pub loss: f64,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f64,
+    /// Training compute so far under each cost model.
+    pub compute: Compute,
+    /// Throughput over the last logging window.
+    pub tokens_per_second: f64,
+    /// Model FLOPs utilisation over that window (`None` when the device's peak is unknown).
+    pub mfu: Option<f64>,
+}
+
+/// A validation evaluation (a row of `metrics/eval.csv`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EvalRow {
+    /// Optimiser steps done.
+    pub step: u64,
+    /// Tokens seen.
+    pub tokens: u64,
+    /// Mean validation loss (nats per token).
+    pub val_loss: f64,
+    /// Training compute so far under each cost model.
+    pub compute: Compute,
+}

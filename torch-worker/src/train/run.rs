@@ -1,0 +1,340 @@
+//! The training loop of a `train` node: data → steps → evaluations →
+//! checkpoints → artifact.
+//!
+//! Resuming is exact: a checkpoint holds the flat parameters and Adam state,
+//! and everything random is a function of the seed and the step (dropout is
+//! reseeded every step; the data sampler skips the batches already drawn),
+//! so on CPU a run killed and resumed writes the same loss curve, bit for
+//! bit, as one that never stopped. Metrics are appended to files in the work
+//! directory; a checkpoint records their lengths, and a resumed run cuts them
+//! back to those lengths before appending again.
+
+use std::collections::BTreeSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use scalemake::data::loader::{prefetch, Batches, Order, TokenStream};
+use scalemake::train::job::{Event, EvalRow, Precision, StepRow, TrainJob};
+use scalemake::train::{eval_steps, peak_flops, Compute, ParamCounts};
+use serde::{Deserialize, Serialize};
+use tch::{nn, Device, Kind, Tensor};
+
+use super::Trainer;
+use crate::model::gpt::{param_counts, Gpt};
+
+/// Steps between reading losses back from the device: each read is a host
+/// sync, so they are batched (evaluations, checkpoints and the end also read).
+const SYNC_EVERY: usize = 10;
+
+/// Where a checkpoint stands; the tensors live in the file it names.
+#[derive(Serialize, Deserialize)]
+struct CheckpointMeta {
+    /// Steps done.
+    step: u64,
+    /// Tokens seen.
+    tokens: u64,
+    /// The safetensors file with parameters and optimiser state.
+    tensors: String,
+    /// Lengths of the metric files at the checkpoint.
+    steps_bytes: u64,
+    eval_bytes: u64,
+}
+
+/// Appends metric rows as JSON lines in the work directory.
+struct MetricLog {
+    steps: File,
+    evals: File,
+    dir: PathBuf,
+}
+
+impl MetricLog {
+    /// Opens the logs, cut back to the lengths a checkpoint recorded (or emptied).
+    fn open(dir: &Path, lengths: (u64, u64)) -> Result<Self, String> {
+        let open = |name: &str, len: u64| -> Result<File, String> {
+            let path = dir.join(name);
+            let file = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            file.set_len(len).map_err(|e| format!("{}: {e}", path.display()))?;
+            Ok(file)
+        };
+        Ok(MetricLog { steps: open("steps.jsonl", lengths.0)?, evals: open("eval.jsonl", lengths.1)?, dir: dir.to_path_buf() })
+    }
+
+    fn append<T: Serialize>(file: &mut File, row: &T) -> Result<(), String> {
+        let line = serde_json::to_string(row).map_err(|e| e.to_string())?;
+        writeln!(file, "{line}").map_err(|e| format!("metrics: {e}"))
+    }
+
+    /// Current lengths, after flushing to the OS (enough to survive a killed process).
+    fn lengths(&mut self) -> Result<(u64, u64), String> {
+        let len = |f: &mut File| f.flush().and_then(|_| f.metadata()).map(|m| m.len()).map_err(|e| format!("metrics: {e}"));
+        Ok((len(&mut self.steps)?, len(&mut self.evals)?))
+    }
+}
+
+/// The dropout seed of a step: resuming at step s replays the same masks.
+fn step_seed(seed: u64, step: u64) -> i64 {
+    (seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(step) >> 1) as i64
+}
+
+/// One (B, T+1) batch of u16 tokens → (inputs, targets) on `device`.
+fn to_tensors(tokens: &[u16], rows: i64, device: Device) -> (Tensor, Tensor) {
+    let ids: Vec<i64> = tokens.iter().map(|&t| i64::from(t)).collect();
+    let t = Tensor::from_slice(&ids).view([rows, -1]).to_device(device);
+    let width = t.size()[1];
+    (t.narrow(1, 0, width - 1), t.narrow(1, 1, width - 1))
+}
+
+/// The fixed validation subset: the first `eval_tokens` tokens of the val
+/// split, as consecutive windows, in micro-batches.
+fn validation_set(job: &TrainJob, device: Device) -> Result<Vec<(Tensor, Tensor)>, String> {
+    let val = Arc::new(TokenStream::open_split(&job.shards, "val").map_err(|e| e.to_string())?);
+    let context = job.model.context as usize;
+    let batches = Batches::new(val.clone(), job.micro_batch as usize, context, Order::Sequential)
+        .map_err(|e| format!("validation split: {e}; give the corpus a larger `split.val` or use a shorter context"))?;
+    let rows_wanted = (job.eval_tokens as usize).div_ceil(context).max(1);
+    let mut rows = 0;
+    let mut set = Vec::new();
+    for batch in batches {
+        let n = (batch.len() / (context + 1)).min(rows_wanted - rows);
+        set.push(to_tensors(&batch[..n * (context + 1)], n as i64, device));
+        rows += n;
+        if rows == rows_wanted {
+            break;
+        }
+    }
+    Ok(set)
+}
+
+/// Mean loss over the validation set, dropout off.
+fn evaluate(model: &Gpt, set: &[(Tensor, Tensor)]) -> f64 {
+    tch::no_grad(|| {
+        let (mut sum, mut count) = (0.0, 0i64);
+        for (x, y) in set {
+            sum += model.loss(x, y, false).double_value(&[]) * x.numel() as f64;
+            count += x.numel() as i64;
+        }
+        sum / count.max(1) as f64
+    })
+}
+
+/// Reads the latest checkpoint in `work`, if any, into `trainer`.
+fn resume(work: &Path, trainer: &mut Trainer) -> Result<Option<CheckpointMeta>, String> {
+    let meta_path = work.join("checkpoint.json");
+    let Ok(text) = fs::read_to_string(&meta_path) else { return Ok(None) };
+    let meta: CheckpointMeta = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", meta_path.display()))?;
+    let tensors = Tensor::read_safetensors(work.join(&meta.tensors)).map_err(|e| e.to_string())?;
+    trainer.restore(&tensors, meta.step, meta.tokens)?;
+    Ok(Some(meta))
+}
+
+/// Writes a checkpoint: the tensors under a new name, then the metadata
+/// naming them by atomic rename, then the old tensors go.
+fn checkpoint(work: &Path, trainer: &Trainer, metrics: &mut MetricLog) -> Result<(), String> {
+    let step = trainer.steps();
+    let (steps_bytes, eval_bytes) = metrics.lengths()?;
+    let name = format!("checkpoint-{step:09}.safetensors");
+    let tmp = work.join(format!("{name}.tmp"));
+    let cpu: Vec<(&str, Tensor)> = trainer.state().into_iter().map(|(n, t)| (n, t.to_device(Device::Cpu))).collect();
+    Tensor::write_safetensors(&cpu, &tmp).map_err(|e| e.to_string())?;
+    File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    fs::rename(&tmp, work.join(&name)).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    let meta = CheckpointMeta { step, tokens: trainer.tokens, tensors: name.clone(), steps_bytes, eval_bytes };
+    let meta_tmp = work.join("checkpoint.json.tmp");
+    fs::write(&meta_tmp, serde_json::to_vec_pretty(&meta).map_err(|e| e.to_string())?).map_err(|e| format!("{}: {e}", meta_tmp.display()))?;
+    File::open(&meta_tmp).and_then(|f| f.sync_all()).map_err(|e| format!("{}: {e}", meta_tmp.display()))?;
+    fs::rename(&meta_tmp, work.join("checkpoint.json")).map_err(|e| format!("{}: {e}", meta_tmp.display()))?;
+    for entry in fs::read_dir(work).map_err(|e| e.to_string())?.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        if file.starts_with("checkpoint-") && file != name {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+    Ok(())
+}
+
+/// A step whose loss and gradient norm are still on the device.
+struct Pending {
+    step: u64,
+    tokens: u64,
+    lr: f64,
+    loss: Tensor,
+    grad_norm: Tensor,
+}
+
+/// Turns pending steps into rows (one host sync for all of them).
+struct RowMaker {
+    counts: ParamCounts,
+    flops_per_token: f64,
+    peak: Option<f64>,
+    window_start: Instant,
+    window_tokens: u64,
+}
+
+impl RowMaker {
+    fn rows(&mut self, pending: &mut Vec<Pending>) -> Vec<StepRow> {
+        if pending.is_empty() {
+            return Vec::new();
+        }
+        let losses: Vec<f64> = Vec::try_from(Tensor::stack(&pending.iter().map(|p| p.loss.to_kind(Kind::Double)).collect::<Vec<_>>(), 0).to_device(Device::Cpu)).unwrap_or_default();
+        let norms: Vec<f64> = Vec::try_from(Tensor::stack(&pending.iter().map(|p| p.grad_norm.to_kind(Kind::Double)).collect::<Vec<_>>(), 0).to_device(Device::Cpu)).unwrap_or_default();
+        let seconds = self.window_start.elapsed().as_secs_f64().max(1e-9);
+        let tokens_per_second = self.window_tokens as f64 / seconds;
+        let mfu = self.peak.map(|peak| tokens_per_second * self.flops_per_token / peak);
+        self.window_start = Instant::now();
+        self.window_tokens = 0;
+        pending
+            .drain(..)
+            .zip(losses.into_iter().zip(norms))
+            .map(|(p, (loss, grad_norm))| StepRow {
+                step: p.step,
+                tokens: p.tokens,
+                lr: p.lr,
+                loss,
+                grad_norm,
+                compute: Compute::at(&self.counts, p.tokens as f64),
+                tokens_per_second,
+                mfu,
+            })
+            .collect()
+    }
+}
+
+/// Trains the model `job` describes, reporting through `emit`, and writes
+/// the artifact into `job.out`.
+pub fn run(job: &TrainJob, emit: &mut dyn FnMut(Event)) -> Result<(), String> {
+    job.check()?;
+    if job.threads > 0 {
+        tch::set_num_threads(job.threads as i32);
+    }
+    let (device, device_name) = crate::device::resolve(&job.device)?;
+    let bf16 = job.precision == Precision::Bf16;
+    tch::manual_seed(job.seed as i64);
+    let vs = nn::VarStore::new(device);
+    let model = Gpt::new(&vs.root(), &job.model, if bf16 { Kind::BFloat16 } else { Kind::Float });
+    let counts = param_counts(&vs, &job.model);
+    let mut trainer = Trainer::new(&vs, &job.optim);
+
+    fs::create_dir_all(&job.work).map_err(|e| format!("{}: {e}", job.work.display()))?;
+    let resumed = resume(&job.work, &mut trainer)?;
+    let start = resumed.as_ref().map_or(0, |m| m.step);
+    let mut metrics = MetricLog::open(&job.work, resumed.as_ref().map_or((0, 0), |m| (m.steps_bytes, m.eval_bytes)))?;
+
+    let val_set = validation_set(job, device)?;
+    let train = Arc::new(TokenStream::open_split(&job.shards, "train").map_err(|e| e.to_string())?);
+    let accum = job.batch_size / job.micro_batch;
+    let mut batches = Batches::new(train, job.micro_batch as usize, job.model.context as usize, Order::Random { seed: job.seed }).map_err(|e| format!("training split: {e}"))?;
+    batches.skip_batches(start * accum);
+    let incoming = prefetch(batches, 2 * accum as usize);
+
+    let total = job.total_steps();
+    let evals: BTreeSet<u64> = eval_steps(total, job.eval_points).into_iter().collect();
+    emit(Event::Start { device: device_name.clone(), params: counts, total_steps: total, resumed_from: start });
+    eprintln!("training on {device_name}: {} trainable non-embedding parameters, {total} steps of {} tokens{}", counts.trainable, job.tokens_per_step(), if start > 0 { format!(", resuming after step {start}") } else { String::new() });
+
+    let peak = job.peak_flops.or_else(|| peak_flops(&device_name, bf16));
+    let mut rows = RowMaker { counts, flops_per_token: job.model.flops_per_token(&counts), peak, window_start: Instant::now(), window_tokens: 0 };
+    let (run_start, mut trained_tokens) = (Instant::now(), 0u64);
+    let mut last_checkpoint = Instant::now();
+    let mut pending: Vec<Pending> = Vec::new();
+    let mut val_loss = f64::NAN;
+    for step in start + 1..=total {
+        tch::manual_seed(step_seed(job.seed, step));
+        let micro: Vec<(Tensor, Tensor)> = (0..accum)
+            .map(|_| incoming.recv().map(|b| to_tensors(&b, job.micro_batch as i64, device)).map_err(|_| "the data loader stopped".to_string()))
+            .collect::<Result<_, _>>()?;
+        let out = trainer.step(&model, &micro);
+        rows.window_tokens += job.tokens_per_step();
+        trained_tokens += job.tokens_per_step();
+        pending.push(Pending { step, tokens: trainer.tokens, lr: out.lr, loss: out.loss, grad_norm: out.grad_norm });
+
+        let is_eval = evals.contains(&step);
+        let wants_checkpoint = step < total
+            && ((job.checkpoint_steps > 0 && step % job.checkpoint_steps == 0) || (job.checkpoint_seconds > 0.0 && last_checkpoint.elapsed().as_secs_f64() >= job.checkpoint_seconds));
+        if pending.len() >= SYNC_EVERY || is_eval || wants_checkpoint || step == total {
+            for row in rows.rows(&mut pending) {
+                MetricLog::append(&mut metrics.steps, &row)?;
+                emit(Event::Step(row));
+            }
+        }
+        if is_eval {
+            val_loss = evaluate(&model, &val_set);
+            let row = EvalRow { step, tokens: trainer.tokens, val_loss, compute: Compute::at(&counts, trainer.tokens as f64) };
+            eprintln!("step {step}/{total}: {} tokens, val loss {val_loss:.4}", trainer.tokens);
+            MetricLog::append(&mut metrics.evals, &row)?;
+            emit(Event::Eval(row));
+            rows.window_start = Instant::now(); // evaluation time is not training throughput
+            rows.window_tokens = 0;
+        }
+        if wants_checkpoint {
+            checkpoint(&job.work, &trainer, &mut metrics)?;
+            last_checkpoint = Instant::now();
+            emit(Event::Checkpoint { step });
+            rows.window_start = Instant::now();
+            rows.window_tokens = 0;
+        }
+    }
+    metrics.lengths()?;
+    let tokens_per_second = trained_tokens as f64 / run_start.elapsed().as_secs_f64().max(1e-9);
+    write_artifact(job, &vs, &counts, &metrics.dir)?;
+    emit(Event::Done { val_loss, tokens_per_second });
+    Ok(())
+}
+
+/// The artifact: final weights (safetensors, fp32, unpadded names as in the
+/// model), the model's config and counts, and the metrics as JSONL and CSV.
+fn write_artifact(job: &TrainJob, vs: &nn::VarStore, counts: &ParamCounts, work: &Path) -> Result<(), String> {
+    let io = |p: &Path, e: std::io::Error| format!("{}: {e}", p.display());
+    let mut weights: Vec<(String, Tensor)> = vs.variables().into_iter().map(|(n, t)| (n, t.to_device(Device::Cpu).contiguous())).collect();
+    weights.sort_by(|a, b| a.0.cmp(&b.0));
+    Tensor::write_safetensors(&weights, job.out.join("model.safetensors")).map_err(|e| e.to_string())?;
+    let config = serde_json::json!({
+        "model": job.model,
+        "precision": job.precision,
+        "params": counts,
+        "steps": job.total_steps(),
+        "tokens": job.total_steps() * job.tokens_per_step(),
+    });
+    let config_path = job.out.join("config.json");
+    fs::write(&config_path, serde_json::to_vec_pretty(&config).map_err(|e| e.to_string())?).map_err(|e| io(&config_path, e))?;
+    let metrics_dir = job.out.join("metrics");
+    fs::create_dir_all(&metrics_dir).map_err(|e| io(&metrics_dir, e))?;
+    for (name, columns) in [("steps", STEP_COLUMNS), ("eval", EVAL_COLUMNS)] {
+        let jsonl = work.join(format!("{name}.jsonl"));
+        fs::copy(&jsonl, metrics_dir.join(format!("{name}.jsonl"))).map_err(|e| io(&jsonl, e))?;
+        let csv_path = metrics_dir.join(format!("{name}.csv"));
+        let csv = jsonl_to_csv(&jsonl, columns).map_err(|e| io(&jsonl, e))?;
+        fs::write(&csv_path, csv).map_err(|e| io(&csv_path, e))?;
+    }
+    Ok(())
+}
+
+/// CSV columns of the step rows, as paths into the JSON rows.
+const STEP_COLUMNS: &[&str] = &["step", "tokens", "lr", "loss", "grad_norm", "compute.trainable", "compute.frozen_2_3", "compute.all", "tokens_per_second", "mfu"];
+/// CSV columns of the evaluation rows.
+const EVAL_COLUMNS: &[&str] = &["step", "tokens", "val_loss", "compute.trainable", "compute.frozen_2_3", "compute.all"];
+
+/// Flattens JSON lines into CSV (headers use `_` for nesting: `compute_trainable`).
+fn jsonl_to_csv(path: &Path, columns: &[&str]) -> std::io::Result<String> {
+    let mut csv = columns.iter().map(|c| c.replace('.', "_")).collect::<Vec<_>>().join(",");
+    csv.push('\n');
+    for line in BufReader::new(File::open(path)?).lines() {
+        let row: serde_json::Value = serde_json::from_str(&line?).map_err(std::io::Error::other)?;
+        let cells: Vec<String> = columns
+            .iter()
+            .map(|c| {
+                let v = c.split('.').fold(&row, |v, key| &v[key]);
+                if v.is_null() {
+                    String::new()
+                } else {
+                    v.to_string()
+                }
+            })
+            .collect();
+        csv.push_str(&cells.join(","));
+        csv.push('\n');
+    }
+    Ok(csv)
+}
