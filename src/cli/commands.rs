@@ -111,10 +111,9 @@ pub fn run(env: &Env, args: &[String], jobs: Option<usize>, keep_going: bool, dr
         return Ok(ExitCode::SUCCESS);
     }
     install_interrupt_handler();
-    let needs_gpu = selected.iter().any(|&i| plan.experiment.nodes[i].resources.gpu > 0);
     let opts = RunOptions {
         jobs: jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
-        gpus: if needs_gpu { device::cuda_device_count() } else { 0 },
+        gpus: None,
         keep_going,
         targets,
         progress_bars: env.tty,

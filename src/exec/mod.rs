@@ -36,8 +36,9 @@ use crate::nodes::{Artifact, Input, NodeCtx, NodeCtxParts, NodeError, Progress};
 pub struct RunOptions {
     /// CPU slots (`-j`).
     pub jobs: usize,
-    /// GPU slots (visible devices).
-    pub gpus: usize,
+    /// GPU slots, one per visible device; `None`: ask libtorch (through the
+    /// worker, ~0.3 s) when a node first needs one, so no-op runs never pay.
+    pub gpus: Option<usize>,
     /// Build everything not downstream of a failure.
     pub keep_going: bool,
     /// Targets (empty: all).
@@ -78,7 +79,8 @@ pub static CANCELLED: AtomicBool = AtomicBool::new(false);
 enum Message {
     Progress(usize, Progress),
     Waiting(usize, Option<u32>),
-    Done(usize, Result<Built, String>),
+    /// A node finished; the GPU ids it held are free again.
+    Done(usize, Result<Built, String>, Vec<usize>),
 }
 
 struct Built {
@@ -118,7 +120,10 @@ pub fn run(plan: &Plan, ws: &Workspace<'_>, opts: &RunOptions) -> Result<RunSumm
     let mut summary = RunSummary::default();
     let reporter = Reporter::new(selected.len() as u64, opts.progress_bars);
     let (tx, rx) = mpsc::channel::<Message>();
-    let (mut cpu_free, mut gpu_free) = (opts.jobs.max(1), opts.gpus);
+    let mut cpu_free = opts.jobs.max(1);
+    let mut gpu_count = opts.gpus;
+    // Free GPU ids; a node gets specific devices (as CUDA_VISIBLE_DEVICES).
+    let mut gpu_free: Vec<usize> = opts.gpus.map_or_else(Vec::new, |n| (0..n).collect());
     let mut running = 0usize;
     let mut stopping = false;
     // Settling only changes after a node finishes, not on progress messages.
@@ -174,22 +179,34 @@ pub fn run(plan: &Plan, ws: &Workspace<'_>, opts: &RunOptions) -> Result<RunSumm
                 for i in candidates {
                     let node = &plan.experiment.nodes[i];
                     let need_cpu = (node.resources.cpu as usize).min(opts.jobs.max(1));
-                    let need_gpu = node.resources.gpu as usize;
-                    if need_gpu > opts.gpus {
+                    let mut need_gpu = node.resources.gpu as usize;
+                    let visible = if need_gpu == 0 {
+                        0
+                    } else {
+                        *gpu_count.get_or_insert_with(|| {
+                            let n = crate::device::cuda_device_count();
+                            gpu_free = (0..n).collect();
+                            n
+                        })
+                    };
+                    if need_gpu > visible && node.resources.gpu_optional {
+                        need_gpu = 0; // `device: auto` without a GPU runs on the CPU
+                    }
+                    if need_gpu > visible {
                         ready.remove(&i);
                         phase[i] = Phase::Failed;
-                        let msg = format!("needs {need_gpu} GPU(s), {} visible", opts.gpus);
+                        let msg = format!("needs {need_gpu} GPU(s), {visible} visible");
                         reporter.failed(&node.id.0, &msg);
                         summary.failed.push((node.id.0.clone(), msg));
                         stopping |= !opts.keep_going;
                         continue;
                     }
-                    if need_cpu > cpu_free || need_gpu > gpu_free {
+                    if need_cpu > cpu_free || need_gpu > gpu_free.len() {
                         continue;
                     }
                     let (key, parts) = ready.remove(&i).expect("candidate is ready");
                     cpu_free -= need_cpu;
-                    gpu_free -= need_gpu;
+                    let gpus: Vec<usize> = gpu_free.drain(..need_gpu).collect();
                     running += 1;
                     phase[i] = Phase::Running;
                     keys[i] = Some(key);
@@ -198,8 +215,8 @@ pub fn run(plan: &Plan, ws: &Workspace<'_>, opts: &RunOptions) -> Result<RunSumm
                     let tx = tx.clone();
                     let log = ws.cache.node_log(&exp, &node.id.0);
                     scope.spawn(move || {
-                        let result = build_node(plan, ws, i, key, &parts, &inputs, &log, &tx);
-                        let _ = tx.send(Message::Done(i, result));
+                        let result = build_node(plan, ws, i, key, &parts, &inputs, &gpus, &log, &tx);
+                        let _ = tx.send(Message::Done(i, result, gpus));
                     });
                 }
             }
@@ -217,12 +234,13 @@ pub fn run(plan: &Plan, ws: &Workspace<'_>, opts: &RunOptions) -> Result<RunSumm
                     let who = pid.map_or("another process".to_string(), |p| format!("another process (pid {p})"));
                     reporter.line(&format!("{} is being built by {who}; waiting for it", plan.experiment.nodes[i].id));
                 }
-                Message::Done(i, result) => {
+                Message::Done(i, result, gpus) => {
                     running -= 1;
                     settle = true;
                     let node = &plan.experiment.nodes[i];
                     cpu_free += (node.resources.cpu as usize).min(opts.jobs.max(1));
-                    gpu_free += node.resources.gpu as usize;
+                    gpu_free.extend(gpus);
+                    gpu_free.sort_unstable();
                     match result {
                         Ok(built) => {
                             let key = keys[i].expect("a dispatched node has a key");
@@ -297,6 +315,7 @@ fn build_node(
     key: ContentHash,
     parts: &KeyParts,
     inputs: &[Input],
+    gpus: &[usize],
     log_path: &PathBuf,
     tx: &mpsc::Sender<Message>,
 ) -> Result<Built, String> {
@@ -339,6 +358,7 @@ fn build_node(
         out_dir: &out_dir,
         work_dir: &work_dir,
         root: ws.root,
+        gpus,
         log,
         progress: &progress,
         cancelled: &CANCELLED,

@@ -13,6 +13,7 @@ mod command;
 mod corpus;
 mod shards;
 mod tokenizer;
+mod train;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -25,6 +26,7 @@ pub use command::Command;
 pub use corpus::Corpus;
 pub use shards::Shards;
 pub use tokenizer::TokenizerKind;
+pub use train::{model_shape, Train};
 
 use crate::spec::{NodeId, Schema, Value};
 
@@ -35,11 +37,14 @@ pub struct Resources {
     pub cpu: u32,
     /// GPU slots (one per visible device).
     pub gpu: u32,
+    /// Run with no GPU when none is visible instead of failing (`device: auto`).
+    #[serde(default)]
+    pub gpu_optional: bool,
 }
 
 impl Default for Resources {
     fn default() -> Self {
-        Resources { cpu: 1, gpu: 0 }
+        Resources { cpu: 1, gpu: 0, gpu_optional: false }
     }
 }
 
@@ -61,8 +66,8 @@ pub trait NodeKind: Send + Sync {
     /// Parameter schema: types, defaults, and which fields are hashed.
     fn schema(&self) -> &Schema;
 
-    /// Slots to reserve when a node does not say `resources:`.
-    fn resources_default(&self) -> Resources {
+    /// Slots to reserve when a node does not say `resources:`, given its params.
+    fn resources_default(&self, _params: &Value) -> Resources {
         Resources::default()
     }
 
@@ -143,6 +148,7 @@ pub struct NodeCtx<'a> {
     out_dir: &'a Path,
     work_dir: &'a Path,
     root: &'a Path,
+    gpus: &'a [usize],
     log: File,
     progress: &'a (dyn Fn(Progress) + Sync),
     cancelled: &'a AtomicBool,
@@ -165,6 +171,8 @@ pub struct NodeCtxParts<'a> {
     pub work_dir: &'a Path,
     /// Project root: relative paths in params resolve against it.
     pub root: &'a Path,
+    /// GPU ids reserved for the node (empty when it has no GPU slot).
+    pub gpus: &'a [usize],
     /// Open log file.
     pub log: File,
     /// Progress sink.
@@ -176,8 +184,8 @@ pub struct NodeCtxParts<'a> {
 impl<'a> NodeCtx<'a> {
     /// Assembles a context (the executor and tests do this).
     pub fn new(parts: NodeCtxParts<'a>) -> Self {
-        let NodeCtxParts { id, params, inputs, out_dir, work_dir, root, log, progress, cancelled } = parts;
-        NodeCtx { id, params, inputs, out_dir, work_dir, root, log, progress, cancelled, metrics: BTreeMap::new(), summary: Vec::new() }
+        let NodeCtxParts { id, params, inputs, out_dir, work_dir, root, gpus, log, progress, cancelled } = parts;
+        NodeCtx { id, params, inputs, out_dir, work_dir, root, gpus, log, progress, cancelled, metrics: BTreeMap::new(), summary: Vec::new() }
     }
 
     /// This node's id.
@@ -203,6 +211,10 @@ impl<'a> NodeCtx<'a> {
     /// Project root.
     pub fn root(&self) -> &Path {
         self.root
+    }
+    /// GPU ids reserved for this node by the executor.
+    pub fn gpus(&self) -> &[usize] {
+        self.gpus
     }
     /// The node's log file (also where child processes write).
     pub fn log(&mut self) -> &mut File {
@@ -258,7 +270,7 @@ impl Registry {
     /// A registry with every built-in kind.
     pub fn builtin() -> Self {
         Registry {
-            kinds: vec![Arc::new(Command::new()), Arc::new(Corpus::new()), Arc::new(TokenizerKind::new()), Arc::new(Shards::new())],
+            kinds: vec![Arc::new(Command::new()), Arc::new(Corpus::new()), Arc::new(TokenizerKind::new()), Arc::new(Shards::new()), Arc::new(Train::new())],
         }
     }
 

@@ -17,6 +17,9 @@ use crate::data::corpus::Split;
 use crate::data::shard::write_shard;
 use crate::spec::{Field, FieldType, Schema, Value};
 
+/// Describes the shards (vocabulary size, end-of-text id) for their readers.
+pub const META_FILE: &str = "meta.json";
+
 /// Documents encoded per parallel chunk: bounds memory, keeps cores busy.
 const CHUNK_DOCS: usize = 4096;
 
@@ -88,15 +91,15 @@ impl NodeKind for Shards {
     }
 
     fn version(&self) -> u32 {
-        1
+        2 // 2: meta.json with the vocabulary size
     }
 
     fn schema(&self) -> &Schema {
         &self.schema
     }
 
-    fn resources_default(&self) -> super::Resources {
-        super::Resources { cpu: 2, gpu: 0 }
+    fn resources_default(&self, _params: &Value) -> super::Resources {
+        super::Resources { cpu: 2, ..Default::default() }
     }
 
     fn run(&self, ctx: &mut NodeCtx<'_>) -> Result<(), NodeError> {
@@ -144,6 +147,9 @@ impl NodeKind for Shards {
             total_bytes += bytes;
             total_tokens += writer.total;
         }
+        let meta = serde_json::json!({ "vocab_size": vocab, "eot": eot, "format": "llm.c uint16 shards" });
+        let meta_path = out_dir.join(META_FILE);
+        std::fs::write(&meta_path, serde_json::to_vec_pretty(&meta).map_err(|e| NodeError::Failed(e.to_string()))?).map_err(|e| NodeError::io(&meta_path, e))?;
         let ratio = if total_tokens == 0 { 0.0 } else { total_bytes as f64 / total_tokens as f64 };
         ctx.record_metric("bytes_per_token", ratio);
         ctx.add_summary(format!("{ratio:.3} UTF-8 bytes per token (end-of-text tokens included)"));

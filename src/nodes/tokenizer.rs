@@ -78,8 +78,8 @@ impl NodeKind for TokenizerKind {
         &self.schema
     }
 
-    fn resources_default(&self) -> super::Resources {
-        super::Resources { cpu: 2, gpu: 0 }
+    fn resources_default(&self, _params: &Value) -> super::Resources {
+        super::Resources { cpu: 2, ..Default::default() }
     }
 
     fn run(&self, ctx: &mut NodeCtx<'_>) -> Result<(), NodeError> {

@@ -224,8 +224,7 @@ impl Loader<'_> {
         let get = |name: &str| entries.iter().find(|(k, _)| k.name == name).map(|(_, v)| v);
         let Some(kind) = self.kind(get("kind"), decl.span, &path) else { return vec![] };
         let matrix = get("matrix").map_or(Some(vec![]), |m| self.matrix(m, &path));
-        let resources = get("resources").map_or(Some(kind.resources_default()), |r| self.resources(r, kind.resources_default(), &path));
-        let (Some(matrix), Some(resources)) = (matrix, resources) else { return vec![] };
+        let Some(matrix) = matrix else { return vec![] };
 
         // The kind's params: everything but the node-level keys, plus defaults.
         let mut params: Vec<(Key, Node)> = entries.iter().filter(|(k, _)| !NODE_KEYS.contains(&k.name.as_str())).cloned().collect();
@@ -248,6 +247,15 @@ impl Loader<'_> {
                 continue;
             }
             let Some(params) = kind.schema().validate(&params, &path, self.source, &mut self.errors) else { continue };
+            // A kind's default slots may depend on its params (`device: cuda` wants a GPU).
+            let default_resources = kind.resources_default(&params);
+            let resources = match get("resources") {
+                Some(r) => match self.resources(r, default_resources, &path) {
+                    Some(r) => r,
+                    None => return vec![], // the same error for every instance: say it once
+                },
+                None => default_resources,
+            };
             let matrix: Vec<(String, Value)> = combo.iter().map(|(k, v)| (k.clone(), scalar_value(v))).collect();
             let id = if matrix.is_empty() {
                 key.name.clone()
@@ -336,7 +344,7 @@ impl Loader<'_> {
         ]);
         let v = schema.validate(node, &format!("{path}.resources"), self.source, &mut self.errors)?;
         let get = |k: &str| v.get_path(k).and_then(Value::as_i64).map_or(0, |x| x.min(u32::MAX.into()) as u32);
-        Some(Resources { cpu: get("cpu"), gpu: get("gpu") })
+        Some(Resources { cpu: get("cpu"), gpu: get("gpu"), gpu_optional: default.gpu_optional && get("gpu") == default.gpu })
     }
 
     /// Replaces `${var}` sweep variables in every string. A string that is

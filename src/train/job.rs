@@ -100,7 +100,7 @@ impl TrainJob {
     /// Why the job cannot run, if it cannot.
     pub fn check(&self) -> Result<(), String> {
         self.model.check()?;
-        if self.batch_size == 0 || self.micro_batch == 0 || self.batch_size % self.micro_batch != 0 {
+        if self.batch_size == 0 || self.micro_batch == 0 || !self.batch_size.is_multiple_of(self.micro_batch) {
             return Err(format!("batch_size {} must be a positive multiple of micro_batch {}", self.batch_size, self.micro_batch));
         }
         if self.total_steps() == 0 {

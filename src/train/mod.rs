@@ -65,6 +65,9 @@ pub const PRESETS: &[Preset] = &[
     Preset { name: "medium", n_layer: 24, n_head: 16, d_model: 1024, context: 1024 },
 ];
 
+/// The names of [`PRESETS`], for schemas.
+pub const PRESET_NAMES: &[&str] = &["nano", "micro", "xxsmall", "xsmall", "small", "medium"];
+
 impl ModelShape {
     /// The preset `name` for a vocabulary, with the paper's dropout (0.1) and a tied head.
     pub fn preset(name: &str, vocab_size: i64) -> Option<Self> {
@@ -203,6 +206,11 @@ mod tests {
         assert_eq!(small.param_counts().embedding, 50_262 * 768);
         assert_eq!(ModelShape { head: Head::Untied, ..small.clone() }.param_counts().embedding, 2 * 50_262 * 768);
         assert_eq!(small.padded_vocab(), 50_304);
+    }
+
+    #[test]
+    fn preset_names_match_presets() {
+        assert_eq!(PRESET_NAMES, PRESETS.iter().map(|p| p.name).collect::<Vec<_>>().as_slice());
     }
 
     #[test]

@@ -9,13 +9,17 @@
 //! - `devices`: libtorch version, CUDA availability, device count and names
 //!   (one JSON document on stdout);
 //! - `train <job.json>`: runs a training job (`scalemake::train::job::TrainJob`),
-//!   printing one JSON event per line on stdout and a human log on stderr.
+//!   printing one JSON event per line on stdout and a human log on stderr;
+//! - `reference-case <dir>` and `bench …`: the model against the PyTorch
+//!   reference (`benches/reference/gpt.py`), for tests and benchmarks.
 
 use std::io::Write;
 use std::process::ExitCode;
 
 use scalemake::train::job::TrainJob;
 use scalemake_torch::{device, train};
+
+mod tools;
 
 fn train_command(job_path: &str) -> Result<(), String> {
     let text = std::fs::read_to_string(job_path).map_err(|e| format!("{job_path}: {e}"))?;
@@ -30,7 +34,64 @@ fn train_command(job_path: &str) -> Result<(), String> {
     })
 }
 
+/// Keeps freed memory in the heap instead of returning it to the kernel.
+///
+/// glibc serves every allocation over 32 MiB with a fresh `mmap` and unmaps
+/// it on free, so each training step page-faults its large buffers (logits
+/// of B·T·vocab floats) all over again: 30% of CPU training time went to
+/// the kernel's page-fault path before this. GPU memory has its own caching
+/// allocator; this is the CPU's equivalent.
+fn keep_freed_memory() {
+    // SAFETY: mallopt only changes allocator parameters; called before any threads start.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_MAX, 0);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+    }
+}
+
+const BENCH_USAGE: &str = "bench [--preset P] [--vocab V] [--device D] [--batch B] [--micro-batch M] [--steps N] [--warmup W] [--bf16]";
+
+/// Parses `bench` flags (the same as `gpt.py bench`).
+fn bench_spec(args: &[&str]) -> Result<tools::BenchSpec, String> {
+    let mut spec = tools::BenchSpec { preset: "micro".into(), vocab: 50_262, device: "cpu".into(), batch: 16, micro_batch: 0, steps: 20, warmup: 3, bf16: false };
+    let mut it = args.iter();
+    while let Some(&flag) = it.next() {
+        if flag == "--bf16" {
+            spec.bf16 = true;
+            continue;
+        }
+        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        let int = || value.parse::<i64>().map_err(|e| format!("{flag} {value}: {e}"));
+        match flag {
+            "--preset" => spec.preset = value.to_string(),
+            "--device" => spec.device = value.to_string(),
+            "--vocab" => spec.vocab = int()?,
+            "--batch" => spec.batch = int()?,
+            "--micro-batch" => spec.micro_batch = int()?,
+            "--steps" => spec.steps = int()? as usize,
+            "--warmup" => spec.warmup = int()? as usize,
+            other => return Err(format!("unknown flag {other}")),
+        }
+    }
+    if spec.micro_batch == 0 {
+        spec.micro_batch = spec.batch;
+    }
+    Ok(spec)
+}
+
+/// Exit status of a command: 0, or 1 with the error on stderr.
+fn finish(result: Result<(), String>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    keep_freed_memory();
     // fp32 matmuls on GPU use TF32 tensor cores, as PyTorch does with
     // `allow_tf32 = True`; read by libtorch at its first cuBLAS call.
     if std::env::var_os("TORCH_ALLOW_TF32_CUBLAS_OVERRIDE").is_none() {
@@ -42,15 +103,17 @@ fn main() -> ExitCode {
             println!("{}", device::report());
             ExitCode::SUCCESS
         }
-        ["train", job] => match train_command(job) {
-            Ok(()) => ExitCode::SUCCESS,
+        ["train", job] => finish(train_command(job)),
+        ["reference-case", dir] => finish(tools::reference_case(std::path::Path::new(dir), "nano", 1000)),
+        ["bench", rest @ ..] => match bench_spec(rest) {
+            Ok(spec) => finish(tools::bench(&spec).map(|report| println!("{report}"))),
             Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
+                eprintln!("error: {e}\n{BENCH_USAGE}");
+                ExitCode::from(2)
             }
         },
         _ => {
-            eprintln!("usage: scalemake-torch devices | scalemake-torch train <job.json>");
+            eprintln!("usage: scalemake-torch devices | train <job.json> | reference-case <dir> | {BENCH_USAGE}");
             ExitCode::from(2)
         }
     }

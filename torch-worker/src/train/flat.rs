@@ -141,7 +141,7 @@ mod tests {
         let vs = nn::VarStore::new(Device::Cpu);
         let _p = vs.root().var("p", &[2], nn::Init::Const(0.0));
         let mut flat = FlatParams::new(&vs);
-        let _ = flat.grads.copy_(&Tensor::from_slice(&[3.0f32, 4.0]));
+        flat.grads.copy_(&Tensor::from_slice(&[3.0f32, 4.0]));
         let norm = flat.clip_grad_norm(1.0).double_value(&[]);
         assert!((norm - 5.0).abs() < 1e-6);
         let clipped: Vec<f32> = Vec::try_from(&flat.grads).unwrap();

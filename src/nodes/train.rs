@@ -1,0 +1,343 @@
+//! `train`: trains a GPT on token shards, in the libtorch worker process.
+//!
+//! The node turns its params into a [`TrainJob`], runs
+//! `scalemake-torch train job.json` and follows the worker's JSON events:
+//! progress bar, metrics and summary come from them; the worker's own log
+//! (stderr) goes to the node's log. The worker writes the artifact
+//! (`model.safetensors`, `config.json`, `metrics/{steps,eval}.{csv,jsonl}`)
+//! into the staging directory and its checkpoints into the work directory,
+//! so a killed run resumes where its last checkpoint left it.
+//!
+//! Budgets are in tokens, like the paper's (409.6M warmup, 32G max).
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use super::shards::META_FILE;
+use super::{NodeCtx, NodeError, NodeKind, Progress, Resources};
+use crate::spec::{Field, FieldType, Schema, Value};
+use crate::train::job::{Event, OptimSpec, Precision, TrainJob};
+use crate::train::{Compute, Head, ModelShape, ParamCounts, PRESET_NAMES};
+
+/// The `train` node kind.
+pub struct Train {
+    schema: Schema,
+}
+
+impl Train {
+    /// Creates the kind with its schema.
+    pub fn new() -> Self {
+        let int = |min| FieldType::Int { min };
+        let model = Schema::new(vec![
+            Field::required("preset", FieldType::Enum(PRESET_NAMES), "size: nano, micro (CPU), or the paper's xxsmall, xsmall, small, medium"),
+            Field::optional("n_layer", int(1), "override the preset's number of blocks"),
+            Field::optional("n_head", int(1), "override the preset's attention heads"),
+            Field::optional("d_model", int(2), "override the preset's width"),
+            Field::default("head", FieldType::Enum(&["tied", "untied"]), Value::Str("tied".into()), "output head shares the embedding (tied, GPT-2's choice) or not"),
+        ]);
+        let optim = Schema::new(vec![
+            Field::default("lr", FieldType::Float, Value::Float(5e-4), "peak learning rate (paper: 5e-4; 3e-4 for Medium)"),
+            Field::default("beta1", FieldType::Float, Value::Float(0.9), "Adam β1"),
+            Field::default("beta2", FieldType::Float, Value::Float(0.95), "Adam β2 (GPT-3's 0.95; the paper does not say)"),
+            Field::default("eps", FieldType::Float, Value::Float(1e-8), "Adam ε"),
+            Field::default("weight_decay", FieldType::Float, Value::Float(0.0), "decoupled weight decay (paper: 0)"),
+            Field::default("clip", FieldType::Float, Value::Float(1.0), "global gradient-norm clip (paper: 1.0; 0 disables)"),
+            Field::default("warmup_tokens", int(0), Value::Int(409_600_000), "tokens of linear warmup (paper: 409.6M)"),
+            Field::optional("decay_tokens", int(1), "tokens at which the cosine reaches its floor (default: max_tokens; paper: 32.8G)"),
+            Field::default("final_lr_fraction", FieldType::Float, Value::Float(0.1), "the floor, as a fraction of lr"),
+        ]);
+        Train {
+            schema: Schema::new(vec![
+                Field::required("model", FieldType::Struct(model), "model shape: a preset and optional overrides"),
+                Field::optional("context", int(2), "tokens per sequence (default: the preset's; paper: 1024)"),
+                Field::default("dropout", FieldType::Float, Value::Float(0.1), "dropout on embeddings, attention and residuals (paper: 0.1)"),
+                Field::default("optim", FieldType::Struct(optim), Value::Null, "Adam, warmup and cosine decay"),
+                Field::default("batch_size", int(1), Value::Int(80), "sequences per optimiser step (paper: 80)"),
+                Field::optional("micro_batch", int(1), "sequences per forward pass; gradients accumulate (default: batch_size)"),
+                Field::required("max_tokens", int(1), "training budget in tokens (paper: 32G)"),
+                Field::default("eval_points", int(2), Value::Int(40), "validation evaluations, log-spaced over the run"),
+                Field::default("eval_tokens", int(1), Value::Int(1 << 20), "validation tokens per evaluation (a fixed prefix of the val split)"),
+                Field::default("seed", int(0), Value::Int(0), "seed of initialisation, data order and dropout"),
+                Field::default("precision", FieldType::Enum(&["fp32", "bf16"]), Value::Str("fp32".into()), "fp32, or bf16 matmuls and attention with fp32 master weights"),
+                Field::default("device", FieldType::Str, Value::Str("auto".into()), "auto (a GPU if one is visible), cpu, cuda or cuda:N").metadata(),
+                Field::default("checkpoint_seconds", FieldType::Float, Value::Float(600.0), "seconds between checkpoints (0: off)").metadata(),
+                Field::default("checkpoint_steps", int(0), Value::Int(0), "steps between checkpoints (0: off)").metadata(),
+                Field::default("threads", int(0), Value::Int(0), "CPU threads for libtorch (0: its default)").metadata(),
+                Field::optional("peak_tflops", FieldType::Float, "the device's peak TFLOP/s, for MFU where it is not known (CPUs)").metadata(),
+            ]),
+        }
+    }
+}
+
+impl Default for Train {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The model shape a node's params describe.
+pub fn model_shape(params: &Value, vocab_size: i64) -> Result<ModelShape, String> {
+    let preset = params.get_path("model.preset").and_then(Value::as_str).unwrap_or("micro");
+    let mut shape = ModelShape::preset(preset, vocab_size).ok_or_else(|| format!("unknown preset `{preset}`"))?;
+    let int = |path: &str| params.get_path(path).and_then(Value::as_i64);
+    shape.n_layer = int("model.n_layer").unwrap_or(shape.n_layer);
+    shape.n_head = int("model.n_head").unwrap_or(shape.n_head);
+    shape.d_model = int("model.d_model").unwrap_or(shape.d_model);
+    shape.context = int("context").unwrap_or(shape.context);
+    shape.dropout = params.get_path("dropout").and_then(Value::as_f64).unwrap_or(0.1);
+    if params.get_path("model.head").and_then(Value::as_str) == Some("untied") {
+        shape.head = Head::Untied;
+    }
+    shape.check()?;
+    Ok(shape)
+}
+
+/// Builds the worker's job from validated params.
+fn job(params: &Value, shape: ModelShape, ctx: &NodeCtx<'_>, shards: std::path::PathBuf) -> Result<TrainJob, String> {
+    let int = |path: &str| params.get_path(path).and_then(Value::as_i64).map(|v| v.max(0) as u64);
+    let float = |path: &str, default: f64| params.get_path(path).and_then(Value::as_f64).unwrap_or(default);
+    let max_tokens = int("max_tokens").unwrap_or(0);
+    let batch_size = int("batch_size").unwrap_or(80);
+    let optim = OptimSpec {
+        lr: float("optim.lr", 5e-4),
+        beta1: float("optim.beta1", 0.9),
+        beta2: float("optim.beta2", 0.95),
+        eps: float("optim.eps", 1e-8),
+        weight_decay: float("optim.weight_decay", 0.0),
+        clip: float("optim.clip", 1.0),
+        warmup_tokens: float("optim.warmup_tokens", 409.6e6),
+        decay_tokens: int("optim.decay_tokens").unwrap_or(max_tokens) as f64,
+        final_lr_fraction: float("optim.final_lr_fraction", 0.1),
+    };
+    let mut device = params.get_path("device").and_then(Value::as_str).unwrap_or("auto").to_string();
+    let valid = ["auto", "cpu", "cuda"].contains(&device.as_str()) || device.strip_prefix("cuda:").is_some_and(|n| n.parse::<usize>().is_ok());
+    if !valid {
+        return Err(format!("device `{device}`: expected auto, cpu, cuda or cuda:N"));
+    }
+    if !ctx.gpus().is_empty() && (device == "auto" || device == "cuda") {
+        device = "cuda:0".into(); // the reserved GPU, made the only visible one
+    }
+    let job = TrainJob {
+        model: shape,
+        optim,
+        batch_size,
+        micro_batch: int("micro_batch").unwrap_or(batch_size),
+        max_tokens,
+        eval_points: int("eval_points").unwrap_or(40),
+        eval_tokens: int("eval_tokens").unwrap_or(1 << 20),
+        seed: int("seed").unwrap_or(0),
+        device,
+        precision: if params.get_path("precision").and_then(Value::as_str) == Some("bf16") { Precision::Bf16 } else { Precision::Fp32 },
+        checkpoint_seconds: float("checkpoint_seconds", 600.0),
+        checkpoint_steps: int("checkpoint_steps").unwrap_or(0),
+        threads: int("threads").unwrap_or(0),
+        peak_flops: params.get_path("peak_tflops").and_then(Value::as_f64).map(|t| t * 1e12),
+        shards,
+        out: ctx.out_dir().to_path_buf(),
+        work: ctx.work_dir().to_path_buf(),
+    };
+    job.check()?;
+    Ok(job)
+}
+
+/// Starts the worker in its own process group; it dies with scalemake.
+fn spawn_worker(ctx: &mut NodeCtx<'_>, job_path: &std::path::Path) -> Result<Child, NodeError> {
+    let worker = crate::device::worker_path();
+    let log = ctx.log().try_clone().map_err(|e| NodeError::Failed(format!("cannot share the log: {e}")))?;
+    let mut command = std::process::Command::new(&worker);
+    command.arg("train").arg(job_path).current_dir(ctx.root()).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(log);
+    if !ctx.gpus().is_empty() {
+        let ids: Vec<String> = ctx.gpus().iter().map(usize::to_string).collect();
+        command.env("CUDA_VISIBLE_DEVICES", ids.join(","));
+    }
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            libc::setpgid(0, 0);
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    command.spawn().map_err(|e| NodeError::Failed(format!("cannot start the libtorch worker {}: {e} (run scripts/setup.sh)", worker.display())))
+}
+
+/// What the node learns from the worker's events.
+#[derive(Default)]
+struct Outcome {
+    device: String,
+    params: ParamCounts,
+    total_steps: u64,
+    val_loss: Option<f64>,
+    tokens: u64,
+    tokens_per_second: f64,
+    done: bool,
+}
+
+impl NodeKind for Train {
+    fn name(&self) -> &'static str {
+        "train"
+    }
+
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    /// One GPU for `cuda`, one if there is one for `auto`; the CPU work of
+    /// feeding it takes a slot either way.
+    fn resources_default(&self, params: &Value) -> Resources {
+        match params.get_path("device").and_then(Value::as_str).unwrap_or("auto") {
+            "cpu" => Resources::default(),
+            "auto" => Resources { cpu: 1, gpu: 1, gpu_optional: true },
+            _ => Resources { cpu: 1, gpu: 1, gpu_optional: false },
+        }
+    }
+
+    fn run(&self, ctx: &mut NodeCtx<'_>) -> Result<(), NodeError> {
+        let shards = ctx.input_with(META_FILE)?;
+        let meta_path = shards.join(META_FILE);
+        let meta: serde_json::Value = std::fs::read(&meta_path)
+            .map_err(|e| NodeError::io(&meta_path, e))
+            .and_then(|b| serde_json::from_slice(&b).map_err(|e| NodeError::Failed(format!("{}: {e}", meta_path.display()))))?;
+        let vocab = meta["vocab_size"].as_i64().ok_or_else(|| NodeError::Failed(format!("{} has no vocab_size", meta_path.display())))?;
+        let params = ctx.params().clone();
+        let shape = model_shape(&params, vocab).map_err(NodeError::Failed)?;
+        let job = job(&params, shape, ctx, shards).map_err(NodeError::Failed)?;
+        let job_path = ctx.work_dir().join("job.json");
+        let text = serde_json::to_vec_pretty(&job).map_err(|e| NodeError::Failed(e.to_string()))?;
+        std::fs::write(&job_path, text).map_err(|e| NodeError::io(&job_path, e))?;
+
+        let mut child = spawn_worker(ctx, &job_path)?;
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (tx, rx) = mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut outcome = Outcome::default();
+        let mut last_val = String::new();
+        loop {
+            if ctx.is_cancelled() {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(NodeError::Cancelled);
+            }
+            let line = match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(line) => line,
+                Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
+            let Ok(event) = serde_json::from_str::<Event>(&line) else {
+                ctx.log_line(&format!("worker: {line}"));
+                continue;
+            };
+            match event {
+                Event::Start { device, params, total_steps, resumed_from } => {
+                    if resumed_from > 0 {
+                        ctx.log_line(&format!("scalemake: resuming from the checkpoint after step {resumed_from}"));
+                    }
+                    (outcome.device, outcome.params, outcome.total_steps) = (device, params, total_steps);
+                    ctx.progress(Progress::Position { done: resumed_from, total: total_steps });
+                }
+                Event::Step(row) => {
+                    outcome.tokens = row.tokens;
+                    ctx.progress(Progress::Position { done: row.step, total: outcome.total_steps });
+                    let mfu = row.mfu.map(|m| format!(" · MFU {:.0}%", 100.0 * m)).unwrap_or_default();
+                    ctx.progress(Progress::Message(format!("loss {:.3}{last_val} · {:.0} tok/s{mfu}", row.loss, row.tokens_per_second)));
+                }
+                Event::Eval(row) => {
+                    outcome.val_loss = Some(row.val_loss);
+                    last_val = format!(" · val {:.3}", row.val_loss);
+                }
+                Event::Checkpoint { step } => ctx.log_line(&format!("scalemake: checkpoint after step {step}")),
+                Event::Done { val_loss, tokens_per_second } => {
+                    outcome.val_loss = Some(val_loss);
+                    outcome.tokens_per_second = tokens_per_second;
+                    outcome.done = true;
+                }
+            }
+        }
+        let status = child.wait().map_err(|e| NodeError::Failed(format!("waiting for the worker: {e}")))?;
+        if !status.success() || !outcome.done {
+            return Err(NodeError::Failed(format!("training failed ({status}); the worker's log is in the node's log")));
+        }
+        report(ctx, &job, &outcome);
+        Ok(())
+    }
+}
+
+/// Records the run's numbers in the manifest (`scalemake show`).
+fn report(ctx: &mut NodeCtx<'_>, job: &TrainJob, outcome: &Outcome) {
+    let p = outcome.params;
+    let m = &job.model;
+    let compute = Compute::at(&p, outcome.tokens as f64);
+    for (name, value) in [
+        ("params_embedding", p.embedding as f64),
+        ("params_trainable", p.trainable as f64),
+        ("params_frozen", p.frozen as f64),
+        ("params_structured", p.structured as f64),
+        ("tokens", outcome.tokens as f64),
+        ("steps", outcome.total_steps as f64),
+        ("val_loss", outcome.val_loss.unwrap_or(f64::NAN)),
+        ("compute_trainable", compute.trainable),
+        ("compute_frozen_2_3", compute.frozen_2_3),
+        ("compute_all", compute.all),
+        ("tokens_per_second", outcome.tokens_per_second),
+    ] {
+        ctx.record_metric(name, value);
+    }
+    let head = if m.head == Head::Tied { "tied" } else { "untied" };
+    ctx.add_summary(format!("model: {} layers, d_model {}, {} heads, context {}, {head} head, vocabulary {}", m.n_layer, m.d_model, m.n_head, m.context, m.vocab_size));
+    ctx.add_summary(format!(
+        "parameters: N = {} trainable non-embedding, {} frozen, {} structured, {} embedding",
+        thousands(p.trainable),
+        thousands(p.frozen),
+        thousands(p.structured),
+        thousands(p.embedding)
+    ));
+    ctx.add_summary(format!(
+        "compute: C = 6·N·D = {:.3e} FLOP (frozen at 2/3 cost: {:.3e}; every parameter at full cost: {:.3e})",
+        compute.trainable, compute.frozen_2_3, compute.all
+    ));
+    ctx.add_summary(format!("trained {} tokens in {} steps of {}×{}; final val loss {:.4}", thousands(outcome.tokens as i64), outcome.total_steps, job.batch_size, m.context, outcome.val_loss.unwrap_or(f64::NAN)));
+    ctx.add_summary(format!("throughput {:.0} tokens/s on {}", outcome.tokens_per_second, outcome.device));
+}
+
+/// `1234567` → `1,234,567`.
+fn thousands(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 {
+        format!("-{out}")
+    } else {
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(85_056_000), "85,056,000");
+        assert_eq!(thousands(-1234), "-1,234");
+    }
+}

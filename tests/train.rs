@@ -1,0 +1,144 @@
+//! The `train` node end to end on the small French fixture: a nano GPT
+//! trained from real shards by the libtorch worker, parameter accounting in
+//! `show`, no-op reruns, and exact resumption after `kill -9`.
+//!
+//! Needs the worker binary next to `scalemake` (`cargo nextest run
+//! --workspace` builds both).
+
+mod common;
+use common::Project;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// 60 steps of 4 × 64 tokens, a checkpoint every 10 steps.
+const STUDY: &str = "
+name: study
+nodes:
+  corpus: {kind: corpus, paths: [fr], split: {val: 0.3, test: 0.2}}
+  tokenizer: {kind: tokenizer, input: corpus, vocab_size: 400}
+  shards: {kind: shards, input: [corpus, tokenizer], shard_tokens: 100000}
+  train:
+    kind: train
+    input: shards
+    model: {preset: nano}
+    batch_size: 4
+    micro_batch: 2
+    max_tokens: 15360
+    eval_points: 6
+    eval_tokens: 512
+    optim: {lr: 3e-3, warmup_tokens: 1024}
+    device: cpu
+    threads: 1
+    checkpoint_steps: 10
+";
+
+fn project() -> Project {
+    let worker = Path::new(env!("CARGO_BIN_EXE_scalemake")).with_file_name("scalemake-torch");
+    assert!(worker.exists(), "{} is missing: build the workspace (cargo nextest run --workspace)", worker.display());
+    let p = Project::new(STUDY);
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fr");
+    for entry in std::fs::read_dir(fixtures).unwrap().flatten() {
+        let text = std::fs::read_to_string(entry.path()).unwrap();
+        p.write(&format!("fr/{}", entry.file_name().to_string_lossy()), &text);
+    }
+    p
+}
+
+fn artifact(p: &Project) -> PathBuf {
+    let key = p.keys().into_iter().find(|(n, _)| n == "train").and_then(|(_, k)| k).unwrap();
+    p.path().join("cache/objects").join(key).join("out")
+}
+
+/// The rows of a metrics JSONL file without the timing columns.
+fn curve(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut row: serde_json::Value = serde_json::from_str(l).unwrap();
+            let map = row.as_object_mut().unwrap();
+            map.remove("tokens_per_second");
+            map.remove("mfu");
+            row
+        })
+        .collect()
+}
+
+#[test]
+fn trains_counts_parameters_and_reruns_as_a_noop() {
+    let p = project();
+    let run = p.sm(&["run"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.built(), ["corpus", "shards", "tokenizer", "train"]);
+    let out = artifact(&p);
+    for file in ["model.safetensors", "config.json", "metrics/steps.csv", "metrics/steps.jsonl", "metrics/eval.csv", "metrics/eval.jsonl"] {
+        assert!(out.join(file).exists(), "{file} missing from the artifact");
+    }
+    let steps = curve(&out.join("metrics/steps.jsonl"));
+    assert_eq!(steps.len(), 60);
+    let first = steps[0]["loss"].as_f64().unwrap();
+    assert!((first - 400f64.ln()).abs() < 0.2, "initial loss {first} ≈ ln 400");
+    let evals = curve(&out.join("metrics/eval.jsonl"));
+    let eval_steps: Vec<u64> = evals.iter().map(|r| r["step"].as_u64().unwrap()).collect();
+    assert_eq!(eval_steps, [1, 2, 5, 12, 26, 60], "log-spaced evaluations, both ends included");
+    let (v0, v1) = (evals[0]["val_loss"].as_f64().unwrap(), evals[5]["val_loss"].as_f64().unwrap());
+    assert!(v1 < v0 - 0.5, "validation loss falls: {v0} → {v1}");
+    // C = 6·N·D with N = 2·(12·64² + 13·64) + 2·64 = 100,096 for the nano preset.
+    let last = &steps[59];
+    assert_eq!(last["tokens"], 15360);
+    assert_eq!(last["compute"]["trainable"].as_f64().unwrap(), 6.0 * 100_096.0 * 15360.0);
+    let csv = std::fs::read_to_string(out.join("metrics/steps.csv")).unwrap();
+    assert!(csv.starts_with("step,tokens,lr,loss,grad_norm,compute_trainable,compute_frozen_2_3,compute_all,tokens_per_second,mfu\n"), "{csv}");
+    assert_eq!(csv.lines().count(), 61);
+
+    let show = p.sm(&["show", "train"]).stdout;
+    assert!(show.contains("parameters: N = 100,096 trainable non-embedding, 0 frozen, 0 structured, 25,600 embedding"), "{show}");
+    assert!(show.contains("metric  params_trainable = 100096"), "{show}");
+    assert!(show.contains("compute: C = 6·N·D = 9.225e9 FLOP"), "{show}");
+
+    let again = p.sm(&["run"]);
+    assert!(again.stderr.contains("0 built, 4 fresh"), "{}", again.stderr);
+}
+
+fn checkpoint_step(p: &Project) -> Option<u64> {
+    let work = std::fs::read_dir(p.path().join("cache/work")).ok()?;
+    work.flatten().find_map(|d| {
+        let text = std::fs::read_to_string(d.path().join("checkpoint.json")).ok()?;
+        serde_json::from_str::<serde_json::Value>(&text).ok()?["step"].as_u64()
+    })
+}
+
+#[test]
+fn a_killed_run_resumes_with_the_same_loss_curve() {
+    let whole = project();
+    assert_eq!(whole.sm(&["run"]).code, 0);
+
+    let broken = project();
+    assert_eq!(broken.sm(&["run", "shards"]).code, 0);
+    let mut child = broken.spawn(&["run"]);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while checkpoint_step(&broken).is_none() {
+        assert!(Instant::now() < deadline, "no checkpoint appeared");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // SIGKILL: no handler runs; the worker dies with its parent (PDEATHSIG).
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let killed_at = checkpoint_step(&broken).unwrap();
+    assert!(killed_at < 60, "killed after the last step");
+    assert!(broken.keys().iter().any(|(n, _)| n == "train"));
+    assert!(!artifact(&broken).exists(), "a killed run leaves no artifact");
+
+    let resumed = broken.sm(&["run"]);
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    assert_eq!(resumed.built(), ["train"]);
+    let log = broken.read("cache/logs/study/train.log");
+    assert!(log.contains("resuming from the checkpoint after step"), "{log}");
+    for file in ["metrics/steps.jsonl", "metrics/eval.jsonl"] {
+        assert_eq!(curve(&artifact(&whole).join(file)), curve(&artifact(&broken).join(file)), "{file} differs after resuming from step {killed_at}");
+    }
+    let weights = |p: &Project| std::fs::read(artifact(p).join("model.safetensors")).unwrap();
+    assert!(weights(&whole) == weights(&broken), "final weights are bit-identical");
+}

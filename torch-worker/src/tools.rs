@@ -1,0 +1,112 @@
+//! Worker commands that exist to check and measure the model against the
+//! PyTorch reference (`benches/reference/gpt.py`).
+
+use std::path::Path;
+use std::time::Instant;
+
+use scalemake::train::job::OptimSpec;
+use scalemake::train::ModelShape;
+use tch::{nn, Device, Kind, Tensor};
+
+use scalemake_torch::model::gpt::Gpt;
+use scalemake_torch::train::Trainer;
+
+/// Adam steps a reference case takes on its one batch.
+const CASE_STEPS: usize = 5;
+
+/// Writes a reference case into `dir`: initial weights, one batch, our
+/// logits for it, and our losses and weights after a few Adam steps on it
+/// (dropout off, constant learning rate). `gpt.py check dir` replays it in
+/// PyTorch and compares.
+pub fn reference_case(dir: &Path, preset: &str, vocab: i64) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let shape = ModelShape { dropout: 0.0, ..ModelShape::preset(preset, vocab).ok_or_else(|| format!("unknown preset {preset}"))? };
+    tch::manual_seed(7);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model = Gpt::new(&vs.root(), &shape, Kind::Float);
+    save_weights(&vs, &dir.join("initial.safetensors"))?;
+    let data = Tensor::randint(vocab, [4, shape.context + 1], (Kind::Int64, Device::Cpu));
+    let (x, y) = (data.narrow(1, 0, shape.context), data.narrow(1, 1, shape.context));
+    let logits = tch::no_grad(|| model.forward_t(&x, false));
+    // A constant learning rate: no warmup, floor = peak.
+    let optim = OptimSpec { lr: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.0, clip: 1.0, warmup_tokens: 0.0, decay_tokens: 1.0, final_lr_fraction: 1.0 };
+    let mut trainer = Trainer::new(&vs, &optim);
+    let batch = [(x.copy(), y.copy())];
+    let losses: Vec<f64> = (0..CASE_STEPS).map(|_| trainer.step(&model, &batch).loss.double_value(&[])).collect();
+    save_weights(&vs, &dir.join("final.safetensors"))?;
+    let expected = [("x", x.contiguous()), ("y", y.contiguous()), ("logits", logits.contiguous()), ("losses", Tensor::from_slice(&losses))];
+    Tensor::write_safetensors(&expected, dir.join("expected.safetensors")).map_err(|e| e.to_string())?;
+    let case = serde_json::json!({
+        "model": shape,
+        "optim": optim,
+        "steps": CASE_STEPS,
+        // fp32 on CPU, different kernels and summation orders: agreement to
+        // ~1e-6 relative is expected; these bounds leave a margin.
+        "tolerance": { "logits": 1e-4, "loss": 1e-4, "params": 1e-4 },
+    });
+    std::fs::write(dir.join("case.json"), serde_json::to_vec_pretty(&case).map_err(|e| e.to_string())?).map_err(|e| e.to_string())
+}
+
+fn save_weights(vs: &nn::VarStore, path: &Path) -> Result<(), String> {
+    let mut weights: Vec<(String, Tensor)> = vs.variables().into_iter().map(|(n, t)| (n, t.detach().contiguous())).collect();
+    weights.sort_by(|a, b| a.0.cmp(&b.0));
+    Tensor::write_safetensors(&weights, path).map_err(|e| e.to_string())
+}
+
+/// Settings of a throughput measurement (the same as `gpt.py bench`).
+pub struct BenchSpec {
+    /// Model preset.
+    pub preset: String,
+    /// Vocabulary.
+    pub vocab: i64,
+    /// `cpu`, `cuda`, …
+    pub device: String,
+    /// Sequences per step.
+    pub batch: i64,
+    /// Sequences per forward pass.
+    pub micro_batch: i64,
+    /// Timed steps.
+    pub steps: usize,
+    /// Untimed steps first.
+    pub warmup: usize,
+    /// bf16 compute.
+    pub bf16: bool,
+}
+
+/// Training steps per second on random tokens, as JSON.
+pub fn bench(spec: &BenchSpec) -> Result<serde_json::Value, String> {
+    let (device, name) = scalemake_torch::device::resolve(&spec.device)?;
+    let shape = ModelShape::preset(&spec.preset, spec.vocab).ok_or_else(|| format!("unknown preset {}", spec.preset))?;
+    tch::manual_seed(0);
+    let vs = nn::VarStore::new(device);
+    let model = Gpt::new(&vs.root(), &shape, if spec.bf16 { Kind::BFloat16 } else { Kind::Float });
+    let optim = OptimSpec { lr: 1e-4, beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.0, clip: 1.0, warmup_tokens: 0.0, decay_tokens: 1.0, final_lr_fraction: 1.0 };
+    let mut trainer = Trainer::new(&vs, &optim);
+    let data = Tensor::randint(spec.vocab, [spec.micro_batch, shape.context + 1], (Kind::Int64, device));
+    let micro: Vec<(Tensor, Tensor)> = (0..spec.batch / spec.micro_batch.max(1)).map(|_| (data.narrow(1, 0, shape.context), data.narrow(1, 1, shape.context))).collect();
+    let sync = || {
+        if let Device::Cuda(i) = device {
+            tch::Cuda::synchronize(i as i64);
+        }
+    };
+    for _ in 0..spec.warmup {
+        trainer.step(&model, &micro);
+    }
+    sync();
+    let start = Instant::now();
+    let mut last = None;
+    for _ in 0..spec.steps {
+        last = Some(trainer.step(&model, &micro).loss);
+    }
+    let loss = last.map(|l| l.double_value(&[]));
+    sync();
+    let seconds = start.elapsed().as_secs_f64();
+    let tokens = (spec.steps as i64 * spec.batch * shape.context) as f64;
+    let counts = shape.param_counts();
+    let tokens_per_second = tokens / seconds;
+    let mfu = scalemake::train::peak_flops(&name, spec.bf16).map(|peak| tokens_per_second * shape.flops_per_token(&counts) / peak);
+    Ok(serde_json::json!({
+        "impl": "scalemake", "preset": spec.preset, "device": name, "bf16": spec.bf16,
+        "tokens_per_second": tokens_per_second, "mfu": mfu, "steps": spec.steps, "threads": tch::get_num_threads(), "last_loss": loss,
+    }))
+}
