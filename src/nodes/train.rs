@@ -189,11 +189,16 @@ impl NodeKind for Train {
         &self.schema
     }
 
-    /// One GPU for `cuda`, one if there is one for `auto`; the CPU work of
-    /// feeding it takes a slot either way.
+    /// One GPU for `cuda`, one if there is one for `auto` (feeding it takes
+    /// a CPU slot); on `cpu`, as many slots as libtorch will use threads, so
+    /// two CPU trainings do not fight over the same cores.
     fn resources_default(&self, params: &Value) -> Resources {
         match params.get_path("device").and_then(Value::as_str).unwrap_or("auto") {
-            "cpu" => Resources::default(),
+            "cpu" => {
+                let threads = params.get_path("threads").and_then(Value::as_i64).filter(|&t| t > 0);
+                let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+                Resources { cpu: threads.map_or(cores, |t| t as usize) as u32, ..Resources::default() }
+            }
             "auto" => Resources { cpu: 1, gpu: 1, gpu_optional: true },
             _ => Resources { cpu: 1, gpu: 1, gpu_optional: false },
         }

@@ -11,7 +11,9 @@
 //! - `train <job.json>`: runs a training job (`scalemake::train::job::TrainJob`),
 //!   printing one JSON event per line on stdout and a human log on stderr;
 //! - `reference-case <dir>` and `bench …`: the model against the PyTorch
-//!   reference (`benches/reference/gpt.py`), for tests and benchmarks.
+//!   reference (`benches/reference/gpt.py`), for tests and benchmarks;
+//! - `bench-optimizer <preset> <device>`: flat-buffer Adam against tch's
+//!   per-tensor Adam.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -104,6 +106,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         ["train", job] => finish(train_command(job)),
+        ["bench-optimizer", preset, device] => finish(tools::bench_optimizer(preset, 50_262, device, 20).map(|report| println!("{report}"))),
         ["reference-case", dir] => finish(tools::reference_case(std::path::Path::new(dir), "nano", 1000)),
         ["bench", rest @ ..] => match bench_spec(rest) {
             Ok(spec) => finish(tools::bench(&spec).map(|report| println!("{report}"))),
@@ -113,7 +116,7 @@ fn main() -> ExitCode {
             }
         },
         _ => {
-            eprintln!("usage: scalemake-torch devices | train <job.json> | reference-case <dir> | {BENCH_USAGE}");
+            eprintln!("usage: scalemake-torch devices | train <job.json> | reference-case <dir> | bench-optimizer <preset> <device> | {BENCH_USAGE}");
             ExitCode::from(2)
         }
     }

@@ -110,3 +110,57 @@ pub fn bench(spec: &BenchSpec) -> Result<serde_json::Value, String> {
         "tokens_per_second": tokens_per_second, "mfu": mfu, "steps": spec.steps, "threads": tch::get_num_threads(), "last_loss": loss,
     }))
 }
+
+/// Milliseconds per optimiser update (clip + Adam) over a preset's
+/// parameters, flat buffers against tch's per-tensor `nn::Adam` with its
+/// `clip_grad_norm` (which also reads the norm back to the host), as JSON.
+pub fn bench_optimizer(preset: &str, vocab: i64, device_spec: &str, steps: usize) -> Result<serde_json::Value, String> {
+    use tch::nn::OptimizerConfig;
+    let (device, name) = scalemake_torch::device::resolve(device_spec)?;
+    let shape = ModelShape::preset(preset, vocab).ok_or_else(|| format!("unknown preset {preset}"))?;
+    let sync = || {
+        if let Device::Cuda(i) = device {
+            tch::Cuda::synchronize(i as i64);
+        }
+    };
+    // Gradients exist after one backward; each variant then updates `steps` times.
+    let prepare = || {
+        let vs = nn::VarStore::new(device);
+        let model = Gpt::new(&vs.root(), &shape, Kind::Float);
+        let x = Tensor::randint(vocab, [1, 8], (Kind::Int64, device));
+        (vs, model, x)
+    };
+    let optim = OptimSpec { lr: 1e-4, beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.0, clip: 1.0, warmup_tokens: 0.0, decay_tokens: 1.0, final_lr_fraction: 1.0 };
+
+    let (vs, model, x) = prepare();
+    let mut flat = scalemake_torch::train::flat::FlatParams::new(&vs);
+    model.loss(&x, &x, true).backward();
+    let mut adam = scalemake_torch::train::flat::Adam::new(&flat, optim.beta1, optim.beta2, optim.eps, 0.0);
+    let time = |f: &mut dyn FnMut()| {
+        f();
+        sync();
+        let start = Instant::now();
+        for _ in 0..steps {
+            f();
+        }
+        sync();
+        1e3 * start.elapsed().as_secs_f64() / steps as f64
+    };
+    let flat_ms = time(&mut || {
+        let _norm = flat.clip_grad_norm(1.0);
+        adam.update(&mut flat, 1e-4);
+    });
+    drop((flat, adam, model, vs));
+
+    let (vs, model, x) = prepare();
+    let mut opt = nn::Adam { beta1: optim.beta1, beta2: optim.beta2, wd: 0.0, eps: optim.eps, amsgrad: false }.build(&vs, 1e-4).map_err(|e| e.to_string())?;
+    model.loss(&x, &x, true).backward();
+    let per_tensor_ms = time(&mut || {
+        opt.clip_grad_norm(1.0);
+        opt.step();
+    });
+    Ok(serde_json::json!({
+        "preset": preset, "device": name, "parameter_tensors": vs.trainable_variables().len(),
+        "flat_ms": flat_ms, "per_tensor_ms": per_tensor_ms, "speedup": per_tensor_ms / flat_ms,
+    }))
+}

@@ -68,6 +68,10 @@ impl FlatParams {
 
 /// Adam (Kingma & Ba) with PyTorch's bias correction and ε placement, and
 /// optional decoupled weight decay (AdamW).
+///
+/// The update runs in place on the flat buffers with one preallocated
+/// scratch buffer: no allocation per step, a few passes over memory (what
+/// matters on CPUs, where Adam is bandwidth-bound).
 pub struct Adam {
     /// First moment.
     pub exp_avg: Tensor,
@@ -75,6 +79,7 @@ pub struct Adam {
     pub exp_avg_sq: Tensor,
     /// Updates done (for bias correction).
     pub step: u64,
+    scratch: Tensor,
     beta1: f64,
     beta2: f64,
     eps: f64,
@@ -84,23 +89,37 @@ pub struct Adam {
 impl Adam {
     /// Zero state for `flat`.
     pub fn new(flat: &FlatParams, beta1: f64, beta2: f64, eps: f64, weight_decay: f64) -> Self {
-        Adam { exp_avg: flat.params.zeros_like(), exp_avg_sq: flat.params.zeros_like(), step: 0, beta1, beta2, eps, weight_decay }
+        let zeros = || flat.params.zeros_like();
+        Adam { exp_avg: zeros(), exp_avg_sq: zeros(), scratch: zeros(), step: 0, beta1, beta2, eps, weight_decay }
     }
 
     /// One update of `flat.params` from `flat.grads` at learning rate `lr`.
+    /// Consumes the gradients (they are scaled in place).
     pub fn update(&mut self, flat: &mut FlatParams, lr: f64) {
         self.step += 1;
         let bias1 = 1.0 - self.beta1.powi(self.step as i32);
         let bias2 = 1.0 - self.beta2.powi(self.step as i32);
         tch::no_grad(|| {
-            let g = &flat.grads;
+            let g = &mut flat.grads;
+            // m ← β1·m + (1−β1)·g
+            let _ = self.exp_avg.lerp_(g, 1.0 - self.beta1);
+            // v ← β2·v + (1−β2)·g², with g scaled in place by √(1−β2)
+            let _ = g.g_mul_scalar_((1.0 - self.beta2).sqrt());
+            let _ = self.exp_avg_sq.g_mul_scalar_(self.beta2);
+            let _ = self.exp_avg_sq.addcmul_(g, g);
+            if lr == 0.0 {
+                return; // first warmup step: moments only
+            }
             if self.weight_decay > 0.0 {
                 let _ = flat.params.g_mul_scalar_(1.0 - lr * self.weight_decay);
             }
-            let _ = self.exp_avg.lerp_(g, 1.0 - self.beta1);
-            let _ = self.exp_avg_sq.lerp_(&g.square(), 1.0 - self.beta2);
-            let denom = self.exp_avg_sq.sqrt() / bias2.sqrt() + self.eps;
-            let _ = flat.params.addcdiv_(&(&self.exp_avg * (-lr / bias1)), &denom);
+            // p ← p − lr/(1−β1^t) · m / (√v/√(1−β2^t) + ε), as p + m / d with
+            // d = −(1−β1^t)/lr · (√v/√(1−β2^t) + ε).
+            let scale = -bias1 / lr;
+            let _ = self.exp_avg_sq.sqrt_out(&self.scratch);
+            let _ = self.scratch.g_mul_scalar_(scale / bias2.sqrt());
+            let _ = self.scratch.g_add_scalar_(scale * self.eps);
+            let _ = flat.params.addcdiv_(&self.exp_avg, &self.scratch);
         });
     }
 }

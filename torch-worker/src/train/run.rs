@@ -79,10 +79,16 @@ fn step_seed(seed: u64, step: u64) -> i64 {
     (seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(step) >> 1) as i64
 }
 
-/// One (B, T+1) batch of u16 tokens → (inputs, targets) on `device`.
+/// One (B, T+1) batch of u16 tokens → (inputs, targets) on `device`. On a
+/// GPU the copy goes through pinned memory without blocking, so the host
+/// never waits for the device's queue to drain.
 fn to_tensors(tokens: &[u16], rows: i64, device: Device) -> (Tensor, Tensor) {
     let ids: Vec<i64> = tokens.iter().map(|&t| i64::from(t)).collect();
-    let t = Tensor::from_slice(&ids).view([rows, -1]).to_device(device);
+    let host = Tensor::from_slice(&ids).view([rows, -1]);
+    let t = match device {
+        Device::Cpu => host,
+        _ => host.pin_memory(device).to_device_(device, Kind::Int64, true, false),
+    };
     let width = t.size()[1];
     (t.narrow(1, 0, width - 1), t.narrow(1, 1, width - 1))
 }
