@@ -85,6 +85,8 @@ def main():
                 if compiled:
                     runs["pytorch + compile"].append(compiled["tokens_per_second"])
         peak = a.peak_tflops * 1e12 if a.peak_tflops else next((v for k, v in PEAK.items() if k in (device_name or "")), None)
+        if peak and not a.peak_tflops and not a.bf16:
+            peak /= 2  # the table holds bf16 peaks; TF32 is half
         ours = statistics.median(runs["scalemake"])
         for impl, values in runs.items():
             if not values:

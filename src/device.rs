@@ -27,7 +27,16 @@ pub fn report() -> Result<serde_json::Value, String> {
     serde_json::from_slice(&out.stdout).map_err(|e| format!("{} devices printed invalid JSON: {e}", path.display()))
 }
 
-/// Number of CUDA devices libtorch can use (0 when none or unknown).
-pub fn cuda_device_count() -> usize {
-    report().ok().and_then(|r| r["cuda_devices"].as_u64()).unwrap_or(0) as usize
+/// Number of CUDA devices libtorch can use, or why it is unknown.
+pub fn cuda_device_count() -> Result<usize, String> {
+    let r = report()?;
+    r["cuda_devices"].as_u64().map(|n| n as usize).ok_or_else(|| "the worker's report has no cuda_devices".to_string())
+}
+
+/// The physical device a GPU slot stands for: slot `i` is the i-th device
+/// libtorch sees, which is the i-th entry of our own `CUDA_VISIBLE_DEVICES`
+/// when one is set (ids or UUIDs), else device `i`.
+pub fn visible_device(slot: usize) -> String {
+    let mask = std::env::var("CUDA_VISIBLE_DEVICES").unwrap_or_default();
+    mask.split(',').map(str::trim).filter(|s| !s.is_empty()).nth(slot).map_or_else(|| slot.to_string(), str::to_string)
 }

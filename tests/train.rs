@@ -142,3 +142,18 @@ fn a_killed_run_resumes_with_the_same_loss_curve() {
     let weights = |p: &Project| std::fs::read(artifact(p).join("model.safetensors")).unwrap();
     assert!(weights(&whole) == weights(&broken), "final weights are bit-identical");
 }
+
+#[test]
+fn worker_failures_and_bad_budgets_are_reported_with_the_reason() {
+    let p = project();
+    // The worker itself refuses (a device this machine does not have): its reason reaches the user.
+    p.write("exp.yaml", &STUDY.replace("device: cpu", "device: 'cuda:9'\n    resources: {gpu: 0}"));
+    let run = p.sm(&["run"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("training failed: device cuda:9 was asked for, but libtorch sees"), "{}", run.stderr);
+    // A warmup longer than the run is caught before any training.
+    p.write("exp.yaml", &STUDY.replace("warmup_tokens: 1024", "warmup_tokens: 409.6e6"));
+    let run = p.sm(&["run"]);
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("optim.warmup_tokens (409600000) exceeds max_tokens (15360)"), "{}", run.stderr);
+}

@@ -79,8 +79,14 @@ pub static CANCELLED: AtomicBool = AtomicBool::new(false);
 enum Message {
     Progress(usize, Progress),
     Waiting(usize, Option<u32>),
-    /// A node finished; the GPU ids it held are free again.
-    Done(usize, Result<Built, String>, Vec<usize>),
+    /// A node finished; the slots it held are free again.
+    Done(usize, Result<Built, String>, Slots),
+}
+
+/// The slots a running node holds: CPU count and specific GPU ids.
+struct Slots {
+    cpu: usize,
+    gpus: Vec<usize>,
 }
 
 struct Built {
@@ -122,6 +128,7 @@ pub fn run(plan: &Plan, ws: &Workspace<'_>, opts: &RunOptions) -> Result<RunSumm
     let (tx, rx) = mpsc::channel::<Message>();
     let mut cpu_free = opts.jobs.max(1);
     let mut gpu_count = opts.gpus;
+    let mut gpu_probe_error: Option<String> = None;
     // Free GPU ids; a node gets specific devices (as CUDA_VISIBLE_DEVICES).
     let mut gpu_free: Vec<usize> = opts.gpus.map_or_else(Vec::new, |n| (0..n).collect());
     let mut running = 0usize;
@@ -178,24 +185,30 @@ pub fn run(plan: &Plan, ws: &Workspace<'_>, opts: &RunOptions) -> Result<RunSumm
                 let candidates: Vec<usize> = ready.keys().copied().collect();
                 for i in candidates {
                     let node = &plan.experiment.nodes[i];
-                    let need_cpu = (node.resources.cpu as usize).min(opts.jobs.max(1));
+                    let mut need_cpu = (node.resources.cpu as usize).min(opts.jobs.max(1));
                     let mut need_gpu = node.resources.gpu as usize;
                     let visible = if need_gpu == 0 {
                         0
                     } else {
                         *gpu_count.get_or_insert_with(|| {
-                            let n = crate::device::cuda_device_count();
+                            let n = crate::device::cuda_device_count().unwrap_or_else(|e| {
+                                gpu_probe_error = Some(e);
+                                0
+                            });
                             gpu_free = (0..n).collect();
                             n
                         })
                     };
                     if need_gpu > visible && node.resources.gpu_optional {
-                        need_gpu = 0; // `device: auto` without a GPU runs on the CPU
+                        // `device: auto` without a GPU trains on the CPU, on every core.
+                        need_gpu = 0;
+                        need_cpu = opts.jobs.max(1);
                     }
                     if need_gpu > visible {
                         ready.remove(&i);
                         phase[i] = Phase::Failed;
-                        let msg = format!("needs {need_gpu} GPU(s), {visible} visible");
+                        let why = gpu_probe_error.as_ref().map(|e| format!(" (cannot ask libtorch: {e})")).unwrap_or_default();
+                        let msg = format!("needs {need_gpu} GPU(s), {visible} visible{why}");
                         reporter.failed(&node.id.0, &msg);
                         summary.failed.push((node.id.0.clone(), msg));
                         stopping |= !opts.keep_going;
@@ -216,7 +229,7 @@ pub fn run(plan: &Plan, ws: &Workspace<'_>, opts: &RunOptions) -> Result<RunSumm
                     let log = ws.cache.node_log(&exp, &node.id.0);
                     scope.spawn(move || {
                         let result = build_node(plan, ws, i, key, &parts, &inputs, &gpus, &log, &tx);
-                        let _ = tx.send(Message::Done(i, result, gpus));
+                        let _ = tx.send(Message::Done(i, result, Slots { cpu: need_cpu, gpus }));
                     });
                 }
             }
@@ -234,12 +247,12 @@ pub fn run(plan: &Plan, ws: &Workspace<'_>, opts: &RunOptions) -> Result<RunSumm
                     let who = pid.map_or("another process".to_string(), |p| format!("another process (pid {p})"));
                     reporter.line(&format!("{} is being built by {who}; waiting for it", plan.experiment.nodes[i].id));
                 }
-                Message::Done(i, result, gpus) => {
+                Message::Done(i, result, slots) => {
                     running -= 1;
                     settle = true;
                     let node = &plan.experiment.nodes[i];
-                    cpu_free += (node.resources.cpu as usize).min(opts.jobs.max(1));
-                    gpu_free.extend(gpus);
+                    cpu_free += slots.cpu;
+                    gpu_free.extend(slots.gpus);
                     gpu_free.sort_unstable();
                     match result {
                         Ok(built) => {

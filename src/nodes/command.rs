@@ -7,6 +7,7 @@
 //! - `$IN_<NAME>`: the directories of input reference `<NAME>` (upper-cased,
 //!   non-alphanumerics as `_`), space separated for a family;
 //! - `$WORK`: a directory that survives a crash of the same key;
+//! - `$CUDA_VISIBLE_DEVICES`: the GPUs reserved by `resources: {gpu: N}`;
 //! - the `env:` mapping.
 //!
 //! Files the command reads from the project go in `deps:` (paths or globs):
@@ -94,6 +95,11 @@ impl NodeKind for Command {
         let mut cmd = std::process::Command::new("sh");
         cmd.arg("-c").arg(GUARD).env("SCALEMAKE_CMD", &cmd_text).current_dir(ctx.root()).stdin(Stdio::null());
         cmd.env("OUT", ctx.out_dir()).env("WORK", ctx.work_dir());
+        if !ctx.gpus().is_empty() {
+            // The GPUs the executor reserved for this node, and only those.
+            let ids: Vec<String> = ctx.gpus().iter().map(|&slot| crate::device::visible_device(slot)).collect();
+            cmd.env("CUDA_VISIBLE_DEVICES", ids.join(","));
+        }
         let all: Vec<&Path> = ctx.inputs().iter().flat_map(|i| i.artifacts.iter().map(|a| a.dir.as_path())).collect();
         if let [only] = all.as_slice() {
             cmd.env("IN", only);

@@ -234,8 +234,11 @@ impl<'a> NodeCtx<'a> {
         self.cancelled.load(Ordering::Relaxed)
     }
     /// Records a number in the manifest (shown by `scalemake show`).
+    /// NaN and infinities are left out: JSON cannot hold them.
     pub fn record_metric(&mut self, name: &str, value: f64) {
-        self.metrics.insert(name.to_string(), value);
+        if value.is_finite() {
+            self.metrics.insert(name.to_string(), value);
+        }
     }
     /// Adds a human-readable line to the manifest (shown by `scalemake show`).
     pub fn add_summary(&mut self, line: impl Into<String>) {

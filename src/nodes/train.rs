@@ -117,8 +117,13 @@ fn job(params: &Value, shape: ModelShape, ctx: &NodeCtx<'_>, shards: std::path::
     if !valid {
         return Err(format!("device `{device}`: expected auto, cpu, cuda or cuda:N"));
     }
-    if !ctx.gpus().is_empty() && (device == "auto" || device == "cuda") {
-        device = "cuda:0".into(); // the reserved GPU, made the only visible one
+    // `auto` and `cuda` run on the reserved GPU (made the only visible one);
+    // `auto` with none reserved runs on the CPU, never on an unaccounted GPU.
+    // `cuda:N` pins a device by the user's numbering and is left alone.
+    match (device.as_str(), ctx.gpus().is_empty()) {
+        ("auto" | "cuda", false) => device = "cuda:0".into(),
+        ("auto", true) => device = "cpu".into(),
+        _ => {}
     }
     let job = TrainJob {
         model: shape,
@@ -144,20 +149,23 @@ fn job(params: &Value, shape: ModelShape, ctx: &NodeCtx<'_>, shards: std::path::
 }
 
 /// Starts the worker in its own process group; it dies with scalemake.
-fn spawn_worker(ctx: &mut NodeCtx<'_>, job_path: &std::path::Path) -> Result<Child, NodeError> {
+fn spawn_worker(ctx: &mut NodeCtx<'_>, job_path: &std::path::Path, gpu_mask: Option<String>) -> Result<Child, NodeError> {
     let worker = crate::device::worker_path();
     let log = ctx.log().try_clone().map_err(|e| NodeError::Failed(format!("cannot share the log: {e}")))?;
     let mut command = std::process::Command::new(&worker);
     command.arg("train").arg(job_path).current_dir(ctx.root()).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(log);
-    if !ctx.gpus().is_empty() {
-        let ids: Vec<String> = ctx.gpus().iter().map(usize::to_string).collect();
-        command.env("CUDA_VISIBLE_DEVICES", ids.join(","));
+    if let Some(ids) = gpu_mask {
+        command.env("CUDA_VISIBLE_DEVICES", ids);
     }
     // SAFETY: only async-signal-safe calls between fork and exec.
+    let parent = unsafe { libc::getpid() };
     unsafe {
-        command.pre_exec(|| {
+        command.pre_exec(move || {
             libc::setpgid(0, 0);
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            if libc::getppid() != parent {
+                libc::_exit(1); // scalemake died before PDEATHSIG was armed
+            }
             Ok(())
         });
     }
@@ -174,6 +182,7 @@ struct Outcome {
     tokens: u64,
     tokens_per_second: f64,
     done: bool,
+    failure: Option<String>,
 }
 
 impl NodeKind for Train {
@@ -218,7 +227,11 @@ impl NodeKind for Train {
         let text = serde_json::to_vec_pretty(&job).map_err(|e| NodeError::Failed(e.to_string()))?;
         std::fs::write(&job_path, text).map_err(|e| NodeError::io(&job_path, e))?;
 
-        let mut child = spawn_worker(ctx, &job_path)?;
+        // The reserved GPUs, as the worker's only visible ones (unless the
+        // user pinned `cuda:N`, which keeps the machine's numbering).
+        let pinned = params.get_path("device").and_then(Value::as_str).is_some_and(|d| d.starts_with("cuda:"));
+        let gpu_mask = (!pinned && !ctx.gpus().is_empty()).then(|| ctx.gpus().iter().map(|&slot| crate::device::visible_device(slot)).collect::<Vec<_>>().join(","));
+        let mut child = spawn_worker(ctx, &job_path, gpu_mask)?;
         let stdout = child.stdout.take().expect("stdout is piped");
         let (tx, rx) = mpsc::channel::<String>();
         std::thread::spawn(move || {
@@ -269,11 +282,13 @@ impl NodeKind for Train {
                     outcome.tokens_per_second = tokens_per_second;
                     outcome.done = true;
                 }
+                Event::Failed { message } => outcome.failure = Some(message),
             }
         }
         let status = child.wait().map_err(|e| NodeError::Failed(format!("waiting for the worker: {e}")))?;
         if !status.success() || !outcome.done {
-            return Err(NodeError::Failed(format!("training failed ({status}); the worker's log is in the node's log")));
+            let why = outcome.failure.unwrap_or_else(|| format!("the worker ended ({status}) before finishing"));
+            return Err(NodeError::Failed(format!("training failed: {why} (more in `scalemake log {}`)", ctx.id())));
         }
         report(ctx, &job, &outcome);
         Ok(())
@@ -313,7 +328,11 @@ fn report(ctx: &mut NodeCtx<'_>, job: &TrainJob, outcome: &Outcome) {
         "compute: C = 6·N·D = {:.3e} FLOP (frozen at 2/3 cost: {:.3e}; every parameter at full cost: {:.3e})",
         compute.trainable, compute.frozen_2_3, compute.all
     ));
-    ctx.add_summary(format!("trained {} tokens in {} steps of {}×{}; final val loss {:.4}", thousands(outcome.tokens as i64), outcome.total_steps, job.batch_size, m.context, outcome.val_loss.unwrap_or(f64::NAN)));
+    let val = match outcome.val_loss {
+        Some(v) if v.is_finite() => format!("final val loss {v:.4}"),
+        _ => "diverged: the loss is not finite".to_string(),
+    };
+    ctx.add_summary(format!("trained {} tokens in {} steps of {}×{}; {val}", thousands(outcome.tokens as i64), outcome.total_steps, job.batch_size, m.context));
     ctx.add_summary(format!("throughput {:.0} tokens/s on {}", outcome.tokens_per_second, outcome.device));
 }
 

@@ -106,6 +106,16 @@ impl TrainJob {
         if self.total_steps() == 0 {
             return Err(format!("max_tokens {} is less than one step of {} tokens", self.max_tokens, self.tokens_per_step()));
         }
+        let o = &self.optim;
+        if o.warmup_tokens > self.max_tokens as f64 {
+            return Err(format!(
+                "optim.warmup_tokens ({}) exceeds max_tokens ({}): the learning rate would never reach its peak; set optim.warmup_tokens (the default is the paper's 409.6M)",
+                o.warmup_tokens, self.max_tokens
+            ));
+        }
+        if o.decay_tokens <= o.warmup_tokens {
+            return Err(format!("optim.decay_tokens ({}) must come after optim.warmup_tokens ({})", o.decay_tokens, o.warmup_tokens));
+        }
         Ok(())
     }
 }
@@ -136,11 +146,36 @@ pub enum Event {
     },
     /// Training finished and the artifact is complete.
     Done {
-        /// Final validation loss.
+        /// Final validation loss (NaN for a diverged run).
+        #[serde(with = "non_finite_as_null")]
         val_loss: f64,
         /// Mean training throughput, tokens per second.
         tokens_per_second: f64,
     },
+    /// Training could not go on; the worker exits non-zero after this.
+    Failed {
+        /// Why, for the user.
+        message: String,
+    },
+}
+
+/// A diverged run's losses are NaN or infinite, which JSON cannot hold: they
+/// are written as `null` and read back as NaN, so divergence is a result
+/// (a point on a learning-rate sweep), not a protocol error.
+mod non_finite_as_null {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if value.is_finite() {
+            s.serialize_f64(*value)
+        } else {
+            s.serialize_none()
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+    }
 }
 
 /// Per-step metrics (a row of `metrics/steps.csv`).
@@ -153,8 +188,10 @@ pub struct StepRow {
     /// Learning rate used.
     pub lr: f64,
     /// Mean training loss over the step's micro-batches.
+    #[serde(with = "non_finite_as_null")]
     pub loss: f64,
     /// Global gradient norm before clipping.
+    #[serde(with = "non_finite_as_null")]
     pub grad_norm: f64,
     /// Training compute so far under each cost model.
     pub compute: Compute,
@@ -172,7 +209,21 @@ pub struct EvalRow {
     /// Tokens seen.
     pub tokens: u64,
     /// Mean validation loss (nats per token).
+    #[serde(with = "non_finite_as_null")]
     pub val_loss: f64,
     /// Training compute so far under each cost model.
     pub compute: Compute,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diverged_losses_survive_the_protocol() {
+        let line = serde_json::to_string(&Event::Done { val_loss: f64::NAN, tokens_per_second: 10.0 }).unwrap();
+        assert_eq!(line, r#"{"event":"done","val_loss":null,"tokens_per_second":10.0}"#);
+        let Event::Done { val_loss, .. } = serde_json::from_str(&line).unwrap() else { panic!("{line}") };
+        assert!(val_loss.is_nan());
+    }
 }

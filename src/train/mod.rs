@@ -182,8 +182,8 @@ pub fn peak_flops(device_name: &str, bf16: bool) -> Option<f64> {
         }
     } else if name.contains("A100") {
         312e12
-    } else if name.contains("L4") {
-        121e12
+    } else if name.split(|c: char| !c.is_ascii_alphanumeric()).any(|word| word == "L4") {
+        121e12 // not L40/L40S
     } else {
         return None;
     };
@@ -245,5 +245,7 @@ mod tests {
         assert_eq!(peak_flops("NVIDIA H100 80GB HBM3", true), Some(989.4e12));
         assert_eq!(peak_flops("NVIDIA H100 80GB HBM3", false), Some(494.7e12));
         assert_eq!(peak_flops("cpu", true), None);
+        assert_eq!(peak_flops("NVIDIA L4", true), Some(121e12));
+        assert_eq!(peak_flops("NVIDIA L40S", true), None);
     }
 }

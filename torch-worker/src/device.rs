@@ -71,7 +71,10 @@ pub fn resolve(spec: &str) -> Result<(tch::Device, String), String> {
     match index {
         None => Ok((tch::Device::Cpu, format!("cpu ({} threads)", tch::get_num_threads()))),
         Some(i) if i < count => {
-            let name = gpu_names().get(i).cloned().unwrap_or_else(|| "unknown GPU".into());
+            // nvidia-smi lists every GPU; libtorch's i-th is the i-th of the mask.
+            let mask = std::env::var("CUDA_VISIBLE_DEVICES").unwrap_or_default();
+            let physical = mask.split(',').nth(i).and_then(|id| id.trim().parse::<usize>().ok()).unwrap_or(i);
+            let name = gpu_names().get(physical).cloned().unwrap_or_else(|| "unknown GPU".into());
             Ok((tch::Device::Cuda(i), format!("cuda:{i} ({name})")))
         }
         Some(i) => Err(format!("device cuda:{i} was asked for, but libtorch sees {count} CUDA device(s)")),

@@ -18,7 +18,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use scalemake::train::job::TrainJob;
+use scalemake::train::job::{Event, TrainJob};
 use scalemake_torch::{device, train};
 
 mod tools;
@@ -26,14 +26,27 @@ mod tools;
 fn train_command(job_path: &str) -> Result<(), String> {
     let text = std::fs::read_to_string(job_path).map_err(|e| format!("{job_path}: {e}"))?;
     let job: TrainJob = serde_json::from_str(&text).map_err(|e| format!("{job_path}: {e}"))?;
-    let stdout = std::io::stdout();
-    train::run::run(&job, &mut |event| {
-        let mut out = stdout.lock();
-        // The engine reads events line by line; a closed pipe means it is gone.
-        let _ = serde_json::to_writer(&mut out, &event);
-        let _ = out.write_all(b"\n");
-        let _ = out.flush();
-    })
+    // A panic inside libtorch calls (tch unwraps) still reaches the engine as a reason.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info.payload().downcast_ref::<String>().cloned().or_else(|| info.payload().downcast_ref::<&str>().map(|s| s.to_string()));
+        emit(&Event::Failed { message: message.unwrap_or_else(|| "the worker panicked".into()) });
+        default_hook(info);
+    }));
+    let result = train::run::run(&job, &mut |event| emit(&event));
+    if let Err(message) = &result {
+        emit(&Event::Failed { message: message.clone() });
+    }
+    result
+}
+
+/// Writes one event line; the engine reads them line by line (a closed pipe
+/// means it is gone, and then nobody is listening anyway).
+fn emit(event: &Event) {
+    let mut out = std::io::stdout().lock();
+    let _ = serde_json::to_writer(&mut out, event);
+    let _ = out.write_all(b"\n");
+    let _ = out.flush();
 }
 
 /// Keeps freed memory in the heap instead of returning it to the kernel.

@@ -15,6 +15,8 @@ pub struct FlatParams {
     pub params: Tensor,
     /// Their gradients, same layout; backward accumulates into it in place.
     pub grads: Tensor,
+    /// Name and shape of each parameter, in buffer order.
+    pub layout: Vec<(String, Vec<i64>)>,
 }
 
 impl FlatParams {
@@ -45,7 +47,8 @@ impl FlatParams {
         }
         let mut grads = grads;
         let _ = grads.zero_();
-        FlatParams { params, grads }
+        let layout = vars.iter().map(|(name, t)| (name.clone(), t.size())).collect();
+        FlatParams { params, grads, layout }
     }
 
     /// Clears the gradients (one kernel).

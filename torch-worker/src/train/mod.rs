@@ -68,6 +68,11 @@ impl Trainer {
         StepOutput { loss: total, grad_norm, lr }
     }
 
+    /// Name and shape of every trainable parameter, in the flat buffers' order.
+    pub fn layout(&self) -> &[(String, Vec<i64>)] {
+        &self.flat.layout
+    }
+
     /// Optimiser state and parameters, for a checkpoint.
     pub fn state(&self) -> Vec<(&'static str, &Tensor)> {
         vec![("params", &self.flat.params), ("exp_avg", &self.adam.exp_avg), ("exp_avg_sq", &self.adam.exp_avg_sq)]
@@ -99,9 +104,9 @@ mod tests {
     }
 
     #[test]
-    fn a_small_model_overfits_one_batch() {
+    fn a_micro_model_overfits_one_batch() {
         tch::manual_seed(0);
-        let cfg = ModelShape { dropout: 0.0, ..ModelShape::preset("nano", 256).unwrap() };
+        let cfg = ModelShape { dropout: 0.0, ..ModelShape::preset("micro", 256).unwrap() };
         let vs = nn::VarStore::new(Device::Cpu);
         let model = Gpt::new(&vs.root(), &cfg, Kind::Float);
         let mut trainer = Trainer::new(&vs, &optim(3e-3));

@@ -41,6 +41,9 @@ struct CheckpointMeta {
     /// Lengths of the metric files at the checkpoint.
     steps_bytes: u64,
     eval_bytes: u64,
+    /// Name and shape of each parameter in the flat buffers: a checkpoint
+    /// from a different model layout is refused, not loaded permuted.
+    layout: Vec<(String, Vec<i64>)>,
 }
 
 /// Appends metric rows as JSON lines in the work directory.
@@ -67,9 +70,9 @@ impl MetricLog {
         writeln!(file, "{line}").map_err(|e| format!("metrics: {e}"))
     }
 
-    /// Current lengths, after flushing to the OS (enough to survive a killed process).
-    fn lengths(&mut self) -> Result<(u64, u64), String> {
-        let len = |f: &mut File| f.flush().and_then(|_| f.metadata()).map(|m| m.len()).map_err(|e| format!("metrics: {e}"));
+    /// Current lengths, on disk (what a checkpoint may promise after a crash).
+    fn durable_lengths(&mut self) -> Result<(u64, u64), String> {
+        let len = |f: &mut File| f.flush().and_then(|_| f.sync_data()).and_then(|_| f.metadata()).map(|m| m.len()).map_err(|e| format!("metrics: {e}"));
         Ok((len(&mut self.steps)?, len(&mut self.evals)?))
     }
 }
@@ -129,8 +132,15 @@ fn evaluate(model: &Gpt, set: &[(Tensor, Tensor)]) -> f64 {
 /// Reads the latest checkpoint in `work`, if any, into `trainer`.
 fn resume(work: &Path, trainer: &mut Trainer) -> Result<Option<CheckpointMeta>, String> {
     let meta_path = work.join("checkpoint.json");
-    let Ok(text) = fs::read_to_string(&meta_path) else { return Ok(None) };
+    let text = match fs::read_to_string(&meta_path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("{}: {e}", meta_path.display())),
+    };
     let meta: CheckpointMeta = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", meta_path.display()))?;
+    if meta.layout != trainer.layout() {
+        return Err(format!("{} was written for a different parameter layout; `scalemake clean` the node to start over", meta_path.display()));
+    }
     let tensors = Tensor::read_safetensors(work.join(&meta.tensors)).map_err(|e| e.to_string())?;
     trainer.restore(&tensors, meta.step, meta.tokens)?;
     Ok(Some(meta))
@@ -140,14 +150,14 @@ fn resume(work: &Path, trainer: &mut Trainer) -> Result<Option<CheckpointMeta>, 
 /// naming them by atomic rename, then the old tensors go.
 fn checkpoint(work: &Path, trainer: &Trainer, metrics: &mut MetricLog) -> Result<(), String> {
     let step = trainer.steps();
-    let (steps_bytes, eval_bytes) = metrics.lengths()?;
+    let (steps_bytes, eval_bytes) = metrics.durable_lengths()?;
     let name = format!("checkpoint-{step:09}.safetensors");
     let tmp = work.join(format!("{name}.tmp"));
     let cpu: Vec<(&str, Tensor)> = trainer.state().into_iter().map(|(n, t)| (n, t.to_device(Device::Cpu))).collect();
     Tensor::write_safetensors(&cpu, &tmp).map_err(|e| e.to_string())?;
     File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| format!("{}: {e}", tmp.display()))?;
     fs::rename(&tmp, work.join(&name)).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    let meta = CheckpointMeta { step, tokens: trainer.tokens, tensors: name.clone(), steps_bytes, eval_bytes };
+    let meta = CheckpointMeta { step, tokens: trainer.tokens, tensors: name.clone(), steps_bytes, eval_bytes, layout: trainer.layout().to_vec() };
     let meta_tmp = work.join("checkpoint.json.tmp");
     fs::write(&meta_tmp, serde_json::to_vec_pretty(&meta).map_err(|e| e.to_string())?).map_err(|e| format!("{}: {e}", meta_tmp.display()))?;
     File::open(&meta_tmp).and_then(|f| f.sync_all()).map_err(|e| format!("{}: {e}", meta_tmp.display()))?;
@@ -180,18 +190,21 @@ struct RowMaker {
 }
 
 impl RowMaker {
-    fn rows(&mut self, pending: &mut Vec<Pending>) -> Vec<StepRow> {
+    fn rows(&mut self, pending: &mut Vec<Pending>) -> Result<Vec<StepRow>, String> {
         if pending.is_empty() {
-            return Vec::new();
+            return Ok(Vec::new());
         }
-        let losses: Vec<f64> = Vec::try_from(Tensor::stack(&pending.iter().map(|p| p.loss.to_kind(Kind::Double)).collect::<Vec<_>>(), 0).to_device(Device::Cpu)).unwrap_or_default();
-        let norms: Vec<f64> = Vec::try_from(Tensor::stack(&pending.iter().map(|p| p.grad_norm.to_kind(Kind::Double)).collect::<Vec<_>>(), 0).to_device(Device::Cpu)).unwrap_or_default();
+        let read = |values: Vec<Tensor>| -> Result<Vec<f64>, String> {
+            Vec::try_from(Tensor::stack(&values, 0).to_kind(Kind::Double).to_device(Device::Cpu)).map_err(|e| format!("reading losses back: {e}"))
+        };
+        let losses = read(pending.iter().map(|p| p.loss.shallow_clone()).collect())?;
+        let norms = read(pending.iter().map(|p| p.grad_norm.shallow_clone()).collect())?;
         let seconds = self.window_start.elapsed().as_secs_f64().max(1e-9);
         let tokens_per_second = self.window_tokens as f64 / seconds;
         let mfu = self.peak.map(|peak| tokens_per_second * self.flops_per_token / peak);
         self.window_start = Instant::now();
         self.window_tokens = 0;
-        pending
+        Ok(pending
             .drain(..)
             .zip(losses.into_iter().zip(norms))
             .map(|(p, (loss, grad_norm))| StepRow {
@@ -204,8 +217,14 @@ impl RowMaker {
                 tokens_per_second,
                 mfu,
             })
-            .collect()
+            .collect())
     }
+}
+
+/// A step row for the node's log.
+fn step_line(row: &StepRow, total: u64) -> String {
+    let mfu = row.mfu.map(|m| format!(", MFU {:.1}%", 100.0 * m)).unwrap_or_default();
+    format!("step {}/{total}: {} tokens, loss {:.4}, lr {:.3e}, grad norm {:.3}, {:.0} tokens/s{mfu}", row.step, row.tokens, row.loss, row.lr, row.grad_norm, row.tokens_per_second)
 }
 
 /// Trains the model `job` describes, reporting through `emit`, and writes
@@ -260,15 +279,16 @@ pub fn run(job: &TrainJob, emit: &mut dyn FnMut(Event)) -> Result<(), String> {
         let wants_checkpoint = step < total
             && ((job.checkpoint_steps > 0 && step % job.checkpoint_steps == 0) || (job.checkpoint_seconds > 0.0 && last_checkpoint.elapsed().as_secs_f64() >= job.checkpoint_seconds));
         if pending.len() >= SYNC_EVERY || is_eval || wants_checkpoint || step == total {
-            for row in rows.rows(&mut pending) {
+            for row in rows.rows(&mut pending)? {
                 MetricLog::append(&mut metrics.steps, &row)?;
+                eprintln!("{}", step_line(&row, total));
                 emit(Event::Step(row));
             }
         }
         if is_eval {
             val_loss = evaluate(&model, &val_set);
             let row = EvalRow { step, tokens: trainer.tokens, val_loss, compute: Compute::at(&counts, trainer.tokens as f64) };
-            eprintln!("step {step}/{total}: {} tokens, val loss {val_loss:.4}", trainer.tokens);
+            eprintln!("step {step}/{total}: {} tokens, val loss {val_loss:.4} (evaluation)", trainer.tokens);
             MetricLog::append(&mut metrics.evals, &row)?;
             emit(Event::Eval(row));
             rows.window_start = Instant::now(); // evaluation time is not training throughput
@@ -282,7 +302,7 @@ pub fn run(job: &TrainJob, emit: &mut dyn FnMut(Event)) -> Result<(), String> {
             rows.window_tokens = 0;
         }
     }
-    metrics.lengths()?;
+    metrics.durable_lengths()?;
     let tokens_per_second = trained_tokens as f64 / run_start.elapsed().as_secs_f64().max(1e-9);
     write_artifact(job, &vs, &counts, &metrics.dir)?;
     emit(Event::Done { val_loss, tokens_per_second });
