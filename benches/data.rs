@@ -44,7 +44,13 @@ fn main() {
         eprintln!("data/fr is missing: run scripts/fetch-corpus.sh first");
         std::process::exit(2);
     }
-    let files: Vec<PathBuf> = walkdir::WalkDir::new(&corpus).sort_by_file_name().into_iter().flatten().filter(|e| e.file_type().is_file() && e.path().extension().is_some_and(|x| x == "txt")).map(|e| e.into_path()).collect();
+    let files: Vec<PathBuf> = walkdir::WalkDir::new(&corpus)
+        .sort_by_file_name()
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file() && e.path().extension().is_some_and(|x| x == "txt"))
+        .map(|e| e.into_path())
+        .collect();
     let docs = read_all(&files, Format::Auto, "text", false, 0.005, 0.005).expect("corpus");
     let train: Vec<String> = docs.docs.into_iter().filter(|(s, _)| *s == Split::Train).map(|(_, t)| t).collect();
     let mb = train.iter().map(|d| d.len()).sum::<usize>() as f64 / 1e6;
@@ -57,9 +63,9 @@ fn main() {
         jsonl.push('\n');
     }
     std::fs::write(&docs_path, jsonl).expect("write docs");
-    let python = std::env::var_os("BENCH_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/scalemake/bench-venv/bin/python")
-    });
+    let python = std::env::var_os("BENCH_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/scalemake/bench-venv/bin/python"));
 
     let mut report = String::new();
     let _ = writeln!(report, "Corpus: {} training documents, {mb:.1} MB; {threads} threads\n", train.len());

@@ -127,10 +127,7 @@ fn find_b3sum() -> Option<PathBuf> {
         return Some(PathBuf::from(p)).filter(|p| p.is_file());
     }
     let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
-    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-        .map(|d| d.join("b3sum"))
-        .chain([home.join(".cargo/bin/b3sum")])
-        .find(|p| p.is_file())
+    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).map(|d| d.join("b3sum")).chain([home.join(".cargo/bin/b3sum")]).find(|p| p.is_file())
 }
 
 fn b3sum_version(p: &Path) -> String {

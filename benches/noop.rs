@@ -67,10 +67,7 @@ fn main() {
     let snakemake = find_tool("SNAKEMAKE", "snakemake");
     println!("scalemake: {}", scalemake.display());
     println!("dvc:       {}", dvc.as_ref().map_or("not found: DVC comparison skipped".into(), |p| format!("{} ({})", p.display(), version(p, "--version"))));
-    println!(
-        "snakemake: {}",
-        snakemake.as_ref().map_or("not found: Snakemake comparison skipped".into(), |p| format!("{} ({})", p.display(), version(p, "--version")))
-    );
+    println!("snakemake: {}", snakemake.as_ref().map_or("not found: Snakemake comparison skipped".into(), |p| format!("{} ({})", p.display(), version(p, "--version"))));
     println!("{reps} timed runs per command after one warm-up; wall clock per process\n");
 
     let mut rows: Vec<Row> = Vec::new();
@@ -490,10 +487,5 @@ fn find_tool(var: &str, name: &str) -> Option<PathBuf> {
 }
 
 fn version(program: &Path, flag: &str) -> String {
-    Command::new(program)
-        .arg(flag)
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").trim().to_string())
-        .unwrap_or_default()
+    Command::new(program).arg(flag).output().ok().map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").trim().to_string()).unwrap_or_default()
 }

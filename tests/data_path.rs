@@ -138,13 +138,8 @@ ours = list(ours)
 assert ours == ids, (len(ours), len(ids))
 print("identical", len(ids))
 "#;
-    let out = std::process::Command::new(&python)
-        .args(["-c", script])
-        .arg(artifact_of(&p, "tokenizer"))
-        .arg(artifact_of(&p, "corpus"))
-        .arg(artifact_of(&p, "shards"))
-        .output()
-        .unwrap();
+    let out =
+        std::process::Command::new(&python).args(["-c", script]).arg(artifact_of(&p, "tokenizer")).arg(artifact_of(&p, "corpus")).arg(artifact_of(&p, "shards")).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("identical"));
 }

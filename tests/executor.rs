@@ -91,9 +91,7 @@ nodes:
 /// Is a `sleep <marker>` process still running? (Each test uses its own marker.)
 fn sleeper_alive(marker: &str) -> bool {
     let marker = marker.as_bytes();
-    std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
-        std::fs::read(e.path().join("cmdline")).map(|c| c.windows(marker.len()).any(|w| w == marker)).unwrap_or(false)
-    })
+    std::fs::read_dir("/proc").unwrap().flatten().any(|e| std::fs::read(e.path().join("cmdline")).map(|c| c.windows(marker.len()).any(|w| w == marker)).unwrap_or(false))
 }
 
 fn staging_dirs(p: &Project) -> usize {

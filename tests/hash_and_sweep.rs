@@ -58,16 +58,7 @@ fn matrix_expands_in_declaration_order_with_filters() {
 ",
     );
     let ids: Vec<String> = p.keys().into_iter().map(|(id, _)| id).collect();
-    assert_eq!(
-        ids,
-        [
-            "train[model=small,variant=baseline]",
-            "train[model=small,variant=doped]",
-            "train[model=big,variant=baseline]",
-            "train[model=big,variant=doped]",
-            "fit"
-        ]
-    );
+    assert_eq!(ids, ["train[model=small,variant=baseline]", "train[model=small,variant=doped]", "train[model=big,variant=baseline]", "train[model=big,variant=doped]", "fit"]);
     let dag = p.sm(&["dag"]);
     assert!(dag.stdout.contains("fit (command) <- train[model=small,variant=doped], train[model=big,variant=doped]"), "{}", dag.stdout);
     // Typed substitution: `${model}` inside a string is replaced.
@@ -82,7 +73,8 @@ fn matrix_expands_in_declaration_order_with_filters() {
 
 #[test]
 fn defaults_apply_where_the_kind_has_the_key() {
-    let p = Project::new("defaults: {env: {SEED: '7'}}\nnodes:\n  a: {kind: command, cmd: 'echo $SEED > $OUT/s', outputs: [s]}\n  b: {kind: command, cmd: 'true', env: {SEED: '9'}}\n");
+    let p =
+        Project::new("defaults: {env: {SEED: '7'}}\nnodes:\n  a: {kind: command, cmd: 'echo $SEED > $OUT/s', outputs: [s]}\n  b: {kind: command, cmd: 'true', env: {SEED: '9'}}\n");
     let run = p.sm(&["run"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let show = p.sm(&["show", "a"]);

@@ -106,9 +106,7 @@ impl Cache {
     pub fn manifest(&self, key: &ContentHash) -> Result<Option<Manifest>> {
         let path = self.object_dir(key).join("manifest.json");
         match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| CacheError::BadManifest { path, message: e.to_string() }),
+            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| CacheError::BadManifest { path, message: e.to_string() }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(CacheError::Io { path, source: e }),
         }

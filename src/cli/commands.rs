@@ -111,13 +111,7 @@ pub fn run(env: &Env, args: &[String], jobs: Option<usize>, keep_going: bool, dr
         return Ok(ExitCode::SUCCESS);
     }
     install_interrupt_handler();
-    let opts = RunOptions {
-        jobs: jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
-        gpus: None,
-        keep_going,
-        targets,
-        progress_bars: env.tty,
-    };
+    let opts = RunOptions { jobs: jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())), gpus: None, keep_going, targets, progress_bars: env.tty };
     let summary = exec::run(&plan, &ws, &opts).map_err(|e| CliError::Usage(e.to_string()))?;
     let mut parts = vec![format!("{} built", summary.built.len()), format!("{} fresh", summary.fresh.len())];
     if !summary.failed.is_empty() {
@@ -260,7 +254,14 @@ pub fn clean(env: &Env, args: &[String]) -> Result<ExitCode, CliError> {
 }
 
 pub fn gc(env: &Env, files: &[PathBuf], delete: bool) -> Result<ExitCode, CliError> {
-    let files: Vec<PathBuf> = if files.is_empty() { vec![match &env.file { Some(f) => f.clone(), None => env.default_file()? }] } else { files.to_vec() };
+    let files: Vec<PathBuf> = if files.is_empty() {
+        vec![match &env.file {
+            Some(f) => f.clone(),
+            None => env.default_file()?,
+        }]
+    } else {
+        files.to_vec()
+    };
     let cache = env.cache()?;
     let mut keep: BTreeSet<ContentHash> = BTreeSet::new();
     for file in &files {
@@ -301,8 +302,7 @@ pub fn gc(env: &Env, files: &[PathBuf], delete: bool) -> Result<ExitCode, CliErr
 pub fn verify(env: &Env, delete: bool) -> Result<ExitCode, CliError> {
     let cache = env.cache()?;
     let keys = cache.keys().map_err(|e| CliError::Failed(e.to_string()))?;
-    let verdicts: Vec<(ContentHash, Result<Verdict, String>)> =
-        keys.par_iter().map(|k| (*k, cache.verify(k).map_err(|e| e.to_string()))).collect();
+    let verdicts: Vec<(ContentHash, Result<Verdict, String>)> = keys.par_iter().map(|k| (*k, cache.verify(k).map_err(|e| e.to_string()))).collect();
     let mut bad = 0;
     for (key, verdict) in &verdicts {
         let reason = match verdict {

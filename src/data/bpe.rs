@@ -25,12 +25,11 @@ use rustc_hash::FxHashMap;
 use unicode_properties::{GeneralCategoryGroup, UnicodeGeneralCategory};
 
 use tokenizers::models::bpe::{BpeTrainerBuilder, BPE};
-use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::models::TrainerWrapper;
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::{AddedToken, DecoderWrapper, ModelWrapper, NormalizerWrapper, PostProcessorWrapper, PreTokenizerWrapper, Tokenizer, TokenizerBuilder};
 
 pub use tokenizers::Tokenizer as Bpe;
-
 
 /// What to train.
 #[derive(Clone, Debug)]
@@ -71,10 +70,7 @@ where
     tokenizer.train(&mut trainer, docs).map_err(|e| format!("BPE training failed: {e}"))?;
     let got = tokenizer.get_vocab_size(true);
     if got != spec.vocab_size {
-        return Err(format!(
-            "the corpus yields only {got} vocabulary entries, not the {} asked for: use more text or a smaller vocab_size",
-            spec.vocab_size
-        ));
+        return Err(format!("the corpus yields only {got} vocabulary entries, not the {} asked for: use more text or a smaller vocab_size", spec.vocab_size));
     }
     Ok(tokenizer)
 }

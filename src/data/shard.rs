@@ -41,8 +41,8 @@ pub enum ShardError {
 /// staging directory, which is published as a whole).
 pub fn write_shard(path: &Path, tokens: &[u16]) -> Result<(), ShardError> {
     let io = |source| ShardError::Io { path: path.to_path_buf(), source };
-    let count = i32::try_from(tokens.len())
-        .map_err(|_| ShardError::Invalid { path: path.to_path_buf(), problem: format!("{} tokens exceed the format's i32 count", tokens.len()) })?;
+    let count =
+        i32::try_from(tokens.len()).map_err(|_| ShardError::Invalid { path: path.to_path_buf(), problem: format!("{} tokens exceed the format's i32 count", tokens.len()) })?;
     let mut header = [0i32; 256];
     header[0] = MAGIC;
     header[1] = VERSION;

@@ -140,8 +140,7 @@ pub struct KeyParts {
 impl KeyParts {
     /// The key these parts produce for a kind.
     pub fn key(&self, kind: &str, version: u32) -> ContentHash {
-        let inputs: Vec<(String, Vec<ContentHash>)> =
-            self.inputs.iter().map(|(n, a)| (n.clone(), a.iter().map(|(_, d)| *d).collect())).collect();
+        let inputs: Vec<(String, Vec<ContentHash>)> = self.inputs.iter().map(|(n, a)| (n.clone(), a.iter().map(|(_, d)| *d).collect())).collect();
         KeyMaterial { kind, version, params: &self.params, inputs: &inputs, files: &self.files }.key()
     }
 }
@@ -185,9 +184,8 @@ impl<'a> Fingerprinter<'a> {
         distinct.sort_unstable();
         distinct.dedup();
         // Walking directories is syscall-bound: two threads halve it for big studies.
-        let expand = |list: &[&Vec<String>]| -> Vec<Expansion> {
-            list.iter().map(|p| ((*p).clone(), expand_globs(&self.root, p).map_err(|e| format!("declared input: {e}")))).collect()
-        };
+        let expand =
+            |list: &[&Vec<String>]| -> Vec<Expansion> { list.iter().map(|p| ((*p).clone(), expand_globs(&self.root, p).map_err(|e| format!("declared input: {e}")))).collect() };
         let expanded = map_halves(&distinct, 256, expand);
         expansions.extend(expanded);
         let mut union: Vec<&String> = expansions.values().filter_map(|r| r.as_ref().ok()).flatten().collect();

@@ -106,11 +106,14 @@ impl Plan {
             });
         }
         // `[` and `]` are literal in node ids, so escape them for globset.
-        let escaped: String = pattern.chars().map(|c| match c {
-            '[' => "[[]".to_string(),
-            ']' => "[]]".to_string(),
-            c => c.to_string(),
-        }).collect();
+        let escaped: String = pattern
+            .chars()
+            .map(|c| match c {
+                '[' => "[[]".to_string(),
+                ']' => "[]]".to_string(),
+                c => c.to_string(),
+            })
+            .collect();
         let glob = Glob::new(&escaped).map_err(|e| format!("invalid pattern `{pattern}`: {e}"))?.compile_matcher();
         let hits: Vec<usize> = (0..self.len()).filter(|&i| glob.is_match(&self.experiment.nodes[i].id.0)).collect();
         if hits.is_empty() {
@@ -148,11 +151,7 @@ fn cycle_error(experiment: &Experiment, graph: &DiGraph<usize, ()>) -> SpecError
     let mut path = vec![start];
     let mut current = start;
     while path.len() <= members.len() {
-        let next = experiment.nodes[current]
-            .inputs
-            .iter()
-            .flat_map(|i| i.nodes.iter().copied())
-            .find(|p| members.contains(p) && (!path.contains(p) || *p == start));
+        let next = experiment.nodes[current].inputs.iter().flat_map(|i| i.nodes.iter().copied()).find(|p| members.contains(p) && (!path.contains(p) || *p == start));
         match next {
             Some(n) if n == start => {
                 path.push(n);

@@ -272,9 +272,7 @@ pub struct Registry {
 impl Registry {
     /// A registry with every built-in kind.
     pub fn builtin() -> Self {
-        Registry {
-            kinds: vec![Arc::new(Command::new()), Arc::new(Corpus::new()), Arc::new(TokenizerKind::new()), Arc::new(Shards::new()), Arc::new(Train::new())],
-        }
+        Registry { kinds: vec![Arc::new(Command::new()), Arc::new(Corpus::new()), Arc::new(TokenizerKind::new()), Arc::new(Shards::new()), Arc::new(Train::new())] }
     }
 
     /// The kind called `name`.

@@ -22,14 +22,7 @@ pub struct SourceFile {
 impl SourceCode for SourceFile {
     fn read_span<'a>(&'a self, span: &SourceSpan, before: usize, after: usize) -> Result<Box<dyn SpanContents<'a> + 'a>, MietteError> {
         let inner = self.text.read_span(span, before, after)?;
-        Ok(Box::new(MietteSpanContents::new_named(
-            self.path.display().to_string(),
-            inner.data(),
-            *inner.span(),
-            inner.line(),
-            inner.column(),
-            inner.line_count(),
-        )))
+        Ok(Box::new(MietteSpanContents::new_named(self.path.display().to_string(), inner.data(), *inner.span(), inner.line(), inner.column(), inner.line_count())))
     }
 }
 
@@ -157,12 +150,7 @@ impl From<SpecError> for LoadError {
 
 /// The candidate nearest to `wrong`, if it is plausibly a typo of it.
 pub fn closest<'a>(wrong: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    candidates
-        .into_iter()
-        .map(|c| (strsim::jaro_winkler(wrong, c), c))
-        .filter(|(score, _)| *score > 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, c)| c)
+    candidates.into_iter().map(|c| (strsim::jaro_winkler(wrong, c), c)).filter(|(score, _)| *score > 0.8).max_by(|a, b| a.0.total_cmp(&b.0)).map(|(_, c)| c)
 }
 
 #[cfg(test)]

@@ -182,9 +182,7 @@ impl Loader<'_> {
                     let expected = if key.name == "name" { "a string" } else { "a mapping" };
                     self.errors.push(self.err(value.span, format!("expected {expected}, found {}", other.type_name())).key(&key.name));
                 }
-                (other, _) => self.errors.push(
-                    self.err(key.span, format!("unknown top-level key `{other}`")).key(other).did_you_mean(other, TOP_KEYS),
-                ),
+                (other, _) => self.errors.push(self.err(key.span, format!("unknown top-level key `{other}`")).key(other).did_you_mean(other, TOP_KEYS)),
             }
         }
         let Some(decls) = nodes else {
@@ -263,16 +261,7 @@ impl Loader<'_> {
                 let parts: Vec<String> = matrix.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 format!("{}[{}]", key.name, parts.join(","))
             };
-            let spec = NodeSpec {
-                id: NodeId(id),
-                decl: key.name.clone(),
-                kind: kind.clone(),
-                params,
-                matrix,
-                inputs: vec![],
-                resources,
-                span: key.span,
-            };
+            let spec = NodeSpec { id: NodeId(id), decl: key.name.clone(), kind: kind.clone(), params, matrix, inputs: vec![], resources, span: key.span };
             out.push(Instance { spec, raw_inputs });
         }
         out
@@ -357,9 +346,7 @@ impl Loader<'_> {
                 Substituted::Text(t) => Yaml::Str(t),
             },
             Yaml::Seq(items) => Yaml::Seq(items.iter().map(|n| self.substitute(n, vars, path)).collect()),
-            Yaml::Map(entries) => Yaml::Map(
-                entries.iter().map(|(k, v)| (k.clone(), self.substitute(v, vars, &format!("{path}.{}", k.name)))).collect(),
-            ),
+            Yaml::Map(entries) => Yaml::Map(entries.iter().map(|(k, v)| (k.clone(), self.substitute(v, vars, &format!("{path}.{}", k.name)))).collect()),
             other => other.clone(),
         };
         Node { value, span: node.span }
@@ -471,9 +458,7 @@ impl Loader<'_> {
             for (name, span) in raw {
                 let key = format!("nodes.{}.input", specs[i].decl);
                 match select(&specs, &lookup, name) {
-                    Ok(nodes) if nodes.contains(&i) => {
-                        self.errors.push(self.err(*span, format!("node `{}` cannot take itself as input", specs[i].id)).key(key))
-                    }
+                    Ok(nodes) if nodes.contains(&i) => self.errors.push(self.err(*span, format!("node `{}` cannot take itself as input", specs[i].id)).key(key)),
                     Ok(nodes) => inputs.push(InputSpec { name: name.clone(), nodes, span: *span }),
                     Err((message, hint)) => {
                         let mut e = self.err(*span, message).key(key);
@@ -486,10 +471,14 @@ impl Loader<'_> {
             }
             resolved.push(inputs);
         }
-        specs.into_iter().zip(resolved).map(|(mut s, inputs)| {
-            s.inputs = inputs;
-            s
-        }).collect()
+        specs
+            .into_iter()
+            .zip(resolved)
+            .map(|(mut s, inputs)| {
+                s.inputs = inputs;
+                s
+            })
+            .collect()
     }
 }
 
@@ -554,17 +543,13 @@ fn select(nodes: &[NodeSpec], lookup: &Lookup, reference: &str) -> Result<Vec<us
         };
         let vars: Vec<&str> = nodes[family[0]].matrix.iter().map(|(k, _)| k.as_str()).collect();
         if !vars.contains(&var.trim()) {
-            let hint = closest(var.trim(), vars.iter().copied())
-                .map(|c| format!("did you mean `{c}`?"))
-                .or_else(|| Some(format!("sweep variables of `{decl}`: {}", vars.join(", "))));
+            let hint =
+                closest(var.trim(), vars.iter().copied()).map(|c| format!("did you mean `{c}`?")).or_else(|| Some(format!("sweep variables of `{decl}`: {}", vars.join(", "))));
             return Err((format!("`{decl}` has no sweep variable `{}`", var.trim()), hint));
         }
         wanted.insert(var.trim().to_string(), value.trim().to_string());
     }
-    let picked: Vec<usize> = family
-        .into_iter()
-        .filter(|&i| nodes[i].matrix.iter().all(|(k, v)| wanted.get(k).is_none_or(|w| *w == v.to_string())))
-        .collect();
+    let picked: Vec<usize> = family.into_iter().filter(|&i| nodes[i].matrix.iter().all(|(k, v)| wanted.get(k).is_none_or(|w| *w == v.to_string()))).collect();
     if picked.is_empty() {
         return Err((format!("`{reference}` matches no instance of `{decl}`"), None));
     }

@@ -166,11 +166,7 @@ impl Schema {
                         out.insert(key.name.clone(), v);
                     }
                 }
-                None => errors.push(
-                    SpecError::new(source, key.span, format!("unknown key `{}`", key.name))
-                        .key(&path)
-                        .did_you_mean(&key.name, self.fields.iter().map(|f| f.name)),
-                ),
+                None => errors.push(SpecError::new(source, key.span, format!("unknown key `{}`", key.name)).key(&path).did_you_mean(&key.name, self.fields.iter().map(|f| f.name))),
             }
         }
         for field in &self.fields {
@@ -178,10 +174,9 @@ impl Schema {
                 continue;
             }
             match &field.presence {
-                Presence::Required => errors.push(
-                    SpecError::new(source, node.span, format!("missing required key `{}` ({})", field.name, field.doc))
-                        .key(join(key_path, field.name)),
-                ),
+                Presence::Required => {
+                    errors.push(SpecError::new(source, node.span, format!("missing required key `{}` ({})", field.name, field.doc)).key(join(key_path, field.name)))
+                }
                 Presence::Default(v) => {
                     let v = match (&field.ty, v) {
                         (FieldType::Struct(inner), Value::Null) => inner.defaults(),
@@ -251,21 +246,13 @@ fn check_type(ty: &FieldType, node: &Node, path: &str, source: &Arc<SourceFile>,
             if options.contains(&s.as_str()) {
                 Some(Value::Str(s.clone()))
             } else {
-                errors.push(
-                    SpecError::new(source, node.span, format!("`{s}` is not one of {}", options.join(", ")))
-                        .key(path)
-                        .did_you_mean(s, options.iter().copied()),
-                );
+                errors.push(SpecError::new(source, node.span, format!("`{s}` is not one of {}", options.join(", "))).key(path).did_you_mean(s, options.iter().copied()));
                 None
             }
         }
         (FieldType::List(item), Yaml::Seq(items)) => {
             let before = errors.len();
-            let values: Vec<Value> = items
-                .iter()
-                .enumerate()
-                .filter_map(|(i, n)| check_type(item, n, &format!("{path}[{i}]"), source, errors))
-                .collect();
+            let values: Vec<Value> = items.iter().enumerate().filter_map(|(i, n)| check_type(item, n, &format!("{path}[{i}]"), source, errors)).collect();
             (errors.len() == before).then_some(Value::List(values))
         }
         (FieldType::List(_), Yaml::Map(_)) => mismatch(errors),
@@ -296,12 +283,7 @@ mod tests {
             Field::required("cmd", FieldType::Str, "the command"),
             Field::default("retries", FieldType::Int { min: 0 }, Value::Int(0), "retries"),
             Field::default("log_every", FieldType::Int { min: 1 }, Value::Int(10), "log interval").metadata(),
-            Field::default(
-                "optim",
-                FieldType::Struct(Schema::new(vec![Field::default("lr", FieldType::Float, Value::Float(1e-3), "lr")])),
-                Value::Null,
-                "optimiser",
-            ),
+            Field::default("optim", FieldType::Struct(Schema::new(vec![Field::default("lr", FieldType::Float, Value::Float(1e-3), "lr")])), Value::Null, "optimiser"),
         ])
     }
 

@@ -131,9 +131,19 @@ impl<'a> LineIndex<'a> {
 }
 
 enum Frame {
-    Seq { start: Span, anchor: usize, items: Vec<Node> },
+    Seq {
+        start: Span,
+        anchor: usize,
+        items: Vec<Node>,
+    },
     /// `seen` maps each key to its line, for duplicate detection in O(1).
-    Map { start: Span, anchor: usize, entries: Vec<(Key, Node)>, pending_key: Option<Key>, seen: HashMap<String, usize> },
+    Map {
+        start: Span,
+        anchor: usize,
+        entries: Vec<(Key, Node)>,
+        pending_key: Option<Key>,
+        seen: HashMap<String, usize>,
+    },
 }
 
 struct Builder<'a> {

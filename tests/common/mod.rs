@@ -17,21 +17,13 @@ pub struct Run {
 
 impl Run {
     fn from(out: Output) -> Self {
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        Run { code: out.status.code().unwrap_or(-1), stdout: String::from_utf8_lossy(&out.stdout).into_owned(), stderr: String::from_utf8_lossy(&out.stderr).into_owned() }
     }
 
     /// Node ids reported as built (`    built X in …`).
     pub fn built(&self) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .stderr
-            .lines()
-            .filter_map(|l| l.trim_start().strip_prefix("built "))
-            .map(|l| l.rsplit_once(" in ").map_or(l, |(id, _)| id).to_string())
-            .collect();
+        let mut v: Vec<String> =
+            self.stderr.lines().filter_map(|l| l.trim_start().strip_prefix("built ")).map(|l| l.rsplit_once(" in ").map_or(l, |(id, _)| id).to_string()).collect();
         v.sort();
         v
     }

@@ -16,11 +16,8 @@ fn libtorch_lib_dir() -> Option<PathBuf> {
 /// Loads `libtorch_cuda.so`; returns why not if it cannot be loaded
 /// (expected with a CPU-only libtorch).
 fn load_cuda_runtime() -> Result<String, String> {
-    let candidates: Vec<String> = libtorch_lib_dir()
-        .map(|d| d.join("libtorch_cuda.so").display().to_string())
-        .into_iter()
-        .chain(std::iter::once("libtorch_cuda.so".to_string()))
-        .collect();
+    let candidates: Vec<String> =
+        libtorch_lib_dir().map(|d| d.join("libtorch_cuda.so").display().to_string()).into_iter().chain(std::iter::once("libtorch_cuda.so".to_string())).collect();
     let mut last_error = String::from("not found");
     for path in candidates {
         let Ok(c) = CString::new(path.as_str()) else { continue };

@@ -114,12 +114,7 @@ struct Attention {
 impl Attention {
     fn new(vs: nn::Path<'_>, cfg: &ModelShape) -> Self {
         let d = cfg.d_model;
-        Attention {
-            qkv: Dense::new(&vs / "qkv", d, 3 * d, INIT_STD),
-            proj: Dense::new(&vs / "proj", d, d, residual_std(cfg)),
-            n_head: cfg.n_head,
-            dropout: cfg.dropout,
-        }
+        Attention { qkv: Dense::new(&vs / "qkv", d, 3 * d, INIT_STD), proj: Dense::new(&vs / "proj", d, d, residual_std(cfg)), n_head: cfg.n_head, dropout: cfg.dropout }
     }
 
     fn forward_t(&self, x: &Tensor, rotary: &Rotary, kind: Kind, train: bool) -> Tensor {

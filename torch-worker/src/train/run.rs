@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use scalemake::data::loader::{prefetch, Batches, Order, TokenStream};
-use scalemake::train::job::{Event, EvalRow, Precision, StepRow, TrainJob};
+use scalemake::train::job::{EvalRow, Event, Precision, StepRow, TrainJob};
 use scalemake::train::{eval_steps, peak_flops, Compute, ParamCounts};
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
@@ -257,7 +257,12 @@ pub fn run(job: &TrainJob, emit: &mut dyn FnMut(Event)) -> Result<(), String> {
     let total = job.total_steps();
     let evals: BTreeSet<u64> = eval_steps(total, job.eval_points).into_iter().collect();
     emit(Event::Start { device: device_name.clone(), params: counts, total_steps: total, resumed_from: start });
-    eprintln!("training on {device_name}: {} trainable non-embedding parameters, {total} steps of {} tokens{}", counts.trainable, job.tokens_per_step(), if start > 0 { format!(", resuming after step {start}") } else { String::new() });
+    eprintln!(
+        "training on {device_name}: {} trainable non-embedding parameters, {total} steps of {} tokens{}",
+        counts.trainable,
+        job.tokens_per_step(),
+        if start > 0 { format!(", resuming after step {start}") } else { String::new() }
+    );
 
     let peak = job.peak_flops.or_else(|| peak_flops(&device_name, bf16));
     let mut rows = RowMaker { counts, flops_per_token: job.model.flops_per_token(&counts), peak, window_start: Instant::now(), window_tokens: 0 };
@@ -277,7 +282,8 @@ pub fn run(job: &TrainJob, emit: &mut dyn FnMut(Event)) -> Result<(), String> {
 
         let is_eval = evals.contains(&step);
         let wants_checkpoint = step < total
-            && ((job.checkpoint_steps > 0 && step % job.checkpoint_steps == 0) || (job.checkpoint_seconds > 0.0 && last_checkpoint.elapsed().as_secs_f64() >= job.checkpoint_seconds));
+            && ((job.checkpoint_steps > 0 && step % job.checkpoint_steps == 0)
+                || (job.checkpoint_seconds > 0.0 && last_checkpoint.elapsed().as_secs_f64() >= job.checkpoint_seconds));
         if pending.len() >= SYNC_EVERY || is_eval || wants_checkpoint || step == total {
             for row in rows.rows(&mut pending)? {
                 MetricLog::append(&mut metrics.steps, &row)?;
