@@ -16,18 +16,11 @@ nodes:
 ";
 
 fn project() -> Project {
-    let p = Project::new(PIPELINE);
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fr");
-    for entry in std::fs::read_dir(fixtures).unwrap().flatten() {
-        let text = std::fs::read_to_string(entry.path()).unwrap();
-        p.write(&format!("fr/{}", entry.file_name().to_string_lossy()), &text);
-    }
-    p
+    Project::with_french_corpus(PIPELINE)
 }
 
 fn artifact_of(p: &Project, node: &str) -> PathBuf {
-    let key = p.keys().into_iter().find(|(n, _)| n == node).and_then(|(_, k)| k).unwrap();
-    p.path().join("cache/objects").join(key).join("out")
+    p.artifact(node)
 }
 
 fn tokens(path: &Path) -> Vec<u16> {

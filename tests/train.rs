@@ -36,18 +36,11 @@ nodes:
 fn project() -> Project {
     let worker = Path::new(env!("CARGO_BIN_EXE_scalemake")).with_file_name("scalemake-torch");
     assert!(worker.exists(), "{} is missing: build the workspace (cargo nextest run --workspace)", worker.display());
-    let p = Project::new(STUDY);
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fr");
-    for entry in std::fs::read_dir(fixtures).unwrap().flatten() {
-        let text = std::fs::read_to_string(entry.path()).unwrap();
-        p.write(&format!("fr/{}", entry.file_name().to_string_lossy()), &text);
-    }
-    p
+    Project::with_french_corpus(STUDY)
 }
 
 fn artifact(p: &Project) -> PathBuf {
-    let key = p.keys().into_iter().find(|(n, _)| n == "train").and_then(|(_, k)| k).unwrap();
-    p.path().join("cache/objects").join(key).join("out")
+    p.artifact("train")
 }
 
 /// The rows of a metrics JSONL file without the timing columns.

@@ -36,6 +36,23 @@ impl Project {
         p
     }
 
+    /// A project whose `fr/` holds the small French fixture corpus.
+    pub fn with_french_corpus(experiment: &str) -> Self {
+        let p = Project::new(experiment);
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fr");
+        for entry in std::fs::read_dir(fixtures).unwrap().flatten() {
+            let text = std::fs::read_to_string(entry.path()).unwrap();
+            p.write(&format!("fr/{}", entry.file_name().to_string_lossy()), &text);
+        }
+        p
+    }
+
+    /// The artifact directory of `node` (by the key `dag` reports).
+    pub fn artifact(&self, node: &str) -> PathBuf {
+        let key = self.keys().into_iter().find(|(n, _)| n == node).and_then(|(_, k)| k).unwrap_or_else(|| panic!("{node} has no key"));
+        self.path().join("cache/objects").join(key).join("out")
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
