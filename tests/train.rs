@@ -82,7 +82,7 @@ fn trains_counts_parameters_and_reruns_as_a_noop() {
     assert_eq!(last["tokens"], 15360);
     assert_eq!(last["compute"]["trainable"].as_f64().unwrap(), 6.0 * 100_096.0 * 15360.0);
     let csv = std::fs::read_to_string(out.join("metrics/steps.csv")).unwrap();
-    assert!(csv.starts_with("step,tokens,lr,loss,grad_norm,compute_trainable,compute_frozen_2_3,compute_all,tokens_per_second,mfu\n"), "{csv}");
+    assert!(csv.starts_with("step,tokens,lr,loss,grad_norm,compute_trainable,compute_frozen_2_3,compute_all,compute_structured_free,tokens_per_second,mfu\n"), "{csv}");
     assert_eq!(csv.lines().count(), 61);
 
     let show = p.sm(&["show", "train"]).stdout;
@@ -149,4 +149,32 @@ fn worker_failures_and_bad_budgets_are_reported_with_the_reason() {
     let run = p.sm(&["run"]);
     assert_eq!(run.code, 1);
     assert!(run.stderr.contains("optim.warmup_tokens (409600000) exceeds max_tokens (15360)"), "{}", run.stderr);
+}
+
+#[test]
+fn a_sweep_over_variants_trains_each_with_its_accounting() {
+    let sweep = STUDY
+        .replace("    model: {preset: nano}\n", "    model: {preset: nano}\n    matrix: {variant: [baseline, doped, fastfood, blockdiag_hadamard]}\n    variant: ${variant}\n")
+        .replace("max_tokens: 15360", "max_tokens: 5120");
+    let p = Project::with_french_corpus(&sweep);
+    let run = p.sm(&["run", "-j", "2"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.built().len(), 7, "{}", run.stderr);
+    // nano, d = 64, 2 layers: trainable, frozen, structured (see ModelShape::param_counts).
+    for (variant, trainable, frozen, structured) in
+        [("baseline", 100_096, 0, 0), ("doped", 100_096, 49_600, 0), ("fastfood", 37_632, 0, 3_072), ("blockdiag_hadamard", 50_944, 0, 16_384)]
+    {
+        let id = format!("train[variant={variant}]");
+        let show = p.sm(&["show", &id]).stdout;
+        for (metric, value) in [("params_trainable", trainable), ("params_frozen", frozen), ("params_structured", structured)] {
+            assert!(show.contains(&format!("metric  {metric} = {value}\n")), "{id}: {metric} should be {value}\n{show}");
+        }
+        let evals = curve(&p.artifact(&id).join("metrics/eval.jsonl"));
+        let (first, last) = (evals[0]["val_loss"].as_f64().unwrap(), evals.last().unwrap()["val_loss"].as_f64().unwrap());
+        assert!(last < first - 0.3, "{id}: validation loss {first} → {last}");
+        let c = &evals.last().unwrap()["compute"];
+        let tokens = 5120.0;
+        assert_eq!(c["frozen_2_3"].as_f64().unwrap(), (6.0 * trainable as f64 + 4.0 * frozen as f64) * tokens, "{id}");
+        assert_eq!(c["structured_free"].as_f64().unwrap(), 6.0 * (trainable - structured) as f64 * tokens, "{id}");
+    }
 }

@@ -20,7 +20,7 @@ use super::shards::META_FILE;
 use super::{NodeCtx, NodeError, NodeKind, Progress, Resources};
 use crate::spec::{Field, FieldType, Schema, Value};
 use crate::train::job::{Event, OptimSpec, Precision, TrainJob};
-use crate::train::{Compute, Head, ModelShape, ParamCounts, PRESET_NAMES};
+use crate::train::{Compute, Head, ModelShape, ParamCounts, Variant, PRESET_NAMES, VARIANT_NAMES};
 
 /// The `train` node kind.
 pub struct Train {
@@ -32,11 +32,12 @@ impl Train {
     pub fn new() -> Self {
         let int = |min| FieldType::Int { min };
         let model = Schema::new(vec![
-            Field::required("preset", FieldType::Enum(PRESET_NAMES), "size: nano, micro (CPU), or the paper's xxsmall, xsmall, small, medium"),
+            Field::required("preset", FieldType::Enum(PRESET_NAMES), "size: nano, micro (CPU); Table 1 xxsmall … medium; Table 2 doped_*; Table 3 structured_*"),
             Field::optional("n_layer", int(1), "override the preset's number of blocks"),
             Field::optional("n_head", int(1), "override the preset's attention heads"),
             Field::optional("d_model", int(2), "override the preset's width"),
             Field::default("head", FieldType::Enum(&["tied", "untied"]), Value::Str("tied".into()), "output head shares the embedding (tied, GPT-2's choice) or not"),
+            Field::optional("blocks", int(1), "blocks of the block-diagonal MLP (blockdiag_hadamard; default 4)"),
         ]);
         let optim = Schema::new(vec![
             Field::default("lr", FieldType::Float, Value::Float(5e-4), "peak learning rate (paper: 5e-4; 3e-4 for Medium)"),
@@ -52,6 +53,11 @@ impl Train {
         Train {
             schema: Schema::new(vec![
                 Field::required("model", FieldType::Struct(model), "model shape: a preset and optional overrides"),
+                Field::optional(
+                    "variant",
+                    FieldType::Enum(VARIANT_NAMES),
+                    "baseline, doped (frozen 6·d MLPs between trainable layers), fastfood, blockdiag_hadamard (default: the preset's)",
+                ),
                 Field::optional("context", int(2), "tokens per sequence (default: the preset's; paper: 1024)"),
                 Field::default("dropout", FieldType::Float, Value::Float(0.1), "dropout on embeddings, attention and residuals (paper: 0.1)"),
                 Field::default("optim", FieldType::Struct(optim), Value::Null, "Adam, warmup and cosine decay"),
@@ -91,6 +97,10 @@ pub fn model_shape(params: &Value, vocab_size: i64) -> Result<ModelShape, String
     if params.get_path("model.head").and_then(Value::as_str) == Some("untied") {
         shape.head = Head::Untied;
     }
+    if let Some(name) = params.get_path("variant").and_then(Value::as_str) {
+        shape.variant = Variant::from_name(name).ok_or_else(|| format!("unknown variant `{name}`"))?;
+    }
+    shape.blocks = int("model.blocks").unwrap_or(shape.blocks);
     shape.check()?;
     Ok(shape)
 }
@@ -311,12 +321,18 @@ fn report(ctx: &mut NodeCtx<'_>, job: &TrainJob, outcome: &Outcome) {
         ("compute_trainable", compute.trainable),
         ("compute_frozen_2_3", compute.frozen_2_3),
         ("compute_all", compute.all),
+        ("compute_structured_free", compute.structured_free),
         ("tokens_per_second", outcome.tokens_per_second),
     ] {
         ctx.record_metric(name, value);
     }
     let head = if m.head == Head::Tied { "tied" } else { "untied" };
-    ctx.add_summary(format!("model: {} layers, d_model {}, {} heads, context {}, {head} head, vocabulary {}", m.n_layer, m.d_model, m.n_head, m.context, m.vocab_size));
+    let layers = match m.frozen_layers() {
+        0 => format!("{} layers", m.n_layer),
+        frozen => format!("{} trainable layers + {frozen} frozen {}·d MLPs", m.n_layer, crate::train::FROZEN_MLP_RATIO),
+    };
+    let variant = serde_json::to_value(m.variant).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+    ctx.add_summary(format!("model: {variant}, {layers}, d_model {}, {} heads, context {}, {head} head, vocabulary {}", m.d_model, m.n_head, m.context, m.vocab_size));
     ctx.add_summary(format!(
         "parameters: N = {} trainable non-embedding, {} frozen, {} structured, {} embedding",
         thousands(p.trainable),
@@ -325,8 +341,8 @@ fn report(ctx: &mut NodeCtx<'_>, job: &TrainJob, outcome: &Outcome) {
         thousands(p.embedding)
     ));
     ctx.add_summary(format!(
-        "compute: C = 6·N·D = {:.3e} FLOP (frozen at 2/3 cost: {:.3e}; every parameter at full cost: {:.3e})",
-        compute.trainable, compute.frozen_2_3, compute.all
+        "compute: C = 6·N·D = {:.3e} FLOP (frozen at 2/3 cost: {:.3e}; every parameter at full cost: {:.3e}; structured free: {:.3e})",
+        compute.trainable, compute.frozen_2_3, compute.all, compute.structured_free
     ));
     let val = match outcome.val_loss {
         Some(v) if v.is_finite() => format!("final val loss {v:.4}"),

@@ -20,6 +20,44 @@ pub enum Head {
     Untied,
 }
 
+/// Which layers the model is made of: the paper's baseline and its variants.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Variant {
+    /// Dense GELU MLPs (Table 1).
+    #[default]
+    Baseline,
+    /// `n_layer` trainable transformer layers interleaved with `n_layer − 1`
+    /// frozen random MLPs of hidden size 6·d, first and last layers
+    /// trainable (Table 2: Doped XSmall = 3 trainable + 2 frozen).
+    Doped,
+    /// MLP projections as Adaptive FastFood transforms S·H·G·Π·H·B (Table 3).
+    Fastfood,
+    /// MLP as two block-diagonal matrices with a block Hadamard transform
+    /// between them (Table 3, 4 blocks).
+    BlockdiagHadamard,
+}
+
+/// The names of [`Variant`]s, for schemas.
+pub const VARIANT_NAMES: &[&str] = &["baseline", "doped", "fastfood", "blockdiag_hadamard"];
+
+impl Variant {
+    /// The variant called `name` in YAML.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "baseline" => Variant::Baseline,
+            "doped" => Variant::Doped,
+            "fastfood" => Variant::Fastfood,
+            "blockdiag_hadamard" => Variant::BlockdiagHadamard,
+            _ => return None,
+        })
+    }
+}
+
+/// Frozen MLPs of doped models are 6·d wide, so that a doped model keeps
+/// roughly the total parameter count of the baseline it replaces.
+pub const FROZEN_MLP_RATIO: i64 = 6;
+
 /// The shape of a GPT decoder.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelShape {
@@ -37,6 +75,16 @@ pub struct ModelShape {
     pub dropout: f64,
     /// Output head tied to the embedding or not.
     pub head: Head,
+    /// Baseline or one of the paper's variants.
+    #[serde(default)]
+    pub variant: Variant,
+    /// Blocks of the block-diagonal MLP (`blockdiag_hadamard` only; the paper: 4).
+    #[serde(default = "default_blocks")]
+    pub blocks: i64,
+}
+
+fn default_blocks() -> i64 {
+    4
 }
 
 /// A named model size: the paper's Table 1 plus two CPU-sized ones.
@@ -52,27 +100,55 @@ pub struct Preset {
     pub d_model: i64,
     /// Context.
     pub context: i64,
+    /// Variant (Table 2 presets are doped).
+    pub variant: Variant,
 }
 
 /// Presets by name. `nano` is for unit tests, `micro` for CPU runs in
 /// minutes; the rest are Table 1 of the paper.
 pub const PRESETS: &[Preset] = &[
-    Preset { name: "nano", n_layer: 2, n_head: 2, d_model: 64, context: 64 },
-    Preset { name: "micro", n_layer: 4, n_head: 4, d_model: 128, context: 256 },
-    Preset { name: "xxsmall", n_layer: 3, n_head: 12, d_model: 768, context: 1024 },
-    Preset { name: "xsmall", n_layer: 6, n_head: 12, d_model: 768, context: 1024 },
-    Preset { name: "small", n_layer: 12, n_head: 12, d_model: 768, context: 1024 },
-    Preset { name: "medium", n_layer: 24, n_head: 16, d_model: 1024, context: 1024 },
+    Preset { name: "nano", n_layer: 2, n_head: 2, d_model: 64, context: 64, variant: Variant::Baseline },
+    Preset { name: "micro", n_layer: 4, n_head: 4, d_model: 128, context: 256, variant: Variant::Baseline },
+    Preset { name: "xxsmall", n_layer: 3, n_head: 12, d_model: 768, context: 1024, variant: Variant::Baseline },
+    Preset { name: "xsmall", n_layer: 6, n_head: 12, d_model: 768, context: 1024, variant: Variant::Baseline },
+    Preset { name: "small", n_layer: 12, n_head: 12, d_model: 768, context: 1024, variant: Variant::Baseline },
+    Preset { name: "medium", n_layer: 24, n_head: 16, d_model: 1024, context: 1024, variant: Variant::Baseline },
+    // Table 2: trainable layers + (trainable − 1) frozen MLPs.
+    Preset { name: "doped_xsmall", n_layer: 3, n_head: 12, d_model: 768, context: 1024, variant: Variant::Doped },
+    Preset { name: "doped_small", n_layer: 6, n_head: 12, d_model: 768, context: 1024, variant: Variant::Doped },
+    Preset { name: "doped_medium", n_layer: 12, n_head: 16, d_model: 1024, context: 1024, variant: Variant::Doped },
+    // Table 3: 12 layers, d = 1024, 16 heads.
+    Preset { name: "structured_fastfood", n_layer: 12, n_head: 16, d_model: 1024, context: 1024, variant: Variant::Fastfood },
+    Preset { name: "structured_blockdiag", n_layer: 12, n_head: 16, d_model: 1024, context: 1024, variant: Variant::BlockdiagHadamard },
 ];
 
 /// The names of [`PRESETS`], for schemas.
-pub const PRESET_NAMES: &[&str] = &["nano", "micro", "xxsmall", "xsmall", "small", "medium"];
+pub const PRESET_NAMES: &[&str] =
+    &["nano", "micro", "xxsmall", "xsmall", "small", "medium", "doped_xsmall", "doped_small", "doped_medium", "structured_fastfood", "structured_blockdiag"];
+
+/// How an Adaptive FastFood transform maps `in_dim → out_dim`: inputs are
+/// zero-padded to `n = 2^⌈log2 in_dim⌉`, and `⌈out_dim / n⌉` independent
+/// n×n blocks are stacked (outputs beyond `out_dim` are dropped).
+pub fn fastfood_blocks(in_dim: i64, out_dim: i64) -> (i64, i64) {
+    let n = (in_dim.max(1) as u64).next_power_of_two() as i64;
+    (n, (out_dim + n - 1) / n)
+}
 
 impl ModelShape {
     /// The preset `name` for a vocabulary, with the paper's dropout (0.1) and a tied head.
     pub fn preset(name: &str, vocab_size: i64) -> Option<Self> {
         let p = PRESETS.iter().find(|p| p.name == name)?;
-        Some(ModelShape { vocab_size, n_layer: p.n_layer, n_head: p.n_head, d_model: p.d_model, context: p.context, dropout: 0.1, head: Head::Tied })
+        Some(ModelShape {
+            vocab_size,
+            n_layer: p.n_layer,
+            n_head: p.n_head,
+            d_model: p.d_model,
+            context: p.context,
+            dropout: 0.1,
+            head: Head::Tied,
+            variant: p.variant,
+            blocks: default_blocks(),
+        })
     }
 
     /// Embedding rows: the vocabulary rounded up to a multiple of 64.
@@ -91,25 +167,67 @@ impl ModelShape {
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(format!("dropout {} must be in [0, 1)", self.dropout));
         }
+        if self.variant == Variant::BlockdiagHadamard {
+            let b = self.blocks;
+            if b < 1 || !(b as u64).is_power_of_two() || self.d_model % b != 0 {
+                return Err(format!("blocks {b} must be a power of two dividing d_model {} (the block Hadamard mixes blocks)", self.d_model));
+            }
+        }
         Ok(())
     }
 
-    /// Parameter counts of the baseline (dense) model, by formula: per block
-    /// 12·d² weights (attention 4·d², MLP 8·d²) and 13·d biases and gains,
-    /// plus the final LayerNorm (Kaplan et al. 2020, ignoring nothing).
+    /// Frozen MLP layers of a doped model (between every two trainable layers).
+    pub fn frozen_layers(&self) -> i64 {
+        if self.variant == Variant::Doped {
+            self.n_layer - 1
+        } else {
+            0
+        }
+    }
+
+    /// Parameter counts by formula. A baseline block has 12·d² weights
+    /// (attention 4·d², MLP 8·d²) and 13·d biases and gains (Kaplan et al.
+    /// 2020); the final LayerNorm adds 2·d. Variants change the MLP:
+    /// - doped: each frozen layer is a 6·d MLP, 12·d² weights + 7·d biases
+    ///   (its LayerNorm has no parameters);
+    /// - fastfood: each projection has 3·n diagonal parameters per stacked
+    ///   block (structured) plus a dense bias;
+    /// - blockdiag_hadamard: each projection has 4·d²/blocks block weights
+    ///   (structured) plus a dense bias; the Hadamard mixing has none.
     pub fn param_counts(&self) -> ParamCounts {
         let d = self.d_model;
         let heads = if self.head == Head::Untied { 2 } else { 1 };
-        ParamCounts { embedding: heads * self.vocab_size * d, trainable: self.n_layer * (12 * d * d + 13 * d) + 2 * d, frozen: 0, structured: 0 }
+        // Attention (4·d² + 4·d) and two LayerNorms (4·d) are the same in every variant.
+        let attention_and_norms = 4 * d * d + 8 * d;
+        let mlp_biases = 4 * d + d;
+        let (mlp_structured, mlp_dense) = match self.variant {
+            Variant::Baseline | Variant::Doped => (0, 8 * d * d),
+            Variant::Fastfood => {
+                let (n_fc, blocks_fc) = fastfood_blocks(d, 4 * d);
+                let (n_proj, blocks_proj) = fastfood_blocks(4 * d, d);
+                (3 * n_fc * blocks_fc + 3 * n_proj * blocks_proj, 0)
+            }
+            Variant::BlockdiagHadamard => (2 * 4 * d * d / self.blocks, 0),
+        };
+        let per_layer = attention_and_norms + mlp_dense + mlp_structured + mlp_biases;
+        let frozen_mlp = 2 * FROZEN_MLP_RATIO * d * d + FROZEN_MLP_RATIO * d + d;
+        ParamCounts {
+            embedding: heads * self.vocab_size * d,
+            trainable: self.n_layer * per_layer + 2 * d,
+            frozen: self.frozen_layers() * frozen_mlp,
+            structured: self.n_layer * mlp_structured,
+        }
     }
 
     /// Forward+backward FLOPs per token actually computed (for MFU): 6 per
     /// multiply-add of every matmul weight, the output head included, plus
     /// attention scores and values, 12·L·T·d (PaLM's accounting).
     pub fn flops_per_token(&self, counts: &ParamCounts) -> f64 {
-        let weights = (counts.trainable + counts.frozen) as f64;
+        // Frozen weights need no weight gradient: 4 FLOPs per token, not 6.
+        // Structured layers are counted per parameter, which undercounts
+        // their transforms: MFU of those variants is a lower bound.
         let head = (self.vocab_size * self.d_model) as f64;
-        6.0 * (weights + head) + 12.0 * (self.n_layer * self.context * self.d_model) as f64
+        6.0 * (counts.trainable as f64 + head) + 4.0 * counts.frozen as f64 + 12.0 * (self.n_layer * self.context * self.d_model) as f64
     }
 }
 
@@ -132,20 +250,28 @@ pub struct ParamCounts {
 /// with D = tokens seen (B·S in the paper's notation).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Compute {
-    /// The paper's C = 6·N_trainable·D: frozen parameters are free.
+    /// The paper's C = 6·N_trainable·D: frozen parameters are free (the
+    /// ideal offloaded hardware of its Figure 3), structured ones count as
+    /// trainable.
     pub trainable: f64,
-    /// Frozen parameters at 2/3 cost (4·N_frozen·D: forward and the
-    /// gradient with respect to their input, but no weight gradient).
+    /// Frozen parameters at 2/3 cost, 6·N_trainable·D + 4·N_frozen·D:
+    /// forward and the gradient with respect to their input, but no weight
+    /// update (what the paper's implementation achieves, its Figure 2).
     pub frozen_2_3: f64,
     /// Every parameter at full cost, 6·(N_trainable + N_frozen)·D.
     pub all: f64,
+    /// Structured parameters free, 6·(N_trainable − N_structured)·D: the
+    /// paper's approximation for FastFood, whose O(n log n) transform costs
+    /// next to nothing at n ≈ 1000.
+    #[serde(default)]
+    pub structured_free: f64,
 }
 
 impl Compute {
     /// The compute of `tokens` tokens for a model with `counts`.
     pub fn at(counts: &ParamCounts, tokens: f64) -> Self {
-        let (n, f) = (counts.trainable as f64, counts.frozen as f64);
-        Compute { trainable: 6.0 * n * tokens, frozen_2_3: (6.0 * n + 4.0 * f) * tokens, all: 6.0 * (n + f) * tokens }
+        let (n, f, s) = (counts.trainable as f64, counts.frozen as f64, counts.structured as f64);
+        Compute { trainable: 6.0 * n * tokens, frozen_2_3: (6.0 * n + 4.0 * f) * tokens, all: 6.0 * (n + f) * tokens, structured_free: 6.0 * (n - s) * tokens }
     }
 }
 
@@ -209,6 +335,14 @@ mod tests {
     }
 
     #[test]
+    fn variant_names_round_trip() {
+        for name in VARIANT_NAMES {
+            let v = Variant::from_name(name).unwrap();
+            assert_eq!(serde_json::to_value(v).unwrap(), serde_json::Value::String(name.to_string()));
+        }
+    }
+
+    #[test]
     fn preset_names_match_presets() {
         assert_eq!(PRESET_NAMES, PRESETS.iter().map(|p| p.name).collect::<Vec<_>>().as_slice());
     }
@@ -224,11 +358,46 @@ mod tests {
 
     #[test]
     fn cost_models() {
-        let counts = ParamCounts { embedding: 10, trainable: 100, frozen: 50, structured: 0 };
+        let counts = ParamCounts { embedding: 10, trainable: 100, frozen: 50, structured: 30 };
         let c = Compute::at(&counts, 1000.0);
         assert_eq!(c.trainable, 600_000.0);
         assert_eq!(c.frozen_2_3, 800_000.0);
         assert_eq!(c.all, 900_000.0);
+        assert_eq!(c.structured_free, 420_000.0);
+    }
+
+    #[test]
+    fn table_2_doped_layouts_and_counts() {
+        // (preset, trainable layers, frozen layers, total layers of Table 2)
+        for (name, trainable, frozen, total) in [("doped_xsmall", 3, 2, 5), ("doped_small", 6, 5, 11), ("doped_medium", 12, 11, 23)] {
+            let shape = ModelShape::preset(name, 50_262).unwrap();
+            assert_eq!((shape.n_layer, shape.frozen_layers(), shape.n_layer + shape.frozen_layers()), (trainable, frozen, total), "{name}");
+            let d = shape.d_model;
+            let counts = shape.param_counts();
+            // Trainable layers are baseline layers: the same N as the baseline with as many layers.
+            let baseline = ModelShape { variant: Variant::Baseline, ..shape.clone() }.param_counts();
+            assert_eq!(counts.trainable, baseline.trainable);
+            assert_eq!(counts.frozen, frozen * (12 * d * d + 7 * d));
+            assert_eq!(counts.structured, 0);
+        }
+        // Doped XSmall: 3 × 7,085,568 + 2·768 trainable = XXSmall's 21.3M; 2 frozen 6·d MLPs add 14.2M.
+        let doped = ModelShape::preset("doped_xsmall", 50_262).unwrap().param_counts();
+        assert_eq!(doped.trainable, 21_265_152);
+        assert_eq!(doped.frozen, 14_166_528);
+    }
+
+    #[test]
+    fn table_3_structured_counts() {
+        let d = 1024;
+        let fastfood = ModelShape::preset("structured_fastfood", 50_262).unwrap().param_counts();
+        // fc: 1024 → 4096 = 4 blocks of n = 1024; proj: 4096 → 1024 = 1 block of n = 4096; 3 diagonals each.
+        assert_eq!(fastfood.structured, 12 * (3 * 1024 * 4 + 3 * 4096));
+        assert_eq!(fastfood.trainable, 12 * (4 * d * d + 8 * d + 5 * d + 3 * 1024 * 4 + 3 * 4096) + 2 * d);
+        let blockdiag = ModelShape::preset("structured_blockdiag", 50_262).unwrap().param_counts();
+        assert_eq!(blockdiag.structured, 12 * 2 * d * d, "4 blocks: a quarter of the MLP's 8·d²");
+        assert_eq!(blockdiag.trainable, 12 * (4 * d * d + 8 * d + 2 * d * d + 5 * d) + 2 * d);
+        assert_eq!(fastfood_blocks(768, 3072), (1024, 3));
+        assert_eq!(fastfood_blocks(3072, 768), (4096, 1));
     }
 
     #[test]

@@ -8,14 +8,17 @@
 //! a multiple of 64 for fast matmuls; padded rows are never counted and
 //! their logits are cut off before the loss, so they are never predicted.
 //! The block's feed-forward part is a [`FeedForward`] trait object, so model
-//! variants (frozen, structured) add parts rather than flags.
+//! variants (structured MLPs) add parts rather than flags; doped models add
+//! frozen layers between blocks (`super::variants`).
 
 use scalemake::train::{Head, ModelShape, ParamCounts};
+
+use super::variants::{feed_forward, FrozenMlp};
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
 /// GPT-2's initialisation scale for weights.
-const INIT_STD: f64 = 0.02;
+pub(crate) const INIT_STD: f64 = 0.02;
 
 /// A linear layer whose matmul runs in the model's compute precision while
 /// its weights stay fp32 (explicit autocast: cast on use, fp32 master copy).
@@ -31,6 +34,14 @@ impl Dense {
         let weight = vs.var("weight", &[out_dim, in_dim], nn::Init::Randn { mean: 0.0, stdev: std });
         let bias = Some(vs.zeros("bias", &[out_dim]));
         Dense { weight, bias }
+    }
+
+    /// Like [`Dense::new`], but never trained: no gradient, not in the optimiser.
+    pub fn frozen(vs: nn::Path<'_>, in_dim: i64, out_dim: i64, std: f64) -> Self {
+        let weight = vs.zeros_no_train("weight", &[out_dim, in_dim]);
+        let bias = vs.zeros_no_train("bias", &[out_dim]);
+        tch::no_grad(|| weight.shallow_clone().copy_(&(Tensor::randn([out_dim, in_dim], (Kind::Float, vs.device())) * std)));
+        Dense { weight, bias: Some(bias) }
     }
 
     /// `x @ Wᵀ + b` computed in `kind`.
@@ -70,7 +81,7 @@ impl FeedForward for Mlp {
 
 /// GPT-2 scales the init of projections into the residual stream by
 /// 1/√(2·layers), so the stream's variance does not grow with depth.
-fn residual_std(cfg: &ModelShape) -> f64 {
+pub(crate) fn residual_std(cfg: &ModelShape) -> f64 {
     INIT_STD / (2.0 * cfg.n_layer as f64).sqrt()
 }
 
@@ -147,37 +158,49 @@ impl Block {
     }
 }
 
+/// One layer of the stack: a transformer block, or a doped model's frozen MLP.
+#[derive(Debug)]
+enum Layer {
+    Block(Block),
+    Frozen(FrozenMlp),
+}
+
 /// The GPT decoder.
 #[derive(Debug)]
 pub struct Gpt {
     cfg: ModelShape,
     compute: Kind,
     wte: nn::Embedding,
-    blocks: Vec<Block>,
+    layers: Vec<Layer>,
     ln_f: nn::LayerNorm,
     lm_head: Option<Tensor>,
     rotary: Rotary,
 }
 
 impl Gpt {
-    /// A baseline model (dense MLPs) with weights under `vs`, computing
+    /// The model `cfg` describes (its variant included) with weights under `vs`, computing
     /// matmuls and attention in `compute` (`Float` or `BFloat16`).
     pub fn new(vs: &nn::Path<'_>, cfg: &ModelShape, compute: Kind) -> Self {
         assert!(cfg.check().is_ok(), "invalid shape {cfg:?}");
         let ln = |p: nn::Path<'_>| nn::layer_norm(p, vec![cfg.d_model], Default::default());
         let init = nn::Init::Randn { mean: 0.0, stdev: INIT_STD };
         let wte = nn::embedding(vs / "wte", cfg.padded_vocab(), cfg.d_model, nn::EmbeddingConfig { ws_init: init, ..Default::default() });
-        let blocks = (0..cfg.n_layer)
-            .map(|i| {
-                let b = vs / "h" / i;
-                Block { ln1: ln(&b / "ln1"), attn: Attention::new(&b / "attn", cfg), ln2: ln(&b / "ln2"), ff: Box::new(Mlp::new(&b / "mlp", cfg)) }
-            })
-            .collect();
+        // Trainable blocks h.0 … h.{L-1}; a doped model has a frozen MLP
+        // (frozen.i) after every block but the last, so the first and last
+        // layers are trainable (Table 2).
+        let mut layers = Vec::new();
+        for i in 0..cfg.n_layer {
+            let b = vs / "h" / i;
+            layers.push(Layer::Block(Block { ln1: ln(&b / "ln1"), attn: Attention::new(&b / "attn", cfg), ln2: ln(&b / "ln2"), ff: feed_forward(&b / "mlp", cfg) }));
+            if i < cfg.frozen_layers() {
+                layers.push(Layer::Frozen(FrozenMlp::new(vs / "frozen" / i, cfg)));
+            }
+        }
         let lm_head = match cfg.head {
             Head::Tied => None,
             Head::Untied => Some((vs / "lm_head").var("weight", &[cfg.padded_vocab(), cfg.d_model], init)),
         };
-        Gpt { cfg: cfg.clone(), compute, wte, blocks, ln_f: ln(vs / "ln_f"), lm_head, rotary: Rotary::new(cfg, vs.device()) }
+        Gpt { cfg: cfg.clone(), compute, wte, layers, ln_f: ln(vs / "ln_f"), lm_head, rotary: Rotary::new(cfg, vs.device()) }
     }
 
     /// The model's shape.
@@ -189,7 +212,10 @@ impl Gpt {
     /// precision, padding cut off.
     pub fn forward_t(&self, idx: &Tensor, train: bool) -> Tensor {
         let x = self.wte.forward(idx).dropout(self.cfg.dropout, train);
-        let x = self.blocks.iter().fold(x, |x, b| b.forward_t(&x, &self.rotary, self.compute, train));
+        let x = self.layers.iter().fold(x, |x, layer| match layer {
+            Layer::Block(b) => b.forward_t(&x, &self.rotary, self.compute, train),
+            Layer::Frozen(f) => f.forward_t(&x, self.compute, train),
+        });
         let x = self.ln_f.forward(&x).to_kind(self.compute);
         let head = self.lm_head.as_ref().unwrap_or(&self.wte.ws);
         x.matmul(&head.to_kind(self.compute).tr()).narrow(-1, 0, self.cfg.vocab_size)
@@ -205,10 +231,13 @@ impl Gpt {
 /// Counts the variables of a built model: embedding-like tensors (the ones
 /// with `padded_vocab` rows) count `vocab_size` rows only; other tensors are
 /// trainable or frozen by `requires_grad`, and structured when their path has
-/// a `structured` component (the convention structured parts follow).
+/// a `structured` component; `buffers` (fixed indices) are not parameters.
 pub fn param_counts(vs: &nn::VarStore, cfg: &ModelShape) -> ParamCounts {
     let mut counts = ParamCounts::default();
     for (name, t) in vs.variables() {
+        if name.split('.').any(|part| part == "buffers") {
+            continue;
+        }
         let size = t.size();
         let numel = size.iter().product::<i64>();
         if name == "wte.weight" || name == "lm_head.weight" {

@@ -344,9 +344,10 @@ fn write_artifact(job: &TrainJob, vs: &nn::VarStore, counts: &ParamCounts, work:
 }
 
 /// CSV columns of the step rows, as paths into the JSON rows.
-const STEP_COLUMNS: &[&str] = &["step", "tokens", "lr", "loss", "grad_norm", "compute.trainable", "compute.frozen_2_3", "compute.all", "tokens_per_second", "mfu"];
+const STEP_COLUMNS: &[&str] =
+    &["step", "tokens", "lr", "loss", "grad_norm", "compute.trainable", "compute.frozen_2_3", "compute.all", "compute.structured_free", "tokens_per_second", "mfu"];
 /// CSV columns of the evaluation rows.
-const EVAL_COLUMNS: &[&str] = &["step", "tokens", "val_loss", "compute.trainable", "compute.frozen_2_3", "compute.all"];
+const EVAL_COLUMNS: &[&str] = &["step", "tokens", "val_loss", "compute.trainable", "compute.frozen_2_3", "compute.all", "compute.structured_free"];
 
 /// Flattens JSON lines into CSV (headers use `_` for nesting: `compute_trainable`).
 fn jsonl_to_csv(path: &Path, columns: &[&str]) -> std::io::Result<String> {

@@ -1,0 +1,368 @@
+//! The paper's variant layers, as parts that plug into the GPT block:
+//! frozen random MLPs (doped models, Table 2) and structured MLPs — Adaptive
+//! FastFood and block-diagonal + block-Hadamard (Table 3).
+//!
+//! Conventions the parameter accounting relies on (`gpt::param_counts`):
+//! trainable structured parameters live under a `structured` path
+//! component; fixed non-parameter tensors (FastFood's permutations) under
+//! `buffers`, so they are saved with the weights but never counted.
+
+use scalemake::train::{fastfood_blocks, ModelShape, FROZEN_MLP_RATIO};
+use tch::nn;
+use tch::{Kind, Tensor};
+
+use super::gpt::{residual_std, Dense, FeedForward, Mlp, INIT_STD};
+use super::hadamard::hadamard;
+
+/// The feed-forward part of a trainable block for `cfg.variant`.
+pub fn feed_forward(vs: nn::Path<'_>, cfg: &ModelShape) -> Box<dyn FeedForward> {
+    use scalemake::train::Variant;
+    match cfg.variant {
+        Variant::Baseline | Variant::Doped => Box::new(Mlp::new(vs, cfg)),
+        Variant::Fastfood => Box::new(FastfoodMlp::new(vs, cfg)),
+        Variant::BlockdiagHadamard => Box::new(BlockDiagMlp::new(vs, cfg)),
+    }
+}
+
+/// Adaptive FastFood linear map (Le et al. 2013; Yang et al. 2015, "Deep
+/// Fried Convnets"): per n×n block, y = S·H·G·Π·H·B·x with learnable
+/// diagonals S, G, B, a fixed random permutation Π and the normalised
+/// Walsh–Hadamard transform H. Inputs are zero-padded to n = 2^⌈log2 in⌉;
+/// blocks are stacked until they cover the outputs.
+///
+/// Initialisation follows FastFood's random-projection construction, scaled
+/// so the map starts like a dense N(0, std²) layer: B = ±1, G ~ N(0, 1),
+/// S = std·√n.
+#[derive(Debug)]
+pub struct FastfoodLinear {
+    s: Tensor,
+    g: Tensor,
+    b: Tensor,
+    /// Π of every block as one permutation of the k·n stacked features.
+    perm: Tensor,
+    bias: Tensor,
+    in_dim: i64,
+    out_dim: i64,
+    n: i64,
+    blocks: i64,
+}
+
+impl FastfoodLinear {
+    /// `in_dim → out_dim`, starting like a dense layer of N(0, `std`²) weights.
+    pub fn new(vs: nn::Path<'_>, in_dim: i64, out_dim: i64, std: f64) -> Self {
+        let (n, blocks) = fastfood_blocks(in_dim, out_dim);
+        let structured = &vs / "structured";
+        let b = structured.ones("b", &[blocks, n]);
+        let g = structured.var("g", &[blocks, n], nn::Init::Randn { mean: 0.0, stdev: 1.0 });
+        let s = structured.var("s", &[blocks, n], nn::Init::Const(std * (n as f64).sqrt()));
+        let perm = (&vs / "buffers").zeros_no_train("perm", &[blocks * n]);
+        tch::no_grad(|| {
+            let signs = Tensor::randint(2, [blocks, n], (Kind::Float, vs.device())) * 2.0 - 1.0;
+            b.shallow_clone().copy_(&signs);
+            // Block j's permutation, shifted to index block j's own features.
+            let per_block: Vec<Tensor> = (0..blocks).map(|j| Tensor::randperm(n, (Kind::Int64, vs.device())) + j * n).collect();
+            perm.shallow_clone().copy_(&Tensor::cat(&per_block, 0));
+        });
+        let bias = vs.zeros("bias", &[out_dim]);
+        FastfoodLinear { s, g, b, perm, bias, in_dim, out_dim, n, blocks }
+    }
+
+    /// `x` (…, in_dim) → (…, out_dim), computed in `kind`.
+    pub fn forward(&self, x: &Tensor, kind: Kind) -> Tensor {
+        let mut lead = x.size();
+        lead.pop();
+        let x = x.to_kind(kind);
+        let x = if self.in_dim < self.n { x.constant_pad_nd([0, self.n - self.in_dim]) } else { x };
+        let z = x.unsqueeze(-2) * self.b.to_kind(kind); // (…, k, n)
+        let z = hadamard(&z, true);
+        let z = z.reshape([-1, self.blocks * self.n]).index_select(1, &self.perm.to_kind(Kind::Int64));
+        let z = z.view([-1, self.blocks, self.n]) * self.g.to_kind(kind);
+        let z = hadamard(&z, true) * self.s.to_kind(kind);
+        let y = z.reshape([-1, self.blocks * self.n]).narrow(1, 0, self.out_dim) + self.bias.to_kind(kind);
+        lead.push(self.out_dim);
+        y.view(lead.as_slice())
+    }
+
+    /// The map as a dense (out_dim, in_dim) matrix, for tests: the layer's
+    /// output on the identity, transposed.
+    pub fn materialize(&self) -> Tensor {
+        let eye = Tensor::eye(self.in_dim, (Kind::Float, self.s.device()));
+        (self.forward(&eye, Kind::Float) - self.bias.to_kind(Kind::Float)).tr()
+    }
+}
+
+/// The MLP with both projections as FastFood transforms: d → 4d → d.
+#[derive(Debug)]
+pub struct FastfoodMlp {
+    fc: FastfoodLinear,
+    proj: FastfoodLinear,
+    dropout: f64,
+}
+
+impl FastfoodMlp {
+    /// Creates its parameters under `vs`.
+    pub fn new(vs: nn::Path<'_>, cfg: &ModelShape) -> Self {
+        let d = cfg.d_model;
+        FastfoodMlp { fc: FastfoodLinear::new(&vs / "fc", d, 4 * d, INIT_STD), proj: FastfoodLinear::new(&vs / "proj", 4 * d, d, residual_std(cfg)), dropout: cfg.dropout }
+    }
+}
+
+impl FeedForward for FastfoodMlp {
+    fn forward_t(&self, x: &Tensor, kind: Kind, train: bool) -> Tensor {
+        self.proj.forward(&self.fc.forward(x, kind).gelu("none"), kind).dropout(self.dropout, train)
+    }
+}
+
+/// The MLP as two block-diagonal matrices with a block Hadamard transform
+/// after the first, so features mix across blocks: d → 4d → d with
+/// `blocks` diagonal blocks in each matrix (4 in the paper), a quarter of a
+/// dense MLP's weights at the same cost per weight.
+#[derive(Debug)]
+pub struct BlockDiagMlp {
+    w1: Tensor, // (blocks, d/blocks, 4d/blocks)
+    b1: Tensor,
+    w2: Tensor, // (blocks, 4d/blocks, d/blocks)
+    b2: Tensor,
+    blocks: i64,
+    dropout: f64,
+}
+
+impl BlockDiagMlp {
+    /// Creates its parameters under `vs`.
+    pub fn new(vs: nn::Path<'_>, cfg: &ModelShape) -> Self {
+        let (d, k) = (cfg.d_model, cfg.blocks);
+        let structured = &vs / "structured";
+        let w1 = structured.var("w1", &[k, d / k, 4 * d / k], nn::Init::Randn { mean: 0.0, stdev: INIT_STD });
+        let w2 = structured.var("w2", &[k, 4 * d / k, d / k], nn::Init::Randn { mean: 0.0, stdev: residual_std(cfg) });
+        BlockDiagMlp { w1, b1: vs.zeros("fc_bias", &[4 * d]), w2, b2: vs.zeros("proj_bias", &[d]), blocks: k, dropout: cfg.dropout }
+    }
+
+    /// `x` (…, in) through block-diagonal `w` (blocks, in/blocks, out/blocks).
+    fn block_diagonal(&self, x: &Tensor, w: &Tensor, kind: Kind) -> Tensor {
+        let mut shape = x.size();
+        let width = shape.pop().expect("features");
+        let out = w.size()[2] * self.blocks;
+        // (…, k, 1, in/k) @ (k, in/k, out/k) → (…, k, 1, out/k)
+        let y = x.to_kind(kind).view([-1, self.blocks, 1, width / self.blocks]).matmul(&w.to_kind(kind));
+        shape.push(out);
+        y.view(shape.as_slice())
+    }
+
+    /// Mixes the `blocks` chunks of the last dimension with a normalised
+    /// Hadamard transform across blocks: (H_blocks ⊗ I)·h.
+    fn mix_blocks(&self, h: &Tensor) -> Tensor {
+        let mut shape = h.size();
+        let width = shape.pop().expect("features");
+        let chunks = h.view([-1, self.blocks, width / self.blocks]).transpose(1, 2); // (…, width/k, k)
+        let mixed = hadamard(&chunks, true).transpose(1, 2).contiguous();
+        shape.push(width);
+        mixed.view(shape.as_slice())
+    }
+}
+
+impl FeedForward for BlockDiagMlp {
+    fn forward_t(&self, x: &Tensor, kind: Kind, train: bool) -> Tensor {
+        let h = self.mix_blocks(&self.block_diagonal(x, &self.w1, kind)) + self.b1.to_kind(kind);
+        let y = self.block_diagonal(&h.gelu("none"), &self.w2, kind) + self.b2.to_kind(kind);
+        y.dropout(self.dropout, train)
+    }
+}
+
+/// A doped model's frozen layer: a residual MLP of hidden size 6·d with
+/// random weights that are never trained (not in the optimiser, no
+/// gradient memory), after a LayerNorm without parameters. Its weights come
+/// from the global generator, so they are a function of the run's seed.
+#[derive(Debug)]
+pub struct FrozenMlp {
+    fc: Dense,
+    proj: Dense,
+    d_model: i64,
+    dropout: f64,
+}
+
+impl FrozenMlp {
+    /// Creates its fixed weights under `vs`.
+    pub fn new(vs: nn::Path<'_>, cfg: &ModelShape) -> Self {
+        let (d, hidden) = (cfg.d_model, FROZEN_MLP_RATIO * cfg.d_model);
+        FrozenMlp { fc: Dense::frozen(&vs / "fc", d, hidden, INIT_STD), proj: Dense::frozen(&vs / "proj", hidden, d, residual_std(cfg)), d_model: d, dropout: cfg.dropout }
+    }
+
+    /// x + MLP(LN(x)).
+    pub fn forward_t(&self, x: &Tensor, kind: Kind, train: bool) -> Tensor {
+        let normed = x.layer_norm([self.d_model], None::<Tensor>, None::<Tensor>, 1e-5, false);
+        x + self.proj.forward(&self.fc.forward(&normed, kind).gelu("none"), kind).dropout(self.dropout, train)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::gpt::{param_counts, Gpt};
+    use crate::model::hadamard::hadamard_matrix;
+    use crate::train::Trainer;
+    use scalemake::train::job::OptimSpec;
+    use scalemake::train::Variant;
+    use tch::Device;
+
+    fn shape(variant: Variant) -> ModelShape {
+        ModelShape { variant, dropout: 0.0, ..ModelShape::preset("nano", 300).unwrap() }
+    }
+
+    /// The normalised Hadamard matrix as a dense (n, n) tensor.
+    fn h(n: i64) -> Tensor {
+        hadamard_matrix(n, Kind::Double, Device::Cpu) / (n as f64).sqrt()
+    }
+
+    #[test]
+    fn fastfood_is_s_h_g_pi_h_b_per_block() {
+        tch::manual_seed(3);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let layer = FastfoodLinear::new(vs.root(), 12, 40, 0.02); // n = 16, 3 blocks, 8 outputs dropped
+        let (n, k) = (16, 3);
+        let perm: Vec<i64> = Vec::try_from(layer.perm.to_kind(Kind::Int64)).unwrap();
+        let mut blocks = Vec::new();
+        for j in 0..k {
+            let diag = |t: &Tensor| t.get(j).to_kind(Kind::Double).diag(0);
+            // Π as a matrix: output i takes input perm[i] (within the block).
+            let mut p = Tensor::zeros([n, n], (Kind::Double, Device::Cpu));
+            for i in 0..n {
+                let _ = p.get(i).get(perm[(j * n + i) as usize] - j * n).fill_(1.0);
+            }
+            blocks.push(diag(&layer.s).matmul(&h(n)).matmul(&diag(&layer.g)).matmul(&p).matmul(&h(n)).matmul(&diag(&layer.b)));
+        }
+        // Stack the blocks, keep 40 outputs, and drop the 4 padded inputs.
+        let dense = Tensor::cat(&blocks, 0).narrow(0, 0, 40).narrow(1, 0, 12);
+        let x = Tensor::randn([5, 12], (Kind::Float, Device::Cpu));
+        let ours = layer.forward(&x, Kind::Float) - &layer.bias;
+        let expected = x.to_kind(Kind::Double).matmul(&dense.tr());
+        assert!(ours.to_kind(Kind::Double).allclose(&expected, 1e-5, 1e-6, false));
+        assert!(layer.materialize().to_kind(Kind::Double).allclose(&dense, 1e-5, 1e-6, false));
+    }
+
+    #[test]
+    fn fastfood_starts_at_the_scale_of_a_dense_layer() {
+        tch::manual_seed(4);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let layer = FastfoodLinear::new(vs.root(), 256, 1024, 0.02);
+        let std = f64::try_from(layer.materialize().std(true)).unwrap();
+        assert!((std - 0.02).abs() < 0.004, "entries of the materialised map have std {std}, a dense init has 0.02");
+    }
+
+    #[test]
+    fn fastfood_gradients_match_finite_differences() {
+        tch::manual_seed(5);
+        let mut vs = nn::VarStore::new(Device::Cpu);
+        let layer = FastfoodLinear::new(vs.root(), 6, 10, 0.5);
+        vs.double();
+        let x = Tensor::randn([3, 6], (Kind::Double, Device::Cpu));
+        let w = Tensor::randn([3, 10], (Kind::Double, Device::Cpu));
+        let f = |layer: &FastfoodLinear| (layer.forward(&x, Kind::Double) * &w).sum(Kind::Double);
+        f(&layer).backward();
+        let eps = 1e-6;
+        for param in [&layer.g, &layer.s, &layer.b] {
+            let grad = param.grad().view([-1]);
+            for i in [0i64, 7, 13] {
+                let mut entry = param.view([-1]).get(i);
+                let at = |delta: f64, entry: &mut Tensor| {
+                    tch::no_grad(|| {
+                        let _ = entry.g_add_scalar_(delta);
+                    });
+                    let v = f(&layer).double_value(&[]);
+                    tch::no_grad(|| {
+                        let _ = entry.g_add_scalar_(-delta);
+                    });
+                    v
+                };
+                let numeric = (at(eps, &mut entry) - at(-eps, &mut entry)) / (2.0 * eps);
+                let analytic = grad.double_value(&[i]);
+                assert!((numeric - analytic).abs() < 1e-6 * (1.0 + analytic.abs()), "{numeric} vs {analytic}");
+            }
+        }
+    }
+
+    #[test]
+    fn block_diagonal_mlp_equals_its_dense_form() {
+        tch::manual_seed(6);
+        let cfg = ModelShape { d_model: 16, ..shape(Variant::BlockdiagHadamard) };
+        let vs = nn::VarStore::new(Device::Cpu);
+        let mlp = BlockDiagMlp::new(vs.root(), &cfg);
+        let (d, k) = (16, 4);
+        let dense_blocks = |w: &Tensor, rows: i64, cols: i64| {
+            // (k, in/k, out/k) → block-diagonal (in, out)
+            let mut m = Tensor::zeros([rows, cols], (Kind::Double, Device::Cpu));
+            for j in 0..k {
+                let block = w.get(j).to_kind(Kind::Double);
+                m.narrow(0, j * rows / k, rows / k).narrow(1, j * cols / k, cols / k).copy_(&block);
+            }
+            m
+        };
+        let w1 = dense_blocks(&mlp.w1, d, 4 * d);
+        let w2 = dense_blocks(&mlp.w2, 4 * d, d);
+        // Block Hadamard: block i of the output = Σ_j H_ij/√k · block j of the input.
+        let mix = h(k).kron(&Tensor::eye(4 * d / k, (Kind::Double, Device::Cpu)));
+        let x = Tensor::randn([2, 3, d], (Kind::Double, Device::Cpu));
+        let hidden = (x.matmul(&w1).matmul(&mix) + mlp.b1.to_kind(Kind::Double)).gelu("none");
+        let expected = hidden.matmul(&w2) + mlp.b2.to_kind(Kind::Double);
+        let ours = mlp.forward_t(&x.to_kind(Kind::Float), Kind::Float, false).to_kind(Kind::Double);
+        assert!(ours.allclose(&expected, 1e-4, 1e-5, false));
+    }
+
+    #[test]
+    fn every_variant_has_its_formula_counts() {
+        for variant in [Variant::Baseline, Variant::Doped, Variant::Fastfood, Variant::BlockdiagHadamard] {
+            for base in ["nano", "micro"] {
+                let cfg = ModelShape { variant, ..ModelShape::preset(base, 1000).unwrap() };
+                let vs = nn::VarStore::new(Device::Cpu);
+                let _model = Gpt::new(&vs.root(), &cfg, Kind::Float);
+                assert_eq!(param_counts(&vs, &cfg), cfg.param_counts(), "{cfg:?}");
+            }
+        }
+    }
+
+    fn optim() -> OptimSpec {
+        OptimSpec { lr: 3e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.0, clip: 1.0, warmup_tokens: 0.0, decay_tokens: 1.0, final_lr_fraction: 1.0 }
+    }
+
+    #[test]
+    fn frozen_layers_never_change_and_stay_out_of_the_optimizer() {
+        tch::manual_seed(7);
+        let cfg = shape(Variant::Doped);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let model = Gpt::new(&vs.root(), &cfg, Kind::Float);
+        let frozen_before: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(n, _)| n.starts_with("frozen.")).map(|(n, t)| (n, t.copy())).collect();
+        assert_eq!(frozen_before.len(), 4, "one frozen MLP (fc, proj) between the two blocks");
+        let mut trainer = Trainer::new(&vs, &optim());
+        assert!(trainer.layout().iter().all(|(name, _)| !name.starts_with("frozen.")), "frozen weights are not in the flat buffers");
+        let flat_size: i64 = trainer.layout().iter().map(|(_, s)| s.iter().product::<i64>()).sum();
+        assert_eq!(flat_size, cfg.param_counts().trainable + cfg.padded_vocab() * cfg.d_model, "optimizer state covers trainable parameters only");
+        let data = Tensor::randint(300, [2, 17], (Kind::Int64, Device::Cpu));
+        let batch = [(data.narrow(1, 0, 16), data.narrow(1, 1, 16))];
+        for _ in 0..3 {
+            trainer.step(&model, &batch);
+        }
+        for (name, before) in frozen_before {
+            let now = &vs.variables()[&name];
+            assert!(now.equal(&before), "{name} changed");
+            assert!(!now.grad().defined(), "{name} has gradient memory");
+        }
+    }
+
+    #[test]
+    fn every_variant_learns_on_the_cpu() {
+        for variant in [Variant::Baseline, Variant::Doped, Variant::Fastfood, Variant::BlockdiagHadamard] {
+            tch::manual_seed(8);
+            let cfg = shape(variant);
+            let vs = nn::VarStore::new(Device::Cpu);
+            let model = Gpt::new(&vs.root(), &cfg, Kind::Float);
+            let mut trainer = Trainer::new(&vs, &optim());
+            let data = Tensor::randint(300, [4, 33], (Kind::Int64, Device::Cpu));
+            let batch = [(data.narrow(1, 0, 32), data.narrow(1, 1, 32))];
+            let first = trainer.step(&model, &batch).loss.double_value(&[]);
+            let mut last = first;
+            for _ in 0..30 {
+                last = trainer.step(&model, &batch).loss.double_value(&[]);
+            }
+            assert!(last < first - 1.0, "{variant:?}: loss {first:.3} → {last:.3}");
+        }
+    }
+}
