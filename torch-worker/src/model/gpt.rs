@@ -161,7 +161,7 @@ impl Block {
 /// One layer of the stack: a transformer block, or a doped model's frozen MLP.
 #[derive(Debug)]
 enum Layer {
-    Block(Block),
+    Block(Box<Block>),
     Frozen(FrozenMlp),
 }
 
@@ -191,7 +191,7 @@ impl Gpt {
         let mut layers = Vec::new();
         for i in 0..cfg.n_layer {
             let b = vs / "h" / i;
-            layers.push(Layer::Block(Block { ln1: ln(&b / "ln1"), attn: Attention::new(&b / "attn", cfg), ln2: ln(&b / "ln2"), ff: feed_forward(&b / "mlp", cfg) }));
+            layers.push(Layer::Block(Box::new(Block { ln1: ln(&b / "ln1"), attn: Attention::new(&b / "attn", cfg), ln2: ln(&b / "ln2"), ff: feed_forward(&b / "mlp", cfg) })));
             if i < cfg.frozen_layers() {
                 layers.push(Layer::Frozen(FrozenMlp::new(vs / "frozen" / i, cfg)));
             }

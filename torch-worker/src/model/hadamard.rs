@@ -14,7 +14,7 @@ const MAX_FACTOR_BITS: u32 = 5;
 
 /// Sylvester's Hadamard matrix of order `m` (a power of two), entries ±1.
 pub fn hadamard_matrix(m: i64, kind: Kind, device: tch::Device) -> Tensor {
-    let values: Vec<f32> = (0..m * m).map(|i| if ((i / m) & (i % m)).count_ones() % 2 == 0 { 1.0 } else { -1.0 }).collect();
+    let values: Vec<f32> = (0..m * m).map(|i| if ((i / m) & (i % m)).count_ones().is_multiple_of(2) { 1.0 } else { -1.0 }).collect();
     Tensor::from_slice(&values).view([m, m]).to_kind(kind).to_device(device)
 }
 

@@ -224,7 +224,7 @@ mod tests {
         for j in 0..k {
             let diag = |t: &Tensor| t.get(j).to_kind(Kind::Double).diag(0);
             // Π as a matrix: output i takes input perm[i] (within the block).
-            let mut p = Tensor::zeros([n, n], (Kind::Double, Device::Cpu));
+            let p = Tensor::zeros([n, n], (Kind::Double, Device::Cpu));
             for i in 0..n {
                 let _ = p.get(i).get(perm[(j * n + i) as usize] - j * n).fill_(1.0);
             }
