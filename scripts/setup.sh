@@ -47,6 +47,14 @@ if ! "$VENV/bin/python" -c 'import tokenizers' >/dev/null 2>&1; then
   "$VENV/bin/pip" install --quiet "tokenizers==$TOKENIZERS_VERSION"
 fi
 
+# nvcc from PyPI, only when asked (SCALEMAKE_CUDA_BUILD=1): with it the
+# worker build compiles the CUDA Hadamard kernel (cuda/hadamard.cu) for GPU
+# machines; without it the build skips the kernel and uses the reference.
+if [ "${SCALEMAKE_CUDA_BUILD:-0}" = 1 ] && [ ! -x "$VENV/lib/python3"*"/site-packages/nvidia/cu13/bin/nvcc" ]; then
+  say "installing nvcc 13.0 (nvidia-cuda-nvcc, -crt, -cccl, nvidia-nvvm) into the venv"
+  "$VENV/bin/pip" install --quiet --no-deps "nvidia-cuda-nvcc==13.0.*" "nvidia-cuda-crt==13.0.*" "nvidia-cuda-cccl==13.0.*" "nvidia-nvvm==13.0.*"
+fi
+
 # Project-local handle on the venv (.cargo/config.toml points torch-sys here).
 if [ "$(readlink .venv 2>/dev/null)" != "$VENV" ]; then
   rm -rf .venv

@@ -1,19 +1,24 @@
 #!/usr/bin/env bash
-# The issue-4 GPU check, in one run on the H100 machine (nothing is built
-# there: the worker binary is built here and carried; torch comes from the
-# machine's /opt/torch/.venv). Writes everything under $OUT.
+# The GPU checks of issues 4 and 5, in one run on the H100 machine (nothing
+# is built there: the worker binary is built here, with the CUDA kernel, and
+# carried; torch comes from the machine's /opt/torch/.venv). Writes
+# everything under $OUT.
 #
+# Here, first:
+#   SCALEMAKE_CUDA_BUILD=1 scripts/setup.sh     # nvcc from PyPI → kernel built
+#   bash benches/gpu/run.sh --prepare           # a copy of tiny.yaml's shards
+# Then:
 #   run(command="bash benches/gpu/run.sh", carry=["target/release/scalemake-torch", "benches/gpu/shards"])
 #
-# Prepare the shards here first (a copy of tiny.yaml's shards artifact):
-#   bash benches/gpu/run.sh --prepare
-#
-# Steps (about 7 minutes in all):
+# Steps (about 8 minutes in all):
 #   1. devices: libtorch sees CUDA after dlopen of libtorch_cuda.so;
-#   2. flat-buffer Adam vs tch's per-tensor Adam on `small` parameters;
-#   3. training throughput and MFU, bf16, batch 80 × 1024 (micro-batch 16):
+#   2. the Hadamard kernel against the reference (the GPU-only test, as a
+#      command) and its timing against a copy of the same tensor;
+#   3. flat-buffer Adam vs tch's per-tensor Adam on `small` parameters;
+#   4. training throughput and MFU, bf16, batch 80 × 1024 (micro-batch 16):
 #      xxsmall, xsmall, small — scalemake vs PyTorch eager vs torch.compile;
-#   4. a real bf16 training run of `xxsmall` on the French shards (job JSON,
+#   5. the variants' throughput on the Table 3 backbone (12L, d=1024);
+#   6. a real bf16 training run of `xxsmall` on the French shards (job JSON,
 #      log-spaced evaluations, metrics) to show the train path end to end.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -40,6 +45,12 @@ step() { echo; echo "== $* ($(date +%T))"; }
 step devices
 "$WORKER" devices | tee "$OUT/devices.json"
 
+step "hadamard kernel: agreement with the reference"
+"$WORKER" check-hadamard | tee "$OUT/hadamard-check.txt" || echo "check-hadamard FAILED"
+
+step "hadamard kernel: timing"
+"$WORKER" bench-hadamard "$DEVICE" | tee "$OUT/hadamard.json" || echo "bench-hadamard failed"
+
 step "optimizer: flat buffers vs per-tensor"
 "$WORKER" bench-optimizer small "$DEVICE" | tee "$OUT/optimizer.json"
 
@@ -47,6 +58,12 @@ step "throughput"
 timeout 360 "$PY" benches/train_throughput.py --worker "$WORKER" --python "$PY" --device "$DEVICE" --bf16 \
   --presets "$PRESETS" --batch "${BATCH:-80}" --micro-batch "${MICRO:-16}" --steps "${STEPS:-10}" --warmup 3 --reps 1 \
   ${COMPILE---compile} | tee "$OUT/throughput.md"
+
+step "variants on the Table 3 backbone"
+for variant in baseline fastfood blockdiag_hadamard doped; do
+  timeout 90 "$WORKER" bench --preset structured_fastfood --variant "$variant" --device "$DEVICE" --bf16 \
+    --batch "${BATCH:-80}" --micro-batch "${MICRO:-16}" --steps 5 --warmup 2 | tee -a "$OUT/variants.jsonl" || echo "variant $variant failed"
+done
 
 step "training run"
 cat > "$OUT/job.json" <<JSON

@@ -54,6 +54,11 @@ fn gpu_names() -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Whether libtorch can use CUDA here (after loading its CUDA library).
+pub fn cuda_ready() -> bool {
+    load_cuda_runtime().is_ok() && tch::Cuda::is_available()
+}
+
 /// The device a job's `device:` names (`auto`, `cpu`, `cuda`, `cuda:N`) and
 /// a description of it for logs, e.g. `cuda:0 (NVIDIA H100 80GB HBM3, 81559 MiB)`.
 pub fn resolve(spec: &str) -> Result<(tch::Device, String), String> {
@@ -93,5 +98,6 @@ pub fn report() -> serde_json::Value {
         "cudnn_available": cuda && tch::Cuda::cudnn_is_available(),
         "gpu_names": gpu_names(),
         "cpu_threads": tch::get_num_threads(),
+        "hadamard_kernel": crate::model::hadamard::KERNEL_BUILT,
     })
 }

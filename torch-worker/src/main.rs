@@ -13,7 +13,10 @@
 //! - `reference-case <dir>` and `bench …`: the model against the PyTorch
 //!   reference (`benches/reference/gpt.py`), for tests and benchmarks;
 //! - `bench-optimizer <preset> <device>`: flat-buffer Adam against tch's
-//!   per-tensor Adam.
+//!   per-tensor Adam;
+//! - `bench-hadamard <device>`: the CUDA Hadamard kernel against a copy and
+//!   the Kronecker reference; `check-hadamard`: its agreement with the
+//!   reference (the GPU-only test, runnable where there is no cargo).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -64,11 +67,11 @@ fn keep_freed_memory() {
     }
 }
 
-const BENCH_USAGE: &str = "bench [--preset P] [--vocab V] [--device D] [--batch B] [--micro-batch M] [--steps N] [--warmup W] [--bf16]";
+const BENCH_USAGE: &str = "bench [--preset P] [--variant V] [--vocab V] [--device D] [--batch B] [--micro-batch M] [--steps N] [--warmup W] [--bf16]";
 
 /// Parses `bench` flags (the same as `gpt.py bench`).
 fn bench_spec(args: &[&str]) -> Result<tools::BenchSpec, String> {
-    let mut spec = tools::BenchSpec { preset: "micro".into(), vocab: 50_262, device: "cpu".into(), batch: 16, micro_batch: 0, steps: 20, warmup: 3, bf16: false };
+    let mut spec = tools::BenchSpec { preset: "micro".into(), vocab: 50_262, device: "cpu".into(), batch: 16, micro_batch: 0, steps: 20, warmup: 3, bf16: false, variant: None };
     let mut it = args.iter();
     while let Some(&flag) = it.next() {
         if flag == "--bf16" {
@@ -79,6 +82,7 @@ fn bench_spec(args: &[&str]) -> Result<tools::BenchSpec, String> {
         let int = || value.parse::<i64>().map_err(|e| format!("{flag} {value}: {e}"));
         match flag {
             "--preset" => spec.preset = value.to_string(),
+            "--variant" => spec.variant = Some(scalemake::train::Variant::from_name(value).ok_or_else(|| format!("unknown variant {value}"))?),
             "--device" => spec.device = value.to_string(),
             "--vocab" => spec.vocab = int()?,
             "--batch" => spec.batch = int()?,
@@ -119,6 +123,8 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         ["train", job] => finish(train_command(job)),
+        ["check-hadamard"] => finish(tools::check_hadamard()),
+        ["bench-hadamard", device] => finish(tools::bench_hadamard(device, 80 * 1024, &[1024, 4096, 8192], 20).map(|report| println!("{report}"))),
         ["bench-optimizer", preset, device] => finish(tools::bench_optimizer(preset, 50_262, device, 20).map(|report| println!("{report}"))),
         ["reference-case", dir] => finish(tools::reference_case(std::path::Path::new(dir), "nano", 1000)),
         ["bench", rest @ ..] => match bench_spec(rest) {
@@ -129,7 +135,7 @@ fn main() -> ExitCode {
             }
         },
         _ => {
-            eprintln!("usage: scalemake-torch devices | train <job.json> | reference-case <dir> | bench-optimizer <preset> <device> | {BENCH_USAGE}");
+            eprintln!("usage: scalemake-torch devices | train <job.json> | reference-case <dir> | bench-optimizer <preset> <device> | bench-hadamard <device> | check-hadamard | {BENCH_USAGE}");
             ExitCode::from(2)
         }
     }

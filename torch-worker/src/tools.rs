@@ -71,12 +71,17 @@ pub struct BenchSpec {
     pub warmup: usize,
     /// bf16 compute.
     pub bf16: bool,
+    /// Variant instead of the preset's own.
+    pub variant: Option<scalemake::train::Variant>,
 }
 
 /// Training steps per second on random tokens, as JSON.
 pub fn bench(spec: &BenchSpec) -> Result<serde_json::Value, String> {
     let (device, name) = scalemake_torch::device::resolve(&spec.device)?;
-    let shape = ModelShape::preset(&spec.preset, spec.vocab).ok_or_else(|| format!("unknown preset {}", spec.preset))?;
+    let mut shape = ModelShape::preset(&spec.preset, spec.vocab).ok_or_else(|| format!("unknown preset {}", spec.preset))?;
+    if let Some(variant) = spec.variant {
+        shape.variant = variant;
+    }
     tch::manual_seed(0);
     let vs = nn::VarStore::new(device);
     let model = Gpt::new(&vs.root(), &shape, if spec.bf16 { Kind::BFloat16 } else { Kind::Float });
@@ -104,9 +109,10 @@ pub fn bench(spec: &BenchSpec) -> Result<serde_json::Value, String> {
     let tokens = (spec.steps as i64 * spec.batch * shape.context) as f64;
     let counts = shape.param_counts();
     let tokens_per_second = tokens / seconds;
+    let variant = serde_json::to_value(shape.variant).map_err(|e| e.to_string())?;
     let mfu = scalemake::train::peak_flops(&name, spec.bf16).map(|peak| tokens_per_second * shape.flops_per_token(&counts) / peak);
     Ok(serde_json::json!({
-        "impl": "scalemake", "preset": spec.preset, "device": name, "bf16": spec.bf16,
+        "impl": "scalemake", "preset": spec.preset, "variant": variant, "params": counts, "device": name, "bf16": spec.bf16,
         "tokens_per_second": tokens_per_second, "mfu": mfu, "steps": spec.steps, "threads": tch::get_num_threads(), "last_loss": loss,
     }))
 }
@@ -163,4 +169,65 @@ pub fn bench_optimizer(preset: &str, vocab: i64, device_spec: &str, steps: usize
         "preset": preset, "device": name, "parameter_tensors": vs.trainable_variables().len(),
         "flat_ms": flat_ms, "per_tensor_ms": per_tensor_ms, "speedup": per_tensor_ms / flat_ms,
     }))
+}
+
+/// Times the Hadamard transform on `rows × d` bf16 CUDA tensors against a
+/// device-to-device copy of the same tensor and against the Kronecker
+/// reference, as JSON: per call, forward alone and forward + backward.
+pub fn bench_hadamard(device_spec: &str, rows: i64, dims: &[i64], reps: usize) -> Result<serde_json::Value, String> {
+    use scalemake_torch::model::hadamard::{hadamard, reference};
+    let (device, name) = scalemake_torch::device::resolve(device_spec)?;
+    let Device::Cuda(index) = device else { return Err("bench-hadamard needs a CUDA device".into()) };
+    let sync = || tch::Cuda::synchronize(index as i64);
+    let time = |f: &mut dyn FnMut()| {
+        f();
+        sync();
+        let start = Instant::now();
+        for _ in 0..reps {
+            f();
+        }
+        sync();
+        1e3 * start.elapsed().as_secs_f64() / reps as f64
+    };
+    let mut results = Vec::new();
+    for &d in dims {
+        let x = Tensor::randn([rows, d], (Kind::BFloat16, device));
+        let g = Tensor::randn([rows, d], (Kind::BFloat16, device));
+        let mut y = x.empty_like();
+        let copy_ms = time(&mut || {
+            y.copy_(&x);
+        });
+        let forward_ms = time(&mut || {
+            let _ = hadamard(&x, true);
+        });
+        let xg = x.detach().set_requires_grad(true);
+        let both_ms = time(&mut || {
+            let _ = Tensor::run_backward(&[&(hadamard(&xg, true) * &g).sum(Kind::Float)], &[&xg], false, false);
+        });
+        let reference_ms = time(&mut || {
+            let _ = reference(&x, true);
+        });
+        results.push(serde_json::json!({
+            "d": d, "rows": rows, "copy_ms": copy_ms, "forward_ms": forward_ms, "forward_backward_ms": both_ms, "reference_forward_ms": reference_ms,
+            "forward_over_copy": forward_ms / copy_ms, "reference_over_kernel": reference_ms / forward_ms,
+        }));
+    }
+    Ok(serde_json::json!({ "device": name, "kernel_built": scalemake_torch::model::hadamard::KERNEL_BUILT, "dtype": "bf16", "results": results }))
+}
+
+/// Checks the CUDA Hadamard kernel against the reference on GPU 0, printing
+/// one line per case.
+pub fn check_hadamard() -> Result<(), String> {
+    if !scalemake_torch::device::cuda_ready() {
+        return Err("check-hadamard needs a CUDA device".into());
+    }
+    #[cfg(hadamard_cuda)]
+    {
+        for line in scalemake_torch::model::hadamard::kernel::check_against_reference(0)? {
+            println!("{line}");
+        }
+        Ok(())
+    }
+    #[cfg(not(hadamard_cuda))]
+    Err("this build has no CUDA kernel: build with SCALEMAKE_CUDA_BUILD=1 scripts/setup.sh".into())
 }

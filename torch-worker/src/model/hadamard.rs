@@ -1,11 +1,14 @@
 //! The Walsh–Hadamard transform along the last dimension.
 //!
-//! One interface, [`hadamard`], over the implementations: the Kronecker
-//! reference here (exact, autograd for free, any device) is what runs on the
-//! CPU and what tests check against. Sylvester's H_n for n = 2^k is the
-//! Kronecker product of small Hadamard matrices, H_n = H_a ⊗ H_b ⊗ …, so the
-//! transform is a reshape to (…, a, b, …) and one small matmul per factor:
-//! O(n · Σ factor) work instead of O(n²).
+//! One interface, [`hadamard`], over two implementations, chosen per call:
+//! - [`reference`]: Sylvester's H_n for n = 2^k is the Kronecker product of
+//!   small Hadamard matrices, H_n = H_a ⊗ H_b ⊗ …, so the transform is a
+//!   reshape to (…, a, b, …) and one small matmul per factor: O(n · Σ factor)
+//!   work instead of O(n²), exact, autograd for free, any device. It runs
+//!   on the CPU and is what tests check the kernel against.
+//! - [`kernel`]: the CUDA kernel of `cuda/hadamard.cu` through its autograd
+//!   shim, for CUDA tensors in fp32 or bf16 with 2^9 … 2^15 features, when
+//!   the build found an nvcc ([`KERNEL_BUILT`]).
 
 use tch::{Kind, Tensor};
 
@@ -18,9 +21,25 @@ pub fn hadamard_matrix(m: i64, kind: Kind, device: tch::Device) -> Tensor {
     Tensor::from_slice(&values).view([m, m]).to_kind(kind).to_device(device)
 }
 
+/// Whether this build has the CUDA kernel.
+pub const KERNEL_BUILT: bool = cfg!(hadamard_cuda);
+
 /// y = x·H_n over the last dimension (n a power of two); divided by √n
-/// when `normalized` (then H is orthonormal and its own inverse).
+/// when `normalized` (then H is orthonormal and its own inverse). Uses the
+/// CUDA kernel where it applies, else the reference.
 pub fn hadamard(x: &Tensor, normalized: bool) -> Tensor {
+    #[cfg(hadamard_cuda)]
+    if kernel::applies(x) {
+        match kernel::hadamard(x, normalized) {
+            Ok(y) => return y,
+            Err(e) => panic!("Hadamard kernel: {e}"),
+        }
+    }
+    reference(x, normalized)
+}
+
+/// The Kronecker-factorised transform (see the module docs).
+pub fn reference(x: &Tensor, normalized: bool) -> Tensor {
     let shape = x.size();
     let n = *shape.last().expect("at least one dimension");
     assert!(n > 0 && (n as u64).is_power_of_two(), "Hadamard size {n} is not a power of two");
@@ -49,6 +68,74 @@ pub fn hadamard(x: &Tensor, normalized: bool) -> Tensor {
     }
 }
 
+/// The CUDA kernel (`cuda/hadamard.cu`) as an autograd function.
+#[cfg(hadamard_cuda)]
+pub mod kernel {
+    use std::ffi::{c_char, CStr};
+
+    use tch::{Kind, Tensor};
+
+    extern "C" {
+        fn scalemake_hadamard_cuda(x: *const torch_sys::C_tensor, scale: f64, error: *mut c_char, error_len: usize) -> *mut torch_sys::C_tensor;
+    }
+
+    /// Whether the kernel handles `x`: CUDA, fp32 or bf16, 2^9 … 2^15 features.
+    pub fn applies(x: &Tensor) -> bool {
+        let n = x.size().last().copied().unwrap_or(0);
+        x.device().is_cuda() && matches!(x.kind(), Kind::Float | Kind::BFloat16) && (512..=32768).contains(&n) && (n as u64).is_power_of_two()
+    }
+
+    /// Kernel against reference (in fp64), forward and backward, fp32 and
+    /// bf16, every supported size, normalised or not, on CUDA device
+    /// `index`; the worst errors per case, or the first case out of tolerance.
+    pub fn check_against_reference(index: usize) -> Result<Vec<String>, String> {
+        let device = tch::Device::Cuda(index);
+        let mut report = Vec::new();
+        for kind in [Kind::Float, Kind::BFloat16] {
+            for bits in 9..=15 {
+                for normalized in [true, false] {
+                    let n = 1i64 << bits;
+                    let x = Tensor::randn([3, 7, n], (Kind::Float, device)).to_kind(kind).set_requires_grad(true);
+                    let g = Tensor::randn([3, 7, n], (Kind::Float, device)).to_kind(kind);
+                    let ours = hadamard(&x, normalized)?;
+                    let loss = (ours.to_kind(Kind::Float) * g.to_kind(Kind::Float)).sum(Kind::Float);
+                    let grad_ours = Tensor::run_backward(&[&loss], &[&x], false, false)[0].shallow_clone();
+                    let x64 = x.detach().to_kind(Kind::Double).set_requires_grad(true);
+                    let want = super::reference(&x64, normalized);
+                    let loss64 = (&want * g.to_kind(Kind::Double)).sum(Kind::Double);
+                    let grad_want = Tensor::run_backward(&[&loss64], &[&x64], false, false)[0].shallow_clone();
+                    // Outputs grow like √n unnormalised; bf16 keeps 8 bits of mantissa.
+                    let scale = if normalized { 1.0 } else { (n as f64).sqrt() };
+                    let tol = if kind == Kind::Float { 1e-4 } else { 5e-2 } * scale;
+                    let err = (ours.to_kind(Kind::Double) - &want).abs().max().double_value(&[]);
+                    let grad_err = (grad_ours.to_kind(Kind::Double) - &grad_want).abs().max().double_value(&[]);
+                    let line = format!("{kind:?} n={n} normalized={normalized}: forward error {err:.2e}, backward error {grad_err:.2e} (tolerance {tol:.1e})");
+                    if err >= tol || grad_err >= tol {
+                        return Err(line);
+                    }
+                    report.push(line);
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// The transform of `x` by the kernel (differentiable).
+    pub fn hadamard(x: &Tensor, normalized: bool) -> Result<Tensor, String> {
+        let n = x.size().last().copied().unwrap_or(1);
+        let scale = if normalized { 1.0 / (n as f64).sqrt() } else { 1.0 };
+        let mut error = [0 as c_char; 512];
+        // SAFETY: the shim reads `x` and returns a new owned tensor, or null
+        // with a NUL-terminated message in `error`.
+        let out = unsafe { scalemake_hadamard_cuda(x.as_ptr(), scale, error.as_mut_ptr(), error.len()) };
+        if out.is_null() {
+            return Err(unsafe { CStr::from_ptr(error.as_ptr()) }.to_string_lossy().into_owned());
+        }
+        // SAFETY: `out` is a fresh heap tensor whose ownership passes to us.
+        Ok(unsafe { Tensor::from_ptr(out) })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,9 +144,9 @@ mod tests {
     #[test]
     fn h_times_h_is_n_times_identity() {
         for n in [1, 2, 8, 64, 1024] {
-            let h = hadamard(&Tensor::eye(n, (Kind::Float, Device::Cpu)), false);
+            let h = reference(&Tensor::eye(n, (Kind::Float, Device::Cpu)), false);
             assert!(h.equal(&hadamard_matrix(n, Kind::Float, Device::Cpu)), "transform of I is H_{n}");
-            let hh = hadamard(&h, false);
+            let hh = reference(&h, false);
             assert!(hh.allclose(&(Tensor::eye(n, (Kind::Float, Device::Cpu)) * n as f64), 0.0, 1e-3, false), "H·H = nI for n = {n}");
         }
     }
@@ -69,8 +156,8 @@ mod tests {
         tch::manual_seed(0);
         let x = Tensor::randn([3, 5, 2048], (Kind::Double, Device::Cpu));
         let dense = x.matmul(&hadamard_matrix(2048, Kind::Double, Device::Cpu)) / (2048f64).sqrt();
-        assert!(hadamard(&x, true).allclose(&dense, 1e-9, 1e-9, false));
-        let back = hadamard(&hadamard(&x, true), true);
+        assert!(reference(&x, true).allclose(&dense, 1e-9, 1e-9, false));
+        let back = reference(&reference(&x, true), true);
         assert!(back.allclose(&x, 1e-9, 1e-9, false), "normalised H is its own inverse");
     }
 
@@ -79,7 +166,7 @@ mod tests {
         tch::manual_seed(1);
         let x = Tensor::randn([2, 64], (Kind::Double, Device::Cpu)).set_requires_grad(true);
         let w = Tensor::randn([2, 64], (Kind::Double, Device::Cpu));
-        let f = |x: &Tensor| (hadamard(x, true) * &w).sum(Kind::Double);
+        let f = |x: &Tensor| (reference(x, true) * &w).sum(Kind::Double);
         f(&x).backward();
         let grad = x.grad();
         let eps = 1e-6;
@@ -94,6 +181,17 @@ mod tests {
             let numeric = (f(&plus).double_value(&[]) - f(&minus).double_value(&[])) / (2.0 * eps);
             let analytic = grad.view([-1]).double_value(&[i]);
             assert!((numeric - analytic).abs() < 1e-6, "d/dx[{i}]: {numeric} vs {analytic}");
+        }
+    }
+
+    /// Kernel against reference on the GPU; skipped (saying so) elsewhere.
+    #[test]
+    fn cuda_kernel_matches_the_reference() {
+        if KERNEL_BUILT && crate::device::cuda_ready() {
+            #[cfg(hadamard_cuda)]
+            super::kernel::check_against_reference(0).unwrap();
+        } else {
+            eprintln!("skipped: needs a CUDA device and a build with nvcc (kernel built: {KERNEL_BUILT})");
         }
     }
 }

@@ -289,7 +289,7 @@ mod tests {
         let (d, k) = (16, 4);
         let dense_blocks = |w: &Tensor, rows: i64, cols: i64| {
             // (k, in/k, out/k) → block-diagonal (in, out)
-            let mut m = Tensor::zeros([rows, cols], (Kind::Double, Device::Cpu));
+            let m = Tensor::zeros([rows, cols], (Kind::Double, Device::Cpu));
             for j in 0..k {
                 let block = w.get(j).to_kind(Kind::Double);
                 m.narrow(0, j * rows / k, rows / k).narrow(1, j * cols / k, cols / k).copy_(&block);
