@@ -16,6 +16,7 @@ pub mod cache;
 pub mod data;
 pub mod device;
 pub mod exec;
+pub mod fit;
 pub mod graph;
 pub mod hash;
 pub mod nodes;

@@ -1,0 +1,237 @@
+//! Scaling laws and how they are fitted.
+//!
+//! - [`PowerLaw`]: L = (X_c / X)^α, least squares on (log X, log L) — the
+//!   form of Kaplan et al. and of the paper's fits.
+//! - [`SumOfPowers`]: L = E + Σ_j A_j · x_j^(−α_j): one term gives
+//!   L = E + A·C^−α (an irreducible loss plus a power law), two terms give
+//!   Hoffmann et al.'s L(N, D) = E + A/N^α + B/D^β. Fitted as Hoffmann et
+//!   al. do: parameters in log space (E = e^e, A_j = e^{a_j}), predictions
+//!   through log-sum-exp, the Huber loss (δ = 1e-3) of the log residuals
+//!   minimised by L-BFGS (argmin) from a grid of initialisations, keeping
+//!   the best.
+
+use argmin::core::{CostFunction, Error, Executor, Gradient, State};
+use argmin::solver::linesearch::MoreThuenteLineSearch;
+use argmin::solver::quasinewton::LBFGS;
+use serde::{Deserialize, Serialize};
+
+/// L = (x_c / x)^α.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PowerLaw {
+    /// Exponent α (the paper's −0.041 is L ∝ C^−0.041, i.e. α = 0.041).
+    pub alpha: f64,
+    /// Scale x_c.
+    pub x_c: f64,
+}
+
+impl PowerLaw {
+    /// Least squares on (log x, log L); `None` with fewer than two distinct x.
+    pub fn fit(points: &[(f64, f64)]) -> Option<Self> {
+        let pts: Vec<(f64, f64)> = points.iter().filter(|(x, l)| *x > 0.0 && *l > 0.0).map(|(x, l)| (x.ln(), l.ln())).collect();
+        let n = pts.len() as f64;
+        if pts.len() < 2 {
+            return None;
+        }
+        let (mx, my) = (pts.iter().map(|p| p.0).sum::<f64>() / n, pts.iter().map(|p| p.1).sum::<f64>() / n);
+        let sxx: f64 = pts.iter().map(|p| (p.0 - mx).powi(2)).sum();
+        if sxx <= 0.0 {
+            return None;
+        }
+        let slope = pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum::<f64>() / sxx;
+        let intercept = my - slope * mx;
+        // log L = α·log x_c − α·log x, so slope = −α and intercept = α·log x_c.
+        let alpha = -slope;
+        if alpha == 0.0 {
+            return None;
+        }
+        Some(PowerLaw { alpha, x_c: (intercept / alpha).exp() })
+    }
+
+    /// Predicted loss at `x`.
+    pub fn predict(&self, x: f64) -> f64 {
+        (self.x_c / x).powf(self.alpha)
+    }
+}
+
+/// L = E + Σ_j A_j · x_j^(−α_j).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SumOfPowers {
+    /// Irreducible loss E.
+    pub e: f64,
+    /// (A_j, α_j) per term.
+    pub terms: Vec<(f64, f64)>,
+    /// Final Huber objective (sum over points).
+    pub objective: f64,
+}
+
+/// The Huber loss's threshold on log residuals (Hoffmann et al.).
+pub const HUBER_DELTA: f64 = 1e-3;
+
+impl SumOfPowers {
+    /// Predicted loss for the features `x` (one per term).
+    pub fn predict(&self, x: &[f64]) -> f64 {
+        self.e + self.terms.iter().zip(x).map(|((a, alpha), x)| a * x.powf(-alpha)).sum::<f64>()
+    }
+
+    /// Parameters in log space: [log E, log A_1, α_1, …].
+    fn theta(&self) -> Vec<f64> {
+        let mut t = vec![self.e.ln()];
+        for (a, alpha) in &self.terms {
+            t.push(a.ln());
+            t.push(*alpha);
+        }
+        t
+    }
+
+    fn from_theta(theta: &[f64], objective: f64) -> Self {
+        SumOfPowers { e: theta[0].exp(), terms: theta[1..].chunks(2).map(|c| (c[0].exp(), c[1])).collect(), objective }
+    }
+
+    /// Fits `points` of (features, loss), one feature per term, from every
+    /// initialisation of a grid (after Hoffmann et al.'s: log E ∈ [−1, 1],
+    /// log A ∈ [0, 25], α ∈ [0, 2]; coarser per term when there are two, so
+    /// a fit stays within seconds on two cores); `None` if no start converges.
+    pub fn fit(points: &[(Vec<f64>, f64)], terms: usize) -> Option<Self> {
+        let (e_grid, a_grid, alpha_grid): (&[f64], &[f64], &[f64]) = if terms <= 1 {
+            (&[-1.0, -0.5, 0.0, 0.5, 1.0], &[0.0, 5.0, 10.0, 15.0, 20.0, 25.0], &[0.0, 0.5, 1.0, 1.5, 2.0])
+        } else {
+            (&[-1.0, 0.0, 1.0], &[0.0, 5.0, 10.0, 20.0], &[0.1, 0.5, 1.0])
+        };
+        let mut starts: Vec<Vec<f64>> = e_grid.iter().map(|&e| vec![e]).collect();
+        for _ in 0..terms {
+            let mut next = Vec::with_capacity(starts.len() * a_grid.len() * alpha_grid.len());
+            for s in &starts {
+                for &a in a_grid {
+                    for &alpha in alpha_grid {
+                        next.push([s.as_slice(), &[a, alpha]].concat());
+                    }
+                }
+            }
+            starts = next;
+        }
+        Self::fit_from(points, &starts)
+    }
+
+    /// Fits from the given starts (log-space parameter vectors), keeping the best.
+    pub fn fit_from(points: &[(Vec<f64>, f64)], starts: &[Vec<f64>]) -> Option<Self> {
+        use rayon::prelude::*;
+        let problem = HuberLogProblem::new(points);
+        starts
+            .par_iter()
+            .filter_map(|start| problem.minimize(start.clone()))
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(theta, objective)| Self::from_theta(&theta, objective))
+    }
+
+    /// Refits from this fit's parameters only (bootstrap replicates).
+    pub fn refit(&self, points: &[(Vec<f64>, f64)]) -> Option<Self> {
+        Self::fit_from(points, &[self.theta()])
+    }
+}
+
+/// Σ Huber_δ(log L̂ − log L) with log L̂ = LSE(e, a_1 − α_1·log x_1, …).
+struct HuberLogProblem {
+    /// log features per point.
+    log_x: Vec<Vec<f64>>,
+    log_l: Vec<f64>,
+}
+
+impl HuberLogProblem {
+    fn new(points: &[(Vec<f64>, f64)]) -> Self {
+        HuberLogProblem { log_x: points.iter().map(|(x, _)| x.iter().map(|v| v.ln()).collect()).collect(), log_l: points.iter().map(|(_, l)| l.ln()).collect() }
+    }
+
+    /// Objective and gradient at θ.
+    fn evaluate(&self, theta: &[f64]) -> (f64, Vec<f64>) {
+        let mut total = 0.0;
+        let mut grad = vec![0.0; theta.len()];
+        let mut t = vec![0.0; theta.len().div_ceil(2)];
+        for (lx, ll) in self.log_x.iter().zip(&self.log_l) {
+            t[0] = theta[0];
+            for (j, x) in lx.iter().enumerate() {
+                t[j + 1] = theta[1 + 2 * j] - theta[2 + 2 * j] * x;
+            }
+            let max = t.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let sum: f64 = t.iter().map(|v| (v - max).exp()).sum();
+            let lse = max + sum.ln();
+            let r = lse - ll;
+            let (h, dh) = if r.abs() <= HUBER_DELTA { (0.5 * r * r, r) } else { (HUBER_DELTA * (r.abs() - 0.5 * HUBER_DELTA), HUBER_DELTA * r.signum()) };
+            total += h;
+            let w0 = (t[0] - lse).exp();
+            grad[0] += dh * w0;
+            for (j, x) in lx.iter().enumerate() {
+                let w = (t[j + 1] - lse).exp();
+                grad[1 + 2 * j] += dh * w;
+                grad[2 + 2 * j] -= dh * w * x;
+            }
+        }
+        (total, grad)
+    }
+
+    /// L-BFGS from `start`; `None` when it fails or ends non-finite.
+    fn minimize(&self, start: Vec<f64>) -> Option<(Vec<f64>, f64)> {
+        let solver = LBFGS::new(MoreThuenteLineSearch::new(), 10).with_tolerance_grad(1e-12).ok()?.with_tolerance_cost(1e-15).ok()?;
+        let result = Executor::new(self, solver).configure(|s| s.param(start).max_iters(300)).run().ok()?;
+        let state = result.state();
+        let theta = state.get_best_param()?.clone();
+        let cost = state.get_best_cost();
+        (cost.is_finite() && theta.iter().all(|v| v.is_finite())).then_some((theta, cost))
+    }
+}
+
+impl CostFunction for &HuberLogProblem {
+    type Param = Vec<f64>;
+    type Output = f64;
+    fn cost(&self, theta: &Vec<f64>) -> Result<f64, Error> {
+        Ok(self.evaluate(theta).0)
+    }
+}
+
+impl Gradient for &HuberLogProblem {
+    type Param = Vec<f64>;
+    type Gradient = Vec<f64>;
+    fn gradient(&self, theta: &Vec<f64>) -> Result<Vec<f64>, Error> {
+        Ok(self.evaluate(theta).1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn power_law_recovers_its_parameters() {
+        let truth = PowerLaw { alpha: 0.05, x_c: 2.3e8 };
+        let points: Vec<(f64, f64)> = (0..20).map(|i| 1e3 * 10f64.powf(i as f64 * 0.3)).map(|c| (c, truth.predict(c))).collect();
+        let fit = PowerLaw::fit(&points).unwrap();
+        assert!((fit.alpha - 0.05).abs() < 1e-9 && (fit.x_c / 2.3e8 - 1.0).abs() < 1e-6, "{fit:?}");
+        assert!(PowerLaw::fit(&points[..1]).is_none());
+    }
+
+    #[test]
+    fn offset_law_recovers_e_a_alpha_despite_an_outlier() {
+        let (e, a, alpha) = (1.7, 400.0, 0.3);
+        let mut points: Vec<(Vec<f64>, f64)> = (0..30).map(|i| 1e6 * 10f64.powf(i as f64 * 0.2)).map(|c| (vec![c], e + a * c.powf(-alpha))).collect();
+        points[10].1 *= 1.5; // Huber keeps one bad point from dragging the fit
+        let fit = SumOfPowers::fit(&points, 1).unwrap();
+        assert!((fit.e - e).abs() / e < 1e-3, "{fit:?}");
+        assert!((fit.terms[0].0 - a).abs() / a < 1e-2 && (fit.terms[0].1 - alpha).abs() < 1e-3, "{fit:?}");
+    }
+
+    #[test]
+    fn chinchilla_form_recovers_both_exponents() {
+        let (e, a, alpha, b, beta) = (1.69, 406.4, 0.34, 410.7, 0.28);
+        let mut points = Vec::new();
+        for n in [1e7, 3e7, 1e8, 3e8, 1e9] {
+            for d in [1e9, 3e9, 1e10, 3e10, 1e11] {
+                let f: f64 = n;
+                points.push((vec![f, d], e + a / f.powf(alpha) + b / d.powf(beta)));
+            }
+        }
+        let fit = SumOfPowers::fit(&points, 2).unwrap();
+        assert!((fit.e - e).abs() < 0.02, "{fit:?}");
+        assert!((fit.terms[0].1 - alpha).abs() < 0.01 && (fit.terms[1].1 - beta).abs() < 0.01, "{fit:?}");
+        let refit = fit.refit(&points).unwrap();
+        assert!((refit.e - fit.e).abs() < 1e-6);
+    }
+}

@@ -1,0 +1,426 @@
+//! A family of training runs → envelopes, fitted laws with bootstrap
+//! intervals, leave-largest-out prediction errors and effective-compute
+//! multipliers, as one serialisable [`StudyFit`].
+
+use std::collections::BTreeMap;
+
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::laws::{PowerLaw, SumOfPowers};
+use crate::train::{Compute, ParamCounts};
+
+/// One evaluation of a run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunPoint {
+    /// Tokens seen.
+    pub tokens: f64,
+    /// Compute under each cost model.
+    pub compute: Compute,
+    /// Validation loss.
+    pub loss: f64,
+}
+
+/// One training run as the fit sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Run {
+    /// Node id (or the CSV's `run`).
+    pub id: String,
+    /// Family: the variant, or the CSV's `group`.
+    pub group: String,
+    /// Parameter counts.
+    pub params: ParamCounts,
+    /// Evaluations, by tokens.
+    pub points: Vec<RunPoint>,
+}
+
+/// The cost models a law can be fitted against.
+pub const AXES: [&str; 4] = ["trainable", "frozen_2_3", "all", "structured_free"];
+
+fn axis_value(c: &Compute, axis: &str) -> f64 {
+    match axis {
+        "frozen_2_3" => c.frozen_2_3,
+        "all" => c.all,
+        "structured_free" => c.structured_free,
+        _ => c.trainable,
+    }
+}
+
+/// How to fit.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    /// Fraction of each run's tokens whose evaluations are left out (warmup).
+    pub skip_fraction: f64,
+    /// Log-spaced compute values of the envelope.
+    pub envelope_points: usize,
+    /// Bootstrap replicates (0: no intervals).
+    pub bootstrap: usize,
+    /// Seed of the bootstrap.
+    pub seed: u64,
+    /// The family others are compared with.
+    pub baseline: String,
+}
+
+/// A fitted number with its 95% bootstrap interval.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Estimate {
+    /// Fit on all runs.
+    pub value: f64,
+    /// 2.5th percentile over bootstrap replicates (NaN-free; absent without bootstrap).
+    pub low: Option<f64>,
+    /// 97.5th percentile.
+    pub high: Option<f64>,
+}
+
+impl Estimate {
+    fn new(value: f64, replicates: &[f64]) -> Self {
+        let mut r: Vec<f64> = replicates.iter().copied().filter(|v| v.is_finite()).collect();
+        if r.len() < 2 {
+            return Estimate { value, low: None, high: None };
+        }
+        r.sort_by(f64::total_cmp);
+        let at = |q: f64| r[((q * (r.len() - 1) as f64).round() as usize).min(r.len() - 1)];
+        Estimate { value, low: Some(at(0.025)), high: Some(at(0.975)) }
+    }
+}
+
+/// Fits on one cost-model axis for one family.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AxisFit {
+    /// (compute, loss) of the compute-efficient frontier.
+    pub envelope: Vec<(f64, f64)>,
+    /// L = (C_c / C)^α on the envelope: α and C_c.
+    pub power_law: Option<BTreeMap<String, Estimate>>,
+    /// L = E + A·C^−α on the envelope: E, A, α.
+    pub offset_law: Option<BTreeMap<String, Estimate>>,
+    /// log L − log L̂ of the power law at each envelope point.
+    pub residuals: Vec<f64>,
+}
+
+/// A family's fits.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GroupFit {
+    /// Runs in the family.
+    pub runs: Vec<String>,
+    /// Per cost model.
+    pub axes: BTreeMap<String, AxisFit>,
+    /// L(N) = (N_c / N)^α_N on each run's final loss.
+    pub final_n: Option<BTreeMap<String, Estimate>>,
+    /// L(N, D) = E + A/N^α + B/D^β on every evaluation.
+    pub chinchilla: Option<BTreeMap<String, Estimate>>,
+    /// The largest model's final loss predicted by L(N) fitted without it.
+    pub leave_largest_out: Option<LeaveOut>,
+}
+
+/// A held-out prediction.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LeaveOut {
+    /// The run left out.
+    pub run: String,
+    /// Its final loss.
+    pub actual: f64,
+    /// What the law fitted on the others predicts.
+    pub predicted: f64,
+    /// (predicted − actual) / actual.
+    pub relative_error: f64,
+}
+
+/// Everything a `fit` node computes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StudyFit {
+    /// How.
+    pub settings: Settings,
+    /// Per family.
+    pub groups: BTreeMap<String, GroupFit>,
+    /// For each non-baseline family and cost model: the compute the
+    /// baseline's power law needs to reach the family's envelope losses,
+    /// divided by the compute the family used (geometric mean over its
+    /// envelope points within the baseline's loss range). Above 1: the
+    /// variant is more compute-efficient than the baseline on that axis.
+    pub multipliers: BTreeMap<String, BTreeMap<String, Estimate>>,
+}
+
+/// The run's (x, loss) on `axis` after the skipped fraction.
+fn curve(run: &Run, axis: &str, skip_fraction: f64) -> Vec<(f64, f64)> {
+    let last = run.points.iter().map(|p| p.tokens).fold(0.0, f64::max);
+    run.points.iter().filter(|p| p.tokens >= skip_fraction * last && p.loss.is_finite() && p.loss > 0.0).map(|p| (axis_value(&p.compute, axis), p.loss)).filter(|(x, _)| *x > 0.0).collect()
+}
+
+/// Loss of a curve at `x` by linear interpolation in log-log; `None` outside it.
+fn interpolate(curve: &[(f64, f64)], x: f64) -> Option<f64> {
+    let i = curve.windows(2).position(|w| w[0].0 <= x && x <= w[1].0)?;
+    let ((x0, y0), (x1, y1)) = (curve[i], curve[i + 1]);
+    if x1 == x0 {
+        return Some(y0.min(y1));
+    }
+    let t = (x.ln() - x0.ln()) / (x1.ln() - x0.ln());
+    Some((y0.ln() + t * (y1.ln() - y0.ln())).exp())
+}
+
+/// The compute-efficient frontier: at each of `points` log-spaced x, the
+/// lowest loss any run reaches there.
+pub fn envelope(runs: &[&Run], axis: &str, settings: &Settings) -> Vec<(f64, f64)> {
+    let curves: Vec<Vec<(f64, f64)>> = runs.iter().map(|r| curve(r, axis, settings.skip_fraction)).filter(|c| c.len() >= 2).collect();
+    let lo = curves.iter().map(|c| c[0].0).fold(f64::INFINITY, f64::min);
+    let hi = curves.iter().map(|c| c[c.len() - 1].0).fold(0.0, f64::max);
+    if curves.is_empty() || lo >= hi {
+        return Vec::new();
+    }
+    let n = settings.envelope_points.max(2);
+    (0..n)
+        .filter_map(|i| {
+            let x = (lo.ln() + (hi.ln() - lo.ln()) * i as f64 / (n - 1) as f64).exp();
+            let best = curves.iter().filter_map(|c| interpolate(c, x)).fold(f64::INFINITY, f64::min);
+            best.is_finite().then_some((x, best))
+        })
+        .collect()
+}
+
+fn named(pairs: &[(&str, f64, Vec<f64>)]) -> BTreeMap<String, Estimate> {
+    pairs.iter().map(|(name, value, reps)| (name.to_string(), Estimate::new(*value, reps))).collect()
+}
+
+/// Point estimates of one family (what each bootstrap replicate recomputes).
+struct Point {
+    power: BTreeMap<String, Option<PowerLaw>>,
+    offset: BTreeMap<String, Option<SumOfPowers>>,
+    envelopes: BTreeMap<String, Vec<(f64, f64)>>,
+    final_n: Option<PowerLaw>,
+    chinchilla: Option<SumOfPowers>,
+}
+
+fn final_points(runs: &[&Run]) -> Vec<(f64, f64)> {
+    runs.iter().filter_map(|r| r.points.last().map(|p| (r.params.trainable as f64, p.loss))).collect()
+}
+
+fn chinchilla_points(runs: &[&Run], skip_fraction: f64) -> Vec<(Vec<f64>, f64)> {
+    runs.iter()
+        .flat_map(|r| {
+            let last = r.points.iter().map(|p| p.tokens).fold(0.0, f64::max);
+            r.points.iter().filter(move |p| p.tokens >= skip_fraction * last && p.loss.is_finite() && p.tokens > 0.0).map(move |p| (vec![r.params.trainable as f64, p.tokens], p.loss))
+        })
+        .collect()
+}
+
+/// Distinct model sizes among `runs`.
+fn sizes(runs: &[&Run]) -> usize {
+    let mut n: Vec<i64> = runs.iter().map(|r| r.params.trainable).collect();
+    n.sort_unstable();
+    n.dedup();
+    n.len()
+}
+
+fn estimate_point(runs: &[&Run], settings: &Settings, full: Option<&Point>) -> Point {
+    let mut power = BTreeMap::new();
+    let mut offset = BTreeMap::new();
+    let mut envelopes = BTreeMap::new();
+    for axis in AXES {
+        let env = envelope(runs, axis, settings);
+        power.insert(axis.to_string(), PowerLaw::fit(&env));
+        let pts: Vec<(Vec<f64>, f64)> = env.iter().map(|(x, l)| (vec![*x], *l)).collect();
+        // Three parameters need more than three points; replicates refit from the full fit.
+        let off = if pts.len() >= 5 {
+            match full.and_then(|f| f.offset.get(axis).cloned().flatten()) {
+                Some(f) => f.refit(&pts),
+                None if full.is_none() => SumOfPowers::fit(&pts, 1),
+                None => None,
+            }
+        } else {
+            None
+        };
+        offset.insert(axis.to_string(), off);
+        envelopes.insert(axis.to_string(), env);
+    }
+    let final_n = if sizes(runs) >= 2 { PowerLaw::fit(&final_points(runs)) } else { None };
+    let chin_pts = chinchilla_points(runs, settings.skip_fraction);
+    let chinchilla = if sizes(runs) >= 3 && chin_pts.len() >= 10 {
+        match full.map(|f| f.chinchilla.clone()) {
+            Some(Some(f)) => f.refit(&chin_pts),
+            Some(None) => None,
+            None => SumOfPowers::fit(&chin_pts, 2),
+        }
+    } else {
+        None
+    };
+    Point { power, offset, envelopes, final_n, chinchilla }
+}
+
+/// The multiplier of `variant` against `baseline`'s power law on `axis`.
+fn multiplier(baseline: &Point, variant: &Point, axis: &str) -> Option<f64> {
+    let law = baseline.power.get(axis)?.as_ref()?;
+    let base_env = baseline.envelopes.get(axis)?;
+    let (lmin, lmax) = base_env.iter().fold((f64::INFINITY, 0.0f64), |(a, b), (_, l)| (a.min(*l), b.max(*l)));
+    let logs: Vec<f64> = variant.envelopes.get(axis)?.iter().filter(|(_, l)| *l >= lmin && *l <= lmax).map(|(c, l)| (law.x_c * l.powf(-1.0 / law.alpha) / c).ln()).collect();
+    (!logs.is_empty()).then(|| (logs.iter().sum::<f64>() / logs.len() as f64).exp())
+}
+
+/// Resamples each family's runs with replacement.
+fn resample<'a>(groups: &BTreeMap<String, Vec<&'a Run>>, rng: &mut ChaCha8Rng) -> BTreeMap<String, Vec<&'a Run>> {
+    groups.iter().map(|(g, runs)| (g.clone(), (0..runs.len()).map(|_| runs[(rng.next_u64() % runs.len() as u64) as usize]).collect())).collect()
+}
+
+/// Fits every family of `runs`.
+pub fn fit_study(runs: &[Run], settings: &Settings) -> StudyFit {
+    let mut groups: BTreeMap<String, Vec<&Run>> = BTreeMap::new();
+    for run in runs {
+        groups.entry(run.group.clone()).or_default().push(run);
+    }
+    let full: BTreeMap<String, Point> = groups.iter().map(|(g, r)| (g.clone(), estimate_point(r, settings, None))).collect();
+    let replicates: Vec<BTreeMap<String, Point>> = (0..settings.bootstrap)
+        .into_par_iter()
+        .map(|b| {
+            let mut rng = ChaCha8Rng::seed_from_u64(settings.seed.wrapping_mul(1_000_003).wrapping_add(b as u64));
+            resample(&groups, &mut rng).iter().map(|(g, r)| (g.clone(), estimate_point(r, settings, full.get(g)))).collect()
+        })
+        .collect();
+
+    let mut out_groups = BTreeMap::new();
+    for (g, point) in &full {
+        let reps: Vec<&Point> = replicates.iter().filter_map(|r| r.get(g)).collect();
+        let mut axes = BTreeMap::new();
+        for axis in AXES {
+            let env = point.envelopes[axis].clone();
+            let power = point.power[axis].map(|law| {
+                let alphas: Vec<f64> = reps.iter().filter_map(|r| r.power[axis].map(|l| l.alpha)).collect();
+                let scales: Vec<f64> = reps.iter().filter_map(|r| r.power[axis].map(|l| l.x_c)).collect();
+                named(&[("alpha", law.alpha, alphas), ("x_c", law.x_c, scales)])
+            });
+            let offset = point.offset[axis].as_ref().map(|law| {
+                let pick = |f: &dyn Fn(&SumOfPowers) -> f64| reps.iter().filter_map(|r| r.offset[axis].as_ref().map(f)).collect::<Vec<f64>>();
+                named(&[("E", law.e, pick(&|l| l.e)), ("A", law.terms[0].0, pick(&|l| l.terms[0].0)), ("alpha", law.terms[0].1, pick(&|l| l.terms[0].1))])
+            });
+            let residuals = point.power[axis].map(|law| env.iter().map(|(c, l)| l.ln() - law.predict(*c).ln()).collect()).unwrap_or_default();
+            axes.insert(axis.to_string(), AxisFit { envelope: env, power_law: power, offset_law: offset, residuals });
+        }
+        let final_n = point.final_n.map(|law| {
+            let alphas: Vec<f64> = reps.iter().filter_map(|r| r.final_n.map(|l| l.alpha)).collect();
+            let scales: Vec<f64> = reps.iter().filter_map(|r| r.final_n.map(|l| l.x_c)).collect();
+            named(&[("alpha", law.alpha, alphas), ("n_c", law.x_c, scales)])
+        });
+        let chinchilla = point.chinchilla.as_ref().map(|law| {
+            let pick = |f: &dyn Fn(&SumOfPowers) -> f64| reps.iter().filter_map(|r| r.chinchilla.as_ref().map(f)).collect::<Vec<f64>>();
+            named(&[
+                ("E", law.e, pick(&|l| l.e)),
+                ("A", law.terms[0].0, pick(&|l| l.terms[0].0)),
+                ("alpha", law.terms[0].1, pick(&|l| l.terms[0].1)),
+                ("B", law.terms[1].0, pick(&|l| l.terms[1].0)),
+                ("beta", law.terms[1].1, pick(&|l| l.terms[1].1)),
+            ])
+        });
+        out_groups.insert(
+            g.clone(),
+            GroupFit { runs: groups[g].iter().map(|r| r.id.clone()).collect(), axes, final_n, chinchilla, leave_largest_out: leave_largest_out(&groups[g]) },
+        );
+    }
+
+    let mut multipliers = BTreeMap::new();
+    if let Some(base) = full.get(&settings.baseline) {
+        for (g, point) in full.iter().filter(|(g, _)| **g != settings.baseline) {
+            let mut per_axis = BTreeMap::new();
+            for axis in AXES {
+                if let Some(m) = multiplier(base, point, axis) {
+                    let reps: Vec<f64> = replicates.iter().filter_map(|r| multiplier(r.get(&settings.baseline)?, r.get(g)?, axis)).collect();
+                    per_axis.insert(axis.to_string(), Estimate::new(m, &reps));
+                }
+            }
+            multipliers.insert(g.clone(), per_axis);
+        }
+    }
+    StudyFit { settings: settings.clone(), groups: out_groups, multipliers }
+}
+
+/// L(N) fitted without the largest model, asked for its final loss.
+fn leave_largest_out(runs: &[&Run]) -> Option<LeaveOut> {
+    if sizes(runs) < 3 {
+        return None;
+    }
+    let largest = runs.iter().max_by_key(|r| r.params.trainable)?;
+    let rest: Vec<&Run> = runs.iter().copied().filter(|r| r.params.trainable != largest.params.trainable).collect();
+    let law = PowerLaw::fit(&final_points(&rest))?;
+    let actual = largest.points.last()?.loss;
+    let predicted = law.predict(largest.params.trainable as f64);
+    Some(LeaveOut { run: largest.id.clone(), actual, predicted, relative_error: (predicted - actual) / actual })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs of sizes `n_values` on the frontier L = (C_c / (efficiency·C))^α,
+    /// each over its own compute range (larger models reach further), plus,
+    /// for each, a worse twin (10% higher loss) the envelope must ignore.
+    fn synthetic(group: &str, n_values: &[i64], alpha: f64, c_c: f64, efficiency: f64) -> Vec<Run> {
+        let mut runs = Vec::new();
+        for &n in n_values {
+            for (suffix, penalty) in [("", 1.0), ("-worse", 1.1)] {
+                let counts = ParamCounts { embedding: 0, trainable: n, frozen: 0, structured: 0 };
+                let points = (1..=30)
+                    .map(|i| {
+                        let tokens = 1e6 * 1.3f64.powi(i);
+                        let compute = Compute::at(&counts, tokens);
+                        RunPoint { tokens, compute, loss: penalty * (c_c / (compute.trainable * efficiency)).powf(alpha) }
+                    })
+                    .collect();
+                runs.push(Run { id: format!("{group}-{n}{suffix}"), group: group.to_string(), params: counts, points });
+            }
+        }
+        runs
+    }
+
+    fn settings(bootstrap: usize) -> Settings {
+        Settings { skip_fraction: 0.1, envelope_points: 30, bootstrap, seed: 0, baseline: "baseline".into() }
+    }
+
+    #[test]
+    fn the_envelope_follows_the_frontier_and_the_law_is_recovered() {
+        let runs = synthetic("baseline", &[1_000_000, 4_000_000, 16_000_000, 64_000_000], 0.05, 1e8, 1.0);
+        let fit = fit_study(&runs, &settings(50));
+        assert_eq!(fit.groups["baseline"].runs.len(), 8);
+        let axis = &fit.groups["baseline"].axes["trainable"];
+        assert!(axis.envelope.len() >= 20);
+        for w in axis.envelope.windows(2) {
+            assert!(w[1].1 <= w[0].1 + 1e-12, "the envelope never rises with compute");
+        }
+        let alpha = axis.power_law.as_ref().unwrap()["alpha"];
+        assert!((alpha.value - 0.05).abs() < 1e-4, "{alpha:?}");
+        let (low, high) = (alpha.low.unwrap(), alpha.high.unwrap());
+        assert!(low <= alpha.value && alpha.value <= high, "{alpha:?}");
+        assert!(axis.residuals.iter().all(|r| r.abs() < 1e-3), "the envelope is the law: {:?}", axis.residuals);
+    }
+
+    #[test]
+    fn a_variant_needing_half_the_compute_has_multiplier_two() {
+        let mut runs = synthetic("baseline", &[1_000_000, 4_000_000, 16_000_000, 64_000_000], 0.05, 1e8, 1.0);
+        runs.extend(synthetic("doped", &[2_000_000, 8_000_000, 32_000_000], 0.05, 1e8, 2.0));
+        let fit = fit_study(&runs, &settings(30));
+        let m = fit.multipliers["doped"]["trainable"];
+        assert!((m.value - 2.0).abs() < 0.15, "{m:?}");
+        let (a, b) = (fit_study(&runs, &settings(30)), fit);
+        assert_eq!(a, b, "seeded bootstrap: same intervals every time");
+    }
+}
+
+#[cfg(test)]
+mod leave_out_tests {
+    use super::*;
+
+    #[test]
+    fn the_largest_model_is_predicted_from_the_others() {
+        // Final losses exactly on L(N) = (1e13 / N)^0.076 (Kaplan's α_N).
+        let runs: Vec<Run> = [1e6, 4e6, 16e6, 64e6]
+            .iter()
+            .map(|&n: &f64| {
+                let counts = ParamCounts { embedding: 0, trainable: n as i64, frozen: 0, structured: 0 };
+                let loss = (1e13 / n).powf(0.076);
+                let points = vec![RunPoint { tokens: 1e9, compute: Compute::at(&counts, 1e9), loss }];
+                Run { id: format!("n{n}"), group: "baseline".into(), params: counts, points }
+            })
+            .collect();
+        let refs: Vec<&Run> = runs.iter().collect();
+        let out = leave_largest_out(&refs).unwrap();
+        assert_eq!(out.run, "n64000000");
+        assert!(out.relative_error.abs() < 1e-9, "{out:?}");
+    }
+}
