@@ -155,11 +155,19 @@ fn worker_failures_and_bad_budgets_are_reported_with_the_reason() {
 fn a_sweep_over_variants_trains_each_with_its_accounting() {
     let sweep = STUDY
         .replace("    model: {preset: nano}\n", "    model: {preset: nano}\n    matrix: {variant: [baseline, doped, fastfood, blockdiag_hadamard]}\n    variant: ${variant}\n")
-        .replace("max_tokens: 15360", "max_tokens: 5120");
+        .replace("max_tokens: 15360", "max_tokens: 5120")
+        + "  laws: {kind: fit, input: train, bootstrap: 10}\n";
     let p = Project::with_french_corpus(&sweep);
     let run = p.sm(&["run", "-j", "2"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert_eq!(run.built().len(), 7, "{}", run.stderr);
+    assert_eq!(run.built().len(), 8, "{}", run.stderr);
+    // The fit reads every run of the family, grouped by variant.
+    let fit: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p.artifact("laws").join("fit.json")).unwrap()).unwrap();
+    for variant in ["baseline", "doped", "fastfood", "blockdiag_hadamard"] {
+        assert_eq!(fit["groups"][variant]["runs"][0], format!("train[variant={variant}]"), "{fit}");
+        assert!(fit["groups"][variant]["axes"]["trainable"]["power_law"]["alpha"]["value"].as_f64().unwrap() > 0.0, "{variant}: the loss falls with compute");
+    }
+    assert!(fit["multipliers"]["doped"].is_object());
     // nano, d = 64, 2 layers: trainable, frozen, structured (see ModelShape::param_counts).
     for (variant, trainable, frozen, structured) in
         [("baseline", 100_096, 0, 0), ("doped", 100_096, 49_600, 0), ("fastfood", 37_632, 0, 3_072), ("blockdiag_hadamard", 50_944, 0, 16_384)]

@@ -116,11 +116,7 @@ impl SumOfPowers {
     pub fn fit_from(points: &[(Vec<f64>, f64)], starts: &[Vec<f64>]) -> Option<Self> {
         use rayon::prelude::*;
         let problem = HuberLogProblem::new(points);
-        starts
-            .par_iter()
-            .filter_map(|start| problem.minimize(start.clone()))
-            .min_by(|a, b| a.1.total_cmp(&b.1))
-            .map(|(theta, objective)| Self::from_theta(&theta, objective))
+        starts.par_iter().filter_map(|start| problem.minimize(start.clone())).min_by(|a, b| a.1.total_cmp(&b.1)).map(|(theta, objective)| Self::from_theta(&theta, objective))
     }
 
     /// Refits from this fit's parameters only (bootstrap replicates).

@@ -145,7 +145,12 @@ pub struct StudyFit {
 /// The run's (x, loss) on `axis` after the skipped fraction.
 fn curve(run: &Run, axis: &str, skip_fraction: f64) -> Vec<(f64, f64)> {
     let last = run.points.iter().map(|p| p.tokens).fold(0.0, f64::max);
-    run.points.iter().filter(|p| p.tokens >= skip_fraction * last && p.loss.is_finite() && p.loss > 0.0).map(|p| (axis_value(&p.compute, axis), p.loss)).filter(|(x, _)| *x > 0.0).collect()
+    run.points
+        .iter()
+        .filter(|p| p.tokens >= skip_fraction * last && p.loss.is_finite() && p.loss > 0.0)
+        .map(|p| (axis_value(&p.compute, axis), p.loss))
+        .filter(|(x, _)| *x > 0.0)
+        .collect()
 }
 
 /// Loss of a curve at `x` by linear interpolation in log-log; `None` outside it.
@@ -199,7 +204,10 @@ fn chinchilla_points(runs: &[&Run], skip_fraction: f64) -> Vec<(Vec<f64>, f64)> 
     runs.iter()
         .flat_map(|r| {
             let last = r.points.iter().map(|p| p.tokens).fold(0.0, f64::max);
-            r.points.iter().filter(move |p| p.tokens >= skip_fraction * last && p.loss.is_finite() && p.tokens > 0.0).map(move |p| (vec![r.params.trainable as f64, p.tokens], p.loss))
+            r.points
+                .iter()
+                .filter(move |p| p.tokens >= skip_fraction * last && p.loss.is_finite() && p.tokens > 0.0)
+                .map(move |p| (vec![r.params.trainable as f64, p.tokens], p.loss))
         })
         .collect()
 }
@@ -309,10 +317,8 @@ pub fn fit_study(runs: &[Run], settings: &Settings) -> StudyFit {
                 ("beta", law.terms[1].1, pick(&|l| l.terms[1].1)),
             ])
         });
-        out_groups.insert(
-            g.clone(),
-            GroupFit { runs: groups[g].iter().map(|r| r.id.clone()).collect(), axes, final_n, chinchilla, leave_largest_out: leave_largest_out(&groups[g]) },
-        );
+        out_groups
+            .insert(g.clone(), GroupFit { runs: groups[g].iter().map(|r| r.id.clone()).collect(), axes, final_n, chinchilla, leave_largest_out: leave_largest_out(&groups[g]) });
     }
 
     let mut multipliers = BTreeMap::new();

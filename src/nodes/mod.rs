@@ -11,6 +11,7 @@
 
 mod command;
 mod corpus;
+mod fit;
 mod shards;
 mod tokenizer;
 mod train;
@@ -24,6 +25,7 @@ use std::sync::Arc;
 
 pub use command::Command;
 pub use corpus::Corpus;
+pub use fit::Fit;
 pub use shards::Shards;
 pub use tokenizer::TokenizerKind;
 pub use train::{model_shape, Train};
@@ -272,7 +274,9 @@ pub struct Registry {
 impl Registry {
     /// A registry with every built-in kind.
     pub fn builtin() -> Self {
-        Registry { kinds: vec![Arc::new(Command::new()), Arc::new(Corpus::new()), Arc::new(TokenizerKind::new()), Arc::new(Shards::new()), Arc::new(Train::new())] }
+        Registry {
+            kinds: vec![Arc::new(Command::new()), Arc::new(Corpus::new()), Arc::new(TokenizerKind::new()), Arc::new(Shards::new()), Arc::new(Train::new()), Arc::new(Fit::new())],
+        }
     }
 
     /// The kind called `name`.

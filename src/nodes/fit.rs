@@ -1,0 +1,197 @@
+//! `fit`: scaling laws from a family of training runs (or from a CSV of
+//! published runs): envelopes and laws per cost model with bootstrap
+//! intervals, L(N), L(N, D), leave-largest-out errors and each variant's
+//! effective-compute multiplier against the baseline (`crate::fit`).
+//!
+//! Artifact: `fit.json` (every number, interval, residual and setting).
+
+use std::path::Path;
+
+use super::{NodeCtx, NodeError, NodeKind, Resources};
+use crate::fit::study::{fit_study, Estimate, Run, RunPoint, Settings, StudyFit};
+use crate::spec::{Field, FieldType, Schema, Value};
+use crate::train::{Compute, ParamCounts};
+
+/// The `fit` node kind.
+pub struct Fit {
+    schema: Schema,
+}
+
+impl Fit {
+    /// Creates the kind with its schema.
+    pub fn new() -> Self {
+        Fit {
+            schema: Schema::new(vec![
+                Field::default("skip_fraction", FieldType::Float, Value::Float(0.1), "leave out each run's evaluations before this fraction of its tokens (warmup)"),
+                Field::default("envelope_points", FieldType::Int { min: 2 }, Value::Int(40), "log-spaced compute values of each envelope"),
+                Field::default("bootstrap", FieldType::Int { min: 0 }, Value::Int(1000), "bootstrap replicates over runs for the 95% intervals (0: none)"),
+                Field::default("seed", FieldType::Int { min: 0 }, Value::Int(0), "seed of the bootstrap"),
+                Field::default("baseline", FieldType::Str, Value::Str("baseline".into()), "the family the others are compared with"),
+                Field::default("group_by", FieldType::Enum(&["variant", "none"]), Value::Str("variant".into()), "families: by model variant, or one family"),
+                Field::optional(
+                    "csv",
+                    FieldType::Str,
+                    "a CSV of runs to fit instead of (or with) inputs: columns run, n, tokens, loss, and optionally group, compute, frozen, structured",
+                ),
+            ]),
+        }
+    }
+}
+
+impl Default for Fit {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn failed(path: &Path, why: impl std::fmt::Display) -> NodeError {
+    NodeError::Failed(format!("{}: {why}", path.display()))
+}
+
+/// A `train` artifact as a run: its counts and variant from `config.json`,
+/// its evaluations from `metrics/eval.jsonl`.
+fn read_train_artifact(id: &str, dir: &Path, group_by_variant: bool) -> Result<Run, NodeError> {
+    let config_path = dir.join("config.json");
+    let config: serde_json::Value = serde_json::from_slice(&std::fs::read(&config_path).map_err(|e| NodeError::io(&config_path, e))?).map_err(|e| failed(&config_path, e))?;
+    let params: ParamCounts = serde_json::from_value(config["params"].clone()).map_err(|e| failed(&config_path, e))?;
+    let group = if group_by_variant { config["model"]["variant"].as_str().unwrap_or("baseline").to_string() } else { "all".to_string() };
+    let eval_path = dir.join("metrics/eval.jsonl");
+    let text = std::fs::read_to_string(&eval_path).map_err(|e| NodeError::io(&eval_path, e))?;
+    let mut points = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let row: serde_json::Value = serde_json::from_str(line).map_err(|e| failed(&eval_path, format!("line {}: {e}", i + 1)))?;
+        let (Some(tokens), Some(loss)) = (row["tokens"].as_f64(), row["val_loss"].as_f64()) else { continue }; // a diverged evaluation is null
+        points.push(RunPoint { tokens, compute: Compute::at(&params, tokens), loss });
+    }
+    Ok(Run { id: id.to_string(), group, params, points })
+}
+
+/// Runs from a CSV: one row per evaluation.
+fn read_csv(path: &Path, group_by: bool) -> Result<Vec<Run>, NodeError> {
+    let text = std::fs::read_to_string(path).map_err(|e| NodeError::io(path, e))?;
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let header: Vec<String> = lines.next().ok_or_else(|| failed(path, "empty file"))?.split(',').map(|h| h.trim().to_ascii_lowercase()).collect();
+    let col = |name: &str| header.iter().position(|h| h == name);
+    let required = |name: &str| col(name).ok_or_else(|| failed(path, format!("no `{name}` column (need run, n, tokens, loss)")));
+    let (run_col, n_col, tokens_col, loss_col) = (required("run")?, required("n")?, required("tokens")?, required("loss")?);
+    let mut runs: Vec<Run> = Vec::new();
+    for (i, line) in lines.enumerate() {
+        let cells: Vec<&str> = line.split(',').map(str::trim).collect();
+        let number = |c: usize, name: &str| -> Result<f64, NodeError> {
+            cells.get(c).and_then(|v| v.parse::<f64>().ok()).ok_or_else(|| failed(path, format!("row {}: `{name}` is not a number", i + 2)))
+        };
+        let optional = |name: &str| col(name).and_then(|c| cells.get(c)).and_then(|v| v.parse::<f64>().ok());
+        let id = cells.get(run_col).copied().unwrap_or_default().to_string();
+        let group = if group_by { col("group").and_then(|c| cells.get(c)).map_or("baseline", |v| v).to_string() } else { "all".to_string() };
+        let params = ParamCounts {
+            embedding: 0,
+            trainable: number(n_col, "n")? as i64,
+            frozen: optional("frozen").unwrap_or(0.0) as i64,
+            structured: optional("structured").unwrap_or(0.0) as i64,
+        };
+        let tokens = number(tokens_col, "tokens")?;
+        let mut compute = Compute::at(&params, tokens);
+        if let Some(c) = optional("compute") {
+            compute.trainable = c; // the published compute, when given
+        }
+        let point = RunPoint { tokens, compute, loss: number(loss_col, "loss")? };
+        match runs.iter_mut().find(|r| r.id == id) {
+            Some(run) => run.points.push(point),
+            None => runs.push(Run { id, group, params, points: vec![point] }),
+        }
+    }
+    for run in &mut runs {
+        run.points.sort_by(|a, b| a.tokens.total_cmp(&b.tokens));
+    }
+    Ok(runs)
+}
+
+fn interval(e: &Estimate) -> String {
+    match (e.low, e.high) {
+        (Some(lo), Some(hi)) => format!("{:.4} [95% CI {lo:.4}, {hi:.4}]", e.value),
+        _ => format!("{:.4}", e.value),
+    }
+}
+
+/// Summary lines and metrics for `show`.
+fn report(ctx: &mut NodeCtx<'_>, fit: &StudyFit) {
+    for (group, g) in &fit.groups {
+        ctx.add_summary(format!("{group}: {} run(s)", g.runs.len()));
+        if let Some(law) = g.axes.get("trainable").and_then(|a| a.power_law.as_ref()) {
+            ctx.add_summary(format!("  L = (C_c / C)^α on C = 6·N·D: α = {}, C_c = {:.3e}", interval(&law["alpha"]), law["x_c"].value));
+            ctx.record_metric(&format!("{group}.alpha_c"), law["alpha"].value);
+        }
+        if let Some(law) = g.axes.get("trainable").and_then(|a| a.offset_law.as_ref()) {
+            ctx.add_summary(format!("  L = E + A·C^−α: E = {}, α = {}", interval(&law["E"]), interval(&law["alpha"])));
+        }
+        if let Some(law) = &g.final_n {
+            ctx.add_summary(format!("  L(N) = (N_c / N)^α_N: α_N = {}", interval(&law["alpha"])));
+            ctx.record_metric(&format!("{group}.alpha_n"), law["alpha"].value);
+        }
+        if let Some(law) = &g.chinchilla {
+            ctx.add_summary(format!("  L(N, D) = E + A/N^α + B/D^β: E = {}, α = {}, β = {}", interval(&law["E"]), interval(&law["alpha"]), interval(&law["beta"])));
+        }
+        if let Some(out) = &g.leave_largest_out {
+            ctx.add_summary(format!("  leave-largest-out: {} predicted {:.4}, actual {:.4} ({:+.1}%)", out.run, out.predicted, out.actual, 100.0 * out.relative_error));
+        }
+    }
+    for (group, axes) in &fit.multipliers {
+        for (axis, m) in axes {
+            ctx.add_summary(format!("{group} vs {}: effective-compute multiplier on C_{axis} = {}", fit.settings.baseline, interval(m)));
+            ctx.record_metric(&format!("{group}.multiplier_{axis}"), m.value);
+        }
+    }
+}
+
+impl NodeKind for Fit {
+    fn name(&self) -> &'static str {
+        "fit"
+    }
+
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    /// The bootstrap runs on every core.
+    fn resources_default(&self, _params: &Value) -> Resources {
+        Resources { cpu: std::thread::available_parallelism().map_or(1, |n| n.get()) as u32, ..Resources::default() }
+    }
+
+    fn file_inputs(&self, params: &Value) -> Vec<String> {
+        params.get_path("csv").and_then(Value::as_str).map(|p| vec![p.to_string()]).unwrap_or_default()
+    }
+
+    fn run(&self, ctx: &mut NodeCtx<'_>) -> Result<(), NodeError> {
+        let p = ctx.params();
+        let int = |k: &str, d: i64| p.get_path(k).and_then(Value::as_i64).unwrap_or(d).max(0) as u64;
+        let settings = Settings {
+            skip_fraction: p.get_path("skip_fraction").and_then(Value::as_f64).unwrap_or(0.1),
+            envelope_points: int("envelope_points", 40) as usize,
+            bootstrap: int("bootstrap", 1000) as usize,
+            seed: int("seed", 0),
+            baseline: p.get_path("baseline").and_then(Value::as_str).unwrap_or("baseline").to_string(),
+        };
+        let by_variant = p.get_path("group_by").and_then(Value::as_str) != Some("none");
+        let mut runs = Vec::new();
+        if let Some(csv) = p.get_path("csv").and_then(Value::as_str) {
+            runs.extend(read_csv(&ctx.root().join(csv), by_variant)?);
+        }
+        for artifact in ctx.inputs().iter().flat_map(|i| &i.artifacts) {
+            if artifact.dir.join("metrics/eval.jsonl").exists() {
+                runs.push(read_train_artifact(&artifact.node.0, &artifact.dir, by_variant)?);
+            }
+        }
+        if runs.is_empty() {
+            return Err(NodeError::Failed("no runs to fit: give `input:` train nodes or `csv:`".into()));
+        }
+        let fit = fit_study(&runs, &settings);
+        let path = ctx.out_dir().join("fit.json");
+        std::fs::write(&path, serde_json::to_vec_pretty(&fit).map_err(|e| NodeError::Failed(e.to_string()))?).map_err(|e| NodeError::io(&path, e))?;
+        report(ctx, &fit);
+        Ok(())
+    }
+}

@@ -1,0 +1,65 @@
+//! The `fit` node on published-style data (a CSV of runs): the law it
+//! recovers, its intervals, and how it reruns when the data changes.
+
+mod common;
+use common::Project;
+
+/// Two families on L = (1e8 / (k·C))^0.05 with C = 6·N·D: the baseline (k = 1)
+/// and a variant that needs half the compute (k = 2); each run also has a
+/// 10%-worse twin that the envelope must ignore.
+fn csv() -> String {
+    let mut out = String::from("run,group,n,tokens,loss\n");
+    for (group, k) in [("baseline", 1.0), ("doped", 2.0)] {
+        for n in [1e6, 4e6, 16e6, 64e6] {
+            for (suffix, penalty) in [("", 1.0), ("-worse", 1.1)] {
+                for i in 1..=25 {
+                    let tokens = 1e6 * 1.35f64.powi(i);
+                    let loss = penalty * (1e8 / (k * 6.0 * n * tokens)).powf(0.05);
+                    out.push_str(&format!("{group}-{n}{suffix},{group},{n},{tokens},{loss}\n"));
+                }
+            }
+        }
+    }
+    out
+}
+
+const STUDY: &str = "
+nodes:
+  laws:
+    kind: fit
+    csv: runs.csv
+    bootstrap: 40
+    envelope_points: 25
+";
+
+#[test]
+fn fits_a_csv_of_runs_with_intervals_and_multipliers() {
+    let p = Project::new(STUDY);
+    p.write("runs.csv", &csv());
+    let run = p.sm(&["run"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let fit: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p.artifact("laws").join("fit.json")).unwrap()).unwrap();
+    let alpha = &fit["groups"]["baseline"]["axes"]["trainable"]["power_law"]["alpha"];
+    assert!((alpha["value"].as_f64().unwrap() - 0.05).abs() < 1e-3, "{alpha}");
+    assert!(alpha["low"].as_f64().unwrap() <= alpha["value"].as_f64().unwrap() && alpha["value"].as_f64().unwrap() <= alpha["high"].as_f64().unwrap());
+    let m = fit["multipliers"]["doped"]["trainable"]["value"].as_f64().unwrap();
+    assert!((m - 2.0).abs() < 0.1, "multiplier {m}");
+    let show = p.sm(&["show", "laws"]).stdout;
+    assert!(show.contains("baseline: 8 run(s)"), "{show}");
+    assert!(show.contains("doped vs baseline: effective-compute multiplier on C_trainable = 2.0"), "{show}");
+
+    // The CSV is a declared file input: editing it reruns the fit.
+    assert!(p.sm(&["run"]).stderr.contains("0 built, 1 fresh"));
+    p.write("runs.csv", &csv().lines().take(60).collect::<Vec<_>>().join("\n"));
+    let status = p.sm(&["status"]).stdout;
+    assert!(status.contains("file `runs.csv` changed"), "{status}");
+}
+
+#[test]
+fn a_csv_without_the_needed_columns_is_a_clear_failure() {
+    let p = Project::new(STUDY);
+    p.write("runs.csv", "run,params,loss\na,1,2\n");
+    let run = p.sm(&["run"]);
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("runs.csv: no `n` column (need run, n, tokens, loss)"), "{}", run.stderr);
+}
