@@ -156,11 +156,11 @@ fn a_sweep_over_variants_trains_each_with_its_accounting() {
     let sweep = STUDY
         .replace("    model: {preset: nano}\n", "    model: {preset: nano}\n    matrix: {variant: [baseline, doped, fastfood, blockdiag_hadamard]}\n    variant: ${variant}\n")
         .replace("max_tokens: 15360", "max_tokens: 5120")
-        + "  laws: {kind: fit, input: train, bootstrap: 10}\n";
+        + "  laws: {kind: fit, input: train, bootstrap: 10}\n  report: {kind: report, input: [train, laws]}\n";
     let p = Project::with_french_corpus(&sweep);
     let run = p.sm(&["run", "-j", "2"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert_eq!(run.built().len(), 8, "{}", run.stderr);
+    assert_eq!(run.built().len(), 9, "{}", run.stderr);
     // The fit reads every run of the family, grouped by variant.
     let fit: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p.artifact("laws").join("fit.json")).unwrap()).unwrap();
     for variant in ["baseline", "doped", "fastfood", "blockdiag_hadamard"] {
@@ -168,6 +168,16 @@ fn a_sweep_over_variants_trains_each_with_its_accounting() {
         assert!(fit["groups"][variant]["axes"]["trainable"]["power_law"]["alpha"]["value"].as_f64().unwrap() > 0.0, "{variant}: the loss falls with compute");
     }
     assert!(fit["multipliers"]["doped"].is_object());
+    // The report: one HTML file with every figure inline, and the tables.
+    let report = p.artifact("report");
+    let html = std::fs::read_to_string(report.join("report.html")).unwrap();
+    for figure in ["loss_vs_tokens", "loss_vs_compute_trainable", "loss_vs_compute_frozen_2_3", "loss_vs_compute_all", "loss_vs_compute_structured_free"] {
+        assert!(html.contains(&format!("<figure id=\"{figure}\"><svg")), "{figure} missing from report.html");
+        assert!(report.join(format!("figures/{figure}.svg")).exists());
+    }
+    assert_eq!(html.matches("<svg").count(), 5);
+    let md = std::fs::read_to_string(report.join("report.md")).unwrap();
+    assert!(md.contains("| train[variant=doped] | doped | 2 | 64 | 2 | 100096 | 49600 | 0 |"), "{md}");
     // nano, d = 64, 2 layers: trainable, frozen, structured (see ModelShape::param_counts).
     for (variant, trainable, frozen, structured) in
         [("baseline", 100_096, 0, 0), ("doped", 100_096, 49_600, 0), ("fastfood", 37_632, 0, 3_072), ("blockdiag_hadamard", 50_944, 0, 16_384)]

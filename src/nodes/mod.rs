@@ -12,6 +12,7 @@
 mod command;
 mod corpus;
 mod fit;
+mod report;
 mod shards;
 mod tokenizer;
 mod train;
@@ -26,6 +27,7 @@ use std::sync::Arc;
 pub use command::Command;
 pub use corpus::Corpus;
 pub use fit::Fit;
+pub use report::Report;
 pub use shards::Shards;
 pub use tokenizer::TokenizerKind;
 pub use train::{model_shape, Train};
@@ -275,7 +277,15 @@ impl Registry {
     /// A registry with every built-in kind.
     pub fn builtin() -> Self {
         Registry {
-            kinds: vec![Arc::new(Command::new()), Arc::new(Corpus::new()), Arc::new(TokenizerKind::new()), Arc::new(Shards::new()), Arc::new(Train::new()), Arc::new(Fit::new())],
+            kinds: vec![
+                Arc::new(Command::new()),
+                Arc::new(Corpus::new()),
+                Arc::new(TokenizerKind::new()),
+                Arc::new(Shards::new()),
+                Arc::new(Train::new()),
+                Arc::new(Fit::new()),
+                Arc::new(Report::new()),
+            ],
         }
     }
 

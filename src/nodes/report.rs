@@ -1,0 +1,307 @@
+//! `report`: figures and tables of a study, as one self-contained HTML file
+//! (inline SVG, readable offline) and a Markdown summary.
+//!
+//! Inputs: `train` nodes (their evaluations and parameter counts) and `fit`
+//! nodes (envelopes and laws). Figures (plotters, SVG): validation loss
+//! against tokens for every run; loss against compute under each cost model,
+//! with each family's envelope and fitted power law; the fit's residuals.
+//! Artifact: `report.html`, `report.md`, `figures/*.svg`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use plotters::prelude::*;
+
+use super::{NodeCtx, NodeError, NodeKind};
+use crate::fit::study::{Estimate, StudyFit, AXES};
+use crate::spec::{Field, FieldType, Schema, Value};
+
+/// The `report` node kind.
+pub struct Report {
+    schema: Schema,
+}
+
+impl Report {
+    /// Creates the kind with its schema.
+    pub fn new() -> Self {
+        Report { schema: Schema::new(vec![Field::default("title", FieldType::Str, Value::Str("Scaling study".into()), "the report's title")]) }
+    }
+}
+
+impl Default for Report {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A training run's numbers for the report.
+struct RunData {
+    id: String,
+    group: String,
+    model: serde_json::Value,
+    params: serde_json::Value,
+    /// (tokens, compute per axis, val loss)
+    evals: Vec<(f64, BTreeMap<String, f64>, f64)>,
+}
+
+fn read_json(path: &Path) -> Result<serde_json::Value, NodeError> {
+    let bytes = std::fs::read(path).map_err(|e| NodeError::io(path, e))?;
+    serde_json::from_slice(&bytes).map_err(|e| NodeError::Failed(format!("{}: {e}", path.display())))
+}
+
+fn read_run(id: &str, dir: &Path) -> Result<RunData, NodeError> {
+    let config = read_json(&dir.join("config.json"))?;
+    let path = dir.join("metrics/eval.jsonl");
+    let text = std::fs::read_to_string(&path).map_err(|e| NodeError::io(&path, e))?;
+    let evals = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|row| {
+            let compute = AXES.iter().filter_map(|a| row["compute"][a].as_f64().map(|v| (a.to_string(), v))).collect();
+            Some((row["tokens"].as_f64()?, compute, row["val_loss"].as_f64()?))
+        })
+        .collect();
+    Ok(RunData {
+        id: id.to_string(),
+        group: config["model"]["variant"].as_str().unwrap_or("baseline").to_string(),
+        model: config["model"].clone(),
+        params: config["params"].clone(),
+        evals,
+    })
+}
+
+/// A distinct colour per family, in a fixed order.
+fn colour(i: usize) -> RGBColor {
+    const PALETTE: [RGBColor; 6] = [RGBColor(31, 119, 180), RGBColor(214, 39, 40), RGBColor(44, 160, 44), RGBColor(148, 103, 189), RGBColor(255, 127, 14), RGBColor(23, 190, 207)];
+    PALETTE[i % PALETTE.len()]
+}
+
+type Series = (String, usize, Vec<(f64, f64)>);
+
+/// A log-log plot of `lines` (label, colour index, points), `markers`
+/// (same), and `dashed` laws, as SVG text.
+fn log_log_svg(title: &str, x_label: &str, lines: &[Series], markers: &[Series], dashed: &[Series]) -> Result<String, String> {
+    let all: Vec<(f64, f64)> = lines.iter().chain(markers).chain(dashed).flat_map(|s| s.2.iter().copied()).filter(|(x, y)| *x > 0.0 && *y > 0.0).collect();
+    if all.is_empty() {
+        return Err(format!("{title}: nothing to plot"));
+    }
+    let (x0, x1) = all.iter().fold((f64::INFINITY, 0.0f64), |(a, b), p| (a.min(p.0), b.max(p.0)));
+    let (y0, y1) = all.iter().fold((f64::INFINITY, 0.0f64), |(a, b), p| (a.min(p.1), b.max(p.1)));
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (720, 440)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(56)
+            .build_cartesian_2d((x0 * 0.9..x1 * 1.1).log_scale(), (y0 * 0.97..y1 * 1.03).log_scale())
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .x_desc(x_label)
+            .y_desc("validation loss")
+            .x_label_formatter(&|x| format!("{x:.0e}"))
+            .y_label_formatter(&|y| format!("{y:.2}"))
+            .draw()
+            .map_err(|e| e.to_string())?;
+        for (label, c, points) in lines {
+            let style = colour(*c).mix(0.55);
+            chart
+                .draw_series(LineSeries::new(points.iter().copied(), style))
+                .map_err(|e| e.to_string())?
+                .label(label.clone())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], style));
+        }
+        for (label, c, points) in markers {
+            let style = colour(*c).filled();
+            chart
+                .draw_series(points.iter().map(|p| Circle::new(*p, 3, style)))
+                .map_err(|e| e.to_string())?
+                .label(label.clone())
+                .legend(move |(x, y)| Circle::new((x + 8, y), 3, style));
+        }
+        for (label, c, points) in dashed {
+            let style = colour(*c).stroke_width(2);
+            chart
+                .draw_series(DashedLineSeries::new(points.iter().copied(), 6, 4, style))
+                .map_err(|e| e.to_string())?
+                .label(label.clone())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], style));
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK.mix(0.3))
+            .position(SeriesLabelPosition::UpperRight)
+            .draw()
+            .map_err(|e| e.to_string())?;
+        root.present().map_err(|e| e.to_string())?;
+    }
+    Ok(svg)
+}
+
+fn interval(e: Option<&Estimate>) -> String {
+    match e {
+        Some(Estimate { value, low: Some(lo), high: Some(hi) }) => format!("{value:.4} [{lo:.4}, {hi:.4}]"),
+        Some(e) => format!("{:.4}", e.value),
+        None => "–".into(),
+    }
+}
+
+/// Figures as (file stem, caption, SVG).
+fn figures(runs: &[RunData], fits: &[StudyFit], groups: &[String]) -> Result<Vec<(String, String, String)>, String> {
+    let gi = |g: &str| groups.iter().position(|x| x == g).unwrap_or(0);
+    let mut out = Vec::new();
+    let per_run = |f: &dyn Fn(&(f64, BTreeMap<String, f64>, f64)) -> Option<f64>| -> Vec<Series> {
+        runs.iter().map(|r| (r.id.clone(), gi(&r.group), r.evals.iter().filter_map(|e| f(e).map(|x| (x, e.2))).collect())).collect()
+    };
+    let lines = per_run(&|e| Some(e.0));
+    out.push(("loss_vs_tokens".into(), "Validation loss against tokens seen, every run (colour: family).".into(), log_log_svg("Loss vs tokens", "tokens", &lines, &[], &[])?));
+    for axis in AXES {
+        let lines = per_run(&|e| e.1.get(axis).copied());
+        let mut markers = Vec::new();
+        let mut laws = Vec::new();
+        for fit in fits {
+            for (g, group) in &fit.groups {
+                let Some(a) = group.axes.get(axis) else { continue };
+                markers.push((format!("{g} envelope"), gi(g), a.envelope.clone()));
+                if let (Some(law), Some(first), Some(last)) = (&a.power_law, a.envelope.first(), a.envelope.last()) {
+                    let (alpha, x_c) = (law["alpha"].value, law["x_c"].value);
+                    let pts = (0..=20).map(|i| first.0 * (last.0 / first.0).powf(i as f64 / 20.0)).map(|c| (c, (x_c / c).powf(alpha))).collect();
+                    laws.push((format!("{g}: α = {alpha:.3}"), gi(g), pts));
+                }
+            }
+        }
+        if lines.iter().all(|l| l.2.is_empty()) {
+            continue;
+        }
+        let caption = format!("Loss against compute C_{axis}: runs (lines), each family's envelope (dots) and fitted power law (dashed).");
+        out.push((format!("loss_vs_compute_{axis}"), caption, log_log_svg(&format!("Loss vs compute ({axis})"), &format!("C_{axis} (FLOP)"), &lines, &markers, &laws)?));
+    }
+    Ok(out)
+}
+
+fn tables(runs: &[RunData], fits: &[StudyFit]) -> (String, String) {
+    let mut md = String::from(
+        "| run | family | layers | d_model | heads | N trainable | frozen | structured | tokens | final val loss |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for r in runs {
+        let last = r.evals.last();
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.id,
+            r.group,
+            r.model["n_layer"],
+            r.model["d_model"],
+            r.model["n_head"],
+            r.params["trainable"],
+            r.params["frozen"],
+            r.params["structured"],
+            last.map_or("–".into(), |e| format!("{:.0}", e.0)),
+            last.map_or("–".into(), |e| format!("{:.4}", e.2))
+        );
+    }
+    let mut fit_md = String::from("| family | α on C = 6·N·D [95% CI] | C_c | α_N (final loss vs N) | multiplier vs baseline (C_trainable) |\n|---|---:|---:|---:|---:|\n");
+    for fit in fits {
+        for (g, group) in &fit.groups {
+            let law = group.axes.get("trainable").and_then(|a| a.power_law.as_ref());
+            let mult = fit.multipliers.get(g).and_then(|m| m.get("trainable"));
+            let _ = writeln!(
+                fit_md,
+                "| {g} | {} | {} | {} | {} |",
+                interval(law.and_then(|l| l.get("alpha"))),
+                law.map_or("–".into(), |l| format!("{:.3e}", l["x_c"].value)),
+                interval(group.final_n.as_ref().and_then(|l| l.get("alpha"))),
+                if g == &fit.settings.baseline { "1 (reference)".into() } else { interval(mult) }
+            );
+        }
+    }
+    (md, fit_md)
+}
+
+/// Markdown table → HTML table (the report's tables are simple).
+fn md_table_to_html(md: &str) -> String {
+    let mut html = String::from("<table>\n");
+    for (i, line) in md.lines().enumerate() {
+        if i == 1 {
+            continue; // the alignment row
+        }
+        let tag = if i == 0 { "th" } else { "td" };
+        let cells: Vec<String> = line.trim_matches('|').split('|').map(|c| format!("<{tag}>{}</{tag}>", escape(c.trim()))).collect();
+        let _ = writeln!(html, "<tr>{}</tr>", cells.join(""));
+    }
+    html.push_str("</table>\n");
+    html
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+impl NodeKind for Report {
+    fn name(&self) -> &'static str {
+        "report"
+    }
+
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    fn run(&self, ctx: &mut NodeCtx<'_>) -> Result<(), NodeError> {
+        let title = ctx.params().get_path("title").and_then(Value::as_str).unwrap_or("Scaling study").to_string();
+        let mut runs = Vec::new();
+        let mut fits = Vec::new();
+        for artifact in ctx.inputs().iter().flat_map(|i| &i.artifacts) {
+            if artifact.dir.join("metrics/eval.jsonl").exists() {
+                runs.push(read_run(&artifact.node.0, &artifact.dir)?);
+            }
+            if artifact.dir.join("fit.json").exists() {
+                let fit: StudyFit =
+                    serde_json::from_value(read_json(&artifact.dir.join("fit.json"))?).map_err(|e| NodeError::Failed(format!("{}: {e}", artifact.dir.display())))?;
+                fits.push(fit);
+            }
+        }
+        if runs.is_empty() {
+            return Err(NodeError::Failed("no runs to report: give `input:` train nodes (and fit nodes)".into()));
+        }
+        let mut groups: Vec<String> = runs.iter().map(|r| r.group.clone()).collect();
+        groups.sort();
+        groups.dedup();
+        let figures = figures(&runs, &fits, &groups).map_err(NodeError::Failed)?;
+        let fig_dir = ctx.out_dir().join("figures");
+        std::fs::create_dir_all(&fig_dir).map_err(|e| NodeError::io(&fig_dir, e))?;
+        for (stem, _, svg) in &figures {
+            let path = fig_dir.join(format!("{stem}.svg"));
+            std::fs::write(&path, svg).map_err(|e| NodeError::io(&path, e))?;
+        }
+        let (runs_md, fit_md) = tables(&runs, &fits);
+        let mut md = format!("# {title}\n\n## Runs\n\n{runs_md}\n## Fits\n\n{fit_md}\n## Figures\n\n");
+        for (stem, caption, _) in &figures {
+            let _ = writeln!(md, "![{caption}](figures/{stem}.svg)\n");
+        }
+        let mut html = format!(
+            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title>\n<style>body{{font-family:sans-serif;max-width:960px;margin:2em auto;color:#222}}table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}th{{background:#f3f3f3}}figure{{margin:1.5em 0}}figcaption{{color:#555}}</style></head><body>\n<h1>{t}</h1>\n<h2>Runs</h2>\n{runs}<h2>Fits</h2>\n{fits}<h2>Figures</h2>\n",
+            t = escape(&title),
+            runs = md_table_to_html(&runs_md),
+            fits = md_table_to_html(&fit_md)
+        );
+        for (stem, caption, svg) in &figures {
+            let _ = writeln!(html, "<figure id=\"{stem}\">{svg}<figcaption>{}</figcaption></figure>", escape(caption));
+        }
+        html.push_str("</body></html>\n");
+        for (name, text) in [("report.md", &md), ("report.html", &html)] {
+            let path = ctx.out_dir().join(name);
+            std::fs::write(&path, text).map_err(|e| NodeError::io(&path, e))?;
+        }
+        ctx.add_summary(format!("{} run(s), {} fit(s), {} figure(s): report.html, report.md, figures/", runs.len(), fits.len(), figures.len()));
+        Ok(())
+    }
+}
