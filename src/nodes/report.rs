@@ -41,8 +41,15 @@ struct RunData {
     group: String,
     model: serde_json::Value,
     params: serde_json::Value,
-    /// (tokens, compute per axis, val loss)
-    evals: Vec<(f64, BTreeMap<String, f64>, f64)>,
+    evals: Vec<Eval>,
+}
+
+/// One evaluation of a run.
+struct Eval {
+    tokens: f64,
+    /// Compute per cost model.
+    compute: BTreeMap<String, f64>,
+    loss: f64,
 }
 
 fn read_json(path: &Path) -> Result<serde_json::Value, NodeError> {
@@ -59,7 +66,7 @@ fn read_run(id: &str, dir: &Path) -> Result<RunData, NodeError> {
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter_map(|row| {
             let compute = AXES.iter().filter_map(|a| row["compute"][a].as_f64().map(|v| (a.to_string(), v))).collect();
-            Some((row["tokens"].as_f64()?, compute, row["val_loss"].as_f64()?))
+            Some(Eval { tokens: row["tokens"].as_f64()?, compute, loss: row["val_loss"].as_f64()? })
         })
         .collect();
     Ok(RunData {
@@ -155,13 +162,13 @@ fn interval(e: Option<&Estimate>) -> String {
 fn figures(runs: &[RunData], fits: &[StudyFit], groups: &[String]) -> Result<Vec<(String, String, String)>, String> {
     let gi = |g: &str| groups.iter().position(|x| x == g).unwrap_or(0);
     let mut out = Vec::new();
-    let per_run = |f: &dyn Fn(&(f64, BTreeMap<String, f64>, f64)) -> Option<f64>| -> Vec<Series> {
-        runs.iter().map(|r| (r.id.clone(), gi(&r.group), r.evals.iter().filter_map(|e| f(e).map(|x| (x, e.2))).collect())).collect()
+    let per_run = |f: &dyn Fn(&Eval) -> Option<f64>| -> Vec<Series> {
+        runs.iter().map(|r| (r.id.clone(), gi(&r.group), r.evals.iter().filter_map(|e| f(e).map(|x| (x, e.loss))).collect())).collect()
     };
-    let lines = per_run(&|e| Some(e.0));
+    let lines = per_run(&|e| Some(e.tokens));
     out.push(("loss_vs_tokens".into(), "Validation loss against tokens seen, every run (colour: family).".into(), log_log_svg("Loss vs tokens", "tokens", &lines, &[], &[])?));
     for axis in AXES {
-        let lines = per_run(&|e| e.1.get(axis).copied());
+        let lines = per_run(&|e| e.compute.get(axis).copied());
         let mut markers = Vec::new();
         let mut laws = Vec::new();
         for fit in fits {
@@ -201,8 +208,8 @@ fn tables(runs: &[RunData], fits: &[StudyFit]) -> (String, String) {
             r.params["trainable"],
             r.params["frozen"],
             r.params["structured"],
-            last.map_or("–".into(), |e| format!("{:.0}", e.0)),
-            last.map_or("–".into(), |e| format!("{:.4}", e.2))
+            last.map_or("–".into(), |e| format!("{:.0}", e.tokens)),
+            last.map_or("–".into(), |e| format!("{:.4}", e.loss))
         );
     }
     let mut fit_md = String::from("| family | α on C = 6·N·D [95% CI] | C_c | α_N (final loss vs N) | multiplier vs baseline (C_trainable) |\n|---|---:|---:|---:|---:|\n");
