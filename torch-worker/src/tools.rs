@@ -89,22 +89,17 @@ pub fn bench(spec: &BenchSpec) -> Result<serde_json::Value, String> {
     let mut trainer = Trainer::new(&vs, &optim);
     let data = Tensor::randint(spec.vocab, [spec.micro_batch, shape.context + 1], (Kind::Int64, device));
     let micro: Vec<(Tensor, Tensor)> = (0..spec.batch / spec.micro_batch.max(1)).map(|_| (data.narrow(1, 0, shape.context), data.narrow(1, 1, shape.context))).collect();
-    let sync = || {
-        if let Device::Cuda(i) = device {
-            tch::Cuda::synchronize(i as i64);
-        }
-    };
     for _ in 0..spec.warmup {
         trainer.step(&model, &micro);
     }
-    sync();
+    sync(device);
     let start = Instant::now();
     let mut last = None;
     for _ in 0..spec.steps {
         last = Some(trainer.step(&model, &micro).loss);
     }
     let loss = last.map(|l| l.double_value(&[]));
-    sync();
+    sync(device);
     let seconds = start.elapsed().as_secs_f64();
     let tokens = (spec.steps as i64 * spec.batch * shape.context) as f64;
     let counts = shape.param_counts();
@@ -117,6 +112,26 @@ pub fn bench(spec: &BenchSpec) -> Result<serde_json::Value, String> {
     }))
 }
 
+/// Waits for queued work on `device` (a no-op on the CPU).
+fn sync(device: Device) {
+    if let Device::Cuda(i) = device {
+        tch::Cuda::synchronize(i as i64);
+    }
+}
+
+/// Mean milliseconds of `f` over `reps` calls after one untimed call, the
+/// device's queue drained before and after.
+fn mean_ms(reps: usize, device: Device, f: &mut dyn FnMut()) -> f64 {
+    f();
+    sync(device);
+    let start = Instant::now();
+    for _ in 0..reps {
+        f();
+    }
+    sync(device);
+    1e3 * start.elapsed().as_secs_f64() / reps.max(1) as f64
+}
+
 /// Milliseconds per optimiser update (clip + Adam) over a preset's
 /// parameters, flat buffers against tch's per-tensor `nn::Adam` with its
 /// `clip_grad_norm` (which also reads the norm back to the host), as JSON.
@@ -124,11 +139,6 @@ pub fn bench_optimizer(preset: &str, vocab: i64, device_spec: &str, steps: usize
     use tch::nn::OptimizerConfig;
     let (device, name) = scalemake_torch::device::resolve(device_spec)?;
     let shape = ModelShape::preset(preset, vocab).ok_or_else(|| format!("unknown preset {preset}"))?;
-    let sync = || {
-        if let Device::Cuda(i) = device {
-            tch::Cuda::synchronize(i as i64);
-        }
-    };
     // Gradients exist after one backward; each variant then updates `steps` times.
     let prepare = || {
         let vs = nn::VarStore::new(device);
@@ -142,16 +152,7 @@ pub fn bench_optimizer(preset: &str, vocab: i64, device_spec: &str, steps: usize
     let mut flat = scalemake_torch::train::flat::FlatParams::new(&vs);
     model.loss(&x, &x, true).backward();
     let mut adam = scalemake_torch::train::flat::Adam::new(&flat, optim.beta1, optim.beta2, optim.eps, 0.0);
-    let time = |f: &mut dyn FnMut()| {
-        f();
-        sync();
-        let start = Instant::now();
-        for _ in 0..steps {
-            f();
-        }
-        sync();
-        1e3 * start.elapsed().as_secs_f64() / steps as f64
-    };
+    let time = |f: &mut dyn FnMut()| mean_ms(steps, device, f);
     let flat_ms = time(&mut || {
         let _norm = flat.clip_grad_norm(1.0);
         adam.update(&mut flat, 1e-4);
@@ -177,18 +178,10 @@ pub fn bench_optimizer(preset: &str, vocab: i64, device_spec: &str, steps: usize
 pub fn bench_hadamard(device_spec: &str, rows: i64, dims: &[i64], reps: usize) -> Result<serde_json::Value, String> {
     use scalemake_torch::model::hadamard::{hadamard, reference};
     let (device, name) = scalemake_torch::device::resolve(device_spec)?;
-    let Device::Cuda(index) = device else { return Err("bench-hadamard needs a CUDA device".into()) };
-    let sync = || tch::Cuda::synchronize(index as i64);
-    let time = |f: &mut dyn FnMut()| {
-        f();
-        sync();
-        let start = Instant::now();
-        for _ in 0..reps {
-            f();
-        }
-        sync();
-        1e3 * start.elapsed().as_secs_f64() / reps as f64
-    };
+    if !device.is_cuda() {
+        return Err("bench-hadamard needs a CUDA device".into());
+    }
+    let time = |f: &mut dyn FnMut()| mean_ms(reps, device, f);
     let mut results = Vec::new();
     for &d in dims {
         let x = Tensor::randn([rows, d], (Kind::BFloat16, device));
