@@ -113,31 +113,37 @@ fn interval(e: &Estimate) -> String {
     }
 }
 
-/// Summary lines and metrics for `show`.
+/// One line of the human summary, for `show` and the node's log.
+fn say(ctx: &mut NodeCtx<'_>, line: String) {
+    ctx.log_line(&line);
+    ctx.add_summary(line);
+}
+
+/// Summary lines and metrics.
 fn report(ctx: &mut NodeCtx<'_>, fit: &StudyFit) {
     for (group, g) in &fit.groups {
-        ctx.add_summary(format!("{group}: {} run(s)", g.runs.len()));
+        say(ctx, format!("{group}: {} run(s)", g.runs.len()));
         if let Some(law) = g.axes.get("trainable").and_then(|a| a.power_law.as_ref()) {
-            ctx.add_summary(format!("  L = (C_c / C)^α on C = 6·N·D: α = {}, C_c = {:.3e}", interval(&law["alpha"]), law["x_c"].value));
+            say(ctx, format!("  L = (C_c / C)^α on C = 6·N·D: α = {}, C_c = {:.3e}", interval(&law["alpha"]), law["x_c"].value));
             ctx.record_metric(&format!("{group}.alpha_c"), law["alpha"].value);
         }
         if let Some(law) = g.axes.get("trainable").and_then(|a| a.offset_law.as_ref()) {
-            ctx.add_summary(format!("  L = E + A·C^−α: E = {}, α = {}", interval(&law["E"]), interval(&law["alpha"])));
+            say(ctx, format!("  L = E + A·C^−α: E = {}, α = {}", interval(&law["E"]), interval(&law["alpha"])));
         }
         if let Some(law) = &g.final_n {
-            ctx.add_summary(format!("  L(N) = (N_c / N)^α_N: α_N = {}", interval(&law["alpha"])));
+            say(ctx, format!("  L(N) = (N_c / N)^α_N: α_N = {}", interval(&law["alpha"])));
             ctx.record_metric(&format!("{group}.alpha_n"), law["alpha"].value);
         }
         if let Some(law) = &g.chinchilla {
-            ctx.add_summary(format!("  L(N, D) = E + A/N^α + B/D^β: E = {}, α = {}, β = {}", interval(&law["E"]), interval(&law["alpha"]), interval(&law["beta"])));
+            say(ctx, format!("  L(N, D) = E + A/N^α + B/D^β: E = {}, α = {}, β = {}", interval(&law["E"]), interval(&law["alpha"]), interval(&law["beta"])));
         }
         if let Some(out) = &g.leave_largest_out {
-            ctx.add_summary(format!("  leave-largest-out: {} predicted {:.4}, actual {:.4} ({:+.1}%)", out.run, out.predicted, out.actual, 100.0 * out.relative_error));
+            say(ctx, format!("  leave-largest-out: {} predicted {:.4}, actual {:.4} ({:+.1}%)", out.run, out.predicted, out.actual, 100.0 * out.relative_error));
         }
     }
     for (group, axes) in &fit.multipliers {
         for (axis, m) in axes {
-            ctx.add_summary(format!("{group} vs {}: effective-compute multiplier on C_{axis} = {}", fit.settings.baseline, interval(m)));
+            say(ctx, format!("{group} vs {}: effective-compute multiplier on C_{axis} = {}", fit.settings.baseline, interval(m)));
             ctx.record_metric(&format!("{group}.multiplier_{axis}"), m.value);
         }
     }
