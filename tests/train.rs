@@ -174,6 +174,8 @@ fn a_sweep_over_variants_trains_each_with_its_accounting() {
     for figure in ["loss_vs_tokens", "loss_vs_compute_trainable", "loss_vs_compute_frozen_2_3", "loss_vs_compute_all", "loss_vs_compute_structured_free"] {
         assert!(html.contains(&format!("<figure id=\"{figure}\"><svg")), "{figure} missing from report.html");
         assert!(report.join(format!("figures/{figure}.svg")).exists());
+        let png = std::fs::read(report.join(format!("figures/{figure}.png"))).unwrap();
+        assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 5_000, "{figure}.png is a real image");
     }
     assert_eq!(html.matches("<svg").count(), 5);
     let md = std::fs::read_to_string(report.join("report.md")).unwrap();

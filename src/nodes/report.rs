@@ -5,7 +5,8 @@
 //! nodes (envelopes and laws). Figures (plotters, SVG): validation loss
 //! against tokens for every run; loss against compute under each cost model,
 //! with each family's envelope and fitted power law; the fit's residuals.
-//! Artifact: `report.html`, `report.md`, `figures/*.svg`.
+//! Artifact: `report.html`, `report.md`, `figures/*.svg` and the same
+//! figures as `figures/*.png` (rendered by resvg with the system's fonts).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -108,10 +109,12 @@ fn log_log_svg(title: &str, x_label: &str, lines: &[Series], markers: &[Series],
             .map_err(|e| e.to_string())?;
         chart
             .configure_mesh()
+            .x_labels(6)
+            .y_labels(8)
             .x_desc(x_label)
             .y_desc("validation loss")
             .x_label_formatter(&|x| format!("{x:.0e}"))
-            .y_label_formatter(&|y| format!("{y:.2}"))
+            .y_label_formatter(&|y| format!("{y:.3}"))
             .draw()
             .map_err(|e| e.to_string())?;
         for (label, c, points) in lines {
@@ -142,12 +145,40 @@ fn log_log_svg(title: &str, x_label: &str, lines: &[Series], markers: &[Series],
             .configure_series_labels()
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK.mix(0.3))
-            .position(SeriesLabelPosition::UpperRight)
+            .position(SeriesLabelPosition::LowerLeft)
             .draw()
             .map_err(|e| e.to_string())?;
         root.present().map_err(|e| e.to_string())?;
     }
     Ok(svg)
+}
+
+/// Renders SVG figures to PNG with resvg. Text uses a system sans-serif
+/// font (DejaVu, Liberation, …); a machine with no fonts gets figures
+/// without labels rather than an error.
+struct PngRenderer {
+    options: resvg::usvg::Options<'static>,
+}
+
+impl PngRenderer {
+    fn new() -> Self {
+        let mut options = resvg::usvg::Options::default();
+        let fonts = options.fontdb_mut();
+        fonts.load_system_fonts();
+        let families: Vec<String> = fonts.faces().flat_map(|f| f.families.iter().map(|(name, _)| name.clone())).collect();
+        if let Some(sans) = ["DejaVu Sans", "Liberation Sans", "Noto Sans", "FreeSans", "Arial"].iter().find(|f| families.iter().any(|x| x == *f)) {
+            fonts.set_sans_serif_family(*sans);
+        }
+        PngRenderer { options }
+    }
+
+    fn render(&self, svg: &str) -> Result<Vec<u8>, String> {
+        let tree = resvg::usvg::Tree::from_str(svg, &self.options).map_err(|e| e.to_string())?;
+        let size = tree.size().to_int_size();
+        let mut pixmap = resvg::tiny_skia::Pixmap::new(size.width(), size.height()).ok_or("empty figure")?;
+        resvg::render(&tree, resvg::tiny_skia::Transform::identity(), &mut pixmap.as_mut());
+        pixmap.encode_png().map_err(|e| e.to_string())
+    }
 }
 
 fn interval(e: Option<&Estimate>) -> String {
@@ -285,9 +316,13 @@ impl NodeKind for Report {
         let figures = figures(&runs, &fits, &groups).map_err(NodeError::Failed)?;
         let fig_dir = ctx.out_dir().join("figures");
         std::fs::create_dir_all(&fig_dir).map_err(|e| NodeError::io(&fig_dir, e))?;
+        let png = PngRenderer::new();
         for (stem, _, svg) in &figures {
             let path = fig_dir.join(format!("{stem}.svg"));
             std::fs::write(&path, svg).map_err(|e| NodeError::io(&path, e))?;
+            let path = fig_dir.join(format!("{stem}.png"));
+            let bytes = png.render(svg).map_err(|e| NodeError::Failed(format!("{stem}.png: {e}")))?;
+            std::fs::write(&path, bytes).map_err(|e| NodeError::io(&path, e))?;
         }
         let (runs_md, fit_md) = tables(&runs, &fits);
         let mut md = format!("# {title}\n\n## Runs\n\n{runs_md}\n## Fits\n\n{fit_md}\n## Figures\n\n");
@@ -308,7 +343,7 @@ impl NodeKind for Report {
             let path = ctx.out_dir().join(name);
             std::fs::write(&path, text).map_err(|e| NodeError::io(&path, e))?;
         }
-        ctx.add_summary(format!("{} run(s), {} fit(s), {} figure(s): report.html, report.md, figures/", runs.len(), fits.len(), figures.len()));
+        ctx.add_summary(format!("{} run(s), {} fit(s), {} figure(s): report.html, report.md, figures/*.svg and *.png", runs.len(), fits.len(), figures.len()));
         Ok(())
     }
 }
