@@ -39,7 +39,8 @@ pub struct Run {
 /// The cost models a law can be fitted against.
 pub const AXES: [&str; 4] = ["trainable", "frozen_2_3", "all", "structured_free"];
 
-fn axis_value(c: &Compute, axis: &str) -> f64 {
+/// The compute of `c` under the cost model named `axis` (one of [`AXES`]).
+pub fn axis_value(c: &Compute, axis: &str) -> f64 {
     match axis {
         "frozen_2_3" => c.frozen_2_3,
         "all" => c.all,

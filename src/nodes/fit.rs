@@ -48,13 +48,14 @@ fn failed(path: &Path, why: impl std::fmt::Display) -> NodeError {
     NodeError::Failed(format!("{}: {why}", path.display()))
 }
 
-/// A `train` artifact as a run: its counts and variant from `config.json`,
-/// its evaluations from `metrics/eval.jsonl`.
-fn read_train_artifact(id: &str, dir: &Path, group_by_variant: bool) -> Result<Run, NodeError> {
+/// A `train` artifact as a run — its counts and variant (the group) from
+/// `config.json`, its evaluations from `metrics/eval.jsonl` — and the
+/// model shape recorded there. Shared with `report`.
+pub(super) fn read_train_artifact(id: &str, dir: &Path) -> Result<(Run, serde_json::Value), NodeError> {
     let config_path = dir.join("config.json");
     let config: serde_json::Value = serde_json::from_slice(&std::fs::read(&config_path).map_err(|e| NodeError::io(&config_path, e))?).map_err(|e| failed(&config_path, e))?;
     let params: ParamCounts = serde_json::from_value(config["params"].clone()).map_err(|e| failed(&config_path, e))?;
-    let group = if group_by_variant { config["model"]["variant"].as_str().unwrap_or("baseline").to_string() } else { "all".to_string() };
+    let group = config["model"]["variant"].as_str().unwrap_or("baseline").to_string();
     let eval_path = dir.join("metrics/eval.jsonl");
     let text = std::fs::read_to_string(&eval_path).map_err(|e| NodeError::io(&eval_path, e))?;
     let mut points = Vec::new();
@@ -63,7 +64,7 @@ fn read_train_artifact(id: &str, dir: &Path, group_by_variant: bool) -> Result<R
         let (Some(tokens), Some(loss)) = (row["tokens"].as_f64(), row["val_loss"].as_f64()) else { continue }; // a diverged evaluation is null
         points.push(RunPoint { tokens, compute: Compute::at(&params, tokens), loss });
     }
-    Ok(Run { id: id.to_string(), group, params, points })
+    Ok((Run { id: id.to_string(), group, params, points }, config["model"].clone()))
 }
 
 /// Runs from a CSV: one row per evaluation.
@@ -188,7 +189,11 @@ impl NodeKind for Fit {
         }
         for artifact in ctx.inputs().iter().flat_map(|i| &i.artifacts) {
             if artifact.dir.join("metrics/eval.jsonl").exists() {
-                runs.push(read_train_artifact(&artifact.node.0, &artifact.dir, by_variant)?);
+                let (mut run, _) = read_train_artifact(&artifact.node.0, &artifact.dir)?;
+                if !by_variant {
+                    run.group = "all".into();
+                }
+                runs.push(run);
             }
         }
         if runs.is_empty() {

@@ -8,14 +8,14 @@
 //! Artifact: `report.html`, `report.md`, `figures/*.svg` and the same
 //! figures as `figures/*.png` (rendered by resvg with the system's fonts).
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
 use plotters::prelude::*;
 
+use super::fit::read_train_artifact;
 use super::{NodeCtx, NodeError, NodeKind};
-use crate::fit::study::{Estimate, StudyFit, AXES};
+use crate::fit::study::{axis_value, Estimate, Run, RunPoint, StudyFit, AXES};
 use crate::spec::{Field, FieldType, Schema, Value};
 
 /// The `report` node kind.
@@ -36,47 +36,15 @@ impl Default for Report {
     }
 }
 
-/// A training run's numbers for the report.
+/// A training run for the report: the fit's view of it plus its shape.
 struct RunData {
-    id: String,
-    group: String,
+    run: Run,
     model: serde_json::Value,
-    params: serde_json::Value,
-    evals: Vec<Eval>,
-}
-
-/// One evaluation of a run.
-struct Eval {
-    tokens: f64,
-    /// Compute per cost model.
-    compute: BTreeMap<String, f64>,
-    loss: f64,
 }
 
 fn read_json(path: &Path) -> Result<serde_json::Value, NodeError> {
     let bytes = std::fs::read(path).map_err(|e| NodeError::io(path, e))?;
     serde_json::from_slice(&bytes).map_err(|e| NodeError::Failed(format!("{}: {e}", path.display())))
-}
-
-fn read_run(id: &str, dir: &Path) -> Result<RunData, NodeError> {
-    let config = read_json(&dir.join("config.json"))?;
-    let path = dir.join("metrics/eval.jsonl");
-    let text = std::fs::read_to_string(&path).map_err(|e| NodeError::io(&path, e))?;
-    let evals = text
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter_map(|row| {
-            let compute = AXES.iter().filter_map(|a| row["compute"][a].as_f64().map(|v| (a.to_string(), v))).collect();
-            Some(Eval { tokens: row["tokens"].as_f64()?, compute, loss: row["val_loss"].as_f64()? })
-        })
-        .collect();
-    Ok(RunData {
-        id: id.to_string(),
-        group: config["model"]["variant"].as_str().unwrap_or("baseline").to_string(),
-        model: config["model"].clone(),
-        params: config["params"].clone(),
-        evals,
-    })
 }
 
 /// A distinct colour per family, in a fixed order.
@@ -193,13 +161,13 @@ fn interval(e: Option<&Estimate>) -> String {
 fn figures(runs: &[RunData], fits: &[StudyFit], groups: &[String]) -> Result<Vec<(String, String, String)>, String> {
     let gi = |g: &str| groups.iter().position(|x| x == g).unwrap_or(0);
     let mut out = Vec::new();
-    let per_run = |f: &dyn Fn(&Eval) -> Option<f64>| -> Vec<Series> {
-        runs.iter().map(|r| (r.id.clone(), gi(&r.group), r.evals.iter().filter_map(|e| f(e).map(|x| (x, e.loss))).collect())).collect()
+    let per_run = |x: &dyn Fn(&RunPoint) -> f64| -> Vec<Series> {
+        runs.iter().map(|r| (r.run.id.clone(), gi(&r.run.group), r.run.points.iter().map(|p| (x(p), p.loss)).collect())).collect()
     };
-    let lines = per_run(&|e| Some(e.tokens));
+    let lines = per_run(&|p| p.tokens);
     out.push(("loss_vs_tokens".into(), "Validation loss against tokens seen, every run (colour: family).".into(), log_log_svg("Loss vs tokens", "tokens", &lines, &[], &[])?));
     for axis in AXES {
-        let lines = per_run(&|e| e.compute.get(axis).copied());
+        let lines = per_run(&|p| axis_value(&p.compute, axis));
         let mut markers = Vec::new();
         let mut laws = Vec::new();
         for fit in fits {
@@ -226,19 +194,19 @@ fn tables(runs: &[RunData], fits: &[StudyFit]) -> (String, String) {
     let mut md = String::from(
         "| run | family | layers | d_model | heads | N trainable | frozen | structured | tokens | final val loss |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
-    for r in runs {
-        let last = r.evals.last();
+    for RunData { run: r, model } in runs {
+        let last = r.points.last();
         let _ = writeln!(
             md,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.id,
             r.group,
-            r.model["n_layer"],
-            r.model["d_model"],
-            r.model["n_head"],
-            r.params["trainable"],
-            r.params["frozen"],
-            r.params["structured"],
+            model["n_layer"],
+            model["d_model"],
+            model["n_head"],
+            r.params.trainable,
+            r.params.frozen,
+            r.params.structured,
             last.map_or("–".into(), |e| format!("{:.0}", e.tokens)),
             last.map_or("–".into(), |e| format!("{:.4}", e.loss))
         );
@@ -299,7 +267,8 @@ impl NodeKind for Report {
         let mut fits = Vec::new();
         for artifact in ctx.inputs().iter().flat_map(|i| &i.artifacts) {
             if artifact.dir.join("metrics/eval.jsonl").exists() {
-                runs.push(read_run(&artifact.node.0, &artifact.dir)?);
+                let (run, model) = read_train_artifact(&artifact.node.0, &artifact.dir)?;
+                runs.push(RunData { run, model });
             }
             if artifact.dir.join("fit.json").exists() {
                 let fit: StudyFit =
@@ -310,7 +279,7 @@ impl NodeKind for Report {
         if runs.is_empty() {
             return Err(NodeError::Failed("no runs to report: give `input:` train nodes (and fit nodes)".into()));
         }
-        let mut groups: Vec<String> = runs.iter().map(|r| r.group.clone()).collect();
+        let mut groups: Vec<String> = runs.iter().map(|r| r.run.group.clone()).collect();
         groups.sort();
         groups.dedup();
         let figures = figures(&runs, &fits, &groups).map_err(NodeError::Failed)?;
