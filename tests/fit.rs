@@ -63,3 +63,24 @@ fn a_csv_without_the_needed_columns_is_a_clear_failure() {
     assert_eq!(run.code, 1);
     assert!(run.stderr.contains("runs.csv: no `n` column (need run, n, tokens, loss)"), "{}", run.stderr);
 }
+
+/// The evaluations of `experiments/tiny.yaml`'s eight CPU runs (width ×
+/// {baseline, doped}): early-training curves that once sent a line search
+/// into an endless NaN cycle. The fit must finish and give finite laws.
+#[test]
+fn real_early_training_curves_fit_in_seconds() {
+    let p = Project::new("nodes:\n  laws: {kind: fit, csv: runs.csv, bootstrap: 200}\n");
+    p.write("runs.csv", include_str!("fixtures/tiny_runs.csv"));
+    let started = std::time::Instant::now();
+    let run = p.sm(&["run"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(started.elapsed().as_secs() < 60, "took {:?}", started.elapsed());
+    let fit: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p.artifact("laws").join("fit.json")).unwrap()).unwrap();
+    let text = std::fs::read_to_string(p.artifact("laws").join("fit.json")).unwrap();
+    let nulls: Vec<&str> = text.lines().filter(|l| l.contains("null") && !l.contains("_law\": null") && !l.contains("final_n") && !l.contains("chinchilla\": null") && !l.contains("leave_largest_out")).collect();
+    assert!(nulls.is_empty(), "NaN or ∞ written as null: {nulls:?}");
+    for group in ["baseline", "doped"] {
+        let alpha = fit["groups"][group]["axes"]["trainable"]["power_law"]["alpha"]["value"].as_f64().unwrap();
+        assert!(alpha > 0.0 && alpha < 1.0, "{group}: α = {alpha}");
+    }
+}

@@ -177,7 +177,12 @@ pub fn envelope(runs: &[&Run], axis: &str, settings: &Settings) -> Vec<(f64, f64
     let n = settings.envelope_points.max(2);
     (0..n)
         .filter_map(|i| {
-            let x = (lo.ln() + (hi.ln() - lo.ln()) * i as f64 / (n - 1) as f64).exp();
+            // The ends exactly, so rounding in exp(ln x) cannot drop them.
+            let x = match i {
+                0 => lo,
+                _ if i == n - 1 => hi,
+                _ => (lo.ln() + (hi.ln() - lo.ln()) * i as f64 / (n - 1) as f64).exp(),
+            };
             let best = curves.iter().filter_map(|c| interpolate(c, x)).fold(f64::INFINITY, f64::min);
             best.is_finite().then_some((x, best))
         })
@@ -262,7 +267,8 @@ fn multiplier(baseline: &Point, variant: &Point, axis: &str) -> Option<f64> {
     let base_env = baseline.envelopes.get(axis)?;
     let (lmin, lmax) = base_env.iter().fold((f64::INFINITY, 0.0f64), |(a, b), (_, l)| (a.min(*l), b.max(*l)));
     let logs: Vec<f64> = variant.envelopes.get(axis)?.iter().filter(|(_, l)| *l >= lmin && *l <= lmax).map(|(c, l)| (law.x_c * l.powf(-1.0 / law.alpha) / c).ln()).collect();
-    (!logs.is_empty()).then(|| (logs.iter().sum::<f64>() / logs.len() as f64).exp())
+    let m = (logs.iter().sum::<f64>() / logs.len() as f64).exp();
+    (!logs.is_empty() && m.is_finite()).then_some(m)
 }
 
 /// Resamples each family's runs with replacement.
@@ -270,8 +276,63 @@ fn resample<'a>(groups: &BTreeMap<String, Vec<&'a Run>>, rng: &mut ChaCha8Rng) -
     groups.iter().map(|(g, runs)| (g.clone(), (0..runs.len()).map(|_| runs[(rng.next_u64() % runs.len() as u64) as usize]).collect())).collect()
 }
 
-/// Fits every family of `runs`.
-pub fn fit_study(runs: &[Run], settings: &Settings) -> StudyFit {
+/// Why a set of runs cannot be fitted.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum FitError {
+    /// Nothing to fit.
+    #[error("no runs to fit")]
+    NoRuns,
+    /// A law needs at least two runs.
+    #[error("one run ({0}) cannot give a scaling law: fit at least two runs of different sizes")]
+    OneRun(String),
+    /// A value no law can take: NaN, infinite, zero or negative.
+    #[error("run `{run}`: {what} = {value} at {tokens} tokens (losses, tokens, compute and N must be finite and positive)")]
+    BadValue {
+        /// The run.
+        run: String,
+        /// Which quantity.
+        what: &'static str,
+        /// Its value.
+        value: f64,
+        /// Where in the run.
+        tokens: f64,
+    },
+    /// Every loss is the same: there is no trend to fit.
+    #[error("every loss is {0}: a constant loss has no scaling law")]
+    ConstantLoss(f64),
+}
+
+/// Rejects input no law can be fitted to, naming the run and value.
+fn validate(runs: &[Run]) -> Result<(), FitError> {
+    match runs {
+        [] => return Err(FitError::NoRuns),
+        [one] => return Err(FitError::OneRun(one.id.clone())),
+        _ => {}
+    }
+    for run in runs {
+        let bad = |what, value: f64, tokens| FitError::BadValue { run: run.id.clone(), what, value, tokens };
+        if run.params.trainable <= 0 {
+            return Err(bad("N (trainable parameters)", run.params.trainable as f64, 0.0));
+        }
+        for p in &run.points {
+            let checks = [("tokens", p.tokens), ("loss", p.loss), ("compute", p.compute.trainable), ("compute (all)", p.compute.all)];
+            if let Some((what, value)) = checks.into_iter().find(|(_, v)| !(v.is_finite() && *v > 0.0)) {
+                return Err(bad(what, value, p.tokens));
+            }
+        }
+    }
+    let mut losses = runs.iter().flat_map(|r| r.points.iter().map(|p| p.loss));
+    if let Some(first) = losses.next() {
+        if losses.all(|l| l == first) {
+            return Err(FitError::ConstantLoss(first));
+        }
+    }
+    Ok(())
+}
+
+/// Fits every family of `runs`; an error for input no law can describe.
+pub fn fit_study(runs: &[Run], settings: &Settings) -> Result<StudyFit, FitError> {
+    validate(runs)?;
     let mut groups: BTreeMap<String, Vec<&Run>> = BTreeMap::new();
     for run in runs {
         groups.entry(run.group.clone()).or_default().push(run);
@@ -335,7 +396,7 @@ pub fn fit_study(runs: &[Run], settings: &Settings) -> StudyFit {
             multipliers.insert(g.clone(), per_axis);
         }
     }
-    StudyFit { settings: settings.clone(), groups: out_groups, multipliers }
+    Ok(StudyFit { settings: settings.clone(), groups: out_groups, multipliers })
 }
 
 /// L(N) fitted without the largest model, asked for its final loss.
@@ -383,7 +444,7 @@ mod tests {
     #[test]
     fn the_envelope_follows_the_frontier_and_the_law_is_recovered() {
         let runs = synthetic("baseline", &[1_000_000, 4_000_000, 16_000_000, 64_000_000], 0.05, 1e8, 1.0);
-        let fit = fit_study(&runs, &settings(50));
+        let fit = fit_study(&runs, &settings(50)).unwrap();
         assert_eq!(fit.groups["baseline"].runs.len(), 8);
         let axis = &fit.groups["baseline"].axes["trainable"];
         assert!(axis.envelope.len() >= 20);
@@ -401,10 +462,10 @@ mod tests {
     fn a_variant_needing_half_the_compute_has_multiplier_two() {
         let mut runs = synthetic("baseline", &[1_000_000, 4_000_000, 16_000_000, 64_000_000], 0.05, 1e8, 1.0);
         runs.extend(synthetic("doped", &[2_000_000, 8_000_000, 32_000_000], 0.05, 1e8, 2.0));
-        let fit = fit_study(&runs, &settings(30));
+        let fit = fit_study(&runs, &settings(30)).unwrap();
         let m = fit.multipliers["doped"]["trainable"];
         assert!((m.value - 2.0).abs() < 0.15, "{m:?}");
-        let (a, b) = (fit_study(&runs, &settings(30)), fit);
+        let (a, b) = (fit_study(&runs, &settings(30)).unwrap(), fit);
         assert_eq!(a, b, "seeded bootstrap: same intervals every time");
     }
 }
@@ -429,5 +490,141 @@ mod leave_out_tests {
         let out = leave_largest_out(&refs).unwrap();
         assert_eq!(out.run, "n64000000");
         assert!(out.relative_error.abs() < 1e-9, "{out:?}");
+    }
+}
+
+#[cfg(test)]
+mod recovery_tests {
+    use super::*;
+
+    /// Multiplicative log-normal noise of relative size `sigma`, seeded.
+    fn noise(rng: &mut ChaCha8Rng, sigma: f64) -> f64 {
+        let (u1, u2) = ((rng.next_u64() as f64 + 1.0) / (u64::MAX as f64 + 2.0), rng.next_u64() as f64 / u64::MAX as f64);
+        (sigma * (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()).exp()
+    }
+
+    fn run(id: String, n: i64, points: impl Iterator<Item = (f64, f64)>) -> Run {
+        let params = ParamCounts { embedding: 0, trainable: n, frozen: 0, structured: 0 };
+        let points = points.map(|(tokens, loss)| RunPoint { tokens, compute: Compute::at(&params, tokens), loss }).collect();
+        Run { id, group: "baseline".into(), params, points }
+    }
+
+    fn settings(bootstrap: usize) -> Settings {
+        Settings { skip_fraction: 0.1, envelope_points: 40, bootstrap, seed: 7, baseline: "baseline".into() }
+    }
+
+    /// The truth lies within the 95% interval, and the point estimate within
+    /// 2% of it — on the scale the fit works in: E and the exponents as
+    /// they are, the prefactors as a = log A (A itself moves by a factor
+    /// e^{Δα·log C}, ~20% for Δα = 0.005 at C ~ 1e16).
+    fn check(name: &str, estimates: &BTreeMap<String, Estimate>, truth: f64) {
+        let e = estimates[name];
+        let scale = |v: f64| if name == "A" || name == "B" { v.ln() } else { v };
+        assert!((scale(e.value) - scale(truth)).abs() <= 0.02 * scale(truth).abs(), "{name}: {e:?} vs truth {truth}");
+        let (lo, hi) = (e.low.unwrap(), e.high.unwrap());
+        assert!(lo <= truth && truth <= hi, "{name}: truth {truth} outside [{lo}, {hi}]");
+    }
+
+    #[test]
+    fn noisy_runs_give_back_e_a_alpha_within_their_intervals() {
+        // Runs tile compute (each doubles N and spans a factor 2 of tokens);
+        // every evaluation carries 0.2% noise.
+        let (e, a, alpha) = (1.7, 1e5, 0.3);
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let runs: Vec<Run> = (0..8)
+            .map(|k| {
+                let n = 1_000_000i64 << k;
+                let tokens: Vec<f64> = (0..20).map(|i| 1e8 * 2f64.powf(i as f64 / 19.0)).collect();
+                let pts = tokens.into_iter().map(|d| (d, (e + a * (6.0 * n as f64 * d).powf(-alpha)) * noise(&mut rng, 0.002))).collect::<Vec<_>>();
+                run(format!("n{k}"), n, pts.into_iter())
+            })
+            .collect();
+        let fit = fit_study(&runs, &settings(200)).unwrap();
+        let law = fit.groups["baseline"].axes["trainable"].offset_law.clone().unwrap();
+        check("E", &law, e);
+        check("A", &law, a);
+        check("alpha", &law, alpha);
+    }
+
+    #[test]
+    fn noisy_runs_give_back_the_chinchilla_law_within_its_intervals() {
+        let (e, a, alpha, b, beta) = (1.69, 406.4, 0.34, 410.7, 0.28);
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        let runs: Vec<Run> = [1e7, 2e7, 3e7, 5e7, 1e8, 2e8, 3e8, 5e8, 1e9]
+            .iter()
+            .map(|&n: &f64| {
+                let pts: Vec<(f64, f64)> = (0..24).map(|i| 1e9 * 100f64.powf(i as f64 / 23.0)).map(|d| (d, (e + a / n.powf(alpha) + b / d.powf(beta)) * noise(&mut rng, 0.001))).collect();
+                run(format!("n{n:e}"), n as i64, pts.into_iter())
+            })
+            .collect();
+        let fit = fit_study(&runs, &settings(100)).unwrap();
+        let law = fit.groups["baseline"].chinchilla.clone().unwrap();
+        for (name, truth) in [("E", e), ("A", a), ("alpha", alpha), ("B", b), ("beta", beta)] {
+            check(name, &law, truth);
+        }
+    }
+
+    #[test]
+    fn the_envelope_of_crossing_curves_switches_run_where_they_cross() {
+        // Two hand-built runs in log-log: `small` is better below C = 1e4,
+        // `large` above. The frontier is the lower of the two everywhere.
+        let small = Run {
+            id: "small".into(),
+            group: "baseline".into(),
+            params: ParamCounts { embedding: 0, trainable: 10, frozen: 0, structured: 0 },
+            points: [(1e3, 4.0), (1e4, 3.0), (1e5, 2.8)].iter().map(|&(c, loss)| RunPoint { tokens: c / 60.0, compute: Compute { trainable: c, frozen_2_3: c, all: c, structured_free: c }, loss }).collect(),
+        };
+        let mut large = small.clone();
+        large.id = "large".into();
+        large.params.trainable = 100;
+        large.points = [(1e3, 5.0), (1e4, 3.0), (1e5, 2.0)].iter().map(|&(c, loss)| RunPoint { tokens: c / 600.0, compute: Compute { trainable: c, frozen_2_3: c, all: c, structured_free: c }, loss }).collect();
+        let settings = Settings { skip_fraction: 0.0, envelope_points: 5, ..settings(0) };
+        let env = envelope(&[&small, &large], "trainable", &settings);
+        let xs: Vec<f64> = env.iter().map(|p| p.0).collect();
+        let expected_x = [1e3, 10f64.powf(3.5), 1e4, 10f64.powf(4.5), 1e5];
+        for (x, want) in xs.iter().zip(expected_x) {
+            assert!((x / want - 1.0).abs() < 1e-9, "{xs:?}");
+        }
+        // Below the crossing `small` (log-log interpolation: √(4·3)), at it both, above it `large` (√(3·2)).
+        let expected_loss = [4.0, 12f64.sqrt(), 3.0, 6f64.sqrt(), 2.0];
+        for ((_, l), want) in env.iter().zip(expected_loss) {
+            assert!((l - want).abs() < 1e-9, "{env:?}");
+        }
+    }
+
+    #[test]
+    fn degenerate_input_is_a_clear_error_not_a_panic_or_nan() {
+        let good = |id: &str, n: i64| run(id.into(), n, [(1e6, 4.0), (2e6, 3.5)].into_iter());
+        let s = settings(10);
+        assert_eq!(fit_study(&[], &s), Err(FitError::NoRuns));
+        assert_eq!(fit_study(&[good("only", 1000)], &s), Err(FitError::OneRun("only".into())));
+        for (what, value) in [("loss", f64::NAN), ("loss", f64::INFINITY), ("loss", -1.0), ("tokens", 0.0)] {
+            let mut bad = good("bad", 2000);
+            match what {
+                "loss" => bad.points[1].loss = value,
+                _ => bad.points[1].tokens = value,
+            }
+            let err = fit_study(&[good("ok", 1000), bad], &s).unwrap_err();
+            assert!(matches!(&err, FitError::BadValue { run, what: w, .. } if run == "bad" && *w == what), "{err}");
+        }
+        let mut zero_compute = good("zero", 2000);
+        zero_compute.points[0].compute.trainable = 0.0;
+        assert!(matches!(fit_study(&[good("ok", 1000), zero_compute], &s), Err(FitError::BadValue { what: "compute", .. })));
+        let flat = |id: &str, n| run(id.into(), n, [(1e6, 3.0), (2e6, 3.0)].into_iter());
+        assert_eq!(fit_study(&[flat("a", 1000), flat("b", 2000)], &s), Err(FitError::ConstantLoss(3.0)));
+        // Two identical-size runs: nothing to fit against N, yet no NaN anywhere.
+        let fit = fit_study(&[good("a", 1000), good("b", 1000)], &s).unwrap();
+        assert!(all_numbers_finite(&serde_json::to_value(&fit).unwrap()), "{fit:?}");
+    }
+
+    /// serde_json writes NaN as `null`: any null outside an absent law is one.
+    fn all_numbers_finite(v: &serde_json::Value) -> bool {
+        const OPTIONAL: [&str; 5] = ["power_law", "offset_law", "final_n", "chinchilla", "leave_largest_out"];
+        match v {
+            serde_json::Value::Null => false,
+            serde_json::Value::Array(items) => items.iter().all(all_numbers_finite),
+            serde_json::Value::Object(map) => map.iter().all(|(k, v)| (v.is_null() && OPTIONAL.contains(&k.as_str())) || all_numbers_finite(v)),
+            _ => true,
+        }
     }
 }
