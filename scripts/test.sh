@@ -6,6 +6,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+# System packages some tests use; without them those tests skip and say so.
+# Installed only as root with apt (a CI machine), never with
+# SCALEMAKE_NO_SYSTEM_PACKAGES=1. Chromium renders the HTML report.
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && [ -z "${SCALEMAKE_NO_SYSTEM_PACKAGES:-}" ]; then
+  if ! command -v chromium >/dev/null; then
+    echo "test.sh: installing Debian's chromium for the report's browser test"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q --no-install-recommends chromium >/tmp/scalemake-apt.log 2>&1 ||
+      { apt-get update -q >>/tmp/scalemake-apt.log 2>&1 && apt-get install -y -q --no-install-recommends chromium >>/tmp/scalemake-apt.log 2>&1; } ||
+      echo "test.sh: chromium could not be installed (see /tmp/scalemake-apt.log); the browser test will skip"
+  fi
+fi
 export VIRTUAL_ENV="$PWD/.venv" PATH="$PWD/.venv/bin:$PATH" LIBTORCH_USE_PYTORCH=1
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --release --workspace --no-fail-fast "$@"

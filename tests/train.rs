@@ -171,13 +171,22 @@ fn a_sweep_over_variants_trains_each_with_its_accounting() {
     // The report: one HTML file with every figure inline, and the tables.
     let report = p.artifact("report");
     let html = std::fs::read_to_string(report.join("report.html")).unwrap();
-    for figure in ["loss_vs_tokens", "loss_vs_compute_trainable", "loss_vs_compute_frozen_2_3", "loss_vs_compute_all", "loss_vs_compute_structured_free"] {
+    let figures = [
+        "loss_vs_tokens",
+        "loss_vs_compute_trainable",
+        "loss_vs_compute_frozen_2_3",
+        "loss_vs_compute_all",
+        "loss_vs_compute_structured_free",
+        "variants_at_equal_n",
+        "residuals_trainable",
+    ];
+    for figure in figures {
         assert!(html.contains(&format!("<figure id=\"{figure}\"><svg")), "{figure} missing from report.html");
         assert!(report.join(format!("figures/{figure}.svg")).exists());
         let png = std::fs::read(report.join(format!("figures/{figure}.png"))).unwrap();
         assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 5_000, "{figure}.png is a real image");
     }
-    assert_eq!(html.matches("<svg").count(), 5);
+    assert_eq!(html.matches("<svg").count(), figures.len());
     let md = std::fs::read_to_string(report.join("report.md")).unwrap();
     assert!(md.contains("| train[variant=doped] | doped | 2 | 64 | 2 | 100096 | 49600 | 0 |"), "{md}");
     // nano, d = 64, 2 layers: trainable, frozen, structured (see ModelShape::param_counts).

@@ -1,6 +1,7 @@
 //! Argument parsing and dispatch: `main` → `try_main` → one function per command.
 
 mod commands;
+mod plan;
 mod render;
 
 use std::io::IsTerminal;
@@ -44,6 +45,17 @@ enum Command {
         /// Say what would run and why, build nothing.
         #[arg(short = 'n', long)]
         dry_run: bool,
+    },
+    /// What the study will cost: parameter counts, tokens, FLOPs and GPU-hours per training node.
+    Plan {
+        /// [FILE.yaml] then targets.
+        args: Vec<String>,
+        /// GPU the hours are quoted for (its dense peak from the data sheet: H100, H200, A100, L4, …).
+        #[arg(long, default_value = "H100")]
+        gpu: String,
+        /// Model FLOPs utilisation assumed for the GPU-hours.
+        #[arg(long, default_value_t = 0.4)]
+        mfu: f64,
     },
     /// List stale nodes and why each must rebuild.
     Status {
@@ -126,9 +138,10 @@ impl From<LoadError> for CliError {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // tiny_skia warns about zero-length dashes in plots, which are harmless.
     let filter = match cli.verbose {
-        0 => "warn",
-        1 => "scalemake=debug",
+        0 => "warn,tiny_skia=error",
+        1 => "scalemake=debug,tiny_skia=error",
         _ => "scalemake=trace",
     };
     tracing_subscriber::fmt()
@@ -169,6 +182,7 @@ fn try_main(cli: Cli) -> Result<ExitCode, CliError> {
     let env = commands::Env { root, cache_dir, file: cli.file.clone(), tty: std::io::stderr().is_terminal() };
     match cli.command {
         Command::Run { args, jobs, keep_going, dry_run } => commands::run(&env, &args, jobs, keep_going, dry_run),
+        Command::Plan { args, gpu, mfu } => plan::plan(&env, &args, &plan::Throughput { gpu, mfu }),
         Command::Status { args, all } => commands::status(&env, &args, all),
         Command::Dag { args, format } => commands::dag(&env, &args, format),
         Command::Show { args } => commands::show(&env, &args),

@@ -156,7 +156,7 @@ impl NodeKind for Fit {
     }
 
     fn version(&self) -> u32 {
-        1
+        2
     }
 
     fn schema(&self) -> &Schema {
@@ -199,7 +199,7 @@ impl NodeKind for Fit {
         if runs.is_empty() {
             return Err(NodeError::Failed("no runs to fit: give `input:` train nodes or `csv:`".into()));
         }
-        let fit = fit_study(&runs, &settings);
+        let fit = fit_study(&runs, &settings).map_err(|e| NodeError::Failed(e.to_string()))?;
         let path = ctx.out_dir().join("fit.json");
         std::fs::write(&path, serde_json::to_vec_pretty(&fit).map_err(|e| NodeError::Failed(e.to_string()))?).map_err(|e| NodeError::io(&path, e))?;
         report(ctx, &fit);

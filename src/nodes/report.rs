@@ -4,7 +4,10 @@
 //! Inputs: `train` nodes (their evaluations and parameter counts) and `fit`
 //! nodes (envelopes and laws). Figures (plotters, SVG): validation loss
 //! against tokens for every run; loss against compute under each cost model,
-//! with each family's envelope and fitted power law; the fit's residuals.
+//! with each family's envelope and fitted power law; final loss against
+//! trainable parameters per family (variants vs baseline at equal N); the
+//! power law's residuals. Tables: runs, fits (with the paper's and Kaplan's
+//! exponents for reference), and the paper's Tables 1–3 beside our counts.
 //! Artifact: `report.html`, `report.md`, `figures/*.svg` and the same
 //! figures as `figures/*.png` (rendered by resvg with the system's fonts).
 
@@ -17,6 +20,7 @@ use super::fit::read_train_artifact;
 use super::{NodeCtx, NodeError, NodeKind};
 use crate::fit::study::{axis_value, Estimate, Run, RunPoint, StudyFit, AXES};
 use crate::spec::{Field, FieldType, Schema, Value};
+use crate::train::{ModelShape, Variant, PAPER_MODELS};
 
 /// The `report` node kind.
 pub struct Report {
@@ -55,9 +59,37 @@ fn colour(i: usize) -> RGBColor {
 
 type Series = (String, usize, Vec<(f64, f64)>);
 
+/// Axis titles of a plot.
+struct Axes<'a> {
+    x: &'a str,
+    y: &'a str,
+}
+
+/// Tick values for a log axis over [lo, hi]: decades, else 1-2-5 steps,
+/// else every integer multiple of a decade, else (a range within one
+/// decade step, like losses 3.1–3.4) evenly spaced round numbers — plotters
+/// itself labels nothing on a log axis that spans less than a decade.
+fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let decades = || (lo.log10().floor() as i32..=hi.log10().ceil() as i32).map(|k| 10f64.powi(k));
+    for mantissas in [&[1.0][..], &[1.0, 2.0, 5.0], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]] {
+        let ticks: Vec<f64> = decades().flat_map(|d| mantissas.iter().map(move |m| m * d)).filter(|t| (lo..=hi).contains(t)).collect();
+        if ticks.len() >= 3 {
+            return ticks;
+        }
+    }
+    let raw = (hi - lo) / 8.0;
+    let magnitude = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0].iter().map(|m| m * magnitude).find(|s| *s >= raw).unwrap_or(raw);
+    let first = (lo / step).ceil() as i64;
+    let last = (hi / step).floor() as i64;
+    // Rounded to the step's decimals, so 68 × 0.05 prints as 3.4.
+    let scale = 10f64.powi((-step.log10().floor()).max(0.0) as i32);
+    (first..=last).map(|i| (i as f64 * step * scale).round() / scale).collect()
+}
+
 /// A log-log plot of `lines` (label, colour index, points), `markers`
 /// (same), and `dashed` laws, as SVG text.
-fn log_log_svg(title: &str, x_label: &str, lines: &[Series], markers: &[Series], dashed: &[Series]) -> Result<String, String> {
+fn log_log_svg(title: &str, axes: Axes<'_>, lines: &[Series], markers: &[Series], dashed: &[Series]) -> Result<String, String> {
     let all: Vec<(f64, f64)> = lines.iter().chain(markers).chain(dashed).flat_map(|s| s.2.iter().copied()).filter(|(x, y)| *x > 0.0 && *y > 0.0).collect();
     if all.is_empty() {
         return Err(format!("{title}: nothing to plot"));
@@ -73,16 +105,19 @@ fn log_log_svg(title: &str, x_label: &str, lines: &[Series], markers: &[Series],
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(56)
-            .build_cartesian_2d((x0 * 0.9..x1 * 1.1).log_scale(), (y0 * 0.97..y1 * 1.03).log_scale())
+            .build_cartesian_2d(
+                (x0 * 0.9..x1 * 1.1).log_scale().with_key_points(log_ticks(x0 * 0.9, x1 * 1.1)),
+                (y0 * 0.97..y1 * 1.03).log_scale().with_key_points(log_ticks(y0 * 0.97, y1 * 1.03)),
+            )
             .map_err(|e| e.to_string())?;
         chart
             .configure_mesh()
             .x_labels(6)
             .y_labels(8)
-            .x_desc(x_label)
-            .y_desc("validation loss")
-            .x_label_formatter(&|x| format!("{x:.0e}"))
-            .y_label_formatter(&|y| format!("{y:.3}"))
+            .x_desc(axes.x)
+            .y_desc(axes.y)
+            .x_label_formatter(&|x| short_number(*x))
+            .y_label_formatter(&|y| short_number(*y))
             .draw()
             .map_err(|e| e.to_string())?;
         for (label, c, points) in lines {
@@ -119,6 +154,17 @@ fn log_log_svg(title: &str, x_label: &str, lines: &[Series], markers: &[Series],
         root.present().map_err(|e| e.to_string())?;
     }
     Ok(svg)
+}
+
+/// A tick label: plain below 10,000 (losses, ratios), else like 2e11 or 3.5e11.
+fn short_number(v: f64) -> String {
+    if v.abs() >= 1e4 {
+        let text = format!("{v:.1e}");
+        text.replace(".0e", "e")
+    } else {
+        let text = format!("{v:.3}");
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
 }
 
 /// Renders SVG figures to PNG with resvg. Text uses a system sans-serif
@@ -165,7 +211,7 @@ fn figures(runs: &[RunData], fits: &[StudyFit], groups: &[String]) -> Result<Vec
         runs.iter().map(|r| (r.run.id.clone(), gi(&r.run.group), r.run.points.iter().map(|p| (x(p), p.loss)).collect())).collect()
     };
     let lines = per_run(&|p| p.tokens);
-    out.push(("loss_vs_tokens".into(), "Validation loss against tokens seen, every run (colour: family).".into(), log_log_svg("Loss vs tokens", "tokens", &lines, &[], &[])?));
+    out.push(("loss_vs_tokens".into(), "Validation loss against tokens seen, every run (colour: family).".into(), log_log_svg("Loss vs tokens", Axes { x: "tokens", y: VAL_LOSS }, &lines, &[], &[])?));
     for axis in AXES {
         let lines = per_run(&|p| axis_value(&p.compute, axis));
         let mut markers = Vec::new();
@@ -185,9 +231,110 @@ fn figures(runs: &[RunData], fits: &[StudyFit], groups: &[String]) -> Result<Vec
             continue;
         }
         let caption = format!("Loss against compute C_{axis}: runs (lines), each family's envelope (dots) and fitted power law (dashed).");
-        out.push((format!("loss_vs_compute_{axis}"), caption, log_log_svg(&format!("Loss vs compute ({axis})"), &format!("C_{axis} (FLOP)"), &lines, &markers, &laws)?));
+        out.push((format!("loss_vs_compute_{axis}"), caption, log_log_svg(&format!("Loss vs compute ({axis})"), Axes { x: &format!("C_{axis} (FLOP)"), y: VAL_LOSS }, &lines, &markers, &laws)?));
     }
+    out.extend(equal_n_figure(runs, fits, &gi)?);
+    out.extend(residual_figure(fits, &gi)?);
     Ok(out)
+}
+
+const VAL_LOSS: &str = "validation loss";
+
+/// `n` log-spaced points of `f` from `lo` to `hi`.
+fn curve_of(lo: f64, hi: f64, f: impl Fn(f64) -> f64) -> Vec<(f64, f64)> {
+    (0..=20).map(|i| lo * (hi / lo).powf(i as f64 / 20.0)).map(|x| (x, f(x))).collect()
+}
+
+/// Final loss against trainable parameters, one marker series per family,
+/// with each family's fitted L(N): variants and baselines of equal N stand
+/// in one column, so "does the variant beat the baseline at equal N" reads
+/// off vertically.
+fn equal_n_figure(runs: &[RunData], fits: &[StudyFit], gi: &dyn Fn(&str) -> usize) -> Result<Option<(String, String, String)>, String> {
+    let mut groups: Vec<&str> = runs.iter().map(|r| r.run.group.as_str()).collect();
+    groups.sort();
+    groups.dedup();
+    if groups.len() < 2 {
+        return Ok(None);
+    }
+    let markers: Vec<Series> = groups
+        .iter()
+        .map(|g| {
+            let pts = runs.iter().filter(|r| r.run.group == *g).filter_map(|r| Some((r.run.params.trainable as f64, r.run.points.last()?.loss))).collect();
+            (g.to_string(), gi(g), pts)
+        })
+        .collect();
+    let (lo, hi) = runs.iter().map(|r| r.run.params.trainable as f64).fold((f64::INFINITY, 0.0f64), |(a, b), n| (a.min(n), b.max(n)));
+    let laws: Vec<Series> = fits
+        .iter()
+        .flat_map(|f| &f.groups)
+        .filter_map(|(g, group)| {
+            let law = group.final_n.as_ref()?;
+            let (alpha, n_c) = (law["alpha"].value, law["n_c"].value);
+            Some((format!("{g}: L(N), α_N = {alpha:.3}"), gi(g), curve_of(lo, hi, |n| (n_c / n).powf(alpha))))
+        })
+        .collect();
+    let caption = "Final validation loss against trainable parameters N, per family, with each family's fitted L(N) (dashed): at equal N, a variant below the baseline would be the better use of trainable parameters.";
+    let svg = log_log_svg("Variants vs baseline at equal trainable parameters", Axes { x: "N trainable (non-embedding)", y: "final validation loss" }, &[], &markers, &laws)?;
+    Ok(Some(("variants_at_equal_n".into(), caption.into(), svg)))
+}
+
+/// Each family's envelope divided by its fitted power law on C_trainable
+/// (1 = on the law): systematic curvature shows as a bow.
+fn residual_figure(fits: &[StudyFit], gi: &dyn Fn(&str) -> usize) -> Result<Option<(String, String, String)>, String> {
+    let mut markers = Vec::new();
+    for (g, group) in fits.iter().flat_map(|f| &f.groups) {
+        let Some(axis) = group.axes.get("trainable") else { continue };
+        if axis.residuals.len() == axis.envelope.len() && !axis.residuals.is_empty() {
+            markers.push((g.clone(), gi(g), axis.envelope.iter().zip(&axis.residuals).map(|((c, _), r)| (*c, r.exp())).collect()));
+        }
+    }
+    let Some((lo, hi)) = markers.iter().flat_map(|s: &Series| s.2.iter().map(|p| p.0)).fold(None, |acc: Option<(f64, f64)>, c| Some(acc.map_or((c, c), |(a, b)| (a.min(c), b.max(c)))))
+    else {
+        return Ok(None);
+    };
+    let unity = vec![("the fitted law".to_string(), 5, vec![(lo, 1.0), (hi, 1.0)])];
+    let caption = "Residuals: each family's envelope on C_trainable divided by its fitted power law (log scale; 1 is on the law).";
+    let svg = log_log_svg("Residuals of the power law (C_trainable)", Axes { x: "C_trainable (FLOP)", y: "envelope / fitted law" }, &[], &markers, &unity)?;
+    Ok(Some(("residuals_trainable".into(), caption.into(), svg)))
+}
+
+/// The paper's Tables 1–3 with our parameter counts (vocabulary 50,262) and,
+/// where this study trained the same shape, our final loss. The paper
+/// prints hyperparameters but no parameter counts or final losses (its
+/// losses are only in figures), so those cells have nothing beside them.
+fn paper_tables(runs: &[RunData]) -> String {
+    let mut md = String::from(
+        "| table | model (paper) | layers | d_model | heads | peak lr | decay tokens | N trainable (ours) | frozen | structured | this study's run | final val loss |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|\n",
+    );
+    for m in PAPER_MODELS {
+        let Some(shape) = ModelShape::preset(m.preset, 50_262) else { continue };
+        let counts = shape.param_counts();
+        let same_shape = |r: &&RunData| {
+            let field = |k: &str| r.model[k].as_i64();
+            field("n_layer") == Some(shape.n_layer)
+                && field("d_model") == Some(shape.d_model)
+                && field("n_head") == Some(shape.n_head)
+                && r.model["variant"].as_str().and_then(Variant::from_name) == Some(shape.variant)
+        };
+        let run = runs.iter().find(same_shape);
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {:.0e} | {:.1}G | {} | {} | {} | {} | {} |",
+            m.table,
+            m.label,
+            m.layers,
+            shape.d_model,
+            shape.n_head,
+            m.lr,
+            m.decay_tokens / 1e9,
+            counts.trainable,
+            counts.frozen,
+            counts.structured,
+            run.map_or("not in this study".into(), |r| r.run.id.clone()),
+            run.and_then(|r| r.run.points.last()).map_or("–".into(), |p| format!("{:.4}", p.loss)),
+        );
+    }
+    md
 }
 
 fn tables(runs: &[RunData], fits: &[StudyFit]) -> (String, String) {
@@ -226,6 +373,7 @@ fn tables(runs: &[RunData], fits: &[StudyFit]) -> (String, String) {
             );
         }
     }
+    fit_md.push_str("| *reference: the paper (French baselines, Figure 1)* | 0.041 | | | |\n| *reference: Kaplan et al. 2020 (α_C)* | 0.050 | | | |\n| *reference: Henighan et al. 2020* | 0.048 | | | |\n");
     (md, fit_md)
 }
 
@@ -248,13 +396,16 @@ fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
+const PAPER_NOTE: &str = "Layers, width, heads, learning rate and decay are the paper's (Chatelain et al. 2021, Tables 1–3; doped layers count trainable + frozen). \
+Parameter counts are ours (non-embedding, vocabulary 50,262): the paper does not print them. A final loss appears where this study trained the same shape.";
+
 impl NodeKind for Report {
     fn name(&self) -> &'static str {
         "report"
     }
 
     fn version(&self) -> u32 {
-        1
+        2
     }
 
     fn schema(&self) -> &Schema {
@@ -294,15 +445,18 @@ impl NodeKind for Report {
             std::fs::write(&path, bytes).map_err(|e| NodeError::io(&path, e))?;
         }
         let (runs_md, fit_md) = tables(&runs, &fits);
-        let mut md = format!("# {title}\n\n## Runs\n\n{runs_md}\n## Fits\n\n{fit_md}\n## Figures\n\n");
+        let paper_md = paper_tables(&runs);
+        let mut md = format!("# {title}\n\n## Runs\n\n{runs_md}\n## Fits\n\n{fit_md}\n## The paper's Tables 1–3\n\n{PAPER_NOTE}\n\n{paper_md}\n## Figures\n\n");
         for (stem, caption, _) in &figures {
             let _ = writeln!(md, "![{caption}](figures/{stem}.svg)\n");
         }
         let mut html = format!(
-            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title>\n<style>body{{font-family:sans-serif;max-width:960px;margin:2em auto;color:#222}}table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}th{{background:#f3f3f3}}figure{{margin:1.5em 0}}figcaption{{color:#555}}</style></head><body>\n<h1>{t}</h1>\n<h2>Runs</h2>\n{runs}<h2>Fits</h2>\n{fits}<h2>Figures</h2>\n",
+            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title>\n<style>body{{font-family:sans-serif;max-width:960px;margin:2em auto;color:#222}}table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}th{{background:#f3f3f3}}figure{{margin:1.5em 0}}figcaption{{color:#555}}</style></head><body>\n<h1>{t}</h1>\n<h2>Runs</h2>\n{runs}<h2>Fits</h2>\n{fits}<h2>The paper's Tables 1–3</h2>\n<p>{note}</p>\n{paper}<h2>Figures</h2>\n",
             t = escape(&title),
             runs = md_table_to_html(&runs_md),
-            fits = md_table_to_html(&fit_md)
+            fits = md_table_to_html(&fit_md),
+            note = escape(PAPER_NOTE),
+            paper = md_table_to_html(&paper_md)
         );
         for (stem, caption, svg) in &figures {
             let _ = writeln!(html, "<figure id=\"{stem}\">{svg}<figcaption>{}</figcaption></figure>", escape(caption));
@@ -314,5 +468,23 @@ impl NodeKind for Report {
         }
         ctx.add_summary(format!("{} run(s), {} fit(s), {} figure(s): report.html, report.md, figures/*.svg and *.png", runs.len(), fits.len(), figures.len()));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_axes_get_ticks_at_every_range() {
+        assert_eq!(log_ticks(5e9, 3e12), vec![1e10, 1e11, 1e12]);
+        assert_eq!(log_ticks(1.5e5, 9e5), vec![2e5, 3e5, 4e5, 5e5, 6e5, 7e5, 8e5, 9e5]);
+        // Within one 1-2-5 step (losses 3.1–3.4): evenly spaced round numbers.
+        let ticks = log_ticks(3.1, 3.4);
+        assert!(ticks.len() >= 3 && ticks.iter().all(|t| (3.1..=3.4).contains(t)), "{ticks:?}");
+        assert_eq!(short_number(2e11), "2e11");
+        assert_eq!(short_number(3.5e11), "3.5e11");
+        assert_eq!(short_number(8.75), "8.75");
+        assert_eq!(short_number(1.0), "1");
     }
 }

@@ -122,6 +122,38 @@ pub const PRESETS: &[Preset] = &[
     Preset { name: "structured_blockdiag", n_layer: 12, n_head: 16, d_model: 1024, context: 1024, variant: Variant::BlockdiagHadamard },
 ];
 
+/// A row of the paper's Tables 1–3: a preset with the training settings
+/// the paper gives for it (all share context 1,024, batch 80, dropout 0.1,
+/// warmup 409.6M tokens, 32G max tokens, clip 1.0, no weight decay).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PaperModel {
+    /// Preset name (see [`PRESETS`]).
+    pub preset: &'static str,
+    /// Which table: 1 baselines, 2 doped, 3 structured.
+    pub table: u8,
+    /// The paper's name for it.
+    pub label: &'static str,
+    /// Layers as the paper counts them (doped: trainable + frozen).
+    pub layers: i64,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Cosine decay length in tokens.
+    pub decay_tokens: f64,
+}
+
+/// The paper's Tables 1–3, in order.
+pub const PAPER_MODELS: &[PaperModel] = &[
+    PaperModel { preset: "xxsmall", table: 1, label: "XXSmall", layers: 3, lr: 5e-4, decay_tokens: 32.8e9 },
+    PaperModel { preset: "xsmall", table: 1, label: "XSmall", layers: 6, lr: 5e-4, decay_tokens: 32.8e9 },
+    PaperModel { preset: "small", table: 1, label: "Small", layers: 12, lr: 5e-4, decay_tokens: 32.8e9 },
+    PaperModel { preset: "medium", table: 1, label: "Medium", layers: 24, lr: 3e-4, decay_tokens: 40.9e9 },
+    PaperModel { preset: "doped_xsmall", table: 2, label: "Doped XSmall", layers: 5, lr: 5e-4, decay_tokens: 32.8e9 },
+    PaperModel { preset: "doped_small", table: 2, label: "Doped Small", layers: 11, lr: 5e-4, decay_tokens: 32.8e9 },
+    PaperModel { preset: "doped_medium", table: 2, label: "Doped Medium", layers: 23, lr: 3e-4, decay_tokens: 40.9e9 },
+    PaperModel { preset: "structured_fastfood", table: 3, label: "Structured Adaptive FastFood", layers: 12, lr: 5e-4, decay_tokens: 32.8e9 },
+    PaperModel { preset: "structured_blockdiag", table: 3, label: "Structured Block Diagonal", layers: 12, lr: 5e-4, decay_tokens: 40.9e9 },
+];
+
 /// The names of [`PRESETS`], for schemas.
 pub const PRESET_NAMES: &[&str] =
     &["nano", "micro", "xxsmall", "xsmall", "small", "medium", "doped_xsmall", "doped_small", "doped_medium", "structured_fastfood", "structured_blockdiag"];
@@ -332,6 +364,16 @@ mod tests {
         assert_eq!(small.param_counts().embedding, 50_262 * 768);
         assert_eq!(ModelShape { head: Head::Untied, ..small.clone() }.param_counts().embedding, 2 * 50_262 * 768);
         assert_eq!(small.padded_vocab(), 50_304);
+    }
+
+    #[test]
+    fn the_paper_tables_name_real_presets_with_the_paper_layer_counts() {
+        for m in PAPER_MODELS {
+            let shape = ModelShape::preset(m.preset, 50_262).unwrap();
+            let layers = if shape.variant == Variant::Doped { 2 * shape.n_layer - 1 } else { shape.n_layer };
+            assert_eq!(layers, m.layers, "{}", m.label);
+        }
+        assert_eq!(PAPER_MODELS.iter().filter(|m| m.table == 2).count(), 3);
     }
 
     #[test]

@@ -1,0 +1,144 @@
+//! The `report` node on a study of hand-made runs (command nodes that write
+//! what a `train` node writes, so no training is needed): every figure and
+//! table, the paper's Tables 1–3, and — where Debian's `chromium` is
+//! installed — the HTML rendered by a real headless browser.
+
+mod common;
+use common::Project;
+use std::path::Path;
+use std::process::Command;
+
+/// A run as a `train` artifact: `config.json` (counts and shape) and
+/// `metrics/eval.jsonl` (loss on L = (1e13 / C)^0.05, C = 6·N·D).
+fn write_run(p: &Project, name: &str, variant: &str, (n_layer, d_model, n_head): (i64, i64, i64), trainable: i64, frozen: i64) {
+    let config = serde_json::json!({
+        "params": {"embedding": 0, "trainable": trainable, "frozen": frozen, "structured": 0},
+        "model": {"n_layer": n_layer, "d_model": d_model, "n_head": n_head, "variant": variant},
+    });
+    p.write(&format!("runs/{name}/config.json"), &config.to_string());
+    let penalty = if variant == "doped" { 1.01 } else { 1.0 };
+    let evals: Vec<String> = (1..=30)
+        .map(|i| {
+            let tokens = 1e7 * 1.25f64.powi(i) * (trainable as f64 / 1e6);
+            let loss = penalty * (1e13 / (6.0 * trainable as f64 * tokens)).powf(0.05) * (1.0 + 3.0 / tokens.powf(0.2));
+            serde_json::json!({"tokens": tokens, "val_loss": loss}).to_string()
+        })
+        .collect();
+    p.write(&format!("runs/{name}/metrics/eval.jsonl"), &(evals.join("\n") + "\n"));
+}
+
+const STUDY: &str = "
+nodes:
+  train:
+    kind: command
+    matrix: {run: [b1, b2, b3, xsmall, d1, d2, d3]}
+    deps: ['runs/${run}/**']
+    cmd: cp -r runs/${run}/. $OUT/
+    outputs: [config.json, metrics/eval.jsonl]
+  laws: {kind: fit, input: train, bootstrap: 20}
+  report: {kind: report, input: [train, laws], title: Hand-made study}
+";
+
+fn study() -> Project {
+    let p = Project::new(STUDY);
+    for (i, n) in [1_000_000, 4_000_000, 16_000_000].into_iter().enumerate() {
+        write_run(&p, &format!("b{}", i + 1), "baseline", (4, 128, 4), n, 0);
+        write_run(&p, &format!("d{}", i + 1), "doped", (4, 128, 4), n, n / 2);
+    }
+    // The shape of the paper's XSmall (6 layers, d 768, 12 heads): Table 1 shows this run's loss.
+    write_run(&p, "xsmall", "baseline", (6, 768, 12), 42_528_768, 0);
+    p
+}
+
+const FIGURES: [&str; 7] = [
+    "loss_vs_tokens",
+    "loss_vs_compute_trainable",
+    "loss_vs_compute_frozen_2_3",
+    "loss_vs_compute_all",
+    "loss_vs_compute_structured_free",
+    "variants_at_equal_n",
+    "residuals_trainable",
+];
+
+#[test]
+fn the_report_has_every_figure_table_and_the_paper_tables() {
+    let p = study();
+    let run = p.sm(&["run"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let report = p.artifact("report");
+    let html = std::fs::read_to_string(report.join("report.html")).unwrap();
+    for figure in FIGURES {
+        assert!(html.contains(&format!("<figure id=\"{figure}\"><svg")), "{figure} missing from report.html");
+        let png = std::fs::read(report.join(format!("figures/{figure}.png"))).unwrap();
+        assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 5_000, "{figure}.png is a real image");
+    }
+    assert_eq!(html.matches("<svg").count(), FIGURES.len());
+    let md = std::fs::read_to_string(report.join("report.md")).unwrap();
+    // Table 1's XSmall row carries our count and this study's run of that shape; the others say they were not run.
+    let xsmall = md.lines().find(|l| l.starts_with("| 1 | XSmall |")).unwrap();
+    assert!(xsmall.contains("| 42528768 | 0 | 0 | train[run=xsmall] |"), "{xsmall}");
+    assert!(md.contains("| 2 | Doped Medium | 23 | 1024 | 16 | 3e-4 | 40.9G | 151156736 | 138490880 | 0 | not in this study | – |"), "{md}");
+    assert!(md.contains("| 3 | Structured Adaptive FastFood |"), "{md}");
+    // The fit table: the baseline's exponent with an interval, the doped family's multiplier, the references.
+    let baseline = md.lines().find(|l| l.starts_with("| baseline |")).unwrap();
+    assert!(baseline.contains(" [") && baseline.contains("1 (reference)"), "{baseline}");
+    assert!(md.contains("| doped |") && md.contains("Kaplan et al. 2020"), "{md}");
+}
+
+/// Debian's Chromium, if installed (`CHROMIUM` overrides the path).
+fn chromium() -> Option<String> {
+    let candidates = [std::env::var("CHROMIUM").unwrap_or_default(), "/usr/bin/chromium".into(), "/usr/bin/chromium-browser".into()];
+    candidates.into_iter().find(|c| !c.is_empty() && Path::new(c).exists())
+}
+
+/// Injected into a copy of the report: for every figure, the size the
+/// browser laid its SVG out at and how many marks it drew, written into
+/// the DOM that `--dump-dom` prints.
+const CHECK_SCRIPT: &str = r#"<script>
+const rows = [...document.querySelectorAll('figure')].map(f => {
+  const svg = f.querySelector('svg');
+  const box = svg ? svg.getBoundingClientRect() : {width: 0, height: 0};
+  const marks = svg ? svg.querySelectorAll('circle, polyline, path, line, rect').length : 0;
+  const texts = svg ? [...svg.querySelectorAll('text')].filter(t => t.getComputedTextLength() > 0).length : 0;
+  return [f.id, Math.round(box.width), Math.round(box.height), marks, texts].join(' ');
+});
+const pre = document.createElement('pre');
+pre.id = 'figure-check';
+pre.textContent = rows.join('\n');
+document.body.appendChild(pre);
+</script></body>"#;
+
+#[test]
+fn the_html_report_renders_every_figure_in_headless_chromium() {
+    let Some(chromium) = chromium() else {
+        eprintln!("skipped: Chromium not found (Debian: `apt-get install chromium`; or set CHROMIUM=/path/to/chromium)");
+        return;
+    };
+    let p = study();
+    assert_eq!(p.sm(&["run"]).code, 0);
+    let html = std::fs::read_to_string(p.artifact("report").join("report.html")).unwrap();
+    let page = p.path().join("check.html");
+    std::fs::write(&page, html.replace("</body>", CHECK_SCRIPT)).unwrap();
+    let profile = p.path().join("chromium-profile");
+    let out = Command::new(&chromium)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(["--virtual-time-budget=5000", "--dump-dom"])
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&out.stdout);
+    let check = dom.split("<pre id=\"figure-check\">").nth(1).and_then(|s| s.split("</pre>").next()).unwrap_or_else(|| {
+        panic!("Chromium printed no check (exit {:?}):\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    });
+    eprintln!("{check}");
+    let rows: Vec<Vec<&str>> = check.lines().map(|l| l.split(' ').collect()).collect();
+    assert_eq!(rows.iter().map(|r| r[0]).collect::<Vec<_>>(), FIGURES, "{check}");
+    for row in rows {
+        let [id, width, height, marks, texts] = row[..] else { panic!("{check}") };
+        let number = |v: &str| v.parse::<u32>().unwrap();
+        assert!(number(width) >= 600 && number(height) >= 300, "{id} is laid out at {width}×{height}");
+        assert!(number(marks) >= 20, "{id}: only {marks} marks drawn");
+        assert!(number(texts) >= 8, "{id}: only {texts} labels with a width (title, axes, ticks, legend)");
+    }
+}
