@@ -53,7 +53,7 @@ fn load_plan(env: &Env, file: Option<PathBuf>) -> Result<Plan, CliError> {
 }
 
 /// Loads the experiment named by `[FILE.yaml] targets…`.
-fn plan_and_targets(env: &Env, args: &[String]) -> Result<(Plan, Vec<String>), CliError> {
+pub(super) fn plan_and_targets(env: &Env, args: &[String]) -> Result<(Plan, Vec<String>), CliError> {
     let (file, targets) = split_file_arg(&env.file, args);
     let plan = load_plan(env, file)?;
     Ok((plan, targets.to_vec()))
@@ -91,7 +91,9 @@ pub fn run(env: &Env, args: &[String], jobs: Option<usize>, keep_going: bool, dr
     let ws = Workspace { root: &env.root, cache: &cache };
     if dry_run {
         let survey = exec::survey(&plan, &ws);
-        let (mut will, mut may) = (0, 0);
+        let estimates = super::plan::estimates(&plan);
+        let throughput = super::plan::Throughput { gpu: "H100".into(), mfu: 0.4 };
+        let (mut will, mut may, mut hours) = (0, 0, 0.0);
         for &i in plan.topo_order().iter().filter(|i| selected.contains(i)) {
             let verb = match &survey[i] {
                 Freshness::Fresh { .. } => continue,
@@ -105,9 +107,16 @@ pub fn run(env: &Env, args: &[String], jobs: Option<usize>, keep_going: bool, dr
                 }
                 Freshness::Broken { .. } => "cannot build",
             };
-            println!("{verb} {}: {}", plan.experiment.nodes[i].id, reasons_text(&survey[i]));
+            let cost = estimates[i].as_ref().map_or(String::new(), |e| {
+                hours += throughput.gpu_hours(e).unwrap_or(0.0);
+                format!(" [{}]", super::plan::summary(e, &throughput))
+            });
+            println!("{verb} {}: {}{cost}", plan.experiment.nodes[i].id, reasons_text(&survey[i]));
         }
         println!("{will} node(s) will build; {may} more if their inputs' artifacts change ({} selected)", selected.len());
+        if hours > 0.0 {
+            println!("training to build: ~{hours:.1} GPU-hours on one H100 at 40% MFU (`scalemake plan` for the table, --gpu/--mfu to change)");
+        }
         return Ok(ExitCode::SUCCESS);
     }
     install_interrupt_handler();

@@ -82,8 +82,31 @@ pub trait NodeKind: Send + Sync {
         Vec::new()
     }
 
+    /// What building the node will cost, known before it runs (`scalemake
+    /// plan`, `run --dry-run`); `upstream` are the params of every node it
+    /// depends on, directly or not (a `train` node finds its vocabulary
+    /// there). `None` for kinds whose cost is small or unknowable.
+    fn estimate(&self, _params: &Value, _upstream: &[&Value]) -> Option<WorkEstimate> {
+        None
+    }
+
     /// Builds the artifact into `ctx.out_dir()`.
     fn run(&self, ctx: &mut NodeCtx<'_>) -> Result<(), NodeError>;
+}
+
+/// The planned cost of a node.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkEstimate {
+    /// Parameter counts of the model it trains.
+    pub params: crate::train::ParamCounts,
+    /// Tokens it processes.
+    pub tokens: f64,
+    /// Floating-point operations, forward and backward (training FLOPs).
+    pub flops: f64,
+    /// Whether it computes in bf16 (which peak the GPU-hours use).
+    pub bf16: bool,
+    /// Assumptions worth saying (e.g. a vocabulary taken as the paper's).
+    pub note: Option<String>,
 }
 
 /// Why a node failed.

@@ -17,10 +17,13 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use super::shards::META_FILE;
-use super::{NodeCtx, NodeError, NodeKind, Progress, Resources};
+use super::{NodeCtx, NodeError, NodeKind, Progress, Resources, WorkEstimate};
 use crate::spec::{Field, FieldType, Schema, Value};
 use crate::train::job::{Event, OptimSpec, Precision, TrainJob};
 use crate::train::{Compute, Head, ModelShape, ParamCounts, Variant, PRESET_NAMES, VARIANT_NAMES};
+
+/// The paper's vocabulary, for planning a node whose tokenizer is not declared.
+const PAPER_VOCAB: i64 = 50_262;
 
 /// The `train` node kind.
 pub struct Train {
@@ -221,6 +224,25 @@ impl NodeKind for Train {
             "auto" => Resources { cpu: 1, gpu: 1, gpu_optional: true },
             _ => Resources { cpu: 1, gpu: 1, gpu_optional: false },
         }
+    }
+
+    /// Counts and FLOPs of the declared model over `max_tokens` (the
+    /// vocabulary from an upstream `vocab_size`, else the paper's), plus
+    /// the validation passes (forward only: a third of a training token).
+    fn estimate(&self, params: &Value, upstream: &[&Value]) -> Option<WorkEstimate> {
+        let declared = upstream.iter().find_map(|p| p.get_path("vocab_size").and_then(Value::as_i64));
+        let shape = model_shape(params, declared.unwrap_or(PAPER_VOCAB)).ok()?;
+        let counts = shape.param_counts();
+        let tokens = params.get_path("max_tokens").and_then(Value::as_f64)?;
+        let eval_tokens = params.get_path("eval_points").and_then(Value::as_f64).unwrap_or(40.0) * params.get_path("eval_tokens").and_then(Value::as_f64).unwrap_or(1_048_576.0);
+        let per_token = shape.flops_per_token(&counts);
+        Some(WorkEstimate {
+            params: counts,
+            tokens,
+            flops: per_token * (tokens + eval_tokens / 3.0),
+            bf16: params.get_path("precision").and_then(Value::as_str) == Some("bf16"),
+            note: declared.is_none().then(|| format!("vocabulary {PAPER_VOCAB} assumed (no upstream vocab_size)")),
+        })
     }
 
     fn run(&self, ctx: &mut NodeCtx<'_>) -> Result<(), NodeError> {

@@ -1,0 +1,110 @@
+//! `scalemake plan`: what a study will cost before anything runs — each
+//! training node's parameter counts, tokens, FLOPs and GPU-hours — and the
+//! same estimates on the lines of `run --dry-run`.
+
+use std::collections::BTreeSet;
+use std::process::ExitCode;
+
+use scalemake::exec;
+use scalemake::graph::Plan;
+use scalemake::nodes::WorkEstimate;
+use scalemake::train::peak_flops;
+
+use super::commands::{plan_and_targets, Env};
+use super::CliError;
+
+/// The GPU and utilisation GPU-hours are quoted for.
+pub struct Throughput {
+    /// Device name as `peak_flops` knows it (H100, A100, …).
+    pub gpu: String,
+    /// Model FLOPs utilisation assumed.
+    pub mfu: f64,
+}
+
+impl Throughput {
+    /// Hours on one GPU for `e`; `None` for a GPU with no known peak.
+    pub fn gpu_hours(&self, e: &WorkEstimate) -> Option<f64> {
+        Some(e.flops / (peak_flops(&self.gpu, e.bf16)? * self.mfu) / 3600.0)
+    }
+
+    fn describe(&self) -> String {
+        format!("one {} at {:.0}% MFU (dense bf16 peak; fp32 runs use TF32, half of it)", self.gpu, 100.0 * self.mfu)
+    }
+}
+
+/// Every node's estimate, given the params of all its ancestors.
+pub fn estimates(plan: &Plan) -> Vec<Option<WorkEstimate>> {
+    (0..plan.len())
+        .map(|i| {
+            let mut ancestors = BTreeSet::new();
+            let mut todo = plan.inputs_of(i);
+            while let Some(j) = todo.pop() {
+                if ancestors.insert(j) {
+                    todo.extend(plan.inputs_of(j));
+                }
+            }
+            let upstream: Vec<_> = ancestors.iter().map(|&j| &plan.experiment.nodes[j].params).collect();
+            let node = &plan.experiment.nodes[i];
+            node.kind.estimate(&node.params, &upstream)
+        })
+        .collect()
+}
+
+/// 85_056_000 → "85.06M".
+pub fn si(v: f64) -> String {
+    match v.abs() {
+        a if a >= 1e12 => format!("{:.2}T", v / 1e12),
+        a if a >= 1e9 => format!("{:.2}G", v / 1e9),
+        a if a >= 1e6 => format!("{:.2}M", v / 1e6),
+        a if a >= 1e3 => format!("{:.1}k", v / 1e3),
+        _ => format!("{v:.0}"),
+    }
+}
+
+/// One line's summary: "N 85.06M (+35.4M frozen), 32.00G tokens, 1.6e19 FLOP, ~12.3 GPU-h".
+pub fn summary(e: &WorkEstimate, throughput: &Throughput) -> String {
+    let mut extra = String::new();
+    if e.params.frozen > 0 {
+        extra.push_str(&format!(" +{} frozen", si(e.params.frozen as f64)));
+    }
+    if e.params.structured > 0 {
+        extra.push_str(&format!(", {} structured", si(e.params.structured as f64)));
+    }
+    let hours = throughput.gpu_hours(e).map_or(String::new(), |h| format!(", ~{h:.2} GPU-h"));
+    format!("N {}{extra}, {} tokens, {:.2e} FLOP{hours}", si(e.params.trainable as f64), si(e.tokens), e.flops)
+}
+
+pub fn plan(env: &Env, args: &[String], throughput: &Throughput) -> Result<ExitCode, CliError> {
+    if !(throughput.mfu > 0.0 && throughput.mfu <= 1.0) {
+        return Err(CliError::Usage(format!("--mfu {} is not a fraction in (0, 1]", throughput.mfu)));
+    }
+    let (plan, targets) = plan_and_targets(env, args)?;
+    let selected = exec::selection(&plan, &targets).map_err(|e| CliError::Usage(e.to_string()))?;
+    let estimates = estimates(&plan);
+    let rows: Vec<(usize, &WorkEstimate)> = plan.topo_order().iter().filter(|i| selected.contains(i)).filter_map(|&i| estimates[i].as_ref().map(|e| (i, e))).collect();
+    let width = rows.iter().map(|(i, _)| plan.experiment.nodes[*i].id.0.len()).max().unwrap_or(4).max(4);
+    println!("{:<width$}  {:>11} {:>10} {:>10} {:>9} {:>9} {:>9}", "node", "N trainable", "frozen", "structured", "tokens", "FLOP", "GPU-hours");
+    let (mut flops, mut hours, mut notes) = (0.0, 0.0, BTreeSet::new());
+    for (i, e) in &rows {
+        let h = throughput.gpu_hours(e);
+        println!(
+            "{:<width$}  {:>11} {:>10} {:>10} {:>9} {:>9.2e} {:>9}",
+            plan.experiment.nodes[*i].id.0,
+            si(e.params.trainable as f64),
+            si(e.params.frozen as f64),
+            si(e.params.structured as f64),
+            si(e.tokens),
+            e.flops,
+            h.map_or("–".into(), |h| format!("{h:.2}"))
+        );
+        flops += e.flops;
+        hours += h.unwrap_or(0.0);
+        notes.extend(e.note.clone());
+    }
+    let others = selected.len() - rows.len();
+    println!("total: {} training node(s), {flops:.3e} FLOP, {hours:.1} GPU-hours on {} ({others} other node(s) not estimated: data prep, fits, reports)", rows.len(), throughput.describe());
+    for note in notes {
+        println!("note: {note}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
