@@ -115,7 +115,7 @@ pub fn run(env: &Env, args: &[String], jobs: Option<usize>, keep_going: bool, dr
         }
         println!("{will} node(s) will build; {may} more if their inputs' artifacts change ({} selected)", selected.len());
         if hours > 0.0 {
-            println!("training to build: ~{hours:.1} GPU-hours on one H100 at 40% MFU (`scalemake plan` for the table, --gpu/--mfu to change)");
+            println!("training to build: ~{hours:.2} GPU-hours on one H100 at 40% MFU (`scalemake plan` for the table, --gpu/--mfu to change)");
         }
         return Ok(ExitCode::SUCCESS);
     }

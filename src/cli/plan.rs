@@ -61,7 +61,16 @@ pub fn si(v: f64) -> String {
     }
 }
 
-/// One line's summary: "N 85.06M (+35.4M frozen), 32.00G tokens, 1.6e19 FLOP, ~12.3 GPU-h".
+/// GPU time in hours, or minutes below six minutes.
+fn duration(hours: f64) -> String {
+    if hours < 0.1 {
+        format!("{:.1} min", hours * 60.0)
+    } else {
+        format!("{hours:.2} h")
+    }
+}
+
+/// One line's summary: "N 85.06M +35.42M frozen, 32.00G tokens, 1.6e19 FLOP, ~12.30 h on the GPU".
 pub fn summary(e: &WorkEstimate, throughput: &Throughput) -> String {
     let mut extra = String::new();
     if e.params.frozen > 0 {
@@ -70,7 +79,7 @@ pub fn summary(e: &WorkEstimate, throughput: &Throughput) -> String {
     if e.params.structured > 0 {
         extra.push_str(&format!(", {} structured", si(e.params.structured as f64)));
     }
-    let hours = throughput.gpu_hours(e).map_or(String::new(), |h| format!(", ~{h:.2} GPU-h"));
+    let hours = throughput.gpu_hours(e).map_or(String::new(), |h| format!(", ~{} on the GPU", duration(h)));
     format!("N {}{extra}, {} tokens, {:.2e} FLOP{hours}", si(e.params.trainable as f64), si(e.tokens), e.flops)
 }
 
@@ -83,7 +92,7 @@ pub fn plan(env: &Env, args: &[String], throughput: &Throughput) -> Result<ExitC
     let estimates = estimates(&plan);
     let rows: Vec<(usize, &WorkEstimate)> = plan.topo_order().iter().filter(|i| selected.contains(i)).filter_map(|&i| estimates[i].as_ref().map(|e| (i, e))).collect();
     let width = rows.iter().map(|(i, _)| plan.experiment.nodes[*i].id.0.len()).max().unwrap_or(4).max(4);
-    println!("{:<width$}  {:>11} {:>10} {:>10} {:>9} {:>9} {:>9}", "node", "N trainable", "frozen", "structured", "tokens", "FLOP", "GPU-hours");
+    println!("{:<width$}  {:>11} {:>10} {:>10} {:>9} {:>9} {:>9}", "node", "N trainable", "frozen", "structured", "tokens", "FLOP", "GPU time");
     let (mut flops, mut hours, mut notes) = (0.0, 0.0, BTreeSet::new());
     for (i, e) in &rows {
         let h = throughput.gpu_hours(e);
@@ -95,14 +104,14 @@ pub fn plan(env: &Env, args: &[String], throughput: &Throughput) -> Result<ExitC
             si(e.params.structured as f64),
             si(e.tokens),
             e.flops,
-            h.map_or("–".into(), |h| format!("{h:.2}"))
+            h.map_or("–".into(), duration)
         );
         flops += e.flops;
         hours += h.unwrap_or(0.0);
         notes.extend(e.note.clone());
     }
     let others = selected.len() - rows.len();
-    println!("total: {} training node(s), {flops:.3e} FLOP, {hours:.1} GPU-hours on {} ({others} other node(s) not estimated: data prep, fits, reports)", rows.len(), throughput.describe());
+    println!("total: {} training node(s), {flops:.3e} FLOP, {} on {} ({others} other node(s) not estimated: data prep, fits, reports)", rows.len(), duration(hours), throughput.describe());
     for note in notes {
         println!("note: {note}");
     }
