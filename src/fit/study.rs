@@ -166,7 +166,10 @@ fn interpolate(curve: &[(f64, f64)], x: f64) -> Option<f64> {
 }
 
 /// The compute-efficient frontier: at each of `points` log-spaced x, the
-/// lowest loss any run reaches there.
+/// lowest loss any run reaches there — kept only where it improves on every
+/// smaller x (Pareto-optimal). Where a small run has ended and the next one
+/// is still early in training, the lowest loss *at* x is worse than what
+/// less compute already bought; those points are not on the frontier.
 pub fn envelope(runs: &[&Run], axis: &str, settings: &Settings) -> Vec<(f64, f64)> {
     let curves: Vec<Vec<(f64, f64)>> = runs.iter().map(|r| curve(r, axis, settings.skip_fraction)).filter(|c| c.len() >= 2).collect();
     let lo = curves.iter().map(|c| c[0].0).fold(f64::INFINITY, f64::min);
@@ -175,6 +178,7 @@ pub fn envelope(runs: &[&Run], axis: &str, settings: &Settings) -> Vec<(f64, f64
         return Vec::new();
     }
     let n = settings.envelope_points.max(2);
+    let mut best_so_far = f64::INFINITY;
     (0..n)
         .filter_map(|i| {
             // The ends exactly, so rounding in exp(ln x) cannot drop them.
@@ -184,7 +188,9 @@ pub fn envelope(runs: &[&Run], axis: &str, settings: &Settings) -> Vec<(f64, f64
                 _ => (lo.ln() + (hi.ln() - lo.ln()) * i as f64 / (n - 1) as f64).exp(),
             };
             let best = curves.iter().filter_map(|c| interpolate(c, x)).fold(f64::INFINITY, f64::min);
-            best.is_finite().then_some((x, best))
+            let improves = best < best_so_far;
+            best_so_far = best_so_far.min(best);
+            (best.is_finite() && improves).then_some((x, best))
         })
         .collect()
 }
@@ -589,6 +595,23 @@ mod recovery_tests {
         let expected_loss = [4.0, 12f64.sqrt(), 3.0, 6f64.sqrt(), 2.0];
         for ((_, l), want) in env.iter().zip(expected_loss) {
             assert!((l - want).abs() < 1e-9, "{env:?}");
+        }
+    }
+
+    #[test]
+    fn points_worse_than_less_compute_already_bought_are_off_the_frontier() {
+        // `small` ends at C = 2e4 with loss 3 (3.21 at 1e4); `large` is at
+        // 3.3 at 1e5 — worse than small reached with less — and 2.0 at 1e6.
+        let at = |c: f64, loss| RunPoint { tokens: c, compute: Compute { trainable: c, frozen_2_3: c, all: c, structured_free: c }, loss };
+        let params = ParamCounts { embedding: 0, trainable: 1, frozen: 0, structured: 0 };
+        let small = Run { id: "small".into(), group: "baseline".into(), params, points: vec![at(1e2, 5.0), at(2e4, 3.0)] };
+        let large = Run { id: "large".into(), group: "baseline".into(), params, points: vec![at(1e4, 3.5), at(1e5, 3.3), at(1e6, 2.0)] };
+        let settings = Settings { skip_fraction: 0.0, envelope_points: 5, ..settings(0) };
+        let env = envelope(&[&small, &large], "trainable", &settings);
+        let xs: Vec<f64> = env.iter().map(|p| p.0.log10().round()).collect();
+        assert_eq!(xs, [2.0, 3.0, 4.0, 6.0], "1e5 (loss 3.3, worse than 3.21 at 1e4) is not on the frontier: {env:?}");
+        for w in env.windows(2) {
+            assert!(w[1].1 < w[0].1, "{env:?}");
         }
     }
 
