@@ -9,14 +9,15 @@ use std::time::Instant;
 use rayon::prelude::*;
 
 use scalemake::cache::{Cache, Verdict};
-use scalemake::exec::{self, DirtyReason, Freshness, RunOptions, Workspace, CANCELLED};
+use scalemake::exec::slurm::{self, SlurmOptions};
+use scalemake::exec::{self, Backend, DirtyReason, ExecError, Freshness, RunOptions, Workspace, CANCELLED};
 use scalemake::graph::Plan;
 use scalemake::hash::ContentHash;
 use scalemake::nodes::Registry;
 use scalemake::{device, spec};
 
 use super::render::{self, NodeState};
-use super::{split_file_arg, CliError, DagFormat};
+use super::{split_file_arg, CliError, DagFormat, SlurmArgs};
 
 /// What every command needs to find its files.
 pub struct Env {
@@ -83,7 +84,17 @@ fn states(plan: &Plan, cache: &Cache, survey: &[Freshness]) -> Vec<NodeState> {
     survey.iter().enumerate().map(|(i, f)| node_state(f, state.failed_key(&plan.experiment.nodes[i].id.0))).collect()
 }
 
-pub fn run(env: &Env, args: &[String], jobs: Option<usize>, keep_going: bool, dry_run: bool) -> Result<ExitCode, CliError> {
+/// The flags of `scalemake run`.
+pub struct RunFlags {
+    pub jobs: Option<usize>,
+    pub keep_going: bool,
+    pub dry_run: bool,
+    /// `--backend slurm` and its options.
+    pub slurm: Option<SlurmArgs>,
+}
+
+pub fn run(env: &Env, args: &[String], flags: &RunFlags) -> Result<ExitCode, CliError> {
+    let RunFlags { jobs, keep_going, dry_run, .. } = *flags;
     let started = Instant::now();
     let (plan, targets) = plan_and_targets(env, args)?;
     let cache = env.cache()?;
@@ -120,7 +131,20 @@ pub fn run(env: &Env, args: &[String], jobs: Option<usize>, keep_going: bool, dr
         return Ok(ExitCode::SUCCESS);
     }
     install_interrupt_handler();
-    let opts = RunOptions { jobs: jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())), gpus: None, keep_going, targets, progress_bars: env.tty };
+    let backend = match &flags.slurm {
+        None => Backend::Local,
+        Some(s) => Backend::Slurm(SlurmOptions {
+            partition: s.slurm_partition.clone(),
+            account: s.slurm_account.clone(),
+            qos: s.slurm_qos.clone(),
+            time: s.slurm_time.clone(),
+            mem: s.slurm_mem.clone(),
+            file: env.root.join(&plan.experiment.source.path),
+            exe: std::env::current_exe().map_err(|e| CliError::Failed(format!("cannot find the scalemake executable: {e}")))?,
+        }),
+    };
+    let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let opts = RunOptions { jobs, gpus: None, keep_going, targets, progress_bars: env.tty, backend };
     let summary = exec::run(&plan, &ws, &opts).map_err(|e| CliError::Usage(e.to_string()))?;
     let mut parts = vec![format!("{} built", summary.built.len()), format!("{} fresh", summary.fresh.len())];
     if !summary.failed.is_empty() {
@@ -144,6 +168,45 @@ pub fn run(env: &Env, args: &[String], jobs: Option<usize>, keep_going: bool, dr
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+pub fn cancel(env: &Env, args: &[String]) -> Result<ExitCode, CliError> {
+    let (plan, targets) = plan_and_targets(env, args)?;
+    let cache = env.cache()?;
+    let selected = exec::selection(&plan, &targets).map_err(|e| CliError::Usage(e.to_string()))?;
+    let nodes: BTreeSet<String> = selected.iter().map(|&i| plan.experiment.nodes[i].id.0.clone()).collect();
+    let cancelled = slurm::cancel_recorded(&cache, &plan.experiment.name, &nodes).map_err(|e| CliError::Failed(e.to_string()))?;
+    for (job, node) in &cancelled {
+        println!("cancelled Slurm job {job} ({node})");
+    }
+    println!("{} Slurm job(s) cancelled", cancelled.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Builds one node as the executor would (each Slurm job runs this).
+/// Exit 1 when the node fails, with `scalemake: node failed: …` on stderr,
+/// which the coordinator reads back from the job's output.
+pub fn exec_node(env: &Env, args: &[String], key: Option<&str>) -> Result<ExitCode, CliError> {
+    let (plan, rest) = plan_and_targets(env, args)?;
+    let [name] = rest.as_slice() else {
+        return Err(CliError::Usage("name exactly one node id".into()));
+    };
+    let i = plan.experiment.nodes.iter().position(|n| n.id.0 == *name).ok_or_else(|| CliError::Usage(format!("no node `{name}` in {}", plan.experiment.name)))?;
+    let expected = key.map(|k| ContentHash::from_hex(k).ok_or_else(|| CliError::Usage(format!("--key {k}: not a key")))).transpose()?;
+    let cache = env.cache()?;
+    install_interrupt_handler();
+    let gpus = slurm::job_gpus(plan.experiment.nodes[i].resources.gpu);
+    match exec::build_one(&plan, &Workspace { root: &env.root, cache: &cache }, i, expected, &gpus) {
+        Ok(artifact) => {
+            eprintln!("scalemake: built {name} ({})", artifact.short());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(ExecError::Node(message)) => {
+            eprintln!("scalemake: node failed: {message}");
+            Ok(ExitCode::from(1))
+        }
+        Err(e) => Err(CliError::Failed(e.to_string())),
+    }
 }
 
 /// First Ctrl-C: stop cleanly (running nodes are cancelled, nothing partial

@@ -45,6 +45,25 @@ enum Command {
         /// Say what would run and why, build nothing.
         #[arg(short = 'n', long)]
         dry_run: bool,
+        /// Where nodes run: threads here, or one Slurm job per node.
+        #[arg(long, value_enum, env = "SCALEMAKE_BACKEND", default_value_t = BackendKind::Local)]
+        backend: BackendKind,
+        #[command(flatten)]
+        slurm: SlurmArgs,
+    },
+    /// Cancel the queued and running Slurm jobs of targets (default: every node).
+    Cancel {
+        /// [FILE.yaml] then targets.
+        args: Vec<String>,
+    },
+    /// Build one node whose inputs are built (what each Slurm job runs).
+    #[command(hide = true)]
+    ExecNode {
+        /// [FILE.yaml] then the node id.
+        args: Vec<String>,
+        /// Fail unless the node's key is this one (the key it was submitted with).
+        #[arg(long)]
+        key: Option<String>,
     },
     /// What the study will cost: parameter counts, tokens, FLOPs and GPU-hours per training node.
     Plan {
@@ -104,6 +123,35 @@ enum Command {
     },
     /// Report libtorch, CUDA, devices and the cache.
     Doctor,
+}
+
+/// `scalemake run --backend`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BackendKind {
+    /// Worker threads of this process, within `-j`.
+    Local,
+    /// One `sbatch` job per node, submitted when its inputs are built.
+    Slurm,
+}
+
+/// Options of `--backend slurm`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SlurmArgs {
+    /// Slurm partition (`sbatch --partition`).
+    #[arg(long, env = "SCALEMAKE_SLURM_PARTITION")]
+    slurm_partition: Option<String>,
+    /// Slurm account (`sbatch --account`).
+    #[arg(long, env = "SCALEMAKE_SLURM_ACCOUNT")]
+    slurm_account: Option<String>,
+    /// Slurm QOS (`sbatch --qos`).
+    #[arg(long, env = "SCALEMAKE_SLURM_QOS")]
+    slurm_qos: Option<String>,
+    /// Time limit of each job (`sbatch --time`, e.g. 1-00:00:00) [default: the partition's].
+    #[arg(long, env = "SCALEMAKE_SLURM_TIME")]
+    slurm_time: Option<String>,
+    /// Memory of each job (`sbatch --mem`, e.g. 16G) [default: the cluster's].
+    #[arg(long, env = "SCALEMAKE_SLURM_MEM")]
+    slurm_mem: Option<String>,
 }
 
 /// `scalemake dag --format`.
@@ -181,7 +229,12 @@ fn try_main(cli: Cli) -> Result<ExitCode, CliError> {
     let cache_dir = cli.cache.clone().unwrap_or_else(|| root.join("cache"));
     let env = commands::Env { root, cache_dir, file: cli.file.clone(), tty: std::io::stderr().is_terminal() };
     match cli.command {
-        Command::Run { args, jobs, keep_going, dry_run } => commands::run(&env, &args, jobs, keep_going, dry_run),
+        Command::Run { args, jobs, keep_going, dry_run, backend, slurm } => {
+            let backend = (backend == BackendKind::Slurm).then_some(slurm);
+            commands::run(&env, &args, &commands::RunFlags { jobs, keep_going, dry_run, slurm: backend })
+        }
+        Command::Cancel { args } => commands::cancel(&env, &args),
+        Command::ExecNode { args, key } => commands::exec_node(&env, &args, key.as_deref()),
         Command::Plan { args, gpu, mfu } => plan::plan(&env, &args, &plan::Throughput { gpu, mfu }),
         Command::Status { args, all } => commands::status(&env, &args, all),
         Command::Dag { args, format } => commands::dag(&env, &args, format),

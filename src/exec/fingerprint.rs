@@ -128,6 +128,7 @@ type FileDigests = Vec<(String, ContentHash)>;
 type Expansion = (Vec<String>, Result<Vec<String>, String>);
 
 /// The material of one node's key, kept to write its manifest.
+#[derive(Clone, Debug)]
 pub struct KeyParts {
     /// Hashed params.
     pub params: Value,

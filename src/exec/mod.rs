@@ -16,6 +16,7 @@
 
 pub mod fingerprint;
 mod progress;
+pub mod slurm;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -45,6 +46,18 @@ pub struct RunOptions {
     pub targets: Vec<String>,
     /// Show progress bars (else plain lines).
     pub progress_bars: bool,
+    /// Where nodes run.
+    pub backend: Backend,
+}
+
+/// Where ready nodes run.
+#[derive(Clone, Debug, Default)]
+pub enum Backend {
+    /// Worker threads of this process.
+    #[default]
+    Local,
+    /// One Slurm job per node, submitted when the node is ready.
+    Slurm(slurm::SlurmOptions),
 }
 
 /// What a run did.
@@ -71,6 +84,12 @@ pub enum ExecError {
     /// The cache failed.
     #[error(transparent)]
     Cache(#[from] CacheError),
+    /// Slurm could not be used.
+    #[error(transparent)]
+    Slurm(#[from] slurm::SlurmError),
+    /// `exec-node` was asked for a node it cannot build as asked.
+    #[error("{0}")]
+    Node(String),
 }
 
 /// Set by the Ctrl-C handler; checked by the coordinator and by nodes.
@@ -84,6 +103,7 @@ enum Message {
 }
 
 /// The slots a running node holds: CPU count and specific GPU ids.
+#[derive(Default)]
 struct Slots {
     cpu: usize,
     gpus: Vec<usize>,
@@ -116,6 +136,115 @@ pub struct Workspace<'a> {
 
 /// Builds the selected targets of `plan`.
 pub fn run(plan: &Plan, ws: &Workspace<'_>, opts: &RunOptions) -> Result<RunSummary, ExecError> {
+    let (tx, rx) = mpsc::channel::<Message>();
+    std::thread::scope(|scope| match &opts.backend {
+        Backend::Local => {
+            let mut runner = LocalRunner::new(scope, plan, ws, opts, tx);
+            coordinate(plan, ws, opts, &mut runner, &rx)
+        }
+        Backend::Slurm(options) => {
+            let mut runner = slurm::SlurmRunner::new(plan, ws, options, tx)?;
+            coordinate(plan, ws, opts, &mut runner, &rx)
+        }
+    })
+}
+
+/// What a [`Runner`] did with a ready node.
+enum Start {
+    /// It runs; a `Done` message will follow. The text, if any, is shown.
+    Started(Option<String>),
+    /// No room now: keep it ready and try again after something finishes.
+    Busy,
+    /// It cannot run at all.
+    Failed(String),
+}
+
+/// Where dispatched nodes run: worker threads here ([`LocalRunner`]) or
+/// Slurm jobs ([`slurm::SlurmRunner`]). The coordinator owns everything
+/// else (settling, failure policy, the state log), so both backends share it.
+trait Runner {
+    /// Starts ready node `i`, whose key and inputs are known. Every
+    /// started node sends exactly one [`Message::Done`].
+    fn start(&mut self, i: usize, key: ContentHash, parts: &KeyParts, inputs: &dyn Fn() -> Vec<Input>) -> Start;
+    /// Gives back the slots of a finished node.
+    fn release(&mut self, _slots: Slots) {}
+    /// Called on every turn of the coordinator's loop (about 10 times a second).
+    fn poll(&mut self) {}
+}
+
+/// Runs nodes on worker threads of this process, within `-j` CPU slots
+/// and one GPU slot per visible device.
+struct LocalRunner<'scope, 'env> {
+    scope: &'scope std::thread::Scope<'scope, 'env>,
+    plan: &'env Plan,
+    ws: &'env Workspace<'env>,
+    tx: mpsc::Sender<Message>,
+    jobs: usize,
+    cpu_free: usize,
+    gpu_count: Option<usize>,
+    gpu_probe_error: Option<String>,
+    /// Free GPU ids; a node gets specific devices (as CUDA_VISIBLE_DEVICES).
+    gpu_free: Vec<usize>,
+}
+
+impl<'scope, 'env> LocalRunner<'scope, 'env> {
+    fn new(scope: &'scope std::thread::Scope<'scope, 'env>, plan: &'env Plan, ws: &'env Workspace<'env>, opts: &RunOptions, tx: mpsc::Sender<Message>) -> Self {
+        let jobs = opts.jobs.max(1);
+        let gpu_free = opts.gpus.map_or_else(Vec::new, |n| (0..n).collect());
+        LocalRunner { scope, plan, ws, tx, jobs, cpu_free: jobs, gpu_count: opts.gpus, gpu_probe_error: None, gpu_free }
+    }
+}
+
+impl Runner for LocalRunner<'_, '_> {
+    fn start(&mut self, i: usize, key: ContentHash, parts: &KeyParts, inputs: &dyn Fn() -> Vec<Input>) -> Start {
+        let node = &self.plan.experiment.nodes[i];
+        let mut need_cpu = (node.resources.cpu as usize).min(self.jobs);
+        let mut need_gpu = node.resources.gpu as usize;
+        let visible = if need_gpu == 0 {
+            0
+        } else {
+            *self.gpu_count.get_or_insert_with(|| {
+                let n = crate::device::cuda_device_count().unwrap_or_else(|e| {
+                    self.gpu_probe_error = Some(e);
+                    0
+                });
+                self.gpu_free = (0..n).collect();
+                n
+            })
+        };
+        if need_gpu > visible && node.resources.gpu_optional {
+            // `device: auto` without a GPU trains on the CPU, on every core.
+            need_gpu = 0;
+            need_cpu = self.jobs;
+        }
+        if need_gpu > visible {
+            let why = self.gpu_probe_error.as_ref().map(|e| format!(" (cannot ask libtorch: {e})")).unwrap_or_default();
+            return Start::Failed(format!("needs {need_gpu} GPU(s), {visible} visible{why}"));
+        }
+        if need_cpu > self.cpu_free || need_gpu > self.gpu_free.len() {
+            return Start::Busy;
+        }
+        self.cpu_free -= need_cpu;
+        let gpus: Vec<usize> = self.gpu_free.drain(..need_gpu).collect();
+        let (plan, ws, tx, parts, inputs) = (self.plan, self.ws, self.tx.clone(), parts.clone(), inputs());
+        let log = ws.cache.node_log(&plan.experiment.name, &node.id.0);
+        self.scope.spawn(move || {
+            let result = build_node(plan, ws, i, key, &parts, &inputs, &gpus, &log, &tx);
+            let _ = tx.send(Message::Done(i, result, Slots { cpu: need_cpu, gpus }));
+        });
+        Start::Started(None)
+    }
+
+    fn release(&mut self, slots: Slots) {
+        self.cpu_free += slots.cpu;
+        self.gpu_free.extend(slots.gpus);
+        self.gpu_free.sort_unstable();
+    }
+}
+
+/// The coordinator: settles nodes whose inputs are resolved, hands ready
+/// ones to `runner`, and records what finishes.
+fn coordinate(plan: &Plan, ws: &Workspace<'_>, opts: &RunOptions, runner: &mut dyn Runner, rx: &mpsc::Receiver<Message>) -> Result<RunSummary, ExecError> {
     let selected = plan.select(&opts.targets).map_err(ExecError::Target)?;
     let mut fp = Fingerprinter::new(plan, ws.cache, ws.root);
     let n = plan.len();
@@ -125,12 +254,6 @@ pub fn run(plan: &Plan, ws: &Workspace<'_>, opts: &RunOptions) -> Result<RunSumm
     let mut ready: BTreeMap<usize, (ContentHash, KeyParts)> = BTreeMap::new();
     let mut summary = RunSummary::default();
     let reporter = Reporter::new(selected.len() as u64, opts.progress_bars);
-    let (tx, rx) = mpsc::channel::<Message>();
-    let mut cpu_free = opts.jobs.max(1);
-    let mut gpu_count = opts.gpus;
-    let mut gpu_probe_error: Option<String> = None;
-    // Free GPU ids; a node gets specific devices (as CUDA_VISIBLE_DEVICES).
-    let mut gpu_free: Vec<usize> = opts.gpus.map_or_else(Vec::new, |n| (0..n).collect());
     let mut running = 0usize;
     let mut stopping = false;
     // Settling only changes after a node finishes, not on progress messages.
@@ -138,152 +261,124 @@ pub fn run(plan: &Plan, ws: &Workspace<'_>, opts: &RunOptions) -> Result<RunSumm
     let exp = plan.experiment.name.clone();
     let order: Vec<usize> = plan.topo_order().iter().copied().filter(|i| selected.contains(i)).collect();
 
-    std::thread::scope(|scope| -> Result<(), ExecError> {
-        loop {
-            if CANCELLED.load(Ordering::Relaxed) && !summary.cancelled {
-                summary.cancelled = true;
-                stopping = true;
-                reporter.line("interrupted: cancelling running nodes (nothing partial is kept)");
+    loop {
+        if CANCELLED.load(Ordering::Relaxed) && !summary.cancelled {
+            summary.cancelled = true;
+            stopping = true;
+            reporter.line("interrupted: cancelling running nodes (nothing partial is kept)");
+        }
+        // Settle: decide every pending node whose inputs are all resolved.
+        for &i in order.iter().filter(|_| settle) {
+            if phase[i] != Phase::Pending || ready.contains_key(&i) {
+                continue;
             }
-            // Settle: decide every pending node whose inputs are all resolved.
-            for &i in order.iter().filter(|_| settle) {
-                if phase[i] != Phase::Pending || ready.contains_key(&i) {
-                    continue;
+            let inputs = plan.inputs_of(i);
+            if inputs.iter().any(|&p| matches!(phase[p], Phase::Failed | Phase::Skipped)) {
+                phase[i] = Phase::Skipped;
+                continue;
+            }
+            if !inputs.iter().all(|&p| matches!(phase[p], Phase::Fresh | Phase::Built)) {
+                continue;
+            }
+            match fp.evaluate_with_parts(i, &digests) {
+                (Freshness::Fresh { key, artifact }, _) => {
+                    digests[i] = Some(artifact);
+                    keys[i] = Some(key);
+                    phase[i] = Phase::Fresh;
+                    reporter.tick();
                 }
-                let inputs = plan.inputs_of(i);
-                if inputs.iter().any(|&p| matches!(phase[p], Phase::Failed | Phase::Skipped)) {
-                    phase[i] = Phase::Skipped;
-                    continue;
+                (Freshness::Stale { key: Some(key), reasons }, Some(parts)) => {
+                    let why: Vec<String> = reasons.iter().map(ToString::to_string).collect();
+                    tracing::debug!(node = %plan.experiment.nodes[i].id, "stale: {}", why.join("; "));
+                    ready.insert(i, (key, parts));
                 }
-                if !inputs.iter().all(|&p| matches!(phase[p], Phase::Fresh | Phase::Built)) {
-                    continue;
-                }
-                match fp.evaluate_with_parts(i, &digests) {
-                    (Freshness::Fresh { key, artifact }, _) => {
-                        digests[i] = Some(artifact);
-                        keys[i] = Some(key);
-                        phase[i] = Phase::Fresh;
-                        reporter.tick();
-                    }
-                    (Freshness::Stale { key: Some(key), reasons }, Some(parts)) => {
-                        let why: Vec<String> = reasons.iter().map(ToString::to_string).collect();
-                        tracing::debug!(node = %plan.experiment.nodes[i].id, "stale: {}", why.join("; "));
-                        ready.insert(i, (key, parts));
-                    }
-                    (Freshness::Stale { .. }, _) => {}
-                    (Freshness::Broken { message }, _) => {
-                        phase[i] = Phase::Failed;
-                        reporter.failed(&plan.experiment.nodes[i].id.0, &message);
-                        summary.failed.push((plan.experiment.nodes[i].id.0.clone(), message));
-                        stopping |= !opts.keep_going;
-                    }
+                (Freshness::Stale { .. }, _) => {}
+                (Freshness::Broken { message }, _) => {
+                    phase[i] = Phase::Failed;
+                    reporter.failed(&plan.experiment.nodes[i].id.0, &message);
+                    summary.failed.push((plan.experiment.nodes[i].id.0.clone(), message));
+                    stopping |= !opts.keep_going;
                 }
             }
-            settle = false;
-            // Dispatch ready nodes (all inputs built) in file order while slots allow.
-            if !stopping {
-                let candidates: Vec<usize> = ready.keys().copied().collect();
-                for i in candidates {
-                    let node = &plan.experiment.nodes[i];
-                    let mut need_cpu = (node.resources.cpu as usize).min(opts.jobs.max(1));
-                    let mut need_gpu = node.resources.gpu as usize;
-                    let visible = if need_gpu == 0 {
-                        0
-                    } else {
-                        *gpu_count.get_or_insert_with(|| {
-                            let n = crate::device::cuda_device_count().unwrap_or_else(|e| {
-                                gpu_probe_error = Some(e);
-                                0
-                            });
-                            gpu_free = (0..n).collect();
-                            n
-                        })
-                    };
-                    if need_gpu > visible && node.resources.gpu_optional {
-                        // `device: auto` without a GPU trains on the CPU, on every core.
-                        need_gpu = 0;
-                        need_cpu = opts.jobs.max(1);
-                    }
-                    if need_gpu > visible {
+        }
+        settle = false;
+        // Dispatch ready nodes (all inputs built) in file order while the runner has room.
+        if !stopping {
+            let candidates: Vec<usize> = ready.keys().copied().collect();
+            for i in candidates {
+                let node = &plan.experiment.nodes[i];
+                let key = ready[&i].0;
+                let inputs = || resolve_inputs(plan, ws.cache, &keys, i);
+                match runner.start(i, key, &ready[&i].1, &inputs) {
+                    Start::Busy => continue,
+                    Start::Failed(msg) => {
                         ready.remove(&i);
                         phase[i] = Phase::Failed;
-                        let why = gpu_probe_error.as_ref().map(|e| format!(" (cannot ask libtorch: {e})")).unwrap_or_default();
-                        let msg = format!("needs {need_gpu} GPU(s), {visible} visible{why}");
                         reporter.failed(&node.id.0, &msg);
                         summary.failed.push((node.id.0.clone(), msg));
                         stopping |= !opts.keep_going;
-                        continue;
                     }
-                    if need_cpu > cpu_free || need_gpu > gpu_free.len() {
-                        continue;
-                    }
-                    let (key, parts) = ready.remove(&i).expect("candidate is ready");
-                    cpu_free -= need_cpu;
-                    let gpus: Vec<usize> = gpu_free.drain(..need_gpu).collect();
-                    running += 1;
-                    phase[i] = Phase::Running;
-                    keys[i] = Some(key);
-                    reporter.started(i, &node.id.0);
-                    let inputs = resolve_inputs(plan, ws.cache, &keys, i);
-                    let tx = tx.clone();
-                    let log = ws.cache.node_log(&exp, &node.id.0);
-                    scope.spawn(move || {
-                        let result = build_node(plan, ws, i, key, &parts, &inputs, &gpus, &log, &tx);
-                        let _ = tx.send(Message::Done(i, result, Slots { cpu: need_cpu, gpus }));
-                    });
-                }
-            }
-            if running == 0 && (stopping || ready.is_empty()) {
-                break;
-            }
-            let message = match rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(m) => m,
-                Err(mpsc::RecvTimeoutError::Timeout) => continue,
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            };
-            match message {
-                Message::Progress(i, p) => reporter.progress(i, p),
-                Message::Waiting(i, pid) => {
-                    let who = pid.map_or("another process".to_string(), |p| format!("another process (pid {p})"));
-                    reporter.line(&format!("{} is being built by {who}; waiting for it", plan.experiment.nodes[i].id));
-                }
-                Message::Done(i, result, slots) => {
-                    running -= 1;
-                    settle = true;
-                    let node = &plan.experiment.nodes[i];
-                    cpu_free += slots.cpu;
-                    gpu_free.extend(slots.gpus);
-                    gpu_free.sort_unstable();
-                    match result {
-                        Ok(built) => {
-                            let key = keys[i].expect("a dispatched node has a key");
-                            let record = StateRecord { key, artifact: built.artifact };
-                            if let Err(e) = fp.state_mut().record(&node.id.0, record) {
-                                tracing::warn!("cannot record state of {}: {e}", node.id);
-                            }
-                            digests[i] = Some(built.artifact);
-                            phase[i] = Phase::Built;
-                            reporter.finished(i, &node.id.0, built.seconds, built.by_other);
-                            summary.built.push(node.id.0.clone());
-                        }
-                        Err(message) => {
-                            phase[i] = Phase::Failed;
-                            if let Some(key) = keys[i].filter(|_| message != "cancelled") {
-                                if let Err(e) = fp.state_mut().record_failure(&node.id.0, key) {
-                                    tracing::warn!("cannot record failure of {}: {e}", node.id);
-                                }
-                            }
-                            let shown = if summary.cancelled { "cancelled".to_string() } else { message };
-                            reporter.node_failed(i, &node.id.0, &shown, &ws.cache.node_log(&exp, &node.id.0));
-                            summary.failed.push((node.id.0.clone(), shown));
-                            stopping |= !opts.keep_going;
+                    Start::Started(note) => {
+                        ready.remove(&i);
+                        keys[i] = Some(key);
+                        running += 1;
+                        phase[i] = Phase::Running;
+                        reporter.started(i, &node.id.0);
+                        if let Some(note) = note {
+                            reporter.line(&format!("          {}: {note}", node.id));
                         }
                     }
                 }
             }
         }
-        Ok(())
-    })?;
+        if running == 0 && (stopping || ready.is_empty()) {
+            break;
+        }
+        runner.poll();
+        let message = match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(m) => m,
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        match message {
+            Message::Progress(i, p) => reporter.progress(i, p),
+            Message::Waiting(i, pid) => {
+                let who = pid.map_or("another process".to_string(), |p| format!("another process (pid {p})"));
+                reporter.line(&format!("{} is being built by {who}; waiting for it", plan.experiment.nodes[i].id));
+            }
+            Message::Done(i, result, slots) => {
+                running -= 1;
+                settle = true;
+                let node = &plan.experiment.nodes[i];
+                runner.release(slots);
+                match result {
+                    Ok(built) => {
+                        let key = keys[i].expect("a dispatched node has a key");
+                        let record = StateRecord { key, artifact: built.artifact };
+                        if let Err(e) = fp.state_mut().record(&node.id.0, record) {
+                            tracing::warn!("cannot record state of {}: {e}", node.id);
+                        }
+                        digests[i] = Some(built.artifact);
+                        phase[i] = Phase::Built;
+                        reporter.finished(i, &node.id.0, built.seconds, built.by_other);
+                        summary.built.push(node.id.0.clone());
+                    }
+                    Err(message) => {
+                        phase[i] = Phase::Failed;
+                        if let Some(key) = keys[i].filter(|_| message != "cancelled") {
+                            if let Err(e) = fp.state_mut().record_failure(&node.id.0, key) {
+                                tracing::warn!("cannot record failure of {}: {e}", node.id);
+                            }
+                        }
+                        let shown = if summary.cancelled { "cancelled".to_string() } else { message };
+                        reporter.node_failed(i, &node.id.0, &shown, &ws.cache.node_log(&exp, &node.id.0));
+                        summary.failed.push((node.id.0.clone(), shown));
+                        stopping |= !opts.keep_going;
+                    }
+                }
+            }
+        }
+    }
     reporter.clear();
     for &i in &order {
         let id = plan.experiment.nodes[i].id.0.clone();
@@ -402,6 +497,52 @@ fn build_node(
         .map_err(|e| e.to_string())?;
     drop(lock);
     Ok(Built { artifact: manifest.artifact, seconds, by_other: false })
+}
+
+/// Builds node `i` alone, exactly as the executor would dispatch it (lock,
+/// stage, run, commit): `scalemake exec-node`, which each Slurm job runs.
+/// Its inputs must be built. With `expected`, its key must still be that one
+/// (neither the experiment nor its files changed since it was submitted).
+/// Returns the artifact digest, or [`ExecError::Node`] when the node fails.
+pub fn build_one(plan: &Plan, ws: &Workspace<'_>, i: usize, expected: Option<ContentHash>, gpus: &[usize]) -> Result<ContentHash, ExecError> {
+    let node = &plan.experiment.nodes[i];
+    let mut fp = Fingerprinter::new(plan, ws.cache, ws.root);
+    let mut ancestors = BTreeSet::new();
+    let mut stack = plan.inputs_of(i);
+    while let Some(p) = stack.pop() {
+        if ancestors.insert(p) {
+            stack.extend(plan.inputs_of(p));
+        }
+    }
+    let mut digests: Vec<Option<ContentHash>> = vec![None; plan.len()];
+    let mut keys: Vec<Option<ContentHash>> = vec![None; plan.len()];
+    for &j in plan.topo_order().iter().filter(|j| ancestors.contains(j)) {
+        if let Freshness::Fresh { key, artifact } = fp.evaluate(j, &digests) {
+            digests[j] = Some(artifact);
+            keys[j] = Some(key);
+        }
+    }
+    let (freshness, parts) = fp.evaluate_with_parts(i, &digests);
+    fp.finish();
+    let key = match freshness {
+        Freshness::Fresh { key, .. } | Freshness::Stale { key: Some(key), .. } if expected.is_some_and(|e| e != key) => {
+            return Err(ExecError::Node(format!(
+                "its key is now {} but {} was submitted: the experiment or its files changed since; run `scalemake run` again",
+                key.short(),
+                expected.map_or_else(String::new, |e| e.short())
+            )));
+        }
+        Freshness::Fresh { artifact, .. } => return Ok(artifact),
+        Freshness::Stale { key: Some(key), .. } => key,
+        Freshness::Stale { key: None, .. } => return Err(ExecError::Node(format!("the inputs of {} are not all built", node.id))),
+        Freshness::Broken { message } => return Err(ExecError::Node(message)),
+    };
+    let parts = parts.ok_or_else(|| ExecError::Node(format!("no key material for {}", node.id)))?;
+    let inputs = resolve_inputs(plan, ws.cache, &keys, i);
+    let log = ws.cache.node_log(&plan.experiment.name, &node.id.0);
+    // Nobody listens to progress here: the node's log is the record.
+    let (tx, _rx) = mpsc::channel();
+    build_node(plan, ws, i, key, &parts, &inputs, gpus, &log, &tx).map(|built| built.artifact).map_err(ExecError::Node)
 }
 
 /// The state of every node without building anything (for `status`, `dag`,
