@@ -321,4 +321,15 @@ impl Registry {
     pub fn names(&self) -> Vec<&'static str> {
         self.kinds.iter().map(|k| k.name()).collect()
     }
+
+    /// Every kind's parameters as Markdown: the README's YAML reference,
+    /// kept identical to it by `tests/readme.rs`.
+    pub fn reference_markdown(&self) -> String {
+        let mut out = String::new();
+        for name in self.names() {
+            let Some(kind) = self.get(name) else { continue };
+            out.push_str(&format!("#### `{name}`\n\n| key | type | default | meaning |\n|---|---|---|---|\n{}\n", kind.schema().markdown_rows("")));
+        }
+        out
+    }
 }

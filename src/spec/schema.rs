@@ -119,6 +119,27 @@ pub struct Schema {
 }
 
 impl Schema {
+    /// The fields as Markdown table rows (`| key | type | default | meaning |`),
+    /// nested mappings as `parent.child`: the README's reference is this.
+    pub fn markdown_rows(&self, prefix: &str) -> String {
+        let mut out = String::new();
+        for f in &self.fields {
+            let key = format!("{prefix}{}", f.name);
+            let default = match &f.presence {
+                _ if matches!(f.ty, FieldType::Struct(_)) => "(below)".to_string(),
+                Presence::Required => "**required**".to_string(),
+                Presence::Default(v) => format!("`{}`", v.to_string().replace('|', "\\|")),
+                Presence::Optional => "–".to_string(),
+            };
+            let doc = if f.hashed { f.doc.to_string() } else { format!("{} *(not in the key)*", f.doc) };
+            out.push_str(&format!("| `{key}` | {} | {default} | {} |\n", f.ty.describe().replace('|', "\\|"), doc.replace('|', "\\|")));
+            if let FieldType::Struct(inner) = &f.ty {
+                out.push_str(&inner.markdown_rows(&format!("{key}.")));
+            }
+        }
+        out
+    }
+
     /// A schema with these fields.
     pub fn new(fields: Vec<Field>) -> Self {
         Schema { fields }
