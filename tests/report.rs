@@ -4,7 +4,7 @@
 //! installed — the HTML rendered by a real headless browser.
 
 mod common;
-use common::Project;
+use common::{Project, REPORT_FIGURES as FIGURES};
 use std::path::Path;
 use std::process::Command;
 
@@ -50,15 +50,6 @@ fn study() -> Project {
     p
 }
 
-const FIGURES: [&str; 7] = [
-    "loss_vs_tokens",
-    "loss_vs_compute_trainable",
-    "loss_vs_compute_frozen_2_3",
-    "loss_vs_compute_all",
-    "loss_vs_compute_structured_free",
-    "variants_at_equal_n",
-    "residuals_trainable",
-];
 
 #[test]
 fn the_report_has_every_figure_table_and_the_paper_tables() {

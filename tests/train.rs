@@ -171,15 +171,7 @@ fn a_sweep_over_variants_trains_each_with_its_accounting() {
     // The report: one HTML file with every figure inline, and the tables.
     let report = p.artifact("report");
     let html = std::fs::read_to_string(report.join("report.html")).unwrap();
-    let figures = [
-        "loss_vs_tokens",
-        "loss_vs_compute_trainable",
-        "loss_vs_compute_frozen_2_3",
-        "loss_vs_compute_all",
-        "loss_vs_compute_structured_free",
-        "variants_at_equal_n",
-        "residuals_trainable",
-    ];
+    let figures = common::REPORT_FIGURES;
     for figure in figures {
         assert!(html.contains(&format!("<figure id=\"{figure}\"><svg")), "{figure} missing from report.html");
         assert!(report.join(format!("figures/{figure}.svg")).exists());

@@ -116,3 +116,14 @@ impl Project {
         false
     }
 }
+
+/// The figures every report has (ids in report.html, stems of figures/*.svg|png).
+pub const REPORT_FIGURES: [&str; 7] = [
+    "loss_vs_tokens",
+    "loss_vs_compute_trainable",
+    "loss_vs_compute_frozen_2_3",
+    "loss_vs_compute_all",
+    "loss_vs_compute_structured_free",
+    "variants_at_equal_n",
+    "residuals_trainable",
+];

@@ -1,0 +1,110 @@
+//! The experiment files users start from: `tiny.yaml` end to end at reduced
+//! size (the fixture corpus, nano widths, a few steps) through every ML node
+//! kind; `paper.yaml` and `gpu-small.yaml` parsed, planned and dry-run with
+//! the paper's accounting.
+
+mod common;
+use common::Project;
+
+use std::path::Path;
+
+fn experiment(name: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments").join(name)).unwrap()
+}
+
+/// `tiny.yaml` with its sizes turned down, every edit asserted so the test
+/// breaks rather than silently running the full study when the file changes.
+fn reduced_tiny() -> String {
+    let mut text = experiment("tiny.yaml");
+    for (from, to) in [
+        ("paths: [data/fr]", "paths: [fr]"),
+        ("split: { val: 0.005, test: 0.005 }", "split: { val: 0.3, test: 0.2 }"),
+        ("vocab_size: 8192", "vocab_size: 400"),
+        ("width: [64, 128, 192, 256]", "width: [16, 32]"),
+        ("context: 128", "context: 32"),
+        ("batch_size: 8", "batch_size: 4"),
+        ("max_tokens: 131_072", "max_tokens: 2048"),
+        ("eval_tokens: 4096", "eval_tokens: 256"),
+        ("warmup_tokens: 8192", "warmup_tokens: 256"),
+        ("bootstrap: 1000", "bootstrap: 20"),
+    ] {
+        assert!(text.contains(from), "tiny.yaml no longer has `{from}`: update this test");
+        text = text.replace(from, to);
+    }
+    text
+}
+
+#[test]
+fn a_reduced_tiny_yaml_runs_corpus_to_report() {
+    let p = Project::with_french_corpus(&reduced_tiny());
+    let run = p.sm(&["run", "-j", "2"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    // corpus, tokenizer, shards, 2 widths × 2 variants, fit, report.
+    assert_eq!(run.built().len(), 9, "{:?}", run.built());
+    let fit: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p.artifact("laws").join("fit.json")).unwrap()).unwrap();
+    assert_eq!(fit["groups"]["baseline"]["runs"].as_array().unwrap().len(), 2, "{fit}");
+    assert!(fit["multipliers"]["doped"]["trainable"]["value"].as_f64().is_some(), "{fit}");
+    let html = std::fs::read_to_string(p.artifact("report").join("report.html")).unwrap();
+    assert!(html.contains("tiny: baseline vs doped") && html.matches("<figure").count() >= 6);
+    // A no-op rerun, and changing one width rebuilds that width's two runs, the fit and the report only.
+    assert!(p.sm(&["run"]).stderr.contains("0 built, 9 fresh"));
+    p.write("exp.yaml", &reduced_tiny().replace("width: [16, 32]", "width: [16, 48]"));
+    let status = p.sm(&["status"]).stdout;
+    assert!(status.contains("4 of 9 node(s) to build"), "{status}");
+    let rerun = p.sm(&["run", "-j", "2"]);
+    assert_eq!(rerun.built(), ["laws", "report", "train[width=48,variant=baseline]", "train[width=48,variant=doped]"], "{}", rerun.stderr);
+}
+
+fn in_repo(args: &[&str]) -> common::Run {
+    let cache = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_scalemake"))
+        .args(args)
+        .arg("--cache")
+        .arg(cache.path())
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("SCALEMAKE_FILE")
+        .output()
+        .unwrap();
+    common::Run { code: out.status.code().unwrap_or(-1), stdout: String::from_utf8_lossy(&out.stdout).into_owned(), stderr: String::from_utf8_lossy(&out.stderr).into_owned() }
+}
+
+#[test]
+fn paper_yaml_plans_the_papers_tables() {
+    let plan = in_repo(&["plan", "experiments/paper.yaml"]);
+    assert_eq!(plan.code, 0, "{}", plan.stderr);
+    // Non-embedding trainable N (and frozen, structured) of Tables 1–3 at vocabulary 50,262.
+    for (node, trainable, frozen, structured) in [
+        ("baseline[size=xxsmall]", "21.27M", "0", "0"),
+        ("baseline[size=xsmall]", "42.53M", "0", "0"),
+        ("baseline[size=small]", "85.06M", "0", "0"),
+        ("baseline_medium", "302.31M", "0", "0"),
+        ("doped[size=doped_xsmall]", "21.27M", "14.17M", "0"),
+        ("doped[size=doped_small]", "42.53M", "35.42M", "0"),
+        ("doped_medium", "151.16M", "138.49M", "0"),
+        ("fastfood", "50.79M", "0", "294.9k"),
+        ("blockdiag", "75.66M", "0", "25.17M"),
+    ] {
+        let line = plan.stdout.lines().find(|l| l.starts_with(&format!("{node} "))).unwrap_or_else(|| panic!("{node} missing:\n{}", plan.stdout));
+        let cells: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(&cells[1..5], [trainable, frozen, structured, "32.00G"], "{line}");
+    }
+    assert!(plan.stdout.contains("total: 9 training node(s)"), "{}", plan.stdout);
+    let dry = in_repo(&["run", "--dry-run", "experiments/paper.yaml"]);
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    assert!(dry.stdout.contains("(14 selected)") && dry.stdout.contains("GPU-hours on one H100"), "{}", dry.stdout);
+}
+
+#[test]
+fn gpu_small_yaml_plans_five_widths_of_both_variants() {
+    let plan = in_repo(&["plan", "experiments/gpu-small.yaml", "--mfu", "0.2"]);
+    assert_eq!(plan.code, 0, "{}", plan.stderr);
+    assert!(plan.stdout.contains("total: 10 training node(s)"), "{}", plan.stdout);
+    for width in [256, 384, 512, 640, 768] {
+        let n = |variant: &str| {
+            let line = plan.stdout.lines().find(|l| l.starts_with(&format!("train[width={width},variant={variant}]"))).unwrap();
+            line.split_whitespace().nth(1).unwrap().to_string()
+        };
+        assert_eq!(n("baseline"), n("doped"), "equal trainable parameters at width {width}");
+    }
+    assert_eq!(in_repo(&["plan", "experiments/gpu-small.yaml", "--mfu", "1.5"]).code, 2, "an MFU above 1 is a usage error");
+}
