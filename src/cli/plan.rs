@@ -32,18 +32,25 @@ impl Throughput {
     }
 }
 
-/// Every node's estimate, given the params of all its ancestors.
+/// Every node's estimate; a kind that asks for an upstream param gets the
+/// nearest ancestor's (breadth-first), and only then is the graph walked.
 pub fn estimates(plan: &Plan) -> Vec<Option<WorkEstimate>> {
     (0..plan.len())
         .map(|i| {
-            let mut ancestors = BTreeSet::new();
-            let mut todo = plan.inputs_of(i);
-            while let Some(j) = todo.pop() {
-                if ancestors.insert(j) {
-                    todo.extend(plan.inputs_of(j));
+            let upstream = |key: &str| {
+                let mut seen = BTreeSet::new();
+                let mut queue: std::collections::VecDeque<usize> = plan.inputs_of(i).into();
+                while let Some(j) = queue.pop_front() {
+                    if !seen.insert(j) {
+                        continue;
+                    }
+                    if let Some(v) = plan.experiment.nodes[j].params.get_path(key) {
+                        return Some(v.clone());
+                    }
+                    queue.extend(plan.inputs_of(j));
                 }
-            }
-            let upstream: Vec<_> = ancestors.iter().map(|&j| &plan.experiment.nodes[j].params).collect();
+                None
+            };
             let node = &plan.experiment.nodes[i];
             node.kind.estimate(&node.params, &upstream)
         })

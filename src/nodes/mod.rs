@@ -83,10 +83,11 @@ pub trait NodeKind: Send + Sync {
     }
 
     /// What building the node will cost, known before it runs (`scalemake
-    /// plan`, `run --dry-run`); `upstream` are the params of every node it
-    /// depends on, directly or not (a `train` node finds its vocabulary
-    /// there). `None` for kinds whose cost is small or unknowable.
-    fn estimate(&self, _params: &Value, _upstream: &[&Value]) -> Option<WorkEstimate> {
+    /// plan`, `run --dry-run`). `upstream(key)` finds the value of a param
+    /// `key` on the nearest node it depends on, directly or not (a `train`
+    /// node finds its vocabulary there); it walks the graph only when asked.
+    /// `None` for kinds whose cost is small or unknowable.
+    fn estimate(&self, _params: &Value, _upstream: &dyn Fn(&str) -> Option<Value>) -> Option<WorkEstimate> {
         None
     }
 

@@ -233,7 +233,7 @@ fn figures(runs: &[RunData], fits: &[StudyFit], groups: &[String]) -> Result<Vec
         let caption = format!("Loss against compute C_{axis}: runs (lines), each family's envelope (dots) and fitted power law (dashed).");
         out.push((format!("loss_vs_compute_{axis}"), caption, log_log_svg(&format!("Loss vs compute ({axis})"), Axes { x: &format!("C_{axis} (FLOP)"), y: VAL_LOSS }, &lines, &markers, &laws)?));
     }
-    out.extend(equal_n_figure(runs, fits, &gi)?);
+    out.extend(equal_n_figure(runs, fits, groups, &gi)?);
     out.extend(residual_figure(fits, &gi)?);
     Ok(out)
 }
@@ -249,18 +249,15 @@ fn curve_of(lo: f64, hi: f64, f: impl Fn(f64) -> f64) -> Vec<(f64, f64)> {
 /// with each family's fitted L(N): variants and baselines of equal N stand
 /// in one column, so "does the variant beat the baseline at equal N" reads
 /// off vertically.
-fn equal_n_figure(runs: &[RunData], fits: &[StudyFit], gi: &dyn Fn(&str) -> usize) -> Result<Option<(String, String, String)>, String> {
-    let mut groups: Vec<&str> = runs.iter().map(|r| r.run.group.as_str()).collect();
-    groups.sort();
-    groups.dedup();
+fn equal_n_figure(runs: &[RunData], fits: &[StudyFit], groups: &[String], gi: &dyn Fn(&str) -> usize) -> Result<Option<(String, String, String)>, String> {
     if groups.len() < 2 {
         return Ok(None);
     }
     let markers: Vec<Series> = groups
         .iter()
         .map(|g| {
-            let pts = runs.iter().filter(|r| r.run.group == *g).filter_map(|r| Some((r.run.params.trainable as f64, r.run.points.last()?.loss))).collect();
-            (g.to_string(), gi(g), pts)
+            let pts = runs.iter().filter(|r| &r.run.group == g).filter_map(|r| Some((r.run.params.trainable as f64, r.run.points.last()?.loss))).collect();
+            (g.clone(), gi(g), pts)
         })
         .collect();
     let (lo, hi) = runs.iter().map(|r| r.run.params.trainable as f64).fold((f64::INFINITY, 0.0f64), |(a, b), n| (a.min(n), b.max(n)));

@@ -229,8 +229,8 @@ impl NodeKind for Train {
     /// Counts and FLOPs of the declared model over `max_tokens` (the
     /// vocabulary from an upstream `vocab_size`, else the paper's), plus
     /// the validation passes (forward only: a third of a training token).
-    fn estimate(&self, params: &Value, upstream: &[&Value]) -> Option<WorkEstimate> {
-        let declared = upstream.iter().find_map(|p| p.get_path("vocab_size").and_then(Value::as_i64));
+    fn estimate(&self, params: &Value, upstream: &dyn Fn(&str) -> Option<Value>) -> Option<WorkEstimate> {
+        let declared = upstream("vocab_size").as_ref().and_then(Value::as_i64);
         let shape = model_shape(params, declared.unwrap_or(PAPER_VOCAB)).ok()?;
         let counts = shape.param_counts();
         let tokens = params.get_path("max_tokens").and_then(Value::as_f64)?;
