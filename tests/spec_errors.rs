@@ -119,3 +119,11 @@ fn unknown_target_is_a_usage_error() {
     assert_eq!(run.code, 2);
     assert_has(&run.stderr, &["no node named `alpah`", "did you mean `alpha`?"]);
 }
+
+#[test]
+fn a_bad_key_in_a_sweep_is_reported_once_and_not_echoed_downstream() {
+    let e = error_of("nodes:\n  a:\n    kind: command\n    matrix: {n: [1, 2, 3, 4]}\n    cmd: echo ${n}\n    output: [x]\n  b: {kind: command, input: a, cmd: echo}\n");
+    assert_has(&e, &["exp.yaml:6:5", "unknown key `output`", "1 error(s)"]);
+    assert_eq!(e.matches("unknown key `output`").count(), 1, "{e}");
+    assert!(!e.contains("no node named `a`"), "{e}");
+}

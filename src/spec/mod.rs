@@ -22,7 +22,7 @@ mod schema;
 mod value;
 pub mod yaml;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -145,13 +145,15 @@ pub fn load(path: &Path, registry: &Registry) -> Result<Experiment, LoadError> {
 pub fn load_str(path: PathBuf, text: String, default_name: String, registry: &Registry) -> Result<Experiment, LoadError> {
     let source = Arc::new(SourceFile { path, text });
     let root = yaml::parse(&source.text).map_err(|e| SpecError::new(&source, e.span, format!("invalid YAML: {}", e.message)))?;
-    Loader { source: &source, registry, errors: Vec::new() }.load(&root, default_name)
+    Loader { source: &source, registry, errors: Vec::new(), failed_decls: HashSet::new() }.load(&root, default_name)
 }
 
 struct Loader<'a> {
     source: &'a Arc<SourceFile>,
     registry: &'a Registry,
     errors: Vec<SpecError>,
+    /// Declarations that produced errors (their dependents' "no such node" would only echo them).
+    failed_decls: HashSet<String>,
 }
 
 /// A declaration before references are resolved.
@@ -194,7 +196,11 @@ impl Loader<'_> {
 
         let mut instances = Vec::new();
         for (key, decl) in decls {
+            let before = self.errors.len();
             instances.extend(self.declaration(key, decl, defaults));
+            if self.errors.len() > before {
+                self.failed_decls.insert(key.name.clone());
+            }
         }
         self.check_defaults_are_used(defaults, decls);
         let nodes = self.resolve_inputs(instances);
@@ -202,6 +208,9 @@ impl Loader<'_> {
             let lookup = Lookup::new(&nodes);
             Ok(Experiment { name, source: self.source.clone(), nodes, lookup })
         } else {
+            // A sweep repeats one bad key in every instance: say it once.
+            let mut seen = HashSet::new();
+            self.errors.retain(|e| seen.insert((e.span, e.key.clone(), e.message.clone())));
             Err(LoadError::Spec(SpecErrors(self.errors)))
         }
     }
@@ -460,6 +469,8 @@ impl Loader<'_> {
                 match select(&specs, &lookup, name) {
                     Ok(nodes) if nodes.contains(&i) => self.errors.push(self.err(*span, format!("node `{}` cannot take itself as input", specs[i].id)).key(key)),
                     Ok(nodes) => inputs.push(InputSpec { name: name.clone(), nodes, span: *span }),
+                    // A declaration that failed validation was already reported; its absence is no news.
+                    Err(_) if self.failed_decls.contains(name.split('[').next().unwrap_or(name)) => {}
                     Err((message, hint)) => {
                         let mut e = self.err(*span, message).key(key);
                         if let Some(h) = hint {
