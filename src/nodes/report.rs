@@ -222,8 +222,7 @@ fn figures(runs: &[RunData], fits: &[StudyFit], groups: &[String]) -> Result<Vec
                 markers.push((format!("{g} envelope"), gi(g), a.envelope.clone()));
                 if let (Some(law), Some(first), Some(last)) = (&a.power_law, a.envelope.first(), a.envelope.last()) {
                     let (alpha, x_c) = (law["alpha"].value, law["x_c"].value);
-                    let pts = (0..=20).map(|i| first.0 * (last.0 / first.0).powf(i as f64 / 20.0)).map(|c| (c, (x_c / c).powf(alpha))).collect();
-                    laws.push((format!("{g}: α = {alpha:.3}"), gi(g), pts));
+                    laws.push((format!("{g}: α = {alpha:.3}"), gi(g), curve_of(first.0, last.0, |c| (x_c / c).powf(alpha))));
                 }
             }
         }
@@ -240,7 +239,7 @@ fn figures(runs: &[RunData], fits: &[StudyFit], groups: &[String]) -> Result<Vec
 
 const VAL_LOSS: &str = "validation loss";
 
-/// `n` log-spaced points of `f` from `lo` to `hi`.
+/// 21 log-spaced points of `f` from `lo` to `hi` (a fitted law, drawn).
 fn curve_of(lo: f64, hi: f64, f: impl Fn(f64) -> f64) -> Vec<(f64, f64)> {
     (0..=20).map(|i| lo * (hi / lo).powf(i as f64 / 20.0)).map(|x| (x, f(x))).collect()
 }
