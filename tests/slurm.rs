@@ -85,21 +85,27 @@ fn slurm_builds_a_dag_with_keep_going_and_reruns_as_a_no_op() {
     eprintln!("both runs: {:.1}s", started.elapsed().as_secs_f64());
 }
 
+/// Starts `run --backend slurm`, waits until `node`'s job is in the queue,
+/// and kills the coordinator, leaving the job behind.
+fn submit_then_kill_the_coordinator(p: &Project, node: &str) {
+    let mut coordinator = p.spawn(&["run", "--backend", "slurm"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while jobs_named(p.path(), node).is_empty() {
+        assert!(Instant::now() < deadline, "no Slurm job for {node} was submitted");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    coordinator.kill().unwrap();
+    coordinator.wait().unwrap();
+}
+
 #[test]
 fn slurm_rerun_waits_for_the_job_in_flight_instead_of_resubmitting() {
     if !slurm() {
         return;
     }
     let p = Project::new("nodes:\n  nap: {kind: command, cmd: 'sleep 3; echo nap >> runs.log; touch $OUT/x'}\n");
-    let mut first = p.spawn(&["run", "--backend", "slurm"]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while jobs_named(p.path(), "nap").is_empty() {
-        assert!(Instant::now() < deadline, "no Slurm job for nap was submitted");
-        std::thread::sleep(Duration::from_millis(50));
-    }
     // The coordinator dies; its job lives on and is recorded in the cache.
-    first.kill().unwrap();
-    first.wait().unwrap();
+    submit_then_kill_the_coordinator(&p, "nap");
     let second = p.sm(&["run", "--backend", "slurm"]);
     assert_eq!(second.code, 0, "{}", second.stderr);
     assert!(second.stderr.contains("(submitted earlier) is still queued or running; waiting for it"), "{}", second.stderr);
@@ -117,14 +123,7 @@ fn slurm_cancel_cancels_recorded_jobs() {
         return;
     }
     let p = Project::new("nodes:\n  long: {kind: command, cmd: 'sleep 60; touch $OUT/x'}\n");
-    let mut first = p.spawn(&["run", "--backend", "slurm"]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while jobs_named(p.path(), "long").is_empty() {
-        assert!(Instant::now() < deadline, "no Slurm job for long was submitted");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    first.kill().unwrap();
-    first.wait().unwrap();
+    submit_then_kill_the_coordinator(&p, "long");
     let cancel = p.sm(&["cancel"]);
     assert_eq!(cancel.code, 0, "{}", cancel.stderr);
     assert!(cancel.stdout.contains("1 Slurm job(s) cancelled"), "{}", cancel.stdout);
