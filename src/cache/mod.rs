@@ -22,6 +22,7 @@
 //! - Staging directories whose lock is free belong to a dead process and are
 //!   removed at the next open.
 
+mod fault;
 mod manifest;
 mod state;
 
@@ -53,6 +54,15 @@ pub enum CacheError {
         path: PathBuf,
         /// Parser message.
         message: String,
+    },
+    /// An artifact holds a symlink that leads out of it: its digest would
+    /// cover the link text, not the content, and the content could change.
+    #[error("artifact file `{link}` is a symlink to `{target}`, outside the artifact: artifacts must be self-contained (copy the file into $OUT instead)")]
+    EscapingLink {
+        /// The link, relative to the artifact.
+        link: String,
+        /// Where it points.
+        target: String,
     },
 }
 
@@ -181,6 +191,7 @@ impl Cache {
     /// (filled in by `finish`), fsyncs everything, renames into `objects/`.
     pub fn commit(&self, staging: Staging, log: Option<&Path>, finish: impl FnOnce(&mut Manifest)) -> Result<Manifest> {
         let out = staging.dir.join("out");
+        check_links_stay_inside(&out)?;
         let (artifact, files) = digest_dir(&out).map_err(io_err(&out))?;
         let mut manifest = Manifest::new(staging.key, artifact, files);
         finish(&mut manifest);
@@ -194,6 +205,7 @@ impl Cache {
         write_synced(&manifest_path, &json)?;
         sync_tree(&staging.dir)?;
         let dest = self.object_dir(&staging.key);
+        fault::inject(fault::Point::Rename).map_err(io_err(&dest))?;
         match fs::rename(&staging.dir, &dest) {
             Ok(()) => {}
             // Another writer got there first (only possible without the lock): keep theirs.
@@ -243,6 +255,45 @@ impl Cache {
             .chain(files.iter().filter(|f| !manifest.outputs.iter().any(|m| m.path == f.path)).map(|f| format!("{} (unexpected)", f.path)))
             .collect();
         Ok(Verdict::Corrupt { reason: format!("content differs from manifest: {}", changed.join(", ")) })
+    }
+
+    /// A cheap fingerprint of the object of `key` as it sits on disk: path,
+    /// type, size, mtime, ctime, inode and mode of the manifest and of every
+    /// artifact file. Any write to the object changes it (ctime even when
+    /// the mtime is set back), so a matching stamp spares
+    /// re-hashing the content (as git's index and Bazel's file-state cache
+    /// do); a differing one calls for [`Cache::verify`].
+    pub fn stamp(&self, key: &ContentHash) -> io::Result<Stamp> {
+        use std::os::unix::fs::MetadataExt;
+        let dir = self.object_dir(key);
+        let mut hasher = blake3::Hasher::new();
+        let mut add = |rel: &[u8], meta: &fs::Metadata| {
+            let kind = if meta.is_dir() {
+                b'd'
+            } else if meta.is_symlink() {
+                b'l'
+            } else {
+                b'f'
+            };
+            hasher.update(&(rel.len() as u64).to_le_bytes());
+            hasher.update(rel);
+            hasher.update(&[kind]);
+            for n in [meta.len() as i64, meta.mtime(), meta.mtime_nsec(), meta.ctime(), meta.ctime_nsec(), meta.ino() as i64, meta.mode() as i64] {
+                hasher.update(&n.to_le_bytes());
+            }
+        };
+        add(b"manifest.json", &fs::metadata(dir.join("manifest.json"))?);
+        let out = dir.join("out");
+        add(b"out", &fs::symlink_metadata(&out)?);
+        for entry in walkdir::WalkDir::new(&out).min_depth(1).sort_by_file_name() {
+            let entry = entry.map_err(io::Error::other)?;
+            let rel = entry.path().strip_prefix(&out).map_err(io::Error::other)?;
+            add(rel.as_os_str().as_encoded_bytes(), &entry.metadata().map_err(io::Error::other)?);
+        }
+        let bytes = hasher.finalize();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&bytes.as_bytes()[..8]);
+        Ok(Stamp(u64::from_le_bytes(first)))
     }
 
     /// Total bytes under the cache directory.
@@ -319,6 +370,10 @@ impl Drop for Staging {
     }
 }
 
+/// What [`Cache::stamp`] returns: equal stamps mean an untouched object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stamp(pub u64);
+
 /// Outcome of [`Cache::verify`].
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -335,8 +390,35 @@ pub enum Verdict {
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut f = File::create(path).map_err(io_err(path))?;
-    f.write_all(bytes).map_err(io_err(path))?;
+    fault::write_all(&mut f, bytes, fault::Point::Manifest).map_err(io_err(path))?;
     f.sync_all().map_err(io_err(path))
+}
+
+/// Refuses symlinks that are absolute or climb out of the artifact `dir`.
+fn check_links_stay_inside(dir: &Path) -> Result<()> {
+    for entry in walkdir::WalkDir::new(dir).min_depth(1) {
+        let entry = entry.map_err(|e| CacheError::Io { path: dir.to_path_buf(), source: e.into() })?;
+        if !entry.file_type().is_symlink() {
+            continue;
+        }
+        let target = fs::read_link(entry.path()).map_err(io_err(entry.path()))?;
+        let rel = entry.path().strip_prefix(dir).unwrap_or(entry.path());
+        // Depth of the link's directory below `dir`, then walk the target's components.
+        let mut depth = rel.components().count() as i64 - 1;
+        let mut escapes = target.is_absolute();
+        for c in target.components() {
+            match c {
+                std::path::Component::ParentDir => depth -= 1,
+                std::path::Component::Normal(_) => depth += 1,
+                _ => {}
+            }
+            escapes |= depth < 0;
+        }
+        if escapes {
+            return Err(CacheError::EscapingLink { link: rel.display().to_string(), target: target.display().to_string() });
+        }
+    }
+    Ok(())
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {

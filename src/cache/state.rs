@@ -1,9 +1,10 @@
 //! Which key each node of an experiment last built: the memory behind
 //! "why does this rerun?".
 //!
-//! An append-only text log, one `node<TAB>key<TAB>digest` line per commit
-//! (`-` as digest records a failed attempt at that key); the last line for a
-//! node wins. Appends of one short line are atomic, so
+//! An append-only text log, one `node<TAB>key<TAB>digest<TAB>stamp` line per
+//! commit (`-` as digest records a failed attempt at that key; the stamp,
+//! absent in old logs, is the object's [`Stamp`] when it was last known
+//! intact); the last line for a node wins. Appends of one short line are atomic, so
 //! concurrent runs and crashes cost at most a torn last line, which is
 //! skipped. The log is compacted when it grows to several times its content.
 
@@ -12,6 +13,7 @@ use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use super::Stamp;
 use crate::hash::ContentHash;
 
 /// The last build of one node.
@@ -21,6 +23,17 @@ pub struct StateRecord {
     pub key: ContentHash,
     /// Its artifact digest.
     pub artifact: ContentHash,
+    /// The object's stamp when it was last known intact.
+    pub stamp: Option<Stamp>,
+}
+
+impl StateRecord {
+    fn line(&self, node: &str) -> String {
+        match self.stamp {
+            Some(Stamp(s)) => format!("{node}\t{}\t{}\t{s:016x}\n", self.key, self.artifact),
+            None => format!("{node}\t{}\t{}\n", self.key, self.artifact),
+        }
+    }
 }
 
 /// The loaded state log of one experiment.
@@ -41,13 +54,15 @@ impl StateLog {
         for line in text.lines() {
             lines += 1;
             let mut parts = line.split('\t');
-            let (Some(node), Some(key), Some(digest), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else { continue };
+            let (Some(node), Some(key), Some(digest), stamp, None) = (parts.next(), parts.next(), parts.next(), parts.next(), parts.next()) else { continue };
             let Some(key) = ContentHash::from_hex(key) else { continue };
             if digest == "-" {
                 failures.insert(node.to_string(), key);
             } else if let Some(artifact) = ContentHash::from_hex(digest) {
+                // A torn stamp reads as none: the object is then re-verified once.
+                let stamp = stamp.filter(|s| s.len() == 16).and_then(|s| u64::from_str_radix(s, 16).ok()).map(Stamp);
                 failures.remove(node);
-                records.insert(node.to_string(), StateRecord { key, artifact });
+                records.insert(node.to_string(), StateRecord { key, artifact, stamp });
             }
         }
         let log = StateLog { path: path.to_path_buf(), records, failures };
@@ -72,7 +87,7 @@ impl StateLog {
     pub fn record(&mut self, node: &str, record: StateRecord) -> std::io::Result<()> {
         self.records.insert(node.to_string(), record);
         self.failures.remove(node);
-        self.append(&format!("{node}\t{}\t{}\n", record.key, record.artifact))
+        self.append(&record.line(node))
     }
 
     /// Records a failed attempt at `key`.
@@ -100,7 +115,7 @@ impl StateLog {
         let tmp = self.path.with_extension(format!("compact{}", std::process::id()));
         let mut text = String::new();
         for (node, r) in &self.records {
-            text.push_str(&format!("{node}\t{}\t{}\n", r.key, r.artifact));
+            text.push_str(&r.line(node));
         }
         for (node, key) in &self.failures {
             text.push_str(&format!("{node}\t{key}\t-\n"));
@@ -119,8 +134,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.log");
         let mut log = StateLog::load(&path);
-        let r1 = StateRecord { key: ContentHash::of(b"1"), artifact: ContentHash::of(b"a") };
-        let r2 = StateRecord { key: ContentHash::of(b"2"), artifact: ContentHash::of(b"b") };
+        let r1 = StateRecord { key: ContentHash::of(b"1"), artifact: ContentHash::of(b"a"), stamp: None };
+        let r2 = StateRecord { key: ContentHash::of(b"2"), artifact: ContentHash::of(b"b"), stamp: Some(Stamp(0x0123_4567_89ab_cdef)) };
         log.record("n", r1).unwrap();
         log.record("n", r2).unwrap();
         fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"m\tdeadbeef").unwrap();

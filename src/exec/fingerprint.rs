@@ -12,7 +12,7 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::cache::{Cache, Manifest, StateLog};
+use crate::cache::{Cache, Manifest, StateLog, StateRecord, Verdict};
 use crate::graph::Plan;
 use crate::hash::{expand_globs, map_halves, ContentHash, KeyMaterial, StatCache};
 use crate::spec::Value;
@@ -24,6 +24,12 @@ pub enum DirtyReason {
     NeverBuilt,
     /// The last build's object is gone from the cache (cleaned, gc'd, removed).
     ArtifactMissing,
+    /// The object is in the cache but its content no longer matches its
+    /// manifest (edited, truncated, bit rot): it is removed and rebuilt.
+    ArtifactCorrupt {
+        /// What differs.
+        detail: String,
+    },
     /// A hashed param differs from the last build.
     ParamChanged {
         /// Dotted path.
@@ -68,6 +74,7 @@ impl fmt::Display for DirtyReason {
         match self {
             DirtyReason::NeverBuilt => write!(f, "never built"),
             DirtyReason::ArtifactMissing => write!(f, "artifact missing from the cache"),
+            DirtyReason::ArtifactCorrupt { detail } => write!(f, "artifact corrupt in the cache ({detail})"),
             DirtyReason::ParamChanged { path, old, new } => {
                 let (old, new) = abbreviate_pair(&show(old), &show(new));
                 write!(f, "param `{path}` changed {old} → {new}")
@@ -262,14 +269,48 @@ impl<'a> Fingerprinter<'a> {
         };
         let key = parts.key(node.kind.name(), node.kind.version());
         if self.cache.contains(&key) {
-            let recorded = self.state.get(&node.id.0).filter(|r| r.key == key).map(|r| r.artifact);
-            let artifact = recorded.or_else(|| self.cache.manifest(&key).ok().flatten().map(|m| m.artifact));
-            if let Some(artifact) = artifact {
-                return (Freshness::Fresh { key, artifact }, Some(parts));
+            match self.check_intact(i, &key) {
+                Ok(artifact) => return (Freshness::Fresh { key, artifact }, Some(parts)),
+                Err(Some(corrupt)) => return (Freshness::Stale { key: Some(key), reasons: vec![corrupt] }, Some(parts)),
+                // Removed meanwhile (by `clean` or `gc` in another process).
+                Err(None) => {}
             }
         }
         let reasons = self.explain(i, &key, &parts);
         (Freshness::Stale { key: Some(key), reasons }, Some(parts))
+    }
+
+    /// The artifact digest of node `i`'s object `key` if the object is
+    /// intact. A stamp equal to the one recorded when it was last known
+    /// intact proves that cheaply; otherwise the content is re-hashed
+    /// against the manifest once, and an intact object gets its new stamp
+    /// recorded. `Err(Some(_))`: corrupt; `Err(None)`: gone.
+    fn check_intact(&mut self, i: usize, key: &ContentHash) -> Result<ContentHash, Option<DirtyReason>> {
+        let id = &self.plan.experiment.nodes[i].id.0;
+        let recorded = self.state.get(id).filter(|r| r.key == *key);
+        let stamp = self.cache.stamp(key);
+        if let (Some(r), Ok(now)) = (recorded, &stamp) {
+            if r.stamp == Some(*now) {
+                return Ok(r.artifact);
+            }
+        }
+        let corrupt = |detail: String| Err(Some(DirtyReason::ArtifactCorrupt { detail }));
+        match self.cache.verify(key) {
+            Ok(Verdict::Ok) => {}
+            Ok(Verdict::Missing) => return Err(None),
+            Ok(Verdict::Corrupt { reason }) => return corrupt(reason),
+            Err(e) => return corrupt(e.to_string()),
+        }
+        let artifact = match self.cache.manifest(key) {
+            Ok(Some(m)) => m.artifact,
+            Ok(None) => return Err(None),
+            Err(e) => return corrupt(e.to_string()),
+        };
+        tracing::debug!(node = %id, "object {} re-verified: intact", key.short());
+        if let Err(e) = self.state.record(id, StateRecord { key: *key, artifact, stamp: stamp.ok() }) {
+            tracing::warn!("cannot record state of {id}: {e}");
+        }
+        Ok(artifact)
     }
 
     fn last_manifest(&self, i: usize) -> Option<Manifest> {

@@ -290,6 +290,10 @@ fn coordinate(plan: &Plan, ws: &Workspace<'_>, opts: &RunOptions, runner: &mut d
                 (Freshness::Stale { key: Some(key), reasons }, Some(parts)) => {
                     let why: Vec<String> = reasons.iter().map(ToString::to_string).collect();
                     tracing::debug!(node = %plan.experiment.nodes[i].id, "stale: {}", why.join("; "));
+                    if let Some(DirtyReason::ArtifactCorrupt { detail }) = reasons.first() {
+                        reporter.line(&format!("{}: {}; removing it and rebuilding", plan.experiment.nodes[i].id, DirtyReason::ArtifactCorrupt { detail: detail.clone() }));
+                        discard_corrupt(ws.cache, &key);
+                    }
                     ready.insert(i, (key, parts));
                 }
                 (Freshness::Stale { .. }, _) => {}
@@ -354,7 +358,8 @@ fn coordinate(plan: &Plan, ws: &Workspace<'_>, opts: &RunOptions, runner: &mut d
                 match result {
                     Ok(built) => {
                         let key = keys[i].expect("a dispatched node has a key");
-                        let record = StateRecord { key, artifact: built.artifact };
+                        // The stamp that later runs compare against to trust the object unread.
+                        let record = StateRecord { key, artifact: built.artifact, stamp: ws.cache.stamp(&key).ok() };
                         if let Err(e) = fp.state_mut().record(&node.id.0, record) {
                             tracing::warn!("cannot record state of {}: {e}", node.id);
                         }
@@ -393,6 +398,17 @@ fn coordinate(plan: &Plan, ws: &Workspace<'_>, opts: &RunOptions, runner: &mut d
     }
     fp.finish();
     Ok(summary)
+}
+
+/// Removes a corrupt object so that the rebuild can commit in its place.
+/// Under the key's lock: if another process holds it, that process is
+/// already rebuilding the key, and the rebuild here will wait for it.
+fn discard_corrupt(cache: &Cache, key: &ContentHash) {
+    if let Ok(Some(_lock)) = cache.try_lock(key) {
+        if let Err(e) = cache.remove(key) {
+            tracing::warn!("cannot remove the corrupt object {}: {e}", key.short());
+        }
+    }
 }
 
 /// The artifact directories of node `i`'s inputs (all built: `keys` known).

@@ -168,6 +168,9 @@ impl Loader<'_> {
     }
 
     fn load(mut self, root: &Node, default_name: String) -> Result<Experiment, LoadError> {
+        // The file stem can be anything a file name can; the cache's paths cannot.
+        let default_name: String = default_name.chars().map(|c| if c.is_ascii_alphanumeric() || "_-.".contains(c) { c } else { '_' }).collect();
+        let default_name = if is_safe_name(&default_name) { default_name } else { format!("_{default_name}") };
         let Yaml::Map(top) = &root.value else {
             let found = root.value.type_name();
             return Err(self.err(root.span, format!("an experiment file is a mapping with `nodes:`, found {found}")).into());
@@ -177,7 +180,11 @@ impl Loader<'_> {
         let mut nodes = None;
         for (key, value) in top {
             match (key.name.as_str(), &value.value) {
-                ("name", Yaml::Str(s)) => name = s.clone(),
+                ("name", Yaml::Str(s)) if is_safe_name(s) => name = s.clone(),
+                ("name", Yaml::Str(s)) => {
+                    let msg = format!("experiment name `{s}` may only use letters, digits, `_`, `-` and `.`, and not start with `.`");
+                    self.errors.push(self.err(value.span, msg).key("name").hint("it names the experiment's files in the cache (`cache/state/<name>.log`)"));
+                }
                 ("defaults", Yaml::Map(m)) => defaults = m,
                 ("nodes", Yaml::Map(m)) => nodes = Some(m),
                 ("name" | "defaults" | "nodes", other) => {
@@ -565,4 +572,9 @@ fn select(nodes: &[NodeSpec], lookup: &Lookup, reference: &str) -> Result<Vec<us
         return Err((format!("`{reference}` matches no instance of `{decl}`"), None));
     }
     Ok(picked)
+}
+
+/// Whether `name` can name files in the cache: no separators, never `.` or `..`.
+fn is_safe_name(name: &str) -> bool {
+    !name.is_empty() && !name.starts_with('.') && name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
 }

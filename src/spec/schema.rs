@@ -27,6 +27,9 @@ pub enum FieldType {
     Float,
     /// A string.
     Str,
+    /// A relative path that stays below its base directory (no `..`, not
+    /// absolute): where a node may write.
+    RelPath,
     /// One of a fixed set of strings.
     Enum(&'static [&'static str]),
     /// A list of items of one type; a single item is accepted as a one-item list.
@@ -45,6 +48,7 @@ impl FieldType {
             FieldType::Int { .. } => "an integer".into(),
             FieldType::Float => "a number".into(),
             FieldType::Str => "a string".into(),
+            FieldType::RelPath => "a relative path".into(),
             FieldType::Enum(options) => format!("one of {}", options.join(", ")),
             FieldType::List(item) => format!("a list of {}", item.describe_plural()),
             FieldType::Struct(_) | FieldType::Dict(_) => "a mapping".into(),
@@ -54,6 +58,7 @@ impl FieldType {
     fn describe_plural(&self) -> String {
         match self {
             FieldType::Str => "strings".into(),
+            FieldType::RelPath => "relative paths".into(),
             FieldType::Int { .. } => "integers".into(),
             FieldType::Float => "numbers".into(),
             other => other.describe(),
@@ -260,6 +265,15 @@ fn check_type(ty: &FieldType, node: &Node, path: &str, source: &Arc<SourceFile>,
             Some(Value::Float(*f))
         }
         (FieldType::Str, Yaml::Str(s)) => Some(Value::Str(s.clone())),
+        (FieldType::RelPath, Yaml::Str(s)) => {
+            let p = std::path::Path::new(s);
+            if s.is_empty() || p.is_absolute() || p.components().any(|c| c == std::path::Component::ParentDir) {
+                let e = SpecError::new(source, node.span, format!("`{s}` must be a relative path inside the node's output directory"));
+                errors.push(e.key(path).hint("no `..` and no leading `/`: a node writes only into its own $OUT, which becomes its artifact"));
+                return None;
+            }
+            Some(Value::Str(s.clone()))
+        }
         // Numbers and booleans are fine as strings (`cmd: 1`), written as they read.
         (FieldType::Str, Yaml::Int(i)) => Some(Value::Str(i.to_string())),
         (FieldType::Str, Yaml::Bool(b)) => Some(Value::Str(b.to_string())),
