@@ -47,6 +47,25 @@ fn dependents_start_after_all_inputs_finish() {
     assert!(after > last_end);
 }
 
+#[test]
+fn one_slot_nodes_do_not_starve_a_wide_one() {
+    // With -j 2, `wide` (2 slots) becomes ready while twelve 1-slot sleepers
+    // queue behind it in file order: it must start at the next moment both
+    // slots are free, not after every sleeper (found by tests/chaos.rs:
+    // the tokenizer waited for 120 commands).
+    let p = Project::new(
+        "nodes:
+  first: {kind: command, cmd: 'sleep 0.1; touch $OUT/x'}
+  wide: {kind: command, input: first, resources: {cpu: 2}, cmd: 'date +%s%N > wide.log; touch $OUT/x'}
+  small: {kind: command, matrix: {i: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]}, cmd: 'sleep 0.1; date +%s%N >> ends.log; touch $OUT/x'}
+",
+    );
+    assert_eq!(p.sm(&["run", "-j", "2"]).code, 0);
+    let wide: u128 = p.read("wide.log").trim().parse().unwrap();
+    let before = p.read("ends.log").lines().filter_map(|l| l.trim().parse::<u128>().ok()).filter(|&end| end < wide).count();
+    assert!(before <= 2, "{before} one-slot nodes finished before the wide one started");
+}
+
 const FAILING: &str = "
 nodes:
   bad: {kind: command, cmd: 'echo oops-from-bad; exit 3'}

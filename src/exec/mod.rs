@@ -166,6 +166,9 @@ trait Runner {
     /// Starts ready node `i`, whose key and inputs are known. Every
     /// started node sends exactly one [`Message::Done`].
     fn start(&mut self, i: usize, key: ContentHash, parts: &KeyParts, inputs: &dyn Fn() -> Vec<Input>) -> Start;
+    /// A new dispatch pass begins: ready nodes will be offered in priority
+    /// (file) order.
+    fn begin_pass(&mut self) {}
     /// Gives back the slots of a finished node.
     fn release(&mut self, _slots: Slots) {}
     /// Called on every turn of the coordinator's loop (about 10 times a second).
@@ -185,13 +188,17 @@ struct LocalRunner<'scope, 'env> {
     gpu_probe_error: Option<String>,
     /// Free GPU ids; a node gets specific devices (as CUDA_VISIBLE_DEVICES).
     gpu_free: Vec<usize>,
+    /// Slots held back in this pass for earlier ready nodes that did not fit,
+    /// so that a stream of one-slot nodes cannot starve a wide one.
+    cpu_reserved: usize,
+    gpu_reserved: usize,
 }
 
 impl<'scope, 'env> LocalRunner<'scope, 'env> {
     fn new(scope: &'scope std::thread::Scope<'scope, 'env>, plan: &'env Plan, ws: &'env Workspace<'env>, opts: &RunOptions, tx: mpsc::Sender<Message>) -> Self {
         let jobs = opts.jobs.max(1);
         let gpu_free = opts.gpus.map_or_else(Vec::new, |n| (0..n).collect());
-        LocalRunner { scope, plan, ws, tx, jobs, cpu_free: jobs, gpu_count: opts.gpus, gpu_probe_error: None, gpu_free }
+        LocalRunner { scope, plan, ws, tx, jobs, cpu_free: jobs, gpu_count: opts.gpus, gpu_probe_error: None, gpu_free, cpu_reserved: 0, gpu_reserved: 0 }
     }
 }
 
@@ -221,7 +228,13 @@ impl Runner for LocalRunner<'_, '_> {
             let why = self.gpu_probe_error.as_ref().map(|e| format!(" (cannot ask libtorch: {e})")).unwrap_or_default();
             return Start::Failed(format!("needs {need_gpu} GPU(s), {visible} visible{why}"));
         }
-        if need_cpu > self.cpu_free || need_gpu > self.gpu_free.len() {
+        let cpu_short = need_cpu + self.cpu_reserved > self.cpu_free;
+        let gpu_short = need_gpu + self.gpu_reserved > self.gpu_free.len();
+        if cpu_short || gpu_short {
+            // Hold back what this node lacks (only that: a node waiting for a
+            // GPU does not stop CPU-only nodes) for the rest of the pass.
+            self.cpu_reserved += if cpu_short { need_cpu } else { 0 };
+            self.gpu_reserved += if gpu_short { need_gpu } else { 0 };
             return Start::Busy;
         }
         self.cpu_free -= need_cpu;
@@ -233,6 +246,10 @@ impl Runner for LocalRunner<'_, '_> {
             let _ = tx.send(Message::Done(i, result, Slots { cpu: need_cpu, gpus }));
         });
         Start::Started(None)
+    }
+
+    fn begin_pass(&mut self) {
+        (self.cpu_reserved, self.gpu_reserved) = (0, 0);
     }
 
     fn release(&mut self, slots: Slots) {
@@ -309,6 +326,7 @@ fn coordinate(plan: &Plan, ws: &Workspace<'_>, opts: &RunOptions, runner: &mut d
         // Dispatch ready nodes (all inputs built) in file order while the runner has room.
         if !stopping {
             let candidates: Vec<usize> = ready.keys().copied().collect();
+            runner.begin_pass();
             for i in candidates {
                 let node = &plan.experiment.nodes[i];
                 let key = ready[&i].0;

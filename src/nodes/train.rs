@@ -294,6 +294,8 @@ impl NodeKind for Train {
                 Event::Start { device, params, total_steps, resumed_from } => {
                     if resumed_from > 0 {
                         ctx.log_line(&format!("scalemake: resuming from the checkpoint after step {resumed_from}"));
+                    } else {
+                        ctx.log_line("scalemake: no checkpoint; training from step 0");
                     }
                     (outcome.device, outcome.params, outcome.total_steps) = (device, params, total_steps);
                     ctx.progress(Progress::Position { done: resumed_from, total: total_steps });
