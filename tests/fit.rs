@@ -77,7 +77,10 @@ fn real_early_training_curves_fit_in_seconds() {
     assert!(started.elapsed().as_secs() < 60, "took {:?}", started.elapsed());
     let fit: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p.artifact("laws").join("fit.json")).unwrap()).unwrap();
     let text = std::fs::read_to_string(p.artifact("laws").join("fit.json")).unwrap();
-    let nulls: Vec<&str> = text.lines().filter(|l| l.contains("null") && !l.contains("_law\": null") && !l.contains("final_n") && !l.contains("chinchilla\": null") && !l.contains("leave_largest_out")).collect();
+    let nulls: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("null") && !l.contains("_law\": null") && !l.contains("final_n") && !l.contains("chinchilla\": null") && !l.contains("leave_largest_out"))
+        .collect();
     assert!(nulls.is_empty(), "NaN or ∞ written as null: {nulls:?}");
     for group in ["baseline", "doped"] {
         let alpha = fit["groups"][group]["axes"]["trainable"]["power_law"]["alpha"]["value"].as_f64().unwrap();

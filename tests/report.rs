@@ -50,7 +50,6 @@ fn study() -> Project {
     p
 }
 
-
 #[test]
 fn the_report_has_every_figure_table_and_the_paper_tables() {
     let p = study();
@@ -112,7 +111,16 @@ fn the_html_report_renders_every_figure_in_headless_chromium() {
     std::fs::write(&page, html.replace("</body>", CHECK_SCRIPT)).unwrap();
     let profile = p.path().join("chromium-profile");
     let out = Command::new(&chromium)
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ])
         .arg(format!("--user-data-dir={}", profile.display()))
         .args(["--virtual-time-budget=5000", "--dump-dom"])
         .arg(format!("file://{}", page.display()))

@@ -118,7 +118,12 @@ pub fn plan(env: &Env, args: &[String], throughput: &Throughput) -> Result<ExitC
         notes.extend(e.note.clone());
     }
     let others = selected.len() - rows.len();
-    println!("total: {} training node(s), {flops:.3e} FLOP, {} on {} ({others} other node(s) not estimated: data prep, fits, reports)", rows.len(), duration(hours), throughput.describe());
+    println!(
+        "total: {} training node(s), {flops:.3e} FLOP, {} on {} ({others} other node(s) not estimated: data prep, fits, reports)",
+        rows.len(),
+        duration(hours),
+        throughput.describe()
+    );
     for note in notes {
         println!("note: {note}");
     }

@@ -559,7 +559,8 @@ mod recovery_tests {
         let runs: Vec<Run> = [1e7, 2e7, 3e7, 5e7, 1e8, 2e8, 3e8, 5e8, 1e9]
             .iter()
             .map(|&n: &f64| {
-                let pts: Vec<(f64, f64)> = (0..24).map(|i| 1e9 * 100f64.powf(i as f64 / 23.0)).map(|d| (d, (e + a / n.powf(alpha) + b / d.powf(beta)) * noise(&mut rng, 0.001))).collect();
+                let pts: Vec<(f64, f64)> =
+                    (0..24).map(|i| 1e9 * 100f64.powf(i as f64 / 23.0)).map(|d| (d, (e + a / n.powf(alpha) + b / d.powf(beta)) * noise(&mut rng, 0.001))).collect();
                 run(format!("n{n:e}"), n as i64, pts.into_iter())
             })
             .collect();
@@ -578,12 +579,18 @@ mod recovery_tests {
             id: "small".into(),
             group: "baseline".into(),
             params: ParamCounts { embedding: 0, trainable: 10, frozen: 0, structured: 0 },
-            points: [(1e3, 4.0), (1e4, 3.0), (1e5, 2.8)].iter().map(|&(c, loss)| RunPoint { tokens: c / 60.0, compute: Compute { trainable: c, frozen_2_3: c, all: c, structured_free: c }, loss }).collect(),
+            points: [(1e3, 4.0), (1e4, 3.0), (1e5, 2.8)]
+                .iter()
+                .map(|&(c, loss)| RunPoint { tokens: c / 60.0, compute: Compute { trainable: c, frozen_2_3: c, all: c, structured_free: c }, loss })
+                .collect(),
         };
         let mut large = small.clone();
         large.id = "large".into();
         large.params.trainable = 100;
-        large.points = [(1e3, 5.0), (1e4, 3.0), (1e5, 2.0)].iter().map(|&(c, loss)| RunPoint { tokens: c / 600.0, compute: Compute { trainable: c, frozen_2_3: c, all: c, structured_free: c }, loss }).collect();
+        large.points = [(1e3, 5.0), (1e4, 3.0), (1e5, 2.0)]
+            .iter()
+            .map(|&(c, loss)| RunPoint { tokens: c / 600.0, compute: Compute { trainable: c, frozen_2_3: c, all: c, structured_free: c }, loss })
+            .collect();
         let settings = Settings { skip_fraction: 0.0, envelope_points: 5, ..settings(0) };
         let env = envelope(&[&small, &large], "trainable", &settings);
         let xs: Vec<f64> = env.iter().map(|p| p.0).collect();

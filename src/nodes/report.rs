@@ -211,7 +211,11 @@ fn figures(runs: &[RunData], fits: &[StudyFit], groups: &[String]) -> Result<Vec
         runs.iter().map(|r| (r.run.id.clone(), gi(&r.run.group), r.run.points.iter().map(|p| (x(p), p.loss)).collect())).collect()
     };
     let lines = per_run(&|p| p.tokens);
-    out.push(("loss_vs_tokens".into(), "Validation loss against tokens seen, every run (colour: family).".into(), log_log_svg("Loss vs tokens", Axes { x: "tokens", y: VAL_LOSS }, &lines, &[], &[])?));
+    out.push((
+        "loss_vs_tokens".into(),
+        "Validation loss against tokens seen, every run (colour: family).".into(),
+        log_log_svg("Loss vs tokens", Axes { x: "tokens", y: VAL_LOSS }, &lines, &[], &[])?,
+    ));
     for axis in AXES {
         let lines = per_run(&|p| axis_value(&p.compute, axis));
         let mut markers = Vec::new();
@@ -230,7 +234,11 @@ fn figures(runs: &[RunData], fits: &[StudyFit], groups: &[String]) -> Result<Vec
             continue;
         }
         let caption = format!("Loss against compute C_{axis}: runs (lines), each family's envelope (dots) and fitted power law (dashed).");
-        out.push((format!("loss_vs_compute_{axis}"), caption, log_log_svg(&format!("Loss vs compute ({axis})"), Axes { x: &format!("C_{axis} (FLOP)"), y: VAL_LOSS }, &lines, &markers, &laws)?));
+        out.push((
+            format!("loss_vs_compute_{axis}"),
+            caption,
+            log_log_svg(&format!("Loss vs compute ({axis})"), Axes { x: &format!("C_{axis} (FLOP)"), y: VAL_LOSS }, &lines, &markers, &laws)?,
+        ));
     }
     out.extend(equal_n_figure(runs, fits, groups, &gi)?);
     out.extend(residual_figure(fits, &gi)?);
@@ -284,7 +292,8 @@ fn residual_figure(fits: &[StudyFit], gi: &dyn Fn(&str) -> usize) -> Result<Opti
             markers.push((g.clone(), gi(g), axis.envelope.iter().zip(&axis.residuals).map(|((c, _), r)| (*c, r.exp())).collect()));
         }
     }
-    let Some((lo, hi)) = markers.iter().flat_map(|s: &Series| s.2.iter().map(|p| p.0)).fold(None, |acc: Option<(f64, f64)>, c| Some(acc.map_or((c, c), |(a, b)| (a.min(c), b.max(c)))))
+    let Some((lo, hi)) =
+        markers.iter().flat_map(|s: &Series| s.2.iter().map(|p| p.0)).fold(None, |acc: Option<(f64, f64)>, c| Some(acc.map_or((c, c), |(a, b)| (a.min(c), b.max(c)))))
     else {
         return Ok(None);
     };
