@@ -121,6 +121,10 @@ impl Experiment {
 /// Keys allowed on every node besides its kind's params.
 const NODE_KEYS: [&str; 4] = ["kind", "input", "matrix", "resources"];
 const TOP_KEYS: [&str; 3] = ["name", "defaults", "nodes"];
+/// Most node instances an experiment may declare, sweeps expanded (10,000-node
+/// studies exist; a product of long lists that reaches millions is a typo,
+/// and would exhaust memory before any message).
+const MAX_INSTANCES: usize = 1_000_000;
 
 /// Reads, parses and validates an experiment file.
 pub fn load(path: &Path, registry: &Registry) -> Result<Experiment, LoadError> {
@@ -145,7 +149,7 @@ pub fn load(path: &Path, registry: &Registry) -> Result<Experiment, LoadError> {
 pub fn load_str(path: PathBuf, text: String, default_name: String, registry: &Registry) -> Result<Experiment, LoadError> {
     let source = Arc::new(SourceFile { path, text });
     let root = yaml::parse(&source.text).map_err(|e| SpecError::new(&source, e.span, format!("invalid YAML: {}", e.message)))?;
-    Loader { source: &source, registry, errors: Vec::new(), failed_decls: HashSet::new() }.load(&root, default_name)
+    Loader { source: &source, registry, errors: Vec::new(), failed_decls: HashSet::new(), instances: 0 }.load(&root, default_name)
 }
 
 struct Loader<'a> {
@@ -154,6 +158,8 @@ struct Loader<'a> {
     errors: Vec<SpecError>,
     /// Declarations that produced errors (their dependents' "no such node" would only echo them).
     failed_decls: HashSet<String>,
+    /// Instances declared so far (at most [`MAX_INSTANCES`]).
+    instances: usize,
 }
 
 /// A declaration before references are resolved.
@@ -232,6 +238,19 @@ impl Loader<'_> {
         let Some(kind) = self.kind(get("kind"), decl.span, &path) else { return vec![] };
         let matrix = get("matrix").map_or(Some(vec![]), |m| self.matrix(m, &path));
         let Some(matrix) = matrix else { return vec![] };
+        let room = MAX_INSTANCES - self.instances;
+        match matrix.iter().try_fold(1usize, |n, (_, values)| n.checked_mul(values.len()).filter(|&n| n <= room)) {
+            Some(count) => self.instances += count,
+            None => {
+                let sizes: Vec<String> = matrix.iter().map(|(_, values)| values.len().to_string()).collect();
+                let e = match get("matrix") {
+                    Some(m) => self.err(m.span, format!("`matrix:` expands to {} instances: an experiment may have at most {MAX_INSTANCES} nodes", sizes.join(" × "))),
+                    None => self.err(key.span, format!("an experiment may have at most {MAX_INSTANCES} nodes")),
+                };
+                self.errors.push(e.key(format!("{path}.matrix")));
+                return vec![];
+            }
+        }
 
         // The kind's params: everything but the node-level keys, plus defaults.
         let mut params: Vec<(Key, Node)> = entries.iter().filter(|(k, _)| !NODE_KEYS.contains(&k.name.as_str())).cloned().collect();
