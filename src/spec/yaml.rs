@@ -99,7 +99,10 @@ const MAX_ALIASED: usize = 100_000;
 
 /// Parses one YAML document (an empty file is `Null`).
 pub fn parse(source: &str) -> Result<Node, YamlError> {
-    let index = LineIndex::new(source);
+    // A UTF-8 byte-order mark (Windows editors write one) is not content;
+    // offsets stay offsets into `source`.
+    let bom = if source.starts_with('\u{feff}') { '\u{feff}'.len_utf8() } else { 0 };
+    let (source, index) = (&source[bom..], LineIndex::new(&source[bom..], bom));
     let mut builder = Builder { index: &index, stack: Vec::new(), anchors: HashMap::new(), aliased: 0, root: None, error: None, documents: 0 };
     let mut parser = Parser::new_from_str(source);
     if let Err(e) = parser.load(&mut builder, true) {
@@ -116,6 +119,8 @@ pub fn parse(source: &str) -> Result<Node, YamlError> {
 struct LineIndex<'a> {
     source: &'a str,
     line_starts: Vec<usize>,
+    /// Bytes before `source` in the file (a byte-order mark).
+    base: usize,
     /// All ASCII: a column is a byte count.
     ascii: bool,
     /// The last position found, `(line, col0, offset)`: the scanner reports
@@ -125,10 +130,10 @@ struct LineIndex<'a> {
 }
 
 impl<'a> LineIndex<'a> {
-    fn new(source: &'a str) -> Self {
+    fn new(source: &'a str, base: usize) -> Self {
         let mut line_starts = vec![0];
         line_starts.extend(source.match_indices('\n').map(|(i, _)| i + 1));
-        LineIndex { source, line_starts, ascii: source.is_ascii(), last: Cell::new((1, 0, 0)) }
+        LineIndex { source, line_starts, base, ascii: source.is_ascii(), last: Cell::new((1, 0, 0)) }
     }
 
     /// `col0` is the scanner's 0-based character column.
@@ -145,7 +150,7 @@ impl<'a> LineIndex<'a> {
         };
         self.last.set((line, col0, offset));
         let len = len.min(self.source.len() - offset);
-        Span { line, col: col0 + 1, offset, len }
+        Span { line, col: col0 + 1, offset: self.base + offset, len }
     }
 }
 
@@ -194,9 +199,13 @@ impl Builder<'_> {
         match self.stack.last_mut() {
             None => self.root = Some(node),
             Some(Frame::Seq { items, .. }) => items.push(node),
-            Some(Frame::Map { entries, pending_key, seen, .. }) => match pending_key.take() {
+            Some(Frame::Map { start, entries, pending_key, seen, .. }) => match pending_key.take() {
                 Some(key) => entries.push((key, node)),
                 None => {
+                    // A block mapping's start mark is its first `:`; its first key starts it.
+                    if entries.is_empty() && node.span.offset < start.offset {
+                        *start = node.span;
+                    }
                     let name = match &node.value {
                         Yaml::Str(s) => s.clone(),
                         Yaml::Int(i) => i.to_string(),
