@@ -231,7 +231,9 @@ impl Loader<'_> {
         }
         let Yaml::Map(entries) = &decl.value else {
             let msg = format!("a node is a mapping with `kind:`, found {}", decl.value.type_name());
-            self.errors.push(self.err(decl.span, msg).key(&path));
+            // An empty value (`a:` and nothing) is marked where the next token starts: point at the name.
+            let span = if matches!(decl.value, Yaml::Null) { key.span } else { decl.span };
+            self.errors.push(self.err(span, msg).key(&path));
             return vec![];
         };
         let get = |name: &str| entries.iter().find(|(k, _)| k.name == name).map(|(_, v)| v);
@@ -334,7 +336,11 @@ impl Loader<'_> {
                 Yaml::Seq(items) => {
                     for item in items {
                         if matches!(item.value, Yaml::Seq(_) | Yaml::Map(_) | Yaml::Null) || matches!(item.value, Yaml::Float(f) if !f.is_finite()) {
-                            let msg = format!("sweep values must be strings, numbers or booleans, found {}", item.value.type_name());
+                            let found = match item.value {
+                                Yaml::Float(f) => f.to_string(),
+                                ref other => other.type_name().to_string(),
+                            };
+                            let msg = format!("sweep values must be strings, finite numbers or booleans, found {found}");
                             self.errors.push(self.err(item.span, msg).key(&vkey));
                         }
                     }
