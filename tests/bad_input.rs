@@ -30,6 +30,7 @@ const CASES: &[(&str, &str, &str)] = &[
     ("inf_int_param.yaml", "`nodes.tok.vocab_size`: expected an integer ≥ 257, found inf", "3:38"),
     ("inf_param.yaml", "`nodes.c.split.test`: must be a finite number, found -inf", "3:47"),
     ("list_document.yaml", "an experiment file is a mapping with `nodes:`, found a list", "2:1"),
+    ("lone_cr.yaml", "unknown key `outputz`", "3:33"),
     ("matrix_explosion.yaml", "`matrix:` expands to 10 × 10 × 10 × 10 × 10 × 10 × 10 × 10 instances", "7:7"),
     ("missing_input.yaml", "no node named `c`", "4:40"),
     ("missing_kind.yaml", "missing `kind:`", "3:6"),

@@ -134,8 +134,9 @@ pub fn load(path: &Path, registry: &Registry) -> Result<Experiment, LoadError> {
         Err(e) => {
             let valid = e.utf8_error().valid_up_to();
             let prefix = String::from_utf8_lossy(&e.as_bytes()[..valid]).into_owned();
-            let line = prefix.matches('\n').count() + 1;
-            let col = prefix.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            let starts = yaml::line_starts(&prefix);
+            let line = starts.len();
+            let col = prefix[starts[line - 1]..].chars().count() + 1;
             let source = Arc::new(SourceFile { path: path.to_path_buf(), text: prefix });
             let span = Span { line, col, offset: valid, len: 0 };
             return Err(SpecError::new(&source, span, "file is not valid UTF-8").hint("save the experiment file as UTF-8").into());

@@ -131,8 +131,7 @@ struct LineIndex<'a> {
 
 impl<'a> LineIndex<'a> {
     fn new(source: &'a str, base: usize) -> Self {
-        let mut line_starts = vec![0];
-        line_starts.extend(source.match_indices('\n').map(|(i, _)| i + 1));
+        let line_starts = line_starts(source);
         LineIndex { source, line_starts, base, ascii: source.is_ascii(), last: Cell::new((1, 0, 0)) }
     }
 
@@ -140,7 +139,8 @@ impl<'a> LineIndex<'a> {
     fn span(&self, line: usize, col0: usize, len: usize) -> Span {
         let line = line.clamp(1, self.line_starts.len());
         let start = self.line_starts[line - 1];
-        let end = self.line_starts.get(line).map_or(self.source.len(), |&next| next - 1);
+        let bytes = self.source.as_bytes();
+        let end = self.line_starts.get(line).map_or(bytes.len(), |&next| if bytes[next - 1] == b'\n' && next >= 2 && bytes[next - 2] == b'\r' { next - 2 } else { next - 1 });
         let offset = if self.ascii {
             (start + col0).min(end)
         } else {
@@ -152,6 +152,19 @@ impl<'a> LineIndex<'a> {
         let len = len.min(self.source.len() - offset);
         Span { line, col: col0 + 1, offset: self.base + offset, len }
     }
+}
+
+/// Byte offsets at which lines start. Line breaks are `\n`, `\r\n` and a
+/// lone `\r`, as for the YAML scanner (and miette), so that line numbers agree.
+pub fn line_starts(source: &str) -> Vec<usize> {
+    let bytes = source.as_bytes();
+    let mut starts = vec![0];
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == b'\n' || (b == b'\r' && bytes.get(i + 1) != Some(&b'\n')) {
+            starts.push(i + 1);
+        }
+    }
+    starts
 }
 
 enum Frame {
