@@ -156,3 +156,85 @@ fn ten_megabyte_files() {
     let text = format!("# {}\nhello\n", "c".repeat(ten_mb));
     check("10 MB comment", text.as_bytes(), "found a string", "2:1", Duration::from_secs(10));
 }
+
+/// Corrupt data files: each error names the file and says what is wrong.
+#[test]
+fn corrupt_data_files_name_themselves() {
+    use scalemake::data::{bpe, corpus, loader::TokenStream, shard};
+    let dir = tempfile::tempdir().unwrap();
+    let at = |name: &str| dir.path().join(name);
+
+    // Token shards: truncated, a foreign file (wrong magic), a header that lies, an empty file.
+    shard::write_shard(&at("good.bin"), &[1, 2, 3, 4]).unwrap();
+    let good = std::fs::read(at("good.bin")).unwrap();
+    std::fs::write(at("truncated.bin"), &good[..good.len() - 3]).unwrap();
+    std::fs::write(at("short.bin"), &good[..500]).unwrap();
+    std::fs::write(at("empty.bin"), b"").unwrap();
+    let mut foreign = b"\x89PNG\r\n\x1a\n".to_vec();
+    foreign.resize(2048, 0);
+    std::fs::write(at("foreign.bin"), &foreign).unwrap();
+    let mut negative = good.clone();
+    negative[8..12].copy_from_slice(&(-5i32).to_le_bytes());
+    std::fs::write(at("negative.bin"), &negative).unwrap();
+    for (name, expected) in [
+        ("truncated.bin", "header says 4 tokens (1032 bytes) but the file has 1029 bytes (truncated?)"),
+        ("short.bin", "500 bytes is shorter than the 1024-byte shard header (truncated or not a shard)"),
+        ("empty.bin", "0 bytes is shorter than the 1024-byte shard header (truncated or not a shard)"),
+        ("foreign.bin", "bad magic 1196314761 (expected 20240520): not an llm.c token shard"),
+        ("negative.bin", "negative token count -5"),
+    ] {
+        // After a good shard, so the error names the bad one, not the first.
+        let err = TokenStream::open(&[at("good.bin"), at(name)]).err().unwrap_or_else(|| panic!("{name} was accepted")).to_string();
+        assert_eq!(err, format!("{}: {expected}", at(name).display()));
+    }
+    let missing = TokenStream::open(&[at("missing.bin")]).err().unwrap().to_string();
+    assert!(missing.starts_with(&at("missing.bin").display().to_string()) && missing.contains("No such file"), "{missing}");
+
+    // tokenizer.json: garbage, JSON that is not a tokenizer, truncated, empty.
+    let tok = at("tok");
+    std::fs::create_dir_all(&tok).unwrap();
+    let trained =
+        bpe::train(&bpe::BpeSpec { vocab_size: 265, special_tokens: vec!["<|endoftext|>".into()], min_frequency: 0 }, ["le chat est là ".repeat(50)].into_iter()).unwrap();
+    trained.save(tok.join("good.json"), false).unwrap();
+    let json = std::fs::read_to_string(tok.join("good.json")).unwrap();
+    assert!(bpe::load(&tok.join("good.json")).is_ok());
+    for (name, text) in [
+        ("garbage.json", "\u{0}\u{1}not json at all"),
+        ("other.json", "{\"name\": \"not a tokenizer\", \"version\": 3}"),
+        ("truncated.json", &json[..json.len() / 2]),
+        ("empty.json", ""),
+    ] {
+        let path = tok.join(name);
+        std::fs::write(&path, text).unwrap();
+        let err = bpe::load(&path).err().unwrap_or_else(|| panic!("{name} was accepted"));
+        assert!(err.starts_with(&format!("{}: not a valid tokenizer.json: ", path.display())), "{name}: {err}");
+        assert!(err.len() > path.display().to_string().len() + 30, "{name}: the error says what is wrong: {err}");
+    }
+
+    // Corpus files (user-provided paths): a truncated .gz, invalid JSONL, a JSONL line without the text field, non-UTF-8 text.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, "un document\n".repeat(1000).as_bytes()).unwrap();
+    let gz = gz.finish().unwrap();
+    std::fs::write(at("cut.txt.gz"), &gz[..gz.len() / 2]).unwrap();
+    std::fs::write(at("bad.jsonl"), "{\"text\": \"a\"}\n{\"text\": \n").unwrap();
+    std::fs::write(at("field.jsonl"), "{\"body\": \"a\"}\n").unwrap();
+    std::fs::write(at("latin1.txt"), b"caf\xe9\n").unwrap();
+    for (name, expected) in
+        [("cut.txt.gz", "cannot read"), ("bad.jsonl", "line 2: invalid JSON"), ("field.jsonl", "line 1: no string field `text`"), ("latin1.txt", "invalid UTF-8 at byte 3")]
+    {
+        let err = corpus::read_file(&at(name), corpus::Format::Auto, "text").err().unwrap_or_else(|| panic!("{name} was accepted")).to_string();
+        assert!(err.starts_with(&format!("{}: {expected}", at(name).display())), "{name}: {err}");
+    }
+}
+
+/// The same through the CLI: a `corpus` node reading a corrupt file fails
+/// (exit 1) with the file's path in the message.
+#[test]
+fn corrupt_corpus_file_through_the_cli() {
+    let p = Project::new("nodes:\n  corpus: {kind: corpus, paths: [data/bad.jsonl]}\n");
+    p.write("data/bad.jsonl", "{\"text\": \"ok\"}\n{oops\n");
+    let run = p.sm(&["run"]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    assert!(run.stderr.contains("data/bad.jsonl: line 2: invalid JSON"), "{}", run.stderr);
+}
