@@ -18,12 +18,39 @@ pub struct SourceFile {
     pub text: String,
 }
 
+/// Longest snippet shown as it is; longer ones (a 10 MB line) are cut to
+/// [`CLIP`] bytes either side of the span, on its line only: miette lays out
+/// every character of a snippet, which takes seconds for megabytes.
+const MAX_SNIPPET: usize = 16 * 1024;
+const CLIP: usize = 60;
+
 /// Lets miette show snippets of the file, headed by its path, without copying its text.
 impl SourceCode for SourceFile {
     fn read_span<'a>(&'a self, span: &SourceSpan, before: usize, after: usize) -> Result<Box<dyn SpanContents<'a> + 'a>, MietteError> {
+        let name = self.path.display().to_string();
         let inner = self.text.read_span(span, before, after)?;
-        Ok(Box::new(MietteSpanContents::new_named(self.path.display().to_string(), inner.data(), *inner.span(), inner.line(), inner.column(), inner.line_count())))
+        if inner.data().len() <= MAX_SNIPPET {
+            return Ok(Box::new(MietteSpanContents::new_named(name, inner.data(), *inner.span(), inner.line(), inner.column(), inner.line_count())));
+        }
+        let text = &self.text;
+        let at = span.offset().min(text.len());
+        let line_start = text[..floor_boundary(text, at)].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = text[floor_boundary(text, at)..].find('\n').map_or(text.len(), |i| at + i);
+        let start = floor_boundary(text, at.saturating_sub(CLIP).max(line_start));
+        let end = floor_boundary(text, (at + span.len().min(CLIP) + CLIP).min(line_end)).max(start);
+        let line = text.as_bytes()[..start].iter().filter(|&&b| b == b'\n').count();
+        let column = text[line_start..start].chars().count();
+        Ok(Box::new(MietteSpanContents::new_named(name, &text.as_bytes()[start..end], (start, end - start).into(), line, column, 0)))
     }
+}
+
+/// The largest char boundary of `text` at or before `i`.
+fn floor_boundary(text: &str, i: usize) -> usize {
+    let mut i = i.min(text.len());
+    while !text.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
 }
 
 /// One problem in an experiment file.
@@ -98,7 +125,11 @@ impl Diagnostic for SpecError {
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
         let label = self.key.clone().map(|k| format!("`{k}`")).unwrap_or_else(|| "here".into());
-        Some(Box::new(std::iter::once(LabeledSpan::new(Some(label), self.span.offset, self.span.len))))
+        // A span as long as a 10 MB scalar is underlined for its first characters only.
+        let text = &self.file.text;
+        let offset = floor_boundary(text, self.span.offset);
+        let len = floor_boundary(text, offset + self.span.len.min(CLIP)) - offset;
+        Some(Box::new(std::iter::once(LabeledSpan::new(Some(label), offset, len))))
     }
 }
 

@@ -121,6 +121,10 @@ impl Experiment {
 /// Keys allowed on every node besides its kind's params.
 const NODE_KEYS: [&str; 4] = ["kind", "input", "matrix", "resources"];
 const TOP_KEYS: [&str; 3] = ["name", "defaults", "nodes"];
+/// Most node instances an experiment may declare, sweeps expanded (10,000-node
+/// studies exist; a product of long lists that reaches millions is a typo,
+/// and would exhaust memory before any message).
+const MAX_INSTANCES: usize = 1_000_000;
 
 /// Reads, parses and validates an experiment file.
 pub fn load(path: &Path, registry: &Registry) -> Result<Experiment, LoadError> {
@@ -130,8 +134,9 @@ pub fn load(path: &Path, registry: &Registry) -> Result<Experiment, LoadError> {
         Err(e) => {
             let valid = e.utf8_error().valid_up_to();
             let prefix = String::from_utf8_lossy(&e.as_bytes()[..valid]).into_owned();
-            let line = prefix.matches('\n').count() + 1;
-            let col = prefix.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            let starts = yaml::line_starts(&prefix);
+            let line = starts.len();
+            let col = prefix[starts[line - 1]..].chars().count() + 1;
             let source = Arc::new(SourceFile { path: path.to_path_buf(), text: prefix });
             let span = Span { line, col, offset: valid, len: 0 };
             return Err(SpecError::new(&source, span, "file is not valid UTF-8").hint("save the experiment file as UTF-8").into());
@@ -145,7 +150,7 @@ pub fn load(path: &Path, registry: &Registry) -> Result<Experiment, LoadError> {
 pub fn load_str(path: PathBuf, text: String, default_name: String, registry: &Registry) -> Result<Experiment, LoadError> {
     let source = Arc::new(SourceFile { path, text });
     let root = yaml::parse(&source.text).map_err(|e| SpecError::new(&source, e.span, format!("invalid YAML: {}", e.message)))?;
-    Loader { source: &source, registry, errors: Vec::new(), failed_decls: HashSet::new() }.load(&root, default_name)
+    Loader { source: &source, registry, errors: Vec::new(), failed_decls: HashSet::new(), instances: 0 }.load(&root, default_name)
 }
 
 struct Loader<'a> {
@@ -154,6 +159,8 @@ struct Loader<'a> {
     errors: Vec<SpecError>,
     /// Declarations that produced errors (their dependents' "no such node" would only echo them).
     failed_decls: HashSet<String>,
+    /// Instances declared so far (at most [`MAX_INSTANCES`]).
+    instances: usize,
 }
 
 /// A declaration before references are resolved.
@@ -232,13 +239,28 @@ impl Loader<'_> {
         }
         let Yaml::Map(entries) = &decl.value else {
             let msg = format!("a node is a mapping with `kind:`, found {}", decl.value.type_name());
-            self.errors.push(self.err(decl.span, msg).key(&path));
+            // An empty value (`a:` and nothing) is marked where the next token starts: point at the name.
+            let span = if matches!(decl.value, Yaml::Null) { key.span } else { decl.span };
+            self.errors.push(self.err(span, msg).key(&path));
             return vec![];
         };
         let get = |name: &str| entries.iter().find(|(k, _)| k.name == name).map(|(_, v)| v);
         let Some(kind) = self.kind(get("kind"), decl.span, &path) else { return vec![] };
         let matrix = get("matrix").map_or(Some(vec![]), |m| self.matrix(m, &path));
         let Some(matrix) = matrix else { return vec![] };
+        let room = MAX_INSTANCES - self.instances;
+        match matrix.iter().try_fold(1usize, |n, (_, values)| n.checked_mul(values.len()).filter(|&n| n <= room)) {
+            Some(count) => self.instances += count,
+            None => {
+                let sizes: Vec<String> = matrix.iter().map(|(_, values)| values.len().to_string()).collect();
+                let e = match get("matrix") {
+                    Some(m) => self.err(m.span, format!("`matrix:` expands to {} instances: an experiment may have at most {MAX_INSTANCES} nodes", sizes.join(" × "))),
+                    None => self.err(key.span, format!("an experiment may have at most {MAX_INSTANCES} nodes")),
+                };
+                self.errors.push(e.key(format!("{path}.matrix")));
+                return vec![];
+            }
+        }
 
         // The kind's params: everything but the node-level keys, plus defaults.
         let mut params: Vec<(Key, Node)> = entries.iter().filter(|(k, _)| !NODE_KEYS.contains(&k.name.as_str())).cloned().collect();
@@ -322,7 +344,11 @@ impl Loader<'_> {
                 Yaml::Seq(items) => {
                     for item in items {
                         if matches!(item.value, Yaml::Seq(_) | Yaml::Map(_) | Yaml::Null) || matches!(item.value, Yaml::Float(f) if !f.is_finite()) {
-                            let msg = format!("sweep values must be strings, numbers or booleans, found {}", item.value.type_name());
+                            let found = match item.value {
+                                Yaml::Float(f) => f.to_string(),
+                                ref other => other.type_name().to_string(),
+                            };
+                            let msg = format!("sweep values must be strings, finite numbers or booleans, found {found}");
                             self.errors.push(self.err(item.span, msg).key(&vkey));
                         }
                     }

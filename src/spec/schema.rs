@@ -256,6 +256,16 @@ fn check_type(ty: &FieldType, node: &Node, path: &str, source: &Arc<SourceFile>,
             // `409.6e6` style token counts are integers written as floats.
             check_type(&FieldType::Int { min: *min }, &Node { value: Yaml::Int(*f as i64), span: node.span }, path, source, errors)
         }
+        (FieldType::Int { .. }, Yaml::Float(f)) => {
+            // Say which number: `1.5`, `inf`, or one too large for an integer (`99999999999999999999999`).
+            let why = if f.is_finite() && f.fract() == 0.0 { " (beyond the 64-bit integer range)" } else { "" };
+            errors.push(SpecError::new(source, node.span, format!("expected {}, found {f}{why}", ty.describe())).key(path));
+            None
+        }
+        (FieldType::Int { .. }, Yaml::Str(s)) if looks_like_big_integer(s) => {
+            errors.push(SpecError::new(source, node.span, format!("expected {}, found `{s}`, beyond the 64-bit integer range", ty.describe())).key(path));
+            None
+        }
         (FieldType::Float, Yaml::Int(i)) => Some(Value::Float(*i as f64)),
         (FieldType::Float, Yaml::Float(f)) => {
             if !f.is_finite() {
@@ -305,6 +315,17 @@ fn check_type(ty: &FieldType, node: &Node, path: &str, source: &Arc<SourceFile>,
         }
         _ => mismatch(errors),
     }
+}
+
+/// `0x…`, `0o…` or decimal digits (with `_`) that the YAML loader kept as
+/// a string because they overflow i64.
+fn looks_like_big_integer(s: &str) -> bool {
+    let body = s.strip_prefix(['-', '+']).unwrap_or(s);
+    let (digits, radix) = match body.strip_prefix("0x").or_else(|| body.strip_prefix("0o")) {
+        Some(rest) => (rest, if body.starts_with("0x") { 16 } else { 8 }),
+        None => (body, 10),
+    };
+    !digits.is_empty() && digits.chars().all(|c| c == '_' || c.is_digit(radix))
 }
 
 #[cfg(test)]

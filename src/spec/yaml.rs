@@ -8,6 +8,7 @@
 //! Duplicate mapping keys are an error here (YAML says they are, most loaders
 //! silently keep the last one).
 
+use std::cell::Cell;
 use std::collections::HashMap;
 
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
@@ -91,10 +92,18 @@ pub struct YamlError {
 /// the stack in later recursive passes.
 const MAX_DEPTH: usize = 64;
 
+/// Maximum number of nodes that aliases may copy in one document: each
+/// `*alias` copies its anchor's whole tree, so ten levels of ten aliases
+/// would otherwise build 10¹⁰ nodes.
+const MAX_ALIASED: usize = 100_000;
+
 /// Parses one YAML document (an empty file is `Null`).
 pub fn parse(source: &str) -> Result<Node, YamlError> {
-    let index = LineIndex::new(source);
-    let mut builder = Builder { index: &index, stack: Vec::new(), anchors: HashMap::new(), root: None, error: None, documents: 0 };
+    // A UTF-8 byte-order mark (Windows editors write one) is not content;
+    // offsets stay offsets into `source`.
+    let bom = if source.starts_with('\u{feff}') { '\u{feff}'.len_utf8() } else { 0 };
+    let (source, index) = (&source[bom..], LineIndex::new(&source[bom..], bom));
+    let mut builder = Builder { index: &index, stack: Vec::new(), anchors: HashMap::new(), aliased: 0, root: None, error: None, documents: 0 };
     let mut parser = Parser::new_from_str(source);
     if let Err(e) = parser.load(&mut builder, true) {
         let m = e.marker();
@@ -110,24 +119,52 @@ pub fn parse(source: &str) -> Result<Node, YamlError> {
 struct LineIndex<'a> {
     source: &'a str,
     line_starts: Vec<usize>,
+    /// Bytes before `source` in the file (a byte-order mark).
+    base: usize,
+    /// All ASCII: a column is a byte count.
+    ascii: bool,
+    /// The last position found, `(line, col0, offset)`: the scanner reports
+    /// positions in increasing order, so walking on from there keeps a long
+    /// line (a 10 MB flow sequence) linear rather than quadratic.
+    last: Cell<(usize, usize, usize)>,
 }
 
 impl<'a> LineIndex<'a> {
-    fn new(source: &'a str) -> Self {
-        let mut line_starts = vec![0];
-        line_starts.extend(source.match_indices('\n').map(|(i, _)| i + 1));
-        LineIndex { source, line_starts }
+    fn new(source: &'a str, base: usize) -> Self {
+        let line_starts = line_starts(source);
+        LineIndex { source, line_starts, base, ascii: source.is_ascii(), last: Cell::new((1, 0, 0)) }
     }
 
     /// `col0` is the scanner's 0-based character column.
     fn span(&self, line: usize, col0: usize, len: usize) -> Span {
         let line = line.clamp(1, self.line_starts.len());
         let start = self.line_starts[line - 1];
-        let rest = &self.source[start..];
-        let offset = start + rest.char_indices().nth(col0).map(|(i, _)| i).unwrap_or(rest.len());
+        let bytes = self.source.as_bytes();
+        let end = self.line_starts.get(line).map_or(bytes.len(), |&next| if bytes[next - 1] == b'\n' && next >= 2 && bytes[next - 2] == b'\r' { next - 2 } else { next - 1 });
+        let offset = if self.ascii {
+            (start + col0).min(end)
+        } else {
+            let (last_line, last_col, last_offset) = self.last.get();
+            let (from_col, from) = if last_line == line && last_col <= col0 { (last_col, last_offset) } else { (0, start) };
+            from + self.source[from..end].char_indices().nth(col0 - from_col).map_or(end - from, |(i, _)| i)
+        };
+        self.last.set((line, col0, offset));
         let len = len.min(self.source.len() - offset);
-        Span { line, col: col0 + 1, offset, len }
+        Span { line, col: col0 + 1, offset: self.base + offset, len }
     }
+}
+
+/// Byte offsets at which lines start. Line breaks are `\n`, `\r\n` and a
+/// lone `\r`, as for the YAML scanner (and miette), so that line numbers agree.
+pub fn line_starts(source: &str) -> Vec<usize> {
+    let bytes = source.as_bytes();
+    let mut starts = vec![0];
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == b'\n' || (b == b'\r' && bytes.get(i + 1) != Some(&b'\n')) {
+            starts.push(i + 1);
+        }
+    }
+    starts
 }
 
 enum Frame {
@@ -149,7 +186,10 @@ enum Frame {
 struct Builder<'a> {
     index: &'a LineIndex<'a>,
     stack: Vec<Frame>,
-    anchors: HashMap<usize, Node>,
+    /// Anchored nodes and their sizes in nodes.
+    anchors: HashMap<usize, (Node, usize)>,
+    /// Nodes copied by aliases so far (bounded: see [`MAX_ALIASED`]).
+    aliased: usize,
     root: Option<Node>,
     error: Option<YamlError>,
     documents: usize,
@@ -165,15 +205,20 @@ impl Builder<'_> {
     /// Hands a finished node to its parent (or makes it the root).
     fn push(&mut self, node: Node, anchor: usize) {
         if anchor > 0 {
-            self.anchors.insert(anchor, node.clone());
+            let size = node_count(&node);
+            self.anchors.insert(anchor, (node.clone(), size));
         }
         let mut duplicate = None;
         match self.stack.last_mut() {
             None => self.root = Some(node),
             Some(Frame::Seq { items, .. }) => items.push(node),
-            Some(Frame::Map { entries, pending_key, seen, .. }) => match pending_key.take() {
+            Some(Frame::Map { start, entries, pending_key, seen, .. }) => match pending_key.take() {
                 Some(key) => entries.push((key, node)),
                 None => {
+                    // A block mapping's start mark is its first `:`; its first key starts it.
+                    if entries.is_empty() && node.span.offset < start.offset {
+                        *start = node.span;
+                    }
                     let name = match &node.value {
                         Yaml::Str(s) => s.clone(),
                         Yaml::Int(i) => i.to_string(),
@@ -217,8 +262,15 @@ impl MarkedEventReceiver for Builder<'_> {
                 let span = Span { len, ..span };
                 self.push(Node { value, span }, anchor);
             }
-            Event::Alias(anchor) => match self.anchors.get(&anchor).cloned() {
-                Some(node) => self.push(Node { span, ..node }, 0),
+            Event::Alias(anchor) => match self.anchors.get(&anchor) {
+                Some((_, size)) if self.aliased + size > MAX_ALIASED => {
+                    self.fail(format!("aliases expand to more than {MAX_ALIASED} nodes (nested aliases multiply: a \"billion laughs\" document)"), span)
+                }
+                Some((node, size)) => {
+                    self.aliased += size;
+                    let node = Node { span, ..node.clone() };
+                    self.push(node, 0);
+                }
                 None => self.fail("alias to an unknown anchor".into(), span),
             },
             Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
@@ -242,6 +294,15 @@ impl MarkedEventReceiver for Builder<'_> {
             }
             Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => {}
         }
+    }
+}
+
+/// The number of nodes in a tree (depth is bounded by [`MAX_DEPTH`]).
+fn node_count(node: &Node) -> usize {
+    1 + match &node.value {
+        Yaml::Seq(items) => items.iter().map(node_count).sum(),
+        Yaml::Map(entries) => entries.iter().map(|(_, v)| 1 + node_count(v)).sum(),
+        _ => 0,
     }
 }
 
