@@ -257,43 +257,26 @@ impl Cache {
         Ok(Verdict::Corrupt { reason: format!("content differs from manifest: {}", changed.join(", ")) })
     }
 
-    /// A cheap fingerprint of the object of `key` as it sits on disk: path,
+    /// A cheap fingerprint of the object of `key` as it sits on disk: name,
     /// type, size, mtime, ctime, inode and mode of the manifest and of every
     /// artifact file. Any write to the object changes it (ctime even when
-    /// the mtime is set back), so a matching stamp spares
-    /// re-hashing the content (as git's index and Bazel's file-state cache
-    /// do); a differing one calls for [`Cache::verify`].
-    pub fn stamp(&self, key: &ContentHash) -> io::Result<Stamp> {
-        use std::os::unix::fs::MetadataExt;
+    /// the mtime is set back), so a matching stamp spares re-hashing the
+    /// content (as git's index and Bazel's file-state cache do); a differing
+    /// one calls for [`Cache::verify`]. `Ok(None)`: there is no object.
+    /// Costs one `stat` per file plus one directory read per directory.
+    pub fn stamp(&self, key: &ContentHash) -> io::Result<Option<Stamp>> {
         let dir = self.object_dir(key);
-        let mut hasher = blake3::Hasher::new();
-        let mut add = |rel: &[u8], meta: &fs::Metadata| {
-            let kind = if meta.is_dir() {
-                b'd'
-            } else if meta.is_symlink() {
-                b'l'
-            } else {
-                b'f'
-            };
-            hasher.update(&(rel.len() as u64).to_le_bytes());
-            hasher.update(rel);
-            hasher.update(&[kind]);
-            for n in [meta.len() as i64, meta.mtime(), meta.mtime_nsec(), meta.ctime(), meta.ctime_nsec(), meta.ino() as i64, meta.mode() as i64] {
-                hasher.update(&n.to_le_bytes());
-            }
+        let manifest = match fs::metadata(dir.join("manifest.json")) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
         };
-        add(b"manifest.json", &fs::metadata(dir.join("manifest.json"))?);
-        let out = dir.join("out");
-        add(b"out", &fs::symlink_metadata(&out)?);
-        for entry in walkdir::WalkDir::new(&out).min_depth(1).sort_by_file_name() {
-            let entry = entry.map_err(io::Error::other)?;
-            let rel = entry.path().strip_prefix(&out).map_err(io::Error::other)?;
-            add(rel.as_os_str().as_encoded_bytes(), &entry.metadata().map_err(io::Error::other)?);
-        }
-        let bytes = hasher.finalize();
+        let mut hasher = blake3::Hasher::new();
+        add_to_stamp(&mut hasher, b"manifest.json", &manifest);
+        stamp_tree(&mut hasher, &dir.join("out"))?;
         let mut first = [0u8; 8];
-        first.copy_from_slice(&bytes.as_bytes()[..8]);
-        Ok(Stamp(u64::from_le_bytes(first)))
+        first.copy_from_slice(&hasher.finalize().as_bytes()[..8]);
+        Ok(Some(Stamp(u64::from_le_bytes(first))))
     }
 
     /// Total bytes under the cache directory.
@@ -392,6 +375,33 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut f = File::create(path).map_err(io_err(path))?;
     fault::write_all(&mut f, bytes, fault::Point::Manifest).map_err(io_err(path))?;
     f.sync_all().map_err(io_err(path))
+}
+
+fn add_to_stamp(hasher: &mut blake3::Hasher, name: &[u8], meta: &fs::Metadata) {
+    use std::os::unix::fs::MetadataExt;
+    hasher.update(&(name.len() as u64).to_le_bytes());
+    hasher.update(name);
+    for n in [meta.len() as i64, meta.mtime(), meta.mtime_nsec(), meta.ctime(), meta.ctime_nsec(), meta.ino() as i64, meta.mode() as i64] {
+        hasher.update(&n.to_le_bytes());
+    }
+}
+
+/// Adds every entry below `dir`, in name order, to a stamp. `read_dir` and
+/// `DirEntry::metadata` (an `fstatat` relative to the open directory, not
+/// following links) keep it to the fewest system calls.
+fn stamp_tree(hasher: &mut blake3::Hasher, dir: &Path) -> io::Result<()> {
+    let mut entries: Vec<fs::DirEntry> = fs::read_dir(dir)?.collect::<io::Result<_>>()?;
+    entries.sort_by_key(fs::DirEntry::file_name);
+    for entry in entries {
+        let meta = entry.metadata()?;
+        add_to_stamp(hasher, entry.file_name().as_encoded_bytes(), &meta);
+        if meta.is_dir() {
+            hasher.update(b"/");
+            stamp_tree(hasher, &entry.path())?;
+            hasher.update(b"..");
+        }
+    }
+    Ok(())
 }
 
 /// Refuses symlinks that are absolute or climb out of the artifact `dir`.

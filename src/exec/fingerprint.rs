@@ -12,7 +12,7 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::cache::{Cache, Manifest, StateLog, StateRecord, Verdict};
+use crate::cache::{Cache, Manifest, Stamp, StateLog, StateRecord, Verdict};
 use crate::graph::Plan;
 use crate::hash::{expand_globs, map_halves, ContentHash, KeyMaterial, StatCache};
 use crate::spec::Value;
@@ -127,6 +127,9 @@ pub struct Fingerprinter<'a> {
     /// Per node: its declared files and their digests (computed for all
     /// nodes in one batch on first use).
     files: Option<Vec<Result<FileDigests, String>>>,
+    /// Stamps of the objects last built by this plan's nodes (computed in
+    /// one batch on first use; each is taken once).
+    stamps: Option<HashMap<ContentHash, io::Result<Option<Stamp>>>>,
 }
 
 /// Declared files (relative path, content digest), sorted by path.
@@ -158,7 +161,7 @@ impl<'a> Fingerprinter<'a> {
     pub fn new(plan: &'a Plan, cache: &'a Cache, root: &Path) -> Self {
         let stat = StatCache::load(&cache.root().join("statcache.bin"), root);
         let state = cache.state(&plan.experiment.name);
-        Fingerprinter { plan, cache, root: root.to_path_buf(), stat, state, files: None }
+        Fingerprinter { plan, cache, root: root.to_path_buf(), stat, state, files: None, stamps: None }
     }
 
     /// The state log (the executor records builds through it).
@@ -268,13 +271,11 @@ impl<'a> Fingerprinter<'a> {
             Ok(Ok(parts)) => parts,
         };
         let key = parts.key(node.kind.name(), node.kind.version());
-        if self.cache.contains(&key) {
-            match self.check_intact(i, &key) {
-                Ok(artifact) => return (Freshness::Fresh { key, artifact }, Some(parts)),
-                Err(Some(corrupt)) => return (Freshness::Stale { key: Some(key), reasons: vec![corrupt] }, Some(parts)),
-                // Removed meanwhile (by `clean` or `gc` in another process).
-                Err(None) => {}
-            }
+        match self.check_intact(i, &key) {
+            Ok(artifact) => return (Freshness::Fresh { key, artifact }, Some(parts)),
+            Err(Some(corrupt)) => return (Freshness::Stale { key: Some(key), reasons: vec![corrupt] }, Some(parts)),
+            // Not in the cache.
+            Err(None) => {}
         }
         let reasons = self.explain(i, &key, &parts);
         (Freshness::Stale { key: Some(key), reasons }, Some(parts))
@@ -284,16 +285,21 @@ impl<'a> Fingerprinter<'a> {
     /// intact. A stamp equal to the one recorded when it was last known
     /// intact proves that cheaply; otherwise the content is re-hashed
     /// against the manifest once, and an intact object gets its new stamp
-    /// recorded. `Err(Some(_))`: corrupt; `Err(None)`: gone.
+    /// recorded. `Err(Some(_))`: corrupt; `Err(None)`: not in the cache.
     fn check_intact(&mut self, i: usize, key: &ContentHash) -> Result<ContentHash, Option<DirtyReason>> {
+        if self.stamps.is_none() {
+            self.stamps = Some(self.stamp_recorded_objects());
+        }
         let id = &self.plan.experiment.nodes[i].id.0;
         let recorded = self.state.get(id).filter(|r| r.key == *key);
-        let stamp = self.cache.stamp(key);
-        if let (Some(r), Ok(now)) = (recorded, &stamp) {
-            if r.stamp == Some(*now) {
-                return Ok(r.artifact);
-            }
-        }
+        let stamp = self.stamps.as_mut().expect("just computed").remove(key).unwrap_or_else(|| self.cache.stamp(key));
+        let stamp = match stamp {
+            Ok(None) => return Err(None),
+            Ok(Some(now)) if recorded.is_some_and(|r| r.stamp == Some(now)) => return Ok(recorded.expect("checked").artifact),
+            Ok(Some(now)) => Some(now),
+            // Unreadable (e.g. `out/` gone): `verify` says what is wrong.
+            Err(_) => None,
+        };
         let corrupt = |detail: String| Err(Some(DirtyReason::ArtifactCorrupt { detail }));
         match self.cache.verify(key) {
             Ok(Verdict::Ok) => {}
@@ -307,10 +313,21 @@ impl<'a> Fingerprinter<'a> {
             Err(e) => return corrupt(e.to_string()),
         };
         tracing::debug!(node = %id, "object {} re-verified: intact", key.short());
-        if let Err(e) = self.state.record(id, StateRecord { key: *key, artifact, stamp: stamp.ok() }) {
+        if let Err(e) = self.state.record(id, StateRecord { key: *key, artifact, stamp }) {
             tracing::warn!("cannot record state of {id}: {e}");
         }
         Ok(artifact)
+    }
+
+    /// Stamps of the objects the state log says this plan's nodes built
+    /// last (usually their current keys), on two threads: checking them is
+    /// a few system calls per node, the bulk of a no-op `status`.
+    fn stamp_recorded_objects(&self) -> HashMap<ContentHash, io::Result<Option<Stamp>>> {
+        let mut keys: Vec<ContentHash> = self.plan.experiment.nodes.iter().filter_map(|n| self.state.get(&n.id.0)).map(|r| r.key).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let stamp = |ks: &[ContentHash]| ks.iter().map(|k| (*k, self.cache.stamp(k))).collect::<Vec<_>>();
+        map_halves(&keys, 256, stamp).into_iter().collect()
     }
 
     fn last_manifest(&self, i: usize) -> Option<Manifest> {

@@ -377,7 +377,7 @@ fn coordinate(plan: &Plan, ws: &Workspace<'_>, opts: &RunOptions, runner: &mut d
                     Ok(built) => {
                         let key = keys[i].expect("a dispatched node has a key");
                         // The stamp that later runs compare against to trust the object unread.
-                        let record = StateRecord { key, artifact: built.artifact, stamp: ws.cache.stamp(&key).ok() };
+                        let record = StateRecord { key, artifact: built.artifact, stamp: ws.cache.stamp(&key).ok().flatten() };
                         if let Err(e) = fp.state_mut().record(&node.id.0, record) {
                             tracing::warn!("cannot record state of {}: {e}", node.id);
                         }
