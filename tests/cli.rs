@@ -103,3 +103,17 @@ fn missing_declared_input_file_fails_the_node() {
     assert_eq!(run.code, 1);
     assert!(run.stderr.contains("`nope/*.txt` matches no file"), "{}", run.stderr);
 }
+
+#[test]
+fn a_closed_output_pipe_ends_quietly_instead_of_panicking() {
+    use std::os::fd::FromRawFd;
+    use std::os::unix::process::ExitStatusExt;
+    let p = Project::new("nodes:\n  a: {kind: commnd}\n");
+    // A pipe whose reader is already gone, as after `| head` has exited.
+    let mut fds = [0; 2];
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    unsafe { libc::close(fds[0]) };
+    let writer = unsafe { std::process::Stdio::from_raw_fd(fds[1]) };
+    let status = p.command(&["status"]).stderr(writer).status().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGPIPE), "{status:?} (101 would be a panic)");
+}
