@@ -19,10 +19,9 @@
 //! worker binary next to `scalemake` (`--workspace` builds both).
 
 mod common;
-use common::Project;
+use common::{curve, Project};
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 use rand_chacha::rand_core::{RngCore, SeedableRng};
@@ -40,29 +39,10 @@ const KILL_WINDOW_MS: (u64, u64) = (30, 900);
 /// checkpoint every 5 of 60 steps) and a layered DAG of commands whose
 /// outputs hash their inputs, so any damage would propagate to the end.
 fn study() -> String {
-    let mut yaml = String::from(
-        "name: chaos
-nodes:
-  corpus: {kind: corpus, paths: [fr], split: {val: 0.3, test: 0.2}}
-  tokenizer: {kind: tokenizer, input: corpus, vocab_size: 400}
-  shards: {kind: shards, input: [corpus, tokenizer], shard_tokens: 100000}
-  train:
-    kind: train
-    input: shards
-    matrix: {seed: [0, 1]}
-    seed: ${seed}
-    model: {preset: nano}
-    batch_size: 4
-    micro_batch: 2
-    max_tokens: 15360
-    eval_points: 6
-    eval_tokens: 512
-    optim: {lr: 3e-3, warmup_tokens: 1024}
-    device: cpu
-    threads: 1
-    checkpoint_steps: 5
-",
-    );
+    let mut yaml = common::NANO_STUDY
+        .replace("name: study", "name: chaos")
+        .replace("    model: {preset: nano}\n", "    matrix: {seed: [0, 1]}\n    seed: ${seed}\n    model: {preset: nano}\n")
+        .replace("checkpoint_steps: 10", "checkpoint_steps: 5");
     for layer in 0..LAYERS {
         for i in 0..WIDTH {
             let id = format!("c{layer}_{i:02}");
@@ -80,9 +60,7 @@ nodes:
 }
 
 fn project() -> Project {
-    let worker = Path::new(env!("CARGO_BIN_EXE_scalemake")).with_file_name("scalemake-torch");
-    assert!(worker.exists(), "{} is missing: build the workspace (cargo nextest run --workspace)", worker.display());
-    Project::with_french_corpus(&study())
+    common::training_project(&study())
 }
 
 /// What survived one round, compared across rounds and with the reference.
@@ -95,19 +73,6 @@ struct Outcome {
 
 fn manifests(p: &Project) -> Vec<serde_json::Value> {
     p.objects().iter().filter_map(|o| std::fs::read(o.join("manifest.json")).ok()).map(|b| serde_json::from_slice(&b).expect("manifest parses")).collect()
-}
-
-fn curve(path: &Path) -> Vec<serde_json::Value> {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    text.lines()
-        .map(|l| {
-            let mut row: serde_json::Value = serde_json::from_str(l).unwrap();
-            let map = row.as_object_mut().unwrap();
-            map.remove("tokens_per_second");
-            map.remove("mfu");
-            row
-        })
-        .collect()
 }
 
 fn outcome(p: &Project) -> Outcome {
@@ -137,18 +102,6 @@ fn log_times(p: &Project) -> BTreeMap<String, SystemTime> {
     let dir = p.path().join("cache/logs/chaos");
     let Ok(entries) = std::fs::read_dir(dir) else { return BTreeMap::new() };
     entries.flatten().filter_map(|e| Some((e.file_name().to_string_lossy().into_owned(), e.metadata().ok()?.modified().ok()?))).collect()
-}
-
-/// Checkpointed step of each training key's work directory.
-fn checkpoints(p: &Project) -> BTreeMap<String, u64> {
-    let Ok(entries) = std::fs::read_dir(p.path().join("cache/work")) else { return BTreeMap::new() };
-    entries
-        .flatten()
-        .filter_map(|d| {
-            let text = std::fs::read_to_string(d.path().join("checkpoint.json")).ok()?;
-            Some((d.file_name().to_string_lossy().into_owned(), serde_json::from_str::<serde_json::Value>(&text).ok()?["step"].as_u64()?))
-        })
-        .collect()
 }
 
 #[derive(Default, Debug)]
@@ -229,7 +182,7 @@ fn chaos_round(rng: &mut ChaCha8Rng, kills_left: &mut usize, fig: &mut Figures) 
     loop {
         let committed: BTreeSet<String> = manifests(&p).iter().map(|m| log_name(m["node"].as_str().unwrap())).collect();
         let logs_before = log_times(&p);
-        let checkpoints_before = checkpoints(&p);
+        let checkpoints_before = common::checkpoint_steps(&p);
         let train_keys: BTreeMap<String, Option<String>> = p.keys().into_iter().filter(|(n, _)| n.starts_with("train")).map(|(n, k)| (log_name(&n), k)).collect();
         let mut child = p.spawn(&["run", "-j", "3"]);
         fig.runs += 1;

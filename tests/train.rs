@@ -6,56 +6,19 @@
 //! --workspace` builds both).
 
 mod common;
-use common::Project;
+use common::{curve, Project};
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-/// 60 steps of 4 × 64 tokens, a checkpoint every 10 steps.
-const STUDY: &str = "
-name: study
-nodes:
-  corpus: {kind: corpus, paths: [fr], split: {val: 0.3, test: 0.2}}
-  tokenizer: {kind: tokenizer, input: corpus, vocab_size: 400}
-  shards: {kind: shards, input: [corpus, tokenizer], shard_tokens: 100000}
-  train:
-    kind: train
-    input: shards
-    model: {preset: nano}
-    batch_size: 4
-    micro_batch: 2
-    max_tokens: 15360
-    eval_points: 6
-    eval_tokens: 512
-    optim: {lr: 3e-3, warmup_tokens: 1024}
-    device: cpu
-    threads: 1
-    checkpoint_steps: 10
-";
+const STUDY: &str = common::NANO_STUDY;
 
 fn project() -> Project {
-    let worker = Path::new(env!("CARGO_BIN_EXE_scalemake")).with_file_name("scalemake-torch");
-    assert!(worker.exists(), "{} is missing: build the workspace (cargo nextest run --workspace)", worker.display());
-    Project::with_french_corpus(STUDY)
+    common::training_project(STUDY)
 }
 
 fn artifact(p: &Project) -> PathBuf {
     p.artifact("train")
-}
-
-/// The rows of a metrics JSONL file without the timing columns.
-fn curve(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let mut row: serde_json::Value = serde_json::from_str(l).unwrap();
-            let map = row.as_object_mut().unwrap();
-            map.remove("tokens_per_second");
-            map.remove("mfu");
-            row
-        })
-        .collect()
 }
 
 #[test]
@@ -95,11 +58,7 @@ fn trains_counts_parameters_and_reruns_as_a_noop() {
 }
 
 fn checkpoint_step(p: &Project) -> Option<u64> {
-    let work = std::fs::read_dir(p.path().join("cache/work")).ok()?;
-    work.flatten().find_map(|d| {
-        let text = std::fs::read_to_string(d.path().join("checkpoint.json")).ok()?;
-        serde_json::from_str::<serde_json::Value>(&text).ok()?["step"].as_u64()
-    })
+    common::checkpoint_steps(p).into_values().next()
 }
 
 #[test]

@@ -127,3 +127,62 @@ pub const REPORT_FIGURES: [&str; 7] = [
     "variants_at_equal_n",
     "residuals_trainable",
 ];
+
+/// The training pipeline on the French fixture that `tests/train.rs` and
+/// `tests/chaos.rs` build on: corpus → BPE (400) → shards → a nano GPT,
+/// 60 steps of 4 × 64 tokens, a checkpoint every 10 steps.
+pub const NANO_STUDY: &str = "
+name: study
+nodes:
+  corpus: {kind: corpus, paths: [fr], split: {val: 0.3, test: 0.2}}
+  tokenizer: {kind: tokenizer, input: corpus, vocab_size: 400}
+  shards: {kind: shards, input: [corpus, tokenizer], shard_tokens: 100000}
+  train:
+    kind: train
+    input: shards
+    model: {preset: nano}
+    batch_size: 4
+    micro_batch: 2
+    max_tokens: 15360
+    eval_points: 6
+    eval_tokens: 512
+    optim: {lr: 3e-3, warmup_tokens: 1024}
+    device: cpu
+    threads: 1
+    checkpoint_steps: 10
+";
+
+/// A project with the French fixture corpus for an experiment that trains;
+/// the worker binary must have been built beside `scalemake`.
+pub fn training_project(experiment: &str) -> Project {
+    let worker = Path::new(env!("CARGO_BIN_EXE_scalemake")).with_file_name("scalemake-torch");
+    assert!(worker.exists(), "{} is missing: build the workspace (cargo nextest run --workspace)", worker.display());
+    Project::with_french_corpus(experiment)
+}
+
+/// The rows of a metrics JSONL file without the timing columns (which
+/// differ between otherwise identical runs).
+pub fn curve(path: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines()
+        .map(|l| {
+            let mut row: serde_json::Value = serde_json::from_str(l).unwrap();
+            let map = row.as_object_mut().unwrap();
+            map.remove("tokens_per_second");
+            map.remove("mfu");
+            row
+        })
+        .collect()
+}
+
+/// The step of each training checkpoint in the cache, by key.
+pub fn checkpoint_steps(p: &Project) -> std::collections::BTreeMap<String, u64> {
+    let Ok(entries) = std::fs::read_dir(p.path().join("cache/work")) else { return Default::default() };
+    entries
+        .flatten()
+        .filter_map(|d| {
+            let text = std::fs::read_to_string(d.path().join("checkpoint.json")).ok()?;
+            Some((d.file_name().to_string_lossy().into_owned(), serde_json::from_str::<serde_json::Value>(&text).ok()?["step"].as_u64()?))
+        })
+        .collect()
+}
