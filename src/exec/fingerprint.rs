@@ -295,11 +295,13 @@ impl<'a> Fingerprinter<'a> {
         let stamp = self.stamps.as_mut().expect("just computed").remove(key).unwrap_or_else(|| self.cache.stamp(key));
         let stamp = match stamp {
             Ok(None) => return Err(None),
-            Ok(Some(now)) if recorded.is_some_and(|r| r.stamp == Some(now)) => return Ok(recorded.expect("checked").artifact),
             Ok(Some(now)) => Some(now),
             // Unreadable (e.g. `out/` gone): `verify` says what is wrong.
             Err(_) => None,
         };
+        if let Some(r) = recorded.filter(|r| stamp.is_some() && r.stamp == stamp) {
+            return Ok(r.artifact);
+        }
         let corrupt = |detail: String| Err(Some(DirtyReason::ArtifactCorrupt { detail }));
         match self.cache.verify(key) {
             Ok(Verdict::Ok) => {}

@@ -307,8 +307,8 @@ fn coordinate(plan: &Plan, ws: &Workspace<'_>, opts: &RunOptions, runner: &mut d
                 (Freshness::Stale { key: Some(key), reasons }, Some(parts)) => {
                     let why: Vec<String> = reasons.iter().map(ToString::to_string).collect();
                     tracing::debug!(node = %plan.experiment.nodes[i].id, "stale: {}", why.join("; "));
-                    if let Some(DirtyReason::ArtifactCorrupt { detail }) = reasons.first() {
-                        reporter.line(&format!("{}: {}; removing it and rebuilding", plan.experiment.nodes[i].id, DirtyReason::ArtifactCorrupt { detail: detail.clone() }));
+                    if let Some(corrupt @ DirtyReason::ArtifactCorrupt { .. }) = reasons.first() {
+                        reporter.line(&format!("{}: {corrupt}; removing it and rebuilding", plan.experiment.nodes[i].id));
                         discard_corrupt(ws.cache, &key);
                     }
                     ready.insert(i, (key, parts));
