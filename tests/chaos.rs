@@ -209,7 +209,7 @@ fn chaos_round(rng: &mut ChaCha8Rng, kills_left: &mut usize, fig: &mut Figures) 
         }
         // The children die with scalemake (PDEATHSIG); give them a moment.
         std::thread::sleep(Duration::from_millis(30));
-        fig.interrupted_builds += std::fs::read_dir(p.path().join("cache/tmp")).map(|d| d.count()).unwrap_or(0);
+        fig.interrupted_builds += p.staging_dirs();
         fig.partial_or_corrupt += damaged_objects(&p);
         let logs_after = log_times(&p);
         for (log, time) in &logs_after {

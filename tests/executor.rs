@@ -113,10 +113,6 @@ fn sleeper_alive(marker: &str) -> bool {
     std::fs::read_dir("/proc").unwrap().flatten().any(|e| std::fs::read(e.path().join("cmdline")).map(|c| c.windows(marker.len()).any(|w| w == marker)).unwrap_or(false))
 }
 
-fn staging_dirs(p: &Project) -> usize {
-    std::fs::read_dir(p.path().join("cache/tmp")).map(|d| d.count()).unwrap_or(0)
-}
-
 #[test]
 fn sigkill_mid_node_leaves_no_partial_artifact_and_resumes() {
     let p = Project::new(CRASHY);
@@ -133,7 +129,7 @@ fn sigkill_mid_node_leaves_no_partial_artifact_and_resumes() {
     let run = p.sm(&["run"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(p.runs(), ["last", "slow"], "finished work must not rerun");
-    assert_eq!(staging_dirs(&p), 0, "abandoned staging must be swept");
+    assert_eq!(p.staging_dirs(), 0, "abandoned staging must be swept");
     let z: Vec<String> = p.objects().iter().filter_map(|o| std::fs::read_to_string(o.join("out/z")).ok()).collect();
     assert_eq!(z, ["done\n"]);
 }
@@ -152,7 +148,7 @@ fn ctrl_c_cancels_cleanly() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("interrupted"), "{stderr}");
     assert_eq!(p.objects().len(), 1);
-    assert_eq!(staging_dirs(&p), 0);
+    assert_eq!(p.staging_dirs(), 0);
     assert!(!sleeper_alive("29.456"));
 }
 

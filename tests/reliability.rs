@@ -33,10 +33,6 @@ fn flip_byte(file: &std::path::Path, at: u64) {
     f.write_all(b"X").unwrap();
 }
 
-fn staging_dirs(p: &Project) -> usize {
-    std::fs::read_dir(p.path().join("cache/tmp")).map(|d| d.count()).unwrap_or(0)
-}
-
 #[test]
 fn a_flipped_byte_is_reported_and_the_node_rebuilt_instead_of_used() {
     let p = built_chain();
@@ -117,7 +113,7 @@ fn a_full_disk_during_commit_leaves_no_partial_artifact() {
         assert!(stderr.contains("No space left on device"), "{point}: {stderr}");
         assert!(stderr.contains("node failed") || stderr.contains("failed"), "{point}: {stderr}");
         assert!(p.objects().is_empty(), "{point}: an object was published: {:?}", p.objects());
-        assert_eq!(staging_dirs(&p), 0, "{point}: staging left behind");
+        assert_eq!(p.staging_dirs(), 0, "{point}: staging left behind");
         // With space again, everything builds and verifies.
         let run = p.sm(&["run"]);
         assert_eq!(run.code, 0, "{point}: {}", run.stderr);

@@ -92,6 +92,11 @@ impl Project {
         let _ = std::fs::remove_file(self.path().join("runs.log"));
     }
 
+    /// Staging directories in the cache (nodes in flight, or left by a kill).
+    pub fn staging_dirs(&self) -> usize {
+        std::fs::read_dir(self.path().join("cache/tmp")).map(|d| d.count()).unwrap_or(0)
+    }
+
     /// Object directories in the cache.
     pub fn objects(&self) -> Vec<PathBuf> {
         std::fs::read_dir(self.path().join("cache/objects")).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default()
