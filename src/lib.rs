@@ -22,3 +22,4 @@ pub mod hash;
 pub mod nodes;
 pub mod spec;
 pub mod train;
+pub mod units;

@@ -21,6 +21,7 @@ use super::{NodeCtx, NodeError, NodeKind, Progress, Resources, WorkEstimate};
 use crate::spec::{Field, FieldType, Schema, Value};
 use crate::train::job::{Event, OptimSpec, Precision, TrainJob};
 use crate::train::{Compute, Head, ModelShape, ParamCounts, Variant, PRESET_NAMES, VARIANT_NAMES};
+use crate::units::thousands;
 
 /// The paper's vocabulary, for planning a node whose tokenizer is not declared.
 const PAPER_VOCAB: i64 = 50_262;
@@ -192,6 +193,7 @@ struct Outcome {
     params: ParamCounts,
     total_steps: u64,
     val_loss: Option<f64>,
+    test_loss: Option<f64>,
     tokens: u64,
     tokens_per_second: f64,
     done: bool,
@@ -203,8 +205,11 @@ impl NodeKind for Train {
         "train"
     }
 
+    /// 2: the artifact's `config.json` is a typed `TrainRecord` (optimiser,
+    /// final validation and test losses), and compute is counted with
+    /// FastFood diagonals, not every structured parameter, as free.
     fn version(&self) -> u32 {
-        1
+        2
     }
 
     fn schema(&self) -> &Schema {
@@ -311,8 +316,9 @@ impl NodeKind for Train {
                     last_val = format!(" · val {:.3}", row.val_loss);
                 }
                 Event::Checkpoint { step } => ctx.log_line(&format!("scalemake: checkpoint after step {step}")),
-                Event::Done { val_loss, tokens_per_second } => {
+                Event::Done { val_loss, test_loss, tokens_per_second } => {
                     outcome.val_loss = Some(val_loss);
+                    outcome.test_loss = test_loss;
                     outcome.tokens_per_second = tokens_per_second;
                     outcome.done = true;
                 }
@@ -334,18 +340,22 @@ fn report(ctx: &mut NodeCtx<'_>, job: &TrainJob, outcome: &Outcome) {
     let p = outcome.params;
     let m = &job.model;
     let compute = Compute::at(&p, outcome.tokens as f64);
+    if let Some(test) = outcome.test_loss {
+        ctx.record_metric("test_loss", test);
+    }
     for (name, value) in [
         ("params_embedding", p.embedding as f64),
         ("params_trainable", p.trainable as f64),
         ("params_frozen", p.frozen as f64),
         ("params_structured", p.structured as f64),
+        ("params_fastfood", p.fastfood as f64),
         ("tokens", outcome.tokens as f64),
         ("steps", outcome.total_steps as f64),
         ("val_loss", outcome.val_loss.unwrap_or(f64::NAN)),
         ("compute_trainable", compute.trainable),
         ("compute_frozen_2_3", compute.frozen_2_3),
-        ("compute_all", compute.all),
-        ("compute_structured_free", compute.structured_free),
+        ("compute_frozen_full", compute.frozen_full),
+        ("compute_fastfood_free", compute.fastfood_free),
         ("tokens_per_second", outcome.tokens_per_second),
     ] {
         ctx.record_metric(name, value);
@@ -365,43 +375,14 @@ fn report(ctx: &mut NodeCtx<'_>, job: &TrainJob, outcome: &Outcome) {
         thousands(p.embedding)
     ));
     ctx.add_summary(format!(
-        "compute: C = 6·N·D = {:.3e} FLOP (frozen at 2/3 cost: {:.3e}; every parameter at full cost: {:.3e}; structured free: {:.3e})",
-        compute.trainable, compute.frozen_2_3, compute.all, compute.structured_free
+        "compute: C = 6·N·D = {:.3e} FLOP (frozen at 2/3 cost: {:.3e}; frozen at full cost: {:.3e}; FastFood diagonals free: {:.3e})",
+        compute.trainable, compute.frozen_2_3, compute.frozen_full, compute.fastfood_free
     ));
-    let val = match outcome.val_loss {
-        Some(v) if v.is_finite() => format!("final val loss {v:.4}"),
+    let val = match (outcome.val_loss, outcome.test_loss) {
+        (Some(v), Some(t)) if v.is_finite() => format!("final val loss {v:.4}, test loss {t:.4}"),
+        (Some(v), None) if v.is_finite() => format!("final val loss {v:.4} (no test split)"),
         _ => "diverged: the loss is not finite".to_string(),
     };
     ctx.add_summary(format!("trained {} tokens in {} steps of {}×{}; {val}", thousands(outcome.tokens as i64), outcome.total_steps, job.batch_size, m.context));
     ctx.add_summary(format!("throughput {:.0} tokens/s on {}", outcome.tokens_per_second, outcome.device));
-}
-
-/// `1234567` → `1,234,567`.
-fn thousands(n: i64) -> String {
-    let digits = n.unsigned_abs().to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if n < 0 {
-        format!("-{out}")
-    } else {
-        out
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn thousands_separators() {
-        assert_eq!(thousands(0), "0");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(85_056_000), "85,056,000");
-        assert_eq!(thousands(-1234), "-1,234");
-    }
 }

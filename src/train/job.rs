@@ -149,6 +149,10 @@ pub enum Event {
         /// Final validation loss (NaN for a diverged run).
         #[serde(with = "non_finite_as_null")]
         val_loss: f64,
+        /// Loss on the test split after the last step (`None` without a
+        /// test split, or for a diverged run).
+        #[serde(default)]
+        test_loss: Option<f64>,
         /// Mean training throughput, tokens per second.
         tokens_per_second: f64,
     },
@@ -162,7 +166,7 @@ pub enum Event {
 /// A diverged run's losses are NaN or infinite, which JSON cannot hold: they
 /// are written as `null` and read back as NaN, so divergence is a result
 /// (a point on a learning-rate sweep), not a protocol error.
-mod non_finite_as_null {
+pub(crate) mod non_finite_as_null {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(value: &f64, s: S) -> Result<S::Ok, S::Error> {
@@ -221,8 +225,8 @@ mod tests {
 
     #[test]
     fn diverged_losses_survive_the_protocol() {
-        let line = serde_json::to_string(&Event::Done { val_loss: f64::NAN, tokens_per_second: 10.0 }).unwrap();
-        assert_eq!(line, r#"{"event":"done","val_loss":null,"tokens_per_second":10.0}"#);
+        let line = serde_json::to_string(&Event::Done { val_loss: f64::NAN, test_loss: None, tokens_per_second: 10.0 }).unwrap();
+        assert_eq!(line, r#"{"event":"done","val_loss":null,"test_loss":null,"tokens_per_second":10.0}"#);
         let Event::Done { val_loss, .. } = serde_json::from_str(&line).unwrap() else { panic!("{line}") };
         assert!(val_loss.is_nan());
     }

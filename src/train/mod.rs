@@ -7,6 +7,7 @@
 //! the worker builds the model from the same [`ModelShape`].
 
 pub mod job;
+pub mod record;
 
 use serde::{Deserialize, Serialize};
 
@@ -42,6 +43,16 @@ pub enum Variant {
 pub const VARIANT_NAMES: &[&str] = &["baseline", "doped", "fastfood", "blockdiag_hadamard"];
 
 impl Variant {
+    /// Its name in YAML, `config.json` and as a fit's family.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Variant::Baseline => "baseline",
+            Variant::Doped => "doped",
+            Variant::Fastfood => "fastfood",
+            Variant::BlockdiagHadamard => "blockdiag_hadamard",
+        }
+    }
+
     /// The variant called `name` in YAML.
     pub fn from_name(name: &str) -> Option<Self> {
         Some(match name {
@@ -248,6 +259,7 @@ impl ModelShape {
             trainable: self.n_layer * per_layer + 2 * d,
             frozen: self.frozen_layers() * frozen_mlp,
             structured: self.n_layer * mlp_structured,
+            fastfood: if self.variant == Variant::Fastfood { self.n_layer * mlp_structured } else { 0 },
         }
     }
 
@@ -273,39 +285,111 @@ pub struct ParamCounts {
     pub trainable: i64,
     /// Frozen (never trained) non-embedding parameters: doped models.
     pub frozen: i64,
-    /// Parameters of structured layers (FastFood, block-Hadamard), also
-    /// counted in `trainable` when trained.
+    /// Parameters of structured layers (FastFood diagonals, block-diagonal
+    /// blocks), also counted in `trainable` when trained.
     pub structured: i64,
+    /// Those structured parameters that are FastFood diagonals: the paper
+    /// (§4.1) takes their O(n log n) transform as costing no compute;
+    /// block-diagonal weights cost as dense ones and are not counted here.
+    #[serde(default)]
+    pub fastfood: i64,
 }
 
 /// Training compute after `tokens` tokens under each cost model, C = k·D
-/// with D = tokens seen (B·S in the paper's notation).
+/// with D = tokens seen (B·S in the paper's notation). One field per
+/// [`CostModel`].
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Compute {
-    /// The paper's C = 6·N_trainable·D: frozen parameters are free (the
-    /// ideal offloaded hardware of its Figure 3), structured ones count as
-    /// trainable.
+    /// 6·N_trainable·D: the paper's C = 6·N·B·S.
     pub trainable: f64,
-    /// Frozen parameters at 2/3 cost, 6·N_trainable·D + 4·N_frozen·D:
-    /// forward and the gradient with respect to their input, but no weight
-    /// update (what the paper's implementation achieves, its Figure 2).
+    /// 6·N_trainable·D + 4·N_frozen·D.
     pub frozen_2_3: f64,
-    /// Every parameter at full cost, 6·(N_trainable + N_frozen)·D.
-    pub all: f64,
-    /// Structured parameters free, 6·(N_trainable − N_structured)·D: the
-    /// paper's approximation for FastFood, whose O(n log n) transform costs
-    /// next to nothing at n ≈ 1000.
-    #[serde(default)]
-    pub structured_free: f64,
+    /// 6·(N_trainable + N_frozen)·D.
+    pub frozen_full: f64,
+    /// 6·(N_trainable − N_fastfood)·D.
+    pub fastfood_free: f64,
 }
 
 impl Compute {
     /// The compute of `tokens` tokens for a model with `counts`.
     pub fn at(counts: &ParamCounts, tokens: f64) -> Self {
-        let (n, f, s) = (counts.trainable as f64, counts.frozen as f64, counts.structured as f64);
-        Compute { trainable: 6.0 * n * tokens, frozen_2_3: (6.0 * n + 4.0 * f) * tokens, all: 6.0 * (n + f) * tokens, structured_free: 6.0 * (n - s) * tokens }
+        let (n, f, ff) = (counts.trainable as f64, counts.frozen as f64, counts.fastfood as f64);
+        Compute { trainable: 6.0 * n * tokens, frozen_2_3: (6.0 * n + 4.0 * f) * tokens, frozen_full: 6.0 * (n + f) * tokens, fastfood_free: 6.0 * (n - ff) * tokens }
     }
 }
+
+/// How training compute is counted: what a parameter costs per token,
+/// depending on whether it is trainable, frozen or a FastFood diagonal.
+/// Every cost model counts a trainable parameter, block-diagonal weights
+/// included, at 6 FLOPs per token (forward 2, backward 4), as the paper
+/// does; they differ in frozen and FastFood parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum CostModel {
+    /// Frozen parameters free: the paper's C = 6·N·B·S (its Figures 1, 3,
+    /// 6 and 7): the ideal of offloading them to dedicated hardware.
+    #[serde(rename = "trainable")]
+    Trainable,
+    /// Frozen parameters at 2/3 cost (forward and the gradient with respect
+    /// to their input, no weight gradient): what the paper's implementation
+    /// achieves (its Figure 2).
+    #[serde(rename = "frozen_2_3")]
+    FrozenTwoThirds,
+    /// Frozen parameters at full cost, as if they were trained.
+    #[serde(rename = "frozen_full")]
+    FrozenFull,
+    /// FastFood diagonals free (the paper's approximation for a transform
+    /// of O(n log n) at n ≈ 1000); everything else as `trainable`.
+    #[serde(rename = "fastfood_free")]
+    FastfoodFree,
+}
+
+impl CostModel {
+    /// Every cost model, in the order reports list them.
+    pub const ALL: [CostModel; 4] = [CostModel::Trainable, CostModel::FrozenTwoThirds, CostModel::FrozenFull, CostModel::FastfoodFree];
+
+    /// Its name in `fit.json`, figure file names and `C_<name>`.
+    pub fn name(self) -> &'static str {
+        match self {
+            CostModel::Trainable => "trainable",
+            CostModel::FrozenTwoThirds => "frozen_2_3",
+            CostModel::FrozenFull => "frozen_full",
+            CostModel::FastfoodFree => "fastfood_free",
+        }
+    }
+
+    /// The formula it counts.
+    pub fn formula(self) -> &'static str {
+        match self {
+            CostModel::Trainable => "C = 6·N_trainable·D",
+            CostModel::FrozenTwoThirds => "C = (6·N_trainable + 4·N_frozen)·D",
+            CostModel::FrozenFull => "C = 6·(N_trainable + N_frozen)·D",
+            CostModel::FastfoodFree => "C = 6·(N_trainable − N_fastfood)·D",
+        }
+    }
+
+    /// In words, for captions.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            CostModel::Trainable => "frozen parameters free (the paper's C = 6·N·B·S)",
+            CostModel::FrozenTwoThirds => "frozen parameters at 2/3 of a trainable one's cost",
+            CostModel::FrozenFull => "frozen parameters at full cost",
+            CostModel::FastfoodFree => "FastFood diagonals free, block-diagonal weights at dense cost",
+        }
+    }
+
+    /// The compute `c` under this cost model.
+    pub fn of(self, c: &Compute) -> f64 {
+        match self {
+            CostModel::Trainable => c.trainable,
+            CostModel::FrozenTwoThirds => c.frozen_2_3,
+            CostModel::FrozenFull => c.frozen_full,
+            CostModel::FastfoodFree => c.fastfood_free,
+        }
+    }
+}
+
+/// FLOPs in one petaflop/s-day, the unit the paper plots compute in.
+pub const PF_DAY: f64 = 1e15 * 86_400.0;
 
 /// The optimiser steps after which to evaluate: `points` steps log-spaced
 /// from the first to the last (dense early, as fits need intermediate
@@ -353,9 +437,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn table_1_non_embedding_counts() {
+    fn our_counts_of_the_table_1_shapes() {
         let n = |name| ModelShape::preset(name, 50_262).unwrap().param_counts().trainable;
-        // Table 1 of the paper: XXSmall 21M, XSmall 42M, Small 85M, Medium 302M.
+        // Our counts of Table 1's shapes (the paper prints no parameter
+        // counts): 12·d² + 13·d per block plus the final LayerNorm.
         assert_eq!(n("xxsmall"), 21_265_152);
         assert_eq!(n("xsmall"), 42_528_768);
         assert_eq!(n("small"), 85_056_000);
@@ -381,6 +466,7 @@ mod tests {
         for name in VARIANT_NAMES {
             let v = Variant::from_name(name).unwrap();
             assert_eq!(serde_json::to_value(v).unwrap(), serde_json::Value::String(name.to_string()));
+            assert_eq!(v.name(), *name);
         }
     }
 
@@ -400,12 +486,44 @@ mod tests {
 
     #[test]
     fn cost_models() {
-        let counts = ParamCounts { embedding: 10, trainable: 100, frozen: 50, structured: 30 };
+        let counts = ParamCounts { embedding: 10, trainable: 100, frozen: 50, structured: 30, fastfood: 20 };
         let c = Compute::at(&counts, 1000.0);
         assert_eq!(c.trainable, 600_000.0);
         assert_eq!(c.frozen_2_3, 800_000.0);
-        assert_eq!(c.all, 900_000.0);
-        assert_eq!(c.structured_free, 420_000.0);
+        assert_eq!(c.frozen_full, 900_000.0);
+        assert_eq!(c.fastfood_free, 480_000.0);
+        let names: Vec<&str> = CostModel::ALL.iter().map(|m| m.name()).collect();
+        assert_eq!(names, ["trainable", "frozen_2_3", "frozen_full", "fastfood_free"]);
+        for model in CostModel::ALL {
+            assert_eq!(serde_json::to_value(model).unwrap(), serde_json::Value::String(model.name().into()));
+        }
+    }
+
+    /// A block-diagonal model's compute counted by hand: its block weights
+    /// cost as dense weights (the paper, §4.1), so only `trainable` counts
+    /// them, and no cost model takes them as free.
+    #[test]
+    fn block_diagonal_compute_by_hand() {
+        let shape = ModelShape { variant: Variant::BlockdiagHadamard, n_layer: 2, d_model: 64, n_head: 2, ..ModelShape::preset("nano", 512).unwrap() };
+        let d = 64;
+        // Per block: attention 4·d² + 4·d, two LayerNorms 4·d, two block-diagonal
+        // projections 2 × 4·d²/4 = 2·d² (structured, trained), MLP biases 5·d.
+        let per_block = 4 * d * d + 4 * d + 4 * d + 2 * d * d + 5 * d;
+        let counts = shape.param_counts();
+        assert_eq!(counts.trainable, 2 * per_block + 2 * d);
+        assert_eq!((counts.structured, counts.fastfood, counts.frozen), (2 * 2 * d * d, 0, 0));
+        let tokens = 1e6;
+        let c = Compute::at(&counts, tokens);
+        let hand = 6.0 * (2 * per_block + 2 * d) as f64 * tokens;
+        for model in CostModel::ALL {
+            assert_eq!(model.of(&c), hand, "{model:?}: block-diagonal weights cost as dense ones");
+        }
+        // FastFood's diagonals are the structured parameters taken as free.
+        let fastfood = ModelShape { variant: Variant::Fastfood, ..shape }.param_counts();
+        assert_eq!(fastfood.fastfood, fastfood.structured);
+        let c = Compute::at(&fastfood, tokens);
+        assert_eq!(c.fastfood_free, 6.0 * (fastfood.trainable - fastfood.structured) as f64 * tokens);
+        assert!(c.fastfood_free < c.trainable);
     }
 
     #[test]

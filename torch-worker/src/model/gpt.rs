@@ -11,7 +11,7 @@
 //! variants (structured MLPs) add parts rather than flags; doped models add
 //! frozen layers between blocks (`super::variants`).
 
-use scalemake::train::{Head, ModelShape, ParamCounts};
+use scalemake::train::{Head, ModelShape, ParamCounts, Variant};
 
 use super::variants::{feed_forward, FrozenMlp};
 use tch::nn::{self, Module};
@@ -231,7 +231,9 @@ impl Gpt {
 /// Counts the variables of a built model: embedding-like tensors (the ones
 /// with `padded_vocab` rows) count `vocab_size` rows only; other tensors are
 /// trainable or frozen by `requires_grad`, and structured when their path has
-/// a `structured` component; `buffers` (fixed indices) are not parameters.
+/// a `structured` component (FastFood diagonals in a `fastfood` model, whose
+/// compute the paper takes as free); `buffers` (fixed indices) are not
+/// parameters.
 pub fn param_counts(vs: &nn::VarStore, cfg: &ModelShape) -> ParamCounts {
     let mut counts = ParamCounts::default();
     for (name, t) in vs.variables() {
@@ -246,6 +248,9 @@ pub fn param_counts(vs: &nn::VarStore, cfg: &ModelShape) -> ParamCounts {
         }
         if name.split('.').any(|part| part == "structured") {
             counts.structured += numel;
+            if cfg.variant == Variant::Fastfood {
+                counts.fastfood += numel;
+            }
         }
         if t.requires_grad() {
             counts.trainable += numel;

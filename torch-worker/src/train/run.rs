@@ -18,6 +18,7 @@ use std::time::Instant;
 
 use scalemake::data::loader::{prefetch, Batches, Order, TokenStream};
 use scalemake::train::job::{EvalRow, Event, Precision, StepRow, TrainJob};
+use scalemake::train::record::{TrainRecord, RECORD_FILE};
 use scalemake::train::{eval_steps, peak_flops, Compute, ParamCounts};
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
@@ -96,13 +97,13 @@ fn to_tensors(tokens: &[u16], rows: i64, device: Device) -> (Tensor, Tensor) {
     (t.narrow(1, 0, width - 1), t.narrow(1, 1, width - 1))
 }
 
-/// The fixed validation subset: the first `eval_tokens` tokens of the val
-/// split, as consecutive windows, in micro-batches.
-fn validation_set(job: &TrainJob, device: Device) -> Result<Vec<(Tensor, Tensor)>, String> {
-    let val = Arc::new(TokenStream::open_split(&job.shards, "val").map_err(|e| e.to_string())?);
+/// A fixed held-out subset: the first `eval_tokens` tokens of `split`
+/// (`val` or `test`), as consecutive windows, in micro-batches.
+fn held_out_set(job: &TrainJob, split: &str, device: Device) -> Result<Vec<(Tensor, Tensor)>, String> {
+    let stream = Arc::new(TokenStream::open_split(&job.shards, split).map_err(|e| e.to_string())?);
     let context = job.model.context as usize;
-    let batches = Batches::new(val.clone(), job.micro_batch as usize, context, Order::Sequential)
-        .map_err(|e| format!("validation split: {e}; give the corpus a larger `split.val` or use a shorter context"))?;
+    let batches = Batches::new(stream, job.micro_batch as usize, context, Order::Sequential)
+        .map_err(|e| format!("{split} split: {e}; give the corpus a larger `split.{split}` or use a shorter context"))?;
     let rows_wanted = (job.eval_tokens as usize).div_ceil(context).max(1);
     let mut rows = 0;
     let mut set = Vec::new();
@@ -117,7 +118,7 @@ fn validation_set(job: &TrainJob, device: Device) -> Result<Vec<(Tensor, Tensor)
     Ok(set)
 }
 
-/// Mean loss over the validation set, dropout off.
+/// Mean loss over a held-out set, dropout off.
 fn evaluate(model: &Gpt, set: &[(Tensor, Tensor)]) -> f64 {
     tch::no_grad(|| {
         let (mut sum, mut count) = (0.0, 0i64);
@@ -247,7 +248,7 @@ pub fn run(job: &TrainJob, emit: &mut dyn FnMut(Event)) -> Result<(), String> {
     let start = resumed.as_ref().map_or(0, |m| m.step);
     let mut metrics = MetricLog::open(&job.work, resumed.as_ref().map_or((0, 0), |m| (m.steps_bytes, m.eval_bytes)))?;
 
-    let val_set = validation_set(job, device)?;
+    let val_set = held_out_set(job, "val", device)?;
     let train = Arc::new(TokenStream::open_split(&job.shards, "train").map_err(|e| e.to_string())?);
     let accum = job.batch_size / job.micro_batch;
     let mut batches = Batches::new(train, job.micro_batch as usize, job.model.context as usize, Order::Random { seed: job.seed }).map_err(|e| format!("training split: {e}"))?;
@@ -310,27 +311,50 @@ pub fn run(job: &TrainJob, emit: &mut dyn FnMut(Event)) -> Result<(), String> {
     }
     metrics.durable_lengths()?;
     let tokens_per_second = trained_tokens as f64 / run_start.elapsed().as_secs_f64().max(1e-9);
-    write_artifact(job, &vs, &counts, &metrics.dir)?;
-    emit(Event::Done { val_loss, tokens_per_second });
+    let test_loss = test_loss(job, &model, device);
+    write_artifact(job, &vs, &counts, &metrics.dir, val_loss, test_loss)?;
+    emit(Event::Done { val_loss, test_loss, tokens_per_second });
     Ok(())
 }
 
+/// The final model's loss on the test split (the paper reports test loss),
+/// on as many tokens as each validation; `None`, said in the log, when the
+/// corpus has no test split large enough for one window, or the run diverged.
+fn test_loss(job: &TrainJob, model: &Gpt, device: Device) -> Option<f64> {
+    match held_out_set(job, "test", device) {
+        Ok(set) => {
+            let loss = evaluate(model, &set);
+            eprintln!("test loss {loss:.4} (after the last step, {} tokens of the test split)", job.eval_tokens);
+            loss.is_finite().then_some(loss)
+        }
+        Err(why) => {
+            eprintln!("no test loss: {why}");
+            None
+        }
+    }
+}
+
 /// The artifact: final weights (safetensors, fp32, unpadded names as in the
-/// model), the model's config and counts, and the metrics as JSONL and CSV.
-fn write_artifact(job: &TrainJob, vs: &nn::VarStore, counts: &ParamCounts, work: &Path) -> Result<(), String> {
+/// model), the run's [`TrainRecord`], and the metrics as JSONL and CSV.
+fn write_artifact(job: &TrainJob, vs: &nn::VarStore, counts: &ParamCounts, work: &Path, val_loss: f64, test_loss: Option<f64>) -> Result<(), String> {
     let io = |p: &Path, e: std::io::Error| format!("{}: {e}", p.display());
     let mut weights: Vec<(String, Tensor)> = vs.variables().into_iter().map(|(n, t)| (n, t.to_device(Device::Cpu).contiguous())).collect();
     weights.sort_by(|a, b| a.0.cmp(&b.0));
     Tensor::write_safetensors(&weights, job.out.join("model.safetensors")).map_err(|e| e.to_string())?;
-    let config = serde_json::json!({
-        "model": job.model,
-        "precision": job.precision,
-        "params": counts,
-        "steps": job.total_steps(),
-        "tokens": job.total_steps() * job.tokens_per_step(),
-    });
-    let config_path = job.out.join("config.json");
-    fs::write(&config_path, serde_json::to_vec_pretty(&config).map_err(|e| e.to_string())?).map_err(|e| io(&config_path, e))?;
+    let record = TrainRecord {
+        model: job.model.clone(),
+        precision: job.precision,
+        params: *counts,
+        steps: job.total_steps(),
+        tokens: job.total_steps() * job.tokens_per_step(),
+        batch_size: job.batch_size,
+        optim: job.optim.clone(),
+        eval_tokens: job.eval_tokens,
+        val_loss,
+        test_loss,
+    };
+    let config_path = job.out.join(RECORD_FILE);
+    fs::write(&config_path, serde_json::to_vec_pretty(&record).map_err(|e| e.to_string())?).map_err(|e| io(&config_path, e))?;
     let metrics_dir = job.out.join("metrics");
     fs::create_dir_all(&metrics_dir).map_err(|e| io(&metrics_dir, e))?;
     for (name, columns) in [("steps", STEP_COLUMNS), ("eval", EVAL_COLUMNS)] {
@@ -345,9 +369,9 @@ fn write_artifact(job: &TrainJob, vs: &nn::VarStore, counts: &ParamCounts, work:
 
 /// CSV columns of the step rows, as paths into the JSON rows.
 const STEP_COLUMNS: &[&str] =
-    &["step", "tokens", "lr", "loss", "grad_norm", "compute.trainable", "compute.frozen_2_3", "compute.all", "compute.structured_free", "tokens_per_second", "mfu"];
+    &["step", "tokens", "lr", "loss", "grad_norm", "compute.trainable", "compute.frozen_2_3", "compute.frozen_full", "compute.fastfood_free", "tokens_per_second", "mfu"];
 /// CSV columns of the evaluation rows.
-const EVAL_COLUMNS: &[&str] = &["step", "tokens", "val_loss", "compute.trainable", "compute.frozen_2_3", "compute.all", "compute.structured_free"];
+const EVAL_COLUMNS: &[&str] = &["step", "tokens", "val_loss", "compute.trainable", "compute.frozen_2_3", "compute.frozen_full", "compute.fastfood_free"];
 
 /// Flattens JSON lines into CSV (headers use `_` for nesting: `compute_trainable`).
 fn jsonl_to_csv(path: &Path, columns: &[&str]) -> std::io::Result<String> {
