@@ -19,7 +19,7 @@ use std::time::Instant;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use scalemake::fit::study::{fit_study, Run, RunPoint, Settings};
-use scalemake::train::{Compute, ParamCounts};
+use scalemake::train::{Compute, CostModel, ParamCounts};
 
 fn knob(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -31,7 +31,7 @@ fn study(runs: usize, points: usize) -> Vec<Run> {
     (0..runs)
         .map(|i| {
             let n = 1e6 * 2f64.powi((i % 10) as i32);
-            let params = ParamCounts { embedding: 0, trainable: n as i64, frozen: 0, structured: 0 };
+            let params = ParamCounts { trainable: n as i64, ..ParamCounts::default() };
             let points = (0..points)
                 .map(|j| {
                     let tokens = 1e7 * 1000f64.powf(j as f64 / (points - 1) as f64);
@@ -39,7 +39,7 @@ fn study(runs: usize, points: usize) -> Vec<Run> {
                     RunPoint { tokens, compute: Compute::at(&params, tokens), loss }
                 })
                 .collect();
-            Run { id: format!("run{i}"), group: "baseline".into(), params, points }
+            Run { id: format!("run{i}"), group: "baseline".into(), params, points, warmup_tokens: 0.0 }
         })
         .collect()
 }
@@ -62,8 +62,8 @@ fn main() {
         times.push(start.elapsed().as_secs_f64());
         if rep == 0 {
             let g = &fit.groups["baseline"];
-            let power = g.axes["trainable"].power_law.as_ref().map(|l| l["alpha"]);
-            let chin = g.chinchilla.as_ref().map(|l| (l["alpha"], l["beta"], l["E"]));
+            let power = g.axes[&CostModel::Trainable].power_law.fitted().map(|l| l.alpha);
+            let chin = g.chinchilla.fitted().map(|l| (l.alpha, l.beta, l.e));
             println!("  α_C (envelope power law) = {power:?}");
             println!("  Chinchilla (α, β, E) = {chin:?}  (truth 0.34, 0.28, 1.69)");
         }

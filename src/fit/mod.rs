@@ -3,5 +3,6 @@
 //! variant against the baseline. Pure arithmetic; the `fit` node kind reads
 //! runs and writes `fit.json`.
 
+pub mod identify;
 pub mod laws;
 pub mod study;

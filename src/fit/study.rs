@@ -1,6 +1,12 @@
 //! A family of training runs → envelopes, fitted laws with bootstrap
 //! intervals, leave-largest-out prediction errors and effective-compute
 //! multipliers, as one serialisable [`StudyFit`].
+//!
+//! Every law is reported only where the data identifies it
+//! ([`super::identify`]): a family needs three model sizes for a law of its
+//! own, evaluations after warmup, and exponents whose intervals pin them
+//! down. A family with fewer sizes is compared with the baseline's law run
+//! by run, at each run's final point.
 
 use std::collections::BTreeMap;
 
@@ -9,8 +15,9 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::identify::{constant_problem, exponent_problem, too_few_sizes, Identified, MIN_SIZES};
 use super::laws::{PowerLaw, SumOfPowers};
-use crate::train::{Compute, ParamCounts};
+use crate::train::{Compute, CostModel, ParamCounts};
 
 /// One evaluation of a run.
 #[derive(Clone, Debug, PartialEq)]
@@ -34,19 +41,8 @@ pub struct Run {
     pub params: ParamCounts,
     /// Evaluations, by tokens.
     pub points: Vec<RunPoint>,
-}
-
-/// The cost models a law can be fitted against.
-pub const AXES: [&str; 4] = ["trainable", "frozen_2_3", "all", "structured_free"];
-
-/// The compute of `c` under the cost model named `axis` (one of [`AXES`]).
-pub fn axis_value(c: &Compute, axis: &str) -> f64 {
-    match axis {
-        "frozen_2_3" => c.frozen_2_3,
-        "all" => c.all,
-        "structured_free" => c.structured_free,
-        _ => c.trainable,
-    }
+    /// Tokens of learning-rate warmup: evaluations up to here are on no law.
+    pub warmup_tokens: f64,
 }
 
 /// How to fit.
@@ -87,16 +83,63 @@ impl Estimate {
     }
 }
 
-/// Fits on one cost-model axis for one family.
+/// L = (x_c / x)^α, with intervals.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PowerLawFit {
+    /// The exponent.
+    pub alpha: Estimate,
+    /// The scale x_c (compute C_c, or parameters N_c).
+    pub x_c: Estimate,
+}
+
+impl PowerLawFit {
+    /// The point estimate's loss at `x`.
+    pub fn predict(&self, x: f64) -> f64 {
+        (self.x_c.value / x).powf(self.alpha.value)
+    }
+
+    /// The point estimate as a law.
+    fn law(&self) -> PowerLaw {
+        PowerLaw { alpha: self.alpha.value, x_c: self.x_c.value }
+    }
+}
+
+/// L = E + A·C^−α, with intervals.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OffsetLawFit {
+    /// Irreducible loss.
+    pub e: Estimate,
+    /// Prefactor.
+    pub a: Estimate,
+    /// Exponent.
+    pub alpha: Estimate,
+}
+
+/// L(N, D) = E + A/N^α + B/D^β (Hoffmann et al.), with intervals.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChinchillaFit {
+    /// Irreducible loss.
+    pub e: Estimate,
+    /// Parameter term's prefactor.
+    pub a: Estimate,
+    /// Parameter term's exponent.
+    pub alpha: Estimate,
+    /// Data term's prefactor.
+    pub b: Estimate,
+    /// Data term's exponent.
+    pub beta: Estimate,
+}
+
+/// Fits on one cost model for one family.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AxisFit {
     /// (compute, loss) of the compute-efficient frontier.
     pub envelope: Vec<(f64, f64)>,
-    /// L = (C_c / C)^α on the envelope: α and C_c.
-    pub power_law: Option<BTreeMap<String, Estimate>>,
-    /// L = E + A·C^−α on the envelope: E, A, α.
-    pub offset_law: Option<BTreeMap<String, Estimate>>,
-    /// log L − log L̂ of the power law at each envelope point.
+    /// L = (C_c / C)^α on the envelope.
+    pub power_law: Identified<PowerLawFit>,
+    /// L = E + A·C^−α on the envelope.
+    pub offset_law: Identified<OffsetLawFit>,
+    /// log L − log L̂ of the power law at each envelope point (empty without one).
     pub residuals: Vec<f64>,
 }
 
@@ -105,12 +148,14 @@ pub struct AxisFit {
 pub struct GroupFit {
     /// Runs in the family.
     pub runs: Vec<String>,
+    /// Distinct model sizes (trainable N) among them.
+    pub sizes: usize,
     /// Per cost model.
-    pub axes: BTreeMap<String, AxisFit>,
+    pub axes: BTreeMap<CostModel, AxisFit>,
     /// L(N) = (N_c / N)^α_N on each run's final loss.
-    pub final_n: Option<BTreeMap<String, Estimate>>,
-    /// L(N, D) = E + A/N^α + B/D^β on every evaluation.
-    pub chinchilla: Option<BTreeMap<String, Estimate>>,
+    pub final_n: Identified<PowerLawFit>,
+    /// L(N, D) = E + A/N^α + B/D^β on every evaluation after warmup.
+    pub chinchilla: Identified<ChinchillaFit>,
     /// The largest model's final loss predicted by L(N) fitted without it.
     pub leave_largest_out: Option<LeaveOut>,
 }
@@ -128,6 +173,42 @@ pub struct LeaveOut {
     pub relative_error: f64,
 }
 
+/// How a family is set against the baseline's law.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CompareBy {
+    /// The family's own envelope (it has [`MIN_SIZES`] sizes or more).
+    Envelope,
+    /// Each run's final point (a family too small for a law of its own).
+    FinalPoints,
+}
+
+/// One run's final point against the baseline's law.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunMultiplier {
+    /// The run.
+    pub run: String,
+    /// Its compute at the end, under the cost model.
+    pub compute: f64,
+    /// Its final loss.
+    pub loss: f64,
+    /// The compute the baseline's law needs for that loss over the compute
+    /// used; `None` where the loss lies outside the baseline's range (no
+    /// extrapolation).
+    pub multiplier: Option<f64>,
+}
+
+/// A family's effective-compute multiplier against the baseline's law.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Multiplier {
+    /// From the family's envelope or its runs' final points.
+    pub by: CompareBy,
+    /// Geometric mean over the compared points, with its interval.
+    pub estimate: Estimate,
+    /// Each run's final point.
+    pub runs: Vec<RunMultiplier>,
+}
+
 /// Everything a `fit` node computes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StudyFit {
@@ -136,22 +217,30 @@ pub struct StudyFit {
     /// Per family.
     pub groups: BTreeMap<String, GroupFit>,
     /// For each non-baseline family and cost model: the compute the
-    /// baseline's power law needs to reach the family's envelope losses,
-    /// divided by the compute the family used (geometric mean over its
-    /// envelope points within the baseline's loss range). Above 1: the
-    /// variant is more compute-efficient than the baseline on that axis.
-    pub multipliers: BTreeMap<String, BTreeMap<String, Estimate>>,
+    /// baseline's power law needs to reach the family's losses, divided by
+    /// the compute the family used (geometric mean over the family's
+    /// envelope points, or its runs' final points, within the baseline's
+    /// loss range). Above 1: the variant is more compute-efficient than the
+    /// baseline under that cost model.
+    pub multipliers: BTreeMap<String, BTreeMap<CostModel, Identified<Multiplier>>>,
 }
 
-/// The run's (x, loss) on `axis` after the skipped fraction.
-fn curve(run: &Run, axis: &str, skip_fraction: f64) -> Vec<(f64, f64)> {
+/// Where a run's evaluations start to count: after its warmup and the
+/// skipped fraction of its tokens.
+fn first_counted_tokens(run: &Run, skip_fraction: f64) -> f64 {
     let last = run.points.iter().map(|p| p.tokens).fold(0.0, f64::max);
-    run.points
-        .iter()
-        .filter(|p| p.tokens >= skip_fraction * last && p.loss.is_finite() && p.loss > 0.0)
-        .map(|p| (axis_value(&p.compute, axis), p.loss))
-        .filter(|(x, _)| *x > 0.0)
-        .collect()
+    (skip_fraction * last).max(run.warmup_tokens)
+}
+
+/// The run's evaluations that count for a law.
+fn counted(run: &Run, skip_fraction: f64) -> impl Iterator<Item = &RunPoint> {
+    let from = first_counted_tokens(run, skip_fraction);
+    run.points.iter().filter(move |p| p.tokens >= from && p.tokens > 0.0 && p.loss.is_finite() && p.loss > 0.0)
+}
+
+/// The run's (compute, loss) under `model` after warmup.
+fn curve(run: &Run, model: CostModel, skip_fraction: f64) -> Vec<(f64, f64)> {
+    counted(run, skip_fraction).map(|p| (model.of(&p.compute), p.loss)).filter(|(x, _)| *x > 0.0).collect()
 }
 
 /// Loss of a curve at `x` by linear interpolation in log-log; `None` outside it.
@@ -170,8 +259,8 @@ fn interpolate(curve: &[(f64, f64)], x: f64) -> Option<f64> {
 /// smaller x (Pareto-optimal). Where a small run has ended and the next one
 /// is still early in training, the lowest loss *at* x is worse than what
 /// less compute already bought; those points are not on the frontier.
-pub fn envelope(runs: &[&Run], axis: &str, settings: &Settings) -> Vec<(f64, f64)> {
-    let curves: Vec<Vec<(f64, f64)>> = runs.iter().map(|r| curve(r, axis, settings.skip_fraction)).filter(|c| c.len() >= 2).collect();
+pub fn envelope(runs: &[&Run], model: CostModel, settings: &Settings) -> Vec<(f64, f64)> {
+    let curves: Vec<Vec<(f64, f64)>> = runs.iter().map(|r| curve(r, model, settings.skip_fraction)).filter(|c| c.len() >= 2).collect();
     let lo = curves.iter().map(|c| c[0].0).fold(f64::INFINITY, f64::min);
     let hi = curves.iter().map(|c| c[c.len() - 1].0).fold(0.0, f64::max);
     if curves.is_empty() || lo >= hi {
@@ -195,33 +284,28 @@ pub fn envelope(runs: &[&Run], axis: &str, settings: &Settings) -> Vec<(f64, f64
         .collect()
 }
 
-fn named(pairs: &[(&str, f64, Vec<f64>)]) -> BTreeMap<String, Estimate> {
-    pairs.iter().map(|(name, value, reps)| (name.to_string(), Estimate::new(*value, reps))).collect()
+/// A run's last evaluation, if it counts.
+fn final_point(run: &Run) -> Option<&RunPoint> {
+    run.points.last().filter(|p| p.loss.is_finite() && p.loss > 0.0)
 }
 
 /// Point estimates of one family (what each bootstrap replicate recomputes).
 struct Point {
-    power: BTreeMap<String, Option<PowerLaw>>,
-    offset: BTreeMap<String, Option<SumOfPowers>>,
-    envelopes: BTreeMap<String, Vec<(f64, f64)>>,
+    power: BTreeMap<CostModel, Option<PowerLaw>>,
+    offset: BTreeMap<CostModel, Option<SumOfPowers>>,
+    envelopes: BTreeMap<CostModel, Vec<(f64, f64)>>,
+    /// (run, compute, final loss) of each run.
+    finals: Vec<(String, Compute, f64)>,
     final_n: Option<PowerLaw>,
     chinchilla: Option<SumOfPowers>,
 }
 
 fn final_points(runs: &[&Run]) -> Vec<(f64, f64)> {
-    runs.iter().filter_map(|r| r.points.last().map(|p| (r.params.trainable as f64, p.loss))).collect()
+    runs.iter().filter_map(|r| final_point(r).map(|p| (r.params.trainable as f64, p.loss))).collect()
 }
 
 fn chinchilla_points(runs: &[&Run], skip_fraction: f64) -> Vec<(Vec<f64>, f64)> {
-    runs.iter()
-        .flat_map(|r| {
-            let last = r.points.iter().map(|p| p.tokens).fold(0.0, f64::max);
-            r.points
-                .iter()
-                .filter(move |p| p.tokens >= skip_fraction * last && p.loss.is_finite() && p.tokens > 0.0)
-                .map(move |p| (vec![r.params.trainable as f64, p.tokens], p.loss))
-        })
-        .collect()
+    runs.iter().flat_map(|r| counted(r, skip_fraction).map(move |p| (vec![r.params.trainable as f64, p.tokens], p.loss))).collect()
 }
 
 /// Distinct model sizes among `runs`.
@@ -232,30 +316,33 @@ fn sizes(runs: &[&Run]) -> usize {
     n.len()
 }
 
+/// The family's point estimates; `full` is the fit on all runs when this
+/// is a bootstrap replicate (iterative laws restart from its optimum).
 fn estimate_point(runs: &[&Run], settings: &Settings, full: Option<&Point>) -> Point {
     let mut power = BTreeMap::new();
     let mut offset = BTreeMap::new();
     let mut envelopes = BTreeMap::new();
-    for axis in AXES {
-        let env = envelope(runs, axis, settings);
-        power.insert(axis.to_string(), PowerLaw::fit(&env));
+    for model in CostModel::ALL {
+        let env = envelope(runs, model, settings);
+        power.insert(model, PowerLaw::fit(&env));
         let pts: Vec<(Vec<f64>, f64)> = env.iter().map(|(x, l)| (vec![*x], *l)).collect();
         // Three parameters need more than three points; replicates refit from the full fit.
         let off = if pts.len() >= 5 {
-            match full.and_then(|f| f.offset.get(axis).cloned().flatten()) {
-                Some(f) => f.refit(&pts),
-                None if full.is_none() => SumOfPowers::fit(&pts, 1),
-                None => None,
+            match full.map(|f| f.offset.get(&model).cloned().flatten()) {
+                Some(Some(f)) => f.refit(&pts),
+                Some(None) => None,
+                None => SumOfPowers::fit(&pts, 1),
             }
         } else {
             None
         };
-        offset.insert(axis.to_string(), off);
-        envelopes.insert(axis.to_string(), env);
+        offset.insert(model, off);
+        envelopes.insert(model, env);
     }
+    let finals = runs.iter().filter_map(|r| final_point(r).map(|p| (r.id.clone(), p.compute, p.loss))).collect();
     let final_n = if sizes(runs) >= 2 { PowerLaw::fit(&final_points(runs)) } else { None };
     let chin_pts = chinchilla_points(runs, settings.skip_fraction);
-    let chinchilla = if sizes(runs) >= 3 && chin_pts.len() >= 10 {
+    let chinchilla = if sizes(runs) >= MIN_SIZES && chin_pts.len() >= 10 {
         match full.map(|f| f.chinchilla.clone()) {
             Some(Some(f)) => f.refit(&chin_pts),
             Some(None) => None,
@@ -264,17 +351,34 @@ fn estimate_point(runs: &[&Run], settings: &Settings, full: Option<&Point>) -> P
     } else {
         None
     };
-    Point { power, offset, envelopes, final_n, chinchilla }
+    Point { power, offset, envelopes, finals, final_n, chinchilla }
 }
 
-/// The multiplier of `variant` against `baseline`'s power law on `axis`.
-fn multiplier(baseline: &Point, variant: &Point, axis: &str) -> Option<f64> {
-    let law = baseline.power.get(axis)?.as_ref()?;
-    let base_env = baseline.envelopes.get(axis)?;
-    let (lmin, lmax) = base_env.iter().fold((f64::INFINITY, 0.0f64), |(a, b), (_, l)| (a.min(*l), b.max(*l)));
-    let logs: Vec<f64> = variant.envelopes.get(axis)?.iter().filter(|(_, l)| *l >= lmin && *l <= lmax).map(|(c, l)| (law.x_c * l.powf(-1.0 / law.alpha) / c).ln()).collect();
+/// The baseline's law on `model` and the loss range its envelope covers.
+fn baseline_law(baseline: &Point, model: CostModel) -> Option<(PowerLaw, f64, f64)> {
+    let law = baseline.power.get(&model)?.as_ref()?;
+    let (lo, hi) = baseline.envelopes.get(&model)?.iter().fold((f64::INFINITY, 0.0f64), |(a, b), (_, l)| (a.min(*l), b.max(*l)));
+    (lo <= hi).then_some((*law, lo, hi))
+}
+
+/// The compute `law` needs for `loss`, over `compute`; `None` outside [lo, hi].
+fn point_multiplier((law, lo, hi): (PowerLaw, f64, f64), compute: f64, loss: f64) -> Option<f64> {
+    ((lo..=hi).contains(&loss) && compute > 0.0).then(|| law.x_c * loss.powf(-1.0 / law.alpha) / compute)
+}
+
+fn geometric_mean(values: impl Iterator<Item = f64>) -> Option<f64> {
+    let logs: Vec<f64> = values.map(f64::ln).collect();
     let m = (logs.iter().sum::<f64>() / logs.len() as f64).exp();
-    (!logs.is_empty() && m.is_finite()).then_some(m)
+    (!logs.is_empty() && m.is_finite() && m > 0.0).then_some(m)
+}
+
+/// The multiplier of `variant` against `baseline`'s power law on `model`.
+fn multiplier(baseline: &Point, variant: &Point, model: CostModel, by: CompareBy) -> Option<f64> {
+    let base = baseline_law(baseline, model)?;
+    match by {
+        CompareBy::Envelope => geometric_mean(variant.envelopes.get(&model)?.iter().filter_map(|&(c, l)| point_multiplier(base, c, l))),
+        CompareBy::FinalPoints => geometric_mean(variant.finals.iter().filter_map(|(_, c, l)| point_multiplier(base, model.of(c), *l))),
+    }
 }
 
 /// Resamples each family's runs with replacement.
@@ -321,7 +425,7 @@ fn validate(runs: &[Run]) -> Result<(), FitError> {
             return Err(bad("N (trainable parameters)", run.params.trainable as f64, 0.0));
         }
         for p in &run.points {
-            let checks = [("tokens", p.tokens), ("loss", p.loss), ("compute", p.compute.trainable), ("compute (all)", p.compute.all)];
+            let checks = [("tokens", p.tokens), ("loss", p.loss), ("compute", p.compute.trainable), ("compute (frozen at full cost)", p.compute.frozen_full)];
             if let Some((what, value)) = checks.into_iter().find(|(_, v)| !(v.is_finite() && *v > 0.0)) {
                 return Err(bad(what, value, p.tokens));
             }
@@ -334,6 +438,121 @@ fn validate(runs: &[Run]) -> Result<(), FitError> {
         }
     }
     Ok(())
+}
+
+/// The bootstrap values of one number across replicates.
+fn across<T>(reps: &[&Point], f: impl Fn(&Point) -> Option<T>, g: impl Fn(T) -> f64) -> Vec<f64> {
+    reps.iter().filter_map(|r| f(r)).map(g).collect()
+}
+
+/// Why a family's envelope cannot carry a law, if it cannot.
+fn envelope_problem(runs: &[&Run], env: &[(f64, f64)], settings: &Settings) -> Option<String> {
+    if let Some(why) = too_few_sizes(sizes(runs)) {
+        return Some(why);
+    }
+    if runs.iter().all(|r| counted(r, settings.skip_fraction).count() == 0) {
+        return Some(format!("every evaluation is within its run's warmup or first {:.0}% of tokens", 100.0 * settings.skip_fraction));
+    }
+    (env.len() < MIN_SIZES).then(|| format!("{} point(s) on the compute-efficient frontier", env.len()))
+}
+
+fn power_law_fit(law: &PowerLaw, reps: &[&Point], pick: impl Fn(&Point) -> Option<PowerLaw>, name: &str) -> Identified<PowerLawFit> {
+    let fit = PowerLawFit { alpha: Estimate::new(law.alpha, &across(reps, &pick, |l| l.alpha)), x_c: Estimate::new(law.x_c, &across(reps, &pick, |l| l.x_c)) };
+    match exponent_problem(name, &fit.alpha) {
+        Some(why) => Identified::NotIdentifiable(why),
+        None => Identified::Fitted(fit),
+    }
+}
+
+/// One family's fits from its point estimate and its bootstrap replicates.
+fn group_fit(runs: &[&Run], point: &Point, reps: &[&Point], settings: &Settings) -> GroupFit {
+    let mut axes = BTreeMap::new();
+    for model in CostModel::ALL {
+        let env = point.envelopes[&model].clone();
+        let problem = envelope_problem(runs, &env, settings);
+        let power_law = match (&problem, point.power[&model]) {
+            (Some(why), _) => Identified::NotIdentifiable(why.clone()),
+            (None, None) => Identified::NotIdentifiable("no power law fits the frontier".into()),
+            (None, Some(law)) => power_law_fit(&law, reps, |r| r.power[&model], "α"),
+        };
+        let offset_law = match (&problem, &point.offset[&model]) {
+            (Some(why), _) => Identified::NotIdentifiable(why.clone()),
+            (None, None) => Identified::NotIdentifiable(format!("{} frontier point(s) do not pin down three parameters", env.len())),
+            (None, Some(law)) => {
+                let pick = |f: fn(&SumOfPowers) -> f64| across(reps, |r| r.offset[&model].clone(), |l| f(&l));
+                let fit = OffsetLawFit {
+                    e: Estimate::new(law.e, &pick(|l| l.e)),
+                    a: Estimate::new(law.terms[0].0, &pick(|l| l.terms[0].0)),
+                    alpha: Estimate::new(law.terms[0].1, &pick(|l| l.terms[0].1)),
+                };
+                match exponent_problem("α", &fit.alpha).or_else(|| constant_problem("E", &fit.e)) {
+                    Some(why) => Identified::NotIdentifiable(why),
+                    None => Identified::Fitted(fit),
+                }
+            }
+        };
+        let residuals = power_law.fitted().map(|law| env.iter().map(|(c, l)| l.ln() - law.predict(*c).ln()).collect()).unwrap_or_default();
+        axes.insert(model, AxisFit { envelope: env, power_law, offset_law, residuals });
+    }
+    let final_n = match (too_few_sizes(sizes(runs)), point.final_n) {
+        (Some(why), _) => Identified::NotIdentifiable(why),
+        (None, None) => Identified::NotIdentifiable("no power law fits the final losses".into()),
+        (None, Some(law)) => power_law_fit(&law, reps, |r| r.final_n, "α_N"),
+    };
+    let chinchilla = match (too_few_sizes(sizes(runs)), &point.chinchilla) {
+        (Some(why), _) => Identified::NotIdentifiable(why),
+        (None, None) => Identified::NotIdentifiable("too few evaluations after warmup for five parameters, or no start converged".into()),
+        (None, Some(law)) => {
+            let pick = |f: fn(&SumOfPowers) -> f64| across(reps, |r| r.chinchilla.clone(), |l| f(&l));
+            let fit = ChinchillaFit {
+                e: Estimate::new(law.e, &pick(|l| l.e)),
+                a: Estimate::new(law.terms[0].0, &pick(|l| l.terms[0].0)),
+                alpha: Estimate::new(law.terms[0].1, &pick(|l| l.terms[0].1)),
+                b: Estimate::new(law.terms[1].0, &pick(|l| l.terms[1].0)),
+                beta: Estimate::new(law.terms[1].1, &pick(|l| l.terms[1].1)),
+            };
+            match exponent_problem("α", &fit.alpha).or_else(|| exponent_problem("β", &fit.beta)).or_else(|| constant_problem("E", &fit.e)) {
+                Some(why) => Identified::NotIdentifiable(why),
+                None => Identified::Fitted(fit),
+            }
+        }
+    };
+    GroupFit { runs: runs.iter().map(|r| r.id.clone()).collect(), sizes: sizes(runs), axes, final_n, chinchilla, leave_largest_out: leave_largest_out(runs) }
+}
+
+/// A family against the baseline's law on `model`, with its interval.
+fn compare(
+    base: &GroupFit,
+    family: &[&Run],
+    full: &BTreeMap<String, Point>,
+    replicates: &[BTreeMap<String, Point>],
+    group: &str,
+    model: CostModel,
+    settings: &Settings,
+) -> Identified<Multiplier> {
+    let Some(base_law) = base.axes[&model].power_law.fitted() else {
+        let why = base.axes[&model].power_law.why_not().unwrap_or_default();
+        return Identified::NotIdentifiable(format!("the baseline has no law to compare with ({why})"));
+    };
+    let by = if sizes(family) >= MIN_SIZES { CompareBy::Envelope } else { CompareBy::FinalPoints };
+    let (base_point, point) = (&full[&settings.baseline], &full[group]);
+    let range = baseline_law(base_point, model).map(|(_, lo, hi)| (lo, hi)).unwrap_or((f64::NAN, f64::NAN));
+    let runs: Vec<RunMultiplier> = point
+        .finals
+        .iter()
+        .map(|(run, c, loss)| RunMultiplier {
+            run: run.clone(),
+            compute: model.of(c),
+            loss: *loss,
+            multiplier: point_multiplier((base_law.law(), range.0, range.1), model.of(c), *loss),
+        })
+        .collect();
+    let Some(value) = multiplier(base_point, point, model, by) else {
+        let what = if by == CompareBy::Envelope { "envelope" } else { "runs' final losses" };
+        return Identified::NotIdentifiable(format!("the family's {what} lie outside the baseline's loss range [{:.3}, {:.3}]: no extrapolation", range.0, range.1));
+    };
+    let reps: Vec<f64> = replicates.iter().filter_map(|r| multiplier(r.get(&settings.baseline)?, r.get(group)?, model, by)).collect();
+    Identified::Fitted(Multiplier { by, estimate: Estimate::new(value, &reps), runs })
 }
 
 /// Fits every family of `runs`; an error for input no law can describe.
@@ -351,55 +570,18 @@ pub fn fit_study(runs: &[Run], settings: &Settings) -> Result<StudyFit, FitError
             resample(&groups, &mut rng).iter().map(|(g, r)| (g.clone(), estimate_point(r, settings, full.get(g)))).collect()
         })
         .collect();
-
-    let mut out_groups = BTreeMap::new();
-    for (g, point) in &full {
-        let reps: Vec<&Point> = replicates.iter().filter_map(|r| r.get(g)).collect();
-        let mut axes = BTreeMap::new();
-        for axis in AXES {
-            let env = point.envelopes[axis].clone();
-            let power = point.power[axis].map(|law| {
-                let alphas: Vec<f64> = reps.iter().filter_map(|r| r.power[axis].map(|l| l.alpha)).collect();
-                let scales: Vec<f64> = reps.iter().filter_map(|r| r.power[axis].map(|l| l.x_c)).collect();
-                named(&[("alpha", law.alpha, alphas), ("x_c", law.x_c, scales)])
-            });
-            let offset = point.offset[axis].as_ref().map(|law| {
-                let pick = |f: &dyn Fn(&SumOfPowers) -> f64| reps.iter().filter_map(|r| r.offset[axis].as_ref().map(f)).collect::<Vec<f64>>();
-                named(&[("E", law.e, pick(&|l| l.e)), ("A", law.terms[0].0, pick(&|l| l.terms[0].0)), ("alpha", law.terms[0].1, pick(&|l| l.terms[0].1))])
-            });
-            let residuals = point.power[axis].map(|law| env.iter().map(|(c, l)| l.ln() - law.predict(*c).ln()).collect()).unwrap_or_default();
-            axes.insert(axis.to_string(), AxisFit { envelope: env, power_law: power, offset_law: offset, residuals });
-        }
-        let final_n = point.final_n.map(|law| {
-            let alphas: Vec<f64> = reps.iter().filter_map(|r| r.final_n.map(|l| l.alpha)).collect();
-            let scales: Vec<f64> = reps.iter().filter_map(|r| r.final_n.map(|l| l.x_c)).collect();
-            named(&[("alpha", law.alpha, alphas), ("n_c", law.x_c, scales)])
-        });
-        let chinchilla = point.chinchilla.as_ref().map(|law| {
-            let pick = |f: &dyn Fn(&SumOfPowers) -> f64| reps.iter().filter_map(|r| r.chinchilla.as_ref().map(f)).collect::<Vec<f64>>();
-            named(&[
-                ("E", law.e, pick(&|l| l.e)),
-                ("A", law.terms[0].0, pick(&|l| l.terms[0].0)),
-                ("alpha", law.terms[0].1, pick(&|l| l.terms[0].1)),
-                ("B", law.terms[1].0, pick(&|l| l.terms[1].0)),
-                ("beta", law.terms[1].1, pick(&|l| l.terms[1].1)),
-            ])
-        });
-        out_groups
-            .insert(g.clone(), GroupFit { runs: groups[g].iter().map(|r| r.id.clone()).collect(), axes, final_n, chinchilla, leave_largest_out: leave_largest_out(&groups[g]) });
-    }
-
+    let out_groups: BTreeMap<String, GroupFit> = full
+        .iter()
+        .map(|(g, point)| {
+            let reps: Vec<&Point> = replicates.iter().filter_map(|r| r.get(g)).collect();
+            (g.clone(), group_fit(&groups[g], point, &reps, settings))
+        })
+        .collect();
     let mut multipliers = BTreeMap::new();
-    if let Some(base) = full.get(&settings.baseline) {
-        for (g, point) in full.iter().filter(|(g, _)| **g != settings.baseline) {
-            let mut per_axis = BTreeMap::new();
-            for axis in AXES {
-                if let Some(m) = multiplier(base, point, axis) {
-                    let reps: Vec<f64> = replicates.iter().filter_map(|r| multiplier(r.get(&settings.baseline)?, r.get(g)?, axis)).collect();
-                    per_axis.insert(axis.to_string(), Estimate::new(m, &reps));
-                }
-            }
-            multipliers.insert(g.clone(), per_axis);
+    if let Some(base) = out_groups.get(&settings.baseline) {
+        for g in groups.keys().filter(|g| **g != settings.baseline) {
+            let per_model = CostModel::ALL.into_iter().map(|m| (m, compare(base, &groups[g], &full, &replicates, g, m, settings))).collect();
+            multipliers.insert(g.clone(), per_model);
         }
     }
     Ok(StudyFit { settings: settings.clone(), groups: out_groups, multipliers })
@@ -407,13 +589,13 @@ pub fn fit_study(runs: &[Run], settings: &Settings) -> Result<StudyFit, FitError
 
 /// L(N) fitted without the largest model, asked for its final loss.
 fn leave_largest_out(runs: &[&Run]) -> Option<LeaveOut> {
-    if sizes(runs) < 3 {
+    if sizes(runs) < MIN_SIZES {
         return None;
     }
     let largest = runs.iter().max_by_key(|r| r.params.trainable)?;
     let rest: Vec<&Run> = runs.iter().copied().filter(|r| r.params.trainable != largest.params.trainable).collect();
     let law = PowerLaw::fit(&final_points(&rest))?;
-    let actual = largest.points.last()?.loss;
+    let actual = final_point(largest)?.loss;
     let predicted = law.predict(largest.params.trainable as f64);
     Some(LeaveOut { run: largest.id.clone(), actual, predicted, relative_error: (predicted - actual) / actual })
 }
@@ -429,7 +611,7 @@ mod tests {
         let mut runs = Vec::new();
         for &n in n_values {
             for (suffix, penalty) in [("", 1.0), ("-worse", 1.1)] {
-                let counts = ParamCounts { embedding: 0, trainable: n, frozen: 0, structured: 0 };
+                let counts = ParamCounts { trainable: n, ..ParamCounts::default() };
                 let points = (1..=30)
                     .map(|i| {
                         let tokens = 1e6 * 1.3f64.powi(i);
@@ -437,7 +619,7 @@ mod tests {
                         RunPoint { tokens, compute, loss: penalty * (c_c / (compute.trainable * efficiency)).powf(alpha) }
                     })
                     .collect();
-                runs.push(Run { id: format!("{group}-{n}{suffix}"), group: group.to_string(), params: counts, points });
+                runs.push(Run { id: format!("{group}-{n}{suffix}"), group: group.to_string(), params: counts, points, warmup_tokens: 0.0 });
             }
         }
         runs
@@ -452,12 +634,12 @@ mod tests {
         let runs = synthetic("baseline", &[1_000_000, 4_000_000, 16_000_000, 64_000_000], 0.05, 1e8, 1.0);
         let fit = fit_study(&runs, &settings(50)).unwrap();
         assert_eq!(fit.groups["baseline"].runs.len(), 8);
-        let axis = &fit.groups["baseline"].axes["trainable"];
+        let axis = &fit.groups["baseline"].axes[&CostModel::Trainable];
         assert!(axis.envelope.len() >= 20);
         for w in axis.envelope.windows(2) {
             assert!(w[1].1 <= w[0].1 + 1e-12, "the envelope never rises with compute");
         }
-        let alpha = axis.power_law.as_ref().unwrap()["alpha"];
+        let alpha = axis.power_law.fitted().unwrap().alpha;
         assert!((alpha.value - 0.05).abs() < 1e-4, "{alpha:?}");
         let (low, high) = (alpha.low.unwrap(), alpha.high.unwrap());
         assert!(low <= alpha.value && alpha.value <= high, "{alpha:?}");
@@ -469,7 +651,7 @@ mod tests {
         let mut runs = synthetic("baseline", &[1_000_000, 4_000_000, 16_000_000, 64_000_000], 0.05, 1e8, 1.0);
         runs.extend(synthetic("doped", &[2_000_000, 8_000_000, 32_000_000], 0.05, 1e8, 2.0));
         let fit = fit_study(&runs, &settings(30)).unwrap();
-        let m = fit.multipliers["doped"]["trainable"];
+        let m = fit.multipliers["doped"][&CostModel::Trainable].fitted().unwrap().estimate;
         assert!((m.value - 2.0).abs() < 0.15, "{m:?}");
         let (a, b) = (fit_study(&runs, &settings(30)).unwrap(), fit);
         assert_eq!(a, b, "seeded bootstrap: same intervals every time");
@@ -486,10 +668,10 @@ mod leave_out_tests {
         let runs: Vec<Run> = [1e6, 4e6, 16e6, 64e6]
             .iter()
             .map(|&n: &f64| {
-                let counts = ParamCounts { embedding: 0, trainable: n as i64, frozen: 0, structured: 0 };
+                let counts = ParamCounts { trainable: n as i64, ..ParamCounts::default() };
                 let loss = (1e13 / n).powf(0.076);
                 let points = vec![RunPoint { tokens: 1e9, compute: Compute::at(&counts, 1e9), loss }];
-                Run { id: format!("n{n}"), group: "baseline".into(), params: counts, points }
+                Run { id: format!("n{n}"), group: "baseline".into(), params: counts, points, warmup_tokens: 0.0 }
             })
             .collect();
         let refs: Vec<&Run> = runs.iter().collect();
@@ -510,9 +692,9 @@ mod recovery_tests {
     }
 
     fn run(id: String, n: i64, points: impl Iterator<Item = (f64, f64)>) -> Run {
-        let params = ParamCounts { embedding: 0, trainable: n, frozen: 0, structured: 0 };
+        let params = ParamCounts { trainable: n, ..ParamCounts::default() };
         let points = points.map(|(tokens, loss)| RunPoint { tokens, compute: Compute::at(&params, tokens), loss }).collect();
-        Run { id, group: "baseline".into(), params, points }
+        Run { id, group: "baseline".into(), params, points, warmup_tokens: 0.0 }
     }
 
     fn settings(bootstrap: usize) -> Settings {
@@ -523,8 +705,7 @@ mod recovery_tests {
     /// 2% of it — on the scale the fit works in: E and the exponents as
     /// they are, the prefactors as a = log A (A itself moves by a factor
     /// e^{Δα·log C}, ~20% for Δα = 0.005 at C ~ 1e16).
-    fn check(name: &str, estimates: &BTreeMap<String, Estimate>, truth: f64) {
-        let e = estimates[name];
+    fn check(name: &str, e: Estimate, truth: f64) {
         let scale = |v: f64| if name == "A" || name == "B" { v.ln() } else { v };
         assert!((scale(e.value) - scale(truth)).abs() <= 0.02 * scale(truth).abs(), "{name}: {e:?} vs truth {truth}");
         let (lo, hi) = (e.low.unwrap(), e.high.unwrap());
@@ -546,10 +727,10 @@ mod recovery_tests {
             })
             .collect();
         let fit = fit_study(&runs, &settings(200)).unwrap();
-        let law = fit.groups["baseline"].axes["trainable"].offset_law.clone().unwrap();
-        check("E", &law, e);
-        check("A", &law, a);
-        check("alpha", &law, alpha);
+        let law = *fit.groups["baseline"].axes[&CostModel::Trainable].offset_law.fitted().unwrap();
+        check("E", law.e, e);
+        check("A", law.a, a);
+        check("alpha", law.alpha, alpha);
     }
 
     #[test]
@@ -565,9 +746,9 @@ mod recovery_tests {
             })
             .collect();
         let fit = fit_study(&runs, &settings(100)).unwrap();
-        let law = fit.groups["baseline"].chinchilla.clone().unwrap();
-        for (name, truth) in [("E", e), ("A", a), ("alpha", alpha), ("B", b), ("beta", beta)] {
-            check(name, &law, truth);
+        let law = *fit.groups["baseline"].chinchilla.fitted().unwrap();
+        for (name, estimate, truth) in [("E", law.e, e), ("A", law.a, a), ("alpha", law.alpha, alpha), ("B", law.b, b), ("beta", law.beta, beta)] {
+            check(name, estimate, truth);
         }
     }
 
@@ -578,21 +759,22 @@ mod recovery_tests {
         let small = Run {
             id: "small".into(),
             group: "baseline".into(),
-            params: ParamCounts { embedding: 0, trainable: 10, frozen: 0, structured: 0 },
+            params: ParamCounts { trainable: 10, ..ParamCounts::default() },
             points: [(1e3, 4.0), (1e4, 3.0), (1e5, 2.8)]
                 .iter()
-                .map(|&(c, loss)| RunPoint { tokens: c / 60.0, compute: Compute { trainable: c, frozen_2_3: c, all: c, structured_free: c }, loss })
+                .map(|&(c, loss)| RunPoint { tokens: c / 60.0, compute: Compute { trainable: c, frozen_2_3: c, frozen_full: c, fastfood_free: c }, loss })
                 .collect(),
+            warmup_tokens: 0.0,
         };
         let mut large = small.clone();
         large.id = "large".into();
         large.params.trainable = 100;
         large.points = [(1e3, 5.0), (1e4, 3.0), (1e5, 2.0)]
             .iter()
-            .map(|&(c, loss)| RunPoint { tokens: c / 600.0, compute: Compute { trainable: c, frozen_2_3: c, all: c, structured_free: c }, loss })
+            .map(|&(c, loss)| RunPoint { tokens: c / 600.0, compute: Compute { trainable: c, frozen_2_3: c, frozen_full: c, fastfood_free: c }, loss })
             .collect();
         let settings = Settings { skip_fraction: 0.0, envelope_points: 5, ..settings(0) };
-        let env = envelope(&[&small, &large], "trainable", &settings);
+        let env = envelope(&[&small, &large], CostModel::Trainable, &settings);
         let xs: Vec<f64> = env.iter().map(|p| p.0).collect();
         let expected_x = [1e3, 10f64.powf(3.5), 1e4, 10f64.powf(4.5), 1e5];
         for (x, want) in xs.iter().zip(expected_x) {
@@ -609,12 +791,12 @@ mod recovery_tests {
     fn points_worse_than_less_compute_already_bought_are_off_the_frontier() {
         // `small` ends at C = 2e4 with loss 3 (3.21 at 1e4); `large` is at
         // 3.3 at 1e5 — worse than small reached with less — and 2.0 at 1e6.
-        let at = |c: f64, loss| RunPoint { tokens: c, compute: Compute { trainable: c, frozen_2_3: c, all: c, structured_free: c }, loss };
-        let params = ParamCounts { embedding: 0, trainable: 1, frozen: 0, structured: 0 };
-        let small = Run { id: "small".into(), group: "baseline".into(), params, points: vec![at(1e2, 5.0), at(2e4, 3.0)] };
-        let large = Run { id: "large".into(), group: "baseline".into(), params, points: vec![at(1e4, 3.5), at(1e5, 3.3), at(1e6, 2.0)] };
+        let at = |c: f64, loss| RunPoint { tokens: c, compute: Compute { trainable: c, frozen_2_3: c, frozen_full: c, fastfood_free: c }, loss };
+        let params = ParamCounts { trainable: 1, ..ParamCounts::default() };
+        let small = Run { id: "small".into(), group: "baseline".into(), params, points: vec![at(1e2, 5.0), at(2e4, 3.0)], warmup_tokens: 0.0 };
+        let large = Run { id: "large".into(), group: "baseline".into(), params, points: vec![at(1e4, 3.5), at(1e5, 3.3), at(1e6, 2.0)], warmup_tokens: 0.0 };
         let settings = Settings { skip_fraction: 0.0, envelope_points: 5, ..settings(0) };
-        let env = envelope(&[&small, &large], "trainable", &settings);
+        let env = envelope(&[&small, &large], CostModel::Trainable, &settings);
         let xs: Vec<f64> = env.iter().map(|p| p.0.log10().round()).collect();
         assert_eq!(xs, [2.0, 3.0, 4.0, 6.0], "1e5 (loss 3.3, worse than 3.21 at 1e4) is not on the frontier: {env:?}");
         for w in env.windows(2) {
@@ -647,14 +829,91 @@ mod recovery_tests {
         assert!(all_numbers_finite(&serde_json::to_value(&fit).unwrap()), "{fit:?}");
     }
 
-    /// serde_json writes NaN as `null`: any null outside an absent law is one.
+    /// serde_json writes NaN as `null`: any null outside an absent
+    /// prediction or an out-of-range run multiplier is one.
     fn all_numbers_finite(v: &serde_json::Value) -> bool {
-        const OPTIONAL: [&str; 5] = ["power_law", "offset_law", "final_n", "chinchilla", "leave_largest_out"];
+        const OPTIONAL: [&str; 2] = ["leave_largest_out", "multiplier"];
         match v {
             serde_json::Value::Null => false,
             serde_json::Value::Array(items) => items.iter().all(all_numbers_finite),
             serde_json::Value::Object(map) => map.iter().all(|(k, v)| (v.is_null() && OPTIONAL.contains(&k.as_str())) || all_numbers_finite(v)),
             _ => true,
         }
+    }
+}
+
+#[cfg(test)]
+mod identification_tests {
+    use super::*;
+
+    /// A run of size `n` on L = (1e8 / (k·C))^0.05 over its own compute
+    /// range, with `warmup` tokens of warmup.
+    fn run(group: &str, n: i64, k: f64, warmup: f64) -> Run {
+        let params = ParamCounts { trainable: n, ..ParamCounts::default() };
+        let points = (1..=20)
+            .map(|i| {
+                let tokens = 1e6 * 1.3f64.powi(i) * n as f64 / 1e6;
+                let compute = Compute::at(&params, tokens);
+                RunPoint { tokens, compute, loss: (1e8 / (k * compute.trainable)).powf(0.05) }
+            })
+            .collect();
+        Run { id: format!("{group}-{n}"), group: group.into(), params, points, warmup_tokens: warmup }
+    }
+
+    fn settings() -> Settings {
+        Settings { skip_fraction: 0.1, envelope_points: 30, bootstrap: 50, seed: 3, baseline: "baseline".into() }
+    }
+
+    #[test]
+    fn a_two_size_family_is_compared_run_by_run_and_gets_no_law() {
+        let mut runs: Vec<Run> = [1e6, 4e6, 16e6, 64e6].iter().map(|&n| run("baseline", n as i64, 1.0, 0.0)).collect();
+        runs.extend([2e6, 8e6].iter().map(|&n| run("fastfood", n as i64, 1.5, 0.0)));
+        let fit = fit_study(&runs, &settings()).unwrap();
+        let family = &fit.groups["fastfood"];
+        assert_eq!(family.sizes, 2);
+        for model in CostModel::ALL {
+            assert_eq!(family.axes[&model].power_law.why_not(), Some("2 model size(s): a law needs at least 3"));
+            assert!(family.axes[&model].offset_law.fitted().is_none() && family.axes[&model].residuals.is_empty());
+        }
+        assert!(family.final_n.fitted().is_none() && family.chinchilla.fitted().is_none() && family.leave_largest_out.is_none());
+        let m = fit.multipliers["fastfood"][&CostModel::Trainable].fitted().expect("compared as points");
+        assert_eq!(m.by, CompareBy::FinalPoints);
+        assert_eq!(m.runs.len(), 2);
+        assert!((m.estimate.value - 1.5).abs() < 0.01, "{m:?}");
+        for r in &m.runs {
+            assert!((r.multiplier.unwrap() - 1.5).abs() < 0.01, "{r:?}");
+        }
+        let (lo, hi) = (m.estimate.low.unwrap(), m.estimate.high.unwrap());
+        assert!(lo <= m.estimate.value && m.estimate.value <= hi, "{m:?}");
+        // The baseline's own law is identified, with a tight interval.
+        let alpha = fit.groups["baseline"].axes[&CostModel::Trainable].power_law.fitted().unwrap().alpha;
+        assert!((alpha.value - 0.05).abs() < 1e-3, "{alpha:?}");
+    }
+
+    #[test]
+    fn laws_the_data_cannot_identify_say_why() {
+        // Two baseline sizes: no law, so nothing to compare with either.
+        let runs = vec![run("baseline", 1_000_000, 1.0, 0.0), run("baseline", 4_000_000, 1.0, 0.0), run("doped", 1_000_000, 1.0, 0.0)];
+        let fit = fit_study(&runs, &settings()).unwrap();
+        assert_eq!(fit.groups["baseline"].final_n.why_not(), Some("2 model size(s): a law needs at least 3"));
+        let why = fit.multipliers["doped"][&CostModel::Trainable].why_not().unwrap();
+        assert!(why.starts_with("the baseline has no law to compare with (2 model size(s)"), "{why}");
+
+        // Every evaluation within warmup.
+        let runs: Vec<Run> = [1e6, 4e6, 16e6].iter().map(|&n| run("baseline", n as i64, 1.0, 1e12)).collect();
+        let fit = fit_study(&runs, &settings()).unwrap();
+        let why = fit.groups["baseline"].axes[&CostModel::Trainable].power_law.why_not().unwrap();
+        assert_eq!(why, "every evaluation is within its run's warmup or first 10% of tokens");
+
+        // Final losses with no trend in N: L(N)'s exponent is not identified.
+        let mut runs: Vec<Run> = [1e6, 2e6, 4e6, 8e6].iter().map(|&n| run("baseline", n as i64, 1.0, 0.0)).collect();
+        for (r, loss) in runs.iter_mut().zip([3.0, 2.9, 3.1, 2.95]) {
+            r.points.last_mut().unwrap().loss = loss;
+        }
+        let fit = fit_study(&runs, &settings()).unwrap();
+        let why = fit.groups["baseline"].final_n.why_not().expect("no trend in N");
+        assert!(why.contains("includes 0") || why.contains("does not fall"), "{why}");
+        let json = serde_json::to_value(&fit).unwrap();
+        assert!(json["groups"]["baseline"]["final_n"]["not_identifiable"].is_string(), "{}", json["groups"]["baseline"]["final_n"]);
     }
 }

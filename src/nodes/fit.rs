@@ -8,9 +8,12 @@
 use std::path::Path;
 
 use super::{NodeCtx, NodeError, NodeKind, Resources};
-use crate::fit::study::{fit_study, Estimate, Run, RunPoint, Settings, StudyFit};
+use crate::fit::identify::Identified;
+use crate::fit::study::{fit_study, CompareBy, Estimate, Run, RunPoint, Settings, StudyFit};
 use crate::spec::{Field, FieldType, Schema, Value};
-use crate::train::{Compute, ParamCounts};
+use crate::train::job::EvalRow;
+use crate::train::record::{TrainRecord, EVAL_FILE};
+use crate::train::{Compute, CostModel, ParamCounts};
 
 /// The `fit` node kind.
 pub struct Fit {
@@ -31,7 +34,7 @@ impl Fit {
                 Field::optional(
                     "csv",
                     FieldType::Str,
-                    "a CSV of runs to fit instead of (or with) inputs: columns run, n, tokens, loss, and optionally group, compute, frozen, structured",
+                    "a CSV of runs to fit instead of (or with) inputs: columns run, n, tokens, loss, and optionally group, compute, frozen, structured, fastfood",
                 ),
             ]),
         }
@@ -48,23 +51,23 @@ fn failed(path: &Path, why: impl std::fmt::Display) -> NodeError {
     NodeError::Failed(format!("{}: {why}", path.display()))
 }
 
-/// A `train` artifact as a run — its counts and variant (the group) from
-/// `config.json`, its evaluations from `metrics/eval.jsonl` — and the
-/// model shape recorded there. Shared with `report`.
-pub(super) fn read_train_artifact(id: &str, dir: &Path) -> Result<(Run, serde_json::Value), NodeError> {
-    let config_path = dir.join("config.json");
-    let config: serde_json::Value = serde_json::from_slice(&std::fs::read(&config_path).map_err(|e| NodeError::io(&config_path, e))?).map_err(|e| failed(&config_path, e))?;
-    let params: ParamCounts = serde_json::from_value(config["params"].clone()).map_err(|e| failed(&config_path, e))?;
-    let group = config["model"]["variant"].as_str().unwrap_or("baseline").to_string();
-    let eval_path = dir.join("metrics/eval.jsonl");
+/// A `train` artifact as a run — its counts, variant (the family) and
+/// warmup from its [`TrainRecord`], its evaluations from `metrics/eval.jsonl`
+/// — and the record itself. Shared with `report`.
+pub(super) fn read_train_artifact(id: &str, dir: &Path) -> Result<(Run, TrainRecord), NodeError> {
+    let record = TrainRecord::read(dir).map_err(NodeError::Failed)?;
+    let eval_path = dir.join(EVAL_FILE);
     let text = std::fs::read_to_string(&eval_path).map_err(|e| NodeError::io(&eval_path, e))?;
     let mut points = Vec::new();
     for (i, line) in text.lines().enumerate() {
-        let row: serde_json::Value = serde_json::from_str(line).map_err(|e| failed(&eval_path, format!("line {}: {e}", i + 1)))?;
-        let (Some(tokens), Some(loss)) = (row["tokens"].as_f64(), row["val_loss"].as_f64()) else { continue }; // a diverged evaluation is null
-        points.push(RunPoint { tokens, compute: Compute::at(&params, tokens), loss });
+        let row: EvalRow = serde_json::from_str(line).map_err(|e| failed(&eval_path, format!("line {}: {e}", i + 1)))?;
+        if row.val_loss.is_finite() {
+            // A diverged evaluation is no point of a law.
+            points.push(RunPoint { tokens: row.tokens as f64, compute: Compute::at(&record.params, row.tokens as f64), loss: row.val_loss });
+        }
     }
-    Ok((Run { id: id.to_string(), group, params, points }, config["model"].clone()))
+    let run = Run { id: id.to_string(), group: record.variant().name().to_string(), params: record.params, points, warmup_tokens: record.optim.warmup_tokens };
+    Ok((run, record))
 }
 
 /// Runs from a CSV: one row per evaluation.
@@ -89,6 +92,7 @@ fn read_csv(path: &Path, group_by: bool) -> Result<Vec<Run>, NodeError> {
             trainable: number(n_col, "n")? as i64,
             frozen: optional("frozen").unwrap_or(0.0) as i64,
             structured: optional("structured").unwrap_or(0.0) as i64,
+            fastfood: optional("fastfood").unwrap_or(0.0) as i64,
         };
         let tokens = number(tokens_col, "tokens")?;
         let mut compute = Compute::at(&params, tokens);
@@ -98,7 +102,7 @@ fn read_csv(path: &Path, group_by: bool) -> Result<Vec<Run>, NodeError> {
         let point = RunPoint { tokens, compute, loss: number(loss_col, "loss")? };
         match runs.iter_mut().find(|r| r.id == id) {
             Some(run) => run.points.push(point),
-            None => runs.push(Run { id, group, params, points: vec![point] }),
+            None => runs.push(Run { id, group, params, points: vec![point], warmup_tokens: 0.0 }),
         }
     }
     for run in &mut runs {
@@ -122,30 +126,48 @@ fn say(ctx: &mut NodeCtx<'_>, line: String) {
 
 /// Summary lines and metrics.
 fn report(ctx: &mut NodeCtx<'_>, fit: &StudyFit) {
+    let paper_axis = CostModel::Trainable;
     for (group, g) in &fit.groups {
-        say(ctx, format!("{group}: {} run(s)", g.runs.len()));
-        if let Some(law) = g.axes.get("trainable").and_then(|a| a.power_law.as_ref()) {
-            say(ctx, format!("  L = (C_c / C)^α on C = 6·N·D: α = {}, C_c = {:.3e}", interval(&law["alpha"]), law["x_c"].value));
-            ctx.record_metric(&format!("{group}.alpha_c"), law["alpha"].value);
+        say(ctx, format!("{group}: {} run(s), {} size(s)", g.runs.len(), g.sizes));
+        match &g.axes[&paper_axis].power_law {
+            Identified::Fitted(law) => {
+                say(ctx, format!("  L = (C_c / C)^α on C = 6·N·D: α = {}, C_c = {:.3e}", interval(&law.alpha), law.x_c.value));
+                ctx.record_metric(&format!("{group}.alpha_c"), law.alpha.value);
+            }
+            Identified::NotIdentifiable(why) => say(ctx, format!("  L(C) on C = 6·N·D: not identifiable: {why}")),
         }
-        if let Some(law) = g.axes.get("trainable").and_then(|a| a.offset_law.as_ref()) {
-            say(ctx, format!("  L = E + A·C^−α: E = {}, α = {}", interval(&law["E"]), interval(&law["alpha"])));
+        if let Identified::Fitted(law) = &g.axes[&paper_axis].offset_law {
+            say(ctx, format!("  L = E + A·C^−α: E = {}, α = {}", interval(&law.e), interval(&law.alpha)));
         }
-        if let Some(law) = &g.final_n {
-            say(ctx, format!("  L(N) = (N_c / N)^α_N: α_N = {}", interval(&law["alpha"])));
-            ctx.record_metric(&format!("{group}.alpha_n"), law["alpha"].value);
+        match &g.final_n {
+            Identified::Fitted(law) => {
+                say(ctx, format!("  L(N) = (N_c / N)^α_N: α_N = {}", interval(&law.alpha)));
+                ctx.record_metric(&format!("{group}.alpha_n"), law.alpha.value);
+            }
+            Identified::NotIdentifiable(why) => say(ctx, format!("  L(N): not identifiable: {why}")),
         }
-        if let Some(law) = &g.chinchilla {
-            say(ctx, format!("  L(N, D) = E + A/N^α + B/D^β: E = {}, α = {}, β = {}", interval(&law["E"]), interval(&law["alpha"]), interval(&law["beta"])));
+        match &g.chinchilla {
+            Identified::Fitted(law) => say(ctx, format!("  L(N, D) = E + A/N^α + B/D^β: E = {}, α = {}, β = {}", interval(&law.e), interval(&law.alpha), interval(&law.beta))),
+            Identified::NotIdentifiable(why) => say(ctx, format!("  L(N, D): not identifiable: {why}")),
         }
         if let Some(out) = &g.leave_largest_out {
             say(ctx, format!("  leave-largest-out: {} predicted {:.4}, actual {:.4} ({:+.1}%)", out.run, out.predicted, out.actual, 100.0 * out.relative_error));
         }
     }
-    for (group, axes) in &fit.multipliers {
-        for (axis, m) in axes {
-            say(ctx, format!("{group} vs {}: effective-compute multiplier on C_{axis} = {}", fit.settings.baseline, interval(m)));
-            ctx.record_metric(&format!("{group}.multiplier_{axis}"), m.value);
+    for (group, models) in &fit.multipliers {
+        for (model, m) in models {
+            let axis = model.name();
+            match m {
+                Identified::Fitted(m) => {
+                    let by = match m.by {
+                        CompareBy::Envelope => "envelope",
+                        CompareBy::FinalPoints => "final points",
+                    };
+                    say(ctx, format!("{group} vs {}: effective-compute multiplier on C_{axis} = {} ({by})", fit.settings.baseline, interval(&m.estimate)));
+                    ctx.record_metric(&format!("{group}.multiplier_{axis}"), m.estimate.value);
+                }
+                Identified::NotIdentifiable(why) => say(ctx, format!("{group} vs {}: multiplier on C_{axis}: not identifiable: {why}", fit.settings.baseline)),
+            }
         }
     }
 }
@@ -155,8 +177,11 @@ impl NodeKind for Fit {
         "fit"
     }
 
+    /// 3: laws the data cannot identify are reported as such, small
+    /// families are compared run by run, warmup is left out, cost models
+    /// are named for what they count.
     fn version(&self) -> u32 {
-        2
+        3
     }
 
     fn schema(&self) -> &Schema {
@@ -188,7 +213,7 @@ impl NodeKind for Fit {
             runs.extend(read_csv(&ctx.root().join(csv), by_variant)?);
         }
         for artifact in ctx.inputs().iter().flat_map(|i| &i.artifacts) {
-            if artifact.dir.join("metrics/eval.jsonl").exists() {
+            if artifact.dir.join(EVAL_FILE).exists() {
                 let (mut run, _) = read_train_artifact(&artifact.node.0, &artifact.dir)?;
                 if !by_variant {
                     run.group = "all".into();
