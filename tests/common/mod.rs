@@ -122,13 +122,17 @@ impl Project {
     }
 }
 
-/// The figures every report has (ids in report.html, stems of figures/*.svg|png).
-pub const REPORT_FIGURES: [&str; 7] = [
+/// The paper's figures a report of all four families has, in order (ids in
+/// report.html, stems of figures/*.svg|png): Figures 1, 2, 3, 6 and 7.
+pub const PAPER_FIGURES: [&str; 5] = ["fig1_baselines", "fig2_doped_frozen_2_3", "fig3_doped_frozen_free", "fig6_fastfood", "fig7_blockdiag"];
+
+/// The extra panels after them (the residuals only where a law was fitted).
+pub const EXTRA_FIGURES: [&str; 7] = [
     "loss_vs_tokens",
     "loss_vs_compute_trainable",
     "loss_vs_compute_frozen_2_3",
-    "loss_vs_compute_all",
-    "loss_vs_compute_structured_free",
+    "loss_vs_compute_frozen_full",
+    "loss_vs_compute_fastfood_free",
     "variants_at_equal_n",
     "residuals_trainable",
 ];

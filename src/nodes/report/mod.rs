@@ -1,0 +1,165 @@
+//! `report`: a study's results page, as one self-contained HTML file
+//! (inline SVG, readable offline) and a Markdown twin.
+//!
+//! Inputs: `train` nodes (their [`TrainRecord`]s and evaluations) and `fit`
+//! nodes (envelopes, laws, multipliers). It opens with the answer — the
+//! baseline's law and each family against it, with intervals — then the
+//! paper's Figures 1, 2, 3, 6 and 7 (`figures`), the tables (`tables`), the
+//! paper's Tables 1–3 beside our counts, and the extra panels.
+//! Artifact: `report.html`, `report.md`, `figures/*.svg` and the same
+//! figures as `figures/*.png` (rendered by resvg with the system's fonts).
+
+mod figures;
+mod plot;
+mod tables;
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use super::fit::read_train_artifact;
+use super::{NodeCtx, NodeError, NodeKind};
+use crate::fit::study::{Run, StudyFit};
+use crate::spec::{Field, FieldType, Schema, Value};
+use crate::train::record::{TrainRecord, EVAL_FILE};
+use tables::{escape, Table};
+
+/// The `report` node kind.
+pub struct Report {
+    schema: Schema,
+}
+
+impl Report {
+    /// Creates the kind with its schema.
+    pub fn new() -> Self {
+        Report { schema: Schema::new(vec![Field::default("title", FieldType::Str, Value::Str("Scaling study".into()), "the report's title")]) }
+    }
+}
+
+impl Default for Report {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A training run for the report: the fit's view of it and its record.
+struct RunData {
+    run: Run,
+    record: TrainRecord,
+}
+
+fn read_fit(dir: &Path) -> Result<StudyFit, NodeError> {
+    let path = dir.join("fit.json");
+    let bytes = std::fs::read(&path).map_err(|e| NodeError::io(&path, e))?;
+    serde_json::from_slice(&bytes).map_err(|e| NodeError::Failed(format!("{}: {e}", path.display())))
+}
+
+/// A section of the page: heading, paragraphs before, an optional table.
+struct Section {
+    heading: &'static str,
+    paragraphs: Vec<String>,
+    table: Option<Table>,
+}
+
+const STYLE: &str = "body{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222;line-height:1.45}\
+table{border-collapse:collapse;margin:1em 0;font-size:0.92em}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}\
+td.num,th.num{text-align:right;white-space:nowrap}th{background:#f3f3f3}figure{margin:1.5em 0}figcaption{color:#555}\
+p.answer{font-size:1.08em;background:#f6f8fa;border-left:4px solid #1f77b4;padding:0.6em 1em}";
+
+impl NodeKind for Report {
+    fn name(&self) -> &'static str {
+        "report"
+    }
+
+    /// 3: the answer on top, the paper's figures one to one, typed inputs.
+    fn version(&self) -> u32 {
+        3
+    }
+
+    fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    fn run(&self, ctx: &mut NodeCtx<'_>) -> Result<(), NodeError> {
+        let title = ctx.params().get_path("title").and_then(Value::as_str).unwrap_or("Scaling study").to_string();
+        let mut runs = Vec::new();
+        let mut fits = Vec::new();
+        for artifact in ctx.inputs().iter().flat_map(|i| &i.artifacts) {
+            if artifact.dir.join(EVAL_FILE).exists() {
+                let (run, record) = read_train_artifact(&artifact.node.0, &artifact.dir)?;
+                runs.push(RunData { run, record });
+            }
+            if artifact.dir.join("fit.json").exists() {
+                fits.push(read_fit(&artifact.dir)?);
+            }
+        }
+        if runs.is_empty() {
+            return Err(NodeError::Failed("no runs to report: give `input:` train nodes (and fit nodes)".into()));
+        }
+        // Families together, each from its smallest model up.
+        runs.sort_by(|a, b| (a.run.group != "baseline", &a.run.group, a.run.params.trainable).cmp(&(b.run.group != "baseline", &b.run.group, b.run.params.trainable)));
+        let figures = figures::figures(&runs, &fits).map_err(NodeError::Failed)?;
+        let fig_dir = ctx.out_dir().join("figures");
+        std::fs::create_dir_all(&fig_dir).map_err(|e| NodeError::io(&fig_dir, e))?;
+        let png = plot::PngRenderer::new();
+        for f in &figures {
+            let path = fig_dir.join(format!("{}.svg", f.stem));
+            std::fs::write(&path, &f.svg).map_err(|e| NodeError::io(&path, e))?;
+            let path = fig_dir.join(format!("{}.png", f.stem));
+            let bytes = png.render(&f.svg).map_err(|e| NodeError::Failed(format!("{}.png: {e}", f.stem)))?;
+            std::fs::write(&path, bytes).map_err(|e| NodeError::io(&path, e))?;
+        }
+
+        let answer = fits.first().map(|fit| tables::answer(fit, &runs)).unwrap_or_else(|| vec!["No fit among the inputs: runs only.".into()]);
+        let mut sections = vec![Section { heading: "Runs", paragraphs: vec![], table: Some(tables::runs_table(&runs)) }];
+        for fit in &fits {
+            sections.push(Section { heading: "Laws", paragraphs: vec![tables::REFERENCES.into()], table: Some(tables::laws_table(fit)) });
+            sections.push(Section {
+                heading: "Against the baseline's law",
+                paragraphs: vec!["The multiplier is the compute the baselines' law needs to reach a family's losses, over the compute the family used: 1 is on the law, below 1 worse, above 1 better. Families with fewer than three model sizes are compared run by run at their final points.".into()],
+                table: Some(tables::multipliers_table(fit)),
+            });
+        }
+        sections.push(Section { heading: "The paper's Tables 1–3", paragraphs: vec![tables::PAPER_NOTE.into()], table: Some(tables::paper_table(&runs)) });
+
+        let (paper_figs, extra_figs): (Vec<_>, Vec<_>) = figures.iter().partition(|f| f.stem.starts_with("fig"));
+        let mut md = format!("# {title}\n\n{}\n\n", answer.join(" "));
+        let mut html = format!(
+            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title>\n<style>{STYLE}</style></head><body>\n<h1>{t}</h1>\n<p class=\"answer\">{a}</p>\n",
+            t = escape(&title),
+            a = escape(&answer.join(" "))
+        );
+        let put_figures = |md: &mut String, html: &mut String, heading: &str, figs: &[&figures::Figure]| {
+            if figs.is_empty() {
+                return;
+            }
+            let _ = write!(md, "## {heading}\n\n");
+            let _ = writeln!(html, "<h2>{}</h2>", escape(heading));
+            for f in figs {
+                let _ = writeln!(md, "![{}](figures/{}.svg)\n", f.caption, f.stem);
+                let _ = writeln!(html, "<figure id=\"{}\">{}<figcaption>{}</figcaption></figure>", f.stem, f.svg, escape(&f.caption));
+            }
+        };
+        put_figures(&mut md, &mut html, "The paper's figures", &paper_figs);
+        for s in &sections {
+            let _ = write!(md, "## {}\n\n", s.heading);
+            let _ = writeln!(html, "<h2>{}</h2>", escape(s.heading));
+            for p in &s.paragraphs {
+                let _ = write!(md, "{p}\n\n");
+                let _ = writeln!(html, "<p>{}</p>", escape(p));
+            }
+            if let Some(t) = &s.table {
+                let _ = writeln!(md, "{}", t.markdown());
+                html.push_str(&t.html());
+            }
+        }
+        put_figures(&mut md, &mut html, "More figures", &extra_figs);
+        html.push_str("</body></html>\n");
+        for (name, text) in [("report.md", &md), ("report.html", &html)] {
+            let path = ctx.out_dir().join(name);
+            std::fs::write(&path, text).map_err(|e| NodeError::io(&path, e))?;
+        }
+        ctx.add_summary(answer.join(" "));
+        ctx.add_summary(format!("{} run(s), {} fit(s), {} figure(s): report.html, report.md, figures/*.svg and *.png", runs.len(), fits.len(), figures.len()));
+        Ok(())
+    }
+}

@@ -1,0 +1,226 @@
+//! Log-log figures as SVG (plotters) and PNG (resvg): the drawing side of
+//! the report, knowing nothing of runs or fits.
+//!
+//! Styles follow the paper's figures: one hue per family, runs shaded from
+//! light (small) to dark (large), envelopes as markers, fitted laws as
+//! dashed lines, and a comparison family's baselines dotted. Only series
+//! with a label enter the legend, so a figure of twelve runs has a legend
+//! of families, not of run ids.
+
+use plotters::element::DashedPathElement;
+use plotters::prelude::*;
+
+/// The hue of a family, fixed by name so every figure agrees.
+pub fn family_colour(family: &str) -> RGBColor {
+    match family {
+        "baseline" => RGBColor(31, 119, 180),
+        "doped" => RGBColor(214, 39, 40),
+        "fastfood" => RGBColor(44, 160, 44),
+        "blockdiag_hadamard" => RGBColor(148, 103, 189),
+        other => {
+            const SPARE: [RGBColor; 3] = [RGBColor(255, 127, 14), RGBColor(23, 190, 207), RGBColor(140, 86, 75)];
+            SPARE[other.bytes().map(usize::from).sum::<usize>() % SPARE.len()]
+        }
+    }
+}
+
+/// `colour` shaded for the `rank`-th of `count` sizes: the smallest light,
+/// the largest at full strength.
+pub fn shade(colour: RGBColor, rank: usize, count: usize) -> RGBColor {
+    let t = if count <= 1 { 1.0 } else { 0.35 + 0.65 * rank as f64 / (count - 1) as f64 };
+    let mix = |c: u8| (255.0 - t * (255.0 - f64::from(c))).round() as u8;
+    RGBColor(mix(colour.0), mix(colour.1), mix(colour.2))
+}
+
+/// How a series is drawn.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Stroke {
+    /// A run's curve.
+    Solid,
+    /// A run drawn for comparison (the paper's dotted baselines).
+    Dotted,
+    /// A fitted law.
+    Dashed,
+    /// Points: an envelope, or final losses.
+    Markers,
+}
+
+/// One thing drawn on a figure.
+#[derive(Clone, Debug)]
+pub struct Series {
+    /// Legend text; `None` keeps it out of the legend.
+    pub label: Option<String>,
+    /// Colour.
+    pub colour: RGBColor,
+    /// Style.
+    pub stroke: Stroke,
+    /// (x, y), both positive.
+    pub points: Vec<(f64, f64)>,
+}
+
+/// Axis titles of a plot.
+pub struct Axes<'a> {
+    /// Horizontal.
+    pub x: &'a str,
+    /// Vertical.
+    pub y: &'a str,
+}
+
+/// Tick values for a log axis over [lo, hi]: decades, else 1-2-5 steps,
+/// else every integer multiple of a decade, else (a range within one
+/// decade step, like losses 3.1–3.4) evenly spaced round numbers — plotters
+/// itself labels nothing on a log axis that spans less than a decade.
+pub fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let decades = || (lo.log10().floor() as i32..=hi.log10().ceil() as i32).map(|k| 10f64.powi(k));
+    for mantissas in [&[1.0][..], &[1.0, 2.0, 5.0], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]] {
+        let ticks: Vec<f64> = decades().flat_map(|d| mantissas.iter().map(move |m| m * d)).filter(|t| (lo..=hi).contains(t)).collect();
+        if ticks.len() >= 3 {
+            return ticks;
+        }
+    }
+    let raw = (hi - lo) / 8.0;
+    let magnitude = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0].iter().map(|m| m * magnitude).find(|s| *s >= raw).unwrap_or(raw);
+    let first = (lo / step).ceil() as i64;
+    let last = (hi / step).floor() as i64;
+    // Rounded to the step's decimals, so 68 × 0.05 prints as 3.4.
+    let scale = 10f64.powi((-step.log10().floor()).max(0.0) as i32);
+    (first..=last).map(|i| (i as f64 * step * scale).round() / scale).collect()
+}
+
+/// A tick label: plain from 0.01 to 10,000 (losses, ratios), else like
+/// 2e11, 3.5e11 or 2e-8 (compute in PF-days on a CPU).
+pub fn short_number(v: f64) -> String {
+    if v != 0.0 && (v.abs() >= 1e4 || v.abs() < 1e-2) {
+        let text = format!("{v:.1e}");
+        text.replace(".0e", "e")
+    } else {
+        let text = format!("{v:.3}");
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
+/// A log-log plot of `series`, as SVG text.
+pub fn log_log_svg(title: &str, axes: Axes<'_>, series: &[Series]) -> Result<String, String> {
+    let all: Vec<(f64, f64)> = series.iter().flat_map(|s| s.points.iter().copied()).filter(|(x, y)| *x > 0.0 && *y > 0.0).collect();
+    if all.is_empty() {
+        return Err(format!("{title}: nothing to plot"));
+    }
+    let (x0, x1) = all.iter().fold((f64::INFINITY, 0.0f64), |(a, b), p| (a.min(p.0), b.max(p.0)));
+    let (y0, y1) = all.iter().fold((f64::INFINITY, 0.0f64), |(a, b), p| (a.min(p.1), b.max(p.1)));
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (720, 440)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(56)
+            .build_cartesian_2d(
+                (x0 * 0.9..x1 * 1.1).log_scale().with_key_points(log_ticks(x0 * 0.9, x1 * 1.1)),
+                (y0 * 0.97..y1 * 1.03).log_scale().with_key_points(log_ticks(y0 * 0.97, y1 * 1.03)),
+            )
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .x_labels(6)
+            .y_labels(8)
+            .x_desc(axes.x)
+            .y_desc(axes.y)
+            .x_label_formatter(&|x| short_number(*x))
+            .y_label_formatter(&|y| short_number(*y))
+            .draw()
+            .map_err(|e| e.to_string())?;
+        // Runs first, then markers and laws on top.
+        for stroke in [Stroke::Dotted, Stroke::Solid, Stroke::Markers, Stroke::Dashed] {
+            for s in series.iter().filter(|s| s.stroke == stroke) {
+                let points: Vec<(f64, f64)> = s.points.iter().copied().filter(|(x, y)| *x > 0.0 && *y > 0.0).collect();
+                let (colour, line) = (s.colour, s.colour.stroke_width(2));
+                let drawn = match stroke {
+                    Stroke::Solid => chart.draw_series(LineSeries::new(points, line)),
+                    Stroke::Dotted => chart.draw_series(DashedLineSeries::new(points, 2, 4, line)),
+                    Stroke::Dashed => chart.draw_series(DashedLineSeries::new(points, 8, 4, line)),
+                    Stroke::Markers => chart.draw_series(points.into_iter().map(|p| Circle::new(p, 3, colour.filled()))),
+                }
+                .map_err(|e| e.to_string())?;
+                let Some(label) = &s.label else { continue };
+                match stroke {
+                    Stroke::Solid => drawn.label(label).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], line)),
+                    Stroke::Dotted => drawn.label(label).legend(move |(x, y)| DashedPathElement::new(vec![(x, y), (x + 18, y)], 2, 4, line)),
+                    Stroke::Dashed => drawn.label(label).legend(move |(x, y)| DashedPathElement::new(vec![(x, y), (x + 18, y)], 8, 4, line)),
+                    Stroke::Markers => drawn.label(label).legend(move |(x, y)| Circle::new((x + 9, y), 3, colour.filled())),
+                };
+            }
+        }
+        if series.iter().any(|s| s.label.is_some()) {
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK.mix(0.3))
+                .position(SeriesLabelPosition::LowerLeft)
+                .draw()
+                .map_err(|e| e.to_string())?;
+        }
+        root.present().map_err(|e| e.to_string())?;
+    }
+    Ok(svg)
+}
+
+/// Renders SVG figures to PNG with resvg. Text uses a system sans-serif
+/// font (DejaVu, Liberation, …); a machine with no fonts gets figures
+/// without labels rather than an error.
+pub struct PngRenderer {
+    options: resvg::usvg::Options<'static>,
+}
+
+impl PngRenderer {
+    /// Loads the system's fonts once.
+    pub fn new() -> Self {
+        let mut options = resvg::usvg::Options::default();
+        let fonts = options.fontdb_mut();
+        fonts.load_system_fonts();
+        let families: Vec<String> = fonts.faces().flat_map(|f| f.families.iter().map(|(name, _)| name.clone())).collect();
+        if let Some(sans) = ["DejaVu Sans", "Liberation Sans", "Noto Sans", "FreeSans", "Arial"].iter().find(|f| families.iter().any(|x| x == *f)) {
+            fonts.set_sans_serif_family(*sans);
+        }
+        PngRenderer { options }
+    }
+
+    /// The PNG bytes of `svg`.
+    pub fn render(&self, svg: &str) -> Result<Vec<u8>, String> {
+        let tree = resvg::usvg::Tree::from_str(svg, &self.options).map_err(|e| e.to_string())?;
+        let size = tree.size().to_int_size();
+        let mut pixmap = resvg::tiny_skia::Pixmap::new(size.width(), size.height()).ok_or("empty figure")?;
+        resvg::render(&tree, resvg::tiny_skia::Transform::identity(), &mut pixmap.as_mut());
+        pixmap.encode_png().map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_axes_get_ticks_at_every_range() {
+        assert_eq!(log_ticks(5e9, 3e12), vec![1e10, 1e11, 1e12]);
+        assert_eq!(log_ticks(1.5e5, 9e5), vec![2e5, 3e5, 4e5, 5e5, 6e5, 7e5, 8e5, 9e5]);
+        // Within one 1-2-5 step (losses 3.1–3.4): evenly spaced round numbers.
+        let ticks = log_ticks(3.1, 3.4);
+        assert!(ticks.len() >= 3 && ticks.iter().all(|t| (3.1..=3.4).contains(t)), "{ticks:?}");
+        assert_eq!(short_number(2e11), "2e11");
+        assert_eq!(short_number(3.5e11), "3.5e11");
+        assert_eq!(short_number(8.75), "8.75");
+        assert_eq!(short_number(1.0), "1");
+        assert_eq!(short_number(2e-8), "2e-8");
+    }
+
+    #[test]
+    fn sizes_shade_from_light_to_full() {
+        let blue = family_colour("baseline");
+        assert_eq!(shade(blue, 4, 5), blue);
+        let light = shade(blue, 0, 5);
+        assert!(light.0 > blue.0 && light.1 > blue.1 && light.2 > blue.2, "{light:?}");
+        assert_eq!(shade(blue, 0, 1), blue);
+    }
+}
