@@ -9,6 +9,7 @@ use scalemake::exec;
 use scalemake::graph::Plan;
 use scalemake::nodes::WorkEstimate;
 use scalemake::train::peak_flops;
+use scalemake::units::si;
 
 use super::commands::{plan_and_targets, Env};
 use super::CliError;
@@ -57,17 +58,6 @@ pub fn estimates(plan: &Plan) -> Vec<Option<WorkEstimate>> {
         .collect()
 }
 
-/// 85_056_000 → "85.06M".
-pub fn si(v: f64) -> String {
-    match v.abs() {
-        a if a >= 1e12 => format!("{:.2}T", v / 1e12),
-        a if a >= 1e9 => format!("{:.2}G", v / 1e9),
-        a if a >= 1e6 => format!("{:.2}M", v / 1e6),
-        a if a >= 1e3 => format!("{:.1}k", v / 1e3),
-        _ => format!("{v:.0}"),
-    }
-}
-
 /// GPU time in hours, or minutes below six minutes.
 fn duration(hours: f64) -> String {
     if hours < 0.1 {
@@ -99,30 +89,40 @@ pub fn plan(env: &Env, args: &[String], throughput: &Throughput) -> Result<ExitC
     let estimates = estimates(&plan);
     let rows: Vec<(usize, &WorkEstimate)> = plan.topo_order().iter().filter(|i| selected.contains(i)).filter_map(|&i| estimates[i].as_ref().map(|e| (i, e))).collect();
     let width = rows.iter().map(|(i, _)| plan.experiment.nodes[*i].id.0.len()).max().unwrap_or(4).max(4);
-    println!("{:<width$}  {:>11} {:>10} {:>10} {:>9} {:>9} {:>9}", "node", "N trainable", "frozen", "structured", "tokens", "FLOP", "GPU time");
-    let (mut flops, mut hours, mut notes) = (0.0, 0.0, BTreeSet::new());
+    // The paper's compute (C = 6·N·D, N trainable non-embedding) beside the
+    // FLOPs the run really computes (output head, attention, frozen layers,
+    // evaluations): both are "compute", and they differ by 3× at XXSmall.
+    println!("{:<width$}  {:>11} {:>10} {:>10} {:>9} {:>9} {:>9} {:>9}", "node", "N trainable", "frozen", "structured", "tokens", "C=6·N·D", "FLOP", "GPU time");
+    let (mut paper_c, mut flops, mut hours, mut notes) = (0.0, 0.0, 0.0, BTreeSet::new());
     for (i, e) in &rows {
         let h = throughput.gpu_hours(e);
+        let c = 6.0 * e.params.trainable as f64 * e.tokens;
         println!(
-            "{:<width$}  {:>11} {:>10} {:>10} {:>9} {:>9.2e} {:>9}",
+            "{:<width$}  {:>11} {:>10} {:>10} {:>9} {:>9.2e} {:>9.2e} {:>9}",
             plan.experiment.nodes[*i].id.0,
             si(e.params.trainable as f64),
             si(e.params.frozen as f64),
             si(e.params.structured as f64),
             si(e.tokens),
+            c,
             e.flops,
             h.map_or("–".into(), duration)
         );
+        paper_c += c;
         flops += e.flops;
         hours += h.unwrap_or(0.0);
         notes.extend(e.note.clone());
     }
     let others = selected.len() - rows.len();
     println!(
-        "total: {} training node(s), {flops:.3e} FLOP, {} on {} ({others} other node(s) not estimated: data prep, fits, reports)",
+        "total: {} training node(s), {flops:.3e} FLOP computed, {} on {} ({others} other node(s) not estimated: data prep, fits, reports)",
         rows.len(),
         duration(hours),
         throughput.describe()
+    );
+    println!(
+        "C = 6·N·D is the paper's compute ({paper_c:.3e} in all, {:.3e} PF-days): trainable non-embedding parameters only; FLOP counts what runs (output head, attention, frozen layers, evaluations).",
+        paper_c / scalemake::train::PF_DAY
     );
     for note in notes {
         println!("note: {note}");
