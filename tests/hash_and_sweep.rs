@@ -72,6 +72,27 @@ fn matrix_expands_in_declaration_order_with_filters() {
 }
 
 #[test]
+fn inputs_may_be_globs_over_ids() {
+    let p = Project::new(
+        "nodes:
+  baseline_small: {kind: command, cmd: 'echo 1 > $OUT/x'}
+  baseline_big: {kind: command, cmd: 'echo 2 > $OUT/x'}
+  doped_small: {kind: command, cmd: 'echo 3 > $OUT/x'}
+  fit:
+    kind: command
+    input: ['baseline_*', 'doped_s?all']
+    cmd: 'true'
+",
+    );
+    let dag = p.sm(&["dag"]);
+    assert!(dag.stdout.contains("fit (command) <- baseline_small, baseline_big, doped_small"), "{}", dag.stdout);
+    p.write("exp.yaml", "nodes:\n  a: {kind: command, cmd: 'true'}\n  fit: {kind: command, input: 'b_*', cmd: 'true'}\n");
+    let run = p.sm(&["status"]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("`b_*` matches no node"), "{}", run.stderr);
+}
+
+#[test]
 fn defaults_apply_where_the_kind_has_the_key() {
     let p =
         Project::new("defaults: {env: {SEED: '7'}}\nnodes:\n  a: {kind: command, cmd: 'echo $SEED > $OUT/s', outputs: [s]}\n  b: {kind: command, cmd: 'true', env: {SEED: '9'}}\n");

@@ -7,7 +7,6 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap};
 
-use globset::Glob;
 use petgraph::algo::tarjan_scc;
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::{Dfs, Reversed};
@@ -98,28 +97,10 @@ impl Plan {
 
     /// Nodes matched by one pattern, without their upstream.
     pub fn match_pattern(&self, pattern: &str) -> Result<Vec<usize>, String> {
-        let has_glob = pattern.contains(['*', '?']);
-        if !has_glob {
-            return self.experiment.select(pattern).map_err(|(msg, hint)| match hint {
-                Some(h) => format!("{msg} ({h})"),
-                None => msg,
-            });
-        }
-        // `[` and `]` are literal in node ids, so escape them for globset.
-        let escaped: String = pattern
-            .chars()
-            .map(|c| match c {
-                '[' => "[[]".to_string(),
-                ']' => "[]]".to_string(),
-                c => c.to_string(),
-            })
-            .collect();
-        let glob = Glob::new(&escaped).map_err(|e| format!("invalid pattern `{pattern}`: {e}"))?.compile_matcher();
-        let hits: Vec<usize> = (0..self.len()).filter(|&i| glob.is_match(&self.experiment.nodes[i].id.0)).collect();
-        if hits.is_empty() {
-            return Err(format!("`{pattern}` matches no node"));
-        }
-        Ok(hits)
+        self.experiment.select(pattern).map_err(|(msg, hint)| match hint {
+            Some(h) => format!("{msg} ({h})"),
+            None => msg,
+        })
     }
 }
 

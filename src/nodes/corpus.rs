@@ -9,8 +9,11 @@ use std::path::PathBuf;
 
 use super::{NodeCtx, NodeError, NodeKind, Progress};
 use crate::data::corpus::{read_all, Format, Split};
-use crate::hash::expand_globs;
+use crate::hash::{expand_globs, GlobError};
 use crate::spec::{Field, FieldType, Schema, Value};
+
+/// The files of an input artifact that are documents.
+const INPUT_DOCUMENTS: [&str; 4] = ["**/*.txt", "**/*.txt.gz", "**/*.jsonl", "**/*.jsonl.gz"];
 
 /// The `corpus` node kind.
 pub struct Corpus {
@@ -23,7 +26,12 @@ impl Corpus {
         let fraction = |d: f64, doc| Field::default(if doc == "val" { "val" } else { "test" }, FieldType::Float, Value::Float(d), "fraction of documents");
         Corpus {
             schema: Schema::new(vec![
-                Field::required("paths", FieldType::List(Box::new(FieldType::Str)), "files, directories or globs: plain text, .gz, or JSONL"),
+                Field::default(
+                    "paths",
+                    FieldType::List(Box::new(FieldType::Str)),
+                    Value::List(vec![]),
+                    "files, directories or globs: plain text, .gz, or JSONL (with `input:`, the inputs' *.txt and *.jsonl files are read too)",
+                ),
                 Field::default("format", FieldType::Enum(&["auto", "text", "jsonl"]), Value::Str("auto".into()), "auto: by extension (.jsonl[.gz] is JSONL)"),
                 Field::default("text_field", FieldType::Str, Value::Str("text".into()), "JSONL field holding the document"),
                 Field::default(
@@ -76,7 +84,21 @@ impl NodeKind for Corpus {
         let text_field = p.get_path("text_field").and_then(Value::as_str).unwrap_or("text").to_string();
         let skip_bad = p.get_path("on_error").and_then(Value::as_str) == Some("skip");
         let rel = expand_globs(ctx.root(), &p.strings_at("paths")).map_err(|e| NodeError::Failed(e.to_string()))?;
-        let files: Vec<PathBuf> = rel.iter().map(|r| ctx.root().join(r)).collect();
+        let mut files: Vec<PathBuf> = rel.iter().map(|r| ctx.root().join(r)).collect();
+        // Text that another node made (a `command` that fetches a corpus):
+        // its documents, not its manifests or licence lists.
+        for artifact in ctx.inputs().iter().flat_map(|i| &i.artifacts) {
+            for pattern in INPUT_DOCUMENTS {
+                match expand_globs(&artifact.dir, &[pattern.to_string()]) {
+                    Ok(found) => files.extend(found.iter().map(|r| artifact.dir.join(r))),
+                    Err(GlobError::NoMatch { .. }) => {}
+                    Err(e) => return Err(NodeError::Failed(e.to_string())),
+                }
+            }
+        }
+        if files.is_empty() {
+            return Err(NodeError::Failed("no files to read: give `paths:` (files, directories or globs) or an `input:` whose artifact holds .txt or .jsonl files".into()));
+        }
         ctx.progress(Progress::Message(format!("reading {} file(s)", files.len())));
         let docs = read_all(&files, format, &text_field, skip_bad, val, test).map_err(|e| NodeError::Failed(e.to_string()))?;
         for problem in &docs.skipped {

@@ -453,7 +453,7 @@ impl Loader<'_> {
                     }
                 }
                 other => {
-                    let msg = format!("an input is a node name such as `tokenizer` or `train[model=small]`, found {}", other.type_name());
+                    let msg = format!("an input is a node name such as `tokenizer`, `train[model=small]` or a glob such as `train_*`, found {}", other.type_name());
                     self.errors.push(self.err(item.span, msg).key(&key));
                 }
             }
@@ -560,10 +560,25 @@ fn combinations(matrix: &[(String, Vec<Node>)]) -> Vec<Vec<(String, &Node)>> {
     out
 }
 
-/// Resolves `decl`, `decl[var=value,…]` or an exact instance id to node indices.
+/// Resolves `decl`, `decl[var=value,…]`, an exact instance id, or a glob
+/// over ids (`baseline_*`, `train[*doped*]`) to node indices.
 fn select(nodes: &[NodeSpec], lookup: &Lookup, reference: &str) -> Result<Vec<usize>, (String, Option<String>)> {
     if let Some(&i) = lookup.by_id.get(reference) {
         return Ok(vec![i]);
+    }
+    if reference.contains(['*', '?']) {
+        // `[` and `]` are literal in node ids, so escape them for globset.
+        let escaped: String = reference
+            .chars()
+            .map(|c| match c {
+                '[' => "[[]".to_string(),
+                ']' => "[]]".to_string(),
+                c => c.to_string(),
+            })
+            .collect();
+        let glob = globset::Glob::new(&escaped).map_err(|e| (format!("invalid pattern `{reference}`: {e}"), None))?.compile_matcher();
+        let hits: Vec<usize> = (0..nodes.len()).filter(|&i| glob.is_match(&nodes[i].id.0)).collect();
+        return if hits.is_empty() { Err((format!("`{reference}` matches no node"), None)) } else { Ok(hits) };
     }
     let (decl, filter) = match reference.split_once('[') {
         Some((decl, rest)) => match rest.strip_suffix(']') {
