@@ -67,11 +67,24 @@ fn keep_freed_memory() {
     }
 }
 
-const BENCH_USAGE: &str = "bench [--preset P] [--variant V] [--vocab V] [--device D] [--batch B] [--micro-batch M] [--steps N] [--warmup W] [--bf16]";
+const BENCH_USAGE: &str =
+    "bench [--preset P] [--variant V] [--layers L] [--d-model D] [--heads H] [--context T] [--vocab V] [--device D] [--threads N] [--batch B] [--micro-batch M] [--steps N] [--warmup W] [--bf16]";
 
 /// Parses `bench` flags (the same as `gpt.py bench`).
 fn bench_spec(args: &[&str]) -> Result<tools::BenchSpec, String> {
-    let mut spec = tools::BenchSpec { preset: "micro".into(), vocab: 50_262, device: "cpu".into(), batch: 16, micro_batch: 0, steps: 20, warmup: 3, bf16: false, variant: None };
+    let mut spec = tools::BenchSpec {
+        preset: "micro".into(),
+        vocab: 50_262,
+        device: "cpu".into(),
+        batch: 16,
+        micro_batch: 0,
+        steps: 20,
+        warmup: 3,
+        bf16: false,
+        variant: None,
+        shape: tools::ShapeOverrides::default(),
+        threads: 0,
+    };
     let mut it = args.iter();
     while let Some(&flag) = it.next() {
         if flag == "--bf16" {
@@ -88,6 +101,11 @@ fn bench_spec(args: &[&str]) -> Result<tools::BenchSpec, String> {
             "--batch" => spec.batch = int()?,
             "--micro-batch" => spec.micro_batch = int()?,
             "--steps" => spec.steps = int()? as usize,
+            "--layers" => spec.shape.n_layer = Some(int()?),
+            "--d-model" => spec.shape.d_model = Some(int()?),
+            "--heads" => spec.shape.n_head = Some(int()?),
+            "--context" => spec.shape.context = Some(int()?),
+            "--threads" => spec.threads = int()? as i32,
             "--warmup" => spec.warmup = int()? as usize,
             other => return Err(format!("unknown flag {other}")),
         }

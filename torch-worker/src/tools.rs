@@ -73,6 +73,24 @@ pub struct BenchSpec {
     pub bf16: bool,
     /// Variant instead of the preset's own.
     pub variant: Option<scalemake::train::Variant>,
+    /// The preset's shape changed, as a `train` node's `model:` does.
+    pub shape: ShapeOverrides,
+    /// CPU threads for libtorch (0: its default).
+    pub threads: i32,
+}
+
+/// Overrides of a preset's shape (sizing CPU studies measures shapes no
+/// preset has).
+#[derive(Default)]
+pub struct ShapeOverrides {
+    /// Blocks.
+    pub n_layer: Option<i64>,
+    /// Width.
+    pub d_model: Option<i64>,
+    /// Heads.
+    pub n_head: Option<i64>,
+    /// Context.
+    pub context: Option<i64>,
 }
 
 /// Training steps per second on random tokens, as JSON.
@@ -81,6 +99,13 @@ pub fn bench(spec: &BenchSpec) -> Result<serde_json::Value, String> {
     let mut shape = ModelShape::preset(&spec.preset, spec.vocab).ok_or_else(|| format!("unknown preset {}", spec.preset))?;
     if let Some(variant) = spec.variant {
         shape.variant = variant;
+    }
+    let o = &spec.shape;
+    (shape.n_layer, shape.d_model, shape.n_head, shape.context) =
+        (o.n_layer.unwrap_or(shape.n_layer), o.d_model.unwrap_or(shape.d_model), o.n_head.unwrap_or(shape.n_head), o.context.unwrap_or(shape.context));
+    shape.check()?;
+    if spec.threads > 0 {
+        tch::set_num_threads(spec.threads);
     }
     tch::manual_seed(0);
     let vs = nn::VarStore::new(device);
@@ -107,7 +132,7 @@ pub fn bench(spec: &BenchSpec) -> Result<serde_json::Value, String> {
     let variant = serde_json::to_value(shape.variant).map_err(|e| e.to_string())?;
     let mfu = scalemake::train::peak_flops(&name, spec.bf16).map(|peak| tokens_per_second * shape.flops_per_token(&counts) / peak);
     Ok(serde_json::json!({
-        "impl": "scalemake", "preset": spec.preset, "variant": variant, "params": counts, "device": name, "bf16": spec.bf16,
+        "impl": "scalemake", "preset": spec.preset, "n_layer": shape.n_layer, "d_model": shape.d_model, "variant": variant, "params": counts, "device": name, "bf16": spec.bf16,
         "tokens_per_second": tokens_per_second, "mfu": mfu, "steps": spec.steps, "threads": tch::get_num_threads(), "last_loss": loss,
     }))
 }
