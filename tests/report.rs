@@ -106,7 +106,7 @@ fn the_report_answers_first_and_has_the_papers_figures_and_tables() {
     // The laws: the baseline's exponent with an interval; the doped family's multiplier under each cost model.
     let baseline = md.lines().find(|l| l.starts_with("| baseline | 4 | 4 |")).unwrap();
     assert!(baseline.contains(" [0.0"), "{baseline}");
-    assert!(md.contains("| doped | C = 6·N_trainable·D (frozen parameters free (the paper's C = 6·N·B·S)) |"), "{md}");
+    assert!(md.contains("| doped | C = 6·N_trainable·D: frozen parameters free, the paper's C = 6·N·B·S |"), "{md}");
     assert!(md.contains("Kaplan et al. 2020"), "{md}");
 }
 

@@ -472,7 +472,7 @@ fn group_fit(runs: &[&Run], point: &Point, reps: &[&Point], settings: &Settings)
         let problem = envelope_problem(runs, &env, settings);
         let power_law = match (&problem, point.power[&model]) {
             (Some(why), _) => Identified::NotIdentifiable(why.clone()),
-            (None, None) => Identified::NotIdentifiable("no power law fits the frontier".into()),
+            (None, None) => Identified::NotIdentifiable("the frontier is flat: no power law fits it (α ≈ 0)".into()),
             (None, Some(law)) => power_law_fit(&law, reps, |r| r.power[&model], "α"),
         };
         let offset_law = match (&problem, &point.offset[&model]) {
@@ -496,7 +496,7 @@ fn group_fit(runs: &[&Run], point: &Point, reps: &[&Point], settings: &Settings)
     }
     let final_n = match (too_few_sizes(sizes(runs)), point.final_n) {
         (Some(why), _) => Identified::NotIdentifiable(why),
-        (None, None) => Identified::NotIdentifiable("no power law fits the final losses".into()),
+        (None, None) => Identified::NotIdentifiable("the final losses are flat in N: no power law fits them (α_N ≈ 0)".into()),
         (None, Some(law)) => power_law_fit(&law, reps, |r| r.final_n, "α_N"),
     };
     let chinchilla = match (too_few_sizes(sizes(runs)), &point.chinchilla) {

@@ -370,7 +370,7 @@ impl CostModel {
     /// In words, for captions.
     pub fn meaning(self) -> &'static str {
         match self {
-            CostModel::Trainable => "frozen parameters free (the paper's C = 6·N·B·S)",
+            CostModel::Trainable => "frozen parameters free, the paper's C = 6·N·B·S",
             CostModel::FrozenTwoThirds => "frozen parameters at 2/3 of a trainable one's cost",
             CostModel::FrozenFull => "frozen parameters at full cost",
             CostModel::FastfoodFree => "FastFood diagonals free, block-diagonal weights at dense cost",

@@ -21,6 +21,7 @@ use super::{NodeCtx, NodeError, NodeKind};
 use crate::fit::study::{Run, StudyFit};
 use crate::spec::{Field, FieldType, Schema, Value};
 use crate::train::record::{TrainRecord, EVAL_FILE};
+use crate::train::CostModel;
 use tables::{escape, Table};
 
 /// The `report` node kind.
@@ -113,11 +114,23 @@ impl NodeKind for Report {
         let mut sections = vec![Section { heading: "Runs", paragraphs: vec![], table: Some(tables::runs_table(&runs)) }];
         for fit in &fits {
             sections.push(Section { heading: "Laws", paragraphs: vec![tables::REFERENCES.into()], table: Some(tables::laws_table(fit)) });
-            sections.push(Section {
-                heading: "Against the baseline's law",
-                paragraphs: vec!["The multiplier is the compute the baselines' law needs to reach a family's losses, over the compute the family used: 1 is on the law, below 1 worse, above 1 better. Families with fewer than three model sizes are compared run by run at their final points.".into()],
-                table: Some(tables::multipliers_table(fit)),
-            });
+            if fit.multipliers.is_empty() {
+                continue;
+            }
+            let base_law = fit.groups.get(&fit.settings.baseline).map(|g| &g.axes[&CostModel::Trainable].power_law);
+            let section = match base_law.and_then(|l| l.why_not()) {
+                Some(why) => Section {
+                    heading: "Against the baseline's law",
+                    paragraphs: vec![format!("The baselines have no identified law ({why}), so no family is set against it.")],
+                    table: None,
+                },
+                None => Section {
+                    heading: "Against the baseline's law",
+                    paragraphs: vec!["The multiplier is the compute the baselines' law needs to reach a family's losses, over the compute the family used: 1 is on the law, below 1 worse, above 1 better. Families with fewer than three model sizes are compared run by run at their final points.".into()],
+                    table: Some(tables::multipliers_table(fit)),
+                },
+            };
+            sections.push(section);
         }
         sections.push(Section { heading: "The paper's Tables 1–3", paragraphs: vec![tables::PAPER_NOTE.into()], table: Some(tables::paper_table(&runs)) });
 

@@ -141,7 +141,11 @@ pub fn answer(fit: &StudyFit, runs: &[RunData]) -> Vec<String> {
             si(hi),
             interval(&law.alpha)
         ),
-        Identified::NotIdentifiable(why) => format!("The {}' law on C = 6·N·D is not identifiable: {why}.", family_name(base)),
+        Identified::NotIdentifiable(why) => {
+            let first = format!("The {}' law on C = 6·N·D is not identifiable: {why}.", family_name(base));
+            let second = "Without it no family can be set against the baselines: the figures and the runs table below show where each run ended.";
+            return if fit.multipliers.is_empty() { vec![first] } else { vec![first, second.to_string()] };
+        }
     };
     let mut parts = Vec::new();
     for (family, models) in &fit.multipliers {
@@ -265,7 +269,7 @@ pub fn multipliers_table(fit: &StudyFit) -> Table {
                 }
                 Identified::NotIdentifiable(why) => ("–".into(), "–".into(), format!("not comparable: {why}")),
             };
-            t.row(vec![family.clone(), format!("{} ({})", model.formula(), model.meaning()), value, by, reading]);
+            t.row(vec![family.clone(), format!("{}: {}", model.formula(), model.meaning()), value, by, reading]);
         }
     }
     t
