@@ -43,7 +43,9 @@ fn a_reduced_tiny_yaml_runs_corpus_to_report() {
     assert_eq!(run.built().len(), 9, "{:?}", run.built());
     let fit: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p.artifact("laws").join("fit.json")).unwrap()).unwrap();
     assert_eq!(fit["groups"]["baseline"]["runs"].as_array().unwrap().len(), 2, "{fit}");
-    assert!(fit["multipliers"]["doped"]["trainable"]["value"].as_f64().is_some(), "{fit}");
+    // Two widths identify no law: the fit says so rather than print numbers.
+    assert_eq!(fit["groups"]["baseline"]["axes"]["trainable"]["power_law"]["not_identifiable"], "2 model size(s): a law needs at least 3", "{fit}");
+    assert!(fit["multipliers"]["doped"]["trainable"]["not_identifiable"].as_str().unwrap().starts_with("the baseline has no law"), "{fit}");
     let html = std::fs::read_to_string(p.artifact("report").join("report.html")).unwrap();
     assert!(html.contains("tiny: baseline vs doped") && html.matches("<figure").count() >= 6);
     // A no-op rerun, and changing one width rebuilds that width's two runs, the fit and the report only.
@@ -53,6 +55,63 @@ fn a_reduced_tiny_yaml_runs_corpus_to_report() {
     assert!(status.contains("4 of 9 node(s) to build"), "{status}");
     let rerun = p.sm(&["run", "-j", "2"]);
     assert_eq!(rerun.built(), ["laws", "report", "train[width=48,variant=baseline]", "train[width=48,variant=doped]"], "{}", rerun.stderr);
+}
+
+/// `cpu-study.yaml` with its sizes turned down: the fixture corpus copied by
+/// the `command` node that fetches the large one, a 400-token vocabulary,
+/// short contexts and budgets. Every edit is asserted, so the test breaks
+/// rather than silently running the 45-minute study when the file changes.
+fn reduced_cpu_study() -> String {
+    let mut text = experiment("cpu-study.yaml");
+    for (from, to) in [
+        ("deps: [scripts/fetch-corpus.sh, scripts/html2text.py, scripts/corpus.py]", "deps: ['fr/**']"),
+        ("cmd: scripts/fetch-corpus.sh --large \"$OUT\"", "cmd: cp fr/* \"$OUT\"/ && echo fixture > \"$OUT\"/SOURCES.tsv"),
+        ("split: { val: 0.01, test: 0.01 }", "split: { val: 0.3, test: 0.2 }"),
+        ("vocab_size: 2048", "vocab_size: 400"),
+        ("context: 128", "context: 32"),
+        ("batch_size: 32", "batch_size: 4"),
+        ("eval_points: 20", "eval_points: 6"),
+        ("eval_tokens: 32_768", "eval_tokens: 256"),
+        ("warmup_tokens: 65_536", "warmup_tokens: 256"),
+        ("bootstrap: 1000", "bootstrap: 20"),
+    ] {
+        assert!(text.contains(from), "cpu-study.yaml no longer has `{from}`: update this test");
+        text = text.replace(from, to);
+    }
+    let budgets = text.lines().filter(|l| l.trim_start().starts_with("max_tokens:")).count();
+    assert_eq!(budgets, 15, "one budget per run");
+    text.lines().map(|l| if l.trim_start().starts_with("max_tokens:") { "    max_tokens: 1024" } else { l }).collect::<Vec<_>>().join("\n")
+}
+
+#[test]
+fn a_reduced_cpu_study_runs_all_four_families_to_the_report() {
+    let p = common::training_project(&reduced_cpu_study());
+    let run = p.sm(&["run", "-j", "2"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    // french_docs, corpus, tokenizer, shards, 15 runs, fit, report.
+    assert_eq!(run.built().len(), 21, "{:?}", run.built());
+    let fit: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p.artifact("laws").join("fit.json")).unwrap()).unwrap();
+    for (family, runs) in [("baseline", 6), ("doped", 3), ("fastfood", 3), ("blockdiag_hadamard", 3)] {
+        assert_eq!(fit["groups"][family]["runs"].as_array().unwrap().len(), runs, "{family}");
+        assert_eq!(fit["groups"][family]["sizes"], runs, "{family}: every run is its own size");
+        if family != "baseline" {
+            for model in ["trainable", "frozen_2_3", "frozen_full", "fastfood_free"] {
+                let m = &fit["multipliers"][family][model];
+                assert!(m["fitted"]["estimate"]["value"].is_number() || m["not_identifiable"].is_string(), "{family} on {model}: {m}");
+            }
+        }
+    }
+    // Every run was evaluated on the test split at its end.
+    for id in ["baseline_1x32", "doped_2x64", "fastfood_2x96", "blockdiag_2x128"] {
+        let show = p.sm(&["show", id]).stdout;
+        assert!(show.contains("metric  test_loss = "), "{id}: no test loss\n{show}");
+    }
+    let html = std::fs::read_to_string(p.artifact("report").join("report.html")).unwrap();
+    for figure in common::PAPER_FIGURES {
+        assert!(html.contains(&format!("<figure id=\"{figure}\"><svg")), "{figure} missing from report.html");
+    }
+    assert!(html.contains("<p class=\"answer\">") && html.contains("test loss"), "the answer and the test losses");
+    assert!(p.sm(&["run"]).stderr.contains("0 built, 21 fresh"));
 }
 
 fn in_repo(args: &[&str]) -> common::Run {
@@ -88,6 +147,10 @@ fn paper_yaml_plans_the_papers_tables() {
         let cells: Vec<&str> = line.split_whitespace().collect();
         assert_eq!(&cells[1..5], [trainable, frozen, structured, "32.00G"], "{line}");
     }
+    // The paper's C = 6·N·D beside the FLOPs that really run (head, attention, evaluations).
+    let xxsmall: Vec<&str> = plan.stdout.lines().find(|l| l.starts_with("baseline[size=xxsmall] ")).unwrap().split_whitespace().collect();
+    assert_eq!(&xxsmall[5..7], ["4.08e18", "1.24e19"], "{xxsmall:?}");
+    assert!(plan.stdout.contains("C = 6·N·D is the paper's compute"), "{}", plan.stdout);
     assert!(plan.stdout.contains("total: 9 training node(s)"), "{}", plan.stdout);
     let dry = in_repo(&["run", "--dry-run", "experiments/paper.yaml"]);
     assert_eq!(dry.code, 0, "{}", dry.stderr);
