@@ -22,6 +22,9 @@ pub const MAX_EXPONENT: f64 = 2.0;
 /// one order of magnitude.
 pub const MAX_INTERVAL_RATIO: f64 = 10.0;
 
+/// Below this an irreducible loss (in nats) has run to its bound of zero.
+pub const MIN_CONSTANT: f64 = 1e-3;
+
 /// A law (or a comparison) the data identifies, or why it does not.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -66,6 +69,7 @@ pub fn exponent_problem(name: &str, e: &Estimate) -> Option<String> {
         return Some(format!("{name} = {} is outside the 0–{MAX_EXPONENT} a scaling exponent can take: the fit put a step where the data has no trend", sig(e.value)));
     }
     match (e.low, e.high) {
+        (Some(lo), Some(hi)) if lo == hi => Some(format!("every bootstrap replicate gave {name} = {}: the optimum sits on a bound and does not move", sig(lo))),
         (Some(lo), Some(hi)) if lo <= 0.0 => Some(format!("{name}'s 95% interval [{lo:.3}, {hi:.3}] includes 0: the data cannot tell a trend from none")),
         (Some(lo), Some(hi)) if hi / lo > MAX_INTERVAL_RATIO => {
             Some(format!("{name}'s 95% interval [{}, {}] spans {:.1} orders of magnitude", sig(lo), sig(hi), (hi / lo).log10()))
@@ -77,6 +81,9 @@ pub fn exponent_problem(name: &str, e: &Estimate) -> Option<String> {
 /// Why a positive constant such as an irreducible loss is not identified,
 /// if it is not: its interval must span at most [`MAX_INTERVAL_RATIO`].
 pub fn constant_problem(name: &str, e: &Estimate) -> Option<String> {
+    if e.value < MIN_CONSTANT {
+        return Some(format!("{name} = {} ran to zero: the data cannot tell this law from one without {name}", sig(e.value)));
+    }
     match (e.low, e.high) {
         (Some(lo), Some(hi)) if lo <= 0.0 || hi / lo > MAX_INTERVAL_RATIO => Some(format!("{name}'s 95% interval [{}, {}] spans orders of magnitude", sig(lo), sig(hi))),
         _ => None,
@@ -110,6 +117,9 @@ mod tests {
         assert!(exponent_problem("α", &est(46.0, 44.0, 47.0)).unwrap().contains("outside the 0–2"));
         assert!(exponent_problem("β", &est(0.1, 0.005, 0.3)).unwrap().contains("1.8 orders of magnitude"));
         assert_eq!(exponent_problem("α", &Estimate { value: 0.3, low: None, high: None }), None, "no bootstrap: only the value is judged");
+        assert!(exponent_problem("α", &est(0.1196, 0.1196, 0.1196)).unwrap().contains("does not move"));
+        assert!(constant_problem("E", &est(1e-9, 1e-9, 2e-9)).unwrap().contains("ran to zero"));
+        assert_eq!(constant_problem("E", &est(1.7, 1.6, 1.8)), None);
         assert_eq!(too_few_sizes(3), None);
         assert_eq!((sig(46.23), sig(0.005123), sig(1.234e15), sig(-0.0135)), ("46.2".into(), "0.00512".into(), "1.23e15".into(), "-0.0135".into()));
         assert_eq!(too_few_sizes(2).unwrap(), "2 model size(s): a law needs at least 3");

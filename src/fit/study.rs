@@ -58,6 +58,26 @@ pub struct Settings {
     pub seed: u64,
     /// The family others are compared with.
     pub baseline: String,
+    /// Which points make the compute-efficient frontier.
+    #[serde(default)]
+    pub frontier: Frontier,
+}
+
+/// Which points of a family's runs make its compute-efficient frontier.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Frontier {
+    /// Every evaluation of every run (Kaplan et al. 2020, the paper): the
+    /// lowest loss any run reaches at each compute.
+    #[default]
+    Curves,
+    /// Each run's final loss only. A run's learning-rate schedule delivers
+    /// its loss only at its end: mid-run points of a cosine run overstate
+    /// the loss a run of that length would reach (Hoffmann et al. 2022,
+    /// §3.1, who trained several horizons per size for that reason). With
+    /// one horizon per size, the frontier of curves is a staircase of
+    /// annealing tails; the final points are the unbiased ones.
+    FinalPoints,
 }
 
 /// A fitted number with its 95% bootstrap interval.
@@ -254,14 +274,15 @@ fn interpolate(curve: &[(f64, f64)], x: f64) -> Option<f64> {
     Some((y0.ln() + t * (y1.ln() - y0.ln())).exp())
 }
 
-/// The compute-efficient frontier: at each of `points` log-spaced x, the
-/// lowest loss any run reaches there — kept only where it improves on every
-/// smaller x (Pareto-optimal). Where a small run has ended and the next one
-/// is still early in training, the lowest loss *at* x is worse than what
-/// less compute already bought; those points are not on the frontier.
-pub fn envelope(runs: &[&Run], model: CostModel, settings: &Settings) -> Vec<(f64, f64)> {
+/// The compute-efficient frontier from compute `start` on: at each of
+/// `points` log-spaced x, the lowest loss any run reaches there — kept only
+/// where it improves on every smaller x (Pareto-optimal). Where a small run
+/// has ended and the next one is still early in training, the lowest loss
+/// *at* x is worse than what less compute already bought; those points are
+/// not on the frontier.
+pub fn envelope(runs: &[&Run], model: CostModel, settings: &Settings, start: f64) -> Vec<(f64, f64)> {
     let curves: Vec<Vec<(f64, f64)>> = runs.iter().map(|r| curve(r, model, settings.skip_fraction)).filter(|c| c.len() >= 2).collect();
-    let lo = curves.iter().map(|c| c[0].0).fold(f64::INFINITY, f64::min);
+    let lo = curves.iter().map(|c| c[0].0).fold(f64::INFINITY, f64::min).max(start);
     let hi = curves.iter().map(|c| c[c.len() - 1].0).fold(0.0, f64::max);
     if curves.is_empty() || lo >= hi {
         return Vec::new();
@@ -282,6 +303,39 @@ pub fn envelope(runs: &[&Run], model: CostModel, settings: &Settings) -> Vec<(f6
             (best.is_finite() && improves).then_some((x, best))
         })
         .collect()
+}
+
+/// Where a family's frontier starts: the compute at which its smallest
+/// model ends. Below it the family has no model small enough to have
+/// finished its schedule, so its frontier would be a run still early in
+/// training (learning rate not yet decayed; for the smallest models the
+/// unigram plateau), and a family whose smallest model is larger than the
+/// baseline's would look less efficient for want of small models, not for
+/// its parameters. The laws and multipliers are taken from here on.
+fn frontier_start(runs: &[&Run], model: CostModel) -> f64 {
+    let smallest = runs.iter().map(|r| r.params.trainable).min();
+    let end = runs.iter().filter(|r| Some(r.params.trainable) == smallest).filter_map(|r| final_point(r)).map(|p| model.of(&p.compute)).fold(f64::INFINITY, f64::min);
+    if end.is_finite() {
+        end
+    } else {
+        0.0
+    }
+}
+
+/// The Pareto-optimal final points (compute, loss) of `runs`: each run's
+/// end, kept where it improves on every run that ended with less compute.
+fn final_frontier(runs: &[&Run], model: CostModel) -> Vec<(f64, f64)> {
+    let mut ends: Vec<(f64, f64)> = runs.iter().filter_map(|r| final_point(r)).map(|p| (model.of(&p.compute), p.loss)).filter(|(c, _)| *c > 0.0).collect();
+    ends.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
+    ends.dedup();
+    let (mut frontier, mut best) = (Vec::new(), f64::INFINITY);
+    for (c, l) in ends {
+        if l < best {
+            best = l;
+            frontier.push((c, l));
+        }
+    }
+    frontier
 }
 
 /// A run's last evaluation, if it counts.
@@ -323,7 +377,10 @@ fn estimate_point(runs: &[&Run], settings: &Settings, full: Option<&Point>) -> P
     let mut offset = BTreeMap::new();
     let mut envelopes = BTreeMap::new();
     for model in CostModel::ALL {
-        let env = envelope(runs, model, settings);
+        let env = match settings.frontier {
+            Frontier::Curves => envelope(runs, model, settings, frontier_start(runs, model)),
+            Frontier::FinalPoints => final_frontier(runs, model),
+        };
         power.insert(model, PowerLaw::fit(&env));
         let pts: Vec<(Vec<f64>, f64)> = env.iter().map(|(x, l)| (vec![*x], *l)).collect();
         // Three parameters need more than three points; replicates refit from the full fit.
@@ -626,7 +683,7 @@ mod tests {
     }
 
     fn settings(bootstrap: usize) -> Settings {
-        Settings { skip_fraction: 0.1, envelope_points: 30, bootstrap, seed: 0, baseline: "baseline".into() }
+        Settings { skip_fraction: 0.1, envelope_points: 30, bootstrap, seed: 0, baseline: "baseline".into(), frontier: Frontier::Curves }
     }
 
     #[test]
@@ -698,7 +755,7 @@ mod recovery_tests {
     }
 
     fn settings(bootstrap: usize) -> Settings {
-        Settings { skip_fraction: 0.1, envelope_points: 40, bootstrap, seed: 7, baseline: "baseline".into() }
+        Settings { skip_fraction: 0.1, envelope_points: 40, bootstrap, seed: 7, baseline: "baseline".into(), frontier: Frontier::Curves }
     }
 
     /// The truth lies within the 95% interval, and the point estimate within
@@ -774,7 +831,7 @@ mod recovery_tests {
             .map(|&(c, loss)| RunPoint { tokens: c / 600.0, compute: Compute { trainable: c, frozen_2_3: c, frozen_full: c, fastfood_free: c }, loss })
             .collect();
         let settings = Settings { skip_fraction: 0.0, envelope_points: 5, ..settings(0) };
-        let env = envelope(&[&small, &large], CostModel::Trainable, &settings);
+        let env = envelope(&[&small, &large], CostModel::Trainable, &settings, 0.0);
         let xs: Vec<f64> = env.iter().map(|p| p.0).collect();
         let expected_x = [1e3, 10f64.powf(3.5), 1e4, 10f64.powf(4.5), 1e5];
         for (x, want) in xs.iter().zip(expected_x) {
@@ -796,7 +853,7 @@ mod recovery_tests {
         let small = Run { id: "small".into(), group: "baseline".into(), params, points: vec![at(1e2, 5.0), at(2e4, 3.0)], warmup_tokens: 0.0 };
         let large = Run { id: "large".into(), group: "baseline".into(), params, points: vec![at(1e4, 3.5), at(1e5, 3.3), at(1e6, 2.0)], warmup_tokens: 0.0 };
         let settings = Settings { skip_fraction: 0.0, envelope_points: 5, ..settings(0) };
-        let env = envelope(&[&small, &large], CostModel::Trainable, &settings);
+        let env = envelope(&[&small, &large], CostModel::Trainable, &settings, 0.0);
         let xs: Vec<f64> = env.iter().map(|p| p.0.log10().round()).collect();
         assert_eq!(xs, [2.0, 3.0, 4.0, 6.0], "1e5 (loss 3.3, worse than 3.21 at 1e4) is not on the frontier: {env:?}");
         for w in env.windows(2) {
@@ -861,7 +918,7 @@ mod identification_tests {
     }
 
     fn settings() -> Settings {
-        Settings { skip_fraction: 0.1, envelope_points: 30, bootstrap: 50, seed: 3, baseline: "baseline".into() }
+        Settings { skip_fraction: 0.1, envelope_points: 30, bootstrap: 50, seed: 3, baseline: "baseline".into(), frontier: Frontier::Curves }
     }
 
     #[test]
@@ -888,6 +945,32 @@ mod identification_tests {
         // The baseline's own law is identified, with a tight interval.
         let alpha = fit.groups["baseline"].axes[&CostModel::Trainable].power_law.fitted().unwrap().alpha;
         assert!((alpha.value - 0.05).abs() < 1e-3, "{alpha:?}");
+    }
+
+    #[test]
+    fn a_frontier_of_final_points_keeps_each_runs_end_where_it_improves() {
+        // Ends on L = (1e8 / C)^0.05; mid-run points 5% above the law (a cosine run before its decay).
+        let mut runs: Vec<Run> = [1e6, 2e6, 4e6, 8e6].iter().map(|&n| run("baseline", n as i64, 1.0, 0.0)).collect();
+        for r in &mut runs {
+            let last = r.points.len() - 1;
+            for p in &mut r.points[..last] {
+                p.loss *= 1.05;
+            }
+        }
+        // A run that ends worse than a smaller one ended: off the frontier.
+        let mut worse = run("baseline", 3_000_000, 1.0, 0.0);
+        worse.points.last_mut().unwrap().loss *= 1.2;
+        runs.push(worse);
+        let settings = Settings { frontier: Frontier::FinalPoints, ..settings() };
+        let fit = fit_study(&runs, &settings).unwrap();
+        let axis = &fit.groups["baseline"].axes[&CostModel::Trainable];
+        assert_eq!(axis.envelope.len(), 4, "{:?}", axis.envelope);
+        let alpha = axis.power_law.fitted().unwrap().alpha;
+        assert!((alpha.value - 0.05).abs() < 1e-9, "the ends are on the law: {alpha:?}");
+        // The curves' frontier, by contrast, is biased by the mid-run points.
+        let curves = fit_study(&runs, &Settings { frontier: Frontier::Curves, ..settings }).unwrap();
+        let biased = curves.groups["baseline"].axes[&CostModel::Trainable].power_law.fitted().map(|l| l.alpha.value);
+        assert!(biased.is_none_or(|a| (a - 0.05).abs() > 1e-3), "{biased:?}");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use super::{NodeCtx, NodeError, NodeKind, Resources};
 use crate::fit::identify::Identified;
-use crate::fit::study::{fit_study, CompareBy, Estimate, Run, RunPoint, Settings, StudyFit};
+use crate::fit::study::{fit_study, CompareBy, Estimate, Frontier, Run, RunPoint, Settings, StudyFit};
 use crate::spec::{Field, FieldType, Schema, Value};
 use crate::train::job::EvalRow;
 use crate::train::record::{TrainRecord, EVAL_FILE};
@@ -30,6 +30,12 @@ impl Fit {
                 Field::default("bootstrap", FieldType::Int { min: 0 }, Value::Int(1000), "bootstrap replicates over runs for the 95% intervals (0: none)"),
                 Field::default("seed", FieldType::Int { min: 0 }, Value::Int(0), "seed of the bootstrap"),
                 Field::default("baseline", FieldType::Str, Value::Str("baseline".into()), "the family the others are compared with"),
+                Field::default(
+                    "frontier",
+                    FieldType::Enum(&["curves", "final_points"]),
+                    Value::Str("curves".into()),
+                    "the compute-efficient frontier from every evaluation (Kaplan et al., the paper) or from each run's final loss (a cosine run's loss is only its schedule's at its end)",
+                ),
                 Field::default("group_by", FieldType::Enum(&["variant", "none"]), Value::Str("variant".into()), "families: by model variant, or one family"),
                 Field::optional(
                     "csv",
@@ -177,11 +183,12 @@ impl NodeKind for Fit {
         "fit"
     }
 
-    /// 3: laws the data cannot identify are reported as such, small
+    /// 4: laws the data cannot identify are reported as such, small
     /// families are compared run by run, warmup is left out, cost models
-    /// are named for what they count.
+    /// are named for what they count, a family's frontier starts where its
+    /// smallest model ends.
     fn version(&self) -> u32 {
-        3
+        4
     }
 
     fn schema(&self) -> &Schema {
@@ -206,6 +213,7 @@ impl NodeKind for Fit {
             bootstrap: int("bootstrap", 1000) as usize,
             seed: int("seed", 0),
             baseline: p.get_path("baseline").and_then(Value::as_str).unwrap_or("baseline").to_string(),
+            frontier: if p.get_path("frontier").and_then(Value::as_str) == Some("final_points") { Frontier::FinalPoints } else { Frontier::Curves },
         };
         let by_variant = p.get_path("group_by").and_then(Value::as_str) != Some("none");
         let mut runs = Vec::new();
