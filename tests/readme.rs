@@ -28,7 +28,7 @@ fn the_readme_reference_is_the_kinds_schemas() {
 #[test]
 fn the_example_experiments_use_documented_kinds() {
     let reference = Registry::builtin().reference_markdown();
-    for file in ["tiny", "paper", "gpu-small", "variants"] {
+    for file in ["tiny", "cpu-study", "cpu-sweep", "paper", "gpu-small", "variants"] {
         let text = std::fs::read_to_string(format!("{}/experiments/{file}.yaml", env!("CARGO_MANIFEST_DIR"))).unwrap();
         for kind in text.lines().filter_map(|l| l.trim().strip_prefix("kind: ")) {
             assert!(reference.contains(&format!("#### `{}`", kind.trim())), "{file}.yaml: kind {kind} undocumented");
