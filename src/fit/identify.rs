@@ -71,21 +71,27 @@ pub fn exponent_problem(name: &str, e: &Estimate) -> Option<String> {
     match (e.low, e.high) {
         (Some(lo), Some(hi)) if lo == hi => Some(format!("every bootstrap replicate gave {name} = {}: the optimum sits on a bound and does not move", sig(lo))),
         (Some(lo), Some(hi)) if lo <= 0.0 => Some(format!("{name}'s 95% interval [{lo:.3}, {hi:.3}] includes 0: the data cannot tell a trend from none")),
-        (Some(lo), Some(hi)) if hi / lo > MAX_INTERVAL_RATIO => {
-            Some(format!("{name}'s 95% interval [{}, {}] spans {:.1} orders of magnitude", sig(lo), sig(hi), (hi / lo).log10()))
-        }
+        (Some(lo), Some(hi)) if hi / lo > MAX_INTERVAL_RATIO => Some(format!("{name}'s 95% interval [{}, {}] spans a factor of {}", sig(lo), sig(hi), sig(hi / lo))),
         _ => None,
     }
 }
 
 /// Why a positive constant such as an irreducible loss is not identified,
-/// if it is not: its interval must span at most [`MAX_INTERVAL_RATIO`].
+/// if it is not: it must not have run to zero, and its interval must span
+/// at most [`MAX_INTERVAL_RATIO`].
 pub fn constant_problem(name: &str, e: &Estimate) -> Option<String> {
     if e.value < MIN_CONSTANT {
         return Some(format!("{name} = {} ran to zero: the data cannot tell this law from one without {name}", sig(e.value)));
     }
+    interval_problem(name, e)
+}
+
+/// Why a positive ratio (a multiplier) is not pinned down, if it is not:
+/// its interval must span at most [`MAX_INTERVAL_RATIO`].
+pub fn interval_problem(name: &str, e: &Estimate) -> Option<String> {
     match (e.low, e.high) {
-        (Some(lo), Some(hi)) if lo <= 0.0 || hi / lo > MAX_INTERVAL_RATIO => Some(format!("{name}'s 95% interval [{}, {}] spans orders of magnitude", sig(lo), sig(hi))),
+        (Some(lo), Some(hi)) if lo <= 0.0 => Some(format!("{name}'s 95% interval [{}, {}] reaches zero", sig(lo), sig(hi))),
+        (Some(lo), Some(hi)) if hi / lo > MAX_INTERVAL_RATIO => Some(format!("{name}'s 95% interval [{}, {}] spans a factor of {}", sig(lo), sig(hi), sig(hi / lo))),
         _ => None,
     }
 }
@@ -115,7 +121,9 @@ mod tests {
         assert!(exponent_problem("α_N", &est(0.0112, -0.0135, 0.0242)).unwrap().contains("includes 0"));
         // tiny.yaml's Chinchilla fit: α ≈ 46.
         assert!(exponent_problem("α", &est(46.0, 44.0, 47.0)).unwrap().contains("outside the 0–2"));
-        assert!(exponent_problem("β", &est(0.1, 0.005, 0.3)).unwrap().contains("1.8 orders of magnitude"));
+        assert!(exponent_problem("β", &est(0.1, 0.005, 0.3)).unwrap().contains("spans a factor of 60.0"));
+        assert!(interval_problem("the multiplier", &est(0.49, 0.204, 2.2)).unwrap().contains("spans a factor of 10.8"));
+        assert_eq!(interval_problem("the multiplier", &est(0.73, 0.55, 0.86)), None);
         assert_eq!(exponent_problem("α", &Estimate { value: 0.3, low: None, high: None }), None, "no bootstrap: only the value is judged");
         assert!(exponent_problem("α", &est(0.1196, 0.1196, 0.1196)).unwrap().contains("does not move"));
         assert!(constant_problem("E", &est(1e-9, 1e-9, 2e-9)).unwrap().contains("ran to zero"));

@@ -15,7 +15,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::identify::{constant_problem, exponent_problem, too_few_sizes, Identified, MIN_SIZES};
+use super::identify::{constant_problem, exponent_problem, interval_problem, too_few_sizes, Identified, MIN_SIZES};
 use super::laws::{PowerLaw, SumOfPowers};
 use crate::train::{Compute, CostModel, ParamCounts};
 
@@ -609,7 +609,11 @@ fn compare(
         return Identified::NotIdentifiable(format!("the family's {what} lie outside the baseline's loss range [{:.3}, {:.3}]: no extrapolation", range.0, range.1));
     };
     let reps: Vec<f64> = replicates.iter().filter_map(|r| multiplier(r.get(&settings.baseline)?, r.get(group)?, model, by)).collect();
-    Identified::Fitted(Multiplier { by, estimate: Estimate::new(value, &reps), runs })
+    let estimate = Estimate::new(value, &reps);
+    match interval_problem("the multiplier", &estimate) {
+        Some(why) => Identified::NotIdentifiable(why),
+        None => Identified::Fitted(Multiplier { by, estimate, runs }),
+    }
 }
 
 /// Fits every family of `runs`; an error for input no law can describe.

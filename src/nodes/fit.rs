@@ -183,12 +183,12 @@ impl NodeKind for Fit {
         "fit"
     }
 
-    /// 4: laws the data cannot identify are reported as such, small
-    /// families are compared run by run, warmup is left out, cost models
-    /// are named for what they count, a family's frontier starts where its
-    /// smallest model ends.
+    /// 5: laws and multipliers the data cannot identify are reported as
+    /// such, small families are compared run by run, warmup is left out,
+    /// cost models are named for what they count, a family's frontier
+    /// starts where its smallest model ends.
     fn version(&self) -> u32 {
-        4
+        5
     }
 
     fn schema(&self) -> &Schema {
