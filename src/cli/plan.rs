@@ -58,6 +58,16 @@ pub fn estimates(plan: &Plan) -> Vec<Option<WorkEstimate>> {
         .collect()
 }
 
+/// FLOPs in PF-days, the paper's unit: "1.76", or "5.27e-7" on a CPU's scale.
+fn pf_days(flops: f64) -> String {
+    let days = flops / scalemake::train::PF_DAY;
+    if days >= 0.01 {
+        format!("{days:.3}")
+    } else {
+        format!("{days:.3e}")
+    }
+}
+
 /// GPU time in hours, or minutes below six minutes.
 fn duration(hours: f64) -> String {
     if hours < 0.1 {
@@ -121,8 +131,8 @@ pub fn plan(env: &Env, args: &[String], throughput: &Throughput) -> Result<ExitC
         throughput.describe()
     );
     println!(
-        "C = 6·N·D is the paper's compute ({paper_c:.3e} in all, {:.3e} PF-days): trainable non-embedding parameters only; FLOP counts what runs (output head, attention, frozen layers, evaluations).",
-        paper_c / scalemake::train::PF_DAY
+        "C = 6·N·D is the paper's compute ({paper_c:.3e} in all, {} PF-days): trainable non-embedding parameters only; FLOP counts what runs (output head, attention, frozen layers, evaluations).",
+        pf_days(paper_c)
     );
     for note in notes {
         println!("note: {note}");

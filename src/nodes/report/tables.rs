@@ -251,8 +251,8 @@ pub fn laws_table(fit: &StudyFit) -> Table {
 }
 
 /// The published exponents our α compares with.
-pub const REFERENCES: &str = "For comparison, α on compute: the paper's French baselines 0.041 (its Figure 1), Kaplan et al. 2020 0.050, Henighan et al. 2020 0.048 — \
-measured at 10⁴–10⁸ times this study's compute.";
+pub const REFERENCES: &str = "For comparison, α on compute: the paper's French baselines 0.041 (its Figure 1, runs of 4×10¹⁸–6×10¹⁹ FLOP by C = 6·N·D), \
+Kaplan et al. 2020 0.050, Henighan et al. 2020 0.048.";
 
 /// Each family against the baseline's law under every cost model.
 pub fn multipliers_table(fit: &StudyFit) -> Table {
