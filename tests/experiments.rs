@@ -12,26 +12,35 @@ fn experiment(name: &str) -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments").join(name)).unwrap()
 }
 
-/// `tiny.yaml` with its sizes turned down, every edit asserted so the test
-/// breaks rather than silently running the full study when the file changes.
-fn reduced_tiny() -> String {
-    let mut text = experiment("tiny.yaml");
-    for (from, to) in [
-        ("paths: [data/fr]", "paths: [fr]"),
-        ("split: { val: 0.005, test: 0.005 }", "split: { val: 0.3, test: 0.2 }"),
-        ("vocab_size: 8192", "vocab_size: 400"),
-        ("width: [64, 128, 192, 256]", "width: [16, 32]"),
-        ("context: 128", "context: 32"),
-        ("batch_size: 8", "batch_size: 4"),
-        ("max_tokens: 131_072", "max_tokens: 2048"),
-        ("eval_tokens: 4096", "eval_tokens: 256"),
-        ("warmup_tokens: 8192", "warmup_tokens: 256"),
-        ("bootstrap: 1000", "bootstrap: 20"),
-    ] {
-        assert!(text.contains(from), "tiny.yaml no longer has `{from}`: update this test");
+/// The experiment file `name` with `edits` applied, every edit asserted so
+/// a test breaks rather than silently running the full study when the file
+/// changes.
+fn reduced(name: &str, edits: &[(&str, &str)]) -> String {
+    let mut text = experiment(name);
+    for (from, to) in edits {
+        assert!(text.contains(from), "{name} no longer has `{from}`: update this test");
         text = text.replace(from, to);
     }
     text
+}
+
+/// `tiny.yaml` with its sizes turned down.
+fn reduced_tiny() -> String {
+    reduced(
+        "tiny.yaml",
+        &[
+            ("paths: [data/fr]", "paths: [fr]"),
+            ("split: { val: 0.005, test: 0.005 }", "split: { val: 0.3, test: 0.2 }"),
+            ("vocab_size: 8192", "vocab_size: 400"),
+            ("width: [64, 128, 192, 256]", "width: [16, 32]"),
+            ("context: 128", "context: 32"),
+            ("batch_size: 8", "batch_size: 4"),
+            ("max_tokens: 131_072", "max_tokens: 2048"),
+            ("eval_tokens: 4096", "eval_tokens: 256"),
+            ("warmup_tokens: 8192", "warmup_tokens: 256"),
+            ("bootstrap: 1000", "bootstrap: 20"),
+        ],
+    )
 }
 
 #[test]
@@ -41,7 +50,7 @@ fn a_reduced_tiny_yaml_runs_corpus_to_report() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     // corpus, tokenizer, shards, 2 widths × 2 variants, fit, report.
     assert_eq!(run.built().len(), 9, "{:?}", run.built());
-    let fit: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p.artifact("laws").join("fit.json")).unwrap()).unwrap();
+    let fit = p.fit_json("laws");
     assert_eq!(fit["groups"]["baseline"]["runs"].as_array().unwrap().len(), 2, "{fit}");
     // Two widths identify no law: the fit says so rather than print numbers.
     assert_eq!(fit["groups"]["baseline"]["axes"]["trainable"]["power_law"]["not_identifiable"], "2 model size(s): a law needs at least 3", "{fit}");
@@ -59,25 +68,23 @@ fn a_reduced_tiny_yaml_runs_corpus_to_report() {
 
 /// `cpu-study.yaml` with its sizes turned down: the fixture corpus copied by
 /// the `command` node that fetches the large one, a 400-token vocabulary,
-/// short contexts and budgets. Every edit is asserted, so the test breaks
-/// rather than silently running the 45-minute study when the file changes.
+/// short contexts, and 1,024 tokens for every run.
 fn reduced_cpu_study() -> String {
-    let mut text = experiment("cpu-study.yaml");
-    for (from, to) in [
-        ("deps: [scripts/fetch-corpus.sh, scripts/html2text.py, scripts/corpus.py]", "deps: ['fr/**']"),
-        ("cmd: scripts/fetch-corpus.sh --large \"$OUT\"", "cmd: cp fr/* \"$OUT\"/ && echo fixture > \"$OUT\"/SOURCES.tsv"),
-        ("split: { val: 0.01, test: 0.01 }", "split: { val: 0.3, test: 0.2 }"),
-        ("vocab_size: 2048", "vocab_size: 400"),
-        ("context: 128", "context: 32"),
-        ("batch_size: 32", "batch_size: 4"),
-        ("eval_points: 20", "eval_points: 6"),
-        ("eval_tokens: 32_768", "eval_tokens: 256"),
-        ("warmup_tokens: 65_536", "warmup_tokens: 256"),
-        ("bootstrap: 1000", "bootstrap: 20"),
-    ] {
-        assert!(text.contains(from), "cpu-study.yaml no longer has `{from}`: update this test");
-        text = text.replace(from, to);
-    }
+    let text = reduced(
+        "cpu-study.yaml",
+        &[
+            ("deps: [scripts/fetch-corpus.sh, scripts/html2text.py, scripts/corpus.py]", "deps: ['fr/**']"),
+            ("cmd: scripts/fetch-corpus.sh --large \"$OUT\"", "cmd: cp fr/* \"$OUT\"/ && echo fixture > \"$OUT\"/SOURCES.tsv"),
+            ("split: { val: 0.01, test: 0.01 }", "split: { val: 0.3, test: 0.2 }"),
+            ("vocab_size: 2048", "vocab_size: 400"),
+            ("context: 128", "context: 32"),
+            ("batch_size: 32", "batch_size: 4"),
+            ("eval_points: 12", "eval_points: 6"),
+            ("eval_tokens: 65_536", "eval_tokens: 256"),
+            ("warmup_tokens: 65_536", "warmup_tokens: 256"),
+            ("bootstrap: 1000", "bootstrap: 20"),
+        ],
+    );
     let budgets = text.lines().filter(|l| l.trim_start().starts_with("max_tokens:")).count();
     assert_eq!(budgets, 15, "one budget per run");
     text.lines().map(|l| if l.trim_start().starts_with("max_tokens:") { "    max_tokens: 1024" } else { l }).collect::<Vec<_>>().join("\n")
@@ -90,7 +97,7 @@ fn a_reduced_cpu_study_runs_all_four_families_to_the_report() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     // french_docs, corpus, tokenizer, shards, 15 runs, fit, report.
     assert_eq!(run.built().len(), 21, "{:?}", run.built());
-    let fit: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p.artifact("laws").join("fit.json")).unwrap()).unwrap();
+    let fit = p.fit_json("laws");
     for (family, runs) in [("baseline", 6), ("doped", 3), ("fastfood", 3), ("blockdiag_hadamard", 3)] {
         assert_eq!(fit["groups"][family]["runs"].as_array().unwrap().len(), runs, "{family}");
         assert_eq!(fit["groups"][family]["sizes"], runs, "{family}: every run is its own size");

@@ -38,7 +38,7 @@ fn fits_a_csv_of_runs_with_intervals_and_multipliers() {
     p.write("runs.csv", &csv());
     let run = p.sm(&["run"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let fit: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p.artifact("laws").join("fit.json")).unwrap()).unwrap();
+    let fit = p.fit_json("laws");
     let alpha = &fit["groups"]["baseline"]["axes"]["trainable"]["power_law"]["fitted"]["alpha"];
     assert!((alpha["value"].as_f64().unwrap() - 0.05).abs() < 1e-3, "{alpha}");
     assert!(alpha["low"].as_f64().unwrap() <= alpha["value"].as_f64().unwrap() && alpha["value"].as_f64().unwrap() <= alpha["high"].as_f64().unwrap());
@@ -75,7 +75,7 @@ fn real_early_training_curves_fit_in_seconds() {
     let run = p.sm(&["run"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(started.elapsed().as_secs() < 60, "took {:?}", started.elapsed());
-    let fit: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p.artifact("laws").join("fit.json")).unwrap()).unwrap();
+    let fit = p.fit_json("laws");
     let text = std::fs::read_to_string(p.artifact("laws").join("fit.json")).unwrap();
     let nulls: Vec<&str> = text.lines().filter(|l| l.contains("null") && !l.contains("\"multiplier\": null") && !l.contains("leave_largest_out")).collect();
     assert!(nulls.is_empty(), "NaN or ∞ written as null: {nulls:?}");

@@ -128,7 +128,7 @@ fn a_sweep_over_variants_trains_each_with_its_accounting() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.built().len(), 9, "{}", run.stderr);
     // The fit reads every run, grouped by variant; one size per family identifies no law.
-    let fit: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p.artifact("laws").join("fit.json")).unwrap()).unwrap();
+    let fit = p.fit_json("laws");
     for variant in ["baseline", "doped", "fastfood", "blockdiag_hadamard"] {
         assert_eq!(fit["groups"][variant]["runs"][0], format!("train[variant={variant}]"), "{fit}");
         assert_eq!(fit["groups"][variant]["axes"]["trainable"]["power_law"]["not_identifiable"], "1 model size(s): a law needs at least 3", "{variant}");

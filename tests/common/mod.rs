@@ -102,6 +102,12 @@ impl Project {
         std::fs::read_dir(self.path().join("cache/objects")).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default()
     }
 
+    /// The `fit.json` of a `fit` node, parsed.
+    pub fn fit_json(&self, node: &str) -> serde_json::Value {
+        let path = self.artifact(node).join("fit.json");
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).expect("fit.json is JSON")
+    }
+
     /// The key `scalemake dag --format json` reports for each node.
     pub fn keys(&self) -> Vec<(String, Option<String>)> {
         let run = self.sm(&["dag", "--format", "json"]);
