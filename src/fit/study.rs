@@ -117,11 +117,6 @@ impl PowerLawFit {
     pub fn predict(&self, x: f64) -> f64 {
         (self.x_c.value / x).powf(self.alpha.value)
     }
-
-    /// The point estimate as a law.
-    fn law(&self) -> PowerLaw {
-        PowerLaw { alpha: self.alpha.value, x_c: self.x_c.value }
-    }
 }
 
 /// L = E + A·C^−α, with intervals.
@@ -587,26 +582,22 @@ fn compare(
     model: CostModel,
     settings: &Settings,
 ) -> Identified<Multiplier> {
-    let Some(base_law) = base.axes[&model].power_law.fitted() else {
+    let (base_point, point) = (&full[&settings.baseline], &full[group]);
+    // An identified law was fitted to a non-empty envelope, so `baseline_law` has it.
+    let (Some(base_law), None) = (baseline_law(base_point, model), base.axes[&model].power_law.why_not()) else {
         let why = base.axes[&model].power_law.why_not().unwrap_or_default();
         return Identified::NotIdentifiable(format!("the baseline has no law to compare with ({why})"));
     };
     let by = if sizes(family) >= MIN_SIZES { CompareBy::Envelope } else { CompareBy::FinalPoints };
-    let (base_point, point) = (&full[&settings.baseline], &full[group]);
-    let range = baseline_law(base_point, model).map(|(_, lo, hi)| (lo, hi)).unwrap_or((f64::NAN, f64::NAN));
     let runs: Vec<RunMultiplier> = point
         .finals
         .iter()
-        .map(|(run, c, loss)| RunMultiplier {
-            run: run.clone(),
-            compute: model.of(c),
-            loss: *loss,
-            multiplier: point_multiplier((base_law.law(), range.0, range.1), model.of(c), *loss),
-        })
+        .map(|(run, c, loss)| RunMultiplier { run: run.clone(), compute: model.of(c), loss: *loss, multiplier: point_multiplier(base_law, model.of(c), *loss) })
         .collect();
     let Some(value) = multiplier(base_point, point, model, by) else {
         let what = if by == CompareBy::Envelope { "envelope" } else { "runs' final losses" };
-        return Identified::NotIdentifiable(format!("the family's {what} lie outside the baseline's loss range [{:.3}, {:.3}]: no extrapolation", range.0, range.1));
+        let (_, lo, hi) = base_law;
+        return Identified::NotIdentifiable(format!("the family's {what} lie outside the baseline's loss range [{lo:.3}, {hi:.3}]: no extrapolation"));
     };
     let reps: Vec<f64> = replicates.iter().filter_map(|r| multiplier(r.get(&settings.baseline)?, r.get(group)?, model, by)).collect();
     let estimate = Estimate::new(value, &reps);

@@ -200,7 +200,6 @@ pub fn runs_table(runs: &[RunData]) -> Table {
             0 => m.n_layer.to_string(),
             frozen => format!("{} + {frozen} frozen", m.n_layer),
         };
-        let count = |n: i64| if n == 0 { "0".to_string() } else { si(n as f64) };
         let loss = |l: Option<f64>| l.filter(|v| v.is_finite()).map_or("–".into(), |v| format!("{v:.4}"));
         t.row(vec![
             run.id.clone(),
@@ -208,9 +207,9 @@ pub fn runs_table(runs: &[RunData]) -> Table {
             layers,
             m.d_model.to_string(),
             m.n_head.to_string(),
-            count(run.params.trainable),
-            count(run.params.frozen),
-            count(run.params.structured),
+            si(run.params.trainable as f64),
+            si(run.params.frozen as f64),
+            si(run.params.structured as f64),
             si(record.tokens as f64),
             loss(run.points.last().map(|p| p.loss)),
             loss(record.test_loss),
@@ -302,7 +301,6 @@ pub fn paper_table(runs: &[RunData]) -> Table {
             (o.n_layer, o.d_model, o.n_head, o.variant) == (shape.n_layer, shape.d_model, shape.n_head, shape.variant)
         };
         let run = runs.iter().find(same_shape);
-        let count = |n: i64| if n == 0 { "0".to_string() } else { si(n as f64) };
         t.row(vec![
             m.table.to_string(),
             m.label.to_string(),
@@ -311,9 +309,9 @@ pub fn paper_table(runs: &[RunData]) -> Table {
             shape.n_head.to_string(),
             format!("{:.0e}", m.lr),
             format!("{:.1}G", m.decay_tokens / 1e9),
-            count(counts.trainable),
-            count(counts.frozen),
-            count(counts.structured),
+            si(counts.trainable as f64),
+            si(counts.frozen as f64),
+            si(counts.structured as f64),
             run.map_or("not in this study".into(), |r| r.run.id.clone()),
             run.and_then(|r| r.run.points.last()).map_or("–".into(), |p| format!("{:.4}", p.loss)),
         ]);
