@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-# System packages some tests use; without them those tests skip and say so.
+# System packages some tests use; without them those tests fail and say what is missing.
 # Installed only as root with apt (a CI machine), never with
 # SCALEMAKE_NO_SYSTEM_PACKAGES=1. Chromium renders the HTML report; Slurm
 # (scripts/slurm-local.sh) runs the Slurm backend's tests.
@@ -16,13 +16,13 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && [ -z "${SCALEMAKE_NO_S
     export DEBIAN_FRONTEND=noninteractive
     apt-get install -y -q --no-install-recommends chromium >/tmp/scalemake-apt.log 2>&1 ||
       { apt-get update -q >>/tmp/scalemake-apt.log 2>&1 && apt-get install -y -q --no-install-recommends chromium >>/tmp/scalemake-apt.log 2>&1; } ||
-      echo "test.sh: chromium could not be installed (see /tmp/scalemake-apt.log); the browser test will skip"
+      echo "test.sh: chromium could not be installed (see /tmp/scalemake-apt.log); the browser test will fail"
   fi
   # A real single-node Slurm for tests/slurm.rs (the tests also bring it up
   # themselves; doing it once here keeps the install out of their time).
   if ! bash scripts/slurm-local.sh status >/dev/null 2>&1; then
     echo "test.sh: starting a local Slurm for the Slurm backend's tests"
-    bash scripts/slurm-local.sh up || echo "test.sh: no local Slurm; the Slurm tests skip or fail and say why"
+    bash scripts/slurm-local.sh up || echo "test.sh: no local Slurm; the Slurm tests will fail and say why"
   fi
 fi
 export VIRTUAL_ENV="$PWD/.venv" PATH="$PWD/.venv/bin:$PATH" LIBTORCH_USE_PYTORCH=1

@@ -1,8 +1,8 @@
 //! The `report` node on a study of hand-made runs (command nodes that write
 //! what a `train` node writes, so no training is needed): the answer on
 //! top, the paper's figures and every extra panel, the tables, the paper's
-//! Tables 1–3, and — where Debian's `chromium` is installed — the HTML
-//! rendered by a real headless browser.
+//! Tables 1–3, and the HTML rendered by a real headless browser (Debian's
+//! `chromium`, which `scripts/test.sh` installs as root).
 
 mod common;
 use common::{Project, EXTRA_FIGURES, PAPER_FIGURES};
@@ -135,10 +135,8 @@ document.body.appendChild(pre);
 
 #[test]
 fn the_html_report_renders_every_figure_in_headless_chromium() {
-    let Some(chromium) = chromium() else {
-        eprintln!("skipped: Chromium not found (Debian: `apt-get install chromium`; or set CHROMIUM=/path/to/chromium)");
-        return;
-    };
+    // scripts/test.sh installs it as root, as CI runs; elsewhere install it first.
+    let chromium = chromium().expect("Chromium not found (Debian: `apt-get install chromium`; or set CHROMIUM=/path/to/chromium)");
     let p = study();
     assert_eq!(p.sm(&["run"]).code, 0);
     let html = std::fs::read_to_string(p.artifact("report").join("report.html")).unwrap();

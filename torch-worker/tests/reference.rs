@@ -11,10 +11,7 @@ fn logits_and_adam_steps_match_pytorch() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let python = root.join(".venv/bin/python");
     let has_torch = Command::new(&python).args(["-c", "import torch"]).output().is_ok_and(|o| o.status.success());
-    if !has_torch {
-        eprintln!("skipped: {} cannot import torch (run scripts/setup.sh)", python.display());
-        return;
-    }
+    assert!(has_torch, "{} cannot import torch: run scripts/setup.sh (scripts/test.sh does)", python.display());
     let dir = tempfile::tempdir().unwrap();
     let case = Command::new(env!("CARGO_BIN_EXE_scalemake-torch")).arg("reference-case").arg(dir.path()).output().unwrap();
     assert!(case.status.success(), "{}", String::from_utf8_lossy(&case.stderr));
