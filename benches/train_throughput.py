@@ -34,14 +34,17 @@ def flops_per_token(preset, vocab):
     return 6 * (n + vocab * d) + 12 * layers * ctx * d
 
 
-def run(cmd, env=None, optional=False):
-    """The JSON report of one benchmark process; `None` for an optional one that failed."""
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+def run(cmd, env=None, timeout=None):
+    """The JSON report of one benchmark process; `None` (and why, on stderr)
+    when it failed or ran past `timeout` seconds, so the other rows still run."""
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        print(f"note: {' '.join(cmd)} ran past {timeout} s", file=sys.stderr)
+        return None
     if out.returncode != 0:
-        if optional:
-            print(f"note: {' '.join(cmd)} failed:\n{out.stderr[-1500:]}", file=sys.stderr)
-            return None
-        sys.exit(f"failed: {' '.join(cmd)}\n{out.stderr[-3000:]}")
+        print(f"note: {' '.join(cmd)} failed:\n{out.stderr[-1500:]}", file=sys.stderr)
+        return None
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -59,8 +62,12 @@ def main():
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--bf16", action="store_true")
     p.add_argument("--compile", action="store_true")
+    p.add_argument("--compile-timeout", type=float, default=150, help="seconds a torch.compile run may take, compilation included")
+    p.add_argument("--profile-dir", help="where the time goes: the worker's phases and the torch profiler's tables, per preset")
     p.add_argument("--peak-tflops", type=float, default=None, help="device peak for MFU (default: known GPUs only)")
     a = p.parse_args()
+    if a.profile_dir:
+        os.makedirs(a.profile_dir, exist_ok=True)
     micro = a.micro_batch or a.batch
     common = ["--vocab", str(a.vocab), "--device", a.device, "--batch", str(a.batch), "--micro-batch", str(micro), "--steps", str(a.steps), "--warmup", str(a.warmup)] + (["--bf16"] if a.bf16 else [])
     reference = str(ROOT / "benches/reference/gpt.py")
@@ -70,30 +77,45 @@ def main():
     rows = []
     device_name = None
     for preset in a.presets.split(","):
-        runs = {"scalemake": [], "pytorch": [], "pytorch (same malloc)": []}
+        runs = {"scalemake": [], "pytorch": []}
+        if a.device == "cpu":
+            runs["pytorch (same malloc)"] = []
         if a.compile:
             runs["pytorch + compile"] = []
-        for _ in range(a.reps):
-            ours = run([a.worker, "bench", "--preset", preset] + common)
-            device_name = ours["device"]
-            runs["scalemake"].append(ours["tokens_per_second"])
-            runs["pytorch"].append(run([a.python, reference, "bench", "--preset", preset] + common)["tokens_per_second"])
+        for rep in range(a.reps):
+            profile = a.profile_dir and rep == 0
+            ours = run([a.worker, "bench", "--preset", preset] + common + (["--phases"] if profile else []))
+            if ours:
+                device_name = ours["device"]
+                runs["scalemake"].append(ours["tokens_per_second"])
+            torch_profile = ["--profile", f"{a.profile_dir}/{preset}-pytorch.txt"] if profile else []
+            eager = run([a.python, reference, "bench", "--preset", preset] + common + torch_profile)
+            if eager:
+                runs["pytorch"].append(eager["tokens_per_second"])
+            if profile and ours:
+                Path(a.profile_dir, f"{preset}-scalemake-phases.json").write_text(json.dumps({k: ours[k] for k in ("step_ms", "phases_ms")}, indent=1))
+                phases = ", ".join(f"{k} {v:.1f} ms" for k, v in ours["phases_ms"].items())
+                print(f"{preset}: scalemake step {ours['step_ms']:.1f} ms; synchronised phases: {phases}", file=sys.stderr)
             if a.device == "cpu":
-                runs["pytorch (same malloc)"].append(run([a.python, reference, "bench", "--preset", preset] + common, same_malloc)["tokens_per_second"])
-            if a.compile:  # needs Triton and a C compiler; a failure is reported, not fatal
-                compiled = run([a.python, reference, "bench", "--preset", preset, "--compile"] + common, optional=True)
+                same = run([a.python, reference, "bench", "--preset", preset] + common, same_malloc)
+                if same:
+                    runs["pytorch (same malloc)"].append(same["tokens_per_second"])
+            if a.compile:  # needs Triton and a C compiler
+                compiled = run([a.python, reference, "bench", "--preset", preset, "--compile"] + common, timeout=a.compile_timeout)
                 if compiled:
                     runs["pytorch + compile"].append(compiled["tokens_per_second"])
         peak = a.peak_tflops * 1e12 if a.peak_tflops else next((v for k, v in PEAK.items() if k in (device_name or "")), None)
         if peak and not a.peak_tflops and not a.bf16:
             peak /= 2  # the table holds bf16 peaks; TF32 is half
-        ours = statistics.median(runs["scalemake"])
+        ours = statistics.median(runs["scalemake"]) if runs["scalemake"] else None
         for impl, values in runs.items():
             if not values:
+                rows.append(f"| {preset} | {impl} | failed | – | – |")
                 continue
             tps = statistics.median(values)
             mfu = f"{100 * tps * flops_per_token(preset, a.vocab) / peak:.1f}%" if peak else "–"
-            rows.append(f"| {preset} | {impl} | {tps:,.0f} | {mfu} | {ours / tps:.2f}× |")
+            ratio = f"{ours / tps:.2f}×" if ours else "–"
+            rows.append(f"| {preset} | {impl} | {tps:,.0f} | {mfu} | {ratio} |")
     print(f"device: {device_name}; batch {a.batch} (micro-batch {micro}); {'bf16' if a.bf16 else 'fp32'}; {a.steps} timed steps after {a.warmup}; median of {a.reps} alternating runs\n")
     print("| preset | implementation | tokens/s | MFU | scalemake ÷ this |")
     print("|---|---|---:|---:|---:|")

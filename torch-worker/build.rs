@@ -38,6 +38,11 @@ fn build_cuda_kernels(torch_lib: &Path) {
         return;
     }
     let Some(site_packages) = torch_lib.parent().and_then(Path::parent) else { return };
+    // Installing nvcc into the venv (SCALEMAKE_CUDA_BUILD=1) adds files here: rebuild with the kernel.
+    let pip_cuda_dir = site_packages.join("nvidia/cu13");
+    if pip_cuda_dir.is_dir() {
+        println!("cargo:rerun-if-changed={}", pip_cuda_dir.display());
+    }
     let Some(nvcc) = find_nvcc(site_packages) else { return };
     let cuda_root = nvcc.parent().and_then(Path::parent).expect("nvcc lives in <cuda>/bin").to_path_buf();
     let pip_cuda = site_packages.join("nvidia/cu13");

@@ -1,80 +1,128 @@
 #!/usr/bin/env bash
-# The GPU checks of issues 4 and 5, in one run on the H100 machine (nothing
-# is built there: the worker binary is built here, with the CUDA kernel, and
-# carried; torch comes from the machine's /opt/torch/.venv). Writes
-# everything under $OUT.
+# Every GPU check of the project (issue 16) in one call on the lent H200
+# machine. Nothing is built there (it has no cargo): both binaries are built
+# here, with the CUDA Hadamard kernel, stripped and carried; torch is the
+# machine's /opt/torch/.venv (2.11.0+cu130, the same wheel as our venv).
+# Everything lands under $OUT; the last lines printed are the summary.
 #
-# Here, first:
-#   SCALEMAKE_CUDA_BUILD=1 scripts/setup.sh     # nvcc from PyPI → kernel built
-#   bash benches/gpu/run.sh --prepare           # a copy of tiny.yaml's shards
-# Then:
-#   run(command="bash benches/gpu/run.sh", carry=["target/release/scalemake-torch", "benches/gpu/shards"])
+# Here, first (builds, strips to target/carry/, checks the copy starts
+# against a torch 2.11.0+cu130 lib dir and fits the 64 MiB carry limit):
+#   bash benches/gpu/run.sh --prepare
+# Then one call (about 9 minutes; each part has its own time cap):
+#   run(command="bash benches/gpu/run.sh", carry=["target/carry", "data/fr"], timeout_s=600)
+# or the parts, back to back while the machine is warm (cache/ survives a warm
+# machine, so a second `study` call resumes a study cut short by its cap):
+#   run(command="bash benches/gpu/run.sh bench", ..., timeout_s=360)
+#   run(command="bash benches/gpu/run.sh study", ..., timeout_s=420)
 #
-# Steps (about 8 minutes in all):
-#   1. devices: libtorch sees CUDA after dlopen of libtorch_cuda.so;
-#   2. the Hadamard kernel against the reference (the GPU-only test, as a
-#      command) and its timing against a copy of the same tensor;
-#   3. flat-buffer Adam vs tch's per-tensor Adam on `small` parameters;
-#   4. training throughput and MFU, bf16, batch 80 × 1024 (micro-batch 16):
-#      xxsmall, xsmall, small — scalemake vs PyTorch eager vs torch.compile;
-#   5. the variants' throughput on the Table 3 backbone (12L, d=1024);
-#   6. a real bf16 training run of `xxsmall` on the French shards (job JSON,
-#      log-spaced evaluations, metrics) to show the train path end to end.
+# Parts:
+#   bench: devices and `scalemake doctor`; the Hadamard kernel against the
+#          reference and timed against a device-to-device copy; flat-buffer
+#          Adam against per-tensor Adam; training throughput and MFU for
+#          xxsmall, xsmall, small (bf16, batch 80 × 1024) against PyTorch
+#          eager and torch.compile on the same GPU, with the worker's phase
+#          timings and the torch profiler's tables (where the time goes).
+#   study: `scalemake run experiments/gpu-small.yaml` end to end (engine,
+#          worker, fits, report); the report and the run's timings copied.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
+CARRY=target/carry
+DEVICE_TORCH=2.11.0+cu130
+
 if [ "${1:-}" = "--prepare" ]; then
-  shards=$(dirname "$(ls cache/objects/*/out/meta.json | head -1)")
-  rm -rf benches/gpu/shards && mkdir -p benches/gpu/shards
-  cp "$shards"/*.bin "$shards"/meta.json benches/gpu/shards/
-  du -sh benches/gpu/shards
+  [ -x .venv/bin/python ] || { echo "run scripts/setup.sh first"; exit 1; }
+  SCALEMAKE_CUDA_BUILD=1 scripts/setup.sh # nvcc from PyPI → the worker gets the CUDA kernel
+  readelf -d target/release/scalemake-torch | grep -q 'libcudart' ||
+    { echo "the worker was built without the CUDA kernel (no nvcc found)"; exit 1; }
+  mkdir -p "$CARRY"
+  for bin in scalemake scalemake-torch; do
+    strip -o "$CARRY/$bin" "target/release/$bin"
+  done
+  # The copy must start against the device's torch, not through the rpath to
+  # this checkout's venv: hide that by loading through an explicit lib dir.
+  torch_lib=$(.venv/bin/python -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
+  cuda_lib=$(dirname "$torch_lib")/../nvidia/cu13/lib
+  version=$(.venv/bin/python -c 'import torch; print(torch.__version__)')
+  [ "$version" = "$DEVICE_TORCH" ] || echo "warning: local torch $version, the device has $DEVICE_TORCH"
+  # Every library the worker needs must be in torch/lib or nvidia/cu13/lib
+  # (LD_LIBRARY_PATH there) or the system's own.
+  for lib in $(readelf -d "$CARRY/scalemake-torch" | sed -n 's/.*Shared library: \[\(.*\)\]/\1/p'); do
+    [ -e "$torch_lib/$lib" ] || [ -e "$cuda_lib/$lib" ] || ldconfig -p | grep -q "^\s*$lib " ||
+      { echo "the worker needs $lib, which the device's torch does not ship"; exit 1; }
+  done
+  LD_LIBRARY_PATH="$torch_lib:$cuda_lib" "$CARRY/scalemake-torch" devices
+  "$CARRY/scalemake" doctor >/dev/null
+  "$CARRY/scalemake" plan experiments/gpu-small.yaml --gpu H200 --mfu 0.1 | tail -3
+  # What the call carries: the tracked tree, the binaries, the corpus.
+  tracked=$(git ls-files -z | du -cb --files0-from=- | tail -1 | cut -f1)
+  carried=$(du -cb "$CARRY" data/fr | tail -1 | cut -f1)
+  total=$(((tracked + carried) / 1048576))
+  echo "carry: ${total} MiB of 64 (tracked $((tracked / 1048576)), binaries and corpus $((carried / 1048576)))"
+  [ "$total" -lt 64 ] || { echo "over the carry limit"; exit 1; }
   exit 0
 fi
 
+PART=${1:-all}
 OUT=${OUT:-/tmp/gpu-out}
 mkdir -p "$OUT"
 PY=${PYTHON:-/opt/torch/.venv/bin/python}
-WORKER=${WORKER:-target/release/scalemake-torch}
-DEVICE=${DEVICE:-cuda}
-PRESETS=${PRESETS:-xxsmall,xsmall,small}
+SCALEMAKE=$PWD/$CARRY/scalemake
+WORKER=$PWD/$CARRY/scalemake-torch
 TORCH_LIB=$("$PY" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
-export LD_LIBRARY_PATH="$TORCH_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# libcudart.so.13 (the kernel's) sits in the nvidia wheel beside torch.
+export LD_LIBRARY_PATH="$TORCH_LIB:$(dirname "$TORCH_LIB")/../nvidia/cu13/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+START=$SECONDS
+step() { echo; echo "== $* (at $((SECONDS - START)) s)"; }
+# `capped N cmd…`: runs cmd for at most N seconds; a failure is noted, not fatal.
+capped() {
+  local cap=$1
+  shift
+  timeout "$cap" "$@" || echo "!! exited with $? (cap ${cap} s): $*" | tee -a "$OUT/failures.txt"
+}
 
-step() { echo; echo "== $* ($(date +%T))"; }
+bench() {
+  step "devices and doctor"
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv | tee "$OUT/nvidia-smi.csv" || true
+  capped 60 "$WORKER" devices | tee "$OUT/devices.json"
+  capped 60 "$SCALEMAKE" doctor | tee "$OUT/doctor.txt"
 
-step devices
-"$WORKER" devices | tee "$OUT/devices.json"
+  step "hadamard kernel: agreement with the reference, then timing against a copy"
+  capped 60 "$WORKER" check-hadamard | tee "$OUT/hadamard-check.txt"
+  capped 60 "$WORKER" bench-hadamard cuda | tee "$OUT/hadamard.json"
 
-step "hadamard kernel: agreement with the reference"
-"$WORKER" check-hadamard | tee "$OUT/hadamard-check.txt" || echo "check-hadamard FAILED"
+  step "optimizer: flat buffers vs per-tensor"
+  capped 60 "$WORKER" bench-optimizer small cuda | tee "$OUT/optimizer.json"
 
-step "hadamard kernel: timing"
-"$WORKER" bench-hadamard "$DEVICE" | tee "$OUT/hadamard.json" || echo "bench-hadamard failed"
+  step "training throughput: scalemake vs PyTorch eager vs torch.compile"
+  capped "${THROUGHPUT_CAP:-300}" "$PY" benches/train_throughput.py --worker "$WORKER" --python "$PY" --device cuda --bf16 \
+    --presets "${PRESETS:-xxsmall,xsmall,small}" --batch 80 --micro-batch "${MICRO:-16}" --steps "${STEPS:-10}" --warmup 3 --reps 1 \
+    --compile --profile-dir "$OUT/profile" | tee "$OUT/throughput.md"
+}
 
-step "optimizer: flat buffers vs per-tensor"
-"$WORKER" bench-optimizer small "$DEVICE" | tee "$OUT/optimizer.json"
+study() {
+  step "gpu-small.yaml end to end"
+  "$SCALEMAKE" plan experiments/gpu-small.yaml --gpu H200 | tee "$OUT/gpu-small-plan.txt" | tail -3
+  capped "${STUDY_CAP:-330}" "$SCALEMAKE" run --keep-going experiments/gpu-small.yaml 2>&1 | tee "$OUT/gpu-small-run.txt" | grep -v '^ *built\|^building' | tail -20
+  "$SCALEMAKE" status experiments/gpu-small.yaml > "$OUT/gpu-small-status.txt" 2>&1 || true
+  mkdir -p "$OUT/gpu-small"
+  for node in laws report; do
+    key=$("$SCALEMAKE" show -f experiments/gpu-small.yaml "$node" | awk '$1 == "key" { print $2 }')
+    [ -d "cache/objects/$key/out" ] && cp -r "cache/objects/$key/out" "$OUT/gpu-small/$node"
+  done
+  "$SCALEMAKE" log -f experiments/gpu-small.yaml 'train[width=768,variant=baseline]' > "$OUT/gpu-small/train-768-baseline.log" 2>&1 || true
+}
 
-step "throughput"
-timeout 360 "$PY" benches/train_throughput.py --worker "$WORKER" --python "$PY" --device "$DEVICE" --bf16 \
-  --presets "$PRESETS" --batch "${BATCH:-80}" --micro-batch "${MICRO:-16}" --steps "${STEPS:-10}" --warmup 3 --reps 1 \
-  ${COMPILE---compile} | tee "$OUT/throughput.md"
+case "$PART" in
+  all) bench; study ;;
+  bench) bench ;;
+  study) study ;;
+  *) echo "usage: run.sh [--prepare | all | bench | study]"; exit 2 ;;
+esac
 
-step "variants on the Table 3 backbone"
-for variant in baseline fastfood blockdiag_hadamard doped; do
-  timeout 90 "$WORKER" bench --preset structured_fastfood --variant "$variant" --device "$DEVICE" --bf16 \
-    --batch "${BATCH:-80}" --micro-batch "${MICRO:-16}" --steps 5 --warmup 2 | tee -a "$OUT/variants.jsonl" || echo "variant $variant failed"
-done
-
-step "training run"
-cat > "$OUT/job.json" <<JSON
-{"model":{"vocab_size":50262,"n_layer":3,"n_head":12,"d_model":768,"context":1024,"dropout":0.1,"head":"tied"},
- "optim":{"lr":5e-4,"beta1":0.9,"beta2":0.95,"eps":1e-8,"weight_decay":0,"clip":1,"warmup_tokens":2e6,"decay_tokens":2e7,"final_lr_fraction":0.1},
- "batch_size":${BATCH:-80},"micro_batch":${MICRO:-16},"max_tokens":${TRAIN_TOKENS:-16384000},"eval_points":12,"eval_tokens":${EVAL_TOKENS:-262144},"seed":0,
- "device":"$DEVICE","precision":"bf16","checkpoint_seconds":0,"checkpoint_steps":0,"threads":0,"peak_flops":null,
- "shards":"$PWD/benches/gpu/shards","out":"$OUT/train","work":"$OUT/train-work"}
-JSON
-mkdir -p "$OUT/train"
-timeout 150 "$WORKER" train "$OUT/job.json" > "$OUT/train-events.jsonl" 2> "$OUT/train.log" || echo "training exited with $?"
-tail -n 15 "$OUT/train.log"
-tail -n 1 "$OUT/train-events.jsonl"
-rm -f "$OUT/train/model.safetensors" # 150 MB; the metrics are what matter here
+step "summary"
+cat "$OUT/failures.txt" 2>/dev/null || echo "no step failed"
+[ -f "$OUT/hadamard.json" ] && tail -c 600 "$OUT/hadamard.json"
+[ -f "$OUT/throughput.md" ] && tail -n 12 "$OUT/throughput.md"
+[ -f "$OUT/gpu-small-run.txt" ] && tail -n 3 "$OUT/gpu-small-run.txt"
+echo "done in $((SECONDS - START)) s"

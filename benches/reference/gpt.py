@@ -213,6 +213,17 @@ def bench(args):
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     tokens = args.steps * args.batch * ctx
+    if args.profile:  # after the timed steps, so the profiler costs them nothing
+        activities = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if device.type == "cuda" else [])
+        with torch.profiler.profile(activities=activities) as prof:
+            for _ in range(3):
+                step()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+        sort = "cuda_time_total" if device.type == "cuda" else "cpu_time_total"
+        with open(args.profile, "w") as f:
+            f.write(f"{args.preset}, {'compiled' if args.compile else 'eager'}, 3 steps of {args.batch}x{ctx} tokens\n")
+            f.write(prof.key_averages().table(sort_by=sort, row_limit=30))
     print(json.dumps({"impl": "pytorch" + ("+compile" if args.compile else ""), "preset": args.preset, "device": args.device, "bf16": args.bf16, "tokens_per_second": tokens / seconds, "steps": args.steps, "threads": torch.get_num_threads()}))
     return 0
 
@@ -232,6 +243,7 @@ def main():
     b.add_argument("--warmup", type=int, default=3)
     b.add_argument("--bf16", action="store_true")
     b.add_argument("--compile", action="store_true")
+    b.add_argument("--profile", help="write the torch profiler's table of 3 more steps to this file")
     args = p.parse_args()
     if args.cmd == "check":
         return check(args.dir)

@@ -68,7 +68,7 @@ fn keep_freed_memory() {
 }
 
 const BENCH_USAGE: &str =
-    "bench [--preset P] [--variant V] [--layers L] [--d-model D] [--heads H] [--context T] [--vocab V] [--device D] [--threads N] [--batch B] [--micro-batch M] [--steps N] [--warmup W] [--bf16]";
+    "bench [--preset P] [--variant V] [--layers L] [--d-model D] [--heads H] [--context T] [--vocab V] [--device D] [--threads N] [--batch B] [--micro-batch M] [--steps N] [--warmup W] [--bf16] [--phases]";
 
 /// Parses `bench` flags (the same as `gpt.py bench`).
 fn bench_spec(args: &[&str]) -> Result<tools::BenchSpec, String> {
@@ -81,14 +81,15 @@ fn bench_spec(args: &[&str]) -> Result<tools::BenchSpec, String> {
         steps: 20,
         warmup: 3,
         bf16: false,
+        phases: false,
         variant: None,
         shape: tools::ShapeOverrides::default(),
         threads: 0,
     };
     let mut it = args.iter();
     while let Some(&flag) = it.next() {
-        if flag == "--bf16" {
-            spec.bf16 = true;
+        if flag == "--bf16" || flag == "--phases" {
+            *(if flag == "--bf16" { &mut spec.bf16 } else { &mut spec.phases }) = true;
             continue;
         }
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;

@@ -9,7 +9,7 @@ use scalemake::train::ModelShape;
 use tch::{nn, Device, Kind, Tensor};
 
 use scalemake_torch::model::gpt::Gpt;
-use scalemake_torch::train::Trainer;
+use scalemake_torch::train::{Phase, Trainer};
 
 /// Adam steps a reference case takes on its one batch.
 const CASE_STEPS: usize = 5;
@@ -71,6 +71,8 @@ pub struct BenchSpec {
     pub warmup: usize,
     /// bf16 compute.
     pub bf16: bool,
+    /// Also time each phase of a step (synchronising between them).
+    pub phases: bool,
     /// Variant instead of the preset's own.
     pub variant: Option<scalemake::train::Variant>,
     /// The preset's shape changed, as a `train` node's `model:` does.
@@ -129,12 +131,33 @@ pub fn bench(spec: &BenchSpec) -> Result<serde_json::Value, String> {
     let tokens = (spec.steps as i64 * spec.batch * shape.context) as f64;
     let counts = shape.param_counts();
     let tokens_per_second = tokens / seconds;
+    let phases_ms = if spec.phases { Some(phase_times(&mut trainer, &model, &micro, device, spec.steps)) } else { None };
     let variant = serde_json::to_value(shape.variant).map_err(|e| e.to_string())?;
     let mfu = scalemake::train::peak_flops(&name, spec.bf16).map(|peak| tokens_per_second * shape.flops_per_token(&counts) / peak);
     Ok(serde_json::json!({
         "impl": "scalemake", "preset": spec.preset, "n_layer": shape.n_layer, "d_model": shape.d_model, "variant": variant, "params": counts, "device": name, "bf16": spec.bf16,
         "tokens_per_second": tokens_per_second, "mfu": mfu, "steps": spec.steps, "threads": tch::get_num_threads(), "last_loss": loss,
+        "phases_ms": phases_ms, "step_ms": 1e3 * seconds / spec.steps.max(1) as f64,
     }))
+}
+
+/// Mean milliseconds per step spent in each [`Phase`] over `steps` more
+/// steps, the device drained at every phase boundary. The sum exceeds an
+/// unsynchronised step (the host no longer queues ahead): read it for where
+/// the time goes, not for throughput.
+fn phase_times(trainer: &mut Trainer, model: &Gpt, micro: &[(Tensor, Tensor)], device: Device, steps: usize) -> serde_json::Value {
+    let mut totals = [0.0f64; Phase::ALL.len()];
+    for _ in 0..steps {
+        sync(device);
+        let mut since = Instant::now();
+        trainer.step_marked(model, micro, &mut |phase| {
+            sync(device);
+            totals[phase as usize] += since.elapsed().as_secs_f64();
+            since = Instant::now();
+        });
+    }
+    let per_step = |total: f64| 1e3 * total / steps.max(1) as f64;
+    Phase::ALL.iter().map(|&phase| (phase.name().to_string(), serde_json::json!(per_step(totals[phase as usize])))).collect::<serde_json::Map<_, _>>().into()
 }
 
 /// Waits for queued work on `device` (a no-op on the CPU).

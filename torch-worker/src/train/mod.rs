@@ -26,6 +26,31 @@ pub struct StepOutput {
     pub lr: f64,
 }
 
+/// The parts of one optimiser step, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Forward and backward passes over every micro-batch (with zeroing the gradients).
+    ForwardBackward,
+    /// The global gradient norm and clipping.
+    Clip,
+    /// Adam's update of the flat buffers.
+    Update,
+}
+
+impl Phase {
+    /// Every phase, in the order a step runs them.
+    pub const ALL: [Phase; 3] = [Phase::ForwardBackward, Phase::Clip, Phase::Update];
+
+    /// The name `bench --phases` reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::ForwardBackward => "forward_backward",
+            Phase::Clip => "clip",
+            Phase::Update => "adam",
+        }
+    }
+}
+
 /// A model's optimiser and how far training has come.
 pub struct Trainer {
     flat: FlatParams,
@@ -53,6 +78,12 @@ impl Trainer {
     /// One optimiser step over `micro_batches` of (inputs, targets), each
     /// (B, T) token ids. Nothing here waits for the device.
     pub fn step(&mut self, model: &Gpt, micro_batches: &[(Tensor, Tensor)]) -> StepOutput {
+        self.step_marked(model, micro_batches, &mut |_| {})
+    }
+
+    /// [`Trainer::step`], calling `mark` as each [`Phase`] ends: `bench
+    /// --phases` syncs and reads a clock there to say where a step's time goes.
+    pub fn step_marked(&mut self, model: &Gpt, micro_batches: &[(Tensor, Tensor)], mark: &mut dyn FnMut(Phase)) -> StepOutput {
         let lr = self.schedule.lr(self.tokens as f64);
         self.flat.zero_grad();
         let n = micro_batches.len() as f64;
@@ -63,8 +94,11 @@ impl Trainer {
             total += loss.detach();
             self.tokens += x.numel() as u64;
         }
+        mark(Phase::ForwardBackward);
         let grad_norm = self.flat.clip_grad_norm(self.clip);
+        mark(Phase::Clip);
         self.adam.update(&mut self.flat, lr);
+        mark(Phase::Update);
         StepOutput { loss: total, grad_norm, lr }
     }
 
@@ -121,6 +155,32 @@ mod tests {
         assert!(last < 0.5, "loss {first:.3} → {last:.3}: a model must memorise one batch");
         assert_eq!(trainer.steps(), 61);
         assert_eq!(trainer.tokens, 61 * 64);
+    }
+
+    #[test]
+    fn a_marked_step_names_its_phases_in_order_and_trains_the_same() {
+        let cfg = ModelShape { dropout: 0.0, ..ModelShape::preset("nano", 128).unwrap() };
+        let data = Tensor::randint(128, [2, 9], (Kind::Int64, Device::Cpu));
+        let batch = [(data.narrow(1, 0, 8), data.narrow(1, 1, 8))];
+        let losses = |marked: bool| {
+            tch::manual_seed(5);
+            let vs = nn::VarStore::new(Device::Cpu);
+            let model = Gpt::new(&vs.root(), &cfg, Kind::Float);
+            let mut trainer = Trainer::new(&vs, &optim(1e-3));
+            let mut seen = Vec::new();
+            let losses: Vec<f64> = (0..2)
+                .map(|_| {
+                    let out = if marked { trainer.step_marked(&model, &batch, &mut |phase| seen.push(phase)) } else { trainer.step(&model, &batch) };
+                    out.loss.double_value(&[])
+                })
+                .collect();
+            (losses, seen)
+        };
+        let (plain, none) = losses(false);
+        let (marked, phases) = losses(true);
+        assert!(none.is_empty());
+        assert_eq!(plain, marked, "marks only observe the step");
+        assert_eq!(phases, [Phase::ALL, Phase::ALL].concat());
     }
 
     #[test]
