@@ -88,6 +88,18 @@ fn doctor_reports_libtorch_and_cache() {
 }
 
 #[test]
+fn exit_codes_tell_a_failure_from_bad_input() {
+    let p = Project::new(TWO);
+    let unknown = p.sm(&["run", "nosuch"]);
+    assert_eq!(unknown.code, 2, "an unknown target is bad input: {}", unknown.stderr);
+    // Slurm failing under a good experiment file is a failure of the run (1), not the user's input (2).
+    let out = p.command(&["run", "--backend", "slurm"]).env("PATH", p.path().join("no-bin")).output().unwrap();
+    let no_slurm = common::Run::from(out);
+    assert_eq!(no_slurm.code, 1, "{}", no_slurm.stderr);
+    assert!(no_slurm.stderr.contains("sbatch"), "{}", no_slurm.stderr);
+}
+
+#[test]
 fn missing_declared_output_fails_the_node() {
     let p = Project::new("nodes:\n  a: {kind: command, cmd: 'true', outputs: [x.txt]}\n");
     let run = p.sm(&["run"]);

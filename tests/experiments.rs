@@ -161,7 +161,9 @@ fn paper_yaml_plans_the_papers_tables() {
     assert!(plan.stdout.contains("total: 9 training node(s)"), "{}", plan.stdout);
     let dry = in_repo(&["run", "--dry-run", "experiments/paper.yaml"]);
     assert_eq!(dry.code, 0, "{}", dry.stderr);
-    assert!(dry.stdout.contains("(14 selected)") && dry.stdout.contains("GPU-hours on one H100"), "{}", dry.stdout);
+    assert!(dry.stdout.contains("(14 selected)") && dry.stdout.contains("of GPU time on one H100 at 40% MFU"), "{}", dry.stdout);
+    let h200 = in_repo(&["run", "--dry-run", "experiments/paper.yaml", "--gpu", "H200", "--mfu", "0.2"]);
+    assert!(h200.stdout.contains("of GPU time on one H200 at 20% MFU"), "--dry-run takes plan's --gpu/--mfu: {}", h200.stdout);
 }
 
 #[test]

@@ -9,56 +9,16 @@ use std::time::Instant;
 use rayon::prelude::*;
 
 use scalemake::cache::{Cache, Verdict};
+use scalemake::device;
 use scalemake::exec::slurm::{self, SlurmOptions};
 use scalemake::exec::{self, Backend, DirtyReason, ExecError, Freshness, RunOptions, Workspace, CANCELLED};
 use scalemake::graph::Plan;
 use scalemake::hash::ContentHash;
-use scalemake::nodes::Registry;
-use scalemake::{device, spec};
+use scalemake::train::Throughput;
 
+use super::env::{load_plan, plan_and_targets, Env};
 use super::render::{self, NodeState};
-use super::{split_file_arg, CliError, DagFormat, SlurmArgs};
-
-/// What every command needs to find its files.
-pub struct Env {
-    pub root: PathBuf,
-    pub cache_dir: PathBuf,
-    pub file: Option<PathBuf>,
-    pub tty: bool,
-}
-
-impl Env {
-    fn default_file(&self) -> Result<PathBuf, CliError> {
-        ["scalemake.yaml", "experiments/tiny.yaml"]
-            .iter()
-            .map(PathBuf::from)
-            .find(|p| self.root.join(p).is_file())
-            .ok_or_else(|| CliError::Usage("no experiment file given and neither scalemake.yaml nor experiments/tiny.yaml exists here; pass one: `scalemake run FILE.yaml`".into()))
-    }
-
-    fn cache(&self) -> Result<Cache, CliError> {
-        Cache::open(&self.cache_dir).map_err(|e| CliError::Failed(e.to_string()))
-    }
-}
-
-fn load_plan(env: &Env, file: Option<PathBuf>) -> Result<Plan, CliError> {
-    let file = match file {
-        Some(f) => f,
-        None => env.default_file()?,
-    };
-    let started = Instant::now();
-    let experiment = spec::load(&file, &Registry::builtin())?;
-    let plan = Plan::new(experiment).map_err(spec::LoadError::from)?;
-    tracing::debug!("loaded {} ({} nodes) in {:?}", file.display(), plan.len(), started.elapsed());
-    Ok(plan)
-}
-
-/// Loads the experiment named by `[FILE.yaml] targets…`.
-pub(super) fn plan_and_targets(env: &Env, args: &[String]) -> Result<(Plan, Vec<String>), CliError> {
-    let (file, targets) = split_file_arg(&env.file, args);
-    let plan = load_plan(env, file)?;
-    Ok((plan, targets.to_vec()))
-}
+use super::{CliError, DagFormat, SlurmArgs};
 
 /// The state a listing shows for node `i`.
 fn node_state(freshness: &Freshness, failed_key: Option<ContentHash>) -> NodeState {
@@ -89,6 +49,8 @@ pub struct RunFlags {
     pub jobs: Option<usize>,
     pub keep_going: bool,
     pub dry_run: bool,
+    /// The GPU and MFU that `--dry-run` quotes GPU time for.
+    pub throughput: Throughput,
     /// `--backend slurm` and its options.
     pub slurm: Option<SlurmArgs>,
 }
@@ -98,36 +60,11 @@ pub fn run(env: &Env, args: &[String], flags: &RunFlags) -> Result<ExitCode, Cli
     let started = Instant::now();
     let (plan, targets) = plan_and_targets(env, args)?;
     let cache = env.cache()?;
-    let selected = exec::selection(&plan, &targets).map_err(|e| CliError::Usage(e.to_string()))?;
+    let selected = exec::selection(&plan, &targets)?;
     let ws = Workspace { root: &env.root, cache: &cache };
     if dry_run {
-        let survey = exec::survey(&plan, &ws);
-        let estimates = super::plan::estimates(&plan);
-        let throughput = super::plan::Throughput { gpu: "H100".into(), mfu: 0.4 };
-        let (mut will, mut may, mut hours) = (0, 0, 0.0);
-        for &i in plan.topo_order().iter().filter(|i| selected.contains(i)) {
-            let verb = match &survey[i] {
-                Freshness::Fresh { .. } => continue,
-                Freshness::Stale { key: None, .. } => {
-                    may += 1;
-                    "may build"
-                }
-                Freshness::Stale { .. } => {
-                    will += 1;
-                    "will build"
-                }
-                Freshness::Broken { .. } => "cannot build",
-            };
-            let cost = estimates[i].as_ref().map_or(String::new(), |e| {
-                hours += throughput.gpu_hours(e).unwrap_or(0.0);
-                format!(" [{}]", super::plan::summary(e, &throughput))
-            });
-            println!("{verb} {}: {}{cost}", plan.experiment.nodes[i].id, reasons_text(&survey[i]));
-        }
-        println!("{will} node(s) will build; {may} more if their inputs' artifacts change ({} selected)", selected.len());
-        if hours > 0.0 {
-            println!("training to build: ~{hours:.2} GPU-hours on one H100 at 40% MFU (`scalemake plan` for the table, --gpu/--mfu to change)");
-        }
+        super::plan::check_mfu(&flags.throughput)?;
+        dry_run_report(&plan, &ws, &selected, &flags.throughput);
         return Ok(ExitCode::SUCCESS);
     }
     install_interrupt_handler();
@@ -145,7 +82,7 @@ pub fn run(env: &Env, args: &[String], flags: &RunFlags) -> Result<ExitCode, Cli
     };
     let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let opts = RunOptions { jobs, gpus: None, keep_going, targets, progress_bars: env.tty, backend };
-    let summary = exec::run(&plan, &ws, &opts).map_err(|e| CliError::Usage(e.to_string()))?;
+    let summary = exec::run(&plan, &ws, &opts)?;
     let mut parts = vec![format!("{} built", summary.built.len()), format!("{} fresh", summary.fresh.len())];
     if !summary.failed.is_empty() {
         parts.push(format!("{} failed", summary.failed.len()));
@@ -170,10 +107,40 @@ pub fn run(env: &Env, args: &[String], flags: &RunFlags) -> Result<ExitCode, Cli
     Ok(ExitCode::SUCCESS)
 }
 
+/// `run --dry-run`: each node that would build, why, and what training it costs.
+fn dry_run_report(plan: &Plan, ws: &Workspace, selected: &BTreeSet<usize>, throughput: &Throughput) {
+    let survey = exec::survey(plan, ws);
+    let estimates = plan.estimates();
+    let (mut will, mut may, mut hours) = (0, 0, 0.0);
+    for &i in plan.topo_order().iter().filter(|i| selected.contains(i)) {
+        let verb = match &survey[i] {
+            Freshness::Fresh { .. } => continue,
+            Freshness::Stale { key: None, .. } => {
+                may += 1;
+                "may build"
+            }
+            Freshness::Stale { .. } => {
+                will += 1;
+                "will build"
+            }
+            Freshness::Broken { .. } => "cannot build",
+        };
+        let cost = estimates[i].as_ref().map_or(String::new(), |e| {
+            hours += throughput.gpu_hours(e.flops, e.bf16).unwrap_or(0.0);
+            format!(" [{}]", super::plan::summary(e, throughput))
+        });
+        println!("{verb} {}: {}{cost}", plan.experiment.nodes[i].id, reasons_text(&survey[i]));
+    }
+    println!("{will} node(s) will build; {may} more if their inputs' artifacts change ({} selected)", selected.len());
+    if hours > 0.0 {
+        println!("training to build: ~{} of GPU time on {} (`scalemake plan` for the table; --gpu/--mfu to change)", super::plan::duration(hours), throughput.describe());
+    }
+}
+
 pub fn cancel(env: &Env, args: &[String]) -> Result<ExitCode, CliError> {
     let (plan, targets) = plan_and_targets(env, args)?;
     let cache = env.cache()?;
-    let selected = exec::selection(&plan, &targets).map_err(|e| CliError::Usage(e.to_string()))?;
+    let selected = exec::selection(&plan, &targets)?;
     let nodes: BTreeSet<String> = selected.iter().map(|&i| plan.experiment.nodes[i].id.0.clone()).collect();
     let cancelled = slurm::cancel_recorded(&cache, &plan.experiment.name, &nodes).map_err(|e| CliError::Failed(e.to_string()))?;
     for (job, node) in &cancelled {
@@ -222,7 +189,7 @@ fn install_interrupt_handler() {
 pub fn status(env: &Env, args: &[String], all: bool) -> Result<ExitCode, CliError> {
     let (plan, targets) = plan_and_targets(env, args)?;
     let cache = env.cache()?;
-    let selected = exec::selection(&plan, &targets).map_err(|e| CliError::Usage(e.to_string()))?;
+    let selected = exec::selection(&plan, &targets)?;
     let started = Instant::now();
     let survey = exec::survey(&plan, &Workspace { root: &env.root, cache: &cache });
     tracing::debug!("surveyed {} nodes in {:?}", plan.len(), started.elapsed());
@@ -250,7 +217,7 @@ pub fn status(env: &Env, args: &[String], all: bool) -> Result<ExitCode, CliErro
 pub fn dag(env: &Env, args: &[String], format: DagFormat) -> Result<ExitCode, CliError> {
     let (plan, targets) = plan_and_targets(env, args)?;
     let cache = env.cache()?;
-    let selected = exec::selection(&plan, &targets).map_err(|e| CliError::Usage(e.to_string()))?;
+    let selected = exec::selection(&plan, &targets)?;
     let survey = exec::survey(&plan, &Workspace { root: &env.root, cache: &cache });
     let states = states(&plan, &cache, &survey);
     print!("{}", render::dag(&plan, &selected, &states, &survey, format));

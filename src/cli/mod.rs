@@ -1,6 +1,7 @@
 //! Argument parsing and dispatch: `main` → `try_main` → one function per command.
 
 mod commands;
+mod env;
 mod plan;
 mod render;
 
@@ -45,6 +46,9 @@ enum Command {
         /// Say what would run and why, build nothing.
         #[arg(short = 'n', long)]
         dry_run: bool,
+        /// The GPU and MFU `--dry-run` quotes training time for.
+        #[command(flatten)]
+        throughput: ThroughputArgs,
         /// Where nodes run: threads here, or one Slurm job per node.
         #[arg(long, value_enum, env = "SCALEMAKE_BACKEND", default_value_t = BackendKind::Local)]
         backend: BackendKind,
@@ -69,14 +73,9 @@ enum Command {
     Plan {
         /// [FILE.yaml] then targets.
         args: Vec<String>,
-        /// GPU the hours are quoted for (its dense peak from the data sheet: H100, H200, A100, L4, …).
-        #[arg(long, default_value = "H100")]
-        gpu: String,
-        /// Model FLOPs utilisation assumed for the GPU-hours.
-        #[arg(long, default_value_t = 0.4)]
-        mfu: f64,
+        #[command(flatten)]
+        throughput: ThroughputArgs,
     },
-    /// List stale nodes and why each must rebuild.
     Status {
         /// [FILE.yaml] then targets.
         args: Vec<String>,
@@ -126,6 +125,23 @@ enum Command {
 }
 
 /// `scalemake run --backend`.
+/// What GPU time is quoted for (`plan`, `run --dry-run`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct ThroughputArgs {
+    /// GPU the hours are quoted for (its dense peak from the data sheet: H100, H200, A100, L4, …).
+    #[arg(long, default_value = "H100")]
+    gpu: String,
+    /// Model FLOPs utilisation assumed for the GPU-hours.
+    #[arg(long, default_value_t = 0.4)]
+    mfu: f64,
+}
+
+impl From<ThroughputArgs> for scalemake::train::Throughput {
+    fn from(a: ThroughputArgs) -> Self {
+        scalemake::train::Throughput { gpu: a.gpu, mfu: a.mfu }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum BackendKind {
     /// Worker threads of this process, within `-j`.
@@ -178,6 +194,17 @@ pub enum CliError {
     Failed(String),
 }
 
+/// A bad target is the user's input (2); the cache, Slurm or a node failing
+/// mid-run is a failure (1).
+impl From<scalemake::exec::ExecError> for CliError {
+    fn from(e: scalemake::exec::ExecError) -> Self {
+        match e {
+            scalemake::exec::ExecError::Target(_) => CliError::Usage(e.to_string()),
+            _ => CliError::Failed(e.to_string()),
+        }
+    }
+}
+
 impl From<LoadError> for CliError {
     fn from(e: LoadError) -> Self {
         CliError::Load(e)
@@ -227,15 +254,15 @@ pub fn main() -> ExitCode {
 fn try_main(cli: Cli) -> Result<ExitCode, CliError> {
     let root = std::env::current_dir().map_err(|e| CliError::Usage(format!("cannot read the current directory: {e}")))?;
     let cache_dir = cli.cache.clone().unwrap_or_else(|| root.join("cache"));
-    let env = commands::Env { root, cache_dir, file: cli.file.clone(), tty: std::io::stderr().is_terminal() };
+    let env = env::Env { root, cache_dir, file: cli.file.clone(), tty: std::io::stderr().is_terminal() };
     match cli.command {
-        Command::Run { args, jobs, keep_going, dry_run, backend, slurm } => {
+        Command::Run { args, jobs, keep_going, dry_run, throughput, backend, slurm } => {
             let backend = (backend == BackendKind::Slurm).then_some(slurm);
-            commands::run(&env, &args, &commands::RunFlags { jobs, keep_going, dry_run, slurm: backend })
+            commands::run(&env, &args, &commands::RunFlags { jobs, keep_going, dry_run, throughput: throughput.into(), slurm: backend })
         }
         Command::Cancel { args } => commands::cancel(&env, &args),
         Command::ExecNode { args, key } => commands::exec_node(&env, &args, key.as_deref()),
-        Command::Plan { args, gpu, mfu } => plan::plan(&env, &args, &plan::Throughput { gpu, mfu }),
+        Command::Plan { args, throughput } => plan::plan(&env, &args, &throughput.into()),
         Command::Status { args, all } => commands::status(&env, &args, all),
         Command::Dag { args, format } => commands::dag(&env, &args, format),
         Command::Show { args } => commands::show(&env, &args),

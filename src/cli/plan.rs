@@ -6,57 +6,12 @@ use std::collections::BTreeSet;
 use std::process::ExitCode;
 
 use scalemake::exec;
-use scalemake::graph::Plan;
 use scalemake::nodes::WorkEstimate;
-use scalemake::train::peak_flops;
+use scalemake::train::Throughput;
 use scalemake::units::si;
 
-use super::commands::{plan_and_targets, Env};
+use super::env::{plan_and_targets, Env};
 use super::CliError;
-
-/// The GPU and utilisation GPU-hours are quoted for.
-pub struct Throughput {
-    /// Device name as `peak_flops` knows it (H100, A100, …).
-    pub gpu: String,
-    /// Model FLOPs utilisation assumed.
-    pub mfu: f64,
-}
-
-impl Throughput {
-    /// Hours on one GPU for `e`; `None` for a GPU with no known peak.
-    pub fn gpu_hours(&self, e: &WorkEstimate) -> Option<f64> {
-        Some(e.flops / (peak_flops(&self.gpu, e.bf16)? * self.mfu) / 3600.0)
-    }
-
-    fn describe(&self) -> String {
-        format!("one {} at {:.0}% MFU (dense bf16 peak; fp32 runs use TF32, half of it)", self.gpu, 100.0 * self.mfu)
-    }
-}
-
-/// Every node's estimate; a kind that asks for an upstream param gets the
-/// nearest ancestor's (breadth-first), and only then is the graph walked.
-pub fn estimates(plan: &Plan) -> Vec<Option<WorkEstimate>> {
-    (0..plan.len())
-        .map(|i| {
-            let upstream = |key: &str| {
-                let mut seen = BTreeSet::new();
-                let mut queue: std::collections::VecDeque<usize> = plan.inputs_of(i).into();
-                while let Some(j) = queue.pop_front() {
-                    if !seen.insert(j) {
-                        continue;
-                    }
-                    if let Some(v) = plan.experiment.nodes[j].params.get_path(key) {
-                        return Some(v.clone());
-                    }
-                    queue.extend(plan.inputs_of(j));
-                }
-                None
-            };
-            let node = &plan.experiment.nodes[i];
-            node.kind.estimate(&node.params, &upstream)
-        })
-        .collect()
-}
 
 /// FLOPs in PF-days, the paper's unit: "1.76", or "5.27e-7" on a CPU's scale.
 fn pf_days(flops: f64) -> String {
@@ -69,7 +24,7 @@ fn pf_days(flops: f64) -> String {
 }
 
 /// GPU time in hours, or minutes below six minutes.
-fn duration(hours: f64) -> String {
+pub fn duration(hours: f64) -> String {
     if hours < 0.1 {
         format!("{:.1} min", hours * 60.0)
     } else {
@@ -86,17 +41,24 @@ pub fn summary(e: &WorkEstimate, throughput: &Throughput) -> String {
     if e.params.structured > 0 {
         extra.push_str(&format!(", {} structured", si(e.params.structured as f64)));
     }
-    let hours = throughput.gpu_hours(e).map_or(String::new(), |h| format!(", ~{} on the GPU", duration(h)));
+    let hours = throughput.gpu_hours(e.flops, e.bf16).map_or(String::new(), |h| format!(", ~{} on the GPU", duration(h)));
     format!("N {}{extra}, {} tokens, {:.2e} FLOP{hours}", si(e.params.trainable as f64), si(e.tokens), e.flops)
 }
 
-pub fn plan(env: &Env, args: &[String], throughput: &Throughput) -> Result<ExitCode, CliError> {
-    if !(throughput.mfu > 0.0 && throughput.mfu <= 1.0) {
-        return Err(CliError::Usage(format!("--mfu {} is not a fraction in (0, 1]", throughput.mfu)));
+/// `--mfu` must be a utilisation: a fraction in (0, 1].
+pub fn check_mfu(throughput: &Throughput) -> Result<(), CliError> {
+    if throughput.mfu > 0.0 && throughput.mfu <= 1.0 {
+        Ok(())
+    } else {
+        Err(CliError::Usage(format!("--mfu {} is not a fraction in (0, 1]", throughput.mfu)))
     }
+}
+
+pub fn plan(env: &Env, args: &[String], throughput: &Throughput) -> Result<ExitCode, CliError> {
+    check_mfu(throughput)?;
     let (plan, targets) = plan_and_targets(env, args)?;
-    let selected = exec::selection(&plan, &targets).map_err(|e| CliError::Usage(e.to_string()))?;
-    let estimates = estimates(&plan);
+    let selected = exec::selection(&plan, &targets)?;
+    let estimates = plan.estimates();
     let rows: Vec<(usize, &WorkEstimate)> = plan.topo_order().iter().filter(|i| selected.contains(i)).filter_map(|&i| estimates[i].as_ref().map(|e| (i, e))).collect();
     let width = rows.iter().map(|(i, _)| plan.experiment.nodes[*i].id.0.len()).max().unwrap_or(4).max(4);
     // The paper's compute (C = 6·N·D, N trainable non-embedding) beside the
@@ -105,7 +67,7 @@ pub fn plan(env: &Env, args: &[String], throughput: &Throughput) -> Result<ExitC
     println!("{:<width$}  {:>11} {:>10} {:>10} {:>9} {:>9} {:>9} {:>9}", "node", "N trainable", "frozen", "structured", "tokens", "C=6·N·D", "FLOP", "GPU time");
     let (mut paper_c, mut flops, mut hours, mut notes) = (0.0, 0.0, 0.0, BTreeSet::new());
     for (i, e) in &rows {
-        let h = throughput.gpu_hours(e);
+        let h = throughput.gpu_hours(e.flops, e.bf16);
         let c = 6.0 * e.params.trainable as f64 * e.tokens;
         println!(
             "{:<width$}  {:>11} {:>10} {:>10} {:>9} {:>9.2e} {:>9.2e} {:>9}",

@@ -5,13 +5,14 @@
 //! order. Target selection returns the targets plus everything upstream.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap};
+use std::collections::{BTreeSet, BinaryHeap, VecDeque};
 
 use petgraph::algo::tarjan_scc;
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::{Dfs, Reversed};
 use petgraph::Direction;
 
+use crate::nodes::WorkEstimate;
 use crate::spec::{Experiment, SpecError};
 
 /// A validated, acyclic experiment.
@@ -51,6 +52,32 @@ impl Plan {
     /// True if the experiment has no nodes.
     pub fn is_empty(&self) -> bool {
         self.experiment.nodes.is_empty()
+    }
+
+    /// Every node's planned cost (`None` for kinds that do not estimate). A
+    /// kind that asks for an upstream param gets the nearest ancestor's,
+    /// breadth-first, so a `train` node sees its tokenizer's vocabulary.
+    pub fn estimates(&self) -> Vec<Option<WorkEstimate>> {
+        (0..self.len())
+            .map(|i| {
+                let upstream = |key: &str| {
+                    let mut seen = BTreeSet::new();
+                    let mut queue: VecDeque<usize> = self.inputs_of(i).into();
+                    while let Some(j) = queue.pop_front() {
+                        if !seen.insert(j) {
+                            continue;
+                        }
+                        if let Some(v) = self.experiment.nodes[j].params.get_path(key) {
+                            return Some(v.clone());
+                        }
+                        queue.extend(self.inputs_of(j));
+                    }
+                    None
+                };
+                let node = &self.experiment.nodes[i];
+                node.kind.estimate(&node.params, &upstream)
+            })
+            .collect()
     }
 
     /// Direct upstream nodes of `i` (deduplicated, in input order).

@@ -432,6 +432,28 @@ pub fn peak_flops(device_name: &str, bf16: bool) -> Option<f64> {
     Some(if bf16 { bf16_peak } else { bf16_peak / 2.0 })
 }
 
+/// The GPU and utilisation that GPU time is quoted for: FLOPs over the
+/// data-sheet dense peak times an assumed MFU (no measured one yet).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Throughput {
+    /// Device name as [`peak_flops`] knows it (H100, H200, A100, L4).
+    pub gpu: String,
+    /// Model FLOPs utilisation assumed, in (0, 1].
+    pub mfu: f64,
+}
+
+impl Throughput {
+    /// Hours on one GPU for `flops` (bf16 or TF32); `None` for a GPU with no known peak.
+    pub fn gpu_hours(&self, flops: f64, bf16: bool) -> Option<f64> {
+        Some(flops / (peak_flops(&self.gpu, bf16)? * self.mfu) / 3600.0)
+    }
+
+    /// "one H100 at 40% MFU (…)", for totals.
+    pub fn describe(&self) -> String {
+        format!("one {} at {:.0}% MFU (dense bf16 peak; fp32 runs use TF32, half of it)", self.gpu, 100.0 * self.mfu)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -576,5 +598,14 @@ mod tests {
         assert_eq!(peak_flops("cpu", true), None);
         assert_eq!(peak_flops("NVIDIA L4", true), Some(121e12));
         assert_eq!(peak_flops("NVIDIA L40S", true), None);
+    }
+
+    #[test]
+    fn gpu_time_is_flops_over_peak_times_mfu() {
+        let h100 = Throughput { gpu: "H100".into(), mfu: 0.4 };
+        let one_hour = 989.4e12 * 0.4 * 3600.0;
+        assert!((h100.gpu_hours(one_hour, true).unwrap() - 1.0).abs() < 1e-12);
+        assert!((h100.gpu_hours(one_hour, false).unwrap() - 2.0).abs() < 1e-12, "TF32 is half the bf16 peak");
+        assert_eq!(Throughput { gpu: "TPU".into(), mfu: 0.4 }.gpu_hours(one_hour, true), None);
     }
 }
