@@ -113,6 +113,20 @@ fn sleeper_alive(marker: &str) -> bool {
     std::fs::read_dir("/proc").unwrap().flatten().any(|e| std::fs::read(e.path().join("cmdline")).map(|c| c.windows(marker.len()).any(|w| w == marker)).unwrap_or(false))
 }
 
+/// Waits (polling) for the `sleep <marker>` process to be gone: the kernel
+/// delivers the parent-death signal promptly, but not synchronously with
+/// our `wait` on scalemake. False if it is still there after 10 s.
+fn sleeper_gone(marker: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sleeper_alive(marker) {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    true
+}
+
 #[test]
 fn sigkill_mid_node_leaves_no_partial_artifact_and_resumes() {
     let p = Project::new(CRASHY);
@@ -122,8 +136,7 @@ fn sigkill_mid_node_leaves_no_partial_artifact_and_resumes() {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     assert_eq!(p.objects().len(), 1, "only `first` may be committed");
-    std::thread::sleep(Duration::from_millis(200));
-    assert!(!sleeper_alive("29.123"), "the node's process outlived scalemake");
+    assert!(sleeper_gone("29.123"), "the node's process outlived scalemake");
     std::fs::remove_file(p.path().join("slow.flag")).unwrap();
     p.clear_runs();
     let run = p.sm(&["run"]);
@@ -149,7 +162,7 @@ fn ctrl_c_cancels_cleanly() {
     assert!(stderr.contains("interrupted"), "{stderr}");
     assert_eq!(p.objects().len(), 1);
     assert_eq!(p.staging_dirs(), 0);
-    assert!(!sleeper_alive("29.456"));
+    assert!(sleeper_gone("29.456"), "the node's process outlived the cancelled run");
 }
 
 const SHARED: &str = "

@@ -79,14 +79,17 @@ fn a_new_file_matching_a_glob_is_an_input_change() {
 #[test]
 fn changing_one_param_reruns_exactly_the_downstream_cone() {
     let p = built_project();
-    p.write("exp.yaml", &PIPELINE.replace("tr a-z A-Z", "tr a-y A-Y"));
+    // Upper-cases only a–k: `upper`'s bytes change, so its whole cone
+    // (`upper`, `report`) reruns, and nothing outside it (`src`, `count*`).
+    p.write("exp.yaml", &PIPELINE.replace("tr a-z A-Z", "tr a-k A-K"));
     let status = p.sm(&["status"]);
     assert!(status.stdout.contains("param `cmd` changed"), "{}", status.stdout);
     assert!(status.stdout.contains("waits for `upper`"), "{}", status.stdout);
     assert!(status.stdout.contains("2 of 5 node(s) to build"), "{}", status.stdout);
-    p.sm(&["run"]);
-    // `upper` reruns; its output changed (z stays lower case? no z in input → same bytes) …
-    assert_eq!(p.runs()[0], "upper");
+    let run = p.sm(&["run"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(p.runs(), ["report", "upper"]);
+    assert_eq!(std::fs::read_to_string(p.artifact("report").join("r.txt")).unwrap(), "HEllo\nworlD\n");
 }
 
 #[test]
@@ -124,9 +127,8 @@ fn clean_forgets_a_node() {
 #[test]
 fn removed_artifact_is_reported_missing_and_rebuilt() {
     let p = built_project();
-    let json = p.sm(&["dag", "--format", "json"]).stdout;
-    let key = json.split("\"id\": \"upper\"").nth(1).and_then(|r| r.split("\"key\": \"").nth(1)).map(|r| r[..64].to_string()).unwrap();
-    std::fs::remove_dir_all(p.path().join("cache/objects").join(key)).unwrap();
+    let object = p.artifact("upper").parent().unwrap().to_path_buf();
+    std::fs::remove_dir_all(object).unwrap();
     let status = p.sm(&["status"]);
     assert!(status.stdout.contains("missing") && status.stdout.contains("artifact missing from the cache"), "{}", status.stdout);
     p.sm(&["run"]);

@@ -47,7 +47,7 @@ impl Project {
         p
     }
 
-    /// The artifact directory of `node` (by the key `dag` reports).
+    /// The artifact directory of `node` (by its key).
     pub fn artifact(&self, node: &str) -> PathBuf {
         let key = self.keys().into_iter().find(|(n, _)| n == node).and_then(|(_, k)| k).unwrap_or_else(|| panic!("{node} has no key"));
         self.path().join("cache/objects").join(key).join("out")
@@ -108,12 +108,19 @@ impl Project {
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).expect("fit.json is JSON")
     }
 
-    /// The key `scalemake dag --format json` reports for each node.
+    /// Each node's key as the engine computes it (`None` while an input is
+    /// unbuilt), through the library rather than by parsing command output.
     pub fn keys(&self) -> Vec<(String, Option<String>)> {
-        let run = self.sm(&["dag", "--format", "json"]);
-        assert_eq!(run.code, 0, "{}", run.stderr);
-        let doc: serde_json::Value = serde_json::from_str(&run.stdout).expect("dag json");
-        doc["nodes"].as_array().unwrap().iter().map(|n| (n["id"].as_str().unwrap().to_string(), n["key"].as_str().map(String::from))).collect()
+        use scalemake::exec::{self, Freshness, Workspace};
+        let experiment = scalemake::spec::load(&self.path().join("exp.yaml"), &scalemake::nodes::Registry::builtin()).expect("the experiment loads");
+        let plan = scalemake::graph::Plan::new(experiment).expect("acyclic");
+        let cache = scalemake::cache::Cache::open(&self.path().join("cache")).expect("cache opens");
+        let survey = exec::survey(&plan, &Workspace { root: self.path(), cache: &cache });
+        let key = |f: &Freshness| match f {
+            Freshness::Fresh { key, .. } | Freshness::Stale { key: Some(key), .. } => Some(key.hex()),
+            Freshness::Stale { key: None, .. } | Freshness::Broken { .. } => None,
+        };
+        plan.experiment.nodes.iter().zip(&survey).map(|(n, f)| (n.id.0.clone(), key(f))).collect()
     }
 
     pub fn wait_for_file(&self, rel: &str, seconds: f64) -> bool {
