@@ -16,6 +16,24 @@ pub const VERSION: i32 = 1;
 /// Header size in bytes.
 pub const HEADER_BYTES: usize = 1024;
 
+/// `meta.json` beside a `shards` node's shards: what a `train` node needs to
+/// know of them. Fields in alphabetical order, the order `meta.json` has
+/// always had, so artifacts written before this type are byte-identical.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ShardsMeta {
+    /// The end-of-text token id that separates documents.
+    pub eot: u16,
+    /// "llm.c uint16 shards".
+    pub format: String,
+    /// The tokenizer's vocabulary size (the model's embedding rows).
+    pub vocab_size: u32,
+}
+
+impl ShardsMeta {
+    /// The format every shard set is written in.
+    pub const FORMAT: &'static str = "llm.c uint16 shards";
+}
+
 /// Why a shard cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ShardError {

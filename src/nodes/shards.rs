@@ -14,7 +14,7 @@ use super::tokenizer::read_split;
 use super::{NodeCtx, NodeError, NodeKind, Progress};
 use crate::data::bpe;
 use crate::data::corpus::Split;
-use crate::data::shard::write_shard;
+use crate::data::shard::{write_shard, ShardsMeta};
 use crate::spec::{Field, FieldType, Schema, Value};
 
 /// Describes the shards (vocabulary size, end-of-text id) for their readers.
@@ -147,7 +147,7 @@ impl NodeKind for Shards {
             total_bytes += bytes;
             total_tokens += writer.total;
         }
-        let meta = serde_json::json!({ "vocab_size": vocab, "eot": eot, "format": "llm.c uint16 shards" });
+        let meta = ShardsMeta { eot, format: ShardsMeta::FORMAT.into(), vocab_size: vocab as u32 };
         let meta_path = out_dir.join(META_FILE);
         std::fs::write(&meta_path, serde_json::to_vec_pretty(&meta).map_err(|e| NodeError::Failed(e.to_string()))?).map_err(|e| NodeError::io(&meta_path, e))?;
         let ratio = if total_tokens == 0 { 0.0 } else { total_bytes as f64 / total_tokens as f64 };

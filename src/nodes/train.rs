@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use super::shards::META_FILE;
 use super::{NodeCtx, NodeError, NodeKind, Progress, Resources, WorkEstimate};
+use crate::data::shard::ShardsMeta;
 use crate::spec::{Field, FieldType, Schema, Value};
 use crate::train::job::{Event, OptimSpec, Precision, TrainJob};
 use crate::train::{Compute, Head, ModelShape, ParamCounts, Variant, PRESET_NAMES, VARIANT_NAMES};
@@ -253,10 +254,10 @@ impl NodeKind for Train {
     fn run(&self, ctx: &mut NodeCtx<'_>) -> Result<(), NodeError> {
         let shards = ctx.input_with(META_FILE)?;
         let meta_path = shards.join(META_FILE);
-        let meta: serde_json::Value = std::fs::read(&meta_path)
+        let meta: ShardsMeta = std::fs::read(&meta_path)
             .map_err(|e| NodeError::io(&meta_path, e))
             .and_then(|b| serde_json::from_slice(&b).map_err(|e| NodeError::Failed(format!("{}: {e}", meta_path.display()))))?;
-        let vocab = meta["vocab_size"].as_i64().ok_or_else(|| NodeError::Failed(format!("{} has no vocab_size", meta_path.display())))?;
+        let vocab = i64::from(meta.vocab_size);
         let params = ctx.params().clone();
         let shape = model_shape(&params, vocab).map_err(NodeError::Failed)?;
         let job = job(&params, shape, ctx, shards).map_err(NodeError::Failed)?;
