@@ -13,6 +13,7 @@
 #![deny(missing_docs)]
 
 pub mod cache;
+pub mod config;
 pub mod data;
 pub mod device;
 pub mod exec;
