@@ -229,6 +229,10 @@ impl<'a> RunState<'a> {
                     self.ready.remove(&i);
                     self.reporter.failed(&id.0, &message);
                     self.fail(i, message);
+                    if self.stopping {
+                        // Without `--keep-going`: not even the rest of this pass.
+                        break;
+                    }
                 }
                 Start::Started(note) => {
                     self.ready.remove(&i);
@@ -520,6 +524,25 @@ mod tests {
         });
         assert!(summary.cancelled && summary.failed.is_empty(), "{summary:?}");
         assert_eq!(summary.skipped, names(&["b", "c", "d"]));
+    }
+
+    #[test]
+    fn a_node_that_can_never_run_stops_the_rest_of_its_pass_without_keep_going() {
+        let nodes = "  g: {kind: command, cmd: 'true', resources: {gpu: 1}}\n  c: {kind: command, cmd: 'true'}\n";
+        let (summary, _) = simulate(nodes, 2, 0, false, |sim| assert!(sim.turn().is_empty()));
+        assert_eq!(summary.failed.len(), 1);
+        assert_eq!(summary.skipped, names(&["c"]));
+    }
+
+    #[test]
+    fn a_node_waiting_for_a_gpu_does_not_stop_cpu_nodes() {
+        let nodes = "  g1: {kind: command, cmd: 'true', resources: {gpu: 1}}\n  g2: {kind: command, cmd: 'true', resources: {gpu: 1}}\n  c: {kind: command, cmd: 'true'}\n";
+        simulate(nodes, 4, 1, false, |sim| {
+            assert_eq!(sim.turn(), names(&["g1", "c"]));
+            assert_eq!(sim.end("g1", built("g1")), names(&["g2"]));
+            sim.end("g2", built("g2"));
+            sim.end("c", built("c"));
+        });
     }
 
     #[test]

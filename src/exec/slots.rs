@@ -73,8 +73,10 @@ impl SlotPool {
             let why = self.probe_error.as_ref().map(|e| format!(" (cannot ask libtorch: {e})")).unwrap_or_default();
             return Take::Never(format!("needs {need_gpu} GPU(s), {visible} visible{why}"));
         }
-        let cpu_short = need_cpu + self.cpu_reserved > self.cpu_free;
-        let gpu_short = need_gpu + self.gpu_reserved > self.gpu_free.len();
+        // A node is short only of what it needs: without the `need > 0`
+        // test, a node waiting for a GPU held back every CPU-only node.
+        let cpu_short = need_cpu > 0 && need_cpu + self.cpu_reserved > self.cpu_free;
+        let gpu_short = need_gpu > 0 && need_gpu + self.gpu_reserved > self.gpu_free.len();
         if cpu_short || gpu_short {
             self.cpu_reserved += if cpu_short { need_cpu } else { 0 };
             self.gpu_reserved += if gpu_short { need_gpu } else { 0 };
@@ -127,6 +129,20 @@ mod tests {
         // A new pass forgets what was held back.
         pool.begin_pass();
         assert_eq!(pool.take(&needs(1, 0)), Take::Got(Slots { cpu: 1, gpus: vec![] }));
+    }
+
+    #[test]
+    fn a_node_waiting_for_a_gpu_does_not_hold_back_cpu_slots() {
+        let mut pool = SlotPool::new(2, Some(1), never_asked);
+        assert!(matches!(pool.take(&needs(1, 1)), Take::Got(_)));
+        pool.begin_pass();
+        assert_eq!(pool.take(&needs(1, 1)), Take::Busy);
+        assert_eq!(pool.take(&needs(1, 0)), Take::Got(Slots { cpu: 1, gpus: vec![] }));
+        // Nor does a wide CPU node hold back a GPU node that needs no CPU.
+        pool.release(Slots { cpu: 0, gpus: vec![0] });
+        pool.begin_pass();
+        assert_eq!(pool.take(&needs(2, 0)), Take::Busy);
+        assert_eq!(pool.take(&needs(0, 1)), Take::Got(Slots { cpu: 0, gpus: vec![0] }));
     }
 
     #[test]
