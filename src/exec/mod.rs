@@ -100,7 +100,11 @@ pub enum ExecError {
     /// Slurm could not be used.
     #[error(transparent)]
     Slurm(#[from] slurm::SlurmError),
-    /// `exec-node` was asked for a node it cannot build as asked.
+    /// `exec-node`'s node failed, or cannot be built as asked (its key
+    /// changed, its inputs are not built). Every failure of the build itself
+    /// (a cache error while staging or committing included) is this one:
+    /// `exec-node` reports it as the node failing, which the Slurm
+    /// coordinator reads back.
     #[error("{0}")]
     Node(String),
 }
