@@ -10,6 +10,8 @@
 //!
 //! Each module depends only on those to its left (and on `nodes::NodeKind`,
 //! the seam every kind plugs into); kinds never see the cache or executor.
+//! `device` (what libtorch sees) and `process` (children that die with
+//! scalemake) are leaves that kinds use directly.
 #![deny(missing_docs)]
 
 pub mod cache;
@@ -21,6 +23,7 @@ pub mod fit;
 pub mod graph;
 pub mod hash;
 pub mod nodes;
+pub mod process;
 pub mod spec;
 pub mod train;
 pub mod units;

@@ -4,7 +4,7 @@
 //!
 //! Jobs are submitted when their node is ready, not as a whole DAG with
 //! `--dependency=afterok`: this process stays the coordinator (the same
-//! loop as the local backend, see [`super::Runner`]) and polls `squeue`, so
+//! loop as the local backend, see `super::coordinator`) and polls `squeue`, so
 //! early cut-off, `--keep-going` and failure reporting are identical, and no
 //! job is ever left `DependencyNeverSatisfied` in the queue.
 //!
@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Built, Input, KeyParts, Message, Runner, Slots, Start, Workspace, CANCELLED};
+use super::{Built, Input, KeyParts, Message, Outcome, Runner, Slots, Start, Workspace, CANCELLED};
 use crate::cache::Cache;
 use crate::graph::Plan;
 use crate::hash::ContentHash;
@@ -290,14 +290,14 @@ impl<'a> SlurmRunner<'a> {
     /// The outcome of a job that is no longer active (`state`: its final
     /// state, `None` once Slurm forgot it); `None` while its artifact may
     /// still be on its way.
-    fn outcome(&self, job: u64, tracked: &mut Tracked, state: Option<&str>) -> Option<Result<Built, String>> {
+    fn outcome(&self, job: u64, tracked: &mut Tracked, state: Option<&str>) -> Option<Outcome> {
         let failed = state.is_some_and(|s| s != "COMPLETED");
         if !failed {
             match self.ws.cache.manifest(&tracked.key) {
-                Ok(Some(m)) => return Some(Ok(Built { artifact: m.artifact, seconds: m.seconds, by_other: false })),
+                Ok(Some(m)) => return Some(Outcome::Built(Built { artifact: m.artifact, seconds: m.seconds, by_other: false })),
                 Ok(None) if tracked.finished_without_artifact.get_or_insert_with(Instant::now).elapsed() < COMMIT_GRACE => return None,
                 Ok(None) => {}
-                Err(e) => return Some(Err(e.to_string())),
+                Err(e) => return Some(Outcome::Failed(e.to_string())),
             }
         }
         let node = &self.plan.experiment.nodes[tracked.node];
@@ -306,7 +306,7 @@ impl<'a> SlurmRunner<'a> {
             .ok()
             .and_then(|text| text.lines().rev().find_map(|l| l.strip_prefix("scalemake: node failed: ").or_else(|| l.strip_prefix("scalemake: error: ")).map(str::to_string)));
         let state = state.unwrap_or("gone from squeue, no artifact committed");
-        Some(Err(match said {
+        Some(Outcome::Failed(match said {
             Some(message) => format!("{message} (Slurm job {job} {state})"),
             None => format!("Slurm job {job} {state}; see {}", output.display()),
         }))
@@ -332,7 +332,7 @@ impl Runner for SlurmRunner<'_> {
             }
             for tracked in std::mem::take(&mut self.jobs).into_values() {
                 self.records.remove(&tracked.key);
-                let _ = self.tx.send(Message::Done(tracked.node, Err("cancelled".into()), Slots::default()));
+                let _ = self.tx.send(Message::Done(tracked.node, Outcome::Cancelled, Slots::default()));
             }
             return;
         }
@@ -355,9 +355,9 @@ impl Runner for SlurmRunner<'_> {
             }
             let mut tracked = self.jobs.remove(&id).expect("tracked job");
             match self.outcome(id, &mut tracked, state) {
-                Some(result) => {
+                Some(outcome) => {
                     self.records.remove(&tracked.key);
-                    let _ = self.tx.send(Message::Done(tracked.node, result, Slots::default()));
+                    let _ = self.tx.send(Message::Done(tracked.node, outcome, Slots::default()));
                 }
                 None => {
                     self.jobs.insert(id, tracked);

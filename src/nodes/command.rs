@@ -14,12 +14,12 @@
 //! they are hashed by content, so editing one reruns the node. The command
 //! runs in its own process group and dies with scalemake (SIGKILL included).
 
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
 use super::{NodeCtx, NodeError, NodeKind, Progress};
+use crate::process::spawn_group;
 use crate::spec::{Field, FieldType, Schema, Value};
 
 /// Runs the user's command as a background job of a guard shell that leads
@@ -84,11 +84,6 @@ impl NodeKind for Command {
         let mut cmd = std::process::Command::new("sh");
         cmd.arg("-c").arg(GUARD).env("SCALEMAKE_CMD", &cmd_text).current_dir(ctx.root()).stdin(Stdio::null());
         cmd.env("OUT", ctx.out_dir()).env("WORK", ctx.work_dir());
-        if !ctx.gpus().is_empty() {
-            // The GPUs the executor reserved for this node, and only those.
-            let ids: Vec<String> = ctx.gpus().iter().map(|&slot| crate::device::visible_device(slot)).collect();
-            cmd.env("CUDA_VISIBLE_DEVICES", ids.join(","));
-        }
         let all: Vec<&Path> = ctx.inputs().iter().flat_map(|i| i.artifacts.iter().map(|a| a.dir.as_path())).collect();
         if let [only] = all.as_slice() {
             cmd.env("IN", only);
@@ -105,17 +100,11 @@ impl NodeKind for Command {
         let log = ctx.log().try_clone().map_err(|e| NodeError::Failed(format!("cannot share the log with the command: {e}")))?;
         let log_err = log.try_clone().map_err(|e| NodeError::Failed(format!("cannot share the log with the command: {e}")))?;
         cmd.stdout(log).stderr(log_err);
-        // SAFETY: only async-signal-safe calls between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::setpgid(0, 0);
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-                Ok(())
-            });
-        }
         ctx.log_line(&format!("$ {cmd_text}"));
         ctx.progress(Progress::Message(truncate(&cmd_text, 60)));
-        let mut child = cmd.spawn().map_err(|e| NodeError::Failed(format!("cannot start sh: {e}")))?;
+        // SIGTERM, not SIGKILL: the guard must live to kill the group. Only
+        // the GPUs the executor reserved for this node are visible.
+        let mut child = spawn_group(&mut cmd, libc::SIGTERM, ctx.gpus()).map_err(|e| NodeError::Failed(format!("cannot start sh: {e}")))?;
         let pgid = child.id() as i32;
         let status = loop {
             match child.try_wait() {

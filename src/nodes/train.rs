@@ -11,7 +11,6 @@
 //! Budgets are in tokens, like the paper's (409.6M warmup, 32G max).
 
 use std::io::{BufRead, BufReader};
-use std::os::unix::process::CommandExt;
 use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -19,6 +18,7 @@ use std::time::Duration;
 use super::shards::META_FILE;
 use super::{NodeCtx, NodeError, NodeKind, Progress, Resources, WorkEstimate};
 use crate::data::shard::ShardsMeta;
+use crate::process::spawn_group;
 use crate::spec::{Field, FieldType, Schema, Value};
 use crate::train::job::{Event, OptimSpec, Precision, TrainJob};
 use crate::train::{Compute, Head, ModelShape, ParamCounts, Variant, PRESET_NAMES, VARIANT_NAMES};
@@ -164,27 +164,14 @@ fn job(params: &Value, shape: ModelShape, ctx: &NodeCtx<'_>, shards: std::path::
 }
 
 /// Starts the worker in its own process group; it dies with scalemake.
-fn spawn_worker(ctx: &mut NodeCtx<'_>, job_path: &std::path::Path, gpu_mask: Option<String>) -> Result<Child, NodeError> {
+/// SIGKILL on scalemake's death: the worker has nothing to clean up (its
+/// checkpoints are replaced atomically) and must free its GPU at once.
+fn spawn_worker(ctx: &mut NodeCtx<'_>, job_path: &std::path::Path, gpus: &[usize]) -> Result<Child, NodeError> {
     let worker = crate::device::worker_path();
     let log = ctx.log().try_clone().map_err(|e| NodeError::Failed(format!("cannot share the log: {e}")))?;
     let mut command = std::process::Command::new(&worker);
     command.arg("train").arg(job_path).current_dir(ctx.root()).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(log);
-    if let Some(ids) = gpu_mask {
-        command.env("CUDA_VISIBLE_DEVICES", ids);
-    }
-    // SAFETY: only async-signal-safe calls between fork and exec.
-    let parent = unsafe { libc::getpid() };
-    unsafe {
-        command.pre_exec(move || {
-            libc::setpgid(0, 0);
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            if libc::getppid() != parent {
-                libc::_exit(1); // scalemake died before PDEATHSIG was armed
-            }
-            Ok(())
-        });
-    }
-    command.spawn().map_err(|e| NodeError::Failed(format!("cannot start the libtorch worker {}: {e} (run scripts/setup.sh)", worker.display())))
+    spawn_group(&mut command, libc::SIGKILL, gpus).map_err(|e| NodeError::Failed(format!("cannot start the libtorch worker {}: {e} (run scripts/setup.sh)", worker.display())))
 }
 
 /// What the node learns from the worker's events.
@@ -268,8 +255,8 @@ impl NodeKind for Train {
         // The reserved GPUs, as the worker's only visible ones (unless the
         // user pinned `cuda:N`, which keeps the machine's numbering).
         let pinned = params.get_path("device").and_then(Value::as_str).is_some_and(|d| d.starts_with("cuda:"));
-        let gpu_mask = (!pinned && !ctx.gpus().is_empty()).then(|| ctx.gpus().iter().map(|&slot| crate::device::visible_device(slot)).collect::<Vec<_>>().join(","));
-        let mut child = spawn_worker(ctx, &job_path, gpu_mask)?;
+        let gpus = if pinned { Vec::new() } else { ctx.gpus().to_vec() };
+        let mut child = spawn_worker(ctx, &job_path, &gpus)?;
         let stdout = child.stdout.take().expect("stdout is piped");
         let (tx, rx) = mpsc::channel::<String>();
         std::thread::spawn(move || {
