@@ -14,6 +14,23 @@
 use std::io;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Set when this process is asked to stop but keep what can resume (a Slurm
+/// job's time-limit warning or its preemption): a training node has its
+/// worker checkpoint and stop instead of being killed.
+static SUSPEND_REQUESTED: AtomicBool = AtomicBool::new(false);
+
+/// Asks running nodes to stop at a resumable point (async-signal-safe: one
+/// atomic store, so a signal handler may call it).
+pub fn request_suspend() {
+    SUSPEND_REQUESTED.store(true, Ordering::SeqCst);
+}
+
+/// Whether [`request_suspend`] was called.
+pub fn suspend_requested() -> bool {
+    SUSPEND_REQUESTED.load(Ordering::SeqCst)
+}
 
 /// Starts `cmd` as the leader of a new process group that receives
 /// `death_signal` when this process dies, with `CUDA_VISIBLE_DEVICES` set

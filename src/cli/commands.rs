@@ -9,6 +9,7 @@ use std::time::Instant;
 use rayon::prelude::*;
 
 use scalemake::cache::{Cache, Verdict};
+use scalemake::config::JobSettings;
 use scalemake::device;
 use scalemake::exec::slurm::{self, SlurmOptions};
 use scalemake::exec::{self, Backend, DirtyReason, ExecError, Freshness, RunOptions, Workspace, CANCELLED};
@@ -49,6 +50,8 @@ pub struct RunFlags {
     pub jobs: Option<usize>,
     pub keep_going: bool,
     pub dry_run: bool,
+    /// Submit the whole DAG to Slurm and exit.
+    pub detach: bool,
     /// The GPU and MFU that `--dry-run` quotes GPU time for.
     pub throughput: Throughput,
     /// `--backend slurm` and its options.
@@ -68,19 +71,14 @@ pub fn run(env: &Env, args: &[String], flags: &RunFlags) -> Result<ExitCode, Cli
         return Ok(ExitCode::SUCCESS);
     }
     install_interrupt_handler();
+    let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let backend = match &flags.slurm {
         None => Backend::Local,
-        Some(s) => Backend::Slurm(SlurmOptions {
-            partition: s.slurm_partition.clone(),
-            account: s.slurm_account.clone(),
-            qos: s.slurm_qos.clone(),
-            time: s.slurm_time.clone(),
-            mem: s.slurm_mem.clone(),
-            file: env.root.join(&plan.experiment.source.path),
-            exe: std::env::current_exe().map_err(|e| CliError::Failed(format!("cannot find the scalemake executable: {e}")))?,
-        }),
+        Some(s) => Backend::Slurm(slurm_options(env, &plan, s, jobs)?),
     };
-    let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if let (true, Backend::Slurm(options)) = (flags.detach, &backend) {
+        return detach(&plan, &ws, options, &selected, started);
+    }
     let opts = RunOptions { jobs, gpus: None, keep_going, targets, progress_bars: env.tty, backend };
     let summary = exec::run(&plan, &ws, &opts)?;
     let mut parts = vec![format!("{} built", summary.built.len()), format!("{} fresh", summary.fresh.len())];
@@ -105,6 +103,29 @@ pub fn run(env: &Env, args: &[String], flags: &RunFlags) -> Result<ExitCode, Cli
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Slurm settings: flags and `SCALEMAKE_SLURM_*` over the `scalemake.toml`
+/// beside the experiment file; `-j` caps the jobs in flight.
+fn slurm_options(env: &Env, plan: &Plan, args: &SlurmArgs, max_jobs: usize) -> Result<SlurmOptions, CliError> {
+    let file = env.root.join(&plan.experiment.source.path);
+    let config = scalemake::config::load(file.parent().unwrap_or(&env.root)).map_err(|e| CliError::Usage(e.to_string()))?;
+    let flags = JobSettings {
+        partition: args.slurm_partition.clone(),
+        account: args.slurm_account.clone(),
+        qos: args.slurm_qos.clone(),
+        time: args.slurm_time.clone(),
+        mem: args.slurm_mem.clone(),
+    };
+    Ok(SlurmOptions {
+        jobs: flags.or(&config.slurm.all()),
+        kinds: config.slurm.kinds,
+        array_limit: config.slurm.array_limit,
+        signal_grace: config.slurm.signal_grace.unwrap_or(slurm::DEFAULT_SIGNAL_GRACE),
+        max_jobs,
+        file: std::path::absolute(&file).map_err(|e| CliError::Failed(format!("{}: {e}", file.display())))?,
+        exe: std::env::current_exe().map_err(|e| CliError::Failed(format!("cannot find the scalemake executable: {e}")))?,
+    })
 }
 
 /// `run --dry-run`: each node that would build, why, and what training it costs.
@@ -137,6 +158,24 @@ fn dry_run_report(plan: &Plan, ws: &Workspace, selected: &BTreeSet<usize>, throu
     }
 }
 
+/// `run --backend slurm --detach`: submits, says what, and exits.
+fn detach(plan: &Plan, ws: &Workspace, options: &SlurmOptions, selected: &BTreeSet<usize>, started: Instant) -> Result<ExitCode, CliError> {
+    let submitted = slurm::detach::submit(plan, ws, options, selected).map_err(|e| CliError::Failed(e.to_string()))?;
+    for s in &submitted {
+        let how = if s.adopted { "still queued or running from an earlier submission" } else { "submitted" };
+        eprintln!("    {} → Slurm job {} ({how})", s.node, s.job);
+    }
+    let new = submitted.iter().filter(|s| !s.adopted).count();
+    let arrays: BTreeSet<&str> = submitted.iter().filter(|s| !s.adopted).filter_map(|s| s.job.split_once('_').map(|(array, _)| array)).collect();
+    eprintln!(
+        "scalemake: {new} job(s) submitted ({} array(s)), {} adopted, in {:.2}s; `scalemake status` follows them, `scalemake cancel` stops them",
+        arrays.len(),
+        submitted.len() - new,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn cancel(env: &Env, args: &[String]) -> Result<ExitCode, CliError> {
     let (plan, targets) = plan_and_targets(env, args)?;
     let cache = env.cache()?;
@@ -161,9 +200,16 @@ pub fn exec_node(env: &Env, args: &[String], key: Option<&str>) -> Result<ExitCo
     let i = plan.experiment.nodes.iter().position(|n| n.id.0 == *name).ok_or_else(|| CliError::Usage(format!("no node `{name}` in {}", plan.experiment.name)))?;
     let expected = key.map(|k| ContentHash::from_hex(k).ok_or_else(|| CliError::Usage(format!("--key {k}: not a key")))).transpose()?;
     let cache = env.cache()?;
-    install_interrupt_handler();
+    let requeue = slurm::stop_on_job_signals().map_err(|e| CliError::Failed(e.to_string()))?;
     let gpus = slurm::job_gpus(plan.experiment.nodes[i].resources.gpu);
-    match exec::build_one(&plan, &Workspace { root: &env.root, cache: &cache }, i, expected, &gpus) {
+    let result = exec::build_one(&plan, &Workspace { root: &env.root, cache: &cache }, i, expected, &gpus);
+    if requeue.load(std::sync::atomic::Ordering::SeqCst) {
+        // The time-limit warning: the node checkpointed (or was stopped); put
+        // this job back in the queue, where it resumes.
+        slurm::requeue_this_job().map_err(|e| CliError::Failed(e.to_string()))?;
+        eprintln!("scalemake: stopped before the time limit; job requeued, it resumes from the checkpoint");
+    }
+    match result {
         Ok(artifact) => {
             eprintln!("scalemake: built {name} ({})", artifact.short());
             Ok(ExitCode::SUCCESS)
@@ -196,6 +242,8 @@ pub fn status(env: &Env, args: &[String], all: bool) -> Result<ExitCode, CliErro
     let states = states(&plan, &cache, &survey);
     let mut stale = 0;
     let width = selected.iter().map(|&i| plan.experiment.nodes[i].id.0.len()).max().unwrap_or(0);
+    let stale_ids: Vec<&str> = selected.iter().filter(|&&i| states[i] != NodeState::Fresh).map(|&i| plan.experiment.nodes[i].id.0.as_str()).collect();
+    let jobs = slurm::detach::job_views(&cache, &plan.experiment.name, &stale_ids).map_err(|e| CliError::Failed(e.to_string()))?;
     let mut out = String::new();
     for &i in plan.topo_order().iter().filter(|i| selected.contains(i)) {
         let fresh = states[i] == NodeState::Fresh;
@@ -203,7 +251,12 @@ pub fn status(env: &Env, args: &[String], all: bool) -> Result<ExitCode, CliErro
         if fresh && !all {
             continue;
         }
-        out.push_str(&format!("{:<7} {:<width$}  {}\n", states[i].label(), plan.experiment.nodes[i].id.0, reasons_text(&survey[i])));
+        let id = &plan.experiment.nodes[i].id.0;
+        let (label, why) = match jobs.get(id) {
+            Some(view) => job_line(&cache, &plan.experiment.name, id, view),
+            None => (states[i].label().to_string(), reasons_text(&survey[i])),
+        };
+        out.push_str(&format!("{label:<7} {id:<width$}  {why}\n"));
     }
     print!("{out}");
     if stale == 0 {
@@ -212,6 +265,19 @@ pub fn status(env: &Env, args: &[String], all: bool) -> Result<ExitCode, CliErro
         println!("{stale} of {} node(s) to build", selected.len());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A node's `status` line while a detached Slurm job builds it.
+fn job_line(cache: &Cache, experiment: &str, node: &str, view: &slurm::detach::JobView) -> (String, String) {
+    use slurm::detach::JobState;
+    match &view.state {
+        JobState::Queued => ("queued".into(), format!("Slurm job {}", view.job)),
+        JobState::Running => ("running".into(), format!("Slurm job {}", view.job)),
+        JobState::Ended { state, failure } => {
+            let why = failure.clone().unwrap_or_else(|| format!("see {}", cache.node_log(experiment, node).display()));
+            ("failed".into(), format!("Slurm job {} {state}: {why}", view.job))
+        }
+    }
 }
 
 pub fn dag(env: &Env, args: &[String], format: DagFormat) -> Result<ExitCode, CliError> {

@@ -52,6 +52,9 @@ enum Command {
         /// Where nodes run: threads here, or one Slurm job per node.
         #[arg(long, value_enum, env = "SCALEMAKE_BACKEND", default_value_t = BackendKind::Local)]
         backend: BackendKind,
+        /// With `--backend slurm`: submit the whole DAG (jobs wait for their inputs' jobs) and exit.
+        #[arg(long)]
+        detach: bool,
         #[command(flatten)]
         slurm: SlurmArgs,
     },
@@ -256,9 +259,12 @@ fn try_main(cli: Cli) -> Result<ExitCode, CliError> {
     let cache_dir = cli.cache.clone().unwrap_or_else(|| root.join("cache"));
     let env = env::Env { root, cache_dir, file: cli.file.clone(), tty: std::io::stderr().is_terminal() };
     match cli.command {
-        Command::Run { args, jobs, keep_going, dry_run, throughput, backend, slurm } => {
+        Command::Run { args, jobs, keep_going, dry_run, throughput, backend, detach, slurm } => {
+            if detach && backend != BackendKind::Slurm {
+                return Err(CliError::Usage("--detach submits Slurm jobs: add `--backend slurm`".into()));
+            }
             let backend = (backend == BackendKind::Slurm).then_some(slurm);
-            commands::run(&env, &args, &commands::RunFlags { jobs, keep_going, dry_run, throughput: throughput.into(), slurm: backend })
+            commands::run(&env, &args, &commands::RunFlags { jobs, keep_going, dry_run, detach, throughput: throughput.into(), slurm: backend })
         }
         Command::Cancel { args } => commands::cancel(&env, &args),
         Command::ExecNode { args, key } => commands::exec_node(&env, &args, key.as_deref()),

@@ -82,6 +82,13 @@ pub trait NodeKind: Send + Sync {
         Vec::new()
     }
 
+    /// Whether a build stopped at a resumable point ([`NodeError::Suspended`])
+    /// resumes where it stopped: such nodes get Slurm's warning signal before
+    /// a time limit, to checkpoint (the others are simply rerun).
+    fn resumes(&self) -> bool {
+        false
+    }
+
     /// What building the node will cost, known before it runs (`scalemake
     /// plan`, `run --dry-run`). `upstream(key)` finds the value of a param
     /// `key` on the nearest node it depends on, directly or not (a `train`
@@ -127,6 +134,13 @@ pub enum NodeError {
     /// The run was interrupted (Ctrl-C).
     #[error("cancelled")]
     Cancelled,
+    /// Asked to stop at a resumable point ([`crate::process::request_suspend`]),
+    /// the node checkpointed; building it again resumes from there.
+    #[error("suspended after a checkpoint at step {step}; the next build resumes there")]
+    Suspended {
+        /// The step the checkpoint holds.
+        step: u64,
+    },
 }
 
 impl NodeError {

@@ -185,6 +185,8 @@ struct Outcome {
     tokens: u64,
     tokens_per_second: f64,
     done: bool,
+    /// The step the worker checkpointed at before stopping, as asked.
+    suspended: Option<u64>,
     failure: Option<String>,
 }
 
@@ -207,6 +209,10 @@ impl NodeKind for Train {
     /// One GPU for `cuda`, one if there is one for `auto` (feeding it takes
     /// a CPU slot); on `cpu`, as many slots as libtorch will use threads, so
     /// two CPU trainings do not fight over the same cores.
+    fn resumes(&self) -> bool {
+        true
+    }
+
     fn resources_default(&self, params: &Value) -> Resources {
         match params.get_path("device").and_then(Value::as_str).unwrap_or("auto") {
             "cpu" => {
@@ -268,8 +274,16 @@ impl NodeKind for Train {
         });
         let mut outcome = Outcome::default();
         let mut last_val = String::new();
+        let mut asked_to_stop = false;
         loop {
-            if ctx.is_cancelled() {
+            if crate::process::suspend_requested() && !asked_to_stop {
+                // The worker checkpoints after its current step and exits; keep reading its events until then.
+                // SAFETY: kill with the pid of our own child, which we have not yet waited for.
+                unsafe { libc::kill(child.id() as i32, libc::SIGUSR1) };
+                ctx.log_line("scalemake: asked to stop (a Slurm signal); the worker checkpoints and stops");
+                asked_to_stop = true;
+            }
+            if ctx.is_cancelled() && !asked_to_stop {
                 let _ = child.kill();
                 let _ = child.wait();
                 return Err(NodeError::Cancelled);
@@ -310,10 +324,14 @@ impl NodeKind for Train {
                     outcome.tokens_per_second = tokens_per_second;
                     outcome.done = true;
                 }
+                Event::Suspended { step } => outcome.suspended = Some(step),
                 Event::Failed { message } => outcome.failure = Some(message),
             }
         }
         let status = child.wait().map_err(|e| NodeError::Failed(format!("waiting for the worker: {e}")))?;
+        if let (Some(step), true) = (outcome.suspended, status.success()) {
+            return Err(NodeError::Suspended { step });
+        }
         if !status.success() || !outcome.done {
             let why = outcome.failure.unwrap_or_else(|| format!("the worker ended ({status}) before finishing"));
             return Err(NodeError::Failed(format!("training failed: {why} (more in `scalemake log {}`)", ctx.id())));

@@ -144,6 +144,13 @@ pub enum Event {
         /// Steps done when it was taken.
         step: u64,
     },
+    /// Asked to stop (SIGUSR1 or SIGTERM: a Slurm time limit or
+    /// preemption), the worker wrote a checkpoint after `step` and exits 0
+    /// without an artifact; the next run of the node resumes there.
+    Suspended {
+        /// Steps done when it stopped.
+        step: u64,
+    },
     /// Training finished and the artifact is complete.
     Done {
         /// Final validation loss (NaN for a diverged run).

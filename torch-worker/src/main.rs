@@ -36,6 +36,7 @@ fn train_command(job_path: &str) -> Result<(), String> {
         emit(&Event::Failed { message: message.unwrap_or_else(|| "the worker panicked".into()) });
         default_hook(info);
     }));
+    train::run::stop_on_signals()?;
     let result = train::run::run(&job, &mut |event| emit(&event));
     if let Err(message) = &result {
         emit(&Event::Failed { message: message.clone() });

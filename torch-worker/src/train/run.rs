@@ -13,6 +13,7 @@ use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -228,8 +229,24 @@ fn step_line(row: &StepRow, total: u64) -> String {
     format!("step {}/{total}: {} tokens, loss {:.4}, lr {:.3e}, grad norm {:.3}, {:.0} tokens/s{mfu}", row.step, row.tokens, row.loss, row.lr, row.grad_norm, row.tokens_per_second)
 }
 
+/// Set by SIGUSR1 or SIGTERM ([`stop_on_signals`]): checkpoint after the
+/// current step and stop, so a preempted or time-limited job resumes there.
+static STOP_REQUESTED: AtomicBool = AtomicBool::new(false);
+
+/// Makes SIGUSR1 (Slurm's warning before a time limit, `--signal`) and
+/// SIGTERM (preemption, `scontrol requeue`) ask the loop to checkpoint and
+/// stop instead of killing the worker mid-step.
+pub fn stop_on_signals() -> Result<(), String> {
+    for signal in [signal_hook::consts::SIGUSR1, signal_hook::consts::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic (async-signal-safe).
+        unsafe { signal_hook::low_level::register(signal, || STOP_REQUESTED.store(true, Ordering::SeqCst)) }.map_err(|e| format!("signal handler: {e}"))?;
+    }
+    Ok(())
+}
+
 /// Trains the model `job` describes, reporting through `emit`, and writes
-/// the artifact into `job.out`.
+/// the artifact into `job.out` — or, asked to stop, checkpoints and emits
+/// [`Event::Suspended`] instead.
 pub fn run(job: &TrainJob, emit: &mut dyn FnMut(Event)) -> Result<(), String> {
     job.check()?;
     if job.threads > 0 {
@@ -282,8 +299,10 @@ pub fn run(job: &TrainJob, emit: &mut dyn FnMut(Event)) -> Result<(), String> {
         pending.push(Pending { step, tokens: trainer.tokens, lr: out.lr, loss: out.loss, grad_norm: out.grad_norm });
 
         let is_eval = evals.contains(&step);
+        let stop = step < total && STOP_REQUESTED.load(Ordering::SeqCst);
         let wants_checkpoint = step < total
-            && ((job.checkpoint_steps > 0 && step % job.checkpoint_steps == 0)
+            && (stop
+                || (job.checkpoint_steps > 0 && step % job.checkpoint_steps == 0)
                 || (job.checkpoint_seconds > 0.0 && last_checkpoint.elapsed().as_secs_f64() >= job.checkpoint_seconds));
         if pending.len() >= SYNC_EVERY || is_eval || wants_checkpoint || step == total {
             for row in rows.rows(&mut pending)? {
@@ -305,6 +324,11 @@ pub fn run(job: &TrainJob, emit: &mut dyn FnMut(Event)) -> Result<(), String> {
             checkpoint(&job.work, &trainer, &mut metrics)?;
             last_checkpoint = Instant::now();
             emit(Event::Checkpoint { step });
+            if stop {
+                eprintln!("stopping after the checkpoint of step {step}, as asked (a signal); the next run resumes here");
+                emit(Event::Suspended { step });
+                return Ok(());
+            }
             rows.window_start = Instant::now();
             rows.window_tokens = 0;
         }

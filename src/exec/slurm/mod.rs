@@ -15,6 +15,8 @@
 //! a job that has left `squeue` counts as successful iff its artifact is in
 //! the cache.
 
+pub mod detach;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{self, File};
 use std::io;
@@ -28,6 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Built, Input, KeyParts, Message, Outcome, Runner, Slots, Start, Workspace, CANCELLED};
 use crate::cache::Cache;
+use crate::config::JobSettings;
 use crate::graph::Plan;
 use crate::hash::ContentHash;
 use crate::spec::NodeSpec;
@@ -38,23 +41,36 @@ const POLL_EVERY: Duration = Duration::from_millis(500);
 /// (attribute caches of a shared filesystem can lag behind the job's commit).
 const COMMIT_GRACE: Duration = Duration::from_secs(30);
 
-/// Slurm settings of a run (`--slurm-*` or `SCALEMAKE_SLURM_*`).
+/// Seconds of warning a training job gets before its time limit (SIGUSR1)
+/// when `scalemake.toml` does not say: enough to finish a step and write a
+/// checkpoint of a large model to a shared filesystem.
+pub const DEFAULT_SIGNAL_GRACE: u32 = 120;
+
+/// Slurm settings of a run: `--slurm-*` flags or `SCALEMAKE_SLURM_*` over
+/// `scalemake.toml`'s `[slurm]`.
 #[derive(Clone, Debug, Default)]
 pub struct SlurmOptions {
-    /// `--partition`.
-    pub partition: Option<String>,
-    /// `--account`.
-    pub account: Option<String>,
-    /// `--qos`.
-    pub qos: Option<String>,
-    /// `--time` of every job (else the partition's default).
-    pub time: Option<String>,
-    /// `--mem` of every job (else the cluster's default).
-    pub mem: Option<String>,
+    /// `sbatch` options of every job.
+    pub jobs: JobSettings,
+    /// Per node kind, over `jobs`.
+    pub kinds: BTreeMap<String, JobSettings>,
+    /// At most this many tasks of one sweep's job array run at once (`%N`).
+    pub array_limit: Option<u32>,
+    /// Seconds of SIGUSR1 warning before a training job's time limit.
+    pub signal_grace: u32,
+    /// At most this many jobs queued or running at once (`-j`).
+    pub max_jobs: usize,
     /// The experiment file, as the jobs will read it (absolute).
     pub file: PathBuf,
     /// The `scalemake` executable the jobs run (absolute, on a shared filesystem).
     pub exe: PathBuf,
+}
+
+impl SlurmOptions {
+    /// The `sbatch` options of a node of `kind`.
+    pub fn settings_for(&self, kind: &str) -> JobSettings {
+        self.kinds.get(kind).map_or_else(|| self.jobs.clone(), |k| k.or(&self.jobs))
+    }
 }
 
 /// Why Slurm could not be used.
@@ -66,6 +82,14 @@ pub enum SlurmError {
         /// `sbatch`, `squeue`, `scancel`.
         program: String,
         /// Its error output, or why it could not start.
+        message: String,
+    },
+    /// A node cannot be built as declared (nothing was submitted).
+    #[error("{node}: {message}")]
+    Unbuildable {
+        /// The node.
+        node: String,
+        /// Why.
         message: String,
     },
     /// A job record could not be read or written.
@@ -85,8 +109,8 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SlurmError + '_ {
 /// `cache/slurm/<key>.job`: the job last submitted for a key.
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 pub struct JobRecord {
-    /// Slurm job id.
-    pub job: u64,
+    /// Slurm job id (`123`, or `123_4` for a task of a job array).
+    pub job: String,
     /// Node id.
     pub node: String,
     /// Experiment name.
@@ -112,27 +136,38 @@ fn run_tool(program: &str, args: &[String]) -> Result<String, SlurmError> {
 
 /// The states of `jobs` that Slurm still knows (`squeue -t all`); jobs it
 /// has forgotten (older than MinJobAge) are absent.
-pub fn job_states(jobs: &[u64]) -> Result<HashMap<u64, String>, SlurmError> {
+pub fn job_states(jobs: &[String]) -> Result<HashMap<String, String>, SlurmError> {
     if jobs.is_empty() {
         return Ok(HashMap::new());
     }
-    let ids: Vec<String> = jobs.iter().map(u64::to_string).collect();
-    let args = ["-h", "-t", "all", "-o", "%i %T", "-j", &ids.join(",")].map(String::from);
+    // `-r`: one line per array task (`123_4`), pending ones included.
+    let args = ["-h", "-r", "-t", "all", "-o", "%i %T", "-j", &jobs.join(",")].map(String::from);
     let text = match run_tool("squeue", &args) {
         Ok(text) => text,
         // A single forgotten id makes squeue fail instead of printing nothing.
         Err(SlurmError::Command { message, .. }) if message.contains("Invalid job id") => String::new(),
         Err(e) => return Err(e),
     };
-    Ok(text.lines().filter_map(|l| l.split_once(' ')).filter_map(|(id, state)| Some((id.trim().parse().ok()?, state.trim().to_string()))).collect())
+    Ok(text.lines().filter_map(|l| l.split_once(' ')).map(|(id, state)| (id.trim().to_string(), state.trim().to_string())).collect())
+}
+
+/// Submits a job (`sbatch --parsable …`); its id.
+fn sbatch(args: &[String]) -> Result<String, SlurmError> {
+    let text = run_tool("sbatch", args)?;
+    // `--parsable` prints `id` or `id;cluster`.
+    let id = text.trim().split(';').next().unwrap_or_default();
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(SlurmError::Command { program: "sbatch".into(), message: format!("unexpected output {text:?}") });
+    }
+    Ok(id.to_string())
 }
 
 /// Cancels `jobs` (`scancel`).
-pub fn cancel_jobs(jobs: &[u64]) -> Result<(), SlurmError> {
+pub fn cancel_jobs(jobs: &[String]) -> Result<(), SlurmError> {
     if jobs.is_empty() {
         return Ok(());
     }
-    run_tool("scancel", &jobs.iter().map(u64::to_string).collect::<Vec<_>>()).map(drop)
+    run_tool("scancel", jobs).map(drop)
 }
 
 /// `sh` single-quoting.
@@ -146,33 +181,56 @@ pub fn job_output(cache: &Cache, experiment: &str, node: &str) -> PathBuf {
     cache.node_log(experiment, node).with_extension("slurm.out")
 }
 
-/// The `sbatch` arguments that build `node` (key `key`) in a job.
-pub fn sbatch_args(node: &NodeSpec, key: &ContentHash, opts: &SlurmOptions, root: &Path, cache: &Path, output: &Path) -> Vec<String> {
+/// The `sbatch` options of `node`'s job, without the command: name,
+/// directories, resources and settings, `--requeue` (a preempted job runs
+/// again; a training job resumes from its checkpoint) and, for nodes that
+/// resume, the time-limit warning.
+pub fn job_flags(node: &NodeSpec, opts: &SlurmOptions, root: &Path, output: &Path) -> Vec<String> {
     let mut args = vec![
         "--parsable".to_string(),
         format!("--job-name={}", node.id),
         format!("--chdir={}", root.display()),
         format!("--output={}", output.display()),
         format!("--cpus-per-task={}", node.resources.cpu.max(1)),
+        "--requeue".to_string(),
     ];
-    if node.resources.gpu > 0 {
+    // `device: auto` may use a GPU but does not need one: ask for GPUs only
+    // for nodes that require them (`device: cuda`), not silently for every
+    // training node.
+    if node.resources.gpu > 0 && !node.resources.gpu_optional {
         args.push(format!("--gres=gpu:{}", node.resources.gpu));
     }
-    let options = [("--mem", &opts.mem), ("--time", &opts.time), ("--partition", &opts.partition), ("--account", &opts.account), ("--qos", &opts.qos)];
+    if node.kind.resumes() {
+        args.push(format!("--signal=B:USR1@{}", opts.signal_grace));
+    }
+    let s = opts.settings_for(node.kind.name());
+    let options = [("--mem", &s.mem), ("--time", &s.time), ("--partition", &s.partition), ("--account", &s.account), ("--qos", &s.qos)];
     args.extend(options.iter().filter_map(|(flag, value)| value.as_ref().map(|v| format!("{flag}={v}"))));
-    let command = [
-        opts.exe.display().to_string(),
-        "--cache".into(),
-        cache.display().to_string(),
-        "-f".into(),
-        opts.file.display().to_string(),
-        "exec-node".into(),
-        node.id.0.clone(),
-        "--key".into(),
-        key.hex(),
-    ];
-    args.push("--wrap".into());
-    args.push(format!("exec {}", command.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" ")));
+    args
+}
+
+/// The `exec-node` command line a job runs for `node` (with `key`: the job
+/// refuses to build anything else; without: it computes the key when its
+/// inputs are built).
+fn exec_node_command(opts: &SlurmOptions, cache: &Path, node: &str, key: Option<&ContentHash>) -> Vec<String> {
+    let mut command =
+        vec![opts.exe.display().to_string(), "--cache".into(), cache.display().to_string(), "-f".into(), opts.file.display().to_string(), "exec-node".into(), node.to_string()];
+    if let Some(key) = key {
+        command.extend(["--key".to_string(), key.hex()]);
+    }
+    command
+}
+
+/// `--wrap` of a command: `exec` it, so that Slurm's signals reach
+/// scalemake itself (`B:` signals only the batch shell).
+fn wrap(command: &[String]) -> [String; 2] {
+    ["--wrap".into(), format!("exec {}", command.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" "))]
+}
+
+/// The `sbatch` arguments that build `node` (key `key`) in a job.
+pub fn sbatch_args(node: &NodeSpec, key: &ContentHash, opts: &SlurmOptions, root: &Path, cache: &Path, output: &Path) -> Vec<String> {
+    let mut args = job_flags(node, opts, root, output);
+    args.extend(wrap(&exec_node_command(opts, cache, &node.id.0, Some(key))));
     args
 }
 
@@ -247,7 +305,7 @@ pub(super) struct SlurmRunner<'a> {
     tx: mpsc::Sender<Message>,
     records: Records,
     cache_dir: PathBuf,
-    jobs: BTreeMap<u64, Tracked>,
+    jobs: BTreeMap<String, Tracked>,
     last_poll: Option<Instant>,
 }
 
@@ -264,10 +322,12 @@ impl<'a> SlurmRunner<'a> {
         // Held while checking for a job and submitting one, so that two
         // coordinators never both submit the same key.
         let _lock = self.records.lock(&key)?;
-        if let Some(record) = self.records.read(&key) {
-            if job_states(&[record.job])?.get(&record.job).is_some_and(|s| is_active(s)) {
-                self.jobs.insert(record.job, Tracked { node: i, key, finished_without_artifact: None });
-                return Ok(format!("Slurm job {} (submitted earlier) is still queued or running; waiting for it", record.job));
+        let earlier = self.records.read(&key).map(|r| r.job).or_else(|| detach::recorded_job(self.ws.cache, exp, &node.id.0));
+        if let Some(job) = earlier {
+            if job_states(std::slice::from_ref(&job))?.get(&job).is_some_and(|s| is_active(s)) {
+                let note = format!("Slurm job {job} (submitted earlier) is still queued or running; waiting for it");
+                self.jobs.insert(job, Tracked { node: i, key, finished_without_artifact: None });
+                return Ok(note);
             }
         }
         let output = job_output(self.ws.cache, exp, &node.id.0);
@@ -275,22 +335,17 @@ impl<'a> SlurmRunner<'a> {
             fs::create_dir_all(dir).map_err(io_err(dir))?;
         }
         let root = std::path::absolute(self.ws.root).map_err(io_err(self.ws.root))?;
-        let text = run_tool("sbatch", &sbatch_args(node, &key, self.opts, &root, &self.cache_dir, &output))?;
-        let job: u64 = text
-            .trim()
-            .split(';')
-            .next()
-            .and_then(|id| id.parse().ok())
-            .ok_or_else(|| SlurmError::Command { program: "sbatch".into(), message: format!("unexpected output {text:?}") })?;
-        self.records.write(&key, &JobRecord { job, node: node.id.0.clone(), experiment: exp.clone() })?;
+        let job = sbatch(&sbatch_args(node, &key, self.opts, &root, &self.cache_dir, &output))?;
+        self.records.write(&key, &JobRecord { job: job.clone(), node: node.id.0.clone(), experiment: exp.clone() })?;
+        let note = format!("submitted as Slurm job {job}");
         self.jobs.insert(job, Tracked { node: i, key, finished_without_artifact: None });
-        Ok(format!("submitted as Slurm job {job}"))
+        Ok(note)
     }
 
     /// The outcome of a job that is no longer active (`state`: its final
     /// state, `None` once Slurm forgot it); `None` while its artifact may
     /// still be on its way.
-    fn outcome(&self, job: u64, tracked: &mut Tracked, state: Option<&str>) -> Option<Outcome> {
+    fn outcome(&self, job: &str, tracked: &mut Tracked, state: Option<&str>) -> Option<Outcome> {
         let failed = state.is_some_and(|s| s != "COMPLETED");
         if !failed {
             match self.ws.cache.manifest(&tracked.key) {
@@ -315,6 +370,9 @@ impl<'a> SlurmRunner<'a> {
 
 impl Runner for SlurmRunner<'_> {
     fn start(&mut self, i: usize, key: ContentHash, _parts: &KeyParts, _inputs: &dyn Fn() -> Vec<Input>) -> Start {
+        if self.jobs.len() >= self.opts.max_jobs.max(1) {
+            return Start::Busy;
+        }
         match self.submit(i, key) {
             Ok(note) => Start::Started(Some(note)),
             Err(e) => Start::Failed(e.to_string()),
@@ -325,7 +383,7 @@ impl Runner for SlurmRunner<'_> {
         if self.jobs.is_empty() {
             return;
         }
-        let ids: Vec<u64> = self.jobs.keys().copied().collect();
+        let ids: Vec<String> = self.jobs.keys().cloned().collect();
         if CANCELLED.load(Ordering::Relaxed) {
             if let Err(e) = cancel_jobs(&ids) {
                 tracing::warn!("{e}");
@@ -354,7 +412,7 @@ impl Runner for SlurmRunner<'_> {
                 continue;
             }
             let mut tracked = self.jobs.remove(&id).expect("tracked job");
-            match self.outcome(id, &mut tracked, state) {
+            match self.outcome(&id, &mut tracked, state) {
                 Some(outcome) => {
                     self.records.remove(&tracked.key);
                     let _ = self.tx.send(Message::Done(tracked.node, outcome, Slots::default()));
@@ -369,16 +427,56 @@ impl Runner for SlurmRunner<'_> {
 
 /// `scalemake cancel`: cancels the recorded jobs of `experiment`'s `nodes`
 /// that are still queued or running. Returns (job, node) of each.
-pub fn cancel_recorded(cache: &Cache, experiment: &str, nodes: &BTreeSet<String>) -> Result<Vec<(u64, String)>, SlurmError> {
+pub fn cancel_recorded(cache: &Cache, experiment: &str, nodes: &BTreeSet<String>) -> Result<Vec<(String, String)>, SlurmError> {
     let records = Records::open(cache)?;
-    let mine: Vec<(ContentHash, JobRecord)> = records.all().into_iter().filter(|(_, r)| r.experiment == experiment && nodes.contains(&r.node)).collect();
-    let states = job_states(&mine.iter().map(|(_, r)| r.job).collect::<Vec<_>>())?;
-    let active: Vec<&(ContentHash, JobRecord)> = mine.iter().filter(|(_, r)| states.get(&r.job).is_some_and(|s| is_active(s))).collect();
-    cancel_jobs(&active.iter().map(|(_, r)| r.job).collect::<Vec<_>>())?;
-    for (key, _) in &mine {
+    let attached: Vec<(ContentHash, JobRecord)> = records.all().into_iter().filter(|(_, r)| r.experiment == experiment && nodes.contains(&r.node)).collect();
+    // (job, node) of every record, attached runs' and detached submissions'.
+    let mut mine: Vec<(String, String)> = attached.iter().map(|(_, r)| (r.job.clone(), r.node.clone())).collect();
+    mine.extend(detach::recorded_jobs(cache, experiment).into_iter().filter(|(node, _)| nodes.contains(node)).map(|(node, job)| (job, node)));
+    let states = job_states(&mine.iter().map(|(job, _)| job.clone()).collect::<Vec<_>>())?;
+    mine.retain(|(job, _)| states.get(job).is_some_and(|s| is_active(s)));
+    mine.sort();
+    mine.dedup();
+    cancel_jobs(&mine.iter().map(|(job, _)| job.clone()).collect::<Vec<_>>())?;
+    for (key, _) in &attached {
         records.remove(key);
     }
-    Ok(active.into_iter().map(|(_, r)| (r.job, r.node.clone())).collect())
+    detach::forget(cache, experiment, nodes)?;
+    Ok(mine)
+}
+
+/// Signal handling of a Slurm job (`exec-node`): SIGINT cancels as Ctrl-C
+/// does; SIGTERM (preemption, `scontrol requeue`, `scancel`) and SIGUSR1
+/// (`--signal=B:USR1@grace` before the time limit) ask the node to stop at a
+/// resumable point: a training worker checkpoints first. Slurm requeues a
+/// preempted job itself; after SIGUSR1 the job must requeue itself, which
+/// the returned flag says ([`requeue_this_job`]).
+pub fn stop_on_job_signals() -> io::Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+    use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
+    let requeue = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // SAFETY (all three): the handlers only store to atomics.
+    unsafe {
+        signal_hook::low_level::register(SIGINT, || CANCELLED.store(true, Ordering::SeqCst))?;
+        signal_hook::low_level::register(SIGTERM, || {
+            crate::process::request_suspend();
+            CANCELLED.store(true, Ordering::SeqCst);
+        })?;
+        let flag = requeue.clone();
+        signal_hook::low_level::register(SIGUSR1, move || {
+            flag.store(true, Ordering::SeqCst);
+            crate::process::request_suspend();
+            CANCELLED.store(true, Ordering::SeqCst);
+        })?;
+    }
+    Ok(requeue)
+}
+
+/// `scontrol requeue $SLURM_JOB_ID`: this job goes back to the queue (same
+/// id, so dependent jobs keep waiting for it) and runs again from the start
+/// of its script, which resumes the node from its checkpoint.
+pub fn requeue_this_job() -> Result<(), SlurmError> {
+    let id = std::env::var("SLURM_JOB_ID").map_err(|_| SlurmError::Command { program: "scontrol".into(), message: "SLURM_JOB_ID is not set: not in a Slurm job".into() })?;
+    run_tool("scontrol", &["requeue".to_string(), id]).map(drop)
 }
 
 /// GPU slots of a job: as many as the node asks for that Slurm made visible
@@ -408,15 +506,32 @@ mod tests {
     fn resources_and_options_map_to_sbatch_flags() {
         let yaml = "nodes:\n  t: {kind: command, cmd: 'echo hi', resources: {cpu: 4, gpu: 2}}\n";
         let exp = crate::spec::load_str("e.yaml".into(), yaml.into(), "e".into(), &crate::nodes::Registry::builtin()).unwrap();
-        let opts = SlurmOptions { partition: Some("gpu".into()), time: Some("1-00:00:00".into()), file: "/p/e.yaml".into(), exe: "/bin/scalemake".into(), ..Default::default() };
+        let jobs = JobSettings { partition: Some("gpu".into()), time: Some("1-00:00:00".into()), ..Default::default() };
+        let opts = SlurmOptions { jobs, file: "/p/e.yaml".into(), exe: "/bin/scalemake".into(), ..Default::default() };
         let key = ContentHash::of(b"k");
         let args = sbatch_args(&exp.nodes[0], &key, &opts, Path::new("/p"), Path::new("/p/cache"), Path::new("/p/cache/logs/e/t.slurm.out"));
-        for flag in ["--job-name=t", "--chdir=/p", "--output=/p/cache/logs/e/t.slurm.out", "--cpus-per-task=4", "--gres=gpu:2", "--time=1-00:00:00", "--partition=gpu"] {
+        for flag in ["--job-name=t", "--chdir=/p", "--output=/p/cache/logs/e/t.slurm.out", "--cpus-per-task=4", "--gres=gpu:2", "--time=1-00:00:00", "--partition=gpu", "--requeue"]
+        {
             assert!(args.contains(&flag.to_string()), "{flag} missing from {args:?}");
         }
-        assert!(!args.iter().any(|a| a.starts_with("--account") || a.starts_with("--mem")));
+        assert!(!args.iter().any(|a| a.starts_with("--account") || a.starts_with("--mem") || a.starts_with("--signal")), "{args:?}");
         let wrap = args.last().unwrap();
         assert_eq!(wrap, &format!("exec '/bin/scalemake' '--cache' '/p/cache' '-f' '/p/e.yaml' 'exec-node' 't' '--key' '{}'", key.hex()));
+    }
+
+    #[test]
+    fn training_jobs_get_the_time_limit_warning_and_auto_devices_no_gpu() {
+        let yaml = "nodes:\n  t: {kind: train, model: {preset: nano}, max_tokens: 1000, device: auto}\n  g: {kind: train, model: {preset: nano}, max_tokens: 1000, device: cuda}\n";
+        let exp = crate::spec::load_str("e.yaml".into(), yaml.into(), "e".into(), &crate::nodes::Registry::builtin()).unwrap();
+        let kinds = BTreeMap::from([("train".to_string(), JobSettings { time: Some("2-00:00:00".into()), ..Default::default() })]);
+        let jobs = JobSettings { time: Some("1:00:00".into()), partition: Some("p".into()), ..Default::default() };
+        let opts = SlurmOptions { jobs, kinds, signal_grace: 90, ..Default::default() };
+        let auto = job_flags(&exp.nodes[0], &opts, Path::new("/p"), Path::new("/p/o"));
+        assert!(auto.contains(&"--signal=B:USR1@90".to_string()) && auto.contains(&"--requeue".to_string()), "{auto:?}");
+        assert!(!auto.iter().any(|a| a.starts_with("--gres")), "device: auto must not ask for a GPU: {auto:?}");
+        assert!(auto.contains(&"--time=2-00:00:00".to_string()) && auto.contains(&"--partition=p".to_string()), "per-kind over every job: {auto:?}");
+        let cuda = job_flags(&exp.nodes[1], &opts, Path::new("/p"), Path::new("/p/o"));
+        assert!(cuda.contains(&"--gres=gpu:1".to_string()), "{cuda:?}");
     }
 
     #[test]
