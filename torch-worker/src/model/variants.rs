@@ -11,8 +11,8 @@ use scalemake::train::{fastfood_blocks, ModelShape, FROZEN_MLP_RATIO};
 use tch::nn;
 use tch::{Kind, Tensor};
 
-use super::gpt::{residual_std, Dense, FeedForward, Mlp, INIT_STD};
 use super::hadamard::hadamard;
+use super::layers::{residual_std, Dense, FeedForward, Mlp, INIT_STD};
 
 /// The feed-forward part of a trainable block for `cfg.variant`.
 pub fn feed_forward(vs: nn::Path<'_>, cfg: &ModelShape) -> Box<dyn FeedForward> {
@@ -197,16 +197,9 @@ impl FrozenMlp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::gpt::{param_counts, Gpt};
     use crate::model::hadamard::hadamard_matrix;
-    use crate::train::Trainer;
-    use scalemake::train::job::OptimSpec;
     use scalemake::train::Variant;
     use tch::Device;
-
-    fn shape(variant: Variant) -> ModelShape {
-        ModelShape { variant, dropout: 0.0, ..ModelShape::preset("nano", 300).unwrap() }
-    }
 
     /// The normalised Hadamard matrix as a dense (n, n) tensor.
     fn h(n: i64) -> Tensor {
@@ -283,7 +276,7 @@ mod tests {
     #[test]
     fn block_diagonal_mlp_equals_its_dense_form() {
         tch::manual_seed(6);
-        let cfg = ModelShape { d_model: 16, ..shape(Variant::BlockdiagHadamard) };
+        let cfg = ModelShape { variant: Variant::BlockdiagHadamard, d_model: 16, dropout: 0.0, ..ModelShape::preset("nano", 300).unwrap() };
         let vs = nn::VarStore::new(Device::Cpu);
         let mlp = BlockDiagMlp::new(vs.root(), &cfg);
         let (d, k) = (16, 4);
@@ -305,64 +298,5 @@ mod tests {
         let expected = hidden.matmul(&w2) + mlp.b2.to_kind(Kind::Double);
         let ours = mlp.forward_t(&x.to_kind(Kind::Float), Kind::Float, false).to_kind(Kind::Double);
         assert!(ours.allclose(&expected, 1e-4, 1e-5, false));
-    }
-
-    #[test]
-    fn every_variant_has_its_formula_counts() {
-        for variant in [Variant::Baseline, Variant::Doped, Variant::Fastfood, Variant::BlockdiagHadamard] {
-            for base in ["nano", "micro"] {
-                let cfg = ModelShape { variant, ..ModelShape::preset(base, 1000).unwrap() };
-                let vs = nn::VarStore::new(Device::Cpu);
-                let _model = Gpt::new(&vs.root(), &cfg, Kind::Float);
-                assert_eq!(param_counts(&vs, &cfg), cfg.param_counts(), "{cfg:?}");
-            }
-        }
-    }
-
-    fn optim() -> OptimSpec {
-        OptimSpec { lr: 3e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.0, clip: 1.0, warmup_tokens: 0.0, decay_tokens: 1.0, final_lr_fraction: 1.0 }
-    }
-
-    #[test]
-    fn frozen_layers_never_change_and_stay_out_of_the_optimizer() {
-        tch::manual_seed(7);
-        let cfg = shape(Variant::Doped);
-        let vs = nn::VarStore::new(Device::Cpu);
-        let model = Gpt::new(&vs.root(), &cfg, Kind::Float);
-        let frozen_before: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(n, _)| n.starts_with("frozen.")).map(|(n, t)| (n, t.copy())).collect();
-        assert_eq!(frozen_before.len(), 4, "one frozen MLP (fc, proj) between the two blocks");
-        let mut trainer = Trainer::new(&vs, &optim());
-        assert!(trainer.layout().iter().all(|(name, _)| !name.starts_with("frozen.")), "frozen weights are not in the flat buffers");
-        let flat_size: i64 = trainer.layout().iter().map(|(_, s)| s.iter().product::<i64>()).sum();
-        assert_eq!(flat_size, cfg.param_counts().trainable + cfg.padded_vocab() * cfg.d_model, "optimizer state covers trainable parameters only");
-        let data = Tensor::randint(300, [2, 17], (Kind::Int64, Device::Cpu));
-        let batch = [(data.narrow(1, 0, 16), data.narrow(1, 1, 16))];
-        for _ in 0..3 {
-            trainer.step(&model, &batch);
-        }
-        for (name, before) in frozen_before {
-            let now = &vs.variables()[&name];
-            assert!(now.equal(&before), "{name} changed");
-            assert!(!now.grad().defined(), "{name} has gradient memory");
-        }
-    }
-
-    #[test]
-    fn every_variant_learns_on_the_cpu() {
-        for variant in [Variant::Baseline, Variant::Doped, Variant::Fastfood, Variant::BlockdiagHadamard] {
-            tch::manual_seed(8);
-            let cfg = shape(variant);
-            let vs = nn::VarStore::new(Device::Cpu);
-            let model = Gpt::new(&vs.root(), &cfg, Kind::Float);
-            let mut trainer = Trainer::new(&vs, &optim());
-            let data = Tensor::randint(300, [4, 33], (Kind::Int64, Device::Cpu));
-            let batch = [(data.narrow(1, 0, 32), data.narrow(1, 1, 32))];
-            let first = trainer.step(&model, &batch).loss.double_value(&[]);
-            let mut last = first;
-            for _ in 0..30 {
-                last = trainer.step(&model, &batch).loss.double_value(&[]);
-            }
-            assert!(last < first - 1.0, "{variant:?}: loss {first:.3} → {last:.3}");
-        }
     }
 }
