@@ -10,16 +10,19 @@
 use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 
-/// The hue of a family, fixed by name so every figure agrees.
+use crate::train::Variant;
+
+/// The hue of a family, fixed by name so every figure agrees; each variant
+/// has its own (the match is exhaustive), other groups share spare ones.
 pub fn family_colour(family: &str) -> RGBColor {
-    match family {
-        "baseline" => RGBColor(31, 119, 180),
-        "doped" => RGBColor(214, 39, 40),
-        "fastfood" => RGBColor(44, 160, 44),
-        "blockdiag_hadamard" => RGBColor(148, 103, 189),
-        other => {
+    match Variant::from_name(family) {
+        Some(Variant::Baseline) => RGBColor(31, 119, 180),
+        Some(Variant::Doped) => RGBColor(214, 39, 40),
+        Some(Variant::Fastfood) => RGBColor(44, 160, 44),
+        Some(Variant::BlockdiagHadamard) => RGBColor(148, 103, 189),
+        None => {
             const SPARE: [RGBColor; 3] = [RGBColor(255, 127, 14), RGBColor(23, 190, 207), RGBColor(140, 86, 75)];
-            SPARE[other.bytes().map(usize::from).sum::<usize>() % SPARE.len()]
+            SPARE[family.bytes().map(usize::from).sum::<usize>() % SPARE.len()]
         }
     }
 }

@@ -267,7 +267,7 @@ mod tests {
 
     #[test]
     fn every_variant_has_its_formula_counts() {
-        for variant in [Variant::Baseline, Variant::Doped, Variant::Fastfood, Variant::BlockdiagHadamard] {
+        for variant in Variant::ALL {
             for base in ["nano", "micro"] {
                 let cfg = ModelShape { variant, ..ModelShape::preset(base, 1000).unwrap() };
                 let (vs, _model) = build(&cfg);
@@ -305,7 +305,7 @@ mod tests {
 
     #[test]
     fn every_variant_learns_on_the_cpu() {
-        for variant in [Variant::Baseline, Variant::Doped, Variant::Fastfood, Variant::BlockdiagHadamard] {
+        for variant in Variant::ALL {
             tch::manual_seed(8);
             let cfg = shape(variant);
             let (vs, model) = build(&cfg);
