@@ -20,6 +20,7 @@ pub mod fit;
 pub mod graph;
 pub mod hash;
 pub mod nodes;
+pub mod report;
 pub mod spec;
 pub mod train;
 pub mod units;
