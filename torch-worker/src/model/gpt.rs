@@ -137,11 +137,6 @@ impl Gpt {
         Gpt { cfg: cfg.clone(), compute, wte, layers, ln_f: ln(vs / "ln_f"), lm_head, rotary: Rotary::new(cfg, vs.device()) }
     }
 
-    /// The model's shape.
-    pub fn shape(&self) -> &ModelShape {
-        &self.cfg
-    }
-
     /// `idx`: (B, T) token ids → logits (B, T, vocab_size) in the compute
     /// precision, padding cut off.
     pub fn forward_t(&self, idx: &Tensor, train: bool) -> Tensor {

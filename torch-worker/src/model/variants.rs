@@ -34,7 +34,7 @@ pub fn feed_forward(vs: nn::Path<'_>, cfg: &ModelShape) -> Box<dyn FeedForward> 
 /// so the map starts like a dense N(0, std²) layer: B = ±1, G ~ N(0, 1),
 /// S = std·√n.
 #[derive(Debug)]
-pub struct FastfoodLinear {
+struct FastfoodLinear {
     s: Tensor,
     g: Tensor,
     b: Tensor,
@@ -49,7 +49,7 @@ pub struct FastfoodLinear {
 
 impl FastfoodLinear {
     /// `in_dim → out_dim`, starting like a dense layer of N(0, `std`²) weights.
-    pub fn new(vs: nn::Path<'_>, in_dim: i64, out_dim: i64, std: f64) -> Self {
+    fn new(vs: nn::Path<'_>, in_dim: i64, out_dim: i64, std: f64) -> Self {
         let (n, blocks) = fastfood_blocks(in_dim, out_dim);
         let structured = &vs / "structured";
         let b = structured.ones("b", &[blocks, n]);
@@ -68,7 +68,7 @@ impl FastfoodLinear {
     }
 
     /// `x` (…, in_dim) → (…, out_dim), computed in `kind`.
-    pub fn forward(&self, x: &Tensor, kind: Kind) -> Tensor {
+    fn forward(&self, x: &Tensor, kind: Kind) -> Tensor {
         let mut lead = x.size();
         lead.pop();
         let x = x.to_kind(kind);
@@ -82,18 +82,11 @@ impl FastfoodLinear {
         lead.push(self.out_dim);
         y.view(lead.as_slice())
     }
-
-    /// The map as a dense (out_dim, in_dim) matrix, for tests: the layer's
-    /// output on the identity, transposed.
-    pub fn materialize(&self) -> Tensor {
-        let eye = Tensor::eye(self.in_dim, (Kind::Float, self.s.device()));
-        (self.forward(&eye, Kind::Float) - self.bias.to_kind(Kind::Float)).tr()
-    }
 }
 
 /// The MLP with both projections as FastFood transforms: d → 4d → d.
 #[derive(Debug)]
-pub struct FastfoodMlp {
+struct FastfoodMlp {
     fc: FastfoodLinear,
     proj: FastfoodLinear,
     dropout: f64,
@@ -101,7 +94,7 @@ pub struct FastfoodMlp {
 
 impl FastfoodMlp {
     /// Creates its parameters under `vs`.
-    pub fn new(vs: nn::Path<'_>, cfg: &ModelShape) -> Self {
+    fn new(vs: nn::Path<'_>, cfg: &ModelShape) -> Self {
         let d = cfg.d_model;
         FastfoodMlp { fc: FastfoodLinear::new(&vs / "fc", d, 4 * d, INIT_STD), proj: FastfoodLinear::new(&vs / "proj", 4 * d, d, residual_std(cfg)), dropout: cfg.dropout }
     }
@@ -118,7 +111,7 @@ impl FeedForward for FastfoodMlp {
 /// `blocks` diagonal blocks in each matrix (4 in the paper), a quarter of a
 /// dense MLP's weights at the same cost per weight.
 #[derive(Debug)]
-pub struct BlockDiagMlp {
+struct BlockDiagMlp {
     w1: Tensor, // (blocks, d/blocks, 4d/blocks)
     b1: Tensor,
     w2: Tensor, // (blocks, 4d/blocks, d/blocks)
@@ -129,7 +122,7 @@ pub struct BlockDiagMlp {
 
 impl BlockDiagMlp {
     /// Creates its parameters under `vs`.
-    pub fn new(vs: nn::Path<'_>, cfg: &ModelShape) -> Self {
+    fn new(vs: nn::Path<'_>, cfg: &ModelShape) -> Self {
         let (d, k) = (cfg.d_model, cfg.blocks);
         let structured = &vs / "structured";
         let w1 = structured.var("w1", &[k, d / k, 4 * d / k], nn::Init::Randn { mean: 0.0, stdev: INIT_STD });
@@ -206,6 +199,13 @@ mod tests {
         hadamard_matrix(n, Kind::Double, Device::Cpu) / (n as f64).sqrt()
     }
 
+    /// `layer` as a dense (out_dim, in_dim) matrix: its output on the
+    /// identity, less the bias, transposed.
+    fn materialize(layer: &FastfoodLinear) -> Tensor {
+        let eye = Tensor::eye(layer.in_dim, (Kind::Float, layer.s.device()));
+        (layer.forward(&eye, Kind::Float) - layer.bias.to_kind(Kind::Float)).tr()
+    }
+
     #[test]
     fn fastfood_is_s_h_g_pi_h_b_per_block() {
         tch::manual_seed(3);
@@ -229,7 +229,7 @@ mod tests {
         let ours = layer.forward(&x, Kind::Float) - &layer.bias;
         let expected = x.to_kind(Kind::Double).matmul(&dense.tr());
         assert!(ours.to_kind(Kind::Double).allclose(&expected, 1e-5, 1e-6, false));
-        assert!(layer.materialize().to_kind(Kind::Double).allclose(&dense, 1e-5, 1e-6, false));
+        assert!(materialize(&layer).to_kind(Kind::Double).allclose(&dense, 1e-5, 1e-6, false));
     }
 
     #[test]
@@ -237,7 +237,7 @@ mod tests {
         tch::manual_seed(4);
         let vs = nn::VarStore::new(Device::Cpu);
         let layer = FastfoodLinear::new(vs.root(), 256, 1024, 0.02);
-        let std = f64::try_from(layer.materialize().std(true)).unwrap();
+        let std = f64::try_from(materialize(&layer).std(true)).unwrap();
         assert!((std - 0.02).abs() < 0.004, "entries of the materialised map have std {std}, a dense init has 0.02");
     }
 
