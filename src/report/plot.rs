@@ -73,7 +73,7 @@ pub struct Axes<'a> {
 /// else every integer multiple of a decade, else (a range within one
 /// decade step, like losses 3.1–3.4) evenly spaced round numbers — plotters
 /// itself labels nothing on a log axis that spans less than a decade.
-pub fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
+fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
     let decades = || (lo.log10().floor() as i32..=hi.log10().ceil() as i32).map(|k| 10f64.powi(k));
     for mantissas in [&[1.0][..], &[1.0, 2.0, 5.0], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]] {
         let ticks: Vec<f64> = decades().flat_map(|d| mantissas.iter().map(move |m| m * d)).filter(|t| (lo..=hi).contains(t)).collect();
@@ -93,7 +93,7 @@ pub fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
 
 /// A tick label: plain from 0.01 to 10,000 (losses, ratios), else like
 /// 2e11, 3.5e11 or 2e-8 (compute in PF-days on a CPU).
-pub fn short_number(v: f64) -> String {
+fn short_number(v: f64) -> String {
     if v != 0.0 && (v.abs() >= 1e4 || v.abs() < 1e-2) {
         let text = format!("{v:.1e}");
         text.replace(".0e", "e")

@@ -109,7 +109,7 @@ pub fn family_name(family: &str) -> &str {
 }
 
 /// The cost model the paper compares a family on (Figures 3, 6 and 7).
-pub fn paper_cost_model(family: &str) -> CostModel {
+fn paper_cost_model(family: &str) -> CostModel {
     if family == "fastfood" {
         CostModel::FastfoodFree
     } else {
