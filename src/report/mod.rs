@@ -17,7 +17,7 @@ use crate::fit::study::{Run, StudyFit};
 use crate::train::record::TrainRecord;
 use crate::train::CostModel;
 pub use figures::Figure;
-pub use plot::PngRenderer;
+pub(crate) use plot::PngRenderer;
 use tables::{escape, Table};
 
 /// A training run for the report: the fit's view of it and its record.
