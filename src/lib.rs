@@ -24,6 +24,7 @@ pub mod graph;
 pub mod hash;
 pub mod nodes;
 pub mod process;
+pub mod report;
 pub mod spec;
 pub mod train;
 pub mod units;

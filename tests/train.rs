@@ -7,6 +7,7 @@
 
 mod common;
 use common::{curve, Project};
+use scalemake::train::VARIANT_NAMES;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -119,17 +120,17 @@ fn worker_failures_and_bad_budgets_are_reported_with_the_reason() {
 
 #[test]
 fn a_sweep_over_variants_trains_each_with_its_accounting() {
-    let sweep = STUDY
-        .replace("    model: {preset: nano}\n", "    model: {preset: nano}\n    matrix: {variant: [baseline, doped, fastfood, blockdiag_hadamard]}\n    variant: ${variant}\n")
-        .replace("max_tokens: 15360", "max_tokens: 5120")
+    let matrix = format!("    model: {{preset: nano}}\n    matrix: {{variant: [{}]}}\n    variant: ${{variant}}\n", VARIANT_NAMES.join(", "));
+    let sweep = STUDY.replace("    model: {preset: nano}\n", &matrix).replace("max_tokens: 15360", "max_tokens: 5120")
         + "  laws: {kind: fit, input: train, bootstrap: 10}\n  report: {kind: report, input: [train, laws]}\n";
     let p = Project::with_french_corpus(&sweep);
     let run = p.sm(&["run", "-j", "2"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert_eq!(run.built().len(), 9, "{}", run.stderr);
+    // A run per variant, then corpus, tokenizer, shards, fit and report.
+    assert_eq!(run.built().len(), VARIANT_NAMES.len() + 5, "{}", run.stderr);
     // The fit reads every run, grouped by variant; one size per family identifies no law.
     let fit = p.fit_json("laws");
-    for variant in ["baseline", "doped", "fastfood", "blockdiag_hadamard"] {
+    for variant in VARIANT_NAMES {
         assert_eq!(fit["groups"][variant]["runs"][0], format!("train[variant={variant}]"), "{fit}");
         assert_eq!(fit["groups"][variant]["axes"]["trainable"]["power_law"]["not_identifiable"], "1 model size(s): a law needs at least 3", "{variant}");
     }

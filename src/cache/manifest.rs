@@ -8,7 +8,7 @@ use crate::hash::{ContentHash, FileDigest};
 use crate::spec::Value;
 
 /// Bumped when the manifest layout changes incompatibly.
-pub const MANIFEST_FORMAT: u32 = 1;
+const MANIFEST_FORMAT: u32 = 1;
 
 /// One input reference as it was when the artifact was built.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

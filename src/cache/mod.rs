@@ -160,7 +160,7 @@ impl Cache {
         let file = File::options().create(true).truncate(false).read(true).write(true).open(&path).map_err(io_err(&path))?;
         match file.try_lock() {
             Ok(()) => {
-                let mut lock = KeyLock { file, path };
+                let mut lock = KeyLock { file };
                 lock.write_owner();
                 Ok(Some(lock))
             }
@@ -315,18 +315,12 @@ fn process_alive(pid: i32) -> bool {
 #[derive(Debug)]
 pub struct KeyLock {
     file: File,
-    path: PathBuf,
 }
 
 impl KeyLock {
     fn write_owner(&mut self) {
         let _ = self.file.set_len(0);
         let _ = (&self.file).write_all(format!("{}\n", std::process::id()).as_bytes());
-    }
-
-    /// The lock file.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 }
 

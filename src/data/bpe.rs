@@ -29,8 +29,6 @@ use tokenizers::models::TrainerWrapper;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::{AddedToken, DecoderWrapper, ModelWrapper, NormalizerWrapper, PostProcessorWrapper, PreTokenizerWrapper, Tokenizer, TokenizerBuilder};
 
-pub use tokenizers::Tokenizer as Bpe;
-
 /// What to train.
 #[derive(Clone, Debug)]
 pub struct BpeSpec {

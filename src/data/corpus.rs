@@ -53,7 +53,7 @@ impl Split {
 }
 
 /// Where a document goes, from its normalised text.
-pub fn split_of(text: &str, val: f64, test: f64) -> Split {
+fn split_of(text: &str, val: f64, test: f64) -> Split {
     let digest = blake3::hash(text.as_bytes());
     let x = u64::from_le_bytes(digest.as_bytes()[..8].try_into().expect("8 bytes")) as f64 / 2f64.powi(64);
     if x < val {
@@ -114,7 +114,7 @@ pub fn read_file(path: &Path, format: Format, text_field: &str) -> Result<Vec<St
 
 /// NFC, `\n` line ends, no control characters but `\n`/`\t`, no trailing
 /// spaces, at most one blank line in a row, no leading/trailing blank lines.
-pub fn normalize(text: &str) -> String {
+fn normalize(text: &str) -> String {
     let nfc: String = text.replace("\r\n", "\n").nfc().filter(|&c| c == '\n' || c == '\t' || !c.is_control()).collect();
     let mut out = String::with_capacity(nfc.len());
     let mut blank_run = 0;

@@ -71,7 +71,7 @@ impl TokenStream {
 
     /// Copies tokens `start .. start + out.len()` into `out`, crossing shards.
     /// Panics if the range runs past the end (callers check).
-    pub fn copy_window(&self, start: usize, out: &mut [u16]) {
+    fn copy_window(&self, start: usize, out: &mut [u16]) {
         assert!(start + out.len() <= self.len(), "window past the end of the stream");
         let mut pos = start;
         let mut filled = 0;

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 /// llm.c's magic number for token shards.
 pub const MAGIC: i32 = 20240520;
 /// Version 1: `u16` tokens.
-pub const VERSION: i32 = 1;
+const VERSION: i32 = 1;
 /// Header size in bytes.
 pub const HEADER_BYTES: usize = 1024;
 

@@ -66,14 +66,9 @@ pub struct SumOfPowers {
 }
 
 /// The Huber loss's threshold on log residuals (Hoffmann et al.).
-pub const HUBER_DELTA: f64 = 1e-3;
+const HUBER_DELTA: f64 = 1e-3;
 
 impl SumOfPowers {
-    /// Predicted loss for the features `x` (one per term).
-    pub fn predict(&self, x: &[f64]) -> f64 {
-        self.e + self.terms.iter().zip(x).map(|((a, alpha), x)| a * x.powf(-alpha)).sum::<f64>()
-    }
-
     /// Parameters in log space: [log E, log A_1, α_1, …].
     fn theta(&self) -> Vec<f64> {
         let mut t = vec![self.e.ln()];
@@ -118,7 +113,7 @@ impl SumOfPowers {
 
     /// Fits from the given starts (log-space parameter vectors), keeping the
     /// best; `None` beyond [`MAX_TERMS`] terms.
-    pub fn fit_from(points: &[(Vec<f64>, f64)], starts: &[Vec<f64>]) -> Option<Self> {
+    fn fit_from(points: &[(Vec<f64>, f64)], starts: &[Vec<f64>]) -> Option<Self> {
         use rayon::prelude::*;
         if points.iter().any(|(x, _)| x.len() > MAX_TERMS) || starts.iter().any(|s| s.len() > 1 + 2 * MAX_TERMS) {
             return None;
@@ -197,7 +192,7 @@ impl HuberLogProblem {
 }
 
 /// The most terms a [`SumOfPowers`] may have (stack buffers in the hot loop).
-pub const MAX_TERMS: usize = 4;
+const MAX_TERMS: usize = 4;
 
 /// Objective evaluations one start may spend. argmin's Moré–Thuente line
 /// search can cycle without end on a NaN or flat stretch; a start that

@@ -30,7 +30,7 @@ pub use fit::Fit;
 pub use report::Report;
 pub use shards::Shards;
 pub use tokenizer::TokenizerKind;
-pub use train::{model_shape, Train};
+pub use train::Train;
 
 use crate::spec::{NodeId, Schema, Value};
 

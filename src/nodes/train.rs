@@ -90,7 +90,7 @@ impl Default for Train {
 }
 
 /// The model shape a node's params describe.
-pub fn model_shape(params: &Value, vocab_size: i64) -> Result<ModelShape, String> {
+fn model_shape(params: &Value, vocab_size: i64) -> Result<ModelShape, String> {
     let preset = params.get_path("model.preset").and_then(Value::as_str).unwrap_or("micro");
     let mut shape = ModelShape::preset(preset, vocab_size).ok_or_else(|| format!("unknown preset `{preset}`"))?;
     let int = |path: &str| params.get_path(path).and_then(Value::as_i64);

@@ -16,8 +16,6 @@ use super::yaml::{Node, Yaml};
 /// The type of one parameter.
 #[derive(Clone, Debug)]
 pub enum FieldType {
-    /// `true` / `false`.
-    Bool,
     /// An integer at least `min`.
     Int {
         /// Smallest allowed value.
@@ -43,7 +41,6 @@ pub enum FieldType {
 impl FieldType {
     fn describe(&self) -> String {
         match self {
-            FieldType::Bool => "a boolean".into(),
             FieldType::Int { min } if *min > i64::MIN => format!("an integer ≥ {min}"),
             FieldType::Int { .. } => "an integer".into(),
             FieldType::Float => "a number".into(),
@@ -244,7 +241,6 @@ fn check_type(ty: &FieldType, node: &Node, path: &str, source: &Arc<SourceFile>,
         None
     };
     match (ty, &node.value) {
-        (FieldType::Bool, Yaml::Bool(b)) => Some(Value::Bool(*b)),
         (FieldType::Int { min }, Yaml::Int(i)) => {
             if i < min {
                 errors.push(SpecError::new(source, node.span, format!("must be ≥ {min}, found {i}")).key(path));

@@ -57,7 +57,7 @@ impl Value {
     }
 
     /// The list, if this is one.
-    pub fn as_list(&self) -> Option<&[Value]> {
+    fn as_list(&self) -> Option<&[Value]> {
         match self {
             Value::List(l) => Some(l),
             _ => None,

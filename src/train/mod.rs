@@ -39,10 +39,12 @@ pub enum Variant {
     BlockdiagHadamard,
 }
 
-/// The names of [`Variant`]s, for schemas.
-pub const VARIANT_NAMES: &[&str] = &["baseline", "doped", "fastfood", "blockdiag_hadamard"];
-
 impl Variant {
+    /// Every variant, in the order schemas list them: the one list that
+    /// names, parsing and tests derive from (a test checks it against
+    /// serde's, so a variant cannot be left out).
+    pub const ALL: [Variant; 4] = [Variant::Baseline, Variant::Doped, Variant::Fastfood, Variant::BlockdiagHadamard];
+
     /// Its name in YAML, `config.json` and as a fit's family.
     pub const fn name(self) -> &'static str {
         match self {
@@ -55,15 +57,20 @@ impl Variant {
 
     /// The variant called `name` in YAML.
     pub fn from_name(name: &str) -> Option<Self> {
-        Some(match name {
-            "baseline" => Variant::Baseline,
-            "doped" => Variant::Doped,
-            "fastfood" => Variant::Fastfood,
-            "blockdiag_hadamard" => Variant::BlockdiagHadamard,
-            _ => return None,
-        })
+        Variant::ALL.into_iter().find(|v| v.name() == name)
     }
 }
+
+/// The names of [`Variant::ALL`], for schemas (which need a static slice).
+pub const VARIANT_NAMES: &[&str] = &{
+    let mut names = [""; Variant::ALL.len()];
+    let mut i = 0;
+    while i < names.len() {
+        names[i] = Variant::ALL[i].name();
+        i += 1;
+    }
+    names
+};
 
 /// Frozen MLPs of doped models are 6·d wide, so that a doped model keeps
 /// roughly the total parameter count of the baseline it replaces.
@@ -485,11 +492,19 @@ mod tests {
 
     #[test]
     fn variant_names_round_trip() {
-        for name in VARIANT_NAMES {
-            let v = Variant::from_name(name).unwrap();
-            assert_eq!(serde_json::to_value(v).unwrap(), serde_json::Value::String(name.to_string()));
-            assert_eq!(v.name(), *name);
+        for v in Variant::ALL {
+            assert_eq!(Variant::from_name(v.name()), Some(v));
+            assert_eq!(serde_json::to_value(v).unwrap(), serde_json::Value::String(v.name().to_string()));
         }
+        assert_eq!(VARIANT_NAMES, Variant::ALL.map(Variant::name));
+    }
+
+    #[test]
+    fn all_has_every_variant() {
+        // serde's derive knows every variant: its error for an unknown name lists them.
+        let error = serde_json::from_str::<Variant>("\"?\"").unwrap_err().to_string();
+        let names: Vec<String> = Variant::ALL.iter().map(|v| format!("`{}`", v.name())).collect();
+        assert!(error.starts_with(&format!("unknown variant `?`, expected one of {} ", names.join(", "))), "{error}");
     }
 
     #[test]

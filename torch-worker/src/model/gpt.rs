@@ -1,4 +1,5 @@
-//! The paper's GPT decoder, in one screen: rotary attention → MLP → block → GPT.
+//! The paper's GPT decoder, in one screen: rotary attention → block → GPT,
+//! from the dense layers and MLP of `super::layers`.
 //!
 //! Pre-LayerNorm blocks, causal self-attention through
 //! `scaled_dot_product_attention` (flash kernels on GPU), rotary position
@@ -13,77 +14,10 @@
 
 use scalemake::train::{Head, ModelShape, ParamCounts, Variant};
 
+use super::layers::{residual_std, Dense, FeedForward, INIT_STD};
 use super::variants::{feed_forward, FrozenMlp};
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
-
-/// GPT-2's initialisation scale for weights.
-pub(crate) const INIT_STD: f64 = 0.02;
-
-/// A linear layer whose matmul runs in the model's compute precision while
-/// its weights stay fp32 (explicit autocast: cast on use, fp32 master copy).
-#[derive(Debug)]
-pub struct Dense {
-    weight: Tensor,
-    bias: Option<Tensor>,
-}
-
-impl Dense {
-    /// `in_dim → out_dim` with N(0, `std`) weights and a zero bias.
-    pub fn new(vs: nn::Path<'_>, in_dim: i64, out_dim: i64, std: f64) -> Self {
-        let weight = vs.var("weight", &[out_dim, in_dim], nn::Init::Randn { mean: 0.0, stdev: std });
-        let bias = Some(vs.zeros("bias", &[out_dim]));
-        Dense { weight, bias }
-    }
-
-    /// Like [`Dense::new`], but never trained: no gradient, not in the optimiser.
-    pub fn frozen(vs: nn::Path<'_>, in_dim: i64, out_dim: i64, std: f64) -> Self {
-        let weight = vs.zeros_no_train("weight", &[out_dim, in_dim]);
-        let bias = vs.zeros_no_train("bias", &[out_dim]);
-        tch::no_grad(|| weight.shallow_clone().copy_(&(Tensor::randn([out_dim, in_dim], (Kind::Float, vs.device())) * std)));
-        Dense { weight, bias: Some(bias) }
-    }
-
-    /// `x @ Wᵀ + b` computed in `kind`.
-    pub fn forward(&self, x: &Tensor, kind: Kind) -> Tensor {
-        let bias = self.bias.as_ref().map(|b| b.to_kind(kind));
-        x.to_kind(kind).linear(&self.weight.to_kind(kind), bias.as_ref())
-    }
-}
-
-/// A block's position-wise feed-forward part (dense MLP here; variants add others).
-pub trait FeedForward: std::fmt::Debug + Send {
-    /// `x`: (B, T, d) → (B, T, d), matmuls in `kind`.
-    fn forward_t(&self, x: &Tensor, kind: Kind, train: bool) -> Tensor;
-}
-
-/// The dense GELU MLP: d → 4d → d.
-#[derive(Debug)]
-pub struct Mlp {
-    fc: Dense,
-    proj: Dense,
-    dropout: f64,
-}
-
-impl Mlp {
-    /// Creates its weights under `vs`.
-    pub fn new(vs: nn::Path<'_>, cfg: &ModelShape) -> Self {
-        let d = cfg.d_model;
-        Mlp { fc: Dense::new(&vs / "fc", d, 4 * d, INIT_STD), proj: Dense::new(&vs / "proj", 4 * d, d, residual_std(cfg)), dropout: cfg.dropout }
-    }
-}
-
-impl FeedForward for Mlp {
-    fn forward_t(&self, x: &Tensor, kind: Kind, train: bool) -> Tensor {
-        self.proj.forward(&self.fc.forward(x, kind).gelu("none"), kind).dropout(self.dropout, train)
-    }
-}
-
-/// GPT-2 scales the init of projections into the residual stream by
-/// 1/√(2·layers), so the stream's variance does not grow with depth.
-pub(crate) fn residual_std(cfg: &ModelShape) -> f64 {
-    INIT_STD / (2.0 * cfg.n_layer as f64).sqrt()
-}
 
 /// Rotary position embedding tables (GPT-NeoX layout: the head is split in halves).
 #[derive(Debug)]
@@ -203,11 +137,6 @@ impl Gpt {
         Gpt { cfg: cfg.clone(), compute, wte, layers, ln_f: ln(vs / "ln_f"), lm_head, rotary: Rotary::new(cfg, vs.device()) }
     }
 
-    /// The model's shape.
-    pub fn shape(&self) -> &ModelShape {
-        &self.cfg
-    }
-
     /// `idx`: (B, T) token ids → logits (B, T, vocab_size) in the compute
     /// precision, padding cut off.
     pub fn forward_t(&self, idx: &Tensor, train: bool) -> Tensor {
@@ -264,7 +193,10 @@ pub fn param_counts(vs: &nn::VarStore, cfg: &ModelShape) -> ParamCounts {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::train::Trainer;
+    use scalemake::train::job::OptimSpec;
     use scalemake::train::PRESETS;
+    use tch::Device;
 
     fn build(cfg: &ModelShape) -> (nn::VarStore, Gpt) {
         let vs = nn::VarStore::new(tch::Device::Cpu);
@@ -322,5 +254,65 @@ mod tests {
         let (la, lb) = (model.forward_t(&a, false), model.forward_t(&b, false));
         assert!(la.narrow(1, 0, 3).allclose(&lb.narrow(1, 0, 3), 1e-5, 1e-6, false), "earlier positions must not see later tokens");
         assert!(!la.narrow(1, 3, 1).allclose(&lb.narrow(1, 3, 1), 1e-5, 1e-6, false));
+    }
+
+    fn shape(variant: Variant) -> ModelShape {
+        ModelShape { variant, dropout: 0.0, ..ModelShape::preset("nano", 300).unwrap() }
+    }
+
+    #[test]
+    fn every_variant_has_its_formula_counts() {
+        for variant in Variant::ALL {
+            for base in ["nano", "micro"] {
+                let cfg = ModelShape { variant, ..ModelShape::preset(base, 1000).unwrap() };
+                let (vs, _model) = build(&cfg);
+                assert_eq!(param_counts(&vs, &cfg), cfg.param_counts(), "{cfg:?}");
+            }
+        }
+    }
+
+    fn optim() -> OptimSpec {
+        OptimSpec { lr: 3e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.0, clip: 1.0, warmup_tokens: 0.0, decay_tokens: 1.0, final_lr_fraction: 1.0 }
+    }
+
+    #[test]
+    fn frozen_layers_never_change_and_stay_out_of_the_optimizer() {
+        tch::manual_seed(7);
+        let cfg = shape(Variant::Doped);
+        let (vs, model) = build(&cfg);
+        let frozen_before: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(n, _)| n.starts_with("frozen.")).map(|(n, t)| (n, t.copy())).collect();
+        assert_eq!(frozen_before.len(), 4, "one frozen MLP (fc, proj) between the two blocks");
+        let mut trainer = Trainer::new(&vs, &optim());
+        assert!(trainer.layout().iter().all(|(name, _)| !name.starts_with("frozen.")), "frozen weights are not in the flat buffers");
+        let flat_size: i64 = trainer.layout().iter().map(|(_, s)| s.iter().product::<i64>()).sum();
+        assert_eq!(flat_size, cfg.param_counts().trainable + cfg.padded_vocab() * cfg.d_model, "optimizer state covers trainable parameters only");
+        let data = Tensor::randint(300, [2, 17], (Kind::Int64, Device::Cpu));
+        let batch = [(data.narrow(1, 0, 16), data.narrow(1, 1, 16))];
+        for _ in 0..3 {
+            trainer.step(&model, &batch);
+        }
+        for (name, before) in frozen_before {
+            let now = &vs.variables()[&name];
+            assert!(now.equal(&before), "{name} changed");
+            assert!(!now.grad().defined(), "{name} has gradient memory");
+        }
+    }
+
+    #[test]
+    fn every_variant_learns_on_the_cpu() {
+        for variant in Variant::ALL {
+            tch::manual_seed(8);
+            let cfg = shape(variant);
+            let (vs, model) = build(&cfg);
+            let mut trainer = Trainer::new(&vs, &optim());
+            let data = Tensor::randint(300, [4, 33], (Kind::Int64, Device::Cpu));
+            let batch = [(data.narrow(1, 0, 32), data.narrow(1, 1, 32))];
+            let first = trainer.step(&model, &batch).loss.double_value(&[]);
+            let mut last = first;
+            for _ in 0..30 {
+                last = trainer.step(&model, &batch).loss.double_value(&[]);
+            }
+            assert!(last < first - 1.0, "{variant:?}: loss {first:.3} → {last:.3}");
+        }
     }
 }

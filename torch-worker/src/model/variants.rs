@@ -11,8 +11,8 @@ use scalemake::train::{fastfood_blocks, ModelShape, FROZEN_MLP_RATIO};
 use tch::nn;
 use tch::{Kind, Tensor};
 
-use super::gpt::{residual_std, Dense, FeedForward, Mlp, INIT_STD};
 use super::hadamard::hadamard;
+use super::layers::{residual_std, Dense, FeedForward, Mlp, INIT_STD};
 
 /// The feed-forward part of a trainable block for `cfg.variant`.
 pub fn feed_forward(vs: nn::Path<'_>, cfg: &ModelShape) -> Box<dyn FeedForward> {
@@ -34,7 +34,7 @@ pub fn feed_forward(vs: nn::Path<'_>, cfg: &ModelShape) -> Box<dyn FeedForward> 
 /// so the map starts like a dense N(0, std²) layer: B = ±1, G ~ N(0, 1),
 /// S = std·√n.
 #[derive(Debug)]
-pub struct FastfoodLinear {
+struct FastfoodLinear {
     s: Tensor,
     g: Tensor,
     b: Tensor,
@@ -49,7 +49,7 @@ pub struct FastfoodLinear {
 
 impl FastfoodLinear {
     /// `in_dim → out_dim`, starting like a dense layer of N(0, `std`²) weights.
-    pub fn new(vs: nn::Path<'_>, in_dim: i64, out_dim: i64, std: f64) -> Self {
+    fn new(vs: nn::Path<'_>, in_dim: i64, out_dim: i64, std: f64) -> Self {
         let (n, blocks) = fastfood_blocks(in_dim, out_dim);
         let structured = &vs / "structured";
         let b = structured.ones("b", &[blocks, n]);
@@ -68,7 +68,7 @@ impl FastfoodLinear {
     }
 
     /// `x` (…, in_dim) → (…, out_dim), computed in `kind`.
-    pub fn forward(&self, x: &Tensor, kind: Kind) -> Tensor {
+    fn forward(&self, x: &Tensor, kind: Kind) -> Tensor {
         let mut lead = x.size();
         lead.pop();
         let x = x.to_kind(kind);
@@ -82,18 +82,11 @@ impl FastfoodLinear {
         lead.push(self.out_dim);
         y.view(lead.as_slice())
     }
-
-    /// The map as a dense (out_dim, in_dim) matrix, for tests: the layer's
-    /// output on the identity, transposed.
-    pub fn materialize(&self) -> Tensor {
-        let eye = Tensor::eye(self.in_dim, (Kind::Float, self.s.device()));
-        (self.forward(&eye, Kind::Float) - self.bias.to_kind(Kind::Float)).tr()
-    }
 }
 
 /// The MLP with both projections as FastFood transforms: d → 4d → d.
 #[derive(Debug)]
-pub struct FastfoodMlp {
+struct FastfoodMlp {
     fc: FastfoodLinear,
     proj: FastfoodLinear,
     dropout: f64,
@@ -101,7 +94,7 @@ pub struct FastfoodMlp {
 
 impl FastfoodMlp {
     /// Creates its parameters under `vs`.
-    pub fn new(vs: nn::Path<'_>, cfg: &ModelShape) -> Self {
+    fn new(vs: nn::Path<'_>, cfg: &ModelShape) -> Self {
         let d = cfg.d_model;
         FastfoodMlp { fc: FastfoodLinear::new(&vs / "fc", d, 4 * d, INIT_STD), proj: FastfoodLinear::new(&vs / "proj", 4 * d, d, residual_std(cfg)), dropout: cfg.dropout }
     }
@@ -118,7 +111,7 @@ impl FeedForward for FastfoodMlp {
 /// `blocks` diagonal blocks in each matrix (4 in the paper), a quarter of a
 /// dense MLP's weights at the same cost per weight.
 #[derive(Debug)]
-pub struct BlockDiagMlp {
+struct BlockDiagMlp {
     w1: Tensor, // (blocks, d/blocks, 4d/blocks)
     b1: Tensor,
     w2: Tensor, // (blocks, 4d/blocks, d/blocks)
@@ -129,7 +122,7 @@ pub struct BlockDiagMlp {
 
 impl BlockDiagMlp {
     /// Creates its parameters under `vs`.
-    pub fn new(vs: nn::Path<'_>, cfg: &ModelShape) -> Self {
+    fn new(vs: nn::Path<'_>, cfg: &ModelShape) -> Self {
         let (d, k) = (cfg.d_model, cfg.blocks);
         let structured = &vs / "structured";
         let w1 = structured.var("w1", &[k, d / k, 4 * d / k], nn::Init::Randn { mean: 0.0, stdev: INIT_STD });
@@ -197,20 +190,20 @@ impl FrozenMlp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::gpt::{param_counts, Gpt};
     use crate::model::hadamard::hadamard_matrix;
-    use crate::train::Trainer;
-    use scalemake::train::job::OptimSpec;
     use scalemake::train::Variant;
     use tch::Device;
-
-    fn shape(variant: Variant) -> ModelShape {
-        ModelShape { variant, dropout: 0.0, ..ModelShape::preset("nano", 300).unwrap() }
-    }
 
     /// The normalised Hadamard matrix as a dense (n, n) tensor.
     fn h(n: i64) -> Tensor {
         hadamard_matrix(n, Kind::Double, Device::Cpu) / (n as f64).sqrt()
+    }
+
+    /// `layer` as a dense (out_dim, in_dim) matrix: its output on the
+    /// identity, less the bias, transposed.
+    fn materialize(layer: &FastfoodLinear) -> Tensor {
+        let eye = Tensor::eye(layer.in_dim, (Kind::Float, layer.s.device()));
+        (layer.forward(&eye, Kind::Float) - layer.bias.to_kind(Kind::Float)).tr()
     }
 
     #[test]
@@ -236,7 +229,7 @@ mod tests {
         let ours = layer.forward(&x, Kind::Float) - &layer.bias;
         let expected = x.to_kind(Kind::Double).matmul(&dense.tr());
         assert!(ours.to_kind(Kind::Double).allclose(&expected, 1e-5, 1e-6, false));
-        assert!(layer.materialize().to_kind(Kind::Double).allclose(&dense, 1e-5, 1e-6, false));
+        assert!(materialize(&layer).to_kind(Kind::Double).allclose(&dense, 1e-5, 1e-6, false));
     }
 
     #[test]
@@ -244,7 +237,7 @@ mod tests {
         tch::manual_seed(4);
         let vs = nn::VarStore::new(Device::Cpu);
         let layer = FastfoodLinear::new(vs.root(), 256, 1024, 0.02);
-        let std = f64::try_from(layer.materialize().std(true)).unwrap();
+        let std = f64::try_from(materialize(&layer).std(true)).unwrap();
         assert!((std - 0.02).abs() < 0.004, "entries of the materialised map have std {std}, a dense init has 0.02");
     }
 
@@ -283,7 +276,7 @@ mod tests {
     #[test]
     fn block_diagonal_mlp_equals_its_dense_form() {
         tch::manual_seed(6);
-        let cfg = ModelShape { d_model: 16, ..shape(Variant::BlockdiagHadamard) };
+        let cfg = ModelShape { variant: Variant::BlockdiagHadamard, d_model: 16, dropout: 0.0, ..ModelShape::preset("nano", 300).unwrap() };
         let vs = nn::VarStore::new(Device::Cpu);
         let mlp = BlockDiagMlp::new(vs.root(), &cfg);
         let (d, k) = (16, 4);
@@ -305,64 +298,5 @@ mod tests {
         let expected = hidden.matmul(&w2) + mlp.b2.to_kind(Kind::Double);
         let ours = mlp.forward_t(&x.to_kind(Kind::Float), Kind::Float, false).to_kind(Kind::Double);
         assert!(ours.allclose(&expected, 1e-4, 1e-5, false));
-    }
-
-    #[test]
-    fn every_variant_has_its_formula_counts() {
-        for variant in [Variant::Baseline, Variant::Doped, Variant::Fastfood, Variant::BlockdiagHadamard] {
-            for base in ["nano", "micro"] {
-                let cfg = ModelShape { variant, ..ModelShape::preset(base, 1000).unwrap() };
-                let vs = nn::VarStore::new(Device::Cpu);
-                let _model = Gpt::new(&vs.root(), &cfg, Kind::Float);
-                assert_eq!(param_counts(&vs, &cfg), cfg.param_counts(), "{cfg:?}");
-            }
-        }
-    }
-
-    fn optim() -> OptimSpec {
-        OptimSpec { lr: 3e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.0, clip: 1.0, warmup_tokens: 0.0, decay_tokens: 1.0, final_lr_fraction: 1.0 }
-    }
-
-    #[test]
-    fn frozen_layers_never_change_and_stay_out_of_the_optimizer() {
-        tch::manual_seed(7);
-        let cfg = shape(Variant::Doped);
-        let vs = nn::VarStore::new(Device::Cpu);
-        let model = Gpt::new(&vs.root(), &cfg, Kind::Float);
-        let frozen_before: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(n, _)| n.starts_with("frozen.")).map(|(n, t)| (n, t.copy())).collect();
-        assert_eq!(frozen_before.len(), 4, "one frozen MLP (fc, proj) between the two blocks");
-        let mut trainer = Trainer::new(&vs, &optim());
-        assert!(trainer.layout().iter().all(|(name, _)| !name.starts_with("frozen.")), "frozen weights are not in the flat buffers");
-        let flat_size: i64 = trainer.layout().iter().map(|(_, s)| s.iter().product::<i64>()).sum();
-        assert_eq!(flat_size, cfg.param_counts().trainable + cfg.padded_vocab() * cfg.d_model, "optimizer state covers trainable parameters only");
-        let data = Tensor::randint(300, [2, 17], (Kind::Int64, Device::Cpu));
-        let batch = [(data.narrow(1, 0, 16), data.narrow(1, 1, 16))];
-        for _ in 0..3 {
-            trainer.step(&model, &batch);
-        }
-        for (name, before) in frozen_before {
-            let now = &vs.variables()[&name];
-            assert!(now.equal(&before), "{name} changed");
-            assert!(!now.grad().defined(), "{name} has gradient memory");
-        }
-    }
-
-    #[test]
-    fn every_variant_learns_on_the_cpu() {
-        for variant in [Variant::Baseline, Variant::Doped, Variant::Fastfood, Variant::BlockdiagHadamard] {
-            tch::manual_seed(8);
-            let cfg = shape(variant);
-            let vs = nn::VarStore::new(Device::Cpu);
-            let model = Gpt::new(&vs.root(), &cfg, Kind::Float);
-            let mut trainer = Trainer::new(&vs, &optim());
-            let data = Tensor::randint(300, [4, 33], (Kind::Int64, Device::Cpu));
-            let batch = [(data.narrow(1, 0, 32), data.narrow(1, 1, 32))];
-            let first = trainer.step(&model, &batch).loss.double_value(&[]);
-            let mut last = first;
-            for _ in 0..30 {
-                last = trainer.step(&model, &batch).loss.double_value(&[]);
-            }
-            assert!(last < first - 1.0, "{variant:?}: loss {first:.3} → {last:.3}");
-        }
     }
 }

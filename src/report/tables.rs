@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use super::RunData;
 use crate::fit::identify::Identified;
 use crate::fit::study::{CompareBy, Estimate, PowerLawFit, StudyFit};
-use crate::train::{CostModel, ModelShape, PAPER_MODELS};
+use crate::train::{CostModel, ModelShape, Variant, PAPER_MODELS};
 use crate::units::si;
 
 /// A table of text cells; numeric columns are right-aligned.
@@ -96,19 +96,20 @@ pub fn verdict(e: &Estimate) -> &'static str {
     }
 }
 
-/// The family names as a reader knows them.
+/// The family names as a reader knows them (every variant has one: the
+/// match is exhaustive); other groups keep their own.
 pub fn family_name(family: &str) -> &str {
-    match family {
-        "baseline" => "baselines",
-        "doped" => "doped models",
-        "fastfood" => "FastFood models",
-        "blockdiag_hadamard" => "block-diagonal models",
-        other => other,
+    match Variant::from_name(family) {
+        Some(Variant::Baseline) => "baselines",
+        Some(Variant::Doped) => "doped models",
+        Some(Variant::Fastfood) => "FastFood models",
+        Some(Variant::BlockdiagHadamard) => "block-diagonal models",
+        None => family,
     }
 }
 
 /// The cost model the paper compares a family on (Figures 3, 6 and 7).
-pub fn paper_cost_model(family: &str) -> CostModel {
+fn paper_cost_model(family: &str) -> CostModel {
     if family == "fastfood" {
         CostModel::FastfoodFree
     } else {

@@ -1,57 +1,43 @@
-//! `report`: a study's results page, as one self-contained HTML file
-//! (inline SVG, readable offline) and a Markdown twin.
+//! A study's results page: one self-contained HTML file (inline SVG,
+//! readable offline) and a Markdown twin, from training runs and fits.
 //!
-//! Inputs: `train` nodes (their [`TrainRecord`]s and evaluations) and `fit`
-//! nodes (envelopes, laws, multipliers). It opens with the answer — the
-//! baseline's law and each family against it, with intervals — then the
-//! paper's Figures 1, 2, 3, 6 and 7 (`figures`), the tables (`tables`), the
-//! paper's Tables 1–3 beside our counts, and the extra panels.
-//! Artifact: `report.html`, `report.md`, `figures/*.svg` and the same
-//! figures as `figures/*.png` (rendered by resvg with the system's fonts).
+//! It opens with the answer — the baseline's law and each family against
+//! it, with intervals — then the paper's Figures 1, 2, 3, 6 and 7
+//! (`figures`, drawn by `plot`), the tables (`tables`), the paper's Tables
+//! 1–3 beside our counts, and the extra panels. Pure text and drawing; the
+//! `report` node kind reads the inputs and writes the files.
 
 mod figures;
 mod plot;
 mod tables;
 
 use std::fmt::Write as _;
-use std::path::Path;
 
-use super::fit::read_train_artifact;
-use super::{NodeCtx, NodeError, NodeKind};
 use crate::fit::study::{Run, StudyFit};
-use crate::spec::{Field, FieldType, Schema, Value};
-use crate::train::record::{TrainRecord, EVAL_FILE};
+use crate::train::record::TrainRecord;
 use crate::train::CostModel;
+pub use figures::Figure;
+pub(crate) use plot::PngRenderer;
 use tables::{escape, Table};
 
-/// The `report` node kind.
-pub struct Report {
-    schema: Schema,
-}
-
-impl Report {
-    /// Creates the kind with its schema.
-    pub fn new() -> Self {
-        Report { schema: Schema::new(vec![Field::default("title", FieldType::Str, Value::Str("Scaling study".into()), "the report's title")]) }
-    }
-}
-
-impl Default for Report {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 /// A training run for the report: the fit's view of it and its record.
-struct RunData {
-    run: Run,
-    record: TrainRecord,
+pub struct RunData {
+    /// As the fit reads it.
+    pub run: Run,
+    /// Its `config.json`.
+    pub record: TrainRecord,
 }
 
-fn read_fit(dir: &Path) -> Result<StudyFit, NodeError> {
-    let path = dir.join("fit.json");
-    let bytes = std::fs::read(&path).map_err(|e| NodeError::io(&path, e))?;
-    serde_json::from_slice(&bytes).map_err(|e| NodeError::Failed(format!("{}: {e}", path.display())))
+/// The report, ready to write.
+pub struct Page {
+    /// The answer, sentence by sentence (the page's first paragraph).
+    pub answer: Vec<String>,
+    /// Every figure, paper's and extra, as SVG.
+    pub figures: Vec<Figure>,
+    /// `report.md`.
+    pub markdown: String,
+    /// `report.html`.
+    pub html: String,
 }
 
 /// A section of the page: heading, paragraphs before, an optional table.
@@ -66,53 +52,16 @@ table{border-collapse:collapse;margin:1em 0;font-size:0.92em}td,th{border:1px so
 td.num,th.num{text-align:right;white-space:nowrap}th{background:#f3f3f3}figure{margin:1.5em 0}figcaption{color:#555}\
 p.answer{font-size:1.08em;background:#f6f8fa;border-left:4px solid #1f77b4;padding:0.6em 1em}";
 
-impl NodeKind for Report {
-    fn name(&self) -> &'static str {
-        "report"
-    }
-
-    /// 3: the answer on top, the paper's figures one to one, typed inputs.
-    fn version(&self) -> u32 {
-        3
-    }
-
-    fn schema(&self) -> &Schema {
-        &self.schema
-    }
-
-    fn run(&self, ctx: &mut NodeCtx<'_>) -> Result<(), NodeError> {
-        let title = ctx.params().get_path("title").and_then(Value::as_str).unwrap_or("Scaling study").to_string();
-        let mut runs = Vec::new();
-        let mut fits = Vec::new();
-        for artifact in ctx.inputs().iter().flat_map(|i| &i.artifacts) {
-            if artifact.dir.join(EVAL_FILE).exists() {
-                let (run, record) = read_train_artifact(&artifact.node.0, &artifact.dir)?;
-                runs.push(RunData { run, record });
-            }
-            if artifact.dir.join("fit.json").exists() {
-                fits.push(read_fit(&artifact.dir)?);
-            }
-        }
-        if runs.is_empty() {
-            return Err(NodeError::Failed("no runs to report: give `input:` train nodes (and fit nodes)".into()));
-        }
+impl Page {
+    /// The page titled `title` on `runs` (at least one) and `fits`.
+    pub fn new(title: &str, mut runs: Vec<RunData>, fits: &[StudyFit]) -> Result<Self, String> {
         // Families together, each from its smallest model up.
         runs.sort_by(|a, b| (a.run.group != "baseline", &a.run.group, a.run.params.trainable).cmp(&(b.run.group != "baseline", &b.run.group, b.run.params.trainable)));
-        let figures = figures::figures(&runs, &fits).map_err(NodeError::Failed)?;
-        let fig_dir = ctx.out_dir().join("figures");
-        std::fs::create_dir_all(&fig_dir).map_err(|e| NodeError::io(&fig_dir, e))?;
-        let png = plot::PngRenderer::new();
-        for f in &figures {
-            let path = fig_dir.join(format!("{}.svg", f.stem));
-            std::fs::write(&path, &f.svg).map_err(|e| NodeError::io(&path, e))?;
-            let path = fig_dir.join(format!("{}.png", f.stem));
-            let bytes = png.render(&f.svg).map_err(|e| NodeError::Failed(format!("{}.png: {e}", f.stem)))?;
-            std::fs::write(&path, bytes).map_err(|e| NodeError::io(&path, e))?;
-        }
+        let figures = figures::figures(&runs, fits)?;
 
         let answer = fits.first().map(|fit| tables::answer(fit, &runs)).unwrap_or_else(|| vec!["No fit among the inputs: runs only.".into()]);
         let mut sections = vec![Section { heading: "Runs", paragraphs: vec![], table: Some(tables::runs_table(&runs)) }];
-        for fit in &fits {
+        for fit in fits {
             sections.push(Section { heading: "Laws", paragraphs: vec![tables::REFERENCES.into()], table: Some(tables::laws_table(fit)) });
             if fit.multipliers.is_empty() {
                 continue;
@@ -138,10 +87,10 @@ impl NodeKind for Report {
         let mut md = format!("# {title}\n\n{}\n\n", answer.join(" "));
         let mut html = format!(
             "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title>\n<style>{STYLE}</style></head><body>\n<h1>{t}</h1>\n<p class=\"answer\">{a}</p>\n",
-            t = escape(&title),
+            t = escape(title),
             a = escape(&answer.join(" "))
         );
-        let put_figures = |md: &mut String, html: &mut String, heading: &str, figs: &[&figures::Figure]| {
+        let put_figures = |md: &mut String, html: &mut String, heading: &str, figs: &[&Figure]| {
             if figs.is_empty() {
                 return;
             }
@@ -167,12 +116,6 @@ impl NodeKind for Report {
         }
         put_figures(&mut md, &mut html, "More figures", &extra_figs);
         html.push_str("</body></html>\n");
-        for (name, text) in [("report.md", &md), ("report.html", &html)] {
-            let path = ctx.out_dir().join(name);
-            std::fs::write(&path, text).map_err(|e| NodeError::io(&path, e))?;
-        }
-        ctx.add_summary(answer.join(" "));
-        ctx.add_summary(format!("{} run(s), {} fit(s), {} figure(s): report.html, report.md, figures/*.svg and *.png", runs.len(), fits.len(), figures.len()));
-        Ok(())
+        Ok(Page { answer, figures, markdown: md, html })
     }
 }

@@ -10,16 +10,19 @@
 use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 
-/// The hue of a family, fixed by name so every figure agrees.
+use crate::train::Variant;
+
+/// The hue of a family, fixed by name so every figure agrees; each variant
+/// has its own (the match is exhaustive), other groups share spare ones.
 pub fn family_colour(family: &str) -> RGBColor {
-    match family {
-        "baseline" => RGBColor(31, 119, 180),
-        "doped" => RGBColor(214, 39, 40),
-        "fastfood" => RGBColor(44, 160, 44),
-        "blockdiag_hadamard" => RGBColor(148, 103, 189),
-        other => {
+    match Variant::from_name(family) {
+        Some(Variant::Baseline) => RGBColor(31, 119, 180),
+        Some(Variant::Doped) => RGBColor(214, 39, 40),
+        Some(Variant::Fastfood) => RGBColor(44, 160, 44),
+        Some(Variant::BlockdiagHadamard) => RGBColor(148, 103, 189),
+        None => {
             const SPARE: [RGBColor; 3] = [RGBColor(255, 127, 14), RGBColor(23, 190, 207), RGBColor(140, 86, 75)];
-            SPARE[other.bytes().map(usize::from).sum::<usize>() % SPARE.len()]
+            SPARE[family.bytes().map(usize::from).sum::<usize>() % SPARE.len()]
         }
     }
 }
@@ -70,7 +73,7 @@ pub struct Axes<'a> {
 /// else every integer multiple of a decade, else (a range within one
 /// decade step, like losses 3.1–3.4) evenly spaced round numbers — plotters
 /// itself labels nothing on a log axis that spans less than a decade.
-pub fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
+fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
     let decades = || (lo.log10().floor() as i32..=hi.log10().ceil() as i32).map(|k| 10f64.powi(k));
     for mantissas in [&[1.0][..], &[1.0, 2.0, 5.0], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]] {
         let ticks: Vec<f64> = decades().flat_map(|d| mantissas.iter().map(move |m| m * d)).filter(|t| (lo..=hi).contains(t)).collect();
@@ -90,7 +93,7 @@ pub fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
 
 /// A tick label: plain from 0.01 to 10,000 (losses, ratios), else like
 /// 2e11, 3.5e11 or 2e-8 (compute in PF-days on a CPU).
-pub fn short_number(v: f64) -> String {
+fn short_number(v: f64) -> String {
     if v != 0.0 && (v.abs() >= 1e4 || v.abs() < 1e-2) {
         let text = format!("{v:.1e}");
         text.replace(".0e", "e")

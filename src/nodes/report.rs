@@ -1,0 +1,91 @@
+//! `report`: a study's results page (`crate::report`) from `train` nodes
+//! (their [`TrainRecord`](crate::train::record::TrainRecord)s and
+//! evaluations) and `fit` nodes (envelopes, laws, multipliers).
+//!
+//! Artifact: `report.html`, `report.md`, `figures/*.svg` and the same
+//! figures as `figures/*.png` (rendered by resvg with the system's fonts).
+
+use std::path::Path;
+
+use super::fit::read_train_artifact;
+use super::{NodeCtx, NodeError, NodeKind};
+use crate::fit::study::StudyFit;
+use crate::report::{Page, PngRenderer, RunData};
+use crate::spec::{Field, FieldType, Schema, Value};
+use crate::train::record::EVAL_FILE;
+
+/// The `report` node kind.
+pub struct Report {
+    schema: Schema,
+}
+
+impl Report {
+    /// Creates the kind with its schema.
+    pub fn new() -> Self {
+        Report { schema: Schema::new(vec![Field::default("title", FieldType::Str, Value::Str("Scaling study".into()), "the report's title")]) }
+    }
+}
+
+impl Default for Report {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn read_fit(dir: &Path) -> Result<StudyFit, NodeError> {
+    let path = dir.join("fit.json");
+    let bytes = std::fs::read(&path).map_err(|e| NodeError::io(&path, e))?;
+    serde_json::from_slice(&bytes).map_err(|e| NodeError::Failed(format!("{}: {e}", path.display())))
+}
+
+impl NodeKind for Report {
+    fn name(&self) -> &'static str {
+        "report"
+    }
+
+    /// 3: the answer on top, the paper's figures one to one, typed inputs.
+    fn version(&self) -> u32 {
+        3
+    }
+
+    fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    fn run(&self, ctx: &mut NodeCtx<'_>) -> Result<(), NodeError> {
+        let title = ctx.params().get_path("title").and_then(Value::as_str).unwrap_or("Scaling study").to_string();
+        let mut runs = Vec::new();
+        let mut fits = Vec::new();
+        for artifact in ctx.inputs().iter().flat_map(|i| &i.artifacts) {
+            if artifact.dir.join(EVAL_FILE).exists() {
+                let (run, record) = read_train_artifact(&artifact.node.0, &artifact.dir)?;
+                runs.push(RunData { run, record });
+            }
+            if artifact.dir.join("fit.json").exists() {
+                fits.push(read_fit(&artifact.dir)?);
+            }
+        }
+        if runs.is_empty() {
+            return Err(NodeError::Failed("no runs to report: give `input:` train nodes (and fit nodes)".into()));
+        }
+        let run_count = runs.len();
+        let page = Page::new(&title, runs, &fits).map_err(NodeError::Failed)?;
+        let fig_dir = ctx.out_dir().join("figures");
+        std::fs::create_dir_all(&fig_dir).map_err(|e| NodeError::io(&fig_dir, e))?;
+        let png = PngRenderer::new();
+        for f in &page.figures {
+            let path = fig_dir.join(format!("{}.svg", f.stem));
+            std::fs::write(&path, &f.svg).map_err(|e| NodeError::io(&path, e))?;
+            let path = fig_dir.join(format!("{}.png", f.stem));
+            let bytes = png.render(&f.svg).map_err(|e| NodeError::Failed(format!("{}.png: {e}", f.stem)))?;
+            std::fs::write(&path, bytes).map_err(|e| NodeError::io(&path, e))?;
+        }
+        for (name, text) in [("report.md", &page.markdown), ("report.html", &page.html)] {
+            let path = ctx.out_dir().join(name);
+            std::fs::write(&path, text).map_err(|e| NodeError::io(&path, e))?;
+        }
+        ctx.add_summary(page.answer.join(" "));
+        ctx.add_summary(format!("{run_count} run(s), {} fit(s), {} figure(s): report.html, report.md, figures/*.svg and *.png", fits.len(), page.figures.len()));
+        Ok(())
+    }
+}
