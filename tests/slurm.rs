@@ -127,3 +127,158 @@ fn slurm_cancel_cancels_recorded_jobs() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Polls `scalemake status` until `done` holds of its output (60 s at most).
+fn status_until(p: &Project, what: &str, done: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = p.sm(&["status", "--all"]).stdout;
+        if done(&status) {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let outputs: Vec<String> = std::fs::read_dir(p.path().join("cache/logs")).into_iter().flatten().flatten().flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten()).filter(|f| f.path().to_string_lossy().ends_with(".slurm.out")).map(|f| format!("{}:\n{}", f.path().display(), std::fs::read_to_string(f.path()).unwrap_or_default())).collect();
+            panic!("{what} did not happen; status:\n{status}\njob outputs:\n{}", outputs.join("\n"));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `node → job` as `run --detach` printed them (`    node → Slurm job 12_3 (…)`).
+fn submitted(stderr: &str) -> std::collections::BTreeMap<String, String> {
+    stderr.lines().filter_map(|l| l.trim().split_once(" → Slurm job ")).map(|(node, rest)| (node.to_string(), rest.split(' ').next().unwrap_or("").to_string())).collect()
+}
+
+const SWEEP_DAG: &str = "
+nodes:
+  a: {kind: command, cmd: 'echo a >> runs.log; echo A > $OUT/a'}
+  s: {kind: command, input: a, matrix: {x: [1, 2, 3]}, cmd: 'echo s${x} >> runs.log; echo ${x} > $OUT/x'}
+  z: {kind: command, input: s, cmd: 'echo z >> runs.log; for d in $IN_S; do cat $d/x; done > $OUT/z'}
+";
+
+#[test]
+fn slurm_detached_dag_completes_after_the_submitter_exits_with_one_array_for_the_sweep() {
+    slurm();
+    let p = Project::new(SWEEP_DAG);
+    let started = Instant::now();
+    let run = p.sm(&["run", "--backend", "slurm", "--detach"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(started.elapsed() < Duration::from_secs(10), "submitting must not wait for the jobs");
+    assert!(run.stderr.contains("5 job(s) submitted (1 array(s)), 0 adopted"), "{}", run.stderr);
+    let jobs = submitted(&run.stderr);
+    let arrays: std::collections::BTreeSet<&str> = ["s[x=1]", "s[x=2]", "s[x=3]"].iter().map(|n| jobs[*n].split_once('_').expect("an array task").0).collect();
+    assert_eq!(arrays.len(), 1, "the sweep is one job array: {jobs:?}");
+    assert!(!jobs["a"].contains('_') && !jobs["z"].contains('_'), "{jobs:?}");
+    // The submitting process is gone; the jobs build everything by themselves.
+    status_until(&p, "the detached DAG finishing", |s| s.contains("all 5 node(s) fresh"));
+    assert_eq!(p.runs(), ["a", "s1", "s2", "s3", "z"]);
+    assert_eq!(std::fs::read_to_string(p.artifact("z").join("z")).unwrap(), "1\n2\n3\n");
+    let again = p.sm(&["run", "--backend", "slurm", "--detach"]);
+    assert!(again.stderr.contains("0 job(s) submitted"), "{}", again.stderr);
+}
+
+#[test]
+fn slurm_detached_failure_cancels_its_dependents_and_status_names_it() {
+    slurm();
+    let p = Project::new(DAG);
+    let run = p.sm(&["run", "--backend", "slurm", "--detach"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let status = status_until(&p, "the failure being reported", |s| {
+        s.lines().any(|l| l.starts_with("failed  bad ")) && s.lines().any(|l| l.starts_with("failed  after_bad ")) && s.contains("fresh   independent")
+    });
+    let bad = status.lines().find(|l| l.starts_with("failed  bad ")).unwrap();
+    assert!(bad.contains("FAILED") && bad.contains("command exited with status 3"), "{status}");
+    let after = status.lines().find(|l| l.starts_with("failed  after_bad ")).unwrap();
+    assert!(after.contains("CANCELLED"), "a failed input cancels its dependents instead of leaving them pending: {status}");
+    assert_eq!(p.runs(), ["a", "b", "independent"], "after_bad must never run");
+}
+
+#[test]
+fn slurm_two_detached_submissions_at_once_submit_each_node_once() {
+    slurm();
+    let p = Project::new(SWEEP_DAG);
+    let children: Vec<_> = (0..2).map(|_| p.spawn(&["run", "--backend", "slurm", "--detach"])).collect();
+    let outputs: Vec<String> = children.into_iter().map(|c| String::from_utf8_lossy(&c.wait_with_output().unwrap().stderr).into_owned()).collect();
+    let fresh: usize = outputs.iter().map(|o| submitted(o).len()).sum();
+    assert_eq!(fresh, 10, "each submission names all five nodes: {outputs:?}");
+    assert!(outputs.iter().any(|o| o.contains("5 job(s) submitted")) && outputs.iter().any(|o| o.contains("0 job(s) submitted (0 array(s)), 5 adopted")), "{outputs:?}");
+    for name in ["a", "s", "z"] {
+        assert_eq!(jobs_named(p.path(), name).len(), 1, "one job for {name}: {outputs:?}");
+    }
+    status_until(&p, "the DAG finishing", |s| s.contains("all 5 node(s) fresh"));
+    assert_eq!(p.runs(), ["a", "s1", "s2", "s3", "z"]);
+}
+
+/// A training run long enough to be interrupted (600 steps, no periodic checkpoints).
+fn long_training() -> String {
+    common::NANO_STUDY.replace("max_tokens: 15360", "max_tokens: 153600").replace("checkpoint_steps: 10", "checkpoint_steps: 0")
+}
+
+/// Waits until `train`'s job has trained some steps; its job id.
+fn training_job_running(p: &Project, job: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !p.read("cache/logs/study/train.log").contains("step 20/") {
+        assert!(Instant::now() < deadline, "job {job} never trained; log:\n{}", p.read("cache/logs/study/train.log"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Slurm holds a requeued batch job back for two minutes (its begin time);
+/// the test, as an administrator may, lets it start now.
+fn start_requeued_job_now(job: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = Command::new("scontrol").args(["show", "job", job]).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        if text.contains("JobState=PENDING") && !text.contains("Restarts=0") {
+            let update = Command::new("scontrol").args(["update", &format!("JobId={job}"), "StartTime=now"]).output().unwrap();
+            assert!(update.status.success(), "{}", String::from_utf8_lossy(&update.stderr));
+            return;
+        }
+        assert!(Instant::now() < deadline, "job {job} was not requeued:\n{text}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Interrupts `train`'s detached job with `interrupt(job)` mid-run, then
+/// checks that it resumes and ends with the same curves and weights as an
+/// uninterrupted local run.
+fn interrupted_training_resumes_exactly(interrupt: impl Fn(&str)) {
+    slurm();
+    let whole = common::training_project(&long_training());
+    assert_eq!(whole.sm(&["run"]).code, 0);
+    let p = common::training_project(&long_training());
+    assert_eq!(p.sm(&["run", "shards"]).code, 0);
+    let run = p.sm(&["run", "--backend", "slurm", "--detach"]);
+    let job = submitted(&run.stderr).remove("train").unwrap_or_else(|| panic!("{}", run.stderr));
+    training_job_running(&p, &job);
+    interrupt(&job);
+    start_requeued_job_now(&job);
+    status_until(&p, "the requeued job finishing", |s| s.contains("all 4 node(s) fresh"));
+    let log = p.read("cache/logs/study/train.log");
+    assert!(log.contains("scalemake: resuming from the checkpoint after step"), "{log}");
+    let artifact = |p: &Project| p.artifact("train");
+    for file in ["metrics/steps.jsonl", "metrics/eval.jsonl"] {
+        assert_eq!(common::curve(&artifact(&whole).join(file)), common::curve(&artifact(&p).join(file)), "{file} differs after the requeue");
+    }
+    let weights = |p: &Project| std::fs::read(artifact(p).join("model.safetensors")).unwrap();
+    assert!(weights(&whole) == weights(&p), "final weights are bit-identical");
+}
+
+#[test]
+fn slurm_a_preempted_training_job_checkpoints_requeues_and_resumes_exactly() {
+    // `scontrol requeue` is what preemption in REQUEUE mode does: SIGTERM, then back to the queue.
+    interrupted_training_resumes_exactly(|job| {
+        let out = Command::new("scontrol").args(["requeue", job]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    });
+}
+
+#[test]
+fn slurm_a_training_job_warned_of_its_time_limit_requeues_itself_and_resumes_exactly() {
+    // Slurm's `--signal=B:USR1@grace` warning, sent now instead of `grace` seconds before the limit.
+    interrupted_training_resumes_exactly(|job| {
+        let out = Command::new("scancel").args(["--batch", "--signal=USR1", job]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    });
+}

@@ -208,6 +208,9 @@ pub fn exec_node(env: &Env, args: &[String], key: Option<&str>) -> Result<ExitCo
         // this job back in the queue, where it resumes.
         slurm::requeue_this_job().map_err(|e| CliError::Failed(e.to_string()))?;
         eprintln!("scalemake: stopped before the time limit; job requeued, it resumes from the checkpoint");
+        // Exiting now could race Slurm's processing of the requeue and end
+        // the job as FAILED instead; the requeue stops this job itself.
+        std::thread::sleep(slurm::REQUEUE_KILL_WAIT);
     }
     match result {
         Ok(artifact) => {

@@ -471,6 +471,10 @@ pub fn stop_on_job_signals() -> io::Result<std::sync::Arc<std::sync::atomic::Ato
     Ok(requeue)
 }
 
+/// How long a job that requeued itself waits for Slurm to stop it (its
+/// signals are then only noted): longer than any cluster's KillWait.
+pub const REQUEUE_KILL_WAIT: Duration = Duration::from_secs(300);
+
 /// `scontrol requeue $SLURM_JOB_ID`: this job goes back to the queue (same
 /// id, so dependent jobs keep waiting for it) and runs again from the start
 /// of its script, which resumes the node from its checkpoint.
