@@ -137,7 +137,14 @@ fn status_until(p: &Project, what: &str, done: impl Fn(&str) -> bool) -> String 
             return status;
         }
         if Instant::now() > deadline {
-            let outputs: Vec<String> = std::fs::read_dir(p.path().join("cache/logs")).into_iter().flatten().flatten().flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten()).filter(|f| f.path().to_string_lossy().ends_with(".slurm.out")).map(|f| format!("{}:\n{}", f.path().display(), std::fs::read_to_string(f.path()).unwrap_or_default())).collect();
+            let outputs: Vec<String> = std::fs::read_dir(p.path().join("cache/logs"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
+                .filter(|f| f.path().to_string_lossy().ends_with(".slurm.out"))
+                .map(|f| format!("{}:\n{}", f.path().display(), std::fs::read_to_string(f.path()).unwrap_or_default()))
+                .collect();
             panic!("{what} did not happen; status:\n{status}\njob outputs:\n{}", outputs.join("\n"));
         }
         std::thread::sleep(Duration::from_millis(200));

@@ -199,11 +199,11 @@ pub fn submit(plan: &Plan, ws: &Workspace<'_>, opts: &SlurmOptions, selected: &B
                 _ => None,
             };
             args.extend(wrap(&exec_node_command(opts, &cache_dir, &plan.experiment.nodes[only].id.0, key.as_ref())));
-            let job = sbatch(&args)?;
+            let job = sbatch_when_accepted(&args)?;
             job_of.insert(only, job.clone());
             out.push(Submitted { node: plan.experiment.nodes[only].id.0.clone(), job, adopted: false });
         } else {
-            let job = sbatch(&array_args(plan, opts, ws.cache, &cache_dir, &group, args))?;
+            let job = sbatch_when_accepted(&array_args(plan, opts, ws.cache, &cache_dir, &group, args))?;
             for (task, &m) in group.iter().enumerate() {
                 let task_job = format!("{job}_{task}");
                 job_of.insert(m, task_job.clone());
@@ -217,6 +217,23 @@ pub fn submit(plan: &Plan, ws: &Workspace<'_>, opts: &SlurmOptions, selected: &B
         write_ledger(ws.cache, experiment, &ledger)?;
     }
     Ok(out)
+}
+
+/// How often a submission refused by a queue limit is tried again.
+const SUBMIT_RETRY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Submits, waiting out queue limits: a refused submission is retried,
+/// never dropped (the jobs already in the queue free room as they end).
+fn sbatch_when_accepted(args: &[String]) -> Result<String, SlurmError> {
+    loop {
+        match sbatch(args) {
+            Err(SlurmError::SubmitLimit(why)) => {
+                eprintln!("scalemake: {why}; trying again in {} s", SUBMIT_RETRY.as_secs());
+                std::thread::sleep(SUBMIT_RETRY);
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Nodes that can share one job array: instances of one declaration with

@@ -84,6 +84,9 @@ pub enum SlurmError {
         /// Its error output, or why it could not start.
         message: String,
     },
+    /// The cluster refuses more queued jobs for now (a submit limit).
+    #[error("slurm: the queue is full for now: {0}")]
+    SubmitLimit(String),
     /// A node cannot be built as declared (nothing was submitted).
     #[error("{node}: {message}")]
     Unbuildable {
@@ -153,13 +156,23 @@ pub fn job_states(jobs: &[String]) -> Result<HashMap<String, String>, SlurmError
 
 /// Submits a job (`sbatch --parsable …`); its id.
 fn sbatch(args: &[String]) -> Result<String, SlurmError> {
-    let text = run_tool("sbatch", args)?;
+    let text = match run_tool("sbatch", args) {
+        Err(SlurmError::Command { message, .. }) if is_submit_limit(&message) => return Err(SlurmError::SubmitLimit(message)),
+        other => other?,
+    };
     // `--parsable` prints `id` or `id;cluster`.
     let id = text.trim().split(';').next().unwrap_or_default();
     if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
         return Err(SlurmError::Command { program: "sbatch".into(), message: format!("unexpected output {text:?}") });
     }
     Ok(id.to_string())
+}
+
+/// Whether `sbatch`'s error is a limit on how many jobs may be queued
+/// (QoS or association MaxSubmitJobs, the controller's MaxJobCount): the
+/// submission is fine and must be retried once jobs leave the queue.
+fn is_submit_limit(message: &str) -> bool {
+    ["MaxSubmitJob", "AssocMaxSubmitJobLimit", "QOSMaxSubmitJobPerUserLimit", "MaxJobCount", "Job violates accounting/QOS policy"].iter().any(|m| message.contains(m))
 }
 
 /// Cancels `jobs` (`scancel`).
@@ -375,6 +388,11 @@ impl Runner for SlurmRunner<'_> {
         }
         match self.submit(i, key) {
             Ok(note) => Start::Started(Some(note)),
+            // Retried when one of our jobs leaves the queue.
+            Err(SlurmError::SubmitLimit(why)) if !self.jobs.is_empty() => {
+                tracing::info!("{why}; submitting when a job finishes");
+                Start::Busy
+            }
             Err(e) => Start::Failed(e.to_string()),
         }
     }
@@ -501,6 +519,13 @@ mod tests {
     }
 
     #[test]
+    fn queue_limits_are_told_from_other_refusals() {
+        assert!(is_submit_limit("sbatch: error: QOSMaxSubmitJobPerUserLimit"));
+        assert!(is_submit_limit("sbatch: error: Batch job submission failed: Job violates accounting/QOS policy (job submit limit, user's size and/or time limits)"));
+        assert!(!is_submit_limit("sbatch: error: invalid partition specified: gpu"));
+    }
+
+    #[test]
     fn active_states() {
         assert!(is_active("PENDING") && is_active("RUNNING") && is_active("COMPLETING"));
         assert!(!is_active("COMPLETED") && !is_active("FAILED") && !is_active("CANCELLED") && !is_active("TIMEOUT"));
@@ -545,7 +570,7 @@ mod tests {
         let records = Records::open(&cache).unwrap();
         let key = ContentHash::of(b"k");
         assert!(records.read(&key).is_none());
-        let record = JobRecord { job: 42, node: "n".into(), experiment: "e".into() };
+        let record = JobRecord { job: "42".into(), node: "n".into(), experiment: "e".into() };
         records.write(&key, &record).unwrap();
         assert_eq!(records.read(&key), Some(record));
         assert_eq!(records.all().len(), 1);
