@@ -182,6 +182,7 @@ impl Remote {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("scalemake-remote")
+            .on_thread_start(ignore_broken_pipes)
             .enable_all()
             .build()
             .map_err(|source| RemoteError::Io { path: "tokio runtime".into(), source })?;
@@ -452,6 +453,21 @@ impl Remote {
                 Ok(())
             })
             .map_err(|e| self.store_err(e))
+    }
+}
+
+/// Blocks SIGPIPE in the runtime's threads, which do the socket writes:
+/// scalemake restores SIGPIPE's default (to end quietly under `| head`),
+/// so a server dying mid-upload would otherwise kill the whole run instead
+/// of failing one write with `EPIPE`.
+fn ignore_broken_pipes() {
+    // SAFETY: plain libc calls on a local, initialised signal set; they
+    // change only this thread's mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGPIPE);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
     }
 }
 

@@ -132,8 +132,8 @@ enum Command {
         /// Actually delete (without it, only list what would go).
         #[arg(long)]
         delete: bool,
-        /// Collect the remote cache instead ([URL]; default: --remote's sources).
-        #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = "")]
+        /// Collect the remote cache instead (--remote=URL, else $SCALEMAKE_REMOTE or scalemake.toml).
+        #[arg(long, value_name = "URL", num_args = 0..=1, require_equals = true, default_missing_value = "")]
         remote: Option<String>,
         /// With --remote: also remove what was last used longer ago than this (e.g. 30d, 12h).
         #[arg(long, requires = "remote")]

@@ -104,7 +104,8 @@ pub fn gc(env: &Env, files: &[PathBuf], delete: bool, url: &str, max_age: Option
         return Err(CliError::Usage("gc --remote needs a budget: --max-age (e.g. 30d) and/or --max-size (e.g. 500G)".into()));
     }
     let first = gc_files(env, files)?.remove(0);
-    let args = RemoteArgs { remote: Some(url.to_string()).filter(|u| !u.is_empty()), remote_read_only: false };
+    let url = Some(url.to_string()).filter(|u| !u.is_empty()).or_else(|| std::env::var("SCALEMAKE_REMOTE").ok());
+    let args = RemoteArgs { remote: url, remote_read_only: false };
     let remote = required(open_beside(&env.root.join(first), &args)?)?;
     let cache = env.cache()?;
     let keep = referenced_keys(env, &cache, files)?;
