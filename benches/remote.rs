@@ -111,7 +111,8 @@ impl Drop for Server {
 
 /// Starts s3s-fs on a free loopback port and points the AWS variables at it.
 fn start_s3s(dir: &Path) -> Server {
-    let bin = std::env::var_os("SCALEMAKE_S3S_FS").map(PathBuf::from).unwrap_or_else(|| Path::new(&std::env::var_os("HOME").expect("HOME")).join(".cache/scalemake/tools/bin/s3s-fs"));
+    let bin =
+        std::env::var_os("SCALEMAKE_S3S_FS").map(PathBuf::from).unwrap_or_else(|| Path::new(&std::env::var_os("HOME").expect("HOME")).join(".cache/scalemake/tools/bin/s3s-fs"));
     assert!(bin.is_file(), "s3s-fs is missing at {}: run scripts/test.sh or set SCALEMAKE_S3S_FS", bin.display());
     let root = dir.join("s3");
     std::fs::create_dir_all(root.join("bench")).expect("bucket dir");
