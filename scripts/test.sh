@@ -25,6 +25,16 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && [ -z "${SCALEMAKE_NO_S
     bash scripts/slurm-local.sh up || echo "test.sh: no local Slurm; the Slurm tests will fail and say why"
   fi
 fi
+# The S3 server tests/remote.rs starts on 127.0.0.1 (s3s-fs; MinIO is not
+# installable here). Built once into a cache outside the checkout and reused;
+# 0.14.1 is the last release that builds with Rust 1.95.
+S3S_FS="${SCALEMAKE_S3S_FS:-$HOME/.cache/scalemake/tools/bin/s3s-fs}"
+if [ ! -x "$S3S_FS" ]; then
+  echo "test.sh: installing the S3 test server s3s-fs into $(dirname "$(dirname "$S3S_FS")")"
+  cargo install s3s-fs --version =0.14.1 --locked --features binary --root "$(dirname "$(dirname "$S3S_FS")")" ||
+    echo "test.sh: s3s-fs could not be installed; the remote cache's S3 tests will fail and say so"
+fi
+export SCALEMAKE_S3S_FS="$S3S_FS"
 export VIRTUAL_ENV="$PWD/.venv" PATH="$PWD/.venv/bin:$PATH" LIBTORCH_USE_PYTORCH=1
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --release --workspace --no-fail-fast "$@"

@@ -14,6 +14,10 @@
 //! [slurm.kinds.train]      # per-kind overrides
 //! time = "2-00:00:00"
 //! mem = "64G"
+//!
+//! [remote]                 # the cache shared with other machines
+//! url = "s3://team-bucket/scalemake"
+//! read_only = true         # this machine only reads
 //! ```
 
 use std::collections::BTreeMap;
@@ -52,6 +56,21 @@ pub struct Config {
     /// Slurm settings.
     #[serde(default)]
     pub slurm: SlurmConfig,
+    /// The remote cache.
+    #[serde(default)]
+    pub remote: RemoteConfig,
+}
+
+/// `[remote]`: the cache shared with other machines (`--remote` and
+/// `$SCALEMAKE_REMOTE` take precedence).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteConfig {
+    /// `file:///shared/dir` or `s3://bucket/prefix`.
+    pub url: Option<String>,
+    /// Fetch from it but never upload (a laptop reading what CI built).
+    #[serde(default)]
+    pub read_only: bool,
 }
 
 /// `sbatch` settings, for every job or per node kind.
@@ -146,6 +165,14 @@ mod tests {
         assert_eq!(config.slurm.array_limit, Some(4));
         let train = config.slurm.kinds["train"].or(&config.slurm.all());
         assert_eq!((train.partition.as_deref(), train.time.as_deref()), (Some("gpu"), Some("2-00:00:00")));
+    }
+
+    #[test]
+    fn remote_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(FILE_NAME), "[remote]\nurl = \"s3://b/p\"\nread_only = true\n").unwrap();
+        let remote = load(dir.path()).unwrap().remote;
+        assert_eq!((remote.url.as_deref(), remote.read_only), (Some("s3://b/p"), true));
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //!
 //! `SCALEMAKE_INJECT_FAULT=manifest` makes the manifest write stop half-way
 //! with `ENOSPC` (what a full disk does); `=rename` fails the publishing
-//! rename the same way. Unset (always, outside tests) it costs one
-//! environment lookup per commit.
+//! rename the same way; `=upload` pauses an upload to the remote after its
+//! first part (see [`pause`]), so a test can kill the server mid-upload.
+//! Unset (always, outside tests) it costs one environment lookup per commit.
 
 use std::io::{self, Write};
 
@@ -18,6 +19,8 @@ pub(super) enum Point {
     Manifest,
     /// Renaming the staging directory into `objects/`.
     Rename,
+    /// A multipart upload to the remote, after its first part.
+    Upload,
 }
 
 impl Point {
@@ -25,6 +28,7 @@ impl Point {
         match self {
             Point::Manifest => "manifest",
             Point::Rename => "rename",
+            Point::Upload => "upload",
         }
     }
 }
@@ -53,4 +57,16 @@ pub(super) fn write_all(file: &mut impl Write, bytes: &[u8], point: Point) -> io
         return Err(disk_full());
     }
     file.write_all(bytes)
+}
+
+/// If `point` is armed: creates `<point>.reached` in `$SCALEMAKE_FAULT_DIR`
+/// and waits until the test creates `<point>.resume` there. A handshake
+/// rather than a sleep, so the test acts at exactly this moment.
+pub(super) fn pause(point: Point) {
+    let Some(dir) = std::env::var_os("SCALEMAKE_FAULT_DIR").filter(|_| armed(point)) else { return };
+    let dir = std::path::PathBuf::from(dir);
+    let _ = std::fs::write(dir.join(format!("{}.reached", point.name())), b"");
+    while !dir.join(format!("{}.resume", point.name())).exists() {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }

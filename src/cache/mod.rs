@@ -24,6 +24,7 @@
 
 mod fault;
 mod manifest;
+pub mod remote;
 mod state;
 
 use std::fs::{self, File};
@@ -34,7 +35,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub use manifest::{Manifest, ManifestInput};
 pub use state::{StateLog, StateRecord};
 
-use crate::hash::{digest_dir, ContentHash};
+use crate::hash::{digest_dir, ContentHash, FileDigest};
 
 /// Errors of the artifact store.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +55,15 @@ pub enum CacheError {
         path: PathBuf,
         /// Parser message.
         message: String,
+    },
+    /// A copied artifact is not what its manifest says (a remote's object
+    /// damaged in storage or in transit).
+    #[error("artifact {key} does not match its manifest: {reason}")]
+    Mismatch {
+        /// The key (short form).
+        key: String,
+        /// Which files differ.
+        reason: String,
     },
     /// An artifact holds a symlink that leads out of it: its digest would
     /// cover the link text, not the content, and the content could change.
@@ -200,8 +210,30 @@ impl Cache {
             // A missing log is not worth failing a finished build for.
             let _ = fs::copy(log, &dest);
         }
+        self.publish(staging, &manifest)?;
+        Ok(manifest)
+    }
+
+    /// Makes an artifact that came from elsewhere (a remote) visible, but
+    /// only if `out/` digests to exactly what `manifest` says: the same
+    /// hashing and the same publishing as a local build, so a fetched object
+    /// is as trustworthy as a built one.
+    pub fn commit_copy(&self, staging: Staging, manifest: &Manifest) -> Result<()> {
+        let out = staging.dir.join("out");
+        check_links_stay_inside(&out)?;
+        let (artifact, files) = digest_dir(&out).map_err(io_err(&out))?;
+        if manifest.key != staging.key || artifact != manifest.artifact {
+            let reason = if manifest.key != staging.key { format!("its manifest is for key {}", manifest.key.short()) } else { difference(&manifest.outputs, &files) };
+            return Err(CacheError::Mismatch { key: staging.key.short(), reason });
+        }
+        self.publish(staging, manifest)
+    }
+
+    /// Writes `manifest` into the staging directory, fsyncs everything and
+    /// renames it into `objects/`: the one way an object appears.
+    fn publish(&self, staging: Staging, manifest: &Manifest) -> Result<()> {
         let manifest_path = staging.dir.join("manifest.json");
-        let json = serde_json::to_vec_pretty(&manifest).map_err(|e| CacheError::Io { path: manifest_path.clone(), source: e.into() })?;
+        let json = serde_json::to_vec_pretty(manifest).map_err(|e| CacheError::Io { path: manifest_path.clone(), source: e.into() })?;
         write_synced(&manifest_path, &json)?;
         sync_tree(&staging.dir)?;
         let dest = self.object_dir(&staging.key);
@@ -217,7 +249,7 @@ impl Cache {
         sync_dir(&self.root.join("objects"))?;
         // Checkpoints of a finished key are dead weight.
         let _ = fs::remove_dir_all(self.root.join("work").join(staging.key.hex()));
-        Ok(manifest)
+        Ok(())
     }
 
     /// Removes the object of `key` (atomically invisible first). Returns
@@ -247,14 +279,7 @@ impl Cache {
         if digest == manifest.artifact {
             return Ok(Verdict::Ok);
         }
-        let changed: Vec<String> = manifest
-            .outputs
-            .iter()
-            .filter(|f| !files.contains(f))
-            .map(|f| f.path.clone())
-            .chain(files.iter().filter(|f| !manifest.outputs.iter().any(|m| m.path == f.path)).map(|f| format!("{} (unexpected)", f.path)))
-            .collect();
-        Ok(Verdict::Corrupt { reason: format!("content differs from manifest: {}", changed.join(", ")) })
+        Ok(Verdict::Corrupt { reason: difference(&manifest.outputs, &files) })
     }
 
     /// A cheap fingerprint of the object of `key` as it sits on disk: name,
@@ -396,6 +421,17 @@ fn stamp_tree(hasher: &mut blake3::Hasher, dir: &Path) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Which files of an artifact differ from what its manifest lists.
+fn difference(expected: &[FileDigest], actual: &[FileDigest]) -> String {
+    let changed: Vec<String> = expected
+        .iter()
+        .filter(|f| !actual.contains(f))
+        .map(|f| f.path.clone())
+        .chain(actual.iter().filter(|f| !expected.iter().any(|m| m.path == f.path)).map(|f| format!("{} (unexpected)", f.path)))
+        .collect();
+    format!("content differs from manifest: {}", changed.join(", "))
 }
 
 /// Refuses symlinks that are absolute or climb out of the artifact `dir`.

@@ -19,7 +19,7 @@ use scalemake::train::Throughput;
 
 use super::env::{load_plan, plan_and_targets, Env};
 use super::render::{self, NodeState};
-use super::{CliError, DagFormat, SlurmArgs};
+use super::{CliError, DagFormat, RemoteArgs, SlurmArgs};
 
 /// The state a listing shows for node `i`.
 fn node_state(freshness: &Freshness, failed_key: Option<ContentHash>) -> NodeState {
@@ -56,6 +56,8 @@ pub struct RunFlags {
     pub throughput: Throughput,
     /// `--backend slurm` and its options.
     pub slurm: Option<SlurmArgs>,
+    /// The remote cache.
+    pub remote: RemoteArgs,
 }
 
 pub fn run(env: &Env, args: &[String], flags: &RunFlags) -> Result<ExitCode, CliError> {
@@ -79,9 +81,20 @@ pub fn run(env: &Env, args: &[String], flags: &RunFlags) -> Result<ExitCode, Cli
     if let (true, Backend::Slurm(options)) = (flags.detach, &backend) {
         return detach(&plan, &ws, options, &selected, started);
     }
-    let opts = RunOptions { jobs, gpus: None, keep_going, targets, progress_bars: env.tty, backend };
+    let remote = super::remote::open(env, &plan, &flags.remote)?;
+    let opts = RunOptions { jobs, gpus: None, keep_going, targets, progress_bars: env.tty, backend, remote };
     let summary = exec::run(&plan, &ws, &opts)?;
-    let mut parts = vec![format!("{} built", summary.built.len()), format!("{} fresh", summary.fresh.len())];
+    let mut parts = vec![format!("{} built", summary.built.len())];
+    if opts.remote.is_some() {
+        parts.push(format!("{} fetched", summary.fetched.len()));
+    }
+    parts.push(format!("{} fresh", summary.fresh.len()));
+    if !summary.uploaded.is_empty() {
+        parts.push(format!("{} uploaded", summary.uploaded.len()));
+    }
+    if !summary.upload_failed.is_empty() {
+        parts.push(format!("{} not uploaded (`scalemake push` retries)", summary.upload_failed.len()));
+    }
     if !summary.failed.is_empty() {
         parts.push(format!("{} failed", summary.failed.len()));
     }
@@ -227,7 +240,7 @@ pub fn exec_node(env: &Env, args: &[String], key: Option<&str>) -> Result<ExitCo
 
 /// First Ctrl-C: stop cleanly (running nodes are cancelled, nothing partial
 /// is committed). Second: exit at once; staging dirs are swept next run.
-fn install_interrupt_handler() {
+pub(super) fn install_interrupt_handler() {
     let _ = ctrlc::set_handler(|| {
         if CANCELLED.swap(true, std::sync::atomic::Ordering::SeqCst) {
             std::process::exit(130);
@@ -235,7 +248,7 @@ fn install_interrupt_handler() {
     });
 }
 
-pub fn status(env: &Env, args: &[String], all: bool) -> Result<ExitCode, CliError> {
+pub fn status(env: &Env, args: &[String], all: bool, remote: &RemoteArgs) -> Result<ExitCode, CliError> {
     let (plan, targets) = plan_and_targets(env, args)?;
     let cache = env.cache()?;
     let selected = exec::selection(&plan, &targets)?;
@@ -243,7 +256,13 @@ pub fn status(env: &Env, args: &[String], all: bool) -> Result<ExitCode, CliErro
     let survey = exec::survey(&plan, &Workspace { root: &env.root, cache: &cache });
     tracing::debug!("surveyed {} nodes in {:?}", plan.len(), started.elapsed());
     let states = states(&plan, &cache, &survey);
-    let mut stale = 0;
+    let remote = super::remote::open(env, &plan, remote)?;
+    let on_remote = match &remote {
+        Some(r) => r.keys().map_err(|e| CliError::Failed(e.to_string()))?,
+        None => Default::default(),
+    };
+    let servable = |f: &Freshness| matches!(f, Freshness::Stale { key: Some(key), .. } if on_remote.contains(key));
+    let (mut stale, mut fetchable) = (0, 0);
     let width = selected.iter().map(|&i| plan.experiment.nodes[i].id.0.len()).max().unwrap_or(0);
     let stale_ids: Vec<&str> = selected.iter().filter(|&&i| states[i] != NodeState::Fresh).map(|&i| plan.experiment.nodes[i].id.0.as_str()).collect();
     let jobs = slurm::detach::job_views(&cache, &plan.experiment.name, &stale_ids).map_err(|e| CliError::Failed(e.to_string()))?;
@@ -255,15 +274,19 @@ pub fn status(env: &Env, args: &[String], all: bool) -> Result<ExitCode, CliErro
             continue;
         }
         let id = &plan.experiment.nodes[i].id.0;
+        let remote_note = if servable(&survey[i]) { "; the remote has it" } else { "" };
+        fetchable += usize::from(servable(&survey[i]));
         let (label, why) = match jobs.get(id) {
             Some(view) => job_line(&cache, &plan.experiment.name, id, view),
             None => (states[i].label().to_string(), reasons_text(&survey[i])),
         };
-        out.push_str(&format!("{label:<7} {id:<width$}  {why}\n"));
+        out.push_str(&format!("{label:<7} {id:<width$}  {why}{remote_note}\n"));
     }
     print!("{out}");
     if stale == 0 {
         println!("all {} node(s) fresh", selected.len());
+    } else if let Some(r) = &remote {
+        println!("{stale} of {} node(s) to build; {fetchable} of them can be fetched from {}", selected.len(), r.url());
     } else {
         println!("{stale} of {} node(s) to build", selected.len());
     }
@@ -362,30 +385,8 @@ pub fn clean(env: &Env, args: &[String]) -> Result<ExitCode, CliError> {
 }
 
 pub fn gc(env: &Env, files: &[PathBuf], delete: bool) -> Result<ExitCode, CliError> {
-    let files: Vec<PathBuf> = if files.is_empty() {
-        vec![match &env.file {
-            Some(f) => f.clone(),
-            None => env.default_file()?,
-        }]
-    } else {
-        files.to_vec()
-    };
     let cache = env.cache()?;
-    let mut keep: BTreeSet<ContentHash> = BTreeSet::new();
-    for file in &files {
-        let plan = load_plan(env, Some(file.clone()))?;
-        let survey = exec::survey(&plan, &Workspace { root: &env.root, cache: &cache });
-        for f in &survey {
-            match f {
-                Freshness::Fresh { key, .. } | Freshness::Stale { key: Some(key), .. } => {
-                    keep.insert(*key);
-                }
-                _ => {}
-            }
-        }
-        let state = cache.state(&plan.experiment.name);
-        keep.extend(plan.experiment.nodes.iter().filter_map(|n| state.get(&n.id.0)).map(|r| r.key));
-    }
+    let keep = referenced_keys(env, &cache, files)?;
     let mut doomed: Vec<(ContentHash, u64, String)> = Vec::new();
     for key in cache.keys().map_err(|e| CliError::Failed(e.to_string()))? {
         if keep.contains(&key) {
@@ -405,6 +406,39 @@ pub fn gc(env: &Env, files: &[PathBuf], delete: bool) -> Result<ExitCode, CliErr
     let verb = if delete { "removed" } else { "would remove (pass --delete to do it)" };
     println!("{verb}: {} artifact(s), {}; kept {}", doomed.len(), render::human_bytes(total), keep.len());
     Ok(ExitCode::SUCCESS)
+}
+
+/// The experiment files `gc` keeps artifacts for: those given, else the default one.
+pub(super) fn gc_files(env: &Env, files: &[PathBuf]) -> Result<Vec<PathBuf>, CliError> {
+    Ok(if files.is_empty() {
+        vec![match &env.file {
+            Some(f) => f.clone(),
+            None => env.default_file()?,
+        }]
+    } else {
+        files.to_vec()
+    })
+}
+
+/// Every key that the experiments in `files` reference: current keys of
+/// their nodes, and the last key each node built.
+pub(super) fn referenced_keys(env: &Env, cache: &Cache, files: &[PathBuf]) -> Result<BTreeSet<ContentHash>, CliError> {
+    let mut keep: BTreeSet<ContentHash> = BTreeSet::new();
+    for file in gc_files(env, files)? {
+        let plan = load_plan(env, Some(file))?;
+        let survey = exec::survey(&plan, &Workspace { root: &env.root, cache });
+        for f in &survey {
+            match f {
+                Freshness::Fresh { key, .. } | Freshness::Stale { key: Some(key), .. } => {
+                    keep.insert(*key);
+                }
+                _ => {}
+            }
+        }
+        let state = cache.state(&plan.experiment.name);
+        keep.extend(plan.experiment.nodes.iter().filter_map(|n| state.get(&n.id.0)).map(|r| r.key));
+    }
+    Ok(keep)
 }
 
 pub fn verify(env: &Env, delete: bool) -> Result<ExitCode, CliError> {

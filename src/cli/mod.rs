@@ -3,6 +3,7 @@
 mod commands;
 mod env;
 mod plan;
+mod remote;
 mod render;
 
 use std::io::IsTerminal;
@@ -57,6 +58,8 @@ enum Command {
         detach: bool,
         #[command(flatten)]
         slurm: SlurmArgs,
+        #[command(flatten)]
+        remote: RemoteArgs,
     },
     /// Cancel the queued and running Slurm jobs of targets (default: every node).
     Cancel {
@@ -85,6 +88,22 @@ enum Command {
         /// Also list fresh nodes.
         #[arg(short, long)]
         all: bool,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Upload built artifacts of targets (default: every node) that the remote lacks.
+    Push {
+        /// [FILE.yaml] then targets.
+        args: Vec<String>,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Fetch (and verify) artifacts of targets (default: every node) from the remote.
+    Pull {
+        /// [FILE.yaml] then targets.
+        args: Vec<String>,
+        #[command(flatten)]
+        remote: RemoteArgs,
     },
     /// Print the DAG with each node's state.
     Dag {
@@ -116,6 +135,15 @@ enum Command {
         /// Actually delete (without it, only list what would go).
         #[arg(long)]
         delete: bool,
+        /// Collect the remote cache instead (--remote=URL, else $SCALEMAKE_REMOTE or scalemake.toml).
+        #[arg(long, value_name = "URL", num_args = 0..=1, require_equals = true, default_missing_value = "")]
+        remote: Option<String>,
+        /// With --remote: also remove what was last used longer ago than this (e.g. 30d, 12h).
+        #[arg(long, requires = "remote")]
+        max_age: Option<String>,
+        /// With --remote: then remove least recently used objects until it holds at most this (e.g. 500G).
+        #[arg(long, requires = "remote")]
+        max_size: Option<String>,
     },
     /// Re-hash every cached artifact and report corruption.
     Verify {
@@ -171,6 +199,17 @@ pub struct SlurmArgs {
     /// Memory of each job (`sbatch --mem`, e.g. 16G) [default: the cluster's].
     #[arg(long, env = "SCALEMAKE_SLURM_MEM")]
     slurm_mem: Option<String>,
+}
+
+/// The remote cache (`run`, `status`, `push`, `pull`); else `[remote]` of `scalemake.toml`.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct RemoteArgs {
+    /// Remote cache shared with other machines: file:///shared/dir or s3://bucket/prefix.
+    #[arg(long, value_name = "URL", env = "SCALEMAKE_REMOTE")]
+    remote: Option<String>,
+    /// Fetch from the remote but never upload to it.
+    #[arg(long, env = "SCALEMAKE_REMOTE_READ_ONLY")]
+    remote_read_only: bool,
 }
 
 /// `scalemake dag --format`.
@@ -259,22 +298,26 @@ fn try_main(cli: Cli) -> Result<ExitCode, CliError> {
     let cache_dir = cli.cache.clone().unwrap_or_else(|| root.join("cache"));
     let env = env::Env { root, cache_dir, file: cli.file.clone(), tty: std::io::stderr().is_terminal() };
     match cli.command {
-        Command::Run { args, jobs, keep_going, dry_run, throughput, backend, detach, slurm } => {
+        Command::Run { args, jobs, keep_going, dry_run, throughput, backend, detach, slurm, remote } => {
             if detach && backend != BackendKind::Slurm {
                 return Err(CliError::Usage("--detach submits Slurm jobs: add `--backend slurm`".into()));
             }
             let backend = (backend == BackendKind::Slurm).then_some(slurm);
-            commands::run(&env, &args, &commands::RunFlags { jobs, keep_going, dry_run, detach, throughput: throughput.into(), slurm: backend })
+            let flags = commands::RunFlags { jobs, keep_going, dry_run, detach, throughput: throughput.into(), slurm: backend, remote };
+            commands::run(&env, &args, &flags)
         }
         Command::Cancel { args } => commands::cancel(&env, &args),
         Command::ExecNode { args, key } => commands::exec_node(&env, &args, key.as_deref()),
         Command::Plan { args, throughput } => plan::plan(&env, &args, &throughput.into()),
-        Command::Status { args, all } => commands::status(&env, &args, all),
+        Command::Status { args, all, remote } => commands::status(&env, &args, all, &remote),
+        Command::Push { args, remote } => remote::push(&env, &args, &remote),
+        Command::Pull { args, remote } => remote::pull(&env, &args, &remote),
         Command::Dag { args, format } => commands::dag(&env, &args, format),
         Command::Show { args } => commands::show(&env, &args),
         Command::Log { args } => commands::log(&env, &args),
         Command::Clean { args } => commands::clean(&env, &args),
-        Command::Gc { files, delete } => commands::gc(&env, &files, delete),
+        Command::Gc { files, delete, remote: Some(url), max_age, max_size } => remote::gc(&env, &files, delete, &url, max_age.as_deref(), max_size.as_deref()),
+        Command::Gc { files, delete, .. } => commands::gc(&env, &files, delete),
         Command::Verify { delete } => commands::verify(&env, delete),
         Command::Doctor => commands::doctor(&env),
     }

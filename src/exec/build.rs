@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use super::{ExecError, Fingerprinter, Freshness, KeyParts, Message, Workspace, CANCELLED};
-use crate::cache::{Cache, CacheError, ManifestInput};
+use crate::cache::{Cache, CacheError, KeyLock, ManifestInput};
 use crate::graph::Plan;
 use crate::hash::ContentHash;
 use crate::nodes::{Artifact, Input, NodeCtx, NodeCtxParts, NodeError, Progress};
@@ -69,22 +69,7 @@ pub(super) fn build_node(
 ) -> Result<Built, BuildError> {
     let node = &plan.experiment.nodes[i];
     let cache = ws.cache;
-    // Poll rather than block on the lock, so that Ctrl-C still stops a
-    // worker that waits for another process.
-    let mut announced = false;
-    let lock = loop {
-        if let Some(lock) = cache.try_lock(&key)? {
-            break lock;
-        }
-        if !announced {
-            let _ = tx.send(Message::Waiting(i, cache.lock_owner(&key)));
-            announced = true;
-        }
-        if CANCELLED.load(Ordering::Relaxed) {
-            return Err(BuildError::Cancelled);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let lock = lock_key(cache, &key, i, tx)?;
     if let Some(m) = cache.manifest(&key)? {
         return Ok(Built { artifact: m.artifact, seconds: 0.0, by_other: true });
     }
@@ -132,6 +117,26 @@ pub(super) fn build_node(
     })?;
     drop(lock);
     Ok(Built { artifact: manifest.artifact, seconds, by_other: false })
+}
+
+/// Takes the lock of node `i`'s `key`, waiting (and saying so) while
+/// another process holds it. Polls rather than blocks, so that Ctrl-C still
+/// stops a worker that waits.
+pub(super) fn lock_key(cache: &Cache, key: &ContentHash, i: usize, tx: &mpsc::Sender<Message>) -> Result<KeyLock, BuildError> {
+    let mut announced = false;
+    loop {
+        if let Some(lock) = cache.try_lock(key)? {
+            return Ok(lock);
+        }
+        if !announced {
+            let _ = tx.send(Message::Waiting(i, cache.lock_owner(key)));
+            announced = true;
+        }
+        if CANCELLED.load(Ordering::Relaxed) {
+            return Err(BuildError::Cancelled);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// The artifact directories of node `i`'s inputs (all built: `keys` known).

@@ -3,13 +3,14 @@
 //! the scheduling state, the terminal and the state log; runners report
 //! back only through [`Message`]s.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::Duration;
 
 use super::build::{resolve_inputs, BuildError, Built};
 use super::progress::Reporter;
+use super::transfer::{Fetched, Job};
 use super::{DirtyReason, ExecError, Fingerprinter, Freshness, Input, KeyParts, RunOptions, RunSummary, Slots, Workspace, CANCELLED};
 use crate::cache::{Cache, StateRecord};
 use crate::graph::Plan;
@@ -23,6 +24,10 @@ pub(super) enum Message {
     Waiting(usize, Option<u32>),
     /// A node finished; the slots it held are free again.
     Done(usize, Outcome, Slots),
+    /// A fetch from the remote ended: committed, or why not.
+    Fetched(usize, Result<Fetched, String>),
+    /// An upload to the remote ended: bytes sent, or why not.
+    Uploaded(usize, Result<u64, String>),
 }
 
 /// How a started node ended.
@@ -122,7 +127,23 @@ pub(super) struct RunState<'a> {
     stopping: bool,
     /// Something finished since the last settle (progress changes nothing).
     unsettled: bool,
+    /// The remote cache, if this run uses one.
+    remote: Option<RemoteRun>,
     summary: RunSummary,
+}
+
+/// What the coordinator knows of the remote during a run.
+pub(super) struct RemoteRun {
+    /// To the transfer threads.
+    jobs: mpsc::Sender<Job>,
+    /// Keys the remote had when the run began (one listing).
+    keys: HashSet<ContentHash>,
+    /// Upload what is built here (not `--remote-read-only`).
+    upload: bool,
+    /// Nodes whose fetch was tried: a failed one builds instead.
+    tried: HashSet<usize>,
+    /// Uploads in flight: the run ends when they do.
+    uploading: usize,
 }
 
 impl<'a> RunState<'a> {
@@ -144,8 +165,21 @@ impl<'a> RunState<'a> {
             running: 0,
             stopping: false,
             unsettled: true,
+            remote: None,
             summary: RunSummary::default(),
         })
+    }
+
+    /// Fetches stale nodes from the remote whose listing is `keys` (through
+    /// `jobs`) before building them, and uploads what it builds if `upload`.
+    /// A remote that could not be listed is reported and used for uploads only.
+    pub(super) fn with_remote(mut self, jobs: mpsc::Sender<Job>, keys: Result<HashSet<ContentHash>, String>, upload: bool) -> Self {
+        let keys = keys.unwrap_or_else(|e| {
+            self.reporter.line(&format!("remote unavailable, building locally: {e}"));
+            HashSet::new()
+        });
+        self.remote = Some(RemoteRun { jobs, keys, upload, tried: HashSet::new(), uploading: 0 });
+        self
     }
 
     /// Ctrl-C: start nothing more; running nodes are cancelled by the flag
@@ -198,6 +232,9 @@ impl<'a> RunState<'a> {
                     self.reporter.line(&format!("{id}: {corrupt}; removing it and rebuilding"));
                     discard_corrupt(self.cache, &key);
                 }
+                if self.start_fetch(i, key) {
+                    return;
+                }
                 self.ready.insert(i, (key, parts));
             }
             // Inputs built but the key unknown: cannot happen once settled.
@@ -207,6 +244,20 @@ impl<'a> RunState<'a> {
                 self.fail(i, message);
             }
         }
+    }
+
+    /// Hands stale node `i` to a transfer thread if the remote has its key
+    /// and no fetch of it was tried yet.
+    fn start_fetch(&mut self, i: usize, key: ContentHash) -> bool {
+        let Some(remote) = self.remote.as_mut().filter(|r| !self.stopping && r.keys.contains(&key)) else { return false };
+        if !remote.tried.insert(i) || remote.jobs.send(Job::Fetch(i, key)).is_err() {
+            return false;
+        }
+        self.keys[i] = Some(key);
+        self.running += 1;
+        self.phase[i] = Phase::Running;
+        self.reporter.transfer(i, &format!("fetching {}", self.plan.experiment.nodes[i].id));
+        true
     }
 
     /// Offers the ready nodes to `runner` in file order, unless stopping.
@@ -250,7 +301,7 @@ impl<'a> RunState<'a> {
 
     /// Nothing runs, and nothing more will start.
     pub(super) fn is_done(&self) -> bool {
-        self.running == 0 && (self.stopping || self.ready.is_empty())
+        self.running == 0 && self.remote.as_ref().is_none_or(|r| r.uploading == 0) && (self.stopping || self.ready.is_empty())
     }
 
     /// Handles one message from the runner.
@@ -265,7 +316,65 @@ impl<'a> RunState<'a> {
                 runner.release(slots);
                 self.finished(i, outcome);
             }
+            Message::Fetched(i, result) => self.fetched(i, result),
+            Message::Uploaded(i, result) => {
+                let id = &self.plan.experiment.nodes[i].id.0;
+                if let Some(remote) = &mut self.remote {
+                    remote.uploading -= 1;
+                }
+                self.reporter.transfer_done(i);
+                match result {
+                    Ok(bytes) => {
+                        self.reporter.line(&format!(" uploaded {id} ({})", crate::units::human_bytes(bytes)));
+                        self.summary.uploaded.push(id.clone());
+                    }
+                    Err(e) => {
+                        self.reporter.line(&format!("  WARNING {id} was not uploaded: {e}"));
+                        self.summary.upload_failed.push((id.clone(), e));
+                    }
+                }
+            }
         }
+    }
+
+    /// Records how a fetch of node `i` ended: built (by the remote), or
+    /// back to pending, to be built here.
+    fn fetched(&mut self, i: usize, result: Result<Fetched, String>) {
+        self.running -= 1;
+        self.unsettled = true;
+        let id = self.plan.experiment.nodes[i].id.0.clone();
+        self.reporter.transfer_done(i);
+        match result {
+            Ok(f) => {
+                self.reporter.tick();
+                self.record_built(i, f.artifact);
+                if f.by_other {
+                    self.reporter.line(&format!("   reused {id} (fetched by another process)"));
+                    self.summary.built.push(id);
+                } else {
+                    self.reporter.line(&format!("  fetched {id} ({} in {:.1}s, digests verified)", crate::units::human_bytes(f.bytes), f.seconds));
+                    self.summary.fetched.push(id);
+                }
+            }
+            Err(e) => {
+                self.reporter.line(&format!("  {id}: not fetched ({e}); building it here"));
+                self.phase[i] = Phase::Pending;
+            }
+        }
+    }
+
+    /// Node `i` now has `artifact` in the cache: record it for later runs
+    /// and for its dependents' keys.
+    fn record_built(&mut self, i: usize, artifact: ContentHash) {
+        let id = &self.plan.experiment.nodes[i].id.0;
+        let key = self.keys[i].expect("a started node has a key");
+        // The stamp that later runs compare against to trust the object unread.
+        let record = StateRecord { key, artifact, stamp: self.cache.stamp(&key).ok().flatten() };
+        if let Err(e) = self.fp.state_mut().record(id, record) {
+            tracing::warn!("cannot record state of {id}: {e}");
+        }
+        self.digests[i] = Some(artifact);
+        self.phase[i] = Phase::Built;
     }
 
     /// Records how running node `i` ended.
@@ -278,15 +387,15 @@ impl<'a> RunState<'a> {
         let log = || cache.node_log(&plan.experiment.name, id);
         match outcome {
             Outcome::Built(built) => {
-                // The stamp that later runs compare against to trust the object unread.
-                let record = StateRecord { key, artifact: built.artifact, stamp: cache.stamp(&key).ok().flatten() };
-                if let Err(e) = self.fp.state_mut().record(id, record) {
-                    tracing::warn!("cannot record state of {id}: {e}");
-                }
-                self.digests[i] = Some(built.artifact);
-                self.phase[i] = Phase::Built;
+                self.record_built(i, built.artifact);
                 self.reporter.finished(i, id, built.seconds, built.by_other);
                 self.summary.built.push(id.clone());
+                if let Some(remote) = self.remote.as_mut().filter(|r| r.upload && !built.by_other) {
+                    if remote.jobs.send(Job::Upload(i, key)).is_ok() {
+                        remote.uploading += 1;
+                        self.reporter.transfer(i, &format!("uploading {id}"));
+                    }
+                }
             }
             Outcome::Failed(message) => {
                 if let Err(e) = self.fp.state_mut().record_failure(id, key) {
@@ -419,7 +528,7 @@ mod tests {
         let experiment = crate::spec::load_str("e.yaml".into(), yaml, "e".into(), &Registry::builtin()).expect("a valid experiment");
         let plan = Plan::new(experiment).expect("a valid graph");
         let cache = Cache::open(&dir.path().join("cache")).expect("a cache");
-        let opts = RunOptions { jobs, gpus: Some(gpus), keep_going, targets: vec![], progress_bars: false, backend: crate::exec::Backend::Local };
+        let opts = RunOptions { jobs, gpus: Some(gpus), keep_going, targets: vec![], progress_bars: false, backend: crate::exec::Backend::Local, remote: None };
         let state = RunState::new(&plan, &Workspace { root: dir.path(), cache: &cache }, &opts).expect("all targets exist");
         fn no_probe() -> Result<usize, String> {
             unreachable!("the GPU count is given")

@@ -18,7 +18,8 @@
 //! backends through the `Runner` trait), `slots` (CPU and GPU slots of the
 //! local backend), `local` (worker threads), [`slurm`] (one job per node),
 //! `build` (one node: lock, stage, run, commit), [`fingerprint`] (keys and
-//! freshness), `progress` (the terminal).
+//! freshness), `progress` (the terminal), `transfer` (fetches from and
+//! uploads to the remote cache, on threads of their own).
 
 mod build;
 mod coordinator;
@@ -27,11 +28,13 @@ mod local;
 mod progress;
 mod slots;
 pub mod slurm;
+mod transfer;
 
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::mpsc;
+use std::sync::Arc;
 use std::time::Instant;
 
 pub use build::build_one;
@@ -39,7 +42,9 @@ use build::Built;
 use coordinator::{coordinate, Message, Outcome, RunState, Runner, Start};
 pub use fingerprint::{DirtyReason, Fingerprinter, Freshness, KeyParts};
 use slots::Slots;
+pub use transfer::{pull, push, Pulled, Pushed};
 
+use crate::cache::remote::Remote;
 use crate::cache::{Cache, CacheError};
 use crate::graph::Plan;
 use crate::hash::ContentHash;
@@ -61,6 +66,9 @@ pub struct RunOptions {
     pub progress_bars: bool,
     /// Where nodes run.
     pub backend: Backend,
+    /// The remote cache: stale nodes it has are fetched instead of built;
+    /// what is built here is uploaded unless it is read-only.
+    pub remote: Option<Arc<Remote>>,
 }
 
 /// Where ready nodes run.
@@ -78,6 +86,13 @@ pub enum Backend {
 pub struct RunSummary {
     /// Node ids built now.
     pub built: Vec<String>,
+    /// Node ids fetched from the remote (verified) instead of built.
+    pub fetched: Vec<String>,
+    /// Node ids uploaded to the remote.
+    pub uploaded: Vec<String>,
+    /// Node ids built here whose upload failed, with the error (their
+    /// artifacts are fine locally; `scalemake push` retries).
+    pub upload_failed: Vec<(String, String)>,
     /// Node ids that were already fresh.
     pub fresh: Vec<String>,
     /// Node ids that failed, with the error.
@@ -100,6 +115,9 @@ pub enum ExecError {
     /// Slurm could not be used.
     #[error(transparent)]
     Slurm(#[from] slurm::SlurmError),
+    /// The remote cache could not be used (`push`, `pull`).
+    #[error(transparent)]
+    Remote(#[from] crate::cache::remote::RemoteError),
     /// `exec-node`'s node failed, or cannot be built as asked (its key
     /// changed, its inputs are not built). Every failure of the build itself
     /// (a cache error while staging or committing included) is this one:
@@ -123,14 +141,15 @@ pub struct Workspace<'a> {
 /// Builds the selected targets of `plan`.
 pub fn run(plan: &Plan, ws: &Workspace<'_>, opts: &RunOptions) -> Result<RunSummary, ExecError> {
     let (tx, rx) = mpsc::channel::<Message>();
-    std::thread::scope(|scope| match &opts.backend {
-        Backend::Local => {
-            let mut runner = local::LocalRunner::new(scope, plan, ws, opts, tx);
-            Ok(coordinate(RunState::new(plan, ws, opts)?, &mut runner, &rx))
+    std::thread::scope(|scope| {
+        let mut state = RunState::new(plan, ws, opts)?;
+        if let Some(remote) = opts.remote.as_deref() {
+            let jobs = transfer::spawn(scope, remote, ws.cache, &tx);
+            state = state.with_remote(jobs, remote.keys().map_err(|e| e.to_string()), !remote.read_only());
         }
-        Backend::Slurm(options) => {
-            let mut runner = slurm::SlurmRunner::new(plan, ws, options, tx)?;
-            Ok(coordinate(RunState::new(plan, ws, opts)?, &mut runner, &rx))
+        match &opts.backend {
+            Backend::Local => Ok(coordinate(state, &mut local::LocalRunner::new(scope, plan, ws, opts, tx), &rx)),
+            Backend::Slurm(options) => Ok(coordinate(state, &mut slurm::SlurmRunner::new(plan, ws, options, tx)?, &rx)),
         }
     })
 }

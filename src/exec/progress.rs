@@ -47,16 +47,20 @@ impl Reporter {
     }
 
     pub(super) fn started(&self, i: usize, id: &str) {
-        match &self.bars {
-            Some((multi, _)) => {
-                let bar = multi.add(ProgressBar::new_spinner());
-                bar.set_style(style("  {spinner} {prefix:.bold} {elapsed} {wide_msg}"));
-                bar.set_prefix(id.to_string());
-                bar.enable_steady_tick(Duration::from_millis(120));
-                self.nodes.lock().expect("reporter lock").insert(i, bar);
-            }
-            None => eprintln!("building {id}"),
+        if !self.add_line(i, id) {
+            eprintln!("building {id}");
         }
+    }
+
+    /// A line for running node `i`, on a TTY; false elsewhere.
+    fn add_line(&self, i: usize, prefix: &str) -> bool {
+        let Some((multi, _)) = &self.bars else { return false };
+        let bar = multi.add(ProgressBar::new_spinner());
+        bar.set_style(style("  {spinner} {prefix:.bold} {elapsed} {wide_msg}"));
+        bar.set_prefix(prefix.to_string());
+        bar.enable_steady_tick(Duration::from_millis(120));
+        self.nodes.lock().expect("reporter lock").insert(i, bar);
+        true
     }
 
     pub(super) fn progress(&self, i: usize, update: Progress) {
@@ -75,10 +79,23 @@ impl Reporter {
     }
 
     fn remove(&self, i: usize) {
+        self.transfer_done(i);
+        self.tick();
+    }
+
+    /// A transfer of node `i`'s artifact begins (`what`: "fetching x").
+    pub(super) fn transfer(&self, i: usize, what: &str) {
+        if !self.add_line(i, what) {
+            eprintln!("{what}");
+        }
+    }
+
+    /// Node `i`'s transfer or build ended: its line goes (the overall count
+    /// is the caller's business).
+    pub(super) fn transfer_done(&self, i: usize) {
         if let Some(bar) = self.nodes.lock().expect("reporter lock").remove(&i) {
             bar.finish_and_clear();
         }
-        self.tick();
     }
 
     pub(super) fn finished(&self, i: usize, id: &str, seconds: f64, by_other: bool) {
