@@ -63,9 +63,9 @@ fn main() {
         jsonl.push('\n');
     }
     std::fs::write(&docs_path, jsonl).expect("write docs");
-    let python = std::env::var_os("BENCH_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/scalemake/bench-venv/bin/python"));
+    let python = std::env::var_os("BENCH_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/scalemake/bench-venv/bin/python")
+    });
 
     let mut report = String::new();
     let _ = writeln!(report, "Corpus: {} training documents, {mb:.1} MB; {threads} threads\n", train.len());
@@ -92,7 +92,10 @@ fn main() {
     }
 
     // 2. Encoding.
-    let _ = writeln!(report, "| encoding {mb:.1} MB | threads | seconds | MB/s | Mtokens/s | tokens |\n|---|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        report,
+        "| encoding {mb:.1} MB | threads | seconds | MB/s | Mtokens/s | tokens |\n|---|---:|---:|---:|---:|---:|"
+    );
     let single = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("pool");
     let mut rows: Vec<(String, usize, f64, usize)> = Vec::new();
     let fast = bpe::Encoder::new(&tokenizer).expect("encoder");
@@ -104,7 +107,8 @@ fn main() {
     }
     for (label, pool) in [("`tokenizers` crate, `encode_fast`", &single), ("`tokenizers` crate, `encode_fast`", &all)] {
         let t = Instant::now();
-        let n: usize = pool.install(|| train.par_iter().map(|d| bpe::encode(&tokenizer, d).expect("encode").len()).sum());
+        let n: usize =
+            pool.install(|| train.par_iter().map(|d| bpe::encode(&tokenizer, d).expect("encode").len()).sum());
         rows.push((label.to_string(), pool.current_num_threads(), t.elapsed().as_secs_f64(), n));
     }
     match python_lines(&python, PY_ENCODE, &[&docs_path, &tok_path]) {
@@ -112,22 +116,36 @@ fn main() {
             for line in lines {
                 let parts: Vec<&str> = line.split('\t').collect();
                 if let [label, th, secs, n] = parts.as_slice() {
-                    rows.push((label.to_string(), th.parse().unwrap_or(0), secs.parse().unwrap_or(f64::NAN), n.parse().unwrap_or(0)));
+                    rows.push((
+                        label.to_string(),
+                        th.parse().unwrap_or(0),
+                        secs.parse().unwrap_or(f64::NAN),
+                        n.parse().unwrap_or(0),
+                    ));
                 }
             }
         }
         Err(e) => rows.push((format!("Python encoders skipped: {e}"), 0, f64::NAN, 0)),
     }
     for (label, th, secs, n) in &rows {
-        let _ = writeln!(report, "| {label} | {th} | {secs:.2} | {:.1} | {:.2} | {n} |", mb / secs, *n as f64 / secs / 1e6);
+        let _ =
+            writeln!(report, "| {label} | {th} | {secs:.2} | {:.1} | {:.2} | {n} |", mb / secs, *n as f64 / secs / 1e6);
     }
     let ours_1 = rows[0].2;
     if let Some(tk) = rows.iter().find(|r| r.0.starts_with("tiktoken") && r.1 == 1) {
-        let _ = writeln!(report, "\nSingle-thread speed vs tiktoken: {:.2}× (ours {ours_1:.2} s, tiktoken {:.2} s)", tk.2 / ours_1, tk.2);
+        let _ = writeln!(
+            report,
+            "\nSingle-thread speed vs tiktoken: {:.2}× (ours {ours_1:.2} s, tiktoken {:.2} s)",
+            tk.2 / ours_1,
+            tk.2
+        );
     }
 
     // 3. Loader.
-    let tokens: Vec<u16> = train.par_iter().flat_map_iter(|d| std::iter::once(0u16).chain(fast.encode(d).into_iter().map(|t| t as u16))).collect();
+    let tokens: Vec<u16> = train
+        .par_iter()
+        .flat_map_iter(|d| std::iter::once(0u16).chain(fast.encode(d).into_iter().map(|t| t as u16)))
+        .collect();
     let shard_dir = work.path().join("shards");
     std::fs::create_dir_all(&shard_dir).expect("mkdir");
     for (i, chunk) in tokens.chunks(1_000_000).enumerate() {
@@ -146,9 +164,19 @@ fn main() {
         sum += u64::from(batch[0]);
     }
     let fetched = n as f64 / t.elapsed().as_secs_f64();
-    let _ = writeln!(report, "\n| loader, B={b} T={ctx}, {} tokens in {} shards | batches/s | Mtokens/s |\n|---|---:|---:|", tokens.len(), tokens.len().div_ceil(1_000_000));
-    let _ = writeln!(report, "| random windows, caller's thread | {direct:.0} | {:.0} |", direct * (b * ctx) as f64 / 1e6);
-    let _ = writeln!(report, "| random windows, prefetch thread | {fetched:.0} | {:.0} |", fetched * (b * ctx) as f64 / 1e6);
+    let _ = writeln!(
+        report,
+        "\n| loader, B={b} T={ctx}, {} tokens in {} shards | batches/s | Mtokens/s |\n|---|---:|---:|",
+        tokens.len(),
+        tokens.len().div_ceil(1_000_000)
+    );
+    let _ =
+        writeln!(report, "| random windows, caller's thread | {direct:.0} | {:.0} |", direct * (b * ctx) as f64 / 1e6);
+    let _ = writeln!(
+        report,
+        "| random windows, prefetch thread | {fetched:.0} | {:.0} |",
+        fetched * (b * ctx) as f64 / 1e6
+    );
     let _ = writeln!(report, "\n(checksum {sum})");
     print!("{report}");
 }
@@ -203,7 +231,12 @@ print("tiktoken encode_ordinary_batch (our vocab)", threads, time.perf_counter()
 "#;
 
 fn python_lines(python: &Path, script: &str, args: &[&Path]) -> Result<Vec<String>, String> {
-    let out = Command::new(python).arg("-c").arg(script).args(args).output().map_err(|e| format!("{}: {e}", python.display()))?;
+    let out = Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .map_err(|e| format!("{}: {e}", python.display()))?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         return Err(err.lines().last().unwrap_or("failed").to_string());
@@ -212,5 +245,8 @@ fn python_lines(python: &Path, script: &str, args: &[&Path]) -> Result<Vec<Strin
 }
 
 fn python_seconds(python: &Path, script: &str, args: &[&Path]) -> Result<f64, String> {
-    python_lines(python, script, args)?.first().and_then(|l| l.trim().parse().ok()).ok_or_else(|| "no timing printed".to_string())
+    python_lines(python, script, args)?
+        .first()
+        .and_then(|l| l.trim().parse().ok())
+        .ok_or_else(|| "no timing printed".to_string())
 }

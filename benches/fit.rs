@@ -45,10 +45,22 @@ fn study(runs: usize, points: usize) -> Vec<Run> {
 }
 
 fn main() {
-    let (runs, points, bootstrap, reps) = (knob("BENCH_RUNS", 100), knob("BENCH_POINTS", 200), knob("BENCH_BOOTSTRAP", 1000), knob("BENCH_REPS", 3));
+    let (runs, points, bootstrap, reps) =
+        (knob("BENCH_RUNS", 100), knob("BENCH_POINTS", 200), knob("BENCH_BOOTSTRAP", 1000), knob("BENCH_REPS", 3));
     let runs = study(runs, points);
-    let settings = Settings { skip_fraction: 0.1, envelope_points: 40, bootstrap, seed: 0, baseline: "baseline".into(), frontier: Frontier::Curves };
-    println!("fit_study: {} runs × {points} points, {bootstrap} bootstrap replicates, {} threads", runs.len(), rayon::current_num_threads());
+    let settings = Settings {
+        skip_fraction: 0.1,
+        envelope_points: 40,
+        bootstrap,
+        seed: 0,
+        baseline: "baseline".into(),
+        frontier: Frontier::Curves,
+    };
+    println!(
+        "fit_study: {} runs × {points} points, {bootstrap} bootstrap replicates, {} threads",
+        runs.len(),
+        rayon::current_num_threads()
+    );
     let mut times = Vec::new();
     for rep in 0..reps {
         let start = Instant::now();

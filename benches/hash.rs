@@ -33,7 +33,14 @@ fn main() {
     let b3sum = find_b3sum();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("file: {mib} MiB of pseudo-random bytes, page cache warm; {reps} rounds; {threads} hardware threads");
-    println!("b3sum: {}\n", b3sum.as_ref().map_or("not found: comparison skipped (`cargo install b3sum`)".into(), |p| format!("{} ({})", p.display(), b3sum_version(p))));
+    println!(
+        "b3sum: {}\n",
+        b3sum.as_ref().map_or("not found: comparison skipped (`cargo install b3sum`)".into(), |p| format!(
+            "{} ({})",
+            p.display(),
+            b3sum_version(p)
+        ))
+    );
 
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("blob.bin");
@@ -60,7 +67,11 @@ fn main() {
             t_b3.push(run_b3sum(b, &path, &[]).1);
             t_b3_1.push(run_b3sum(b, &path, &["--num-threads", "1"]).1);
         }
-        eprintln!("round {round}: scalemake {:.3}s{}", t_ours[round].as_secs_f64(), t_b3.last().map_or(String::new(), |d| format!(", b3sum {:.3}s", d.as_secs_f64())));
+        eprintln!(
+            "round {round}: scalemake {:.3}s{}",
+            t_ours[round].as_secs_f64(),
+            t_b3.last().map_or(String::new(), |d| format!(", b3sum {:.3}s", d.as_secs_f64()))
+        );
     }
 
     println!("## Hashing a {mib} MiB file (warm page cache)\n");
@@ -70,7 +81,14 @@ fn main() {
     let row = |name: &str, times: &[Duration]| {
         let (med, best) = (median(times), *times.iter().min().unwrap());
         let ratio = base.map_or("—".into(), |b| format!("{:.0}%", 100.0 * b.as_secs_f64() / med.as_secs_f64()));
-        println!("| {name} | {} | {:.3} s | {:.3} s | {} | {} | {ratio} |", times.len(), med.as_secs_f64(), best.as_secs_f64(), gibs(bytes, med), gibs(bytes, best));
+        println!(
+            "| {name} | {} | {:.3} s | {:.3} s | {} | {} | {ratio} |",
+            times.len(),
+            med.as_secs_f64(),
+            best.as_secs_f64(),
+            gibs(bytes, med),
+            gibs(bytes, best)
+        );
     };
     row("`scalemake::hash::digest_file` (in-process)", &t_ours);
     if b3sum.is_some() {
@@ -127,9 +145,16 @@ fn find_b3sum() -> Option<PathBuf> {
         return Some(PathBuf::from(p)).filter(|p| p.is_file());
     }
     let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
-    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).map(|d| d.join("b3sum")).chain([home.join(".cargo/bin/b3sum")]).find(|p| p.is_file())
+    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|d| d.join("b3sum"))
+        .chain([home.join(".cargo/bin/b3sum")])
+        .find(|p| p.is_file())
 }
 
 fn b3sum_version(p: &Path) -> String {
-    Command::new(p).arg("--version").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default()
+    Command::new(p)
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
 }

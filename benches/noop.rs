@@ -66,8 +66,22 @@ fn main() {
     let dvc = find_tool("DVC", "dvc");
     let snakemake = find_tool("SNAKEMAKE", "snakemake");
     println!("scalemake: {}", scalemake.display());
-    println!("dvc:       {}", dvc.as_ref().map_or("not found: DVC comparison skipped".into(), |p| format!("{} ({})", p.display(), version(p, "--version"))));
-    println!("snakemake: {}", snakemake.as_ref().map_or("not found: Snakemake comparison skipped".into(), |p| format!("{} ({})", p.display(), version(p, "--version"))));
+    println!(
+        "dvc:       {}",
+        dvc.as_ref().map_or("not found: DVC comparison skipped".into(), |p| format!(
+            "{} ({})",
+            p.display(),
+            version(p, "--version")
+        ))
+    );
+    println!(
+        "snakemake: {}",
+        snakemake.as_ref().map_or("not found: Snakemake comparison skipped".into(), |p| format!(
+            "{} ({})",
+            p.display(),
+            version(p, "--version")
+        ))
+    );
     println!("{reps} timed runs per command after one warm-up; wall clock per process\n");
 
     let mut rows: Vec<Row> = Vec::new();
@@ -134,8 +148,18 @@ fn main() {
                     fs::create_dir_all(&p).unwrap();
                     write_data(&p);
                     fs::write(p.join("Snakefile"), dag.snakefile_wildcard()).unwrap();
-                    builds.push((n, "snakemake --cores 2 (1 wildcard rule)", build(&p, snakemake, &["--cores", "2", "--quiet", "all"])));
-                    cases.push(Case::new("snakemake (1 wildcard rule)", &p, snakemake, &["-n", "--cores", "1"], "Nothing to be done"));
+                    builds.push((
+                        n,
+                        "snakemake --cores 2 (1 wildcard rule)",
+                        build(&p, snakemake, &["--cores", "2", "--quiet", "all"]),
+                    ));
+                    cases.push(Case::new(
+                        "snakemake (1 wildcard rule)",
+                        &p,
+                        snakemake,
+                        &["-n", "--cores", "1"],
+                        "Nothing to be done",
+                    ));
                 }
                 None => rows.push(Row::skipped(n, "snakemake", "snakemake -n")),
             }
@@ -159,7 +183,11 @@ fn main() {
     println!("Ratios: the other tool's time / `scalemake status` time at the same size (median / median, min / min).");
     let others: Vec<String> = sizes.iter().filter(|n| !compare.contains(n)).map(|n| format!("{n}")).collect();
     if !others.is_empty() {
-        println!("DVC and Snakemake were not run at {} nodes (BENCH_COMPARE={}).", others.join(", "), compare.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(","));
+        println!(
+            "DVC and Snakemake were not run at {} nodes (BENCH_COMPARE={}).",
+            others.join(", "),
+            compare.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(",")
+        );
     }
     println!();
     println!("| nodes | tool | command | runs | median | min | max | ratio (median) | ratio (min) |");
@@ -222,7 +250,8 @@ impl Dag {
     fn scalemake_yaml(&self) -> String {
         let mut s = String::from("name: noop-bench\nnodes:\n");
         for n in &self.nodes {
-            let ins: Vec<String> = n.inputs.iter().map(|&i| format!("$IN_{}/x", self.nodes[i].name.to_uppercase())).collect();
+            let ins: Vec<String> =
+                n.inputs.iter().map(|&i| format!("$IN_{}/x", self.nodes[i].name.to_uppercase())).collect();
             let names: Vec<&str> = n.inputs.iter().map(|&i| self.nodes[i].name.as_str()).collect();
             writeln!(s, "  {}:\n    kind: command", n.name).unwrap();
             if !names.is_empty() {
@@ -332,7 +361,14 @@ fn build(dir: &Path, program: &Path, args: &[&str]) -> Duration {
 fn run_ok(dir: &Path, program: &Path, args: &[&str]) -> String {
     let out = command(dir, program, args).output().unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "{} {} failed in {}:\n{}", program.display(), args.join(" "), dir.display(), tail(&text));
+    assert!(
+        out.status.success(),
+        "{} {} failed in {}:\n{}",
+        program.display(),
+        args.join(" "),
+        dir.display(),
+        tail(&text)
+    );
     text
 }
 
@@ -340,7 +376,10 @@ fn command(dir: &Path, program: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(program);
     c.args(args).current_dir(dir).stdin(Stdio::null());
     // No network here; keep DVC from trying. Keep scalemake quiet.
-    c.env("DVC_NO_ANALYTICS", "1").env_remove("SCALEMAKE_LOG").env_remove("SCALEMAKE_FILE").env_remove("SCALEMAKE_CACHE");
+    c.env("DVC_NO_ANALYTICS", "1")
+        .env_remove("SCALEMAKE_LOG")
+        .env_remove("SCALEMAKE_FILE")
+        .env_remove("SCALEMAKE_CACHE");
     c
 }
 
@@ -356,7 +395,13 @@ struct Case {
 
 impl Case {
     fn new(tool: &str, dir: &Path, program: &Path, args: &[&str], expect: &str) -> Case {
-        Case { tool: tool.into(), dir: dir.into(), program: program.into(), args: args.iter().map(|a| a.to_string()).collect(), expect: expect.into() }
+        Case {
+            tool: tool.into(),
+            dir: dir.into(),
+            program: program.into(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            expect: expect.into(),
+        }
     }
 
     fn command(&self) -> String {
@@ -374,17 +419,25 @@ impl Case {
 fn measure(cases: &[Case], reps: usize) -> Vec<Stats> {
     for c in cases {
         let text = run_ok(&c.dir, &c.program, &c.args());
-        assert!(text.contains(&c.expect), "`{}` is not a no-op (expected `{}`):\n{}", c.command(), c.expect, tail(&text));
+        assert!(
+            text.contains(&c.expect),
+            "`{}` is not a no-op (expected `{}`):\n{}",
+            c.command(),
+            c.expect,
+            tail(&text)
+        );
     }
     let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); cases.len()];
     for round in 0..reps {
         for (c, times) in cases.iter().zip(&mut samples) {
             let t = Instant::now();
-            let status = command(&c.dir, &c.program, &c.args()).stdout(Stdio::null()).stderr(Stdio::null()).status().unwrap();
+            let status =
+                command(&c.dir, &c.program, &c.args()).stdout(Stdio::null()).stderr(Stdio::null()).status().unwrap();
             times.push(t.elapsed());
             assert!(status.success(), "`{}` failed", c.command());
         }
-        let line: Vec<String> = cases.iter().zip(&samples).map(|(c, t)| format!("{} {}", c.command(), ms(t[round]))).collect();
+        let line: Vec<String> =
+            cases.iter().zip(&samples).map(|(c, t)| format!("{} {}", c.command(), ms(t[round]))).collect();
         eprintln!("  round {round}: {}", line.join(", "));
     }
     samples.into_iter().map(Stats::of).collect()
@@ -417,7 +470,8 @@ struct Row {
 
 impl Row {
     fn new(nodes: usize, tool: &str, command: &str, s: &Stats, base: Option<&Stats>) -> Row {
-        let ratio = base.map(|b| (s.median.as_secs_f64() / b.median.as_secs_f64(), s.min.as_secs_f64() / b.min.as_secs_f64()));
+        let ratio =
+            base.map(|b| (s.median.as_secs_f64() / b.median.as_secs_f64(), s.min.as_secs_f64() / b.min.as_secs_f64()));
         Row { nodes, tool: tool.into(), command: command.into(), stats: Some((s.runs, s.median, s.min, s.max)), ratio }
     }
 
@@ -428,10 +482,21 @@ impl Row {
     fn markdown(&self) -> String {
         match self.stats {
             Some((runs, med, min, max)) => {
-                let (r_med, r_min) = self.ratio.map_or(("—".into(), "—".into()), |(a, b)| (format!("{a:.1}×"), format!("{b:.1}×")));
-                format!("| {} | {} | `{}` | {runs} | {} | {} | {} | {r_med} | {r_min} |", self.nodes, self.tool, self.command, ms(med), ms(min), ms(max))
+                let (r_med, r_min) =
+                    self.ratio.map_or(("—".into(), "—".into()), |(a, b)| (format!("{a:.1}×"), format!("{b:.1}×")));
+                format!(
+                    "| {} | {} | `{}` | {runs} | {} | {} | {} | {r_med} | {r_min} |",
+                    self.nodes,
+                    self.tool,
+                    self.command,
+                    ms(med),
+                    ms(min),
+                    ms(max)
+                )
             }
-            None => format!("| {} | {} | `{}` | — | skipped: not installed | | | | |", self.nodes, self.tool, self.command),
+            None => {
+                format!("| {} | {} | `{}` | — | skipped: not installed | | | | |", self.nodes, self.tool, self.command)
+            }
         }
     }
 }
@@ -454,7 +519,9 @@ fn tail(s: &str) -> &str {
 fn env_list(var: &str, default: &[usize]) -> Vec<usize> {
     match std::env::var(var) {
         Ok(s) if s.trim().is_empty() => Vec::new(),
-        Ok(s) => s.split(',').map(|x| x.trim().parse().unwrap_or_else(|_| panic!("{var}: not a number: {x}"))).collect(),
+        Ok(s) => {
+            s.split(',').map(|x| x.trim().parse().unwrap_or_else(|_| panic!("{var}: not a number: {x}"))).collect()
+        }
         Err(_) => default.to_vec(),
     }
 }
@@ -487,5 +554,10 @@ fn find_tool(var: &str, name: &str) -> Option<PathBuf> {
 }
 
 fn version(program: &Path, flag: &str) -> String {
-    Command::new(program).arg(flag).output().ok().map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").trim().to_string()).unwrap_or_default()
+    Command::new(program)
+        .arg(flag)
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").trim().to_string())
+        .unwrap_or_default()
 }

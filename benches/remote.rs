@@ -43,7 +43,10 @@ fn main() {
     println!("artifact: {mib} MiB of pseudo-random bytes, one file; {reps} rounds; page cache warm");
 
     let file_url = format!("file://{}", dir.path().join("shared").display());
-    let remotes = [("s3 (s3s-fs, loopback)", Remote::open("s3://bench/x", false).expect("s3 remote")), ("file://", Remote::open(&file_url, false).expect("file remote"))];
+    let remotes = [
+        ("s3 (s3s-fs, loopback)", Remote::open("s3://bench/x", false).expect("s3 remote")),
+        ("file://", Remote::open(&file_url, false).expect("file remote")),
+    ];
     let (quiet, cancel) = (|_: u64, _: u64| {}, AtomicBool::new(false));
     let transfer = Transfer { progress: &quiet, cancel: &cancel };
     let mut rows: Vec<(String, Vec<f64>)> = vec![("plain file copy".into(), Vec::new())];
@@ -111,14 +114,24 @@ impl Drop for Server {
 
 /// Starts s3s-fs on a free loopback port and points the AWS variables at it.
 fn start_s3s(dir: &Path) -> Server {
-    let bin =
-        std::env::var_os("SCALEMAKE_S3S_FS").map(PathBuf::from).unwrap_or_else(|| Path::new(&std::env::var_os("HOME").expect("HOME")).join(".cache/scalemake/tools/bin/s3s-fs"));
+    let bin = std::env::var_os("SCALEMAKE_S3S_FS").map(PathBuf::from).unwrap_or_else(|| {
+        Path::new(&std::env::var_os("HOME").expect("HOME")).join(".cache/scalemake/tools/bin/s3s-fs")
+    });
     assert!(bin.is_file(), "s3s-fs is missing at {}: run scripts/test.sh or set SCALEMAKE_S3S_FS", bin.display());
     let root = dir.join("s3");
     std::fs::create_dir_all(root.join("bench")).expect("bucket dir");
     let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
     let child = Command::new(bin)
-        .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--access-key", "bench", "--secret-key", "bench-secret"])
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--access-key",
+            "bench",
+            "--secret-key",
+            "bench-secret",
+        ])
         .arg(&root)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -127,7 +140,12 @@ fn start_s3s(dir: &Path) -> Server {
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         std::thread::sleep(Duration::from_millis(20));
     }
-    for (k, v) in [("AWS_ACCESS_KEY_ID", "bench"), ("AWS_SECRET_ACCESS_KEY", "bench-secret"), ("AWS_REGION", "us-east-1"), ("AWS_ALLOW_HTTP", "true")] {
+    for (k, v) in [
+        ("AWS_ACCESS_KEY_ID", "bench"),
+        ("AWS_SECRET_ACCESS_KEY", "bench-secret"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ALLOW_HTTP", "true"),
+    ] {
         std::env::set_var(k, v);
     }
     std::env::set_var("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"));

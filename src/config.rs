@@ -130,7 +130,13 @@ impl JobSettings {
 impl SlurmConfig {
     /// The settings of every job.
     pub fn all(&self) -> JobSettings {
-        JobSettings { partition: self.partition.clone(), account: self.account.clone(), qos: self.qos.clone(), time: self.time.clone(), mem: self.mem.clone() }
+        JobSettings {
+            partition: self.partition.clone(),
+            account: self.account.clone(),
+            qos: self.qos.clone(),
+            time: self.time.clone(),
+            mem: self.mem.clone(),
+        }
     }
 }
 
@@ -180,6 +186,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(FILE_NAME), "[slurm]\npartiton = \"gpu\"\n").unwrap();
         let message = load(dir.path()).unwrap_err().to_string();
-        assert!(message.contains("scalemake.toml") && message.contains("line 2") && message.contains("partiton"), "{message}");
+        assert!(
+            message.contains("scalemake.toml") && message.contains("line 2") && message.contains("partiton"),
+            "{message}"
+        );
     }
 }

@@ -112,9 +112,18 @@ mod tests {
         let exe = std::env::current_exe().expect("the test binary");
         // `output` reads stdout to its end, which comes once every process
         // holding it has exited: the intermediate parent and its child.
-        let out = Command::new(exe).args([name, "--exact", "--nocapture", "--test-threads=1"]).env(ROLE, "1").stdin(Stdio::null()).output().expect("run the test binary");
+        let out = Command::new(exe)
+            .args([name, "--exact", "--nocapture", "--test-threads=1"])
+            .env(ROLE, "1")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run the test binary");
         let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        assert_eq!(out.status.signal(), Some(libc::SIGKILL), "the intermediate parent was not killed by its child: {stdout}{stderr}");
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGKILL),
+            "the intermediate parent was not killed by its child: {stdout}{stderr}"
+        );
         assert!(!stdout.contains("orphan ran"), "the orphaned child ran its program: {stdout}");
     }
 }

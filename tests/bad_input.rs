@@ -25,7 +25,11 @@ const CASES: &[(&str, &str, &str)] = &[
     ("empty.yaml", "an experiment file is a mapping with `nodes:`, found null", "1:1"),
     ("huge_float.yaml", "`nodes.c.split.val`: must be a finite number, found inf", "3:46"),
     ("huge_hex.yaml", "found `0xffffffffffffffffffff`, beyond the 64-bit integer range", "3:35"),
-    ("huge_int.yaml", "expected an integer ≥ 1, found 100000000000000000000000 (beyond the 64-bit integer range)", "3:35"),
+    (
+        "huge_int.yaml",
+        "expected an integer ≥ 1, found 100000000000000000000000 (beyond the 64-bit integer range)",
+        "3:35",
+    ),
     ("huge_negative_int.yaml", "found -100000000000000000000000 (beyond the 64-bit integer range)", "3:35"),
     ("inf_int_param.yaml", "`nodes.tok.vocab_size`: expected an integer ≥ 257, found inf", "3:38"),
     ("inf_param.yaml", "`nodes.c.split.test`: must be a finite number, found -inf", "3:47"),
@@ -95,14 +99,18 @@ fn location_in(text: &str) -> Option<(usize, usize)> {
 
 #[test]
 fn every_fixture_is_rejected_with_its_location() {
-    let mut on_disk: Vec<String> = std::fs::read_dir(fixtures()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut on_disk: Vec<String> =
+        std::fs::read_dir(fixtures()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     on_disk.sort();
     let listed: Vec<String> = CASES.iter().map(|c| c.0.to_string()).collect();
     assert_eq!(on_disk, listed, "every fixture has a row in CASES and every row a fixture");
     for (file, expected, location) in CASES {
         let bytes = std::fs::read(fixtures().join(file)).unwrap();
         // What each case tests is its first line (files that cannot carry a comment excepted).
-        assert!(bytes.is_empty() || bytes.starts_with(b"# ") || bytes.starts_with("\u{feff}# ".as_bytes()), "{file}: no comment line");
+        assert!(
+            bytes.is_empty() || bytes.starts_with(b"# ") || bytes.starts_with("\u{feff}# ".as_bytes()),
+            "{file}: no comment line"
+        );
         check(file, &bytes, expected, location, Duration::from_secs(5));
     }
     eprintln!("bad_input: {} fixture cases rejected with exit 2 and file:line:column", CASES.len());
@@ -118,7 +126,10 @@ fn ten_thousand_nested_brackets_and_braces() {
             format!("nodes: {}1{}\n", open.repeat(10_000), close.repeat(10_000))
         };
         let err = check(name, text.as_bytes(), "invalid YAML", "", Duration::from_secs(5));
-        assert!(err.contains("recursion limit exceeded") || err.contains("nesting deeper than 64 levels"), "{name}: {err}");
+        assert!(
+            err.contains("recursion limit exceeded") || err.contains("nesting deeper than 64 levels"),
+            "{name}: {err}"
+        );
         let (line, col) = location_in(&err).unwrap();
         assert!((1..=3).contains(&line) && col >= 1, "{name}: {err}");
     }
@@ -133,11 +144,18 @@ fn ten_megabyte_files() {
         one_line.push_str("1,");
     }
     one_line.push_str("]\n");
-    check("10 MB one line", one_line.as_bytes(), "`nodes`: expected a mapping, found a list", "1:8", Duration::from_secs(10));
+    check(
+        "10 MB one line",
+        one_line.as_bytes(),
+        "`nodes`: expected a mapping, found a list",
+        "1:8",
+        Duration::from_secs(10),
+    );
 
     // One 10 MB string.
     let text = format!("nodes: \"{}\"\n", "x".repeat(ten_mb));
-    let err = check("10 MB string", text.as_bytes(), "expected a mapping, found a string", "1:8", Duration::from_secs(10));
+    let err =
+        check("10 MB string", text.as_bytes(), "expected a mapping, found a string", "1:8", Duration::from_secs(10));
     assert!(err.len() < 10_000, "the snippet of a 10 MB line is clipped ({} bytes of stderr)", err.len());
 
     // 10 MB of valid declarations with an unknown key at the end.
@@ -150,7 +168,13 @@ fn ten_megabyte_files() {
         lines += 1;
     }
     many.push_str("  last: {kind: command, cmd: echo, outputz: [x]}\n");
-    check("10 MB of nodes", many.as_bytes(), "unknown key `outputz`", &format!("{}:36", lines + 1), Duration::from_secs(15));
+    check(
+        "10 MB of nodes",
+        many.as_bytes(),
+        "unknown key `outputz`",
+        &format!("{}:36", lines + 1),
+        Duration::from_secs(15),
+    );
 
     // A 10 MB comment, then a scalar document.
     let text = format!("# {}\nhello\n", "c".repeat(ten_mb));
@@ -184,17 +208,26 @@ fn corrupt_data_files_name_themselves() {
         ("negative.bin", "negative token count -5"),
     ] {
         // After a good shard, so the error names the bad one, not the first.
-        let err = TokenStream::open(&[at("good.bin"), at(name)]).err().unwrap_or_else(|| panic!("{name} was accepted")).to_string();
+        let err = TokenStream::open(&[at("good.bin"), at(name)])
+            .err()
+            .unwrap_or_else(|| panic!("{name} was accepted"))
+            .to_string();
         assert_eq!(err, format!("{}: {expected}", at(name).display()));
     }
     let missing = TokenStream::open(&[at("missing.bin")]).err().unwrap().to_string();
-    assert!(missing.starts_with(&at("missing.bin").display().to_string()) && missing.contains("No such file"), "{missing}");
+    assert!(
+        missing.starts_with(&at("missing.bin").display().to_string()) && missing.contains("No such file"),
+        "{missing}"
+    );
 
     // tokenizer.json: garbage, JSON that is not a tokenizer, truncated, empty.
     let tok = at("tok");
     std::fs::create_dir_all(&tok).unwrap();
-    let trained =
-        bpe::train(&bpe::BpeSpec { vocab_size: 265, special_tokens: vec!["<|endoftext|>".into()], min_frequency: 0 }, ["le chat est là ".repeat(50)].into_iter()).unwrap();
+    let trained = bpe::train(
+        &bpe::BpeSpec { vocab_size: 265, special_tokens: vec!["<|endoftext|>".into()], min_frequency: 0 },
+        ["le chat est là ".repeat(50)].into_iter(),
+    )
+    .unwrap();
     trained.save(tok.join("good.json"), false).unwrap();
     let json = std::fs::read_to_string(tok.join("good.json")).unwrap();
     assert!(bpe::load(&tok.join("good.json")).is_ok());
@@ -219,10 +252,16 @@ fn corrupt_data_files_name_themselves() {
     std::fs::write(at("bad.jsonl"), "{\"text\": \"a\"}\n{\"text\": \n").unwrap();
     std::fs::write(at("field.jsonl"), "{\"body\": \"a\"}\n").unwrap();
     std::fs::write(at("latin1.txt"), b"caf\xe9\n").unwrap();
-    for (name, expected) in
-        [("cut.txt.gz", "cannot read"), ("bad.jsonl", "line 2: invalid JSON"), ("field.jsonl", "line 1: no string field `text`"), ("latin1.txt", "invalid UTF-8 at byte 3")]
-    {
-        let err = corpus::read_file(&at(name), corpus::Format::Auto, "text").err().unwrap_or_else(|| panic!("{name} was accepted")).to_string();
+    for (name, expected) in [
+        ("cut.txt.gz", "cannot read"),
+        ("bad.jsonl", "line 2: invalid JSON"),
+        ("field.jsonl", "line 1: no string field `text`"),
+        ("latin1.txt", "invalid UTF-8 at byte 3"),
+    ] {
+        let err = corpus::read_file(&at(name), corpus::Format::Auto, "text")
+            .err()
+            .unwrap_or_else(|| panic!("{name} was accepted"))
+            .to_string();
         assert!(err.starts_with(&format!("{}: {expected}", at(name).display())), "{name}: {err}");
     }
 }

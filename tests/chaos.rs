@@ -41,7 +41,10 @@ const KILL_WINDOW_MS: (u64, u64) = (30, 900);
 fn study() -> String {
     let mut yaml = common::NANO_STUDY
         .replace("name: study", "name: chaos")
-        .replace("    model: {preset: nano}\n", "    matrix: {seed: [0, 1]}\n    seed: ${seed}\n    model: {preset: nano}\n")
+        .replace(
+            "    model: {preset: nano}\n",
+            "    matrix: {seed: [0, 1]}\n    seed: ${seed}\n    model: {preset: nano}\n",
+        )
         .replace("checkpoint_steps: 10", "checkpoint_steps: 5");
     for layer in 0..LAYERS {
         for i in 0..WIDTH {
@@ -72,7 +75,11 @@ struct Outcome {
 }
 
 fn manifests(p: &Project) -> Vec<serde_json::Value> {
-    p.objects().iter().filter_map(|o| std::fs::read(o.join("manifest.json")).ok()).map(|b| serde_json::from_slice(&b).expect("manifest parses")).collect()
+    p.objects()
+        .iter()
+        .filter_map(|o| std::fs::read(o.join("manifest.json")).ok())
+        .map(|b| serde_json::from_slice(&b).expect("manifest parses"))
+        .collect()
 }
 
 fn outcome(p: &Project) -> Outcome {
@@ -83,7 +90,10 @@ fn outcome(p: &Project) -> Outcome {
         if m["kind"] == "train" {
             let out = p.path().join("cache/objects").join(m["key"].as_str().unwrap()).join("out");
             let weights = std::fs::read(out.join("model.safetensors")).unwrap();
-            training.insert(node, ([curve(&out.join("metrics/steps.jsonl")), curve(&out.join("metrics/eval.jsonl"))].concat(), weights));
+            training.insert(
+                node,
+                ([curve(&out.join("metrics/steps.jsonl")), curve(&out.join("metrics/eval.jsonl"))].concat(), weights),
+            );
         } else {
             digests.insert(node, m["artifact"].as_str().unwrap().to_string());
         }
@@ -93,7 +103,8 @@ fn outcome(p: &Project) -> Outcome {
 
 /// The log file name the cache gives a node (`Cache::node_log`).
 fn log_name(node: &str) -> String {
-    let safe: String = node.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.=,".contains(c) { c } else { '_' }).collect();
+    let safe: String =
+        node.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.=,".contains(c) { c } else { '_' }).collect();
     format!("{safe}.log")
 }
 
@@ -101,7 +112,10 @@ fn log_name(node: &str) -> String {
 fn log_times(p: &Project) -> BTreeMap<String, SystemTime> {
     let dir = p.path().join("cache/logs/chaos");
     let Ok(entries) = std::fs::read_dir(dir) else { return BTreeMap::new() };
-    entries.flatten().filter_map(|e| Some((e.file_name().to_string_lossy().into_owned(), e.metadata().ok()?.modified().ok()?))).collect()
+    entries
+        .flatten()
+        .filter_map(|e| Some((e.file_name().to_string_lossy().into_owned(), e.metadata().ok()?.modified().ok()?)))
+        .collect()
 }
 
 #[derive(Default, Debug)]
@@ -178,12 +192,14 @@ fn chaos_round(rng: &mut ChaCha8Rng, kills_left: &mut usize, fig: &mut Figures) 
         assert_eq!(keys.len(), 5 + LAYERS * WIDTH);
         keys.into_iter().map(|(n, _)| n).collect()
     };
-    let train_logs: BTreeMap<String, String> = nodes.iter().filter(|n| n.starts_with("train")).map(|n| (log_name(n), n.clone())).collect();
+    let train_logs: BTreeMap<String, String> =
+        nodes.iter().filter(|n| n.starts_with("train")).map(|n| (log_name(n), n.clone())).collect();
     loop {
         let committed: BTreeSet<String> = manifests(&p).iter().map(|m| log_name(m["node"].as_str().unwrap())).collect();
         let logs_before = log_times(&p);
         let checkpoints_before = common::checkpoint_steps(&p);
-        let train_keys: BTreeMap<String, Option<String>> = p.keys().into_iter().filter(|(n, _)| n.starts_with("train")).map(|(n, k)| (log_name(&n), k)).collect();
+        let train_keys: BTreeMap<String, Option<String>> =
+            p.keys().into_iter().filter(|(n, _)| n.starts_with("train")).map(|(n, k)| (log_name(&n), k)).collect();
         let mut child = p.spawn(&["run", "-j", "3"]);
         fig.runs += 1;
         let kills_before = fig.kills;
@@ -205,7 +221,12 @@ fn chaos_round(rng: &mut ChaCha8Rng, kills_left: &mut usize, fig: &mut Figures) 
         let killed = !finished && fig.kills > kills_before;
         let out = child.wait_with_output().unwrap();
         if !killed {
-            assert_eq!(out.status.code(), Some(0), "a run that was not killed failed: {}", String::from_utf8_lossy(&out.stderr));
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "a run that was not killed failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         // The children die with scalemake (PDEATHSIG); give them a moment.
         std::thread::sleep(Duration::from_millis(30));
@@ -224,7 +245,10 @@ fn chaos_round(rng: &mut ChaCha8Rng, kills_left: &mut usize, fig: &mut Figures) 
             if train_logs.contains_key(log) {
                 let text = p.read(&format!("cache/logs/chaos/{log}"));
                 let had = train_keys.get(log).cloned().flatten().and_then(|k| checkpoints_before.get(&k).copied());
-                let resumed_at = text.lines().find_map(|l| l.strip_prefix("scalemake: resuming from the checkpoint after step ")).and_then(|s| s.trim().parse::<u64>().ok());
+                let resumed_at = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("scalemake: resuming from the checkpoint after step "))
+                    .and_then(|s| s.trim().parse::<u64>().ok());
                 let fresh = text.contains("scalemake: no checkpoint; training from step 0");
                 match (had, resumed_at, fresh) {
                     (Some(s), Some(r), _) => {
@@ -268,7 +292,11 @@ fn sigkill_at_random_moments_loses_no_finished_work() {
     while kills_left > 0 {
         let p = chaos_round(&mut rng, &mut kills_left, &mut fig);
         let got = outcome(&p);
-        assert_eq!(got.digests, expected.digests, "round {}: a deterministic artifact differs from the uninterrupted build", fig.rounds);
+        assert_eq!(
+            got.digests, expected.digests,
+            "round {}: a deterministic artifact differs from the uninterrupted build",
+            fig.rounds
+        );
         for (node, (curves, weights)) in &expected.training {
             let (c, w) = &got.training[node];
             assert_eq!(c, curves, "round {}: {node}'s loss curves differ", fig.rounds);

@@ -16,7 +16,16 @@ fn show_prints_params_key_inputs_and_artifact() {
     let p = Project::new(TWO);
     assert_eq!(p.sm(&["run"]).code, 0);
     let show = p.sm(&["show", "b"]).stdout;
-    for needle in ["node      b", "kind      command (version 1)", "declared  exp.yaml:5:3", "state     fresh", "a -> a [fresh]", "artifact  ", "files   1 (2 B)", "deps: []"] {
+    for needle in [
+        "node      b",
+        "kind      command (version 1)",
+        "declared  exp.yaml:5:3",
+        "state     fresh",
+        "a -> a [fresh]",
+        "artifact  ",
+        "files   1 (2 B)",
+        "deps: []",
+    ] {
         assert!(show.contains(needle), "missing `{needle}` in:\n{show}");
     }
 }
@@ -54,7 +63,11 @@ fn verify_reports_a_flipped_byte_and_run_rebuilds_after_delete() {
     std::fs::write(&two, "9\n").unwrap();
     let verify = p.sm(&["verify", "--delete"]);
     assert_eq!(verify.code, 1);
-    assert!(verify.stdout.contains("CORRUPT") && verify.stdout.contains(" b: content differs from manifest: two"), "{}", verify.stdout);
+    assert!(
+        verify.stdout.contains("CORRUPT") && verify.stdout.contains(" b: content differs from manifest: two"),
+        "{}",
+        verify.stdout
+    );
     let run = p.sm(&["run"]);
     assert!(run.stderr.contains("1 built, 1 fresh"), "{}", run.stderr);
     assert_eq!(std::fs::read_to_string(&two).unwrap(), "1\n");

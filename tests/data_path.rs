@@ -40,7 +40,10 @@ fn pipeline_builds_caches_and_reruns_only_what_changed() {
     assert!(corpus.contains("metric  duplicates_removed = 1"), "{corpus}");
     assert!(corpus.contains("metric  documents = 6"), "{corpus}");
     let tok = p.sm(&["show", "tokenizer"]).stdout;
-    assert!(tok.contains("metric  vocab_size = 400") && tok.contains("bytes/token on val") && tok.contains("example: "), "{tok}");
+    assert!(
+        tok.contains("metric  vocab_size = 400") && tok.contains("bytes/token on val") && tok.contains("example: "),
+        "{tok}"
+    );
 
     let shards = artifact_of(&p, "shards");
     let before: Vec<(String, Vec<u8>)> = shard_files(&shards);
@@ -51,7 +54,11 @@ fn pipeline_builds_caches_and_reruns_only_what_changed() {
     let run = p.sm(&["run"]);
     assert_eq!(run.built(), ["shards"], "{}", run.stderr);
     let one: Vec<u16> = tokens(&artifact_of(&p, "shards").join("train_000000.bin"));
-    let many: Vec<u16> = before.iter().filter(|(n, _)| n.starts_with("train_")).flat_map(|(_, b)| b[1024..].chunks(2).map(|c| u16::from_le_bytes([c[0], c[1]]))).collect();
+    let many: Vec<u16> = before
+        .iter()
+        .filter(|(n, _)| n.starts_with("train_"))
+        .flat_map(|(_, b)| b[1024..].chunks(2).map(|c| u16::from_le_bytes([c[0], c[1]])))
+        .collect();
     assert_eq!(one, many, "resharding keeps the token stream");
 
     // … and rebuilding from scratch gives byte-identical shards and tokenizer.
@@ -65,8 +72,11 @@ fn pipeline_builds_caches_and_reruns_only_what_changed() {
 }
 
 fn shard_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut v: Vec<(String, Vec<u8>)> =
-        std::fs::read_dir(dir).unwrap().flatten().map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap())).collect();
+    let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap()))
+        .collect();
     v.sort();
     v
 }
@@ -93,7 +103,10 @@ fn bad_corpus_inputs_name_the_file() {
     let run = p.sm(&["run"]);
     assert_eq!(run.code, 1);
     assert!(run.stderr.contains("fr/bad.txt: invalid UTF-8 at byte 3"), "{}", run.stderr);
-    p.write("exp.yaml", &PIPELINE.replace("split: {val: 0.3, test: 0.2}", "split: {val: 0.3, test: 0.2}, on_error: skip"));
+    p.write(
+        "exp.yaml",
+        &PIPELINE.replace("split: {val: 0.3, test: 0.2}", "split: {val: 0.3, test: 0.2}, on_error: skip"),
+    );
     let run = p.sm(&["run"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(p.sm(&["show", "corpus"]).stdout.contains("files_skipped = 1"));
@@ -102,8 +115,15 @@ fn bad_corpus_inputs_name_the_file() {
 #[test]
 fn python_tokenizers_loads_our_tokenizer_and_encodes_identically() {
     let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    let has_tokenizers = std::process::Command::new(&python).args(["-c", "import tokenizers"]).output().map(|o| o.status.success()).unwrap_or(false);
-    assert!(has_tokenizers, "Python `tokenizers` is not installed in .venv: run scripts/setup.sh (scripts/test.sh does)");
+    let has_tokenizers = std::process::Command::new(&python)
+        .args(["-c", "import tokenizers"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        has_tokenizers,
+        "Python `tokenizers` is not installed in .venv: run scripts/setup.sh (scripts/test.sh does)"
+    );
     let p = project();
     assert_eq!(p.sm(&["run"]).code, 0);
     let script = r#"
@@ -128,8 +148,13 @@ ours = list(ours)
 assert ours == ids, (len(ours), len(ids))
 print("identical", len(ids))
 "#;
-    let out =
-        std::process::Command::new(&python).args(["-c", script]).arg(artifact_of(&p, "tokenizer")).arg(artifact_of(&p, "corpus")).arg(artifact_of(&p, "shards")).output().unwrap();
+    let out = std::process::Command::new(&python)
+        .args(["-c", script])
+        .arg(artifact_of(&p, "tokenizer"))
+        .arg(artifact_of(&p, "corpus"))
+        .arg(artifact_of(&p, "shards"))
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("identical"));
 }
@@ -143,8 +168,19 @@ fn whole_french_corpus_round_trips_with_the_paper_vocabulary() {
     use scalemake::data::{bpe, corpus};
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/fr");
     assert!(root.is_dir(), "data/fr is missing: run scripts/setup.sh (scripts/test.sh does), which fetches it");
-    let files: Vec<PathBuf> = walkdir::WalkDir::new(&root).sort_by_file_name().into_iter().flatten().filter(|e| e.file_type().is_file()).map(|e| e.into_path()).collect();
-    let docs: Vec<String> = corpus::read_all(&files, corpus::Format::Auto, "text", false, 0.0, 0.0).unwrap().docs.into_iter().map(|(_, t)| t).collect();
+    let files: Vec<PathBuf> = walkdir::WalkDir::new(&root)
+        .sort_by_file_name()
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.into_path())
+        .collect();
+    let docs: Vec<String> = corpus::read_all(&files, corpus::Format::Auto, "text", false, 0.0, 0.0)
+        .unwrap()
+        .docs
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect();
     let spec = bpe::BpeSpec { vocab_size: 50_262, special_tokens: vec!["<|endoftext|>".into()], min_frequency: 0 };
     let tok = bpe::train(&spec, docs.clone().into_iter()).unwrap();
     assert_eq!(tok.get_vocab_size(true), 50_262);

@@ -62,7 +62,8 @@ fn one_slot_nodes_do_not_starve_a_wide_one() {
     );
     assert_eq!(p.sm(&["run", "-j", "2"]).code, 0);
     let wide: u128 = p.read("wide.log").trim().parse().unwrap();
-    let before = p.read("ends.log").lines().filter_map(|l| l.trim().parse::<u128>().ok()).filter(|&end| end < wide).count();
+    let before =
+        p.read("ends.log").lines().filter_map(|l| l.trim().parse::<u128>().ok()).filter(|&end| end < wide).count();
     assert!(before <= 2, "{before} one-slot nodes finished before the wide one started");
 }
 
@@ -110,7 +111,9 @@ nodes:
 /// Is a `sleep <marker>` process still running? (Each test uses its own marker.)
 fn sleeper_alive(marker: &str) -> bool {
     let marker = marker.as_bytes();
-    std::fs::read_dir("/proc").unwrap().flatten().any(|e| std::fs::read(e.path().join("cmdline")).map(|c| c.windows(marker.len()).any(|w| w == marker)).unwrap_or(false))
+    std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+        std::fs::read(e.path().join("cmdline")).map(|c| c.windows(marker.len()).any(|w| w == marker)).unwrap_or(false)
+    })
 }
 
 /// Waits (polling) for the `sleep <marker>` process to be gone: the kernel
@@ -192,9 +195,12 @@ fn concurrent_runs_build_each_node_once() {
 
 #[test]
 fn gpu_slots_come_from_visible_devices() {
-    let p = Project::new("nodes:\n  g: {kind: command, cmd: 'true', resources: {gpu: 1}}\n  c: {kind: command, cmd: 'true'}\n");
+    let p = Project::new(
+        "nodes:\n  g: {kind: command, cmd: 'true', resources: {gpu: 1}}\n  c: {kind: command, cmd: 'true'}\n",
+    );
     // An empty mask hides every GPU from libtorch, so this runs the same on a GPU machine.
-    let run = common::Run::from(p.command(&["run", "-k"]).env("CUDA_VISIBLE_DEVICES", "").output().expect("run scalemake"));
+    let run =
+        common::Run::from(p.command(&["run", "-k"]).env("CUDA_VISIBLE_DEVICES", "").output().expect("run scalemake"));
     assert_eq!(run.code, 1);
     assert!(run.stderr.contains("FAILED g: needs 1 GPU(s), 0 visible"), "{}", run.stderr);
     assert!(run.stderr.contains("1 built"), "{}", run.stderr);

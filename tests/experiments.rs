@@ -53,8 +53,18 @@ fn a_reduced_tiny_yaml_runs_corpus_to_report() {
     let fit = p.fit_json("laws");
     assert_eq!(fit["groups"]["baseline"]["runs"].as_array().unwrap().len(), 2, "{fit}");
     // Two widths identify no law: the fit says so rather than print numbers.
-    assert_eq!(fit["groups"]["baseline"]["axes"]["trainable"]["power_law"]["not_identifiable"], "2 model size(s): a law needs at least 3", "{fit}");
-    assert!(fit["multipliers"]["doped"]["trainable"]["not_identifiable"].as_str().unwrap().starts_with("the baseline has no law"), "{fit}");
+    assert_eq!(
+        fit["groups"]["baseline"]["axes"]["trainable"]["power_law"]["not_identifiable"],
+        "2 model size(s): a law needs at least 3",
+        "{fit}"
+    );
+    assert!(
+        fit["multipliers"]["doped"]["trainable"]["not_identifiable"]
+            .as_str()
+            .unwrap()
+            .starts_with("the baseline has no law"),
+        "{fit}"
+    );
     let html = std::fs::read_to_string(p.artifact("report").join("report.html")).unwrap();
     assert!(html.contains("tiny: baseline vs doped") && html.matches("<figure").count() >= 6);
     // A no-op rerun, and changing one width rebuilds that width's two runs, the fit and the report only.
@@ -63,7 +73,12 @@ fn a_reduced_tiny_yaml_runs_corpus_to_report() {
     let status = p.sm(&["status"]).stdout;
     assert!(status.contains("4 of 9 node(s) to build"), "{status}");
     let rerun = p.sm(&["run", "-j", "2"]);
-    assert_eq!(rerun.built(), ["laws", "report", "train[width=48,variant=baseline]", "train[width=48,variant=doped]"], "{}", rerun.stderr);
+    assert_eq!(
+        rerun.built(),
+        ["laws", "report", "train[width=48,variant=baseline]", "train[width=48,variant=doped]"],
+        "{}",
+        rerun.stderr
+    );
 }
 
 /// `cpu-study.yaml` with its sizes turned down: the fixture corpus copied by
@@ -74,7 +89,10 @@ fn reduced_cpu_study() -> String {
         "cpu-study.yaml",
         &[
             ("deps: [scripts/fetch-corpus.sh, scripts/html2text.py, scripts/corpus.py]", "deps: ['fr/**']"),
-            ("cmd: scripts/fetch-corpus.sh --large \"$OUT\"", "cmd: cp fr/* \"$OUT\"/ && echo fixture > \"$OUT\"/SOURCES.tsv"),
+            (
+                "cmd: scripts/fetch-corpus.sh --large \"$OUT\"",
+                "cmd: cp fr/* \"$OUT\"/ && echo fixture > \"$OUT\"/SOURCES.tsv",
+            ),
             ("split: { val: 0.01, test: 0.01 }", "split: { val: 0.3, test: 0.2 }"),
             ("vocab_size: 2048", "vocab_size: 400"),
             ("context: 128", "context: 32"),
@@ -87,7 +105,10 @@ fn reduced_cpu_study() -> String {
     );
     let budgets = text.lines().filter(|l| l.trim_start().starts_with("max_tokens:")).count();
     assert_eq!(budgets, 15, "one budget per run");
-    text.lines().map(|l| if l.trim_start().starts_with("max_tokens:") { "    max_tokens: 1024" } else { l }).collect::<Vec<_>>().join("\n")
+    text.lines()
+        .map(|l| if l.trim_start().starts_with("max_tokens:") { "    max_tokens: 1024" } else { l })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[test]
@@ -104,7 +125,10 @@ fn a_reduced_cpu_study_runs_all_four_families_to_the_report() {
         if family != "baseline" {
             for model in ["trainable", "frozen_2_3", "frozen_full", "fastfood_free"] {
                 let m = &fit["multipliers"][family][model];
-                assert!(m["fitted"]["estimate"]["value"].is_number() || m["not_identifiable"].is_string(), "{family} on {model}: {m}");
+                assert!(
+                    m["fitted"]["estimate"]["value"].is_number() || m["not_identifiable"].is_string(),
+                    "{family} on {model}: {m}"
+                );
             }
         }
     }
@@ -131,7 +155,11 @@ fn in_repo(args: &[&str]) -> common::Run {
         .env_remove("SCALEMAKE_FILE")
         .output()
         .unwrap();
-    common::Run { code: out.status.code().unwrap_or(-1), stdout: String::from_utf8_lossy(&out.stdout).into_owned(), stderr: String::from_utf8_lossy(&out.stderr).into_owned() }
+    common::Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
 }
 
 #[test]
@@ -150,20 +178,33 @@ fn paper_yaml_plans_the_papers_tables() {
         ("fastfood", "50.79M", "0", "294.9k"),
         ("blockdiag", "75.66M", "0", "25.17M"),
     ] {
-        let line = plan.stdout.lines().find(|l| l.starts_with(&format!("{node} "))).unwrap_or_else(|| panic!("{node} missing:\n{}", plan.stdout));
+        let line = plan
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{node} ")))
+            .unwrap_or_else(|| panic!("{node} missing:\n{}", plan.stdout));
         let cells: Vec<&str> = line.split_whitespace().collect();
         assert_eq!(&cells[1..5], [trainable, frozen, structured, "32.00G"], "{line}");
     }
     // The paper's C = 6·N·D beside the FLOPs that really run (head, attention, evaluations).
-    let xxsmall: Vec<&str> = plan.stdout.lines().find(|l| l.starts_with("baseline[size=xxsmall] ")).unwrap().split_whitespace().collect();
+    let xxsmall: Vec<&str> =
+        plan.stdout.lines().find(|l| l.starts_with("baseline[size=xxsmall] ")).unwrap().split_whitespace().collect();
     assert_eq!(&xxsmall[5..7], ["4.08e18", "1.24e19"], "{xxsmall:?}");
     assert!(plan.stdout.contains("C = 6·N·D is the paper's compute"), "{}", plan.stdout);
     assert!(plan.stdout.contains("total: 9 training node(s)"), "{}", plan.stdout);
     let dry = in_repo(&["run", "--dry-run", "experiments/paper.yaml"]);
     assert_eq!(dry.code, 0, "{}", dry.stderr);
-    assert!(dry.stdout.contains("(14 selected)") && dry.stdout.contains("of GPU time on one H100 at 40% MFU"), "{}", dry.stdout);
+    assert!(
+        dry.stdout.contains("(14 selected)") && dry.stdout.contains("of GPU time on one H100 at 40% MFU"),
+        "{}",
+        dry.stdout
+    );
     let h200 = in_repo(&["run", "--dry-run", "experiments/paper.yaml", "--gpu", "H200", "--mfu", "0.2"]);
-    assert!(h200.stdout.contains("of GPU time on one H200 at 20% MFU"), "--dry-run takes plan's --gpu/--mfu: {}", h200.stdout);
+    assert!(
+        h200.stdout.contains("of GPU time on one H200 at 20% MFU"),
+        "--dry-run takes plan's --gpu/--mfu: {}",
+        h200.stdout
+    );
 }
 
 #[test]
@@ -173,10 +214,18 @@ fn gpu_small_yaml_plans_five_widths_of_both_variants() {
     assert!(plan.stdout.contains("total: 10 training node(s)"), "{}", plan.stdout);
     for width in [256, 384, 512, 640, 768] {
         let n = |variant: &str| {
-            let line = plan.stdout.lines().find(|l| l.starts_with(&format!("train[width={width},variant={variant}]"))).unwrap();
+            let line = plan
+                .stdout
+                .lines()
+                .find(|l| l.starts_with(&format!("train[width={width},variant={variant}]")))
+                .unwrap();
             line.split_whitespace().nth(1).unwrap().to_string()
         };
         assert_eq!(n("baseline"), n("doped"), "equal trainable parameters at width {width}");
     }
-    assert_eq!(in_repo(&["plan", "experiments/gpu-small.yaml", "--mfu", "1.5"]).code, 2, "an MFU above 1 is a usage error");
+    assert_eq!(
+        in_repo(&["plan", "experiments/gpu-small.yaml", "--mfu", "1.5"]).code,
+        2,
+        "an MFU above 1 is a usage error"
+    );
 }

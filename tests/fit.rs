@@ -41,7 +41,10 @@ fn fits_a_csv_of_runs_with_intervals_and_multipliers() {
     let fit = p.fit_json("laws");
     let alpha = &fit["groups"]["baseline"]["axes"]["trainable"]["power_law"]["fitted"]["alpha"];
     assert!((alpha["value"].as_f64().unwrap() - 0.05).abs() < 1e-3, "{alpha}");
-    assert!(alpha["low"].as_f64().unwrap() <= alpha["value"].as_f64().unwrap() && alpha["value"].as_f64().unwrap() <= alpha["high"].as_f64().unwrap());
+    assert!(
+        alpha["low"].as_f64().unwrap() <= alpha["value"].as_f64().unwrap()
+            && alpha["value"].as_f64().unwrap() <= alpha["high"].as_f64().unwrap()
+    );
     let m = fit["multipliers"]["doped"]["trainable"]["fitted"]["estimate"]["value"].as_f64().unwrap();
     assert!((m - 2.0).abs() < 0.1, "multiplier {m}");
     let show = p.sm(&["show", "laws"]).stdout;
@@ -77,10 +80,14 @@ fn real_early_training_curves_fit_in_seconds() {
     assert!(started.elapsed().as_secs() < 60, "took {:?}", started.elapsed());
     let fit = p.fit_json("laws");
     let text = std::fs::read_to_string(p.artifact("laws").join("fit.json")).unwrap();
-    let nulls: Vec<&str> = text.lines().filter(|l| l.contains("null") && !l.contains("\"multiplier\": null") && !l.contains("leave_largest_out")).collect();
+    let nulls: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("null") && !l.contains("\"multiplier\": null") && !l.contains("leave_largest_out"))
+        .collect();
     assert!(nulls.is_empty(), "NaN or ∞ written as null: {nulls:?}");
     for group in ["baseline", "doped"] {
-        let alpha = fit["groups"][group]["axes"]["trainable"]["power_law"]["fitted"]["alpha"]["value"].as_f64().unwrap();
+        let alpha =
+            fit["groups"][group]["axes"]["trainable"]["power_law"]["fitted"]["alpha"]["value"].as_f64().unwrap();
         assert!(alpha > 0.0 && alpha < 1.0, "{group}: α = {alpha}");
     }
 }

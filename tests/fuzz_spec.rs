@@ -153,7 +153,8 @@ fn edit() -> impl Strategy<Value = Edit> {
 
 /// A mutated copy of one of [`BASES`]; not always UTF-8 (such bytes are decoded lossily: `load_str` takes text).
 fn mutated() -> impl Strategy<Value = String> {
-    (0..BASES.len(), prop::collection::vec(edit(), 1..6)).prop_map(|(base, edits)| String::from_utf8_lossy(&mutate(BASES[base], &edits)).into_owned())
+    (0..BASES.len(), prop::collection::vec(edit(), 1..6))
+        .prop_map(|(base, edits)| String::from_utf8_lossy(&mutate(BASES[base], &edits)).into_owned())
 }
 
 /// A scalar of every YAML type, as YAML text.
@@ -165,9 +166,37 @@ fn scalar() -> impl Strategy<Value = String> {
         any::<bool>().prop_map(|b| b.to_string()),
         any::<i64>().prop_map(|i| i.to_string()),
         any::<f64>().prop_map(|f| format!("{f:?}")),
-        prop::sample::select(vec!["1e400", ".nan", ".inf", "-.inf", "99999999999999999999999", "0xffffffffffffffffffff", "1_000", "5e-4", "0o17", "-0"]).prop_map(String::from),
-        prop::sample::select(vec!["echo", "cpu", "nano", "fp32", "baseline", "a", "b[n=1]", "${n}", "${N}", "'quoted'", "\"dq\\n\"", "é", "*a", "&a x", "!!str 1"])
-            .prop_map(String::from),
+        prop::sample::select(vec![
+            "1e400",
+            ".nan",
+            ".inf",
+            "-.inf",
+            "99999999999999999999999",
+            "0xffffffffffffffffffff",
+            "1_000",
+            "5e-4",
+            "0o17",
+            "-0"
+        ])
+        .prop_map(String::from),
+        prop::sample::select(vec![
+            "echo",
+            "cpu",
+            "nano",
+            "fp32",
+            "baseline",
+            "a",
+            "b[n=1]",
+            "${n}",
+            "${N}",
+            "'quoted'",
+            "\"dq\\n\"",
+            "é",
+            "*a",
+            "&a x",
+            "!!str 1"
+        ])
+        .prop_map(String::from),
     ]
 }
 
@@ -184,8 +213,15 @@ fn value(params: Vec<String>) -> impl Strategy<Value = String> {
 /// A document from the grammar of experiment files: top-level keys, node
 /// declarations with real kinds and param names, inputs, sweeps.
 fn structured(kinds: Vec<String>, params: Vec<String>) -> impl Strategy<Value = String> {
-    let names = vec!["a".to_string(), "b".to_string(), "train".to_string(), "x y".to_string(), "".to_string(), "c".to_string()];
-    let key = prop::sample::select(params.iter().cloned().chain(["kind", "input", "matrix", "resources", "nodes", "bogus"].map(String::from)).collect::<Vec<_>>());
+    let names =
+        vec!["a".to_string(), "b".to_string(), "train".to_string(), "x y".to_string(), "".to_string(), "c".to_string()];
+    let key = prop::sample::select(
+        params
+            .iter()
+            .cloned()
+            .chain(["kind", "input", "matrix", "resources", "nodes", "bogus"].map(String::from))
+            .collect::<Vec<_>>(),
+    );
     let kind = prop_oneof![4 => prop::sample::select(kinds), 1 => scalar()];
     let input = prop_oneof![
         prop::sample::select(names.clone()),
@@ -194,8 +230,13 @@ fn structured(kinds: Vec<String>, params: Vec<String>) -> impl Strategy<Value = 
         Just("'a[m=2'".to_string()),
         scalar(),
     ];
-    let matrix = prop::collection::vec((prop::sample::select(vec!["n", "m", "width"]), prop::collection::vec(scalar(), 0..4)), 0..3)
-        .prop_map(|v| format!("{{{}}}", v.iter().map(|(k, s)| format!("{k}: [{}]", s.join(", "))).collect::<Vec<_>>().join(", ")));
+    let matrix = prop::collection::vec(
+        (prop::sample::select(vec!["n", "m", "width"]), prop::collection::vec(scalar(), 0..4)),
+        0..3,
+    )
+    .prop_map(|v| {
+        format!("{{{}}}", v.iter().map(|(k, s)| format!("{k}: [{}]", s.join(", "))).collect::<Vec<_>>().join(", "))
+    });
     let node = (
         prop::sample::select(names),
         prop::option::of(kind),
@@ -211,7 +252,10 @@ fn structured(kinds: Vec<String>, params: Vec<String>) -> impl Strategy<Value = 
             entries.extend(matrix.map(|m| ("matrix".to_string(), m)));
             entries.extend(fields);
             if flow {
-                format!("  {name}: {{{}}}\n", entries.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", "))
+                format!(
+                    "  {name}: {{{}}}\n",
+                    entries.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", ")
+                )
             } else {
                 format!("  {name}:\n{}", entries.iter().map(|(k, v)| format!("    {k}: {v}\n")).collect::<String>())
             }
@@ -228,7 +272,10 @@ fn structured(kinds: Vec<String>, params: Vec<String>) -> impl Strategy<Value = 
             doc.push_str(&format!("name: {n}\n"));
         }
         if let Some(d) = defaults {
-            doc.push_str(&format!("defaults: {{{}}}\n", d.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", ")));
+            doc.push_str(&format!(
+                "defaults: {{{}}}\n",
+                d.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", ")
+            ));
         }
         doc.push_str("nodes:\n");
         doc.push_str(&nodes.concat());
@@ -242,7 +289,10 @@ fn generated_documents_never_panic_and_errors_point_inside() {
     let cases: u32 = std::env::var("SCALEMAKE_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
     let registry = Registry::builtin();
     let kinds: Vec<String> = registry.names().into_iter().map(String::from).collect();
-    let mut params: Vec<String> = kinds.iter().flat_map(|k| registry.get(k).unwrap().schema().fields.iter().map(|f| f.name.to_string()).collect::<Vec<_>>()).collect();
+    let mut params: Vec<String> = kinds
+        .iter()
+        .flat_map(|k| registry.get(k).unwrap().schema().fields.iter().map(|f| f.name.to_string()).collect::<Vec<_>>())
+        .collect();
     params.sort();
     params.dedup();
     let strategy = prop_oneof![mutated(), structured(kinds, params)];
@@ -285,15 +335,21 @@ fn generated_documents_never_panic_and_errors_point_inside() {
             Ok((Err(LoadError::Spec(errs)), _)) => {
                 errors += 1;
                 // Line breaks as YAML counts them: `\n`, `\r\n` or a lone `\r`.
-                let doc_lines: Vec<&str> = doc.split('\n').flat_map(|l| l.strip_suffix('\r').unwrap_or(l).split('\r')).collect();
+                let doc_lines: Vec<&str> =
+                    doc.split('\n').flat_map(|l| l.strip_suffix('\r').unwrap_or(l).split('\r')).collect();
                 let lines = doc_lines.len();
                 for e in &errs.0 {
                     let s = e.span;
                     let line_text = doc_lines.get(s.line.wrapping_sub(1)).copied().unwrap_or("");
-                    let inside =
-                        s.line >= 1 && s.line <= lines + 1 && s.col >= 1 && s.col <= line_text.chars().count() + 2 && s.offset <= doc.len() && doc.is_char_boundary(s.offset);
+                    let inside = s.line >= 1
+                        && s.line <= lines + 1
+                        && s.col >= 1
+                        && s.col <= line_text.chars().count() + 2
+                        && s.offset <= doc.len()
+                        && doc.is_char_boundary(s.offset);
                     if !inside {
-                        bad_locations.push(format!("{}:{} (offset {}) `{}` in {doc:?}", s.line, s.col, s.offset, e.message));
+                        bad_locations
+                            .push(format!("{}:{} (offset {}) `{}` in {doc:?}", s.line, s.col, s.offset, e.message));
                     }
                 }
             }
@@ -306,7 +362,12 @@ fn generated_documents_never_panic_and_errors_point_inside() {
         bad_locations.len()
     );
     assert_eq!(panics, 0, "the loader panicked on {panics} document(s)");
-    assert!(bad_locations.is_empty(), "{} error(s) point outside the document, e.g.:\n{}", bad_locations.len(), bad_locations[..bad_locations.len().min(5)].join("\n"));
+    assert!(
+        bad_locations.is_empty(),
+        "{} error(s) point outside the document, e.g.:\n{}",
+        bad_locations.len(),
+        bad_locations[..bad_locations.len().min(5)].join("\n")
+    );
     // The generators reach both outcomes (a test that only ever sees errors would test little).
     assert!(oks >= (cases as usize) / 100 && errors >= (cases as usize) / 4, "oks {oks}, errors {errors}");
 }

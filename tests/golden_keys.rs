@@ -44,13 +44,15 @@ fn keys_of_representative_nodes_are_pinned() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("golden.yaml"), EXPERIMENT).unwrap();
     std::fs::write(dir.path().join("data.txt"), "the same bytes, always\n").unwrap();
-    let experiment = scalemake::spec::load(&dir.path().join("golden.yaml"), &Registry::builtin()).expect("the experiment loads");
+    let experiment =
+        scalemake::spec::load(&dir.path().join("golden.yaml"), &Registry::builtin()).expect("the experiment loads");
     let plan = Plan::new(experiment).expect("acyclic");
     let cache = Cache::open(&dir.path().join("cache")).unwrap();
     let mut fingerprints = Fingerprinter::new(&plan, &cache, dir.path());
     // Every node's artifact is taken as built with a digest fixed by its id,
     // so downstream keys are computed without training anything.
-    let digests: Vec<Option<ContentHash>> = plan.experiment.nodes.iter().map(|n| Some(ContentHash::of(n.id.0.as_bytes()))).collect();
+    let digests: Vec<Option<ContentHash>> =
+        plan.experiment.nodes.iter().map(|n| Some(ContentHash::of(n.id.0.as_bytes()))).collect();
     let keys: Vec<(String, String)> = (0..plan.len())
         .map(|i| match fingerprints.evaluate(i, &digests) {
             Freshness::Stale { key: Some(key), .. } => (plan.experiment.nodes[i].id.0.clone(), key.hex()),
@@ -59,6 +61,9 @@ fn keys_of_representative_nodes_are_pinned() {
         .collect();
     for (node, pinned) in PINNED {
         let (_, key) = keys.iter().find(|(id, _)| id == node).unwrap_or_else(|| panic!("no node {node} in {keys:?}"));
-        assert_eq!(key, pinned, "the key of `{node}` changed: if on purpose, bump its kind's version and re-pin (all keys: {keys:#?})");
+        assert_eq!(
+            key, pinned,
+            "the key of `{node}` changed: if on purpose, bump its kind's version and re-pin (all keys: {keys:#?})"
+        );
     }
 }

@@ -36,7 +36,9 @@ fn changed_param_changes_the_key() {
 
 #[test]
 fn number_spelling_does_not_matter() {
-    let yaml = |n: &str| format!("nodes:\n  s:\n    kind: command\n    matrix: {{n: [{n}]}}\n    cmd: 'echo ${{n}} > $OUT/x'\n");
+    let yaml = |n: &str| {
+        format!("nodes:\n  s:\n    kind: command\n    matrix: {{n: [{n}]}}\n    cmd: 'echo ${{n}} > $OUT/x'\n")
+    };
     // Ids and commands differ in spelling only when the values differ.
     let a = Project::new(&yaml("1000"));
     let b = Project::new(&yaml("1_000"));
@@ -58,9 +60,22 @@ fn matrix_expands_in_declaration_order_with_filters() {
 ",
     );
     let ids: Vec<String> = p.keys().into_iter().map(|(id, _)| id).collect();
-    assert_eq!(ids, ["train[model=small,variant=baseline]", "train[model=small,variant=doped]", "train[model=big,variant=baseline]", "train[model=big,variant=doped]", "fit"]);
+    assert_eq!(
+        ids,
+        [
+            "train[model=small,variant=baseline]",
+            "train[model=small,variant=doped]",
+            "train[model=big,variant=baseline]",
+            "train[model=big,variant=doped]",
+            "fit"
+        ]
+    );
     let dag = p.sm(&["dag"]);
-    assert!(dag.stdout.contains("fit (command) <- train[model=small,variant=doped], train[model=big,variant=doped]"), "{}", dag.stdout);
+    assert!(
+        dag.stdout.contains("fit (command) <- train[model=small,variant=doped], train[model=big,variant=doped]"),
+        "{}",
+        dag.stdout
+    );
     // Typed substitution: `${model}` inside a string is replaced.
     let show = p.sm(&["show", "train[model=big,variant=doped]"]);
     assert!(show.stdout.contains("cmd: echo big-doped > $OUT/x"), "{}", show.stdout);
@@ -86,7 +101,10 @@ fn inputs_may_be_globs_over_ids() {
     );
     let dag = p.sm(&["dag"]);
     assert!(dag.stdout.contains("fit (command) <- baseline_small, baseline_big, doped_small"), "{}", dag.stdout);
-    p.write("exp.yaml", "nodes:\n  a: {kind: command, cmd: 'true'}\n  fit: {kind: command, input: 'b_*', cmd: 'true'}\n");
+    p.write(
+        "exp.yaml",
+        "nodes:\n  a: {kind: command, cmd: 'true'}\n  fit: {kind: command, input: 'b_*', cmd: 'true'}\n",
+    );
     let run = p.sm(&["status"]);
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("`b_*` matches no node"), "{}", run.stderr);

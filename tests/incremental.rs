@@ -119,7 +119,10 @@ fn clean_forgets_a_node() {
     let p = built_project();
     assert!(p.sm(&["clean", "upper"]).stdout.contains("removed upper"));
     let status = p.sm(&["status"]).stdout;
-    assert!(status.lines().any(|l| l.starts_with("stale") && l.contains("upper") && l.ends_with("never built")), "{status}");
+    assert!(
+        status.lines().any(|l| l.starts_with("stale") && l.contains("upper") && l.ends_with("never built")),
+        "{status}"
+    );
     p.sm(&["run"]);
     assert_eq!(p.runs(), ["upper"]);
 }
@@ -130,7 +133,11 @@ fn removed_artifact_is_reported_missing_and_rebuilt() {
     let object = p.artifact("upper").parent().unwrap().to_path_buf();
     std::fs::remove_dir_all(object).unwrap();
     let status = p.sm(&["status"]);
-    assert!(status.stdout.contains("missing") && status.stdout.contains("artifact missing from the cache"), "{}", status.stdout);
+    assert!(
+        status.stdout.contains("missing") && status.stdout.contains("artifact missing from the cache"),
+        "{}",
+        status.stdout
+    );
     p.sm(&["run"]);
     assert_eq!(p.runs(), ["upper"]);
 }

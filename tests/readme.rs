@@ -11,7 +11,9 @@ const END: &str = "<!-- reference:end -->";
 fn the_readme_reference_is_the_kinds_schemas() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
     let readme = std::fs::read_to_string(path).unwrap();
-    let (Some(start), Some(end)) = (readme.find(BEGIN), readme.find(END)) else { panic!("README.md lacks the reference markers") };
+    let (Some(start), Some(end)) = (readme.find(BEGIN), readme.find(END)) else {
+        panic!("README.md lacks the reference markers")
+    };
     let current = &readme[start + BEGIN.len()..end];
     let generated = Registry::builtin().reference_markdown();
     if current != generated {

@@ -41,9 +41,17 @@ fn a_flipped_byte_is_reported_and_the_node_rebuilt_instead_of_used() {
     flip_byte(&a, 5);
     let verify = p.sm(&["verify"]);
     assert_eq!(verify.code, 1, "{}", verify.stdout);
-    assert!(verify.stdout.contains("CORRUPT") && verify.stdout.contains(" a: content differs from manifest: a.txt"), "{}", verify.stdout);
+    assert!(
+        verify.stdout.contains("CORRUPT") && verify.stdout.contains(" a: content differs from manifest: a.txt"),
+        "{}",
+        verify.stdout
+    );
     let status = p.sm(&["status"]);
-    assert!(status.stdout.contains("artifact corrupt in the cache (content differs from manifest: a.txt)"), "{}", status.stdout);
+    assert!(
+        status.stdout.contains("artifact corrupt in the cache (content differs from manifest: a.txt)"),
+        "{}",
+        status.stdout
+    );
     let run = p.sm(&["run"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(run.stderr.contains("a: artifact corrupt in the cache"), "{}", run.stderr);
@@ -124,10 +132,26 @@ fn a_full_disk_during_commit_leaves_no_partial_artifact() {
 #[test]
 fn outputs_and_names_cannot_leave_the_cache() {
     for (yaml, location, message) in [
-        ("nodes:\n  a:\n    kind: command\n    cmd: touch x\n    outputs: [../x]\n", "exp.yaml:5:15", "`../x` must be a relative path inside the node's output directory"),
-        ("nodes:\n  a:\n    kind: command\n    cmd: touch x\n    outputs: [/etc/x]\n", "exp.yaml:5:15", "`/etc/x` must be a relative path"),
-        ("nodes:\n  a:\n    kind: command\n    cmd: touch x\n    outputs: [sub/../../x]\n", "exp.yaml:5:15", "must be a relative path"),
-        ("name: ../../evil\nnodes:\n  a: {kind: command, cmd: 'true'}\n", "exp.yaml:1:7", "experiment name `../../evil` may only use"),
+        (
+            "nodes:\n  a:\n    kind: command\n    cmd: touch x\n    outputs: [../x]\n",
+            "exp.yaml:5:15",
+            "`../x` must be a relative path inside the node's output directory",
+        ),
+        (
+            "nodes:\n  a:\n    kind: command\n    cmd: touch x\n    outputs: [/etc/x]\n",
+            "exp.yaml:5:15",
+            "`/etc/x` must be a relative path",
+        ),
+        (
+            "nodes:\n  a:\n    kind: command\n    cmd: touch x\n    outputs: [sub/../../x]\n",
+            "exp.yaml:5:15",
+            "must be a relative path",
+        ),
+        (
+            "name: ../../evil\nnodes:\n  a: {kind: command, cmd: 'true'}\n",
+            "exp.yaml:1:7",
+            "experiment name `../../evil` may only use",
+        ),
     ] {
         let p = Project::new(yaml);
         let run = p.sm(&["run"]);
@@ -148,7 +172,11 @@ fn a_symlink_out_of_the_artifact_is_refused() {
     );
     let run = p.sm(&["run", "-k"]);
     assert_eq!(run.code, 1, "{}", run.stderr);
-    assert!(run.stderr.contains("artifact file `h` is a symlink to `/etc/hostname`, outside the artifact"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("artifact file `h` is a symlink to `/etc/hostname`, outside the artifact"),
+        "{}",
+        run.stderr
+    );
     assert!(run.stderr.contains("artifact file `d/l` is a symlink to `../../x`"), "{}", run.stderr);
     assert!(run.stderr.contains("1 built, 0 fresh, 2 failed"), "{}", run.stderr);
     assert_eq!(p.objects().len(), 1, "only `inside` is committed");
@@ -156,7 +184,9 @@ fn a_symlink_out_of_the_artifact_is_refused() {
 
 #[test]
 fn a_second_process_says_who_builds_the_node_and_waits() {
-    let p = Project::new("nodes:\n  slow: {kind: command, cmd: 'echo slow >> runs.log; touch started; sleep 1.5; touch $OUT/x'}\n");
+    let p = Project::new(
+        "nodes:\n  slow: {kind: command, cmd: 'echo slow >> runs.log; touch started; sleep 1.5; touch $OUT/x'}\n",
+    );
     let first = p.spawn(&["run"]);
     assert!(p.wait_for_file("started", 20.0));
     let t = Instant::now();
@@ -164,7 +194,11 @@ fn a_second_process_says_who_builds_the_node_and_waits() {
     assert_eq!(second.code, 0, "{}", second.stderr);
     assert!(t.elapsed() < Duration::from_secs(20), "no deadlock");
     let pid = first.id();
-    assert!(second.stderr.contains(&format!("slow is being built by another process (pid {pid}); waiting for it")), "{}", second.stderr);
+    assert!(
+        second.stderr.contains(&format!("slow is being built by another process (pid {pid}); waiting for it")),
+        "{}",
+        second.stderr
+    );
     assert!(second.stderr.contains("reused slow (built by another process)"), "{}", second.stderr);
     assert_eq!(first.wait_with_output().unwrap().status.code(), Some(0));
     assert_eq!(p.runs(), ["slow"]);
@@ -178,7 +212,9 @@ fn layered_dag() -> String {
         for i in 0..8 {
             let id = format!("n{layer}_{i}");
             if layer == 0 {
-                yaml.push_str(&format!("  {id}: {{kind: command, cmd: 'echo {id} >> runs.log; sleep 0.05; echo {i} > $OUT/v'}}\n"));
+                yaml.push_str(&format!(
+                    "  {id}: {{kind: command, cmd: 'echo {id} >> runs.log; sleep 0.05; echo {i} > $OUT/v'}}\n"
+                ));
             } else {
                 let (x, y) = (format!("n{}_{i}", layer - 1), format!("n{}_{}", layer - 1, (i + 1) % 8));
                 yaml.push_str(&format!(

@@ -30,9 +30,9 @@ const BUCKET: &str = "team";
 
 /// The s3s-fs binary: `$SCALEMAKE_S3S_FS`, else where scripts/test.sh installs it.
 fn s3s_fs() -> PathBuf {
-    let path = std::env::var_os("SCALEMAKE_S3S_FS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(&std::env::var_os("HOME").expect("HOME is set")).join(".cache/scalemake/tools/bin/s3s-fs"));
+    let path = std::env::var_os("SCALEMAKE_S3S_FS").map(PathBuf::from).unwrap_or_else(|| {
+        Path::new(&std::env::var_os("HOME").expect("HOME is set")).join(".cache/scalemake/tools/bin/s3s-fs")
+    });
     assert!(
         path.is_file(),
         "the S3 test server is missing at {}: run scripts/test.sh (it runs `cargo install s3s-fs --version =0.14.1 --locked --features binary --root ~/.cache/scalemake/tools`) or set SCALEMAKE_S3S_FS",
@@ -85,7 +85,16 @@ impl Remote {
     /// Starts s3s-fs on its port and waits until it accepts connections.
     fn start(&mut self) {
         let child = Command::new(s3s_fs())
-            .args(["--host", "127.0.0.1", "--port", &self.port.to_string(), "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &self.port.to_string(),
+                "--access-key",
+                ACCESS_KEY,
+                "--secret-key",
+                SECRET_KEY,
+            ])
             .arg(self.dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -111,7 +120,9 @@ impl Remote {
     fn command(&self, project: &Project, args: &[&str]) -> Command {
         let mut cmd = project.command(args);
         cmd.env("SCALEMAKE_REMOTE", self.url()).env_remove("SCALEMAKE_REMOTE_READ_ONLY");
-        cmd.env("AWS_ACCESS_KEY_ID", ACCESS_KEY).env("AWS_SECRET_ACCESS_KEY", SECRET_KEY).env("AWS_REGION", "us-east-1");
+        cmd.env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+            .env("AWS_REGION", "us-east-1");
         cmd.env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{}", self.port)).env("AWS_ALLOW_HTTP", "true");
         cmd
     }
@@ -123,7 +134,11 @@ impl Remote {
     /// Keys whose manifests are published.
     fn published(&self) -> BTreeSet<String> {
         let dir = self.storage().join("manifests");
-        std::fs::read_dir(dir).map(|d| d.flatten().filter_map(|e| e.file_name().to_str()?.strip_suffix(".json").map(String::from)).collect()).unwrap_or_default()
+        std::fs::read_dir(dir)
+            .map(|d| {
+                d.flatten().filter_map(|e| e.file_name().to_str()?.strip_suffix(".json").map(String::from)).collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Stored data files named `name` (any key), for corrupting or counting.
@@ -157,7 +172,8 @@ fn digests(project: &Project) -> Vec<(String, String)> {
         .keys()
         .into_iter()
         .filter_map(|(node, key)| {
-            let manifest: serde_json::Value = serde_json::from_str(&project.read(&format!("cache/objects/{}/manifest.json", key?))).ok()?;
+            let manifest: serde_json::Value =
+                serde_json::from_str(&project.read(&format!("cache/objects/{}/manifest.json", key?))).ok()?;
             Some((node, manifest["artifact"].as_str().expect("an artifact digest").to_string()))
         })
         .collect()
@@ -181,7 +197,11 @@ fn second_checkout_builds_nothing_and_gets_identical_artifacts(kind: Kind) {
     let second = remote.sm(&b, &["run"]);
     assert_ok(&second);
     assert!(second.stderr.contains("0 built, 2 fetched, 0 fresh"), "{}", second.stderr);
-    assert!(second.stderr.contains("fetched gen (11.4 MiB in") && second.stderr.contains("digests verified"), "{}", second.stderr);
+    assert!(
+        second.stderr.contains("fetched gen (11.4 MiB in") && second.stderr.contains("digests verified"),
+        "{}",
+        second.stderr
+    );
     assert!(b.runs().is_empty(), "the second checkout ran {:?}", b.runs());
     assert_eq!(digests(&a), digests(&b));
     assert_ok(&remote.sm(&b, &["verify"]));
@@ -205,7 +225,12 @@ fn corrupt_remote_object_is_detected_and_rebuilt(kind: Kind) {
     let b = Project::new(EXPERIMENT);
     let run = remote.sm(&b, &["run"]);
     assert_ok(&run);
-    assert!(run.stderr.contains("gen: not fetched (remote copy of") && run.stderr.contains("is corrupt: content differs from manifest: big.bin"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("gen: not fetched (remote copy of")
+            && run.stderr.contains("is corrupt: content differs from manifest: big.bin"),
+        "{}",
+        run.stderr
+    );
     // gen's rebuilt bytes differ, so `use` has a new key the remote lacks.
     assert!(run.stderr.contains("2 built, 0 fetched"), "{}", run.stderr);
     assert_eq!(b.runs(), ["gen", "use"]);
@@ -223,7 +248,10 @@ fn killed_upload_leaves_nothing_visible_and_the_next_run_completes(kind: Kind) {
     let a = Project::new(EXPERIMENT);
     let faults = tempfile::tempdir().unwrap();
     let mut run = remote.command(&a, &["run", "gen"]);
-    run.env("SCALEMAKE_INJECT_FAULT", "upload").env("SCALEMAKE_FAULT_DIR", faults.path()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    run.env("SCALEMAKE_INJECT_FAULT", "upload")
+        .env("SCALEMAKE_FAULT_DIR", faults.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = run.spawn().expect("spawn scalemake");
     // The upload of big.bin has sent its first part and waits.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -250,7 +278,11 @@ fn killed_upload_leaves_nothing_visible_and_the_next_run_completes(kind: Kind) {
         }
     }
     assert!(!remote.published().contains(&gen_key), "a killed upload published its manifest");
-    assert!(remote.data_files("big.bin").is_empty(), "a half-uploaded file is visible: {:?}", remote.data_files("big.bin"));
+    assert!(
+        remote.data_files("big.bin").is_empty(),
+        "a half-uploaded file is visible: {:?}",
+        remote.data_files("big.bin")
+    );
 
     // A second checkout finds nothing to fetch and builds; then the first pushes, and a third fetches it all.
     let b = Project::new(EXPERIMENT);
@@ -270,7 +302,11 @@ fn read_only_uploads_nothing(kind: Kind) {
     let run = remote.sm(&laptop, &["run", "--remote-read-only"]);
     assert_ok(&run);
     assert!(run.stderr.contains("2 built, 0 fetched, 0 fresh in"), "{}", run.stderr);
-    assert!(remote.published().is_empty() && walk(&remote.storage()).is_empty(), "a read-only run wrote {:?}", walk(&remote.storage()));
+    assert!(
+        remote.published().is_empty() && walk(&remote.storage()).is_empty(),
+        "a read-only run wrote {:?}",
+        walk(&remote.storage())
+    );
     let push = remote.sm(&laptop, &["push", "--remote-read-only"]);
     assert_eq!(push.code, 2, "{}", push.stderr);
     // What CI uploads, the laptop reads.

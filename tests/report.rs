@@ -20,20 +20,37 @@ fn figures() -> Vec<&'static str> {
 
 /// A run as a `train` artifact: its record (`config.json`) and
 /// `metrics/eval.jsonl` (loss on L = (1e13 / C)^0.05, C = 6·N·D).
-fn write_run(p: &Project, name: &str, variant: Variant, (n_layer, d_model, n_head): (i64, i64, i64), trainable: i64, frozen: i64) {
+fn write_run(
+    p: &Project,
+    name: &str,
+    variant: Variant,
+    (n_layer, d_model, n_head): (i64, i64, i64),
+    trainable: i64,
+    frozen: i64,
+) {
     let model = ModelShape { n_layer, d_model, n_head, variant, ..ModelShape::preset("nano", 50_262).unwrap() };
     let params = ParamCounts { trainable, frozen, ..ParamCounts::default() };
     let penalty = if variant == Variant::Doped { 1.01 } else { 1.0 };
     let evals: Vec<EvalRow> = (1..=30)
         .map(|i| {
             let tokens = (1e7 * 1.25f64.powi(i) * (trainable as f64 / 1e6)).round();
-            let val_loss = penalty * (1e13 / (6.0 * trainable as f64 * tokens)).powf(0.05) * (1.0 + 3.0 / tokens.powf(0.2));
+            let val_loss =
+                penalty * (1e13 / (6.0 * trainable as f64 * tokens)).powf(0.05) * (1.0 + 3.0 / tokens.powf(0.2));
             EvalRow { step: i as u64, tokens: tokens as u64, val_loss, compute: Compute::at(&params, tokens) }
         })
         .collect();
     let last = evals.last().unwrap();
-    let optim =
-        OptimSpec { lr: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.0, clip: 1.0, warmup_tokens: 0.0, decay_tokens: last.tokens as f64, final_lr_fraction: 0.1 };
+    let optim = OptimSpec {
+        lr: 1e-3,
+        beta1: 0.9,
+        beta2: 0.95,
+        eps: 1e-8,
+        weight_decay: 0.0,
+        clip: 1.0,
+        warmup_tokens: 0.0,
+        decay_tokens: last.tokens as f64,
+        final_lr_fraction: 0.1,
+    };
     let record = TrainRecord {
         model,
         precision: Precision::Fp32,
@@ -88,7 +105,8 @@ fn the_report_answers_first_and_has_the_papers_figures_and_tables() {
     }
     assert_eq!(html.matches("<svg").count(), figures().len());
     // The answer comes first: the baselines' law and the doped family against it, with intervals.
-    let answer = html.split("<p class=\"answer\">").nth(1).and_then(|s| s.split("</p>").next()).expect("an answer paragraph");
+    let answer =
+        html.split("<p class=\"answer\">").nth(1).and_then(|s| s.split("</p>").next()).expect("an answer paragraph");
     assert!(html.find("<p class=\"answer\">") < html.find("<figure"), "the answer is above the figures");
     assert!(answer.contains("The baselines (4 sizes, 1.00M–42.53M trainable non-embedding parameters) follow L = (C_c / C)^α on C = 6·N·D with α = 0.05"), "{answer}");
     assert!(answer.contains("doped models 0.") && answer.contains("× ["), "{answer}");
@@ -98,7 +116,12 @@ fn the_report_answers_first_and_has_the_papers_figures_and_tables() {
     // Table 1's XSmall row carries our count and this study's run of that shape; the others say they were not run.
     let xsmall = md.lines().find(|l| l.starts_with("| 1 | XSmall |")).unwrap();
     assert!(xsmall.contains("| 42.53M | 0 | 0 | train[run=xsmall] |"), "{xsmall}");
-    assert!(md.contains("| 2 | Doped Medium | 23 | 1024 | 16 | 3e-4 | 40.9G | 151.16M | 138.49M | 0 | not in this study | – |"), "{md}");
+    assert!(
+        md.contains(
+            "| 2 | Doped Medium | 23 | 1024 | 16 | 3e-4 | 40.9G | 151.16M | 138.49M | 0 | not in this study | – |"
+        ),
+        "{md}"
+    );
     assert!(md.contains("| 3 | Structured Adaptive FastFood |"), "{md}");
     // The runs, with test loss beside validation loss.
     assert!(md.contains("| train[run=d1] | doped | 4 + 3 frozen | 128 | 4 | 1.00M | 500.0k | 0 |"), "{md}");
@@ -112,7 +135,8 @@ fn the_report_answers_first_and_has_the_papers_figures_and_tables() {
 
 /// Debian's Chromium, if installed (`CHROMIUM` overrides the path).
 fn chromium() -> Option<String> {
-    let candidates = [std::env::var("CHROMIUM").unwrap_or_default(), "/usr/bin/chromium".into(), "/usr/bin/chromium-browser".into()];
+    let candidates =
+        [std::env::var("CHROMIUM").unwrap_or_default(), "/usr/bin/chromium".into(), "/usr/bin/chromium-browser".into()];
     candidates.into_iter().find(|c| !c.is_empty() && Path::new(c).exists())
 }
 
@@ -136,7 +160,8 @@ document.body.appendChild(pre);
 #[test]
 fn the_html_report_renders_every_figure_in_headless_chromium() {
     // scripts/test.sh installs it as root, as CI runs; elsewhere install it first.
-    let chromium = chromium().expect("Chromium not found (Debian: `apt-get install chromium`; or set CHROMIUM=/path/to/chromium)");
+    let chromium =
+        chromium().expect("Chromium not found (Debian: `apt-get install chromium`; or set CHROMIUM=/path/to/chromium)");
     let p = study();
     assert_eq!(p.sm(&["run"]).code, 0);
     let html = std::fs::read_to_string(p.artifact("report").join("report.html")).unwrap();
@@ -160,9 +185,10 @@ fn the_html_report_renders_every_figure_in_headless_chromium() {
         .output()
         .unwrap();
     let dom = String::from_utf8_lossy(&out.stdout);
-    let check = dom.split("<pre id=\"figure-check\">").nth(1).and_then(|s| s.split("</pre>").next()).unwrap_or_else(|| {
-        panic!("Chromium printed no check (exit {:?}):\n{}", out.status, String::from_utf8_lossy(&out.stderr));
-    });
+    let check =
+        dom.split("<pre id=\"figure-check\">").nth(1).and_then(|s| s.split("</pre>").next()).unwrap_or_else(|| {
+            panic!("Chromium printed no check (exit {:?}):\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+        });
     eprintln!("{check}");
     let rows: Vec<Vec<&str>> = check.lines().map(|l| l.split(' ').collect()).collect();
     assert_eq!(rows.iter().map(|r| r[0]).collect::<Vec<_>>(), figures(), "{check}");

@@ -99,7 +99,11 @@ fn slurm_rerun_waits_for_the_job_in_flight_instead_of_resubmitting() {
     submit_then_kill_the_coordinator(&p, "nap");
     let second = p.sm(&["run", "--backend", "slurm"]);
     assert_eq!(second.code, 0, "{}", second.stderr);
-    assert!(second.stderr.contains("(submitted earlier) is still queued or running; waiting for it"), "{}", second.stderr);
+    assert!(
+        second.stderr.contains("(submitted earlier) is still queued or running; waiting for it"),
+        "{}",
+        second.stderr
+    );
     assert_eq!(second.built(), ["nap"]);
     assert_eq!(jobs_named(p.path(), "nap").len(), 1, "a second job was submitted for nap");
     assert_eq!(p.runs(), ["nap"]);
@@ -153,7 +157,11 @@ fn status_until(p: &Project, what: &str, done: impl Fn(&str) -> bool) -> String 
 
 /// `node → job` as `run --detach` printed them (`    node → Slurm job 12_3 (…)`).
 fn submitted(stderr: &str) -> std::collections::BTreeMap<String, String> {
-    stderr.lines().filter_map(|l| l.trim().split_once(" → Slurm job ")).map(|(node, rest)| (node.to_string(), rest.split(' ').next().unwrap_or("").to_string())).collect()
+    stderr
+        .lines()
+        .filter_map(|l| l.trim().split_once(" → Slurm job "))
+        .map(|(node, rest)| (node.to_string(), rest.split(' ').next().unwrap_or("").to_string()))
+        .collect()
 }
 
 const SWEEP_DAG: &str = "
@@ -173,7 +181,8 @@ fn slurm_detached_dag_completes_after_the_submitter_exits_with_one_array_for_the
     assert!(started.elapsed() < Duration::from_secs(10), "submitting must not wait for the jobs");
     assert!(run.stderr.contains("5 job(s) submitted (1 array(s)), 0 adopted"), "{}", run.stderr);
     let jobs = submitted(&run.stderr);
-    let arrays: std::collections::BTreeSet<&str> = ["s[x=1]", "s[x=2]", "s[x=3]"].iter().map(|n| jobs[*n].split_once('_').expect("an array task").0).collect();
+    let arrays: std::collections::BTreeSet<&str> =
+        ["s[x=1]", "s[x=2]", "s[x=3]"].iter().map(|n| jobs[*n].split_once('_').expect("an array task").0).collect();
     assert_eq!(arrays.len(), 1, "the sweep is one job array: {jobs:?}");
     assert!(!jobs["a"].contains('_') && !jobs["z"].contains('_'), "{jobs:?}");
     // The submitting process is gone; the jobs build everything by themselves.
@@ -191,12 +200,17 @@ fn slurm_detached_failure_cancels_its_dependents_and_status_names_it() {
     let run = p.sm(&["run", "--backend", "slurm", "--detach"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let status = status_until(&p, "the failure being reported", |s| {
-        s.lines().any(|l| l.starts_with("failed  bad ")) && s.lines().any(|l| l.starts_with("failed  after_bad ")) && s.contains("fresh   independent")
+        s.lines().any(|l| l.starts_with("failed  bad "))
+            && s.lines().any(|l| l.starts_with("failed  after_bad "))
+            && s.contains("fresh   independent")
     });
     let bad = status.lines().find(|l| l.starts_with("failed  bad ")).unwrap();
     assert!(bad.contains("FAILED") && bad.contains("command exited with status 3"), "{status}");
     let after = status.lines().find(|l| l.starts_with("failed  after_bad ")).unwrap();
-    assert!(after.contains("CANCELLED"), "a failed input cancels its dependents instead of leaving them pending: {status}");
+    assert!(
+        after.contains("CANCELLED"),
+        "a failed input cancels its dependents instead of leaving them pending: {status}"
+    );
     assert_eq!(p.runs(), ["a", "b", "independent"], "after_bad must never run");
 }
 
@@ -205,10 +219,17 @@ fn slurm_two_detached_submissions_at_once_submit_each_node_once() {
     slurm();
     let p = Project::new(SWEEP_DAG);
     let children: Vec<_> = (0..2).map(|_| p.spawn(&["run", "--backend", "slurm", "--detach"])).collect();
-    let outputs: Vec<String> = children.into_iter().map(|c| String::from_utf8_lossy(&c.wait_with_output().unwrap().stderr).into_owned()).collect();
+    let outputs: Vec<String> = children
+        .into_iter()
+        .map(|c| String::from_utf8_lossy(&c.wait_with_output().unwrap().stderr).into_owned())
+        .collect();
     let fresh: usize = outputs.iter().map(|o| submitted(o).len()).sum();
     assert_eq!(fresh, 10, "each submission names all five nodes: {outputs:?}");
-    assert!(outputs.iter().any(|o| o.contains("5 job(s) submitted")) && outputs.iter().any(|o| o.contains("0 job(s) submitted (0 array(s)), 5 adopted")), "{outputs:?}");
+    assert!(
+        outputs.iter().any(|o| o.contains("5 job(s) submitted"))
+            && outputs.iter().any(|o| o.contains("0 job(s) submitted (0 array(s)), 5 adopted")),
+        "{outputs:?}"
+    );
     for name in ["a", "s", "z"] {
         assert_eq!(jobs_named(p.path(), name).len(), 1, "one job for {name}: {outputs:?}");
     }
@@ -218,7 +239,9 @@ fn slurm_two_detached_submissions_at_once_submit_each_node_once() {
 
 /// A training run long enough to be interrupted (600 steps, no periodic checkpoints).
 fn long_training() -> String {
-    common::NANO_STUDY.replace("max_tokens: 15360", "max_tokens: 153600").replace("checkpoint_steps: 10", "checkpoint_steps: 0")
+    common::NANO_STUDY
+        .replace("max_tokens: 15360", "max_tokens: 153600")
+        .replace("checkpoint_steps: 10", "checkpoint_steps: 0")
 }
 
 /// Waits until `train`'s job has trained some steps; its job id.
@@ -238,7 +261,8 @@ fn start_requeued_job_now(job: &str) {
         let out = Command::new("scontrol").args(["show", "job", job]).output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
         if text.contains("JobState=PENDING") && !text.contains("Restarts=0") {
-            let update = Command::new("scontrol").args(["update", &format!("JobId={job}"), "StartTime=now"]).output().unwrap();
+            let update =
+                Command::new("scontrol").args(["update", &format!("JobId={job}"), "StartTime=now"]).output().unwrap();
             assert!(update.status.success(), "{}", String::from_utf8_lossy(&update.stderr));
             return;
         }
@@ -266,7 +290,11 @@ fn interrupted_training_resumes_exactly(interrupt: impl Fn(&str)) {
     assert!(log.contains("scalemake: resuming from the checkpoint after step"), "{log}");
     let artifact = |p: &Project| p.artifact("train");
     for file in ["metrics/steps.jsonl", "metrics/eval.jsonl"] {
-        assert_eq!(common::curve(&artifact(&whole).join(file)), common::curve(&artifact(&p).join(file)), "{file} differs after the requeue");
+        assert_eq!(
+            common::curve(&artifact(&whole).join(file)),
+            common::curve(&artifact(&p).join(file)),
+            "{file} differs after the requeue"
+        );
     }
     let weights = |p: &Project| std::fs::read(artifact(p).join("model.safetensors")).unwrap();
     assert!(weights(&whole) == weights(&p), "final weights are bit-identical");

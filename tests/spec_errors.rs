@@ -45,7 +45,9 @@ fn unknown_kind() {
 
 #[test]
 fn missing_input_node() {
-    let e = error_of("nodes:\n  corpus: {kind: command, cmd: echo}\n  b:\n    kind: command\n    input: corpsu\n    cmd: echo\n");
+    let e = error_of(
+        "nodes:\n  corpus: {kind: command, cmd: echo}\n  b:\n    kind: command\n    input: corpsu\n    cmd: echo\n",
+    );
     assert_has(&e, &["exp.yaml:5:12", "`nodes.b.input`", "no node named `corpsu`", "did you mean `corpus`?"]);
 }
 

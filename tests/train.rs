@@ -29,7 +29,14 @@ fn trains_counts_parameters_and_reruns_as_a_noop() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.built(), ["corpus", "shards", "tokenizer", "train"]);
     let out = artifact(&p);
-    for file in ["model.safetensors", "config.json", "metrics/steps.csv", "metrics/steps.jsonl", "metrics/eval.csv", "metrics/eval.jsonl"] {
+    for file in [
+        "model.safetensors",
+        "config.json",
+        "metrics/steps.csv",
+        "metrics/steps.jsonl",
+        "metrics/eval.csv",
+        "metrics/eval.jsonl",
+    ] {
         assert!(out.join(file).exists(), "{file} missing from the artifact");
     }
     let steps = curve(&out.join("metrics/steps.jsonl"));
@@ -56,7 +63,10 @@ fn trains_counts_parameters_and_reruns_as_a_noop() {
     assert!(test.is_finite() && test < v0, "test loss {test}");
 
     let show = p.sm(&["show", "train"]).stdout;
-    assert!(show.contains("parameters: N = 100,096 trainable non-embedding, 0 frozen, 0 structured, 25,600 embedding"), "{show}");
+    assert!(
+        show.contains("parameters: N = 100,096 trainable non-embedding, 0 frozen, 0 structured, 25,600 embedding"),
+        "{show}"
+    );
     assert!(show.contains("metric  params_trainable = 100096"), "{show}");
     assert!(show.contains("compute: C = 6·N·D = 9.225e9 FLOP"), "{show}");
     assert!(show.contains(&format!("metric  test_loss = {test}")) && show.contains(", test loss "), "{show}");
@@ -97,7 +107,11 @@ fn a_killed_run_resumes_with_the_same_loss_curve() {
     let log = broken.read("cache/logs/study/train.log");
     assert!(log.contains("resuming from the checkpoint after step"), "{log}");
     for file in ["metrics/steps.jsonl", "metrics/eval.jsonl"] {
-        assert_eq!(curve(&artifact(&whole).join(file)), curve(&artifact(&broken).join(file)), "{file} differs after resuming from step {killed_at}");
+        assert_eq!(
+            curve(&artifact(&whole).join(file)),
+            curve(&artifact(&broken).join(file)),
+            "{file} differs after resuming from step {killed_at}"
+        );
     }
     let weights = |p: &Project| std::fs::read(artifact(p).join("model.safetensors")).unwrap();
     assert!(weights(&whole) == weights(&broken), "final weights are bit-identical");
@@ -120,7 +134,10 @@ fn worker_failures_and_bad_budgets_are_reported_with_the_reason() {
 
 #[test]
 fn a_sweep_over_variants_trains_each_with_its_accounting() {
-    let matrix = format!("    model: {{preset: nano}}\n    matrix: {{variant: [{}]}}\n    variant: ${{variant}}\n", VARIANT_NAMES.join(", "));
+    let matrix = format!(
+        "    model: {{preset: nano}}\n    matrix: {{variant: [{}]}}\n    variant: ${{variant}}\n",
+        VARIANT_NAMES.join(", ")
+    );
     let sweep = STUDY.replace("    model: {preset: nano}\n", &matrix).replace("max_tokens: 15360", "max_tokens: 5120")
         + "  laws: {kind: fit, input: train, bootstrap: 10}\n  report: {kind: report, input: [train, laws]}\n";
     let p = Project::with_french_corpus(&sweep);
@@ -132,7 +149,11 @@ fn a_sweep_over_variants_trains_each_with_its_accounting() {
     let fit = p.fit_json("laws");
     for variant in VARIANT_NAMES {
         assert_eq!(fit["groups"][variant]["runs"][0], format!("train[variant={variant}]"), "{fit}");
-        assert_eq!(fit["groups"][variant]["axes"]["trainable"]["power_law"]["not_identifiable"], "1 model size(s): a law needs at least 3", "{variant}");
+        assert_eq!(
+            fit["groups"][variant]["axes"]["trainable"]["power_law"]["not_identifiable"],
+            "1 model size(s): a law needs at least 3",
+            "{variant}"
+        );
     }
     let why = fit["multipliers"]["doped"]["trainable"]["not_identifiable"].as_str().unwrap();
     assert!(why.starts_with("the baseline has no law to compare with"), "{why}");
@@ -140,7 +161,12 @@ fn a_sweep_over_variants_trains_each_with_its_accounting() {
     let report = p.artifact("report");
     let html = std::fs::read_to_string(report.join("report.html")).unwrap();
     // Every family's figure of the paper; no residuals, as no law was fitted.
-    let figures: Vec<&str> = common::PAPER_FIGURES.iter().chain(&common::EXTRA_FIGURES).copied().filter(|f| *f != "residuals_trainable").collect();
+    let figures: Vec<&str> = common::PAPER_FIGURES
+        .iter()
+        .chain(&common::EXTRA_FIGURES)
+        .copied()
+        .filter(|f| *f != "residuals_trainable")
+        .collect();
     for figure in &figures {
         assert!(html.contains(&format!("<figure id=\"{figure}\"><svg")), "{figure} missing from report.html");
         assert!(report.join(format!("figures/{figure}.svg")).exists());
@@ -149,18 +175,30 @@ fn a_sweep_over_variants_trains_each_with_its_accounting() {
     }
     assert_eq!(html.matches("<svg").count(), figures.len());
     let md = std::fs::read_to_string(report.join("report.md")).unwrap();
-    assert!(md.contains("| train[variant=doped] | doped | 2 + 1 frozen | 64 | 2 | 100.1k | 49.6k | 0 | 5.1k |"), "{md}");
+    assert!(
+        md.contains("| train[variant=doped] | doped | 2 + 1 frozen | 64 | 2 | 100.1k | 49.6k | 0 | 5.1k |"),
+        "{md}"
+    );
     // nano, d = 64, 2 layers: trainable, frozen, structured (see ModelShape::param_counts).
-    for (variant, trainable, frozen, structured) in
-        [("baseline", 100_096, 0, 0), ("doped", 100_096, 49_600, 0), ("fastfood", 37_632, 0, 3_072), ("blockdiag_hadamard", 50_944, 0, 16_384)]
-    {
+    for (variant, trainable, frozen, structured) in [
+        ("baseline", 100_096, 0, 0),
+        ("doped", 100_096, 49_600, 0),
+        ("fastfood", 37_632, 0, 3_072),
+        ("blockdiag_hadamard", 50_944, 0, 16_384),
+    ] {
         let id = format!("train[variant={variant}]");
         let show = p.sm(&["show", &id]).stdout;
-        for (metric, value) in [("params_trainable", trainable), ("params_frozen", frozen), ("params_structured", structured)] {
-            assert!(show.contains(&format!("metric  {metric} = {value}\n")), "{id}: {metric} should be {value}\n{show}");
+        for (metric, value) in
+            [("params_trainable", trainable), ("params_frozen", frozen), ("params_structured", structured)]
+        {
+            assert!(
+                show.contains(&format!("metric  {metric} = {value}\n")),
+                "{id}: {metric} should be {value}\n{show}"
+            );
         }
         let evals = curve(&p.artifact(&id).join("metrics/eval.jsonl"));
-        let (first, last) = (evals[0]["val_loss"].as_f64().unwrap(), evals.last().unwrap()["val_loss"].as_f64().unwrap());
+        let (first, last) =
+            (evals[0]["val_loss"].as_f64().unwrap(), evals.last().unwrap()["val_loss"].as_f64().unwrap());
         assert!(last < first - 0.3, "{id}: validation loss {first} → {last}");
         let c = &evals.last().unwrap()["compute"];
         let tokens = 5120.0;

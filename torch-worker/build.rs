@@ -24,7 +24,11 @@ fn main() {
 
 /// The nvcc to use, if any.
 fn find_nvcc(site_packages: &Path) -> Option<PathBuf> {
-    let candidates = [env::var_os("NVCC").map(PathBuf::from), Some(site_packages.join("nvidia/cu13/bin/nvcc")), Some(PathBuf::from("/usr/local/cuda/bin/nvcc"))];
+    let candidates = [
+        env::var_os("NVCC").map(PathBuf::from),
+        Some(site_packages.join("nvidia/cu13/bin/nvcc")),
+        Some(PathBuf::from("/usr/local/cuda/bin/nvcc")),
+    ];
     candidates.into_iter().flatten().find(|p| p.is_file())
 }
 
@@ -46,30 +50,46 @@ fn build_cuda_kernels(torch_lib: &Path) {
     let Some(nvcc) = find_nvcc(site_packages) else { return };
     let cuda_root = nvcc.parent().and_then(Path::parent).expect("nvcc lives in <cuda>/bin").to_path_buf();
     let pip_cuda = site_packages.join("nvidia/cu13");
-    let includes: Vec<PathBuf> = [cuda_root.join("include"), pip_cuda.join("include")].into_iter().filter(|p| p.is_dir()).collect();
+    let includes: Vec<PathBuf> =
+        [cuda_root.join("include"), pip_cuda.join("include")].into_iter().filter(|p| p.is_dir()).collect();
     let out = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR"));
 
     let object = out.join("hadamard.o");
     let mut nvcc_cmd = Command::new(&nvcc);
     nvcc_cmd.args(["-c", "../cuda/hadamard.cu", "-O3", "-std=c++17", "-Xcompiler", "-fPIC"]);
     // Ampere and Hopper (the H100 this project benchmarks on), plus PTX for newer GPUs.
-    nvcc_cmd.args(["-gencode", "arch=compute_80,code=sm_80", "-gencode", "arch=compute_90,code=sm_90", "-gencode", "arch=compute_90,code=compute_90"]);
+    nvcc_cmd.args([
+        "-gencode",
+        "arch=compute_80,code=sm_80",
+        "-gencode",
+        "arch=compute_90,code=sm_90",
+        "-gencode",
+        "arch=compute_90,code=compute_90",
+    ]);
     for dir in &includes {
         nvcc_cmd.arg("-I").arg(dir);
     }
-    let status = nvcc_cmd.arg("-o").arg(&object).status().unwrap_or_else(|e| panic!("cannot run {}: {e}", nvcc.display()));
+    let status =
+        nvcc_cmd.arg("-o").arg(&object).status().unwrap_or_else(|e| panic!("cannot run {}: {e}", nvcc.display()));
     assert!(status.success(), "{} failed on cuda/hadamard.cu", nvcc.display());
 
     let torch_include = torch_lib.parent().expect("torch/lib has a parent").join("include");
     let mut shim = cc::Build::new();
-    shim.cpp(true).std("c++17").file("csrc/hadamard_shim.cpp").object(&object).include(&torch_include).include(torch_include.join("torch/csrc/api/include"));
+    shim.cpp(true)
+        .std("c++17")
+        .file("csrc/hadamard_shim.cpp")
+        .object(&object)
+        .include(&torch_include)
+        .include(torch_include.join("torch/csrc/api/include"));
     for dir in &includes {
         shim.include(dir);
     }
     // The PyPI torch wheels are built with the C++11 ABI.
     shim.define("_GLIBCXX_USE_CXX11_ABI", "1").flag("-w").compile("scalemake_cuda");
 
-    let cudart_dir = [pip_cuda.join("lib"), cuda_root.join("lib64")].into_iter().find(|d| d.join("libcudart.so.13").exists() || d.join("libcudart.so").exists());
+    let cudart_dir = [pip_cuda.join("lib"), cuda_root.join("lib64")]
+        .into_iter()
+        .find(|d| d.join("libcudart.so.13").exists() || d.join("libcudart.so").exists());
     let Some(cudart_dir) = cudart_dir else { panic!("nvcc found at {} but no libcudart next to it", nvcc.display()) };
     println!("cargo:rustc-link-search=native={}", cudart_dir.display());
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", cudart_dir.display());

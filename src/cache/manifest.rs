@@ -63,7 +63,8 @@ impl Manifest {
     /// A manifest for a freshly digested artifact; the caller fills in the rest.
     pub fn new(key: ContentHash, artifact: ContentHash, outputs: Vec<FileDigest>) -> Self {
         let bytes = outputs.iter().map(|f| f.size).sum();
-        let finished_unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let finished_unix =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         Manifest {
             format: MANIFEST_FORMAT,
             key,

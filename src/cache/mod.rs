@@ -126,7 +126,9 @@ impl Cache {
     pub fn manifest(&self, key: &ContentHash) -> Result<Option<Manifest>> {
         let path = self.object_dir(key).join("manifest.json");
         match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| CacheError::BadManifest { path, message: e.to_string() }),
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| CacheError::BadManifest { path, message: e.to_string() }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(CacheError::Io { path, source: e }),
         }
@@ -154,7 +156,8 @@ impl Cache {
 
     /// The latest-attempt log of a node of experiment `exp`.
     pub fn node_log(&self, exp: &str, node: &str) -> PathBuf {
-        let safe: String = node.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.=,".contains(c) { c } else { '_' }).collect();
+        let safe: String =
+            node.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.=,".contains(c) { c } else { '_' }).collect();
         self.root.join("logs").join(exp).join(format!("{safe}.log"))
     }
 
@@ -167,7 +170,8 @@ impl Cache {
     /// process holds it (its pid is in the returned lock file's text).
     pub fn try_lock(&self, key: &ContentHash) -> Result<Option<KeyLock>> {
         let path = self.root.join("locks").join(format!("{}.lock", key.hex()));
-        let file = File::options().create(true).truncate(false).read(true).write(true).open(&path).map_err(io_err(&path))?;
+        let file =
+            File::options().create(true).truncate(false).read(true).write(true).open(&path).map_err(io_err(&path))?;
         match file.try_lock() {
             Ok(()) => {
                 let mut lock = KeyLock { file };
@@ -223,7 +227,11 @@ impl Cache {
         check_links_stay_inside(&out)?;
         let (artifact, files) = digest_dir(&out).map_err(io_err(&out))?;
         if manifest.key != staging.key || artifact != manifest.artifact {
-            let reason = if manifest.key != staging.key { format!("its manifest is for key {}", manifest.key.short()) } else { difference(&manifest.outputs, &files) };
+            let reason = if manifest.key != staging.key {
+                format!("its manifest is for key {}", manifest.key.short())
+            } else {
+                difference(&manifest.outputs, &files)
+            };
             return Err(CacheError::Mismatch { key: staging.key.short(), reason });
         }
         self.publish(staging, manifest)
@@ -233,7 +241,8 @@ impl Cache {
     /// renames it into `objects/`: the one way an object appears.
     fn publish(&self, staging: Staging, manifest: &Manifest) -> Result<()> {
         let manifest_path = staging.dir.join("manifest.json");
-        let json = serde_json::to_vec_pretty(manifest).map_err(|e| CacheError::Io { path: manifest_path.clone(), source: e.into() })?;
+        let json = serde_json::to_vec_pretty(manifest)
+            .map_err(|e| CacheError::Io { path: manifest_path.clone(), source: e.into() })?;
         write_synced(&manifest_path, &json)?;
         sync_tree(&staging.dir)?;
         let dest = self.object_dir(&staging.key);
@@ -306,7 +315,13 @@ impl Cache {
 
     /// Total bytes under the cache directory.
     pub fn size_bytes(&self) -> u64 {
-        walkdir::WalkDir::new(&self.root).into_iter().filter_map(|e| e.ok()).filter_map(|e| e.metadata().ok()).filter(|m| m.is_file()).map(|m| m.len()).sum()
+        walkdir::WalkDir::new(&self.root)
+            .into_iter()
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.metadata().ok())
+            .filter(|m| m.is_file())
+            .map(|m| m.len())
+            .sum()
     }
 
     /// Removes staging directories of processes that died mid-build (their
@@ -400,7 +415,15 @@ fn add_to_stamp(hasher: &mut blake3::Hasher, name: &[u8], meta: &fs::Metadata) {
     use std::os::unix::fs::MetadataExt;
     hasher.update(&(name.len() as u64).to_le_bytes());
     hasher.update(name);
-    for n in [meta.len() as i64, meta.mtime(), meta.mtime_nsec(), meta.ctime(), meta.ctime_nsec(), meta.ino() as i64, meta.mode() as i64] {
+    for n in [
+        meta.len() as i64,
+        meta.mtime(),
+        meta.mtime_nsec(),
+        meta.ctime(),
+        meta.ctime_nsec(),
+        meta.ino() as i64,
+        meta.mode() as i64,
+    ] {
         hasher.update(&n.to_le_bytes());
     }
 }
@@ -429,7 +452,12 @@ fn difference(expected: &[FileDigest], actual: &[FileDigest]) -> String {
         .iter()
         .filter(|f| !actual.contains(f))
         .map(|f| f.path.clone())
-        .chain(actual.iter().filter(|f| !expected.iter().any(|m| m.path == f.path)).map(|f| format!("{} (unexpected)", f.path)))
+        .chain(
+            actual
+                .iter()
+                .filter(|f| !expected.iter().any(|m| m.path == f.path))
+                .map(|f| format!("{} (unexpected)", f.path)),
+        )
         .collect();
     format!("content differs from manifest: {}", changed.join(", "))
 }
@@ -455,7 +483,10 @@ fn check_links_stay_inside(dir: &Path) -> Result<()> {
             escapes |= depth < 0;
         }
         if escapes {
-            return Err(CacheError::EscapingLink { link: rel.display().to_string(), target: target.display().to_string() });
+            return Err(CacheError::EscapingLink {
+                link: rel.display().to_string(),
+                target: target.display().to_string(),
+            });
         }
     }
     Ok(())

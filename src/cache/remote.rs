@@ -172,7 +172,8 @@ impl Remote {
             if bucket.is_empty() {
                 return Err(bad("no bucket (s3://bucket/prefix)".into()));
             }
-            let retry = RetryConfig { max_retries: 3, retry_timeout: Duration::from_secs(30), ..RetryConfig::default() };
+            let retry =
+                RetryConfig { max_retries: 3, retry_timeout: Duration::from_secs(30), ..RetryConfig::default() };
             let builder = aws_profile(AmazonS3Builder::from_env()).with_bucket_name(bucket).with_retry(retry);
             let store = builder.build().map_err(|e| bad(e.to_string()))?;
             (Arc::new(store), prefix.trim_matches('/').to_string())
@@ -222,14 +223,24 @@ impl Remote {
     /// The keys whose objects are complete (manifest published): one
     /// listing, however many keys.
     pub fn keys(&self) -> Result<HashSet<ContentHash>> {
-        let listing = self.runtime.block_on(self.store.list(Some(&self.at("manifests"))).try_collect::<Vec<_>>()).map_err(|e| self.store_err(e))?;
-        Ok(listing.iter().filter_map(|m| m.location.filename()?.strip_suffix(".json").and_then(ContentHash::from_hex)).collect())
+        let listing = self
+            .runtime
+            .block_on(self.store.list(Some(&self.at("manifests"))).try_collect::<Vec<_>>())
+            .map_err(|e| self.store_err(e))?;
+        Ok(listing
+            .iter()
+            .filter_map(|m| m.location.filename()?.strip_suffix(".json").and_then(ContentHash::from_hex))
+            .collect())
     }
 
     /// Every key with something stored, published or not, with its size
     /// and last use.
     pub fn objects(&self) -> Result<Vec<RemoteObject>> {
-        let list = |dir: &'static str| self.runtime.block_on(self.store.list(Some(&self.at(dir))).try_collect::<Vec<_>>()).map_err(|e| self.store_err(e));
+        let list = |dir: &'static str| {
+            self.runtime
+                .block_on(self.store.list(Some(&self.at(dir))).try_collect::<Vec<_>>())
+                .map_err(|e| self.store_err(e))
+        };
         let key_of = |meta: &object_store::ObjectMeta, dir: &str| -> Option<ContentHash> {
             let rel = meta.location.as_ref().strip_prefix(self.at(dir).as_ref())?.trim_start_matches('/');
             ContentHash::from_hex(rel.split('/').next()?.trim_end_matches(".json"))
@@ -239,7 +250,12 @@ impl Remote {
             for meta in list(dir)? {
                 let Some(key) = key_of(&meta, dir) else { continue };
                 let when = SystemTime::from(meta.last_modified);
-                let o = objects.entry(key).or_insert(RemoteObject { key, bytes: 0, last_used: SystemTime::UNIX_EPOCH, published: false });
+                let o = objects.entry(key).or_insert(RemoteObject {
+                    key,
+                    bytes: 0,
+                    last_used: SystemTime::UNIX_EPOCH,
+                    published: false,
+                });
                 o.published |= published;
                 o.last_used = o.last_used.max(when);
                 if dir != "used" {
@@ -254,14 +270,22 @@ impl Remote {
     /// download into staging, verify against the manifest, commit. `Ok(None)`:
     /// the remote does not have it. A damaged copy is
     /// [`RemoteError::Corrupt`] and leaves nothing behind.
-    pub fn fetch(&self, cache: &Cache, key: &ContentHash, lock: &KeyLock, transfer: &Transfer<'_>) -> Result<Option<Manifest>> {
+    pub fn fetch(
+        &self,
+        cache: &Cache,
+        key: &ContentHash,
+        lock: &KeyLock,
+        transfer: &Transfer<'_>,
+    ) -> Result<Option<Manifest>> {
         let corrupt = |reason: String| RemoteError::Corrupt { key: key.short(), reason };
-        let bytes = match self.runtime.block_on(async { self.store.get(&self.manifest_path(key)).await?.bytes().await }) {
+        let bytes = match self.runtime.block_on(async { self.store.get(&self.manifest_path(key)).await?.bytes().await })
+        {
             Ok(bytes) => bytes,
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(self.store_err(e)),
         };
-        let published: Published = serde_json::from_slice(&bytes).map_err(|e| corrupt(format!("unreadable manifest: {e}")))?;
+        let published: Published =
+            serde_json::from_slice(&bytes).map_err(|e| corrupt(format!("unreadable manifest: {e}")))?;
         let manifest = published.manifest;
         if manifest.key != *key {
             return Err(corrupt(format!("its manifest is for key {}", manifest.key.short())));
@@ -294,24 +318,36 @@ impl Remote {
         let base = self.data_dir(key, &manifest.artifact);
         let done = &done;
         self.runtime
-            .block_on(futures::stream::iter(files.iter().map(Ok)).try_for_each_concurrent(PARALLEL_FILES, |(path, local, _, executable)| {
-                let from = self.at(&format!("{base}/{path}"));
-                async move {
-                    self.download(&from, local, done, total, transfer).await?;
-                    if *executable {
-                        use std::os::unix::fs::PermissionsExt;
-                        fs::set_permissions(local, fs::Permissions::from_mode(0o755)).map_err(|source| RemoteError::Io { path: local.clone(), source })?;
+            .block_on(futures::stream::iter(files.iter().map(Ok)).try_for_each_concurrent(
+                PARALLEL_FILES,
+                |(path, local, _, executable)| {
+                    let from = self.at(&format!("{base}/{path}"));
+                    async move {
+                        self.download(&from, local, done, total, transfer).await?;
+                        if *executable {
+                            use std::os::unix::fs::PermissionsExt;
+                            fs::set_permissions(local, fs::Permissions::from_mode(0o755))
+                                .map_err(|source| RemoteError::Io { path: local.clone(), source })?;
+                        }
+                        Ok(())
                     }
-                    Ok(())
-                }
-            }))
+                },
+            ))
             .map_err(|e| match e {
-                RemoteError::Store { source: object_store::Error::NotFound { path, .. }, .. } => corrupt(format!("{path} is missing")),
+                RemoteError::Store { source: object_store::Error::NotFound { path, .. }, .. } => {
+                    corrupt(format!("{path} is missing"))
+                }
                 other => other,
             })?;
         // The log is a courtesy: an object without one is still whole.
         let log = staging.dir.join("log.txt");
-        let _ = self.runtime.block_on(self.download(&self.at(&format!("{base}.log")), &log, &AtomicU64::new(0), 0, transfer));
+        let _ = self.runtime.block_on(self.download(
+            &self.at(&format!("{base}.log")),
+            &log,
+            &AtomicU64::new(0),
+            0,
+            transfer,
+        ));
         cache.commit_copy(staging, &manifest).map_err(|e| match e {
             CacheError::Mismatch { reason, .. } | CacheError::EscapingLink { link: reason, .. } => corrupt(reason),
             other => other.into(),
@@ -324,7 +360,14 @@ impl Remote {
     }
 
     /// Streams one object into a new file at `to`.
-    async fn download(&self, from: &ObjPath, to: &Path, done: &AtomicU64, total: u64, transfer: &Transfer<'_>) -> Result<()> {
+    async fn download(
+        &self,
+        from: &ObjPath,
+        to: &Path,
+        done: &AtomicU64,
+        total: u64,
+        transfer: &Transfer<'_>,
+    ) -> Result<()> {
         let io = |source| RemoteError::Io { path: to.to_path_buf(), source };
         let mut stream = self.store.get(from).await.map_err(|e| self.store_err(e))?.into_stream();
         let mut file = File::create(to).map_err(io)?;
@@ -346,7 +389,9 @@ impl Remote {
             return Err(RemoteError::ReadOnly(self.url.clone()));
         }
         let Some(manifest) = cache.manifest(key)? else {
-            return Err(CacheError::Io { path: cache.object_dir(key), source: std::io::ErrorKind::NotFound.into() }.into());
+            return Err(
+                CacheError::Io { path: cache.object_dir(key), source: std::io::ErrorKind::NotFound.into() }.into()
+            );
         };
         let out = cache.artifact_dir(key);
         let mut tree = Vec::new();
@@ -360,30 +405,51 @@ impl Remote {
                 Entry::Link { path, target: fs::read_link(entry.path()).map_err(io)?.to_string_lossy().into_owned() }
             } else {
                 use std::os::unix::fs::PermissionsExt;
-                Entry::File { path, executable: entry.metadata().map_err(|e| io(e.into()))?.permissions().mode() & 0o111 != 0 }
+                Entry::File {
+                    path,
+                    executable: entry.metadata().map_err(|e| io(e.into()))?.permissions().mode() & 0o111 != 0,
+                }
             });
         }
         let base = self.data_dir(key, &manifest.artifact);
-        let files: Vec<&String> = tree.iter().filter_map(|e| if let Entry::File { path, .. } = e { Some(path) } else { None }).collect();
+        let files: Vec<&String> =
+            tree.iter().filter_map(|e| if let Entry::File { path, .. } = e { Some(path) } else { None }).collect();
         let total = manifest.bytes;
         let done = AtomicU64::new(0);
-        self.runtime.block_on(futures::stream::iter(files.into_iter().map(Ok)).try_for_each_concurrent(PARALLEL_FILES, |path| {
-            let (from, to) = (out.join(path), self.at(&format!("{base}/{path}")));
-            let done = &done;
-            async move { self.upload_file(&from, &to, done, total, transfer).await }
-        }))?;
+        self.runtime.block_on(futures::stream::iter(files.into_iter().map(Ok)).try_for_each_concurrent(
+            PARALLEL_FILES,
+            |path| {
+                let (from, to) = (out.join(path), self.at(&format!("{base}/{path}")));
+                let done = &done;
+                async move { self.upload_file(&from, &to, done, total, transfer).await }
+            },
+        ))?;
         let log = cache.object_dir(key).join("log.txt");
         if log.is_file() {
-            self.runtime.block_on(self.upload_file(&log, &self.at(&format!("{base}.log")), &AtomicU64::new(0), 0, transfer))?;
+            self.runtime.block_on(self.upload_file(
+                &log,
+                &self.at(&format!("{base}.log")),
+                &AtomicU64::new(0),
+                0,
+                transfer,
+            ))?;
         }
-        let json = serde_json::to_vec_pretty(&Published { manifest, tree }).map_err(|e| RemoteError::Io { path: "manifest.json".into(), source: e.into() })?;
+        let json = serde_json::to_vec_pretty(&Published { manifest, tree })
+            .map_err(|e| RemoteError::Io { path: "manifest.json".into(), source: e.into() })?;
         self.runtime.block_on(self.store.put(&self.manifest_path(key), json.into())).map_err(|e| self.store_err(e))?;
         Ok(total)
     }
 
     /// Uploads one file: one PUT if small, else a multipart upload read
     /// from disk part by part (bounded memory), aborted on any failure.
-    async fn upload_file(&self, from: &Path, to: &ObjPath, done: &AtomicU64, total: u64, transfer: &Transfer<'_>) -> Result<()> {
+    async fn upload_file(
+        &self,
+        from: &Path,
+        to: &ObjPath,
+        done: &AtomicU64,
+        total: u64,
+        transfer: &Transfer<'_>,
+    ) -> Result<()> {
         let io = |source| RemoteError::Io { path: from.to_path_buf(), source };
         let mut file = File::open(from).map_err(io)?;
         let size = file.metadata().map_err(io)?.len();
@@ -491,7 +557,8 @@ fn aws_profile(builder: AmazonS3Builder) -> AmazonS3Builder {
     let Some(home) = std::env::var_os("HOME") else { return builder };
     let profile = std::env::var("AWS_PROFILE").unwrap_or_else(|_| "default".into());
     let aws = Path::new(&home).join(".aws");
-    let credentials = std::env::var_os("AWS_SHARED_CREDENTIALS_FILE").map_or_else(|| aws.join("credentials"), Into::into);
+    let credentials =
+        std::env::var_os("AWS_SHARED_CREDENTIALS_FILE").map_or_else(|| aws.join("credentials"), Into::into);
     let config = std::env::var_os("AWS_CONFIG_FILE").map_or_else(|| aws.join("config"), Into::into);
     let mut settings = ini_section(&credentials, &profile);
     let config_section = if profile == "default" { profile.clone() } else { format!("profile {profile}") };
@@ -535,7 +602,11 @@ mod tests {
     fn profiles_fill_in_what_the_environment_left_unset() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("credentials");
-        fs::write(&path, "[default]\naws_access_key_id = A\n\n[work]\naws_access_key_id = W\naws_secret_access_key=S\n").unwrap();
+        fs::write(
+            &path,
+            "[default]\naws_access_key_id = A\n\n[work]\naws_access_key_id = W\naws_secret_access_key=S\n",
+        )
+        .unwrap();
         let work = ini_section(&path, "work");
         assert_eq!((work["aws_access_key_id"].as_str(), work["aws_secret_access_key"].as_str()), ("W", "S"));
         assert_eq!(ini_section(&path, "default").len(), 1);

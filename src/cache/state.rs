@@ -54,7 +54,11 @@ impl StateLog {
         for line in text.lines() {
             lines += 1;
             let mut parts = line.split('\t');
-            let (Some(node), Some(key), Some(digest), stamp, None) = (parts.next(), parts.next(), parts.next(), parts.next(), parts.next()) else { continue };
+            let (Some(node), Some(key), Some(digest), stamp, None) =
+                (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
             let Some(key) = ContentHash::from_hex(key) else { continue };
             if digest == "-" {
                 failures.insert(node.to_string(), key);
@@ -135,7 +139,11 @@ mod tests {
         let path = dir.path().join("s.log");
         let mut log = StateLog::load(&path);
         let r1 = StateRecord { key: ContentHash::of(b"1"), artifact: ContentHash::of(b"a"), stamp: None };
-        let r2 = StateRecord { key: ContentHash::of(b"2"), artifact: ContentHash::of(b"b"), stamp: Some(Stamp(0x0123_4567_89ab_cdef)) };
+        let r2 = StateRecord {
+            key: ContentHash::of(b"2"),
+            artifact: ContentHash::of(b"b"),
+            stamp: Some(Stamp(0x0123_4567_89ab_cdef)),
+        };
         log.record("n", r1).unwrap();
         log.record("n", r2).unwrap();
         fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"m\tdeadbeef").unwrap();

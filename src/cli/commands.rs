@@ -122,7 +122,8 @@ pub fn run(env: &Env, args: &[String], flags: &RunFlags) -> Result<ExitCode, Cli
 /// beside the experiment file; `-j` caps the jobs in flight.
 fn slurm_options(env: &Env, plan: &Plan, args: &SlurmArgs, max_jobs: usize) -> Result<SlurmOptions, CliError> {
     let file = env.root.join(&plan.experiment.source.path);
-    let config = scalemake::config::load(file.parent().unwrap_or(&env.root)).map_err(|e| CliError::Usage(e.to_string()))?;
+    let config =
+        scalemake::config::load(file.parent().unwrap_or(&env.root)).map_err(|e| CliError::Usage(e.to_string()))?;
     let flags = JobSettings {
         partition: args.slurm_partition.clone(),
         account: args.slurm_account.clone(),
@@ -137,7 +138,8 @@ fn slurm_options(env: &Env, plan: &Plan, args: &SlurmArgs, max_jobs: usize) -> R
         signal_grace: config.slurm.signal_grace.unwrap_or(slurm::DEFAULT_SIGNAL_GRACE),
         max_jobs,
         file: std::path::absolute(&file).map_err(|e| CliError::Failed(format!("{}: {e}", file.display())))?,
-        exe: std::env::current_exe().map_err(|e| CliError::Failed(format!("cannot find the scalemake executable: {e}")))?,
+        exe: std::env::current_exe()
+            .map_err(|e| CliError::Failed(format!("cannot find the scalemake executable: {e}")))?,
     })
 }
 
@@ -167,19 +169,30 @@ fn dry_run_report(plan: &Plan, ws: &Workspace, selected: &BTreeSet<usize>, throu
     }
     println!("{will} node(s) will build; {may} more if their inputs' artifacts change ({} selected)", selected.len());
     if hours > 0.0 {
-        println!("training to build: ~{} of GPU time on {} (`scalemake plan` for the table; --gpu/--mfu to change)", super::plan::duration(hours), throughput.describe());
+        println!(
+            "training to build: ~{} of GPU time on {} (`scalemake plan` for the table; --gpu/--mfu to change)",
+            super::plan::duration(hours),
+            throughput.describe()
+        );
     }
 }
 
 /// `run --backend slurm --detach`: submits, says what, and exits.
-fn detach(plan: &Plan, ws: &Workspace, options: &SlurmOptions, selected: &BTreeSet<usize>, started: Instant) -> Result<ExitCode, CliError> {
+fn detach(
+    plan: &Plan,
+    ws: &Workspace,
+    options: &SlurmOptions,
+    selected: &BTreeSet<usize>,
+    started: Instant,
+) -> Result<ExitCode, CliError> {
     let submitted = slurm::detach::submit(plan, ws, options, selected).map_err(|e| CliError::Failed(e.to_string()))?;
     for s in &submitted {
         let how = if s.adopted { "still queued or running from an earlier submission" } else { "submitted" };
         eprintln!("    {} → Slurm job {} ({how})", s.node, s.job);
     }
     let new = submitted.iter().filter(|s| !s.adopted).count();
-    let arrays: BTreeSet<&str> = submitted.iter().filter(|s| !s.adopted).filter_map(|s| s.job.split_once('_').map(|(array, _)| array)).collect();
+    let arrays: BTreeSet<&str> =
+        submitted.iter().filter(|s| !s.adopted).filter_map(|s| s.job.split_once('_').map(|(array, _)| array)).collect();
     eprintln!(
         "scalemake: {new} job(s) submitted ({} array(s)), {} adopted, in {:.2}s; `scalemake status` follows them, `scalemake cancel` stops them",
         arrays.len(),
@@ -194,7 +207,8 @@ pub fn cancel(env: &Env, args: &[String]) -> Result<ExitCode, CliError> {
     let cache = env.cache()?;
     let selected = exec::selection(&plan, &targets)?;
     let nodes: BTreeSet<String> = selected.iter().map(|&i| plan.experiment.nodes[i].id.0.clone()).collect();
-    let cancelled = slurm::cancel_recorded(&cache, &plan.experiment.name, &nodes).map_err(|e| CliError::Failed(e.to_string()))?;
+    let cancelled =
+        slurm::cancel_recorded(&cache, &plan.experiment.name, &nodes).map_err(|e| CliError::Failed(e.to_string()))?;
     for (job, node) in &cancelled {
         println!("cancelled Slurm job {job} ({node})");
     }
@@ -210,8 +224,15 @@ pub fn exec_node(env: &Env, args: &[String], key: Option<&str>) -> Result<ExitCo
     let [name] = rest.as_slice() else {
         return Err(CliError::Usage("name exactly one node id".into()));
     };
-    let i = plan.experiment.nodes.iter().position(|n| n.id.0 == *name).ok_or_else(|| CliError::Usage(format!("no node `{name}` in {}", plan.experiment.name)))?;
-    let expected = key.map(|k| ContentHash::from_hex(k).ok_or_else(|| CliError::Usage(format!("--key {k}: not a key")))).transpose()?;
+    let i = plan
+        .experiment
+        .nodes
+        .iter()
+        .position(|n| n.id.0 == *name)
+        .ok_or_else(|| CliError::Usage(format!("no node `{name}` in {}", plan.experiment.name)))?;
+    let expected = key
+        .map(|k| ContentHash::from_hex(k).ok_or_else(|| CliError::Usage(format!("--key {k}: not a key"))))
+        .transpose()?;
     let cache = env.cache()?;
     let requeue = slurm::stop_on_job_signals().map_err(|e| CliError::Failed(e.to_string()))?;
     let gpus = slurm::job_gpus(plan.experiment.nodes[i].resources.gpu);
@@ -264,8 +285,13 @@ pub fn status(env: &Env, args: &[String], all: bool, remote: &RemoteArgs) -> Res
     let servable = |f: &Freshness| matches!(f, Freshness::Stale { key: Some(key), .. } if on_remote.contains(key));
     let (mut stale, mut fetchable) = (0, 0);
     let width = selected.iter().map(|&i| plan.experiment.nodes[i].id.0.len()).max().unwrap_or(0);
-    let stale_ids: Vec<&str> = selected.iter().filter(|&&i| states[i] != NodeState::Fresh).map(|&i| plan.experiment.nodes[i].id.0.as_str()).collect();
-    let jobs = slurm::detach::job_views(&cache, &plan.experiment.name, &stale_ids).map_err(|e| CliError::Failed(e.to_string()))?;
+    let stale_ids: Vec<&str> = selected
+        .iter()
+        .filter(|&&i| states[i] != NodeState::Fresh)
+        .map(|&i| plan.experiment.nodes[i].id.0.as_str())
+        .collect();
+    let jobs = slurm::detach::job_views(&cache, &plan.experiment.name, &stale_ids)
+        .map_err(|e| CliError::Failed(e.to_string()))?;
     let mut out = String::new();
     for &i in plan.topo_order().iter().filter(|i| selected.contains(i)) {
         let fresh = states[i] == NodeState::Fresh;
@@ -352,7 +378,9 @@ pub fn log(env: &Env, args: &[String]) -> Result<ExitCode, CliError> {
             let _ = std::io::stdout().write_all(&bytes);
             Ok(ExitCode::SUCCESS)
         }
-        Err(_) => Err(CliError::Failed(format!("no log for {id} yet (it has not run in this cache: {})", path.display()))),
+        Err(_) => {
+            Err(CliError::Failed(format!("no log for {id} yet (it has not run in this cache: {})", path.display())))
+        }
     }
 }
 
@@ -401,7 +429,12 @@ pub fn gc(env: &Env, files: &[PathBuf], delete: bool) -> Result<ExitCode, CliErr
         if delete {
             cache.remove(key).map_err(|e| CliError::Failed(e.to_string()))?;
         }
-        println!("{} {} {node} ({})", if delete { "removed" } else { "would remove" }, key.short(), render::human_bytes(*bytes));
+        println!(
+            "{} {} {node} ({})",
+            if delete { "removed" } else { "would remove" },
+            key.short(),
+            render::human_bytes(*bytes)
+        );
     }
     let verb = if delete { "removed" } else { "would remove (pass --delete to do it)" };
     println!("{verb}: {} artifact(s), {}; kept {}", doomed.len(), render::human_bytes(total), keep.len());
@@ -444,7 +477,8 @@ pub(super) fn referenced_keys(env: &Env, cache: &Cache, files: &[PathBuf]) -> Re
 pub fn verify(env: &Env, delete: bool) -> Result<ExitCode, CliError> {
     let cache = env.cache()?;
     let keys = cache.keys().map_err(|e| CliError::Failed(e.to_string()))?;
-    let verdicts: Vec<(ContentHash, Result<Verdict, String>)> = keys.par_iter().map(|k| (*k, cache.verify(k).map_err(|e| e.to_string()))).collect();
+    let verdicts: Vec<(ContentHash, Result<Verdict, String>)> =
+        keys.par_iter().map(|k| (*k, cache.verify(k).map_err(|e| e.to_string()))).collect();
     let mut bad = 0;
     for (key, verdict) in &verdicts {
         let reason = match verdict {
@@ -478,9 +512,16 @@ pub fn doctor(env: &Env) -> Result<ExitCode, CliError> {
                 None => println!("libtorch_cuda  not loaded ({})", text(&r["libtorch_cuda"]["error"])),
             }
             let gpus = r["cuda_devices"].as_u64().unwrap_or(0);
-            let cuda = if gpus > 0 { format!("available, {gpus} device(s)") } else { "not available (training runs on CPU)".into() };
+            let cuda = if gpus > 0 {
+                format!("available, {gpus} device(s)")
+            } else {
+                "not available (training runs on CPU)".into()
+            };
             println!("CUDA           {cuda}");
-            println!("cuDNN          {}", if r["cudnn_available"].as_bool() == Some(true) { "available" } else { "not available" });
+            println!(
+                "cuDNN          {}",
+                if r["cudnn_available"].as_bool() == Some(true) { "available" } else { "not available" }
+            );
             for (i, name) in r["gpu_names"].as_array().into_iter().flatten().enumerate() {
                 println!("  cuda:{i}       {}", text(name));
             }
@@ -497,7 +538,11 @@ pub fn doctor(env: &Env) -> Result<ExitCode, CliError> {
     if env.cache_dir.exists() {
         let cache = env.cache()?;
         let objects = cache.keys().map(|k| k.len()).unwrap_or(0);
-        println!("cache          {} ({objects} artifact(s), {})", env.cache_dir.display(), render::human_bytes(cache.size_bytes()));
+        println!(
+            "cache          {} ({objects} artifact(s), {})",
+            env.cache_dir.display(),
+            render::human_bytes(cache.size_bytes())
+        );
     } else {
         println!("cache          {} (not created yet)", env.cache_dir.display());
     }

@@ -294,7 +294,8 @@ pub fn main() -> ExitCode {
 }
 
 fn try_main(cli: Cli) -> Result<ExitCode, CliError> {
-    let root = std::env::current_dir().map_err(|e| CliError::Usage(format!("cannot read the current directory: {e}")))?;
+    let root =
+        std::env::current_dir().map_err(|e| CliError::Usage(format!("cannot read the current directory: {e}")))?;
     let cache_dir = cli.cache.clone().unwrap_or_else(|| root.join("cache"));
     let env = env::Env { root, cache_dir, file: cli.file.clone(), tty: std::io::stderr().is_terminal() };
     match cli.command {
@@ -303,7 +304,15 @@ fn try_main(cli: Cli) -> Result<ExitCode, CliError> {
                 return Err(CliError::Usage("--detach submits Slurm jobs: add `--backend slurm`".into()));
             }
             let backend = (backend == BackendKind::Slurm).then_some(slurm);
-            let flags = commands::RunFlags { jobs, keep_going, dry_run, detach, throughput: throughput.into(), slurm: backend, remote };
+            let flags = commands::RunFlags {
+                jobs,
+                keep_going,
+                dry_run,
+                detach,
+                throughput: throughput.into(),
+                slurm: backend,
+                remote,
+            };
             commands::run(&env, &args, &flags)
         }
         Command::Cancel { args } => commands::cancel(&env, &args),
@@ -316,7 +325,9 @@ fn try_main(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Show { args } => commands::show(&env, &args),
         Command::Log { args } => commands::log(&env, &args),
         Command::Clean { args } => commands::clean(&env, &args),
-        Command::Gc { files, delete, remote: Some(url), max_age, max_size } => remote::gc(&env, &files, delete, &url, max_age.as_deref(), max_size.as_deref()),
+        Command::Gc { files, delete, remote: Some(url), max_age, max_size } => {
+            remote::gc(&env, &files, delete, &url, max_age.as_deref(), max_size.as_deref())
+        }
         Command::Gc { files, delete, .. } => commands::gc(&env, &files, delete),
         Command::Verify { delete } => commands::verify(&env, delete),
         Command::Doctor => commands::doctor(&env),

@@ -41,7 +41,8 @@ pub fn summary(e: &WorkEstimate, throughput: &Throughput) -> String {
     if e.params.structured > 0 {
         extra.push_str(&format!(", {} structured", si(e.params.structured as f64)));
     }
-    let hours = throughput.gpu_hours(e.flops, e.bf16).map_or(String::new(), |h| format!(", ~{} on the GPU", duration(h)));
+    let hours =
+        throughput.gpu_hours(e.flops, e.bf16).map_or(String::new(), |h| format!(", ~{} on the GPU", duration(h)));
     format!("N {}{extra}, {} tokens, {:.2e} FLOP{hours}", si(e.params.trainable as f64), si(e.tokens), e.flops)
 }
 
@@ -59,12 +60,20 @@ pub fn plan(env: &Env, args: &[String], throughput: &Throughput) -> Result<ExitC
     let (plan, targets) = plan_and_targets(env, args)?;
     let selected = exec::selection(&plan, &targets)?;
     let estimates = plan.estimates();
-    let rows: Vec<(usize, &WorkEstimate)> = plan.topo_order().iter().filter(|i| selected.contains(i)).filter_map(|&i| estimates[i].as_ref().map(|e| (i, e))).collect();
+    let rows: Vec<(usize, &WorkEstimate)> = plan
+        .topo_order()
+        .iter()
+        .filter(|i| selected.contains(i))
+        .filter_map(|&i| estimates[i].as_ref().map(|e| (i, e)))
+        .collect();
     let width = rows.iter().map(|(i, _)| plan.experiment.nodes[*i].id.0.len()).max().unwrap_or(4).max(4);
     // The paper's compute (C = 6·N·D, N trainable non-embedding) beside the
     // FLOPs the run really computes (output head, attention, frozen layers,
     // evaluations): both are "compute", and they differ by 3× at XXSmall.
-    println!("{:<width$}  {:>11} {:>10} {:>10} {:>9} {:>9} {:>9} {:>9}", "node", "N trainable", "frozen", "structured", "tokens", "C=6·N·D", "FLOP", "GPU time");
+    println!(
+        "{:<width$}  {:>11} {:>10} {:>10} {:>9} {:>9} {:>9} {:>9}",
+        "node", "N trainable", "frozen", "structured", "tokens", "C=6·N·D", "FLOP", "GPU time"
+    );
     let (mut paper_c, mut flops, mut hours, mut notes) = (0.0, 0.0, 0.0, BTreeSet::new());
     for (i, e) in &rows {
         let h = throughput.gpu_hours(e.flops, e.bf16);

@@ -31,12 +31,17 @@ fn open_beside(experiment_file: &Path, args: &RemoteArgs) -> Result<Option<Arc<R
     let dir = experiment_file.parent().unwrap_or(Path::new("."));
     let config = scalemake::config::load(dir).map_err(|e| CliError::Usage(e.to_string()))?.remote;
     let Some(url) = args.remote.clone().or(config.url) else { return Ok(None) };
-    let remote = Remote::open(&url, args.remote_read_only || config.read_only).map_err(|e| CliError::Usage(e.to_string()))?;
+    let remote =
+        Remote::open(&url, args.remote_read_only || config.read_only).map_err(|e| CliError::Usage(e.to_string()))?;
     Ok(Some(Arc::new(remote)))
 }
 
 fn required(remote: Option<Arc<Remote>>) -> Result<Arc<Remote>, CliError> {
-    remote.ok_or_else(|| CliError::Usage("no remote: pass --remote URL, set SCALEMAKE_REMOTE, or add [remote] url = \"…\" to scalemake.toml".into()))
+    remote.ok_or_else(|| {
+        CliError::Usage(
+            "no remote: pass --remote URL, set SCALEMAKE_REMOTE, or add [remote] url = \"…\" to scalemake.toml".into(),
+        )
+    })
 }
 
 pub fn push(env: &Env, args: &[String], remote: &RemoteArgs) -> Result<ExitCode, CliError> {
@@ -88,7 +93,10 @@ pub fn pull(env: &Env, args: &[String], remote: &RemoteArgs) -> Result<ExitCode,
             }
         }
     }
-    println!("{fetched} pulled, {fresh} already here, {missing} not on {} (run builds them), {failed} failed", remote.url());
+    println!(
+        "{fetched} pulled, {fresh} already here, {missing} not on {} (run builds them), {failed} failed",
+        remote.url()
+    );
     Ok(if failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
@@ -97,11 +105,20 @@ pub fn pull(env: &Env, args: &[String], remote: &RemoteArgs) -> Result<ExitCode,
 /// experiments in `files` reference; plus data of uploads that never
 /// finished. A shared remote serves many experiments, so nothing goes
 /// merely for being unreferenced here: a budget is required.
-pub fn gc(env: &Env, files: &[PathBuf], delete: bool, url: &str, max_age: Option<&str>, max_size: Option<&str>) -> Result<ExitCode, CliError> {
+pub fn gc(
+    env: &Env,
+    files: &[PathBuf],
+    delete: bool,
+    url: &str,
+    max_age: Option<&str>,
+    max_size: Option<&str>,
+) -> Result<ExitCode, CliError> {
     let max_age = max_age.map(parse_age).transpose().map_err(CliError::Usage)?;
     let max_size = max_size.map(parse_size).transpose().map_err(CliError::Usage)?;
     if max_age.is_none() && max_size.is_none() {
-        return Err(CliError::Usage("gc --remote needs a budget: --max-age (e.g. 30d) and/or --max-size (e.g. 500G)".into()));
+        return Err(CliError::Usage(
+            "gc --remote needs a budget: --max-age (e.g. 30d) and/or --max-size (e.g. 500G)".into(),
+        ));
     }
     let first = gc_files(env, files)?.remove(0);
     let url = Some(url.to_string()).filter(|u| !u.is_empty()).or_else(|| std::env::var("SCALEMAKE_REMOTE").ok());
@@ -118,16 +135,33 @@ pub fn gc(env: &Env, files: &[PathBuf], delete: bool, url: &str, max_age: Option
         }
         let age = SystemTime::now().duration_since(o.last_used).unwrap_or_default().as_secs() / 3600;
         let what = if o.published { "" } else { ", unfinished upload" };
-        println!("{} {} ({}, last used {age} h ago{what})", if delete { "removed" } else { "would remove" }, o.key.short(), human_bytes(o.bytes));
+        println!(
+            "{} {} ({}, last used {age} h ago{what})",
+            if delete { "removed" } else { "would remove" },
+            o.key.short(),
+            human_bytes(o.bytes)
+        );
         freed += o.bytes;
     }
     let verb = if delete { "removed" } else { "would remove (pass --delete to do it)" };
-    println!("{verb}: {} object(s), {} from {}; {} referenced key(s) kept", doomed.len(), human_bytes(freed), remote.url(), keep.len());
+    println!(
+        "{verb}: {} object(s), {} from {}; {} referenced key(s) kept",
+        doomed.len(),
+        human_bytes(freed),
+        remote.url(),
+        keep.len()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
 /// Which remote objects `gc --remote` removes, least recently used first.
-fn choose(mut objects: Vec<RemoteObject>, keep: &BTreeSet<scalemake::hash::ContentHash>, now: SystemTime, max_age: Option<Duration>, max_size: Option<u64>) -> Vec<RemoteObject> {
+fn choose(
+    mut objects: Vec<RemoteObject>,
+    keep: &BTreeSet<scalemake::hash::ContentHash>,
+    now: SystemTime,
+    max_age: Option<Duration>,
+    max_size: Option<u64>,
+) -> Vec<RemoteObject> {
     objects.sort_by_key(|o| o.last_used);
     let age = |o: &RemoteObject| now.duration_since(o.last_used).unwrap_or_default();
     let mut total: u64 = objects.iter().map(|o| o.bytes).sum();
@@ -188,18 +222,34 @@ mod tests {
     use scalemake::hash::ContentHash;
 
     fn object(name: &str, bytes: u64, hours_ago: u64, published: bool, now: SystemTime) -> RemoteObject {
-        RemoteObject { key: ContentHash::of(name.as_bytes()), bytes, last_used: now - Duration::from_secs(hours_ago * 3600), published }
+        RemoteObject {
+            key: ContentHash::of(name.as_bytes()),
+            bytes,
+            last_used: now - Duration::from_secs(hours_ago * 3600),
+            published,
+        }
     }
 
     #[test]
     fn budgets_remove_least_recently_used_first_and_never_what_is_referenced() {
         let now = SystemTime::now();
-        let objects = vec![object("new", 100, 1, true, now), object("old", 100, 50, true, now), object("kept", 100, 90, true, now), object("mid", 100, 10, true, now)];
+        let objects = vec![
+            object("new", 100, 1, true, now),
+            object("old", 100, 50, true, now),
+            object("kept", 100, 90, true, now),
+            object("mid", 100, 10, true, now),
+        ];
         let keep: BTreeSet<ContentHash> = [ContentHash::of(b"kept")].into();
         let names = |v: Vec<RemoteObject>| v.iter().map(|o| o.key).collect::<Vec<_>>();
         // 400 bytes in all, at most 200: the two oldest unreferenced go.
-        assert_eq!(names(choose(objects.clone(), &keep, now, None, Some(200))), vec![ContentHash::of(b"old"), ContentHash::of(b"mid")]);
-        assert_eq!(names(choose(objects.clone(), &keep, now, Some(Duration::from_secs(24 * 3600)), None)), vec![ContentHash::of(b"old")]);
+        assert_eq!(
+            names(choose(objects.clone(), &keep, now, None, Some(200))),
+            vec![ContentHash::of(b"old"), ContentHash::of(b"mid")]
+        );
+        assert_eq!(
+            names(choose(objects.clone(), &keep, now, Some(Duration::from_secs(24 * 3600)), None)),
+            vec![ContentHash::of(b"old")]
+        );
         let abandoned = vec![object("half", 5, 30, false, now), object("uploading", 5, 1, false, now)];
         assert_eq!(names(choose(abandoned, &keep, now, None, Some(u64::MAX))), vec![ContentHash::of(b"half")]);
     }

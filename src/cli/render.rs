@@ -44,10 +44,17 @@ fn escape(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
-pub fn dag(plan: &Plan, selected: &BTreeSet<usize>, states: &[NodeState], survey: &[Freshness], format: DagFormat) -> String {
+pub fn dag(
+    plan: &Plan,
+    selected: &BTreeSet<usize>,
+    states: &[NodeState],
+    survey: &[Freshness],
+    format: DagFormat,
+) -> String {
     let nodes = &plan.experiment.nodes;
     let order: Vec<usize> = plan.topo_order().iter().copied().filter(|i| selected.contains(i)).collect();
-    let edges: Vec<(usize, usize)> = order.iter().flat_map(|&i| plan.inputs_of(i).into_iter().map(move |p| (p, i))).collect();
+    let edges: Vec<(usize, usize)> =
+        order.iter().flat_map(|&i| plan.inputs_of(i).into_iter().map(move |p| (p, i))).collect();
     let mut out = String::new();
     match format {
         DagFormat::Text => {
@@ -61,9 +68,19 @@ pub fn dag(plan: &Plan, selected: &BTreeSet<usize>, states: &[NodeState], survey
             }
         }
         DagFormat::Dot => {
-            let _ = writeln!(out, "digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box, style=filled];", escape(&plan.experiment.name));
+            let _ = writeln!(
+                out,
+                "digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box, style=filled];",
+                escape(&plan.experiment.name)
+            );
             for &i in &order {
-                let _ = writeln!(out, "  n{i} [label=\"{}\\n{}\", fillcolor={}];", escape(&nodes[i].id.0), states[i].label(), states[i].colour());
+                let _ = writeln!(
+                    out,
+                    "  n{i} [label=\"{}\\n{}\", fillcolor={}];",
+                    escape(&nodes[i].id.0),
+                    states[i].label(),
+                    states[i].colour()
+                );
             }
             for (a, b) in &edges {
                 let _ = writeln!(out, "  n{a} -> n{b};");
@@ -73,7 +90,13 @@ pub fn dag(plan: &Plan, selected: &BTreeSet<usize>, states: &[NodeState], survey
         DagFormat::Mermaid => {
             out.push_str("flowchart LR\n");
             for &i in &order {
-                let _ = writeln!(out, "  n{i}[\"{} ({})\"]:::{}", nodes[i].id.0.replace('"', "#quot;"), states[i].label(), states[i].label());
+                let _ = writeln!(
+                    out,
+                    "  n{i}[\"{} ({})\"]:::{}",
+                    nodes[i].id.0.replace('"', "#quot;"),
+                    states[i].label(),
+                    states[i].label()
+                );
             }
             for (a, b) in &edges {
                 let _ = writeln!(out, "  n{a} --> n{b}");
@@ -88,7 +111,9 @@ pub fn dag(plan: &Plan, selected: &BTreeSet<usize>, states: &[NodeState], survey
                 .map(|&i| {
                     let (key, reasons) = match &survey[i] {
                         Freshness::Fresh { key, .. } => (Some(key.hex()), vec![]),
-                        Freshness::Stale { key, reasons } => (key.map(|k| k.hex()), reasons.iter().map(ToString::to_string).collect()),
+                        Freshness::Stale { key, reasons } => {
+                            (key.map(|k| k.hex()), reasons.iter().map(ToString::to_string).collect())
+                        }
                         Freshness::Broken { message } => (None, vec![message.clone()]),
                     };
                     serde_json::json!({
@@ -138,7 +163,11 @@ pub fn show(plan: &Plan, i: usize, cache: &Cache, survey: &[Freshness], state: N
     if !node.inputs.is_empty() {
         out.push_str("inputs\n");
         for input in &node.inputs {
-            let names: Vec<String> = input.nodes.iter().map(|&p| format!("{} [{}]", plan.experiment.nodes[p].id, short_state(&survey[p]))).collect();
+            let names: Vec<String> = input
+                .nodes
+                .iter()
+                .map(|&p| format!("{} [{}]", plan.experiment.nodes[p].id, short_state(&survey[p])))
+                .collect();
             let _ = writeln!(out, "  {} -> {}", input.name, names.join(", "));
         }
     }
@@ -146,7 +175,11 @@ pub fn show(plan: &Plan, i: usize, cache: &Cache, survey: &[Freshness], state: N
         let _ = writeln!(out, "artifact  {}", cache.artifact_dir(&manifest.key).display());
         let _ = writeln!(out, "  digest  {}", manifest.artifact);
         let _ = writeln!(out, "  files   {} ({})", manifest.outputs.len(), human_bytes(manifest.bytes));
-        let _ = writeln!(out, "  built   in {:.2}s on {} by scalemake {}", manifest.seconds, manifest.host, manifest.tool_version);
+        let _ = writeln!(
+            out,
+            "  built   in {:.2}s on {} by scalemake {}",
+            manifest.seconds, manifest.host, manifest.tool_version
+        );
         for (name, value) in &manifest.metrics {
             let _ = writeln!(out, "  metric  {name} = {value}");
         }

@@ -27,7 +27,10 @@ use unicode_properties::{GeneralCategoryGroup, UnicodeGeneralCategory};
 use tokenizers::models::bpe::{BpeTrainerBuilder, BPE};
 use tokenizers::models::TrainerWrapper;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
-use tokenizers::{AddedToken, DecoderWrapper, ModelWrapper, NormalizerWrapper, PostProcessorWrapper, PreTokenizerWrapper, Tokenizer, TokenizerBuilder};
+use tokenizers::{
+    AddedToken, DecoderWrapper, ModelWrapper, NormalizerWrapper, PostProcessorWrapper, PreTokenizerWrapper, Tokenizer,
+    TokenizerBuilder,
+};
 
 /// What to train.
 #[derive(Clone, Debug)]
@@ -56,15 +59,21 @@ where
         .build()
         .into();
     let byte_level = ByteLevel::new(false, true, true);
-    let mut tokenizer: Tokenizer = TokenizerBuilder::<ModelWrapper, NormalizerWrapper, PreTokenizerWrapper, PostProcessorWrapper, DecoderWrapper>::new()
-        .with_model(BPE::default().into())
-        .with_normalizer(None)
-        .with_pre_tokenizer(Some(byte_level.into()))
-        .with_post_processor(Some(byte_level.into()))
-        .with_decoder(Some(byte_level.into()))
-        .build()
-        .map_err(|e| e.to_string())?
-        .into();
+    let mut tokenizer: Tokenizer = TokenizerBuilder::<
+        ModelWrapper,
+        NormalizerWrapper,
+        PreTokenizerWrapper,
+        PostProcessorWrapper,
+        DecoderWrapper,
+    >::new()
+    .with_model(BPE::default().into())
+    .with_normalizer(None)
+    .with_pre_tokenizer(Some(byte_level.into()))
+    .with_post_processor(Some(byte_level.into()))
+    .with_decoder(Some(byte_level.into()))
+    .build()
+    .map_err(|e| e.to_string())?
+    .into();
     tokenizer.train(&mut trainer, docs).map_err(|e| format!("BPE training failed: {e}"))?;
     let got = tokenizer.get_vocab_size(true);
     if got != spec.vocab_size {
@@ -129,7 +138,8 @@ impl Encoder {
             match self.ranks.get(bytes) {
                 Some(&rank) => out.push(rank),
                 // Longer than one byte (every byte has a rank): merge by rank.
-                None => out.extend(tiktoken_rs::byte_pair_split(bytes, &self.ranks).into_iter().map(|part| self.ranks[part])),
+                None => out
+                    .extend(tiktoken_rs::byte_pair_split(bytes, &self.ranks).into_iter().map(|part| self.ranks[part])),
             }
         }
         out
@@ -248,7 +258,8 @@ mod tests {
     use super::*;
 
     fn sample() -> Vec<String> {
-        let base = "Le petit chat dort au soleil. « Où est-il ? » demanda l’enfant. L’été, les élèves étudient à l’école; \
+        let base =
+            "Le petit chat dort au soleil. « Où est-il ? » demanda l’enfant. L’été, les élèves étudient à l’école; \
                     les garçons et les filles mangent des crêpes, boivent du café et lisent des œuvres françaises.";
         (0..50).map(|i| format!("{base} Paragraphe numéro {i}.")).collect()
     }
@@ -296,7 +307,9 @@ mod tests {
     fn fast_encoder_agrees_with_tokenizers() {
         let tok = train(&spec(400), sample().into_iter()).unwrap();
         let fast = Encoder::new(&tok).unwrap();
-        for text in sample().iter().map(String::as_str).chain(["«  »\u{a0}’ œuvre\tÉté\n\n 中文 🙂  x", "", "   ", "l'été's"]) {
+        for text in
+            sample().iter().map(String::as_str).chain(["«  »\u{a0}’ œuvre\tÉté\n\n 中文 🙂  x", "", "   ", "l'été's"])
+        {
             assert_eq!(fast.encode(text), encode(&tok, text).unwrap(), "{text:?}");
         }
     }
@@ -306,7 +319,10 @@ mod tests {
         fn pieces(t: &str) -> Vec<&str> {
             Pieces::new(t).collect()
         }
-        assert_eq!(pieces("Hello world's  end!!\n\n  x 12ab"), ["Hello", " world", "'s", " ", " end", "!!", "\n\n ", " x", " 12", "ab"]);
+        assert_eq!(
+            pieces("Hello world's  end!!\n\n  x 12ab"),
+            ["Hello", " world", "'s", " ", " end", "!!", "\n\n ", " x", " 12", "ab"]
+        );
         assert_eq!(pieces("a  "), ["a", "  "]);
         assert_eq!(pieces("l'été « ok »"), ["l", "'", "été", " «", " ok", " »"]);
         assert_eq!(pieces("''s !'s"), ["''", "s", " !'", "s"]);
@@ -316,7 +332,8 @@ mod tests {
     fn fast_encoder_agrees_on_random_text() {
         let tok = train(&spec(400), sample().into_iter()).unwrap();
         let fast = Encoder::new(&tok).unwrap();
-        let alphabet: Vec<char> = "aé É'’sdtlmrev 0123456789\n\t\u{a0}\u{2009}.,;:!?«»-—()🙂中文Ⅻ²\u{301}_".chars().collect();
+        let alphabet: Vec<char> =
+            "aé É'’sdtlmrev 0123456789\n\t\u{a0}\u{2009}.,;:!?«»-—()🙂中文Ⅻ²\u{301}_".chars().collect();
         let mut state = 0x2545F4914F6CDD1Du64;
         for _ in 0..2000 {
             let len = (state % 40) as usize;
@@ -338,6 +355,9 @@ mod tests {
         for name in ["a.json", "b.json"] {
             train(&spec(300), sample().into_iter()).unwrap().save(dir.path().join(name), false).unwrap();
         }
-        assert_eq!(std::fs::read(dir.path().join("a.json")).unwrap(), std::fs::read(dir.path().join("b.json")).unwrap());
+        assert_eq!(
+            std::fs::read(dir.path().join("a.json")).unwrap(),
+            std::fs::read(dir.path().join("b.json")).unwrap()
+        );
     }
 }

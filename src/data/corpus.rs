@@ -95,8 +95,12 @@ pub fn read_file(path: &Path, format: Format, text_field: &str) -> Result<Vec<St
             if line.trim().is_empty() {
                 continue;
             }
-            let value: serde_json::Value = serde_json::from_str(&line).map_err(|e| problem(format!("line {}: invalid JSON: {e}", i + 1)))?;
-            let text = value.get(text_field).and_then(|v| v.as_str()).ok_or_else(|| problem(format!("line {}: no string field `{text_field}`", i + 1)))?;
+            let value: serde_json::Value =
+                serde_json::from_str(&line).map_err(|e| problem(format!("line {}: invalid JSON: {e}", i + 1)))?;
+            let text = value
+                .get(text_field)
+                .and_then(|v| v.as_str())
+                .ok_or_else(|| problem(format!("line {}: no string field `{text_field}`", i + 1)))?;
             docs.push(normalize(text));
         }
     } else {
@@ -147,8 +151,16 @@ pub struct Documents {
 /// Reads `files` in parallel, keeping file order; drops exact duplicates
 /// (first occurrence wins) and assigns splits. With `skip_bad`, unreadable
 /// files are counted instead of failing the whole read.
-pub fn read_all(files: &[PathBuf], format: Format, text_field: &str, skip_bad: bool, val: f64, test: f64) -> Result<Documents, FileProblem> {
-    let per_file: Vec<Result<Vec<String>, FileProblem>> = files.par_iter().map(|f| read_file(f, format, text_field)).collect();
+pub fn read_all(
+    files: &[PathBuf],
+    format: Format,
+    text_field: &str,
+    skip_bad: bool,
+    val: f64,
+    test: f64,
+) -> Result<Documents, FileProblem> {
+    let per_file: Vec<Result<Vec<String>, FileProblem>> =
+        files.par_iter().map(|f| read_file(f, format, text_field)).collect();
     let mut out = Documents::default();
     let mut seen = HashSet::new();
     for result in per_file {
@@ -195,7 +207,10 @@ mod tests {
         use std::io::Write;
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a.txt"), "Bonjour « monde » l’été\n").unwrap();
-        let mut gz = flate2::write::GzEncoder::new(std::fs::File::create(dir.path().join("b.txt.gz")).unwrap(), flate2::Compression::default());
+        let mut gz = flate2::write::GzEncoder::new(
+            std::fs::File::create(dir.path().join("b.txt.gz")).unwrap(),
+            flate2::Compression::default(),
+        );
         gz.write_all("Bonjour « monde » l’été".as_bytes()).unwrap();
         gz.finish().unwrap();
         std::fs::write(dir.path().join("c.jsonl"), "{\"text\": \"un\"}\n\n{\"text\": \"deux\", \"id\": 2}\n").unwrap();

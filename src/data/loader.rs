@@ -50,11 +50,17 @@ impl TokenStream {
         let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
             .map_err(|source| ShardError::Io { path: dir.to_path_buf(), source })?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "bin") && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&prefix)))
+            .filter(|p| {
+                p.extension().is_some_and(|e| e == "bin")
+                    && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
+            })
             .collect();
         paths.sort();
         if paths.is_empty() {
-            return Err(ShardError::Invalid { path: dir.to_path_buf(), problem: format!("no `{split}_*.bin` shards here") });
+            return Err(ShardError::Invalid {
+                path: dir.to_path_buf(),
+                problem: format!("no `{split}_*.bin` shards here"),
+            });
         }
         Self::open(&paths)
     }
@@ -223,7 +229,10 @@ mod tests {
     fn sequential_windows_cover_the_data_and_stop_before_the_end() {
         let data: Vec<u16> = (0..100).collect();
         let (_d, s) = stream_of(&[&data[..37], &data[37..]]);
-        let rows: Vec<Vec<u16>> = Batches::new(s, 4, 10, Order::Sequential).unwrap().flat_map(|b| b.chunks(11).map(<[u16]>::to_vec).collect::<Vec<_>>()).collect();
+        let rows: Vec<Vec<u16>> = Batches::new(s, 4, 10, Order::Sequential)
+            .unwrap()
+            .flat_map(|b| b.chunks(11).map(<[u16]>::to_vec).collect::<Vec<_>>())
+            .collect();
         // Starts 0, 10, …, 80: every window complete, 89 = last start ≤ 100 - 11.
         assert_eq!(rows.len(), 9);
         for (i, r) in rows.iter().enumerate() {
@@ -239,7 +248,8 @@ mod tests {
         let data: Vec<u16> = (0..1000).collect();
         let (_d, s) = stream_of(&[&data]);
         let a: Vec<Vec<u16>> = Batches::new(s.clone(), 8, 16, Order::Random { seed: 7 }).unwrap().take(5).collect();
-        let b: Vec<Vec<u16>> = prefetch(Batches::new(s.clone(), 8, 16, Order::Random { seed: 7 }).unwrap(), 2).iter().take(5).collect();
+        let b: Vec<Vec<u16>> =
+            prefetch(Batches::new(s.clone(), 8, 16, Order::Random { seed: 7 }).unwrap(), 2).iter().take(5).collect();
         let c: Vec<Vec<u16>> = Batches::new(s, 8, 16, Order::Random { seed: 8 }).unwrap().take(5).collect();
         assert_eq!(a, b);
         assert_ne!(a, c);

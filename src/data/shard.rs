@@ -59,8 +59,10 @@ pub enum ShardError {
 /// staging directory, which is published as a whole).
 pub fn write_shard(path: &Path, tokens: &[u16]) -> Result<(), ShardError> {
     let io = |source| ShardError::Io { path: path.to_path_buf(), source };
-    let count =
-        i32::try_from(tokens.len()).map_err(|_| ShardError::Invalid { path: path.to_path_buf(), problem: format!("{} tokens exceed the format's i32 count", tokens.len()) })?;
+    let count = i32::try_from(tokens.len()).map_err(|_| ShardError::Invalid {
+        path: path.to_path_buf(),
+        problem: format!("{} tokens exceed the format's i32 count", tokens.len()),
+    })?;
     let mut header = [0i32; 256];
     header[0] = MAGIC;
     header[1] = VERSION;
@@ -79,7 +81,10 @@ pub fn write_shard(path: &Path, tokens: &[u16]) -> Result<(), ShardError> {
 pub fn validate(path: &Path, bytes: &[u8]) -> Result<usize, ShardError> {
     let invalid = |problem: String| ShardError::Invalid { path: path.to_path_buf(), problem };
     if bytes.len() < HEADER_BYTES {
-        return Err(invalid(format!("{} bytes is shorter than the 1024-byte shard header (truncated or not a shard)", bytes.len())));
+        return Err(invalid(format!(
+            "{} bytes is shorter than the 1024-byte shard header (truncated or not a shard)",
+            bytes.len()
+        )));
     }
     let word = |i: usize| i32::from_le_bytes(bytes[4 * i..4 * i + 4].try_into().expect("4 bytes"));
     if word(0) != MAGIC {
@@ -91,7 +96,10 @@ pub fn validate(path: &Path, bytes: &[u8]) -> Result<usize, ShardError> {
     let count = usize::try_from(word(2)).map_err(|_| invalid(format!("negative token count {}", word(2))))?;
     let expected = HEADER_BYTES + 2 * count;
     if bytes.len() != expected {
-        return Err(invalid(format!("header says {count} tokens ({expected} bytes) but the file has {} bytes (truncated?)", bytes.len())));
+        return Err(invalid(format!(
+            "header says {count} tokens ({expected} bytes) but the file has {} bytes (truncated?)",
+            bytes.len()
+        )));
     }
     Ok(count)
 }

@@ -78,7 +78,8 @@ pub(super) fn build_node(
     if let Some(dir) = log_path.parent() {
         std::fs::create_dir_all(dir).map_err(|source| BuildError::Log { path: dir.to_path_buf(), source })?;
     }
-    let log = std::fs::File::create(log_path).map_err(|source| BuildError::Log { path: log_path.to_path_buf(), source })?;
+    let log =
+        std::fs::File::create(log_path).map_err(|source| BuildError::Log { path: log_path.to_path_buf(), source })?;
     let progress = |p: Progress| {
         let _ = tx.send(Message::Progress(i, p));
     };
@@ -109,7 +110,11 @@ pub(super) fn build_node(
         m.kind = node.kind.name().to_string();
         m.kind_version = node.kind.version();
         m.params = parts.params.clone();
-        m.inputs = parts.inputs.iter().map(|(name, artifacts)| ManifestInput { name: name.clone(), artifacts: artifacts.clone() }).collect();
+        m.inputs = parts
+            .inputs
+            .iter()
+            .map(|(name, artifacts)| ManifestInput { name: name.clone(), artifacts: artifacts.clone() })
+            .collect();
         m.files = parts.files.clone();
         m.seconds = seconds;
         m.metrics = metrics;
@@ -122,7 +127,12 @@ pub(super) fn build_node(
 /// Takes the lock of node `i`'s `key`, waiting (and saying so) while
 /// another process holds it. Polls rather than blocks, so that Ctrl-C still
 /// stops a worker that waits.
-pub(super) fn lock_key(cache: &Cache, key: &ContentHash, i: usize, tx: &mpsc::Sender<Message>) -> Result<KeyLock, BuildError> {
+pub(super) fn lock_key(
+    cache: &Cache,
+    key: &ContentHash,
+    i: usize,
+    tx: &mpsc::Sender<Message>,
+) -> Result<KeyLock, BuildError> {
     let mut announced = false;
     loop {
         if let Some(lock) = cache.try_lock(key)? {
@@ -163,7 +173,13 @@ pub(super) fn resolve_inputs(plan: &Plan, cache: &Cache, keys: &[Option<ContentH
 /// Its inputs must be built. With `expected`, its key must still be that one
 /// (neither the experiment nor its files changed since it was submitted).
 /// Returns the artifact digest, or [`ExecError::Node`] when the node fails.
-pub fn build_one(plan: &Plan, ws: &Workspace<'_>, i: usize, expected: Option<ContentHash>, gpus: &[usize]) -> Result<ContentHash, ExecError> {
+pub fn build_one(
+    plan: &Plan,
+    ws: &Workspace<'_>,
+    i: usize,
+    expected: Option<ContentHash>,
+    gpus: &[usize],
+) -> Result<ContentHash, ExecError> {
     let node = &plan.experiment.nodes[i];
     let mut fp = Fingerprinter::new(plan, ws.cache, ws.root);
     let mut ancestors = BTreeSet::new();
@@ -184,7 +200,9 @@ pub fn build_one(plan: &Plan, ws: &Workspace<'_>, i: usize, expected: Option<Con
     let (freshness, parts) = fp.evaluate_with_parts(i, &digests);
     fp.finish();
     let key = match freshness {
-        Freshness::Fresh { key, .. } | Freshness::Stale { key: Some(key), .. } if expected.is_some_and(|e| e != key) => {
+        Freshness::Fresh { key, .. } | Freshness::Stale { key: Some(key), .. }
+            if expected.is_some_and(|e| e != key) =>
+        {
             return Err(ExecError::Node(format!(
                 "its key is now {} but {} was submitted: the experiment or its files changed since; run `scalemake run` again",
                 key.short(),
@@ -193,7 +211,9 @@ pub fn build_one(plan: &Plan, ws: &Workspace<'_>, i: usize, expected: Option<Con
         }
         Freshness::Fresh { artifact, .. } => return Ok(artifact),
         Freshness::Stale { key: Some(key), .. } => key,
-        Freshness::Stale { key: None, .. } => return Err(ExecError::Node(format!("the inputs of {} are not all built", node.id))),
+        Freshness::Stale { key: None, .. } => {
+            return Err(ExecError::Node(format!("the inputs of {} are not all built", node.id)))
+        }
         Freshness::Broken { message } => return Err(ExecError::Node(message)),
     };
     let parts = parts.ok_or_else(|| ExecError::Node(format!("no key material for {}", node.id)))?;
@@ -203,5 +223,7 @@ pub fn build_one(plan: &Plan, ws: &Workspace<'_>, i: usize, expected: Option<Con
     let (tx, _rx) = mpsc::channel();
     // Every way the build can fail is the node failing (exec-node reports
     // it as such, and the coordinator reads that line back).
-    build_node(plan, ws, i, key, &parts, &inputs, gpus, &log, &tx).map(|built| built.artifact).map_err(|e| ExecError::Node(e.to_string()))
+    build_node(plan, ws, i, key, &parts, &inputs, gpus, &log, &tx)
+        .map(|built| built.artifact)
+        .map_err(|e| ExecError::Node(e.to_string()))
 }

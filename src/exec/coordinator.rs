@@ -11,7 +11,10 @@ use std::time::Duration;
 use super::build::{resolve_inputs, BuildError, Built};
 use super::progress::Reporter;
 use super::transfer::{Fetched, Job};
-use super::{DirtyReason, ExecError, Fingerprinter, Freshness, Input, KeyParts, RunOptions, RunSummary, Slots, Workspace, CANCELLED};
+use super::{
+    DirtyReason, ExecError, Fingerprinter, Freshness, Input, KeyParts, RunOptions, RunSummary, Slots, Workspace,
+    CANCELLED,
+};
 use crate::cache::{Cache, StateRecord};
 use crate::graph::Plan;
 use crate::hash::ContentHash;
@@ -173,7 +176,12 @@ impl<'a> RunState<'a> {
     /// Fetches stale nodes from the remote whose listing is `keys` (through
     /// `jobs`) before building them, and uploads what it builds if `upload`.
     /// A remote that could not be listed is reported and used for uploads only.
-    pub(super) fn with_remote(mut self, jobs: mpsc::Sender<Job>, keys: Result<HashSet<ContentHash>, String>, upload: bool) -> Self {
+    pub(super) fn with_remote(
+        mut self,
+        jobs: mpsc::Sender<Job>,
+        keys: Result<HashSet<ContentHash>, String>,
+        upload: bool,
+    ) -> Self {
         let keys = keys.unwrap_or_else(|e| {
             self.reporter.line(&format!("remote unavailable, building locally: {e}"));
             HashSet::new()
@@ -249,7 +257,9 @@ impl<'a> RunState<'a> {
     /// Hands stale node `i` to a transfer thread if the remote has its key
     /// and no fetch of it was tried yet.
     fn start_fetch(&mut self, i: usize, key: ContentHash) -> bool {
-        let Some(remote) = self.remote.as_mut().filter(|r| !self.stopping && r.keys.contains(&key)) else { return false };
+        let Some(remote) = self.remote.as_mut().filter(|r| !self.stopping && r.keys.contains(&key)) else {
+            return false;
+        };
         if !remote.tried.insert(i) || remote.jobs.send(Job::Fetch(i, key)).is_err() {
             return false;
         }
@@ -301,7 +311,9 @@ impl<'a> RunState<'a> {
 
     /// Nothing runs, and nothing more will start.
     pub(super) fn is_done(&self) -> bool {
-        self.running == 0 && self.remote.as_ref().is_none_or(|r| r.uploading == 0) && (self.stopping || self.ready.is_empty())
+        self.running == 0
+            && self.remote.as_ref().is_none_or(|r| r.uploading == 0)
+            && (self.stopping || self.ready.is_empty())
     }
 
     /// Handles one message from the runner.
@@ -310,7 +322,8 @@ impl<'a> RunState<'a> {
             Message::Progress(i, p) => self.reporter.progress(i, p),
             Message::Waiting(i, pid) => {
                 let who = pid.map_or("another process".to_string(), |p| format!("another process (pid {p})"));
-                self.reporter.line(&format!("{} is being built by {who}; waiting for it", self.plan.experiment.nodes[i].id));
+                self.reporter
+                    .line(&format!("{} is being built by {who}; waiting for it", self.plan.experiment.nodes[i].id));
             }
             Message::Done(i, outcome, slots) => {
                 runner.release(slots);
@@ -352,7 +365,11 @@ impl<'a> RunState<'a> {
                     self.reporter.line(&format!("   reused {id} (fetched by another process)"));
                     self.summary.built.push(id);
                 } else {
-                    self.reporter.line(&format!("  fetched {id} ({} in {:.1}s, digests verified)", crate::units::human_bytes(f.bytes), f.seconds));
+                    self.reporter.line(&format!(
+                        "  fetched {id} ({} in {:.1}s, digests verified)",
+                        crate::units::human_bytes(f.bytes),
+                        f.seconds
+                    ));
                     self.summary.fetched.push(id);
                 }
             }
@@ -522,18 +539,35 @@ mod tests {
 
     /// Runs `test` on a fresh run of `nodes` (YAML) with an empty cache,
     /// `jobs` CPU slots and `gpus` GPUs; returns the summary and the state log.
-    fn simulate(nodes: &str, jobs: usize, gpus: usize, keep_going: bool, test: impl FnOnce(&mut Sim<'_>)) -> (RunSummary, crate::cache::StateLog) {
+    fn simulate(
+        nodes: &str,
+        jobs: usize,
+        gpus: usize,
+        keep_going: bool,
+        test: impl FnOnce(&mut Sim<'_>),
+    ) -> (RunSummary, crate::cache::StateLog) {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let yaml = format!("nodes:\n{nodes}");
-        let experiment = crate::spec::load_str("e.yaml".into(), yaml, "e".into(), &Registry::builtin()).expect("a valid experiment");
+        let experiment =
+            crate::spec::load_str("e.yaml".into(), yaml, "e".into(), &Registry::builtin()).expect("a valid experiment");
         let plan = Plan::new(experiment).expect("a valid graph");
         let cache = Cache::open(&dir.path().join("cache")).expect("a cache");
-        let opts = RunOptions { jobs, gpus: Some(gpus), keep_going, targets: vec![], progress_bars: false, backend: crate::exec::Backend::Local, remote: None };
-        let state = RunState::new(&plan, &Workspace { root: dir.path(), cache: &cache }, &opts).expect("all targets exist");
+        let opts = RunOptions {
+            jobs,
+            gpus: Some(gpus),
+            keep_going,
+            targets: vec![],
+            progress_bars: false,
+            backend: crate::exec::Backend::Local,
+            remote: None,
+        };
+        let state =
+            RunState::new(&plan, &Workspace { root: dir.path(), cache: &cache }, &opts).expect("all targets exist");
         fn no_probe() -> Result<usize, String> {
             unreachable!("the GPU count is given")
         }
-        let runner = FakeRunner { plan: &plan, slots: SlotPool::new(jobs, Some(gpus), no_probe), running: BTreeMap::new() };
+        let runner =
+            FakeRunner { plan: &plan, slots: SlotPool::new(jobs, Some(gpus), no_probe), running: BTreeMap::new() };
         let mut sim = Sim { state, runner };
         test(&mut sim);
         assert!(sim.runner.running.is_empty(), "the test left nodes running");
@@ -553,7 +587,9 @@ mod tests {
             assert!(sim.end("d", built("d")).is_empty());
         });
         assert_eq!(summary.built, names(&["b", "a", "c", "d"]));
-        assert!(summary.failed.is_empty() && summary.skipped.is_empty() && summary.fresh.is_empty() && !summary.cancelled);
+        assert!(
+            summary.failed.is_empty() && summary.skipped.is_empty() && summary.fresh.is_empty() && !summary.cancelled
+        );
     }
 
     #[test]

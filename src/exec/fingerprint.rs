@@ -79,7 +79,9 @@ impl fmt::Display for DirtyReason {
                 let (old, new) = abbreviate_pair(&show(old), &show(new));
                 write!(f, "param `{path}` changed {old} → {new}")
             }
-            DirtyReason::KindVersionChanged { old, new } => write!(f, "kind implementation changed (version {old} → {new})"),
+            DirtyReason::KindVersionChanged { old, new } => {
+                write!(f, "kind implementation changed (version {old} → {new})")
+            }
             DirtyReason::InputChanged { name } => write!(f, "input `{name}` changed"),
             DirtyReason::InputsRedeclared => write!(f, "input list changed"),
             DirtyReason::UpstreamStale { nodes } => match nodes.as_slice() {
@@ -151,7 +153,8 @@ pub struct KeyParts {
 impl KeyParts {
     /// The key these parts produce for a kind.
     pub fn key(&self, kind: &str, version: u32) -> ContentHash {
-        let inputs: Vec<(String, Vec<ContentHash>)> = self.inputs.iter().map(|(n, a)| (n.clone(), a.iter().map(|(_, d)| *d).collect())).collect();
+        let inputs: Vec<(String, Vec<ContentHash>)> =
+            self.inputs.iter().map(|(n, a)| (n.clone(), a.iter().map(|(_, d)| *d).collect())).collect();
         KeyMaterial { kind, version, params: &self.params, inputs: &inputs, files: &self.files }.key()
     }
 }
@@ -195,8 +198,11 @@ impl<'a> Fingerprinter<'a> {
         distinct.sort_unstable();
         distinct.dedup();
         // Walking directories is syscall-bound: two threads halve it for big studies.
-        let expand =
-            |list: &[&Vec<String>]| -> Vec<Expansion> { list.iter().map(|p| ((*p).clone(), expand_globs(&self.root, p).map_err(|e| format!("declared input: {e}")))).collect() };
+        let expand = |list: &[&Vec<String>]| -> Vec<Expansion> {
+            list.iter()
+                .map(|p| ((*p).clone(), expand_globs(&self.root, p).map_err(|e| format!("declared input: {e}"))))
+                .collect()
+        };
         let expanded = map_halves(&distinct, 256, expand);
         expansions.extend(expanded);
         let mut union: Vec<&String> = expansions.values().filter_map(|r| r.as_ref().ok()).flatten().collect();
@@ -204,8 +210,14 @@ impl<'a> Fingerprinter<'a> {
         union.dedup();
         let abs: Vec<PathBuf> = union.iter().map(|r| self.root.join(r)).collect();
         let expanded = started.elapsed();
-        let digests: HashMap<&String, io::Result<ContentHash>> = union.iter().copied().zip(self.stat.digest_all(&abs)).collect();
-        tracing::debug!(patterns = expansions.len(), files = abs.len(), "declared files: globs expanded in {expanded:?}, digested in {:?}", started.elapsed() - expanded);
+        let digests: HashMap<&String, io::Result<ContentHash>> =
+            union.iter().copied().zip(self.stat.digest_all(&abs)).collect();
+        tracing::debug!(
+            patterns = expansions.len(),
+            files = abs.len(),
+            "declared files: globs expanded in {expanded:?}, digested in {:?}",
+            started.elapsed() - expanded
+        );
         per_node
             .iter()
             .map(|patterns| {
@@ -325,7 +337,8 @@ impl<'a> Fingerprinter<'a> {
     /// last (usually their current keys), on two threads: checking them is
     /// a few system calls per node, the bulk of a no-op `status`.
     fn stamp_recorded_objects(&self) -> HashMap<ContentHash, io::Result<Option<Stamp>>> {
-        let mut keys: Vec<ContentHash> = self.plan.experiment.nodes.iter().filter_map(|n| self.state.get(&n.id.0)).map(|r| r.key).collect();
+        let mut keys: Vec<ContentHash> =
+            self.plan.experiment.nodes.iter().filter_map(|n| self.state.get(&n.id.0)).map(|r| r.key).collect();
         keys.sort_unstable();
         keys.dedup();
         let stamp = |ks: &[ContentHash]| ks.iter().map(|k| (*k, self.cache.stamp(k))).collect::<Vec<_>>();
@@ -343,7 +356,9 @@ impl<'a> Fingerprinter<'a> {
         if record.key == *key {
             return vec![DirtyReason::ArtifactMissing];
         }
-        let Some(old) = self.cache.manifest(&record.key).ok().flatten() else { return vec![DirtyReason::NothingObvious] };
+        let Some(old) = self.cache.manifest(&record.key).ok().flatten() else {
+            return vec![DirtyReason::NothingObvious];
+        };
         let mut reasons = Vec::new();
         if old.kind_version != node.kind.version() {
             reasons.push(DirtyReason::KindVersionChanged { old: old.kind_version, new: node.kind.version() });
@@ -362,7 +377,8 @@ impl<'a> Fingerprinter<'a> {
                 }
             }
         }
-        let mut paths: Vec<&str> = old.files.iter().map(|(p, _)| p.as_str()).chain(parts.files.iter().map(|(p, _)| p.as_str())).collect();
+        let mut paths: Vec<&str> =
+            old.files.iter().map(|(p, _)| p.as_str()).chain(parts.files.iter().map(|(p, _)| p.as_str())).collect();
         paths.sort_unstable();
         paths.dedup();
         for path in paths {
@@ -410,7 +426,9 @@ fn diff_params(prefix: &str, old: Option<&Value>, new: Option<&Value>, out: &mut
                 diff_params(&path, a.get(k), b.get(k), out);
             }
         }
-        (a, b) if !same_value(a, b) => out.push(DirtyReason::ParamChanged { path: prefix.to_string(), old: a.cloned(), new: b.cloned() }),
+        (a, b) if !same_value(a, b) => {
+            out.push(DirtyReason::ParamChanged { path: prefix.to_string(), old: a.cloned(), new: b.cloned() })
+        }
         _ => {}
     }
 }
@@ -434,8 +452,14 @@ mod tests {
 
     #[test]
     fn param_diffs_name_the_leaf_with_evidence() {
-        let old = Value::Map(BTreeMap::from([("optim".into(), Value::Map(BTreeMap::from([("lr".into(), Value::Float(5e-4))])))]));
-        let new = Value::Map(BTreeMap::from([("optim".into(), Value::Map(BTreeMap::from([("lr".into(), Value::Float(3e-4))])))]));
+        let old = Value::Map(BTreeMap::from([(
+            "optim".into(),
+            Value::Map(BTreeMap::from([("lr".into(), Value::Float(5e-4))])),
+        )]));
+        let new = Value::Map(BTreeMap::from([(
+            "optim".into(),
+            Value::Map(BTreeMap::from([("lr".into(), Value::Float(3e-4))])),
+        )]));
         let mut out = vec![];
         diff_params("", Some(&old), Some(&new), &mut out);
         assert_eq!(out.len(), 1);

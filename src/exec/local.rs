@@ -20,7 +20,13 @@ pub(super) struct LocalRunner<'scope, 'env> {
 }
 
 impl<'scope, 'env> LocalRunner<'scope, 'env> {
-    pub(super) fn new(scope: &'scope Scope<'scope, 'env>, plan: &'env Plan, ws: &'env Workspace<'env>, opts: &RunOptions, tx: mpsc::Sender<Message>) -> Self {
+    pub(super) fn new(
+        scope: &'scope Scope<'scope, 'env>,
+        plan: &'env Plan,
+        ws: &'env Workspace<'env>,
+        opts: &RunOptions,
+        tx: mpsc::Sender<Message>,
+    ) -> Self {
         let slots = SlotPool::new(opts.jobs, opts.gpus, crate::device::cuda_device_count);
         LocalRunner { scope, plan, ws, tx, slots }
     }

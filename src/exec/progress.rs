@@ -24,7 +24,10 @@ impl Reporter {
         let bars = bars.then(|| {
             let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
             let overall = multi.add(ProgressBar::new(total));
-            overall.set_style(style("{spinner:.green} [{elapsed_precise}] [{bar:30.cyan/blue}] {pos}/{len} nodes {msg}").progress_chars("=> "));
+            overall.set_style(
+                style("{spinner:.green} [{elapsed_precise}] [{bar:30.cyan/blue}] {pos}/{len} nodes {msg}")
+                    .progress_chars("=> "),
+            );
             overall.enable_steady_tick(Duration::from_millis(120));
             (multi, overall)
         });
@@ -69,7 +72,10 @@ impl Reporter {
         match update {
             Progress::Position { done, total } => {
                 if bar.length() != Some(total) {
-                    bar.set_style(style("  {prefix:.bold} [{bar:25}] {pos}/{len} {elapsed}<{eta} {wide_msg}").progress_chars("=> "));
+                    bar.set_style(
+                        style("  {prefix:.bold} [{bar:25}] {pos}/{len} {elapsed}<{eta} {wide_msg}")
+                            .progress_chars("=> "),
+                    );
                     bar.set_length(total);
                 }
                 bar.set_position(done);

@@ -48,7 +48,16 @@ impl SlotPool {
     pub(super) fn new(jobs: usize, gpus: Option<usize>, probe: GpuProbe) -> Self {
         let jobs = jobs.max(1);
         let gpu_free = gpus.map_or_else(Vec::new, |n| (0..n).collect());
-        SlotPool { jobs, cpu_free: jobs, gpu_count: gpus, probe, probe_error: None, gpu_free, cpu_reserved: 0, gpu_reserved: 0 }
+        SlotPool {
+            jobs,
+            cpu_free: jobs,
+            gpu_count: gpus,
+            probe,
+            probe_error: None,
+            gpu_free,
+            cpu_reserved: 0,
+            gpu_reserved: 0,
+        }
     }
 
     /// A new dispatch pass begins: nothing is held back any more.
@@ -185,7 +194,13 @@ mod tests {
             Err("no worker".into())
         }
         let mut pool = SlotPool::new(3, None, unknown);
-        assert_eq!(pool.take(&needs(1, 1)), Take::Never("needs 1 GPU(s), 0 visible (cannot ask libtorch: no worker)".into()));
-        assert_eq!(pool.take(&Resources { cpu: 1, gpu: 1, gpu_optional: true }), Take::Got(Slots { cpu: 3, gpus: vec![] }));
+        assert_eq!(
+            pool.take(&needs(1, 1)),
+            Take::Never("needs 1 GPU(s), 0 visible (cannot ask libtorch: no worker)".into())
+        );
+        assert_eq!(
+            pool.take(&Resources { cpu: 1, gpu: 1, gpu_optional: true }),
+            Take::Got(Slots { cpu: 3, gpus: vec![] })
+        );
     }
 }

@@ -39,7 +39,12 @@ pub(super) struct Fetched {
 
 /// Starts the transfer threads in `scope`; they end when the returned
 /// sender is dropped.
-pub(super) fn spawn<'scope, 'env>(scope: &'scope Scope<'scope, 'env>, remote: &'env Remote, cache: &'env Cache, tx: &mpsc::Sender<Message>) -> mpsc::Sender<Job> {
+pub(super) fn spawn<'scope, 'env>(
+    scope: &'scope Scope<'scope, 'env>,
+    remote: &'env Remote,
+    cache: &'env Cache,
+    tx: &mpsc::Sender<Message>,
+) -> mpsc::Sender<Job> {
     let (jobs, queue) = mpsc::channel::<Job>();
     let queue = Arc::new(Mutex::new(queue));
     for _ in 0..THREADS {
@@ -50,7 +55,12 @@ pub(super) fn spawn<'scope, 'env>(scope: &'scope Scope<'scope, 'env>, remote: &'
                 Ok(Job::Fetch(i, key)) => Message::Fetched(i, fetch(remote, cache, i, &key, &tx)),
                 Ok(Job::Upload(i, key)) => {
                     let progress = progress_to(&tx, i);
-                    Message::Uploaded(i, remote.upload(cache, &key, &Transfer { progress: &progress, cancel: &CANCELLED }).map_err(|e| e.to_string()))
+                    Message::Uploaded(
+                        i,
+                        remote
+                            .upload(cache, &key, &Transfer { progress: &progress, cancel: &CANCELLED })
+                            .map_err(|e| e.to_string()),
+                    )
                 }
                 Err(()) => break,
             };
@@ -61,7 +71,13 @@ pub(super) fn spawn<'scope, 'env>(scope: &'scope Scope<'scope, 'env>, remote: &'
 }
 
 /// Fetches node `i`'s `key` under its lock: verified and committed, or why not.
-fn fetch(remote: &Remote, cache: &Cache, i: usize, key: &ContentHash, tx: &mpsc::Sender<Message>) -> Result<Fetched, String> {
+fn fetch(
+    remote: &Remote,
+    cache: &Cache,
+    i: usize,
+    key: &ContentHash,
+    tx: &mpsc::Sender<Message>,
+) -> Result<Fetched, String> {
     let started = Instant::now();
     let lock = lock_key(cache, key, i, tx).map_err(|e| e.to_string())?;
     if let Some(m) = cache.manifest(key).map_err(|e| e.to_string())? {
@@ -69,7 +85,12 @@ fn fetch(remote: &Remote, cache: &Cache, i: usize, key: &ContentHash, tx: &mpsc:
     }
     let progress = progress_to(tx, i);
     match remote.fetch(cache, key, &lock, &Transfer { progress: &progress, cancel: &CANCELLED }) {
-        Ok(Some(m)) => Ok(Fetched { artifact: m.artifact, bytes: m.bytes, seconds: started.elapsed().as_secs_f64(), by_other: false }),
+        Ok(Some(m)) => Ok(Fetched {
+            artifact: m.artifact,
+            bytes: m.bytes,
+            seconds: started.elapsed().as_secs_f64(),
+            by_other: false,
+        }),
         Ok(None) => Err("no longer on the remote".into()),
         Err(e) => Err(e.to_string()),
     }
@@ -102,7 +123,12 @@ pub enum Pushed {
 }
 
 /// Uploads the built artifacts of `targets` that the remote lacks.
-pub fn push(plan: &Plan, ws: &Workspace<'_>, remote: &Remote, targets: &[String]) -> Result<Vec<(String, Pushed)>, ExecError> {
+pub fn push(
+    plan: &Plan,
+    ws: &Workspace<'_>,
+    remote: &Remote,
+    targets: &[String],
+) -> Result<Vec<(String, Pushed)>, ExecError> {
     let selected = plan.select(targets).map_err(ExecError::Target)?;
     let on_remote = remote.keys()?;
     let survey = survey(plan, ws);
@@ -142,7 +168,12 @@ pub enum Pulled {
 
 /// Fetches the artifacts of `targets` that the remote has, upstream first:
 /// each round's fetches make the keys of the next round's nodes known.
-pub fn pull(plan: &Plan, ws: &Workspace<'_>, remote: &Remote, targets: &[String]) -> Result<Vec<(String, Pulled)>, ExecError> {
+pub fn pull(
+    plan: &Plan,
+    ws: &Workspace<'_>,
+    remote: &Remote,
+    targets: &[String],
+) -> Result<Vec<(String, Pulled)>, ExecError> {
     let selected = plan.select(targets).map_err(ExecError::Target)?;
     let on_remote = remote.keys()?;
     let (tx, _rx) = mpsc::channel();
@@ -150,17 +181,20 @@ pub fn pull(plan: &Plan, ws: &Workspace<'_>, remote: &Remote, targets: &[String]
     loop {
         let survey = survey(plan, ws);
         let mut fetched_any = false;
-        let pending: Vec<usize> = plan.topo_order().iter().copied().filter(|i| selected.contains(i) && !decided.contains_key(i)).collect();
+        let pending: Vec<usize> =
+            plan.topo_order().iter().copied().filter(|i| selected.contains(i) && !decided.contains_key(i)).collect();
         for i in pending {
             let pulled = match &survey[i] {
                 Freshness::Fresh { .. } => Pulled::Fresh,
-                Freshness::Stale { key: Some(key), .. } if on_remote.contains(key) => match fetch(remote, ws.cache, i, key, &tx) {
-                    Ok(f) => {
-                        fetched_any = true;
-                        Pulled::Fetched(f.bytes)
+                Freshness::Stale { key: Some(key), .. } if on_remote.contains(key) => {
+                    match fetch(remote, ws.cache, i, key, &tx) {
+                        Ok(f) => {
+                            fetched_any = true;
+                            Pulled::Fetched(f.bytes)
+                        }
+                        Err(e) => Pulled::Failed(e),
                     }
-                    Err(e) => Pulled::Failed(e),
-                },
+                }
                 Freshness::Stale { key: Some(_), .. } => Pulled::NotOnRemote,
                 Freshness::Stale { key: None, .. } => continue,
                 Freshness::Broken { message } => Pulled::Failed(message.clone()),

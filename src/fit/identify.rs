@@ -69,9 +69,16 @@ pub fn exponent_problem(name: &str, e: &Estimate) -> Option<String> {
         return Some(format!("{name} = {} is outside the 0–{MAX_EXPONENT} a scaling exponent can take: the fit put a step where the data has no trend", sig(e.value)));
     }
     match (e.low, e.high) {
-        (Some(lo), Some(hi)) if lo == hi => Some(format!("every bootstrap replicate gave {name} = {}: the optimum sits on a bound and does not move", sig(lo))),
-        (Some(lo), Some(hi)) if lo <= 0.0 => Some(format!("{name}'s 95% interval [{lo:.3}, {hi:.3}] includes 0: the data cannot tell a trend from none")),
-        (Some(lo), Some(hi)) if hi / lo > MAX_INTERVAL_RATIO => Some(format!("{name}'s 95% interval [{}, {}] spans a factor of {}", sig(lo), sig(hi), sig(hi / lo))),
+        (Some(lo), Some(hi)) if lo == hi => Some(format!(
+            "every bootstrap replicate gave {name} = {}: the optimum sits on a bound and does not move",
+            sig(lo)
+        )),
+        (Some(lo), Some(hi)) if lo <= 0.0 => {
+            Some(format!("{name}'s 95% interval [{lo:.3}, {hi:.3}] includes 0: the data cannot tell a trend from none"))
+        }
+        (Some(lo), Some(hi)) if hi / lo > MAX_INTERVAL_RATIO => {
+            Some(format!("{name}'s 95% interval [{}, {}] spans a factor of {}", sig(lo), sig(hi), sig(hi / lo)))
+        }
         _ => None,
     }
 }
@@ -81,7 +88,10 @@ pub fn exponent_problem(name: &str, e: &Estimate) -> Option<String> {
 /// at most [`MAX_INTERVAL_RATIO`].
 pub fn constant_problem(name: &str, e: &Estimate) -> Option<String> {
     if e.value < MIN_CONSTANT {
-        return Some(format!("{name} = {} ran to zero: the data cannot tell this law from one without {name}", sig(e.value)));
+        return Some(format!(
+            "{name} = {} ran to zero: the data cannot tell this law from one without {name}",
+            sig(e.value)
+        ));
     }
     interval_problem(name, e)
 }
@@ -90,8 +100,12 @@ pub fn constant_problem(name: &str, e: &Estimate) -> Option<String> {
 /// its interval must span at most [`MAX_INTERVAL_RATIO`].
 pub fn interval_problem(name: &str, e: &Estimate) -> Option<String> {
     match (e.low, e.high) {
-        (Some(lo), Some(hi)) if lo <= 0.0 => Some(format!("{name}'s 95% interval [{}, {}] reaches zero", sig(lo), sig(hi))),
-        (Some(lo), Some(hi)) if hi / lo > MAX_INTERVAL_RATIO => Some(format!("{name}'s 95% interval [{}, {}] spans a factor of {}", sig(lo), sig(hi), sig(hi / lo))),
+        (Some(lo), Some(hi)) if lo <= 0.0 => {
+            Some(format!("{name}'s 95% interval [{}, {}] reaches zero", sig(lo), sig(hi)))
+        }
+        (Some(lo), Some(hi)) if hi / lo > MAX_INTERVAL_RATIO => {
+            Some(format!("{name}'s 95% interval [{}, {}] spans a factor of {}", sig(lo), sig(hi), sig(hi / lo)))
+        }
         _ => None,
     }
 }
@@ -124,12 +138,19 @@ mod tests {
         assert!(exponent_problem("β", &est(0.1, 0.005, 0.3)).unwrap().contains("spans a factor of 60.0"));
         assert!(interval_problem("the multiplier", &est(0.49, 0.204, 2.2)).unwrap().contains("spans a factor of 10.8"));
         assert_eq!(interval_problem("the multiplier", &est(0.73, 0.55, 0.86)), None);
-        assert_eq!(exponent_problem("α", &Estimate { value: 0.3, low: None, high: None }), None, "no bootstrap: only the value is judged");
+        assert_eq!(
+            exponent_problem("α", &Estimate { value: 0.3, low: None, high: None }),
+            None,
+            "no bootstrap: only the value is judged"
+        );
         assert!(exponent_problem("α", &est(0.1196, 0.1196, 0.1196)).unwrap().contains("does not move"));
         assert!(constant_problem("E", &est(1e-9, 1e-9, 2e-9)).unwrap().contains("ran to zero"));
         assert_eq!(constant_problem("E", &est(1.7, 1.6, 1.8)), None);
         assert_eq!(too_few_sizes(3), None);
-        assert_eq!((sig(46.23), sig(0.005123), sig(1.234e15), sig(-0.0135)), ("46.2".into(), "0.00512".into(), "1.23e15".into(), "-0.0135".into()));
+        assert_eq!(
+            (sig(46.23), sig(0.005123), sig(1.234e15), sig(-0.0135)),
+            ("46.2".into(), "0.00512".into(), "1.23e15".into(), "-0.0135".into())
+        );
         assert_eq!(too_few_sizes(2).unwrap(), "2 model size(s): a law needs at least 3");
     }
 }

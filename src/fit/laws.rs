@@ -29,7 +29,8 @@ pub struct PowerLaw {
 impl PowerLaw {
     /// Least squares on (log x, log L); `None` with fewer than two distinct x.
     pub fn fit(points: &[(f64, f64)]) -> Option<Self> {
-        let pts: Vec<(f64, f64)> = points.iter().filter(|(x, l)| *x > 0.0 && *l > 0.0).map(|(x, l)| (x.ln(), l.ln())).collect();
+        let pts: Vec<(f64, f64)> =
+            points.iter().filter(|(x, l)| *x > 0.0 && *l > 0.0).map(|(x, l)| (x.ln(), l.ln())).collect();
         let n = pts.len() as f64;
         if pts.len() < 2 {
             return None;
@@ -143,7 +144,10 @@ struct HuberLogProblem {
 
 impl HuberLogProblem {
     fn new(points: &[(Vec<f64>, f64)]) -> Self {
-        HuberLogProblem { log_x: points.iter().map(|(x, _)| x.iter().map(|v| v.ln()).collect()).collect(), log_l: points.iter().map(|(_, l)| l.ln()).collect() }
+        HuberLogProblem {
+            log_x: points.iter().map(|(x, _)| x.iter().map(|v| v.ln()).collect()).collect(),
+            log_l: points.iter().map(|(_, l)| l.ln()).collect(),
+        }
     }
 
     /// Objective and gradient at θ. Per point: log L̂ = m + log Σ_j e^{t_j − m}
@@ -167,7 +171,11 @@ impl HuberLogProblem {
                 sum += w[j];
             }
             let r = max + sum.ln() - ll;
-            let (h, dh) = if r.abs() <= HUBER_DELTA { (0.5 * r * r, r) } else { (HUBER_DELTA * (r.abs() - 0.5 * HUBER_DELTA), HUBER_DELTA * r.signum()) };
+            let (h, dh) = if r.abs() <= HUBER_DELTA {
+                (0.5 * r * r, r)
+            } else {
+                (HUBER_DELTA * (r.abs() - 0.5 * HUBER_DELTA), HUBER_DELTA * r.signum())
+            };
             total += h;
             let scale = dh / sum;
             grad[0] += scale * w[0];
@@ -181,7 +189,11 @@ impl HuberLogProblem {
 
     /// L-BFGS from `start`; `None` when it fails or ends non-finite.
     fn minimize(&self, start: Vec<f64>) -> Option<(Vec<f64>, f64)> {
-        let solver = LBFGS::new(MoreThuenteLineSearch::new(), 10).with_tolerance_grad(1e-12).ok()?.with_tolerance_cost(1e-15).ok()?;
+        let solver = LBFGS::new(MoreThuenteLineSearch::new(), 10)
+            .with_tolerance_grad(1e-12)
+            .ok()?
+            .with_tolerance_cost(1e-15)
+            .ok()?;
         let problem = Memoized { problem: self, last: RefCell::new(None), evaluations: Cell::new(0) };
         let result = Executor::new(problem, solver).configure(|s| s.param(start).max_iters(300)).run().ok()?;
         let state = result.state();
@@ -250,7 +262,8 @@ mod tests {
     #[test]
     fn power_law_recovers_its_parameters() {
         let truth = PowerLaw { alpha: 0.05, x_c: 2.3e8 };
-        let points: Vec<(f64, f64)> = (0..20).map(|i| 1e3 * 10f64.powf(i as f64 * 0.3)).map(|c| (c, truth.predict(c))).collect();
+        let points: Vec<(f64, f64)> =
+            (0..20).map(|i| 1e3 * 10f64.powf(i as f64 * 0.3)).map(|c| (c, truth.predict(c))).collect();
         let fit = PowerLaw::fit(&points).unwrap();
         assert!((fit.alpha - 0.05).abs() < 1e-9 && (fit.x_c / 2.3e8 - 1.0).abs() < 1e-6, "{fit:?}");
         assert!(PowerLaw::fit(&points[..1]).is_none());
@@ -259,7 +272,8 @@ mod tests {
     #[test]
     fn offset_law_recovers_e_a_alpha_despite_an_outlier() {
         let (e, a, alpha) = (1.7, 400.0, 0.3);
-        let mut points: Vec<(Vec<f64>, f64)> = (0..30).map(|i| 1e6 * 10f64.powf(i as f64 * 0.2)).map(|c| (vec![c], e + a * c.powf(-alpha))).collect();
+        let mut points: Vec<(Vec<f64>, f64)> =
+            (0..30).map(|i| 1e6 * 10f64.powf(i as f64 * 0.2)).map(|c| (vec![c], e + a * c.powf(-alpha))).collect();
         points[10].1 *= 1.5; // the documented bound of `fit`: Huber keeps one bad point from dragging it
         let fit = SumOfPowers::fit(&points, 1).unwrap();
         assert!((fit.e - e).abs() / e < 1e-3, "{fit:?}");

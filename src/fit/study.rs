@@ -276,7 +276,8 @@ fn interpolate(curve: &[(f64, f64)], x: f64) -> Option<f64> {
 /// *at* x is worse than what less compute already bought; those points are
 /// not on the frontier.
 pub fn envelope(runs: &[&Run], model: CostModel, settings: &Settings, start: f64) -> Vec<(f64, f64)> {
-    let curves: Vec<Vec<(f64, f64)>> = runs.iter().map(|r| curve(r, model, settings.skip_fraction)).filter(|c| c.len() >= 2).collect();
+    let curves: Vec<Vec<(f64, f64)>> =
+        runs.iter().map(|r| curve(r, model, settings.skip_fraction)).filter(|c| c.len() >= 2).collect();
     let lo = curves.iter().map(|c| c[0].0).fold(f64::INFINITY, f64::min).max(start);
     let hi = curves.iter().map(|c| c[c.len() - 1].0).fold(0.0, f64::max);
     if curves.is_empty() || lo >= hi {
@@ -309,7 +310,12 @@ pub fn envelope(runs: &[&Run], model: CostModel, settings: &Settings, start: f64
 /// its parameters. The laws and multipliers are taken from here on.
 fn frontier_start(runs: &[&Run], model: CostModel) -> f64 {
     let smallest = runs.iter().map(|r| r.params.trainable).min();
-    let end = runs.iter().filter(|r| Some(r.params.trainable) == smallest).filter_map(|r| final_point(r)).map(|p| model.of(&p.compute)).fold(f64::INFINITY, f64::min);
+    let end = runs
+        .iter()
+        .filter(|r| Some(r.params.trainable) == smallest)
+        .filter_map(|r| final_point(r))
+        .map(|p| model.of(&p.compute))
+        .fold(f64::INFINITY, f64::min);
     if end.is_finite() {
         end
     } else {
@@ -320,7 +326,12 @@ fn frontier_start(runs: &[&Run], model: CostModel) -> f64 {
 /// The Pareto-optimal final points (compute, loss) of `runs`: each run's
 /// end, kept where it improves on every run that ended with less compute.
 fn final_frontier(runs: &[&Run], model: CostModel) -> Vec<(f64, f64)> {
-    let mut ends: Vec<(f64, f64)> = runs.iter().filter_map(|r| final_point(r)).map(|p| (model.of(&p.compute), p.loss)).filter(|(c, _)| *c > 0.0).collect();
+    let mut ends: Vec<(f64, f64)> = runs
+        .iter()
+        .filter_map(|r| final_point(r))
+        .map(|p| (model.of(&p.compute), p.loss))
+        .filter(|(c, _)| *c > 0.0)
+        .collect();
     ends.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
     ends.dedup();
     let (mut frontier, mut best) = (Vec::new(), f64::INFINITY);
@@ -354,7 +365,9 @@ fn final_points(runs: &[&Run]) -> Vec<(f64, f64)> {
 }
 
 fn chinchilla_points(runs: &[&Run], skip_fraction: f64) -> Vec<(Vec<f64>, f64)> {
-    runs.iter().flat_map(|r| counted(r, skip_fraction).map(move |p| (vec![r.params.trainable as f64, p.tokens], p.loss))).collect()
+    runs.iter()
+        .flat_map(|r| counted(r, skip_fraction).map(move |p| (vec![r.params.trainable as f64, p.tokens], p.loss)))
+        .collect()
 }
 
 /// Distinct model sizes among `runs`.
@@ -409,7 +422,8 @@ fn estimate_point(runs: &[&Run], settings: &Settings, full: Option<&Point>) -> P
 /// The baseline's law on `model` and the loss range its envelope covers.
 fn baseline_law(baseline: &Point, model: CostModel) -> Option<(PowerLaw, f64, f64)> {
     let law = baseline.power.get(&model)?.as_ref()?;
-    let (lo, hi) = baseline.envelopes.get(&model)?.iter().fold((f64::INFINITY, 0.0f64), |(a, b), (_, l)| (a.min(*l), b.max(*l)));
+    let (lo, hi) =
+        baseline.envelopes.get(&model)?.iter().fold((f64::INFINITY, 0.0f64), |(a, b), (_, l)| (a.min(*l), b.max(*l)));
     (lo <= hi).then_some((*law, lo, hi))
 }
 
@@ -428,14 +442,23 @@ fn geometric_mean(values: impl Iterator<Item = f64>) -> Option<f64> {
 fn multiplier(baseline: &Point, variant: &Point, model: CostModel, by: CompareBy) -> Option<f64> {
     let base = baseline_law(baseline, model)?;
     match by {
-        CompareBy::Envelope => geometric_mean(variant.envelopes.get(&model)?.iter().filter_map(|&(c, l)| point_multiplier(base, c, l))),
-        CompareBy::FinalPoints => geometric_mean(variant.finals.iter().filter_map(|(_, c, l)| point_multiplier(base, model.of(c), *l))),
+        CompareBy::Envelope => {
+            geometric_mean(variant.envelopes.get(&model)?.iter().filter_map(|&(c, l)| point_multiplier(base, c, l)))
+        }
+        CompareBy::FinalPoints => {
+            geometric_mean(variant.finals.iter().filter_map(|(_, c, l)| point_multiplier(base, model.of(c), *l)))
+        }
     }
 }
 
 /// Resamples each family's runs with replacement.
 fn resample<'a>(groups: &BTreeMap<String, Vec<&'a Run>>, rng: &mut ChaCha8Rng) -> BTreeMap<String, Vec<&'a Run>> {
-    groups.iter().map(|(g, runs)| (g.clone(), (0..runs.len()).map(|_| runs[(rng.next_u64() % runs.len() as u64) as usize]).collect())).collect()
+    groups
+        .iter()
+        .map(|(g, runs)| {
+            (g.clone(), (0..runs.len()).map(|_| runs[(rng.next_u64() % runs.len() as u64) as usize]).collect())
+        })
+        .collect()
 }
 
 /// Why a set of runs cannot be fitted.
@@ -448,7 +471,9 @@ pub enum FitError {
     #[error("one run ({0}) cannot give a scaling law: fit at least two runs of different sizes")]
     OneRun(String),
     /// A value no law can take: NaN, infinite, zero or negative.
-    #[error("run `{run}`: {what} = {value} at {tokens} tokens (losses, tokens, compute and N must be finite and positive)")]
+    #[error(
+        "run `{run}`: {what} = {value} at {tokens} tokens (losses, tokens, compute and N must be finite and positive)"
+    )]
     BadValue {
         /// The run.
         run: String,
@@ -477,7 +502,12 @@ fn validate(runs: &[Run]) -> Result<(), FitError> {
             return Err(bad("N (trainable parameters)", run.params.trainable as f64, 0.0));
         }
         for p in &run.points {
-            let checks = [("tokens", p.tokens), ("loss", p.loss), ("compute", p.compute.trainable), ("compute (frozen at full cost)", p.compute.frozen_full)];
+            let checks = [
+                ("tokens", p.tokens),
+                ("loss", p.loss),
+                ("compute", p.compute.trainable),
+                ("compute (frozen at full cost)", p.compute.frozen_full),
+            ];
             if let Some((what, value)) = checks.into_iter().find(|(_, v)| !(v.is_finite() && *v > 0.0)) {
                 return Err(bad(what, value, p.tokens));
             }
@@ -503,13 +533,24 @@ fn envelope_problem(runs: &[&Run], env: &[(f64, f64)], settings: &Settings) -> O
         return Some(why);
     }
     if runs.iter().all(|r| counted(r, settings.skip_fraction).count() == 0) {
-        return Some(format!("every evaluation is within its run's warmup or first {:.0}% of tokens", 100.0 * settings.skip_fraction));
+        return Some(format!(
+            "every evaluation is within its run's warmup or first {:.0}% of tokens",
+            100.0 * settings.skip_fraction
+        ));
     }
     (env.len() < MIN_SIZES).then(|| format!("{} point(s) on the compute-efficient frontier", env.len()))
 }
 
-fn power_law_fit(law: &PowerLaw, reps: &[&Point], pick: impl Fn(&Point) -> Option<PowerLaw>, name: &str) -> Identified<PowerLawFit> {
-    let fit = PowerLawFit { alpha: Estimate::new(law.alpha, &across(reps, &pick, |l| l.alpha)), x_c: Estimate::new(law.x_c, &across(reps, &pick, |l| l.x_c)) };
+fn power_law_fit(
+    law: &PowerLaw,
+    reps: &[&Point],
+    pick: impl Fn(&Point) -> Option<PowerLaw>,
+    name: &str,
+) -> Identified<PowerLawFit> {
+    let fit = PowerLawFit {
+        alpha: Estimate::new(law.alpha, &across(reps, &pick, |l| l.alpha)),
+        x_c: Estimate::new(law.x_c, &across(reps, &pick, |l| l.x_c)),
+    };
     match exponent_problem(name, &fit.alpha) {
         Some(why) => Identified::NotIdentifiable(why),
         None => Identified::Fitted(fit),
@@ -529,7 +570,9 @@ fn group_fit(runs: &[&Run], point: &Point, reps: &[&Point], settings: &Settings)
         };
         let offset_law = match (&problem, &point.offset[&model]) {
             (Some(why), _) => Identified::NotIdentifiable(why.clone()),
-            (None, None) => Identified::NotIdentifiable(format!("{} frontier point(s) do not pin down three parameters", env.len())),
+            (None, None) => {
+                Identified::NotIdentifiable(format!("{} frontier point(s) do not pin down three parameters", env.len()))
+            }
             (None, Some(law)) => {
                 let pick = |f: fn(&SumOfPowers) -> f64| across(reps, |r| r.offset[&model].clone(), |l| f(&l));
                 let fit = OffsetLawFit {
@@ -543,17 +586,24 @@ fn group_fit(runs: &[&Run], point: &Point, reps: &[&Point], settings: &Settings)
                 }
             }
         };
-        let residuals = power_law.fitted().map(|law| env.iter().map(|(c, l)| l.ln() - law.predict(*c).ln()).collect()).unwrap_or_default();
+        let residuals = power_law
+            .fitted()
+            .map(|law| env.iter().map(|(c, l)| l.ln() - law.predict(*c).ln()).collect())
+            .unwrap_or_default();
         axes.insert(model, AxisFit { envelope: env, power_law, offset_law, residuals });
     }
     let final_n = match (too_few_sizes(sizes(runs)), point.final_n) {
         (Some(why), _) => Identified::NotIdentifiable(why),
-        (None, None) => Identified::NotIdentifiable("the final losses are flat in N: no power law fits them (α_N ≈ 0)".into()),
+        (None, None) => {
+            Identified::NotIdentifiable("the final losses are flat in N: no power law fits them (α_N ≈ 0)".into())
+        }
         (None, Some(law)) => power_law_fit(&law, reps, |r| r.final_n, "α_N"),
     };
     let chinchilla = match (too_few_sizes(sizes(runs)), &point.chinchilla) {
         (Some(why), _) => Identified::NotIdentifiable(why),
-        (None, None) => Identified::NotIdentifiable("too few evaluations after warmup for five parameters, or no start converged".into()),
+        (None, None) => Identified::NotIdentifiable(
+            "too few evaluations after warmup for five parameters, or no start converged".into(),
+        ),
         (None, Some(law)) => {
             let pick = |f: fn(&SumOfPowers) -> f64| across(reps, |r| r.chinchilla.clone(), |l| f(&l));
             let fit = ChinchillaFit {
@@ -563,13 +613,23 @@ fn group_fit(runs: &[&Run], point: &Point, reps: &[&Point], settings: &Settings)
                 b: Estimate::new(law.terms[1].0, &pick(|l| l.terms[1].0)),
                 beta: Estimate::new(law.terms[1].1, &pick(|l| l.terms[1].1)),
             };
-            match exponent_problem("α", &fit.alpha).or_else(|| exponent_problem("β", &fit.beta)).or_else(|| constant_problem("E", &fit.e)) {
+            match exponent_problem("α", &fit.alpha)
+                .or_else(|| exponent_problem("β", &fit.beta))
+                .or_else(|| constant_problem("E", &fit.e))
+            {
                 Some(why) => Identified::NotIdentifiable(why),
                 None => Identified::Fitted(fit),
             }
         }
     };
-    GroupFit { runs: runs.iter().map(|r| r.id.clone()).collect(), sizes: sizes(runs), axes, final_n, chinchilla, leave_largest_out: leave_largest_out(runs) }
+    GroupFit {
+        runs: runs.iter().map(|r| r.id.clone()).collect(),
+        sizes: sizes(runs),
+        axes,
+        final_n,
+        chinchilla,
+        leave_largest_out: leave_largest_out(runs),
+    }
 }
 
 /// A family against the baseline's law on `model`, with its interval.
@@ -592,14 +652,22 @@ fn compare(
     let runs: Vec<RunMultiplier> = point
         .finals
         .iter()
-        .map(|(run, c, loss)| RunMultiplier { run: run.clone(), compute: model.of(c), loss: *loss, multiplier: point_multiplier(base_law, model.of(c), *loss) })
+        .map(|(run, c, loss)| RunMultiplier {
+            run: run.clone(),
+            compute: model.of(c),
+            loss: *loss,
+            multiplier: point_multiplier(base_law, model.of(c), *loss),
+        })
         .collect();
     let Some(value) = multiplier(base_point, point, model, by) else {
         let what = if by == CompareBy::Envelope { "envelope" } else { "runs' final losses" };
         let (_, lo, hi) = base_law;
-        return Identified::NotIdentifiable(format!("the family's {what} lie outside the baseline's loss range [{lo:.3}, {hi:.3}]: no extrapolation"));
+        return Identified::NotIdentifiable(format!(
+            "the family's {what} lie outside the baseline's loss range [{lo:.3}, {hi:.3}]: no extrapolation"
+        ));
     };
-    let reps: Vec<f64> = replicates.iter().filter_map(|r| multiplier(r.get(&settings.baseline)?, r.get(group)?, model, by)).collect();
+    let reps: Vec<f64> =
+        replicates.iter().filter_map(|r| multiplier(r.get(&settings.baseline)?, r.get(group)?, model, by)).collect();
     let estimate = Estimate::new(value, &reps);
     match interval_problem("the multiplier", &estimate) {
         Some(why) => Identified::NotIdentifiable(why),
@@ -614,12 +682,16 @@ pub fn fit_study(runs: &[Run], settings: &Settings) -> Result<StudyFit, FitError
     for run in runs {
         groups.entry(run.group.clone()).or_default().push(run);
     }
-    let full: BTreeMap<String, Point> = groups.iter().map(|(g, r)| (g.clone(), estimate_point(r, settings, None))).collect();
+    let full: BTreeMap<String, Point> =
+        groups.iter().map(|(g, r)| (g.clone(), estimate_point(r, settings, None))).collect();
     let replicates: Vec<BTreeMap<String, Point>> = (0..settings.bootstrap)
         .into_par_iter()
         .map(|b| {
             let mut rng = ChaCha8Rng::seed_from_u64(settings.seed.wrapping_mul(1_000_003).wrapping_add(b as u64));
-            resample(&groups, &mut rng).iter().map(|(g, r)| (g.clone(), estimate_point(r, settings, full.get(g)))).collect()
+            resample(&groups, &mut rng)
+                .iter()
+                .map(|(g, r)| (g.clone(), estimate_point(r, settings, full.get(g))))
+                .collect()
         })
         .collect();
     let out_groups: BTreeMap<String, GroupFit> = full
@@ -632,7 +704,10 @@ pub fn fit_study(runs: &[Run], settings: &Settings) -> Result<StudyFit, FitError
     let mut multipliers = BTreeMap::new();
     if let Some(base) = out_groups.get(&settings.baseline) {
         for g in groups.keys().filter(|g| **g != settings.baseline) {
-            let per_model = CostModel::ALL.into_iter().map(|m| (m, compare(base, &groups[g], &full, &replicates, g, m, settings))).collect();
+            let per_model = CostModel::ALL
+                .into_iter()
+                .map(|m| (m, compare(base, &groups[g], &full, &replicates, g, m, settings)))
+                .collect();
             multipliers.insert(g.clone(), per_model);
         }
     }
@@ -668,17 +743,34 @@ mod tests {
                     .map(|i| {
                         let tokens = 1e6 * 1.3f64.powi(i);
                         let compute = Compute::at(&counts, tokens);
-                        RunPoint { tokens, compute, loss: penalty * (c_c / (compute.trainable * efficiency)).powf(alpha) }
+                        RunPoint {
+                            tokens,
+                            compute,
+                            loss: penalty * (c_c / (compute.trainable * efficiency)).powf(alpha),
+                        }
                     })
                     .collect();
-                runs.push(Run { id: format!("{group}-{n}{suffix}"), group: group.to_string(), params: counts, points, warmup_tokens: 0.0 });
+                runs.push(Run {
+                    id: format!("{group}-{n}{suffix}"),
+                    group: group.to_string(),
+                    params: counts,
+                    points,
+                    warmup_tokens: 0.0,
+                });
             }
         }
         runs
     }
 
     fn settings(bootstrap: usize) -> Settings {
-        Settings { skip_fraction: 0.1, envelope_points: 30, bootstrap, seed: 0, baseline: "baseline".into(), frontier: Frontier::Curves }
+        Settings {
+            skip_fraction: 0.1,
+            envelope_points: 30,
+            bootstrap,
+            seed: 0,
+            baseline: "baseline".into(),
+            frontier: Frontier::Curves,
+        }
     }
 
     #[test]
@@ -739,18 +831,27 @@ mod recovery_tests {
 
     /// Multiplicative log-normal noise of relative size `sigma`, seeded.
     fn noise(rng: &mut ChaCha8Rng, sigma: f64) -> f64 {
-        let (u1, u2) = ((rng.next_u64() as f64 + 1.0) / (u64::MAX as f64 + 2.0), rng.next_u64() as f64 / u64::MAX as f64);
+        let (u1, u2) =
+            ((rng.next_u64() as f64 + 1.0) / (u64::MAX as f64 + 2.0), rng.next_u64() as f64 / u64::MAX as f64);
         (sigma * (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()).exp()
     }
 
     fn run(id: String, n: i64, points: impl Iterator<Item = (f64, f64)>) -> Run {
         let params = ParamCounts { trainable: n, ..ParamCounts::default() };
-        let points = points.map(|(tokens, loss)| RunPoint { tokens, compute: Compute::at(&params, tokens), loss }).collect();
+        let points =
+            points.map(|(tokens, loss)| RunPoint { tokens, compute: Compute::at(&params, tokens), loss }).collect();
         Run { id, group: "baseline".into(), params, points, warmup_tokens: 0.0 }
     }
 
     fn settings(bootstrap: usize) -> Settings {
-        Settings { skip_fraction: 0.1, envelope_points: 40, bootstrap, seed: 7, baseline: "baseline".into(), frontier: Frontier::Curves }
+        Settings {
+            skip_fraction: 0.1,
+            envelope_points: 40,
+            bootstrap,
+            seed: 7,
+            baseline: "baseline".into(),
+            frontier: Frontier::Curves,
+        }
     }
 
     /// The truth lies within the 95% interval, and the point estimate within
@@ -774,7 +875,10 @@ mod recovery_tests {
             .map(|k| {
                 let n = 1_000_000i64 << k;
                 let tokens: Vec<f64> = (0..20).map(|i| 1e8 * 2f64.powf(i as f64 / 19.0)).collect();
-                let pts = tokens.into_iter().map(|d| (d, (e + a * (6.0 * n as f64 * d).powf(-alpha)) * noise(&mut rng, 0.002))).collect::<Vec<_>>();
+                let pts = tokens
+                    .into_iter()
+                    .map(|d| (d, (e + a * (6.0 * n as f64 * d).powf(-alpha)) * noise(&mut rng, 0.002)))
+                    .collect::<Vec<_>>();
                 run(format!("n{k}"), n, pts.into_iter())
             })
             .collect();
@@ -792,14 +896,18 @@ mod recovery_tests {
         let runs: Vec<Run> = [1e7, 2e7, 3e7, 5e7, 1e8, 2e8, 3e8, 5e8, 1e9]
             .iter()
             .map(|&n: &f64| {
-                let pts: Vec<(f64, f64)> =
-                    (0..24).map(|i| 1e9 * 100f64.powf(i as f64 / 23.0)).map(|d| (d, (e + a / n.powf(alpha) + b / d.powf(beta)) * noise(&mut rng, 0.001))).collect();
+                let pts: Vec<(f64, f64)> = (0..24)
+                    .map(|i| 1e9 * 100f64.powf(i as f64 / 23.0))
+                    .map(|d| (d, (e + a / n.powf(alpha) + b / d.powf(beta)) * noise(&mut rng, 0.001)))
+                    .collect();
                 run(format!("n{n:e}"), n as i64, pts.into_iter())
             })
             .collect();
         let fit = fit_study(&runs, &settings(100)).unwrap();
         let law = *fit.groups["baseline"].chinchilla.fitted().unwrap();
-        for (name, estimate, truth) in [("E", law.e, e), ("A", law.a, a), ("alpha", law.alpha, alpha), ("B", law.b, b), ("beta", law.beta, beta)] {
+        for (name, estimate, truth) in
+            [("E", law.e, e), ("A", law.a, a), ("alpha", law.alpha, alpha), ("B", law.b, b), ("beta", law.beta, beta)]
+        {
             check(name, estimate, truth);
         }
     }
@@ -814,7 +922,11 @@ mod recovery_tests {
             params: ParamCounts { trainable: 10, ..ParamCounts::default() },
             points: [(1e3, 4.0), (1e4, 3.0), (1e5, 2.8)]
                 .iter()
-                .map(|&(c, loss)| RunPoint { tokens: c / 60.0, compute: Compute { trainable: c, frozen_2_3: c, frozen_full: c, fastfood_free: c }, loss })
+                .map(|&(c, loss)| RunPoint {
+                    tokens: c / 60.0,
+                    compute: Compute { trainable: c, frozen_2_3: c, frozen_full: c, fastfood_free: c },
+                    loss,
+                })
                 .collect(),
             warmup_tokens: 0.0,
         };
@@ -823,7 +935,11 @@ mod recovery_tests {
         large.params.trainable = 100;
         large.points = [(1e3, 5.0), (1e4, 3.0), (1e5, 2.0)]
             .iter()
-            .map(|&(c, loss)| RunPoint { tokens: c / 600.0, compute: Compute { trainable: c, frozen_2_3: c, frozen_full: c, fastfood_free: c }, loss })
+            .map(|&(c, loss)| RunPoint {
+                tokens: c / 600.0,
+                compute: Compute { trainable: c, frozen_2_3: c, frozen_full: c, fastfood_free: c },
+                loss,
+            })
             .collect();
         let settings = Settings { skip_fraction: 0.0, envelope_points: 5, ..settings(0) };
         let env = envelope(&[&small, &large], CostModel::Trainable, &settings, 0.0);
@@ -843,10 +959,26 @@ mod recovery_tests {
     fn points_worse_than_less_compute_already_bought_are_off_the_frontier() {
         // `small` ends at C = 2e4 with loss 3 (3.21 at 1e4); `large` is at
         // 3.3 at 1e5 — worse than small reached with less — and 2.0 at 1e6.
-        let at = |c: f64, loss| RunPoint { tokens: c, compute: Compute { trainable: c, frozen_2_3: c, frozen_full: c, fastfood_free: c }, loss };
+        let at = |c: f64, loss| RunPoint {
+            tokens: c,
+            compute: Compute { trainable: c, frozen_2_3: c, frozen_full: c, fastfood_free: c },
+            loss,
+        };
         let params = ParamCounts { trainable: 1, ..ParamCounts::default() };
-        let small = Run { id: "small".into(), group: "baseline".into(), params, points: vec![at(1e2, 5.0), at(2e4, 3.0)], warmup_tokens: 0.0 };
-        let large = Run { id: "large".into(), group: "baseline".into(), params, points: vec![at(1e4, 3.5), at(1e5, 3.3), at(1e6, 2.0)], warmup_tokens: 0.0 };
+        let small = Run {
+            id: "small".into(),
+            group: "baseline".into(),
+            params,
+            points: vec![at(1e2, 5.0), at(2e4, 3.0)],
+            warmup_tokens: 0.0,
+        };
+        let large = Run {
+            id: "large".into(),
+            group: "baseline".into(),
+            params,
+            points: vec![at(1e4, 3.5), at(1e5, 3.3), at(1e6, 2.0)],
+            warmup_tokens: 0.0,
+        };
         let settings = Settings { skip_fraction: 0.0, envelope_points: 5, ..settings(0) };
         let env = envelope(&[&small, &large], CostModel::Trainable, &settings, 0.0);
         let xs: Vec<f64> = env.iter().map(|p| p.0.log10().round()).collect();
@@ -873,7 +1005,10 @@ mod recovery_tests {
         }
         let mut zero_compute = good("zero", 2000);
         zero_compute.points[0].compute.trainable = 0.0;
-        assert!(matches!(fit_study(&[good("ok", 1000), zero_compute], &s), Err(FitError::BadValue { what: "compute", .. })));
+        assert!(matches!(
+            fit_study(&[good("ok", 1000), zero_compute], &s),
+            Err(FitError::BadValue { what: "compute", .. })
+        ));
         let flat = |id: &str, n| run(id.into(), n, [(1e6, 3.0), (2e6, 3.0)].into_iter());
         assert_eq!(fit_study(&[flat("a", 1000), flat("b", 2000)], &s), Err(FitError::ConstantLoss(3.0)));
         // Two identical-size runs: nothing to fit against N, yet no NaN anywhere.
@@ -888,7 +1023,9 @@ mod recovery_tests {
         match v {
             serde_json::Value::Null => false,
             serde_json::Value::Array(items) => items.iter().all(all_numbers_finite),
-            serde_json::Value::Object(map) => map.iter().all(|(k, v)| (v.is_null() && OPTIONAL.contains(&k.as_str())) || all_numbers_finite(v)),
+            serde_json::Value::Object(map) => {
+                map.iter().all(|(k, v)| (v.is_null() && OPTIONAL.contains(&k.as_str())) || all_numbers_finite(v))
+            }
             _ => true,
         }
     }
@@ -913,7 +1050,14 @@ mod identification_tests {
     }
 
     fn settings() -> Settings {
-        Settings { skip_fraction: 0.1, envelope_points: 30, bootstrap: 50, seed: 3, baseline: "baseline".into(), frontier: Frontier::Curves }
+        Settings {
+            skip_fraction: 0.1,
+            envelope_points: 30,
+            bootstrap: 50,
+            seed: 3,
+            baseline: "baseline".into(),
+            frontier: Frontier::Curves,
+        }
     }
 
     #[test]
@@ -927,7 +1071,11 @@ mod identification_tests {
             assert_eq!(family.axes[&model].power_law.why_not(), Some("2 model size(s): a law needs at least 3"));
             assert!(family.axes[&model].offset_law.fitted().is_none() && family.axes[&model].residuals.is_empty());
         }
-        assert!(family.final_n.fitted().is_none() && family.chinchilla.fitted().is_none() && family.leave_largest_out.is_none());
+        assert!(
+            family.final_n.fitted().is_none()
+                && family.chinchilla.fitted().is_none()
+                && family.leave_largest_out.is_none()
+        );
         let m = fit.multipliers["fastfood"][&CostModel::Trainable].fitted().expect("compared as points");
         assert_eq!(m.by, CompareBy::FinalPoints);
         assert_eq!(m.runs.len(), 2);
@@ -971,7 +1119,11 @@ mod identification_tests {
     #[test]
     fn laws_the_data_cannot_identify_say_why() {
         // Two baseline sizes: no law, so nothing to compare with either.
-        let runs = vec![run("baseline", 1_000_000, 1.0, 0.0), run("baseline", 4_000_000, 1.0, 0.0), run("doped", 1_000_000, 1.0, 0.0)];
+        let runs = vec![
+            run("baseline", 1_000_000, 1.0, 0.0),
+            run("baseline", 4_000_000, 1.0, 0.0),
+            run("doped", 1_000_000, 1.0, 0.0),
+        ];
         let fit = fit_study(&runs, &settings()).unwrap();
         assert_eq!(fit.groups["baseline"].final_n.why_not(), Some("2 model size(s): a law needs at least 3"));
         let why = fit.multipliers["doped"][&CostModel::Trainable].why_not().unwrap();
@@ -992,6 +1144,10 @@ mod identification_tests {
         let why = fit.groups["baseline"].final_n.why_not().expect("no trend in N");
         assert!(why.contains("includes 0") || why.contains("does not fall"), "{why}");
         let json = serde_json::to_value(&fit).unwrap();
-        assert!(json["groups"]["baseline"]["final_n"]["not_identifiable"].is_string(), "{}", json["groups"]["baseline"]["final_n"]);
+        assert!(
+            json["groups"]["baseline"]["final_n"]["not_identifiable"].is_string(),
+            "{}",
+            json["groups"]["baseline"]["final_n"]
+        );
     }
 }

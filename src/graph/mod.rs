@@ -135,7 +135,8 @@ impl Plan {
 /// scheduling follow file order wherever dependencies allow. `None` on a cycle.
 fn stable_topo_order(graph: &DiGraph<usize, ()>) -> Option<Vec<usize>> {
     let n = graph.node_count();
-    let mut indegree: Vec<usize> = (0..n).map(|i| graph.neighbors_directed(NodeIndex::new(i), Direction::Incoming).count()).collect();
+    let mut indegree: Vec<usize> =
+        (0..n).map(|i| graph.neighbors_directed(NodeIndex::new(i), Direction::Incoming).count()).collect();
     let mut ready: BinaryHeap<Reverse<usize>> = (0..n).filter(|&i| indegree[i] == 0).map(Reverse).collect();
     let mut order = Vec::with_capacity(n);
     while let Some(Reverse(i)) = ready.pop() {
@@ -159,7 +160,11 @@ fn cycle_error(experiment: &Experiment, graph: &DiGraph<usize, ()>) -> SpecError
     let mut path = vec![start];
     let mut current = start;
     while path.len() <= members.len() {
-        let next = experiment.nodes[current].inputs.iter().flat_map(|i| i.nodes.iter().copied()).find(|p| members.contains(p) && (!path.contains(p) || *p == start));
+        let next = experiment.nodes[current]
+            .inputs
+            .iter()
+            .flat_map(|i| i.nodes.iter().copied())
+            .find(|p| members.contains(p) && (!path.contains(p) || *p == start));
         match next {
             Some(n) if n == start => {
                 path.push(n);

@@ -131,7 +131,11 @@ impl Matcher {
     }
 
     fn is_match(&self, rel: &str) -> bool {
-        const OPTIONS: glob::MatchOptions = glob::MatchOptions { case_sensitive: true, require_literal_separator: true, require_literal_leading_dot: false };
+        const OPTIONS: glob::MatchOptions = glob::MatchOptions {
+            case_sensitive: true,
+            require_literal_separator: true,
+            require_literal_leading_dot: false,
+        };
         match self {
             Matcher::Simple(p) => p.matches_with(rel, OPTIONS),
             Matcher::Alternatives(m) => m.is_match(rel),
@@ -157,7 +161,8 @@ pub fn expand_globs(root: &Path, patterns: &[String]) -> Result<Vec<String>, Glo
         } else {
             let matcher = Matcher::new(pattern)?;
             // Walk only below the literal prefix of the pattern.
-            let base: PathBuf = Path::new(pattern).components().take_while(|c| !is_glob(&c.as_os_str().to_string_lossy())).collect();
+            let base: PathBuf =
+                Path::new(pattern).components().take_while(|c| !is_glob(&c.as_os_str().to_string_lossy())).collect();
             let start = root.join(&base);
             if start.is_dir() {
                 walk(root, &start, &mut |rel| {
@@ -210,7 +215,11 @@ mod tests {
         }
         let got = expand_globs(dir.path(), &["src/**/*.py".into(), "src/d.txt".into()]).unwrap();
         assert_eq!(got, ["src/a.py", "src/b.py", "src/d.txt", "src/sub/c.py"]);
-        assert_eq!(expand_globs(dir.path(), &["src/*.py".into()]).unwrap(), ["src/a.py", "src/b.py"], "`*` stops at `/`");
+        assert_eq!(
+            expand_globs(dir.path(), &["src/*.py".into()]).unwrap(),
+            ["src/a.py", "src/b.py"],
+            "`*` stops at `/`"
+        );
         assert_eq!(expand_globs(dir.path(), &["src/{a,d}.*".into()]).unwrap(), ["src/a.py", "src/d.txt"]);
         assert_eq!(expand_globs(dir.path(), &["src/sub".into()]).unwrap(), ["src/sub/c.py"]);
         assert!(matches!(expand_globs(dir.path(), &["src/*.rs".into()]), Err(GlobError::NoMatch { .. })));

@@ -34,7 +34,11 @@ struct Stamp {
 
 impl Stamp {
     fn of(meta: &std::fs::Metadata) -> Self {
-        Stamp { size: meta.len(), mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128, ino: meta.ino() }
+        Stamp {
+            size: meta.len(),
+            mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
+            ino: meta.ino(),
+        }
     }
 }
 
@@ -135,7 +139,8 @@ impl StatCache {
         if self.learned.is_empty() {
             return Ok(());
         }
-        let mut all: BTreeMap<&[u8], (Stamp, ContentHash)> = self.offsets.iter().map(|&o| (self.path_at(o), self.entry_at(o))).collect();
+        let mut all: BTreeMap<&[u8], (Stamp, ContentHash)> =
+            self.offsets.iter().map(|&o| (self.path_at(o), self.entry_at(o))).collect();
         for (k, v) in &self.learned {
             all.insert(k, *v);
         }

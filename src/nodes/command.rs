@@ -40,9 +40,24 @@ impl Command {
         Command {
             schema: Schema::new(vec![
                 Field::required("cmd", FieldType::Str, "shell command (sh -c), run in the project root"),
-                Field::default("deps", strings(), Value::List(vec![]), "project files it reads (paths or globs), hashed by content"),
-                Field::default("outputs", FieldType::List(Box::new(FieldType::RelPath)), Value::List(vec![]), "files it must create under $OUT"),
-                Field::default("env", FieldType::Dict(Box::new(FieldType::Str)), Value::Map(Default::default()), "extra environment variables"),
+                Field::default(
+                    "deps",
+                    strings(),
+                    Value::List(vec![]),
+                    "project files it reads (paths or globs), hashed by content",
+                ),
+                Field::default(
+                    "outputs",
+                    FieldType::List(Box::new(FieldType::RelPath)),
+                    Value::List(vec![]),
+                    "files it must create under $OUT",
+                ),
+                Field::default(
+                    "env",
+                    FieldType::Dict(Box::new(FieldType::Str)),
+                    Value::Map(Default::default()),
+                    "extra environment variables",
+                ),
             ]),
         }
     }
@@ -56,7 +71,8 @@ impl Default for Command {
 
 /// Environment variable name for an input reference: `train[model=a]` → `IN_TRAIN_MODEL_A_`.
 fn input_var(reference: &str) -> String {
-    let name: String = reference.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect();
+    let name: String =
+        reference.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect();
     format!("IN_{name}")
 }
 
@@ -97,14 +113,19 @@ impl NodeKind for Command {
                 cmd.env(k, v.as_str().unwrap_or_default());
             }
         }
-        let log = ctx.log().try_clone().map_err(|e| NodeError::Failed(format!("cannot share the log with the command: {e}")))?;
-        let log_err = log.try_clone().map_err(|e| NodeError::Failed(format!("cannot share the log with the command: {e}")))?;
+        let log = ctx
+            .log()
+            .try_clone()
+            .map_err(|e| NodeError::Failed(format!("cannot share the log with the command: {e}")))?;
+        let log_err =
+            log.try_clone().map_err(|e| NodeError::Failed(format!("cannot share the log with the command: {e}")))?;
         cmd.stdout(log).stderr(log_err);
         ctx.log_line(&format!("$ {cmd_text}"));
         ctx.progress(Progress::Message(truncate(&cmd_text, 60)));
         // SIGTERM, not SIGKILL: the guard must live to kill the group. Only
         // the GPUs the executor reserved for this node are visible.
-        let mut child = spawn_group(&mut cmd, libc::SIGTERM, ctx.gpus()).map_err(|e| NodeError::Failed(format!("cannot start sh: {e}")))?;
+        let mut child = spawn_group(&mut cmd, libc::SIGTERM, ctx.gpus())
+            .map_err(|e| NodeError::Failed(format!("cannot start sh: {e}")))?;
         let pgid = child.id() as i32;
         let status = loop {
             match child.try_wait() {
@@ -131,7 +152,10 @@ impl NodeKind for Command {
         let missing: Vec<&String> = outputs.iter().filter(|o| !ctx.out_dir().join(o).exists()).collect();
         if !missing.is_empty() {
             let list: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
-            return Err(NodeError::Failed(format!("command succeeded but did not create declared output(s) in $OUT: {}", list.join(", "))));
+            return Err(NodeError::Failed(format!(
+                "command succeeded but did not create declared output(s) in $OUT: {}",
+                list.join(", ")
+            )));
         }
         Ok(())
     }

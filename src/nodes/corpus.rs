@@ -23,7 +23,14 @@ pub struct Corpus {
 impl Corpus {
     /// Creates the kind with its schema.
     pub fn new() -> Self {
-        let fraction = |d: f64, doc| Field::default(if doc == "val" { "val" } else { "test" }, FieldType::Float, Value::Float(d), "fraction of documents");
+        let fraction = |d: f64, doc| {
+            Field::default(
+                if doc == "val" { "val" } else { "test" },
+                FieldType::Float,
+                Value::Float(d),
+                "fraction of documents",
+            )
+        };
         Corpus {
             schema: Schema::new(vec![
                 Field::default(
@@ -74,7 +81,9 @@ impl NodeKind for Corpus {
         let val = p.get_path("split.val").and_then(Value::as_f64).unwrap_or(0.0);
         let test = p.get_path("split.test").and_then(Value::as_f64).unwrap_or(0.0);
         if !(0.0..1.0).contains(&val) || !(0.0..1.0).contains(&test) || val + test >= 1.0 {
-            return Err(NodeError::Failed(format!("split fractions val={val}, test={test} must be in [0, 1) and leave some training data")));
+            return Err(NodeError::Failed(format!(
+                "split fractions val={val}, test={test} must be in [0, 1) and leave some training data"
+            )));
         }
         let format = match p.get_path("format").and_then(Value::as_str) {
             Some("text") => Format::Text,
@@ -100,7 +109,8 @@ impl NodeKind for Corpus {
             return Err(NodeError::Failed("no files to read: give `paths:` (files, directories or globs) or an `input:` whose artifact holds .txt or .jsonl files".into()));
         }
         ctx.progress(Progress::Message(format!("reading {} file(s)", files.len())));
-        let docs = read_all(&files, format, &text_field, skip_bad, val, test).map_err(|e| NodeError::Failed(e.to_string()))?;
+        let docs =
+            read_all(&files, format, &text_field, skip_bad, val, test).map_err(|e| NodeError::Failed(e.to_string()))?;
         for problem in &docs.skipped {
             ctx.log_line(&format!("skipped {problem}"));
         }
@@ -114,7 +124,8 @@ impl NodeKind for Corpus {
             let mut out = BufWriter::new(File::create(&path).map_err(io)?);
             let (mut n, mut bytes) = (0usize, 0usize);
             for (_, text) in docs.docs.iter().filter(|(s, _)| *s == split) {
-                serde_json::to_writer(&mut out, &serde_json::json!({ "text": text })).map_err(|e| NodeError::io(&path, e.into()))?;
+                serde_json::to_writer(&mut out, &serde_json::json!({ "text": text }))
+                    .map_err(|e| NodeError::io(&path, e.into()))?;
                 out.write_all(b"\n").map_err(io)?;
                 n += 1;
                 bytes += text.len();

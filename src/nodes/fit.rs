@@ -66,13 +66,24 @@ pub(super) fn read_train_artifact(id: &str, dir: &Path) -> Result<(Run, TrainRec
     let text = std::fs::read_to_string(&eval_path).map_err(|e| NodeError::io(&eval_path, e))?;
     let mut points = Vec::new();
     for (i, line) in text.lines().enumerate() {
-        let row: EvalRow = serde_json::from_str(line).map_err(|e| failed(&eval_path, format!("line {}: {e}", i + 1)))?;
+        let row: EvalRow =
+            serde_json::from_str(line).map_err(|e| failed(&eval_path, format!("line {}: {e}", i + 1)))?;
         if row.val_loss.is_finite() {
             // A diverged evaluation is no point of a law.
-            points.push(RunPoint { tokens: row.tokens as f64, compute: Compute::at(&record.params, row.tokens as f64), loss: row.val_loss });
+            points.push(RunPoint {
+                tokens: row.tokens as f64,
+                compute: Compute::at(&record.params, row.tokens as f64),
+                loss: row.val_loss,
+            });
         }
     }
-    let run = Run { id: id.to_string(), group: record.variant().name().to_string(), params: record.params, points, warmup_tokens: record.optim.warmup_tokens };
+    let run = Run {
+        id: id.to_string(),
+        group: record.variant().name().to_string(),
+        params: record.params,
+        points,
+        warmup_tokens: record.optim.warmup_tokens,
+    };
     Ok((run, record))
 }
 
@@ -80,19 +91,33 @@ pub(super) fn read_train_artifact(id: &str, dir: &Path) -> Result<(Run, TrainRec
 fn read_csv(path: &Path, group_by: bool) -> Result<Vec<Run>, NodeError> {
     let text = std::fs::read_to_string(path).map_err(|e| NodeError::io(path, e))?;
     let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let header: Vec<String> = lines.next().ok_or_else(|| failed(path, "empty file"))?.split(',').map(|h| h.trim().to_ascii_lowercase()).collect();
+    let header: Vec<String> = lines
+        .next()
+        .ok_or_else(|| failed(path, "empty file"))?
+        .split(',')
+        .map(|h| h.trim().to_ascii_lowercase())
+        .collect();
     let col = |name: &str| header.iter().position(|h| h == name);
-    let required = |name: &str| col(name).ok_or_else(|| failed(path, format!("no `{name}` column (need run, n, tokens, loss)")));
-    let (run_col, n_col, tokens_col, loss_col) = (required("run")?, required("n")?, required("tokens")?, required("loss")?);
+    let required =
+        |name: &str| col(name).ok_or_else(|| failed(path, format!("no `{name}` column (need run, n, tokens, loss)")));
+    let (run_col, n_col, tokens_col, loss_col) =
+        (required("run")?, required("n")?, required("tokens")?, required("loss")?);
     let mut runs: Vec<Run> = Vec::new();
     for (i, line) in lines.enumerate() {
         let cells: Vec<&str> = line.split(',').map(str::trim).collect();
         let number = |c: usize, name: &str| -> Result<f64, NodeError> {
-            cells.get(c).and_then(|v| v.parse::<f64>().ok()).ok_or_else(|| failed(path, format!("row {}: `{name}` is not a number", i + 2)))
+            cells
+                .get(c)
+                .and_then(|v| v.parse::<f64>().ok())
+                .ok_or_else(|| failed(path, format!("row {}: `{name}` is not a number", i + 2)))
         };
         let optional = |name: &str| col(name).and_then(|c| cells.get(c)).and_then(|v| v.parse::<f64>().ok());
         let id = cells.get(run_col).copied().unwrap_or_default().to_string();
-        let group = if group_by { col("group").and_then(|c| cells.get(c)).map_or("baseline", |v| v).to_string() } else { "all".to_string() };
+        let group = if group_by {
+            col("group").and_then(|c| cells.get(c)).map_or("baseline", |v| v).to_string()
+        } else {
+            "all".to_string()
+        };
         let params = ParamCounts {
             embedding: 0,
             trainable: number(n_col, "n")? as i64,
@@ -137,7 +162,14 @@ fn report(ctx: &mut NodeCtx<'_>, fit: &StudyFit) {
         say(ctx, format!("{group}: {} run(s), {} size(s)", g.runs.len(), g.sizes));
         match &g.axes[&paper_axis].power_law {
             Identified::Fitted(law) => {
-                say(ctx, format!("  L = (C_c / C)^α on C = 6·N·D: α = {}, C_c = {:.3e}", interval(&law.alpha), law.x_c.value));
+                say(
+                    ctx,
+                    format!(
+                        "  L = (C_c / C)^α on C = 6·N·D: α = {}, C_c = {:.3e}",
+                        interval(&law.alpha),
+                        law.x_c.value
+                    ),
+                );
                 ctx.record_metric(&format!("{group}.alpha_c"), law.alpha.value);
             }
             Identified::NotIdentifiable(why) => say(ctx, format!("  L(C) on C = 6·N·D: not identifiable: {why}")),
@@ -153,11 +185,28 @@ fn report(ctx: &mut NodeCtx<'_>, fit: &StudyFit) {
             Identified::NotIdentifiable(why) => say(ctx, format!("  L(N): not identifiable: {why}")),
         }
         match &g.chinchilla {
-            Identified::Fitted(law) => say(ctx, format!("  L(N, D) = E + A/N^α + B/D^β: E = {}, α = {}, β = {}", interval(&law.e), interval(&law.alpha), interval(&law.beta))),
+            Identified::Fitted(law) => say(
+                ctx,
+                format!(
+                    "  L(N, D) = E + A/N^α + B/D^β: E = {}, α = {}, β = {}",
+                    interval(&law.e),
+                    interval(&law.alpha),
+                    interval(&law.beta)
+                ),
+            ),
             Identified::NotIdentifiable(why) => say(ctx, format!("  L(N, D): not identifiable: {why}")),
         }
         if let Some(out) = &g.leave_largest_out {
-            say(ctx, format!("  leave-largest-out: {} predicted {:.4}, actual {:.4} ({:+.1}%)", out.run, out.predicted, out.actual, 100.0 * out.relative_error));
+            say(
+                ctx,
+                format!(
+                    "  leave-largest-out: {} predicted {:.4}, actual {:.4} ({:+.1}%)",
+                    out.run,
+                    out.predicted,
+                    out.actual,
+                    100.0 * out.relative_error
+                ),
+            );
         }
     }
     for (group, models) in &fit.multipliers {
@@ -169,10 +218,20 @@ fn report(ctx: &mut NodeCtx<'_>, fit: &StudyFit) {
                         CompareBy::Envelope => "envelope",
                         CompareBy::FinalPoints => "final points",
                     };
-                    say(ctx, format!("{group} vs {}: effective-compute multiplier on C_{axis} = {} ({by})", fit.settings.baseline, interval(&m.estimate)));
+                    say(
+                        ctx,
+                        format!(
+                            "{group} vs {}: effective-compute multiplier on C_{axis} = {} ({by})",
+                            fit.settings.baseline,
+                            interval(&m.estimate)
+                        ),
+                    );
                     ctx.record_metric(&format!("{group}.multiplier_{axis}"), m.estimate.value);
                 }
-                Identified::NotIdentifiable(why) => say(ctx, format!("{group} vs {}: multiplier on C_{axis}: not identifiable: {why}", fit.settings.baseline)),
+                Identified::NotIdentifiable(why) => say(
+                    ctx,
+                    format!("{group} vs {}: multiplier on C_{axis}: not identifiable: {why}", fit.settings.baseline),
+                ),
             }
         }
     }
@@ -213,7 +272,11 @@ impl NodeKind for Fit {
             bootstrap: int("bootstrap", 1000) as usize,
             seed: int("seed", 0),
             baseline: p.get_path("baseline").and_then(Value::as_str).unwrap_or("baseline").to_string(),
-            frontier: if p.get_path("frontier").and_then(Value::as_str) == Some("final_points") { Frontier::FinalPoints } else { Frontier::Curves },
+            frontier: if p.get_path("frontier").and_then(Value::as_str) == Some("final_points") {
+                Frontier::FinalPoints
+            } else {
+                Frontier::Curves
+            },
         };
         let by_variant = p.get_path("group_by").and_then(Value::as_str) != Some("none");
         let mut runs = Vec::new();
@@ -234,7 +297,8 @@ impl NodeKind for Fit {
         }
         let fit = fit_study(&runs, &settings).map_err(|e| NodeError::Failed(e.to_string()))?;
         let path = ctx.out_dir().join("fit.json");
-        std::fs::write(&path, serde_json::to_vec_pretty(&fit).map_err(|e| NodeError::Failed(e.to_string()))?).map_err(|e| NodeError::io(&path, e))?;
+        std::fs::write(&path, serde_json::to_vec_pretty(&fit).map_err(|e| NodeError::Failed(e.to_string()))?)
+            .map_err(|e| NodeError::io(&path, e))?;
         report(ctx, &fit);
         Ok(())
     }

@@ -227,7 +227,20 @@ impl<'a> NodeCtx<'a> {
     /// Assembles a context (the executor and tests do this).
     pub fn new(parts: NodeCtxParts<'a>) -> Self {
         let NodeCtxParts { id, params, inputs, out_dir, work_dir, root, gpus, log, progress, cancelled } = parts;
-        NodeCtx { id, params, inputs, out_dir, work_dir, root, gpus, log, progress, cancelled, metrics: BTreeMap::new(), summary: Vec::new() }
+        NodeCtx {
+            id,
+            params,
+            inputs,
+            out_dir,
+            work_dir,
+            root,
+            gpus,
+            log,
+            progress,
+            cancelled,
+            metrics: BTreeMap::new(),
+            summary: Vec::new(),
+        }
     }
 
     /// This node's id.
@@ -293,7 +306,8 @@ impl<'a> NodeCtx<'a> {
     /// The directory of the single upstream artifact that contains `file`
     /// (how a kind finds, say, its tokenizer among its inputs).
     pub fn input_with(&self, file: &str) -> Result<PathBuf, NodeError> {
-        let found: Vec<&Artifact> = self.inputs.iter().flat_map(|i| &i.artifacts).filter(|a| a.dir.join(file).exists()).collect();
+        let found: Vec<&Artifact> =
+            self.inputs.iter().flat_map(|i| &i.artifacts).filter(|a| a.dir.join(file).exists()).collect();
         match found.as_slice() {
             [one] => Ok(one.dir.clone()),
             [] => Err(NodeError::Failed(format!("no input provides `{file}`: add the node that makes it to `input:`"))),
@@ -343,7 +357,10 @@ impl Registry {
         let mut out = String::new();
         for name in self.names() {
             let Some(kind) = self.get(name) else { continue };
-            out.push_str(&format!("#### `{name}`\n\n| key | type | default | meaning |\n|---|---|---|---|\n{}\n", kind.schema().markdown_rows("")));
+            out.push_str(&format!(
+                "#### `{name}`\n\n| key | type | default | meaning |\n|---|---|---|---|\n{}\n",
+                kind.schema().markdown_rows("")
+            ));
         }
         out
     }

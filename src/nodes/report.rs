@@ -22,7 +22,14 @@ pub struct Report {
 impl Report {
     /// Creates the kind with its schema.
     pub fn new() -> Self {
-        Report { schema: Schema::new(vec![Field::default("title", FieldType::Str, Value::Str("Scaling study".into()), "the report's title")]) }
+        Report {
+            schema: Schema::new(vec![Field::default(
+                "title",
+                FieldType::Str,
+                Value::Str("Scaling study".into()),
+                "the report's title",
+            )]),
+        }
     }
 }
 
@@ -85,7 +92,11 @@ impl NodeKind for Report {
             std::fs::write(&path, text).map_err(|e| NodeError::io(&path, e))?;
         }
         ctx.add_summary(page.answer.join(" "));
-        ctx.add_summary(format!("{run_count} run(s), {} fit(s), {} figure(s): report.html, report.md, figures/*.svg and *.png", fits.len(), page.figures.len()));
+        ctx.add_summary(format!(
+            "{run_count} run(s), {} fit(s), {} figure(s): report.html, report.md, figures/*.svg and *.png",
+            fits.len(),
+            page.figures.len()
+        ));
         Ok(())
     }
 }

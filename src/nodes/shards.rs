@@ -33,8 +33,18 @@ impl Shards {
     pub fn new() -> Self {
         Shards {
             schema: Schema::new(vec![
-                Field::default("shard_tokens", FieldType::Int { min: 1 }, Value::Int(100_000_000), "tokens per shard file (the last one may be shorter)"),
-                Field::default("eot", FieldType::Str, Value::Str("<|endoftext|>".into()), "special token written before every document"),
+                Field::default(
+                    "shard_tokens",
+                    FieldType::Int { min: 1 },
+                    Value::Int(100_000_000),
+                    "tokens per shard file (the last one may be shorter)",
+                ),
+                Field::default(
+                    "eot",
+                    FieldType::Str,
+                    Value::Str("<|endoftext|>".into()),
+                    "special token written before every document",
+                ),
             ]),
         }
     }
@@ -112,14 +122,18 @@ impl NodeKind for Shards {
             return Err(NodeError::Failed(format!("vocabulary of {vocab} does not fit the shard format's u16 tokens")));
         }
         let eot_name = ctx.params().get_path("eot").and_then(Value::as_str).unwrap_or("<|endoftext|>").to_string();
-        let eot = tokenizer.token_to_id(&eot_name).ok_or_else(|| NodeError::Failed(format!("the tokenizer has no token `{eot_name}`")))? as u16;
+        let eot = tokenizer
+            .token_to_id(&eot_name)
+            .ok_or_else(|| NodeError::Failed(format!("the tokenizer has no token `{eot_name}`")))?
+            as u16;
         let per_shard = ctx.params().get_path("shard_tokens").and_then(Value::as_i64).unwrap_or(100_000_000) as usize;
         let out_dir = ctx.out_dir().to_path_buf();
         let mut total_bytes = 0usize;
         let mut total_tokens = 0usize;
         for split in Split::ALL {
             let docs = read_split(&corpus.join(format!("{}.jsonl", split.name())))?;
-            let mut writer = ShardWriter { dir: &out_dir, split: split.name(), per_shard, buffer: Vec::new(), written: 0, total: 0 };
+            let mut writer =
+                ShardWriter { dir: &out_dir, split: split.name(), per_shard, buffer: Vec::new(), written: 0, total: 0 };
             for (c, chunk) in docs.chunks(CHUNK_DOCS).enumerate() {
                 if ctx.is_cancelled() {
                     return Err(NodeError::Cancelled);
@@ -137,19 +151,29 @@ impl NodeKind for Shards {
                 for tokens in encoded {
                     writer.push(&tokens)?;
                 }
-                ctx.progress(Progress::Position { done: ((c + 1) * CHUNK_DOCS).min(docs.len()) as u64, total: docs.len() as u64 });
+                ctx.progress(Progress::Position {
+                    done: ((c + 1) * CHUNK_DOCS).min(docs.len()) as u64,
+                    total: docs.len() as u64,
+                });
             }
             writer.flush()?;
             let bytes: usize = docs.iter().map(|d| d.len()).sum();
             ctx.record_metric(&format!("{}_tokens", split.name()), writer.total as f64);
             ctx.record_metric(&format!("{}_shards", split.name()), writer.written as f64);
-            ctx.add_summary(format!("{}: {} tokens in {} shard(s) from {} documents", split.name(), writer.total, writer.written, docs.len()));
+            ctx.add_summary(format!(
+                "{}: {} tokens in {} shard(s) from {} documents",
+                split.name(),
+                writer.total,
+                writer.written,
+                docs.len()
+            ));
             total_bytes += bytes;
             total_tokens += writer.total;
         }
         let meta = ShardsMeta { eot, format: ShardsMeta::FORMAT.into(), vocab_size: vocab as u32 };
         let meta_path = out_dir.join(META_FILE);
-        std::fs::write(&meta_path, serde_json::to_vec_pretty(&meta).map_err(|e| NodeError::Failed(e.to_string()))?).map_err(|e| NodeError::io(&meta_path, e))?;
+        std::fs::write(&meta_path, serde_json::to_vec_pretty(&meta).map_err(|e| NodeError::Failed(e.to_string()))?)
+            .map_err(|e| NodeError::io(&meta_path, e))?;
         let ratio = if total_tokens == 0 { 0.0 } else { total_bytes as f64 / total_tokens as f64 };
         ctx.record_metric("bytes_per_token", ratio);
         ctx.add_summary(format!("{ratio:.3} UTF-8 bytes per token (end-of-text tokens included)"));

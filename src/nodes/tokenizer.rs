@@ -22,14 +22,24 @@ impl TokenizerKind {
     pub fn new() -> Self {
         TokenizerKind {
             schema: Schema::new(vec![
-                Field::default("vocab_size", FieldType::Int { min: 257 }, Value::Int(50_262), "exact vocabulary size, special tokens included (the paper: 50,262)"),
+                Field::default(
+                    "vocab_size",
+                    FieldType::Int { min: 257 },
+                    Value::Int(50_262),
+                    "exact vocabulary size, special tokens included (the paper: 50,262)",
+                ),
                 Field::default(
                     "special_tokens",
                     FieldType::List(Box::new(FieldType::Str)),
                     Value::List(vec![Value::Str("<|endoftext|>".into())]),
                     "special tokens, ids 0, 1, …; the first is the end-of-text token",
                 ),
-                Field::default("min_frequency", FieldType::Int { min: 0 }, Value::Int(0), "minimum pair count for a merge"),
+                Field::default(
+                    "min_frequency",
+                    FieldType::Int { min: 0 },
+                    Value::Int(0),
+                    "minimum pair count for a merge",
+                ),
             ]),
         }
     }
@@ -48,8 +58,12 @@ pub(super) fn read_split(path: &Path) -> Result<Vec<String>, NodeError> {
         .lines()
         .map(|line| {
             let line = line.map_err(|e| NodeError::io(path, e))?;
-            let v: serde_json::Value = serde_json::from_str(&line).map_err(|e| NodeError::Failed(format!("{}: {e}", path.display())))?;
-            v["text"].as_str().map(String::from).ok_or_else(|| NodeError::Failed(format!("{}: a line has no `text`", path.display())))
+            let v: serde_json::Value =
+                serde_json::from_str(&line).map_err(|e| NodeError::Failed(format!("{}: {e}", path.display())))?;
+            v["text"]
+                .as_str()
+                .map(String::from)
+                .ok_or_else(|| NodeError::Failed(format!("{}: a line has no `text`", path.display())))
         })
         .collect()
 }
@@ -92,7 +106,11 @@ impl NodeKind for TokenizerKind {
         };
         let train = read_split(&corpus.join("train.jsonl"))?;
         let mb: f64 = train.iter().map(|d| d.len()).sum::<usize>() as f64 / 1e6;
-        ctx.progress(Progress::Message(format!("training BPE ({} tokens) on {} documents, {mb:.1} MB", spec.vocab_size, train.len())));
+        ctx.progress(Progress::Message(format!(
+            "training BPE ({} tokens) on {} documents, {mb:.1} MB",
+            spec.vocab_size,
+            train.len()
+        )));
         let tokenizer = bpe::train(&spec, train.into_iter()).map_err(NodeError::Failed)?;
         if ctx.is_cancelled() {
             return Err(NodeError::Cancelled);
@@ -106,11 +124,18 @@ impl NodeKind for TokenizerKind {
         let bpt = bytes_per_token(&encoder, &val);
         ctx.record_metric("vocab_size", tokenizer.get_vocab_size(true) as f64);
         ctx.record_metric("val_bytes_per_token", bpt);
-        ctx.add_summary(format!("vocabulary {} (special: {}); {bpt:.3} bytes/token on val", tokenizer.get_vocab_size(true), spec.special_tokens.join(" ")));
+        ctx.add_summary(format!(
+            "vocabulary {} (special: {}); {bpt:.3} bytes/token on val",
+            tokenizer.get_vocab_size(true),
+            spec.special_tokens.join(" ")
+        ));
         for doc in val.iter().take(3) {
             let sample: String = doc.chars().take(60).collect();
             let ids = encoder.encode(&sample);
-            let pieces: Vec<String> = ids.iter().map(|&id| bpe::decode(&tokenizer, &[id]).unwrap_or_default().escape_debug().to_string()).collect();
+            let pieces: Vec<String> = ids
+                .iter()
+                .map(|&id| bpe::decode(&tokenizer, &[id]).unwrap_or_default().escape_debug().to_string())
+                .collect();
             ctx.add_summary(format!("example: {sample:?} → {} tokens: {}", ids.len(), pieces.join("|")));
         }
         Ok(())

@@ -37,22 +37,50 @@ impl Train {
     pub fn new() -> Self {
         let int = |min| FieldType::Int { min };
         let model = Schema::new(vec![
-            Field::required("preset", FieldType::Enum(PRESET_NAMES), "size: nano, micro (CPU); Table 1 xxsmall … medium; Table 2 doped_*; Table 3 structured_*"),
+            Field::required(
+                "preset",
+                FieldType::Enum(PRESET_NAMES),
+                "size: nano, micro (CPU); Table 1 xxsmall … medium; Table 2 doped_*; Table 3 structured_*",
+            ),
             Field::optional("n_layer", int(1), "override the preset's number of blocks"),
             Field::optional("n_head", int(1), "override the preset's attention heads"),
             Field::optional("d_model", int(2), "override the preset's width"),
-            Field::default("head", FieldType::Enum(&["tied", "untied"]), Value::Str("tied".into()), "output head shares the embedding (tied, GPT-2's choice) or not"),
+            Field::default(
+                "head",
+                FieldType::Enum(&["tied", "untied"]),
+                Value::Str("tied".into()),
+                "output head shares the embedding (tied, GPT-2's choice) or not",
+            ),
             Field::optional("blocks", int(1), "blocks of the block-diagonal MLP (blockdiag_hadamard; default 4)"),
         ]);
         let optim = Schema::new(vec![
-            Field::default("lr", FieldType::Float, Value::Float(5e-4), "peak learning rate (paper: 5e-4; 3e-4 for Medium)"),
+            Field::default(
+                "lr",
+                FieldType::Float,
+                Value::Float(5e-4),
+                "peak learning rate (paper: 5e-4; 3e-4 for Medium)",
+            ),
             Field::default("beta1", FieldType::Float, Value::Float(0.9), "Adam β1"),
-            Field::default("beta2", FieldType::Float, Value::Float(0.95), "Adam β2 (GPT-3's 0.95; the paper does not say)"),
+            Field::default(
+                "beta2",
+                FieldType::Float,
+                Value::Float(0.95),
+                "Adam β2 (GPT-3's 0.95; the paper does not say)",
+            ),
             Field::default("eps", FieldType::Float, Value::Float(1e-8), "Adam ε"),
             Field::default("weight_decay", FieldType::Float, Value::Float(0.0), "decoupled weight decay (paper: 0)"),
-            Field::default("clip", FieldType::Float, Value::Float(1.0), "global gradient-norm clip (paper: 1.0; 0 disables)"),
+            Field::default(
+                "clip",
+                FieldType::Float,
+                Value::Float(1.0),
+                "global gradient-norm clip (paper: 1.0; 0 disables)",
+            ),
             Field::default("warmup_tokens", int(0), Value::Int(409_600_000), "tokens of linear warmup (paper: 409.6M)"),
-            Field::optional("decay_tokens", int(1), "tokens at which the cosine reaches its floor (default: max_tokens; paper: 32.8G)"),
+            Field::optional(
+                "decay_tokens",
+                int(1),
+                "tokens at which the cosine reaches its floor (default: max_tokens; paper: 32.8G)",
+            ),
             Field::default("final_lr_fraction", FieldType::Float, Value::Float(0.1), "the floor, as a fraction of lr"),
         ]);
         Train {
@@ -128,7 +156,8 @@ fn job(params: &Value, shape: ModelShape, ctx: &NodeCtx<'_>, shards: std::path::
         final_lr_fraction: float("optim.final_lr_fraction", 0.1),
     };
     let mut device = params.get_path("device").and_then(Value::as_str).unwrap_or("auto").to_string();
-    let valid = ["auto", "cpu", "cuda"].contains(&device.as_str()) || device.strip_prefix("cuda:").is_some_and(|n| n.parse::<usize>().is_ok());
+    let valid = ["auto", "cpu", "cuda"].contains(&device.as_str())
+        || device.strip_prefix("cuda:").is_some_and(|n| n.parse::<usize>().is_ok());
     if !valid {
         return Err(format!("device `{device}`: expected auto, cpu, cuda or cuda:N"));
     }
@@ -150,7 +179,11 @@ fn job(params: &Value, shape: ModelShape, ctx: &NodeCtx<'_>, shards: std::path::
         eval_tokens: int("eval_tokens").unwrap_or(1 << 20),
         seed: int("seed").unwrap_or(0),
         device,
-        precision: if params.get_path("precision").and_then(Value::as_str) == Some("bf16") { Precision::Bf16 } else { Precision::Fp32 },
+        precision: if params.get_path("precision").and_then(Value::as_str) == Some("bf16") {
+            Precision::Bf16
+        } else {
+            Precision::Fp32
+        },
         checkpoint_seconds: float("checkpoint_seconds", 600.0),
         checkpoint_steps: int("checkpoint_steps").unwrap_or(0),
         threads: int("threads").unwrap_or(0),
@@ -171,7 +204,9 @@ fn spawn_worker(ctx: &mut NodeCtx<'_>, job_path: &std::path::Path, gpus: &[usize
     let log = ctx.log().try_clone().map_err(|e| NodeError::Failed(format!("cannot share the log: {e}")))?;
     let mut command = std::process::Command::new(&worker);
     command.arg("train").arg(job_path).current_dir(ctx.root()).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(log);
-    spawn_group(&mut command, libc::SIGKILL, gpus).map_err(|e| NodeError::Failed(format!("cannot start the libtorch worker {}: {e} (run scripts/setup.sh)", worker.display())))
+    spawn_group(&mut command, libc::SIGKILL, gpus).map_err(|e| {
+        NodeError::Failed(format!("cannot start the libtorch worker {}: {e} (run scripts/setup.sh)", worker.display()))
+    })
 }
 
 /// What the node learns from the worker's events.
@@ -233,7 +268,8 @@ impl NodeKind for Train {
         let shape = model_shape(params, declared.unwrap_or(PAPER_VOCAB)).ok()?;
         let counts = shape.param_counts();
         let tokens = params.get_path("max_tokens").and_then(Value::as_f64)?;
-        let eval_tokens = params.get_path("eval_points").and_then(Value::as_f64).unwrap_or(40.0) * params.get_path("eval_tokens").and_then(Value::as_f64).unwrap_or(1_048_576.0);
+        let eval_tokens = params.get_path("eval_points").and_then(Value::as_f64).unwrap_or(40.0)
+            * params.get_path("eval_tokens").and_then(Value::as_f64).unwrap_or(1_048_576.0);
         let per_token = shape.flops_per_token(&counts);
         Some(WorkEstimate {
             params: counts,
@@ -247,9 +283,9 @@ impl NodeKind for Train {
     fn run(&self, ctx: &mut NodeCtx<'_>) -> Result<(), NodeError> {
         let shards = ctx.input_with(META_FILE)?;
         let meta_path = shards.join(META_FILE);
-        let meta: ShardsMeta = std::fs::read(&meta_path)
-            .map_err(|e| NodeError::io(&meta_path, e))
-            .and_then(|b| serde_json::from_slice(&b).map_err(|e| NodeError::Failed(format!("{}: {e}", meta_path.display()))))?;
+        let meta: ShardsMeta = std::fs::read(&meta_path).map_err(|e| NodeError::io(&meta_path, e)).and_then(|b| {
+            serde_json::from_slice(&b).map_err(|e| NodeError::Failed(format!("{}: {e}", meta_path.display())))
+        })?;
         let vocab = i64::from(meta.vocab_size);
         let params = ctx.params().clone();
         let shape = model_shape(&params, vocab).map_err(NodeError::Failed)?;
@@ -311,7 +347,10 @@ impl NodeKind for Train {
                     outcome.tokens = row.tokens;
                     ctx.progress(Progress::Position { done: row.step, total: outcome.total_steps });
                     let mfu = row.mfu.map(|m| format!(" · MFU {:.0}%", 100.0 * m)).unwrap_or_default();
-                    ctx.progress(Progress::Message(format!("loss {:.3}{last_val} · {:.0} tok/s{mfu}", row.loss, row.tokens_per_second)));
+                    ctx.progress(Progress::Message(format!(
+                        "loss {:.3}{last_val} · {:.0} tok/s{mfu}",
+                        row.loss, row.tokens_per_second
+                    )));
                 }
                 Event::Eval(row) => {
                     outcome.val_loss = Some(row.val_loss);
@@ -372,7 +411,10 @@ fn report(ctx: &mut NodeCtx<'_>, job: &TrainJob, outcome: &Outcome) {
         frozen => format!("{} trainable layers + {frozen} frozen {}·d MLPs", m.n_layer, crate::train::FROZEN_MLP_RATIO),
     };
     let variant = serde_json::to_value(m.variant).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
-    ctx.add_summary(format!("model: {variant}, {layers}, d_model {}, {} heads, context {}, {head} head, vocabulary {}", m.d_model, m.n_head, m.context, m.vocab_size));
+    ctx.add_summary(format!(
+        "model: {variant}, {layers}, d_model {}, {} heads, context {}, {head} head, vocabulary {}",
+        m.d_model, m.n_head, m.context, m.vocab_size
+    ));
     ctx.add_summary(format!(
         "parameters: N = {} trainable non-embedding, {} frozen, {} structured, {} embedding",
         thousands(p.trainable),
@@ -389,6 +431,12 @@ fn report(ctx: &mut NodeCtx<'_>, job: &TrainJob, outcome: &Outcome) {
         (Some(v), None) if v.is_finite() => format!("final val loss {v:.4} (no test split)"),
         _ => "diverged: the loss is not finite".to_string(),
     };
-    ctx.add_summary(format!("trained {} tokens in {} steps of {}×{}; {val}", thousands(outcome.tokens as i64), outcome.total_steps, job.batch_size, m.context));
+    ctx.add_summary(format!(
+        "trained {} tokens in {} steps of {}×{}; {val}",
+        thousands(outcome.tokens as i64),
+        outcome.total_steps,
+        job.batch_size,
+        m.context
+    ));
     ctx.add_summary(format!("throughput {:.0} tokens/s on {}", outcome.tokens_per_second, outcome.device));
 }

@@ -74,7 +74,12 @@ impl<'a> Painter<'a> {
                         _ => format!("{}: {count} sizes{dotted}, darker = larger", family_name(family)),
                     }
                 });
-                Series { label, colour: shade(family_colour(family), rank, count), stroke, points: r.run.points.iter().map(|p| (x(p), p.loss)).collect() }
+                Series {
+                    label,
+                    colour: shade(family_colour(family), rank, count),
+                    stroke,
+                    points: r.run.points.iter().map(|p| (x(p), p.loss)).collect(),
+                }
             })
             .collect()
     }
@@ -92,16 +97,35 @@ fn frontier_and_law(fit: Option<&StudyFit>, family: &str, model: CostModel, unit
     let mut out = Vec::new();
     if !axis.envelope.is_empty() {
         let points = axis.envelope.iter().map(|(c, l)| (c / unit, *l)).collect();
-        out.push(Series { label: Some(format!("{} frontier", family_name(family))), colour: family_colour(family), stroke: Stroke::Markers, points });
+        out.push(Series {
+            label: Some(format!("{} frontier", family_name(family))),
+            colour: family_colour(family),
+            stroke: Stroke::Markers,
+            points,
+        });
     }
-    if let (Some(law), Some(first), Some(last)) = (axis.power_law.fitted(), axis.envelope.first(), axis.envelope.last()) {
-        out.push(law_series(format!("{}: α = {:.3}", family_name(family), law.alpha.value), family, law, (first.0, last.0), unit));
+    if let (Some(law), Some(first), Some(last)) = (axis.power_law.fitted(), axis.envelope.first(), axis.envelope.last())
+    {
+        out.push(law_series(
+            format!("{}: α = {:.3}", family_name(family), law.alpha.value),
+            family,
+            law,
+            (first.0, last.0),
+            unit,
+        ));
     }
     out
 }
 
 /// The paper's figure of `family` (solid) against the baselines (dotted) on `model`.
-fn paper_comparison(p: &Painter<'_>, fit: Option<&StudyFit>, family: &str, model: CostModel, baselines: &[&RunData], title: &str) -> Result<String, String> {
+fn paper_comparison(
+    p: &Painter<'_>,
+    fit: Option<&StudyFit>,
+    family: &str,
+    model: CostModel,
+    baselines: &[&RunData],
+    title: &str,
+) -> Result<String, String> {
     let x = |pt: &crate::fit::study::RunPoint| model.of(&pt.compute) / PF_DAY;
     let mut series: Vec<Series> = Vec::new();
     let mut labelled = false;
@@ -130,7 +154,10 @@ fn paper_figures(p: &Painter<'_>, fit: Option<&StudyFit>) -> Result<Vec<Figure>,
     if baselines.is_empty() {
         return Ok(out);
     }
-    let alpha = fit.and_then(|f| f.groups.get("baseline")).and_then(|g| g.axes[&CostModel::Trainable].power_law.fitted()).map(|l| interval(&l.alpha));
+    let alpha = fit
+        .and_then(|f| f.groups.get("baseline"))
+        .and_then(|g| g.axes[&CostModel::Trainable].power_law.fitted())
+        .map(|l| interval(&l.alpha));
     let x = |pt: &crate::fit::study::RunPoint| pt.compute.trainable / PF_DAY;
     let mut series = p.curves("baseline", Stroke::Solid, x);
     series.extend(frontier_and_law(fit, "baseline", CostModel::Trainable, PF_DAY));
@@ -202,7 +229,8 @@ pub fn figures(runs: &[RunData], fits: &[StudyFit]) -> Result<Vec<Figure>, Strin
         svg: log_log_svg("Loss vs tokens", Axes { x: "tokens", y: VAL_LOSS }, &series)?,
     });
     for model in CostModel::ALL {
-        let mut series: Vec<Series> = families.iter().flat_map(|f| p.curves(f, Stroke::Solid, |pt| model.of(&pt.compute))).collect();
+        let mut series: Vec<Series> =
+            families.iter().flat_map(|f| p.curves(f, Stroke::Solid, |pt| model.of(&pt.compute))).collect();
         for f in &families {
             series.extend(frontier_and_law(fit, f, model, 1.0));
         }
@@ -231,16 +259,35 @@ fn equal_n_figure(runs: &[RunData], fit: Option<&StudyFit>, families: &[&str]) -
     }
     let mut series = Vec::new();
     for f in families {
-        let pts: Vec<(f64, f64)> = runs.iter().filter(|r| r.run.group == *f).filter_map(|r| Some((r.run.params.trainable as f64, r.run.points.last()?.loss))).collect();
+        let pts: Vec<(f64, f64)> = runs
+            .iter()
+            .filter(|r| r.run.group == *f)
+            .filter_map(|r| Some((r.run.params.trainable as f64, r.run.points.last()?.loss)))
+            .collect();
         let ns = pts.iter().map(|p| p.0);
         let range = (ns.clone().fold(f64::INFINITY, f64::min), ns.fold(0.0, f64::max));
-        series.push(Series { label: Some(family_name(f).to_string()), colour: family_colour(f), stroke: Stroke::Markers, points: pts });
+        series.push(Series {
+            label: Some(family_name(f).to_string()),
+            colour: family_colour(f),
+            stroke: Stroke::Markers,
+            points: pts,
+        });
         if let Some(law) = fit.and_then(|fit| fit.groups.get(*f)).and_then(|g| g.final_n.fitted()) {
-            series.push(law_series(format!("{}: L(N), α_N = {:.3}", family_name(f), law.alpha.value), f, law, range, 1.0));
+            series.push(law_series(
+                format!("{}: L(N), α_N = {:.3}", family_name(f), law.alpha.value),
+                f,
+                law,
+                range,
+                1.0,
+            ));
         }
     }
     let caption = "Final validation loss against trainable non-embedding parameters N, per family, with each family's L(N) where the data identifies it (dashed): at equal N, a variant below the baselines would be the better use of trainable parameters.";
-    let svg = log_log_svg("Variants vs baselines at equal trainable parameters", Axes { x: "N trainable (non-embedding)", y: "final validation loss" }, &series)?;
+    let svg = log_log_svg(
+        "Variants vs baselines at equal trainable parameters",
+        Axes { x: "N trainable (non-embedding)", y: "final validation loss" },
+        &series,
+    )?;
     Ok(Some(Figure { stem: "variants_at_equal_n".into(), caption: caption.into(), svg }))
 }
 
@@ -253,15 +300,33 @@ fn residual_figure(fit: Option<&StudyFit>, families: &[&str]) -> Result<Option<F
         let Some(axis) = fit.groups.get(*f).map(|g| &g.axes[&CostModel::Trainable]) else { continue };
         if axis.residuals.len() == axis.envelope.len() && !axis.residuals.is_empty() {
             let points = axis.envelope.iter().zip(&axis.residuals).map(|((c, _), r)| (*c, r.exp())).collect();
-            series.push(Series { label: Some(family_name(f).to_string()), colour: family_colour(f), stroke: Stroke::Markers, points });
+            series.push(Series {
+                label: Some(family_name(f).to_string()),
+                colour: family_colour(f),
+                stroke: Stroke::Markers,
+                points,
+            });
         }
     }
-    let Some((lo, hi)) = series.iter().flat_map(|s| s.points.iter().map(|p| p.0)).fold(None, |acc: Option<(f64, f64)>, c| Some(acc.map_or((c, c), |(a, b)| (a.min(c), b.max(c)))))
+    let Some((lo, hi)) = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.0))
+        .fold(None, |acc: Option<(f64, f64)>, c| Some(acc.map_or((c, c), |(a, b)| (a.min(c), b.max(c)))))
     else {
         return Ok(None);
     };
-    series.push(Series { label: Some("the fitted law".into()), colour: plotters::style::RGBColor(90, 90, 90), stroke: Stroke::Dashed, points: vec![(lo, 1.0), (hi, 1.0)] });
-    let caption = "Residuals: each family's frontier on C = 6·N·D divided by its fitted power law (log scale; 1 is on the law).";
-    let svg = log_log_svg("Residuals of the power law, C = 6·N·D", Axes { x: "compute (FLOP)", y: "frontier / fitted law" }, &series)?;
+    series.push(Series {
+        label: Some("the fitted law".into()),
+        colour: plotters::style::RGBColor(90, 90, 90),
+        stroke: Stroke::Dashed,
+        points: vec![(lo, 1.0), (hi, 1.0)],
+    });
+    let caption =
+        "Residuals: each family's frontier on C = 6·N·D divided by its fitted power law (log scale; 1 is on the law).";
+    let svg = log_log_svg(
+        "Residuals of the power law, C = 6·N·D",
+        Axes { x: "compute (FLOP)", y: "frontier / fitted law" },
+        &series,
+    )?;
     Ok(Some(Figure { stem: "residuals_trainable".into(), caption: caption.into(), svg }))
 }

@@ -56,13 +56,27 @@ impl Page {
     /// The page titled `title` on `runs` (at least one) and `fits`.
     pub fn new(title: &str, mut runs: Vec<RunData>, fits: &[StudyFit]) -> Result<Self, String> {
         // Families together, each from its smallest model up.
-        runs.sort_by(|a, b| (a.run.group != "baseline", &a.run.group, a.run.params.trainable).cmp(&(b.run.group != "baseline", &b.run.group, b.run.params.trainable)));
+        runs.sort_by(|a, b| {
+            (a.run.group != "baseline", &a.run.group, a.run.params.trainable).cmp(&(
+                b.run.group != "baseline",
+                &b.run.group,
+                b.run.params.trainable,
+            ))
+        });
         let figures = figures::figures(&runs, fits)?;
 
-        let answer = fits.first().map(|fit| tables::answer(fit, &runs)).unwrap_or_else(|| vec!["No fit among the inputs: runs only.".into()]);
-        let mut sections = vec![Section { heading: "Runs", paragraphs: vec![], table: Some(tables::runs_table(&runs)) }];
+        let answer = fits
+            .first()
+            .map(|fit| tables::answer(fit, &runs))
+            .unwrap_or_else(|| vec!["No fit among the inputs: runs only.".into()]);
+        let mut sections =
+            vec![Section { heading: "Runs", paragraphs: vec![], table: Some(tables::runs_table(&runs)) }];
         for fit in fits {
-            sections.push(Section { heading: "Laws", paragraphs: vec![tables::REFERENCES.into()], table: Some(tables::laws_table(fit)) });
+            sections.push(Section {
+                heading: "Laws",
+                paragraphs: vec![tables::REFERENCES.into()],
+                table: Some(tables::laws_table(fit)),
+            });
             if fit.multipliers.is_empty() {
                 continue;
             }
@@ -81,7 +95,11 @@ impl Page {
             };
             sections.push(section);
         }
-        sections.push(Section { heading: "The paper's Tables 1–3", paragraphs: vec![tables::PAPER_NOTE.into()], table: Some(tables::paper_table(&runs)) });
+        sections.push(Section {
+            heading: "The paper's Tables 1–3",
+            paragraphs: vec![tables::PAPER_NOTE.into()],
+            table: Some(tables::paper_table(&runs)),
+        });
 
         let (paper_figs, extra_figs): (Vec<_>, Vec<_>) = figures.iter().partition(|f| f.stem.starts_with("fig"));
         let mut md = format!("# {title}\n\n{}\n\n", answer.join(" "));
@@ -98,7 +116,13 @@ impl Page {
             let _ = writeln!(html, "<h2>{}</h2>", escape(heading));
             for f in figs {
                 let _ = writeln!(md, "![{}](figures/{}.svg)\n", f.caption, f.stem);
-                let _ = writeln!(html, "<figure id=\"{}\">{}<figcaption>{}</figcaption></figure>", f.stem, f.svg, escape(&f.caption));
+                let _ = writeln!(
+                    html,
+                    "<figure id=\"{}\">{}<figcaption>{}</figcaption></figure>",
+                    f.stem,
+                    f.svg,
+                    escape(&f.caption)
+                );
             }
         };
         put_figures(&mut md, &mut html, "The paper's figures", &paper_figs);

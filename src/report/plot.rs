@@ -76,7 +76,8 @@ pub struct Axes<'a> {
 fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
     let decades = || (lo.log10().floor() as i32..=hi.log10().ceil() as i32).map(|k| 10f64.powi(k));
     for mantissas in [&[1.0][..], &[1.0, 2.0, 5.0], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]] {
-        let ticks: Vec<f64> = decades().flat_map(|d| mantissas.iter().map(move |m| m * d)).filter(|t| (lo..=hi).contains(t)).collect();
+        let ticks: Vec<f64> =
+            decades().flat_map(|d| mantissas.iter().map(move |m| m * d)).filter(|t| (lo..=hi).contains(t)).collect();
         if ticks.len() >= 3 {
             return ticks;
         }
@@ -105,7 +106,8 @@ fn short_number(v: f64) -> String {
 
 /// A log-log plot of `series`, as SVG text.
 pub fn log_log_svg(title: &str, axes: Axes<'_>, series: &[Series]) -> Result<String, String> {
-    let all: Vec<(f64, f64)> = series.iter().flat_map(|s| s.points.iter().copied()).filter(|(x, y)| *x > 0.0 && *y > 0.0).collect();
+    let all: Vec<(f64, f64)> =
+        series.iter().flat_map(|s| s.points.iter().copied()).filter(|(x, y)| *x > 0.0 && *y > 0.0).collect();
     if all.is_empty() {
         return Err(format!("{title}: nothing to plot"));
     }
@@ -144,15 +146,25 @@ pub fn log_log_svg(title: &str, axes: Axes<'_>, series: &[Series]) -> Result<Str
                     Stroke::Solid => chart.draw_series(LineSeries::new(points, line)),
                     Stroke::Dotted => chart.draw_series(DashedLineSeries::new(points, 2, 4, line)),
                     Stroke::Dashed => chart.draw_series(DashedLineSeries::new(points, 8, 4, line)),
-                    Stroke::Markers => chart.draw_series(points.into_iter().map(|p| Circle::new(p, 3, colour.filled()))),
+                    Stroke::Markers => {
+                        chart.draw_series(points.into_iter().map(|p| Circle::new(p, 3, colour.filled())))
+                    }
                 }
                 .map_err(|e| e.to_string())?;
                 let Some(label) = &s.label else { continue };
                 match stroke {
-                    Stroke::Solid => drawn.label(label).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], line)),
-                    Stroke::Dotted => drawn.label(label).legend(move |(x, y)| DashedPathElement::new(vec![(x, y), (x + 18, y)], 2, 4, line)),
-                    Stroke::Dashed => drawn.label(label).legend(move |(x, y)| DashedPathElement::new(vec![(x, y), (x + 18, y)], 8, 4, line)),
-                    Stroke::Markers => drawn.label(label).legend(move |(x, y)| Circle::new((x + 9, y), 3, colour.filled())),
+                    Stroke::Solid => {
+                        drawn.label(label).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], line))
+                    }
+                    Stroke::Dotted => drawn
+                        .label(label)
+                        .legend(move |(x, y)| DashedPathElement::new(vec![(x, y), (x + 18, y)], 2, 4, line)),
+                    Stroke::Dashed => drawn
+                        .label(label)
+                        .legend(move |(x, y)| DashedPathElement::new(vec![(x, y), (x + 18, y)], 8, 4, line)),
+                    Stroke::Markers => {
+                        drawn.label(label).legend(move |(x, y)| Circle::new((x + 9, y), 3, colour.filled()))
+                    }
                 };
             }
         }
@@ -183,8 +195,12 @@ impl PngRenderer {
         let mut options = resvg::usvg::Options::default();
         let fonts = options.fontdb_mut();
         fonts.load_system_fonts();
-        let families: Vec<String> = fonts.faces().flat_map(|f| f.families.iter().map(|(name, _)| name.clone())).collect();
-        if let Some(sans) = ["DejaVu Sans", "Liberation Sans", "Noto Sans", "FreeSans", "Arial"].iter().find(|f| families.iter().any(|x| x == *f)) {
+        let families: Vec<String> =
+            fonts.faces().flat_map(|f| f.families.iter().map(|(name, _)| name.clone())).collect();
+        if let Some(sans) = ["DejaVu Sans", "Liberation Sans", "Noto Sans", "FreeSans", "Arial"]
+            .iter()
+            .find(|f| families.iter().any(|x| x == *f))
+        {
             fonts.set_sans_serif_family(*sans);
         }
         PngRenderer { options }

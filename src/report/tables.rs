@@ -22,7 +22,11 @@ pub struct Table {
 impl Table {
     /// A table with these columns: (title, numeric).
     pub fn new(columns: &[(&'static str, bool)]) -> Self {
-        Table { header: columns.iter().map(|c| c.0).collect(), numeric: columns.iter().map(|c| c.1).collect(), rows: Vec::new() }
+        Table {
+            header: columns.iter().map(|c| c.0).collect(),
+            numeric: columns.iter().map(|c| c.1).collect(),
+            rows: Vec::new(),
+        }
     }
 
     /// Appends a row (as many cells as columns).
@@ -232,11 +236,14 @@ pub fn laws_table(fit: &StudyFit) -> Table {
     ]);
     for (g, group) in &fit.groups {
         let chinchilla = match &group.chinchilla {
-            Identified::Fitted(l) => format!("E = {:.3}, α = {}, β = {}", l.e.value, interval(&l.alpha), interval(&l.beta)),
+            Identified::Fitted(l) => {
+                format!("E = {:.3}, α = {}, β = {}", l.e.value, interval(&l.alpha), interval(&l.beta))
+            }
             Identified::NotIdentifiable(why) => format!("not identifiable: {why}"),
         };
-        let held_out =
-            group.leave_largest_out.as_ref().map_or("–".into(), |o| format!("{:.3} predicted, {:.3} actual ({:+.1}%)", o.predicted, o.actual, 100.0 * o.relative_error));
+        let held_out = group.leave_largest_out.as_ref().map_or("–".into(), |o| {
+            format!("{:.3} predicted, {:.3} actual ({:+.1}%)", o.predicted, o.actual, 100.0 * o.relative_error)
+        });
         t.row(vec![
             g.clone(),
             group.runs.len().to_string(),
@@ -256,7 +263,13 @@ Kaplan et al. 2020 0.050, Henighan et al. 2020 0.048.";
 
 /// Each family against the baseline's law under every cost model.
 pub fn multipliers_table(fit: &StudyFit) -> Table {
-    let mut t = Table::new(&[("family", false), ("cost model", false), ("multiplier [95% CI]", true), ("compared by", false), ("reading", false)]);
+    let mut t = Table::new(&[
+        ("family", false),
+        ("cost model", false),
+        ("multiplier [95% CI]", true),
+        ("compared by", false),
+        ("reading", false),
+    ]);
     for (family, models) in &fit.multipliers {
         for (model, m) in models {
             let (value, by, reading) = match m {

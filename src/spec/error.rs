@@ -26,11 +26,23 @@ const CLIP: usize = 60;
 
 /// Lets miette show snippets of the file, headed by its path, without copying its text.
 impl SourceCode for SourceFile {
-    fn read_span<'a>(&'a self, span: &SourceSpan, before: usize, after: usize) -> Result<Box<dyn SpanContents<'a> + 'a>, MietteError> {
+    fn read_span<'a>(
+        &'a self,
+        span: &SourceSpan,
+        before: usize,
+        after: usize,
+    ) -> Result<Box<dyn SpanContents<'a> + 'a>, MietteError> {
         let name = self.path.display().to_string();
         let inner = self.text.read_span(span, before, after)?;
         if inner.data().len() <= MAX_SNIPPET {
-            return Ok(Box::new(MietteSpanContents::new_named(name, inner.data(), *inner.span(), inner.line(), inner.column(), inner.line_count())));
+            return Ok(Box::new(MietteSpanContents::new_named(
+                name,
+                inner.data(),
+                *inner.span(),
+                inner.line(),
+                inner.column(),
+                inner.line_count(),
+            )));
         }
         let text = &self.text;
         let at = span.offset().min(text.len());
@@ -40,7 +52,14 @@ impl SourceCode for SourceFile {
         let end = floor_boundary(text, (at + span.len().min(CLIP) + CLIP).min(line_end)).max(start);
         let line = text.as_bytes()[..start].iter().filter(|&&b| b == b'\n').count();
         let column = text[line_start..start].chars().count();
-        Ok(Box::new(MietteSpanContents::new_named(name, &text.as_bytes()[start..end], (start, end - start).into(), line, column, 0)))
+        Ok(Box::new(MietteSpanContents::new_named(
+            name,
+            &text.as_bytes()[start..end],
+            (start, end - start).into(),
+            line,
+            column,
+            0,
+        )))
     }
 }
 
@@ -181,7 +200,12 @@ impl From<SpecError> for LoadError {
 
 /// The candidate nearest to `wrong`, if it is plausibly a typo of it.
 pub fn closest<'a>(wrong: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    candidates.into_iter().map(|c| (strsim::jaro_winkler(wrong, c), c)).filter(|(score, _)| *score > 0.8).max_by(|a, b| a.0.total_cmp(&b.0)).map(|(_, c)| c)
+    candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(wrong, c), c))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
 }
 
 #[cfg(test)]

@@ -139,7 +139,9 @@ pub fn load(path: &Path, registry: &Registry) -> Result<Experiment, LoadError> {
             let col = prefix[starts[line - 1]..].chars().count() + 1;
             let source = Arc::new(SourceFile { path: path.to_path_buf(), text: prefix });
             let span = Span { line, col, offset: valid, len: 0 };
-            return Err(SpecError::new(&source, span, "file is not valid UTF-8").hint("save the experiment file as UTF-8").into());
+            return Err(SpecError::new(&source, span, "file is not valid UTF-8")
+                .hint("save the experiment file as UTF-8")
+                .into());
         }
     };
     let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
@@ -147,10 +149,17 @@ pub fn load(path: &Path, registry: &Registry) -> Result<Experiment, LoadError> {
 }
 
 /// Parses and validates experiment text (`path` is used in messages only).
-pub fn load_str(path: PathBuf, text: String, default_name: String, registry: &Registry) -> Result<Experiment, LoadError> {
+pub fn load_str(
+    path: PathBuf,
+    text: String,
+    default_name: String,
+    registry: &Registry,
+) -> Result<Experiment, LoadError> {
     let source = Arc::new(SourceFile { path, text });
-    let root = yaml::parse(&source.text).map_err(|e| SpecError::new(&source, e.span, format!("invalid YAML: {}", e.message)))?;
-    Loader { source: &source, registry, errors: Vec::new(), failed_decls: HashSet::new(), instances: 0 }.load(&root, default_name)
+    let root = yaml::parse(&source.text)
+        .map_err(|e| SpecError::new(&source, e.span, format!("invalid YAML: {}", e.message)))?;
+    Loader { source: &source, registry, errors: Vec::new(), failed_decls: HashSet::new(), instances: 0 }
+        .load(&root, default_name)
 }
 
 struct Loader<'a> {
@@ -176,11 +185,16 @@ impl Loader<'_> {
 
     fn load(mut self, root: &Node, default_name: String) -> Result<Experiment, LoadError> {
         // The file stem can be anything a file name can; the cache's paths cannot.
-        let default_name: String = default_name.chars().map(|c| if c.is_ascii_alphanumeric() || "_-.".contains(c) { c } else { '_' }).collect();
+        let default_name: String = default_name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || "_-.".contains(c) { c } else { '_' })
+            .collect();
         let default_name = if is_safe_name(&default_name) { default_name } else { format!("_{default_name}") };
         let Yaml::Map(top) = &root.value else {
             let found = root.value.type_name();
-            return Err(self.err(root.span, format!("an experiment file is a mapping with `nodes:`, found {found}")).into());
+            return Err(self
+                .err(root.span, format!("an experiment file is a mapping with `nodes:`, found {found}"))
+                .into());
         };
         let mut name = default_name;
         let mut defaults: &[(Key, Node)] = &[];
@@ -189,21 +203,35 @@ impl Loader<'_> {
             match (key.name.as_str(), &value.value) {
                 ("name", Yaml::Str(s)) if is_safe_name(s) => name = s.clone(),
                 ("name", Yaml::Str(s)) => {
-                    let msg = format!("experiment name `{s}` may only use letters, digits, `_`, `-` and `.`, and not start with `.`");
-                    self.errors.push(self.err(value.span, msg).key("name").hint("it names the experiment's files in the cache (`cache/state/<name>.log`)"));
+                    let msg = format!(
+                        "experiment name `{s}` may only use letters, digits, `_`, `-` and `.`, and not start with `.`"
+                    );
+                    self.errors.push(
+                        self.err(value.span, msg)
+                            .key("name")
+                            .hint("it names the experiment's files in the cache (`cache/state/<name>.log`)"),
+                    );
                 }
                 ("defaults", Yaml::Map(m)) => defaults = m,
                 ("nodes", Yaml::Map(m)) => nodes = Some(m),
                 ("name" | "defaults" | "nodes", other) => {
                     let expected = if key.name == "name" { "a string" } else { "a mapping" };
-                    self.errors.push(self.err(value.span, format!("expected {expected}, found {}", other.type_name())).key(&key.name));
+                    self.errors.push(
+                        self.err(value.span, format!("expected {expected}, found {}", other.type_name()))
+                            .key(&key.name),
+                    );
                 }
-                (other, _) => self.errors.push(self.err(key.span, format!("unknown top-level key `{other}`")).key(other).did_you_mean(other, TOP_KEYS)),
+                (other, _) => self.errors.push(
+                    self.err(key.span, format!("unknown top-level key `{other}`"))
+                        .key(other)
+                        .did_you_mean(other, TOP_KEYS),
+                ),
             }
         }
         let Some(decls) = nodes else {
             if self.errors.is_empty() {
-                self.errors.push(self.err(root.span, "missing `nodes:` (the mapping of node declarations)").key("nodes"));
+                self.errors
+                    .push(self.err(root.span, "missing `nodes:` (the mapping of node declarations)").key("nodes"));
             }
             return Err(LoadError::Spec(SpecErrors(self.errors)));
         };
@@ -254,7 +282,13 @@ impl Loader<'_> {
             None => {
                 let sizes: Vec<String> = matrix.iter().map(|(_, values)| values.len().to_string()).collect();
                 let e = match get("matrix") {
-                    Some(m) => self.err(m.span, format!("`matrix:` expands to {} instances: an experiment may have at most {MAX_INSTANCES} nodes", sizes.join(" × "))),
+                    Some(m) => self.err(
+                        m.span,
+                        format!(
+                            "`matrix:` expands to {} instances: an experiment may have at most {MAX_INSTANCES} nodes",
+                            sizes.join(" × ")
+                        ),
+                    ),
                     None => self.err(key.span, format!("an experiment may have at most {MAX_INSTANCES} nodes")),
                 };
                 self.errors.push(e.key(format!("{path}.matrix")));
@@ -263,7 +297,8 @@ impl Loader<'_> {
         }
 
         // The kind's params: everything but the node-level keys, plus defaults.
-        let mut params: Vec<(Key, Node)> = entries.iter().filter(|(k, _)| !NODE_KEYS.contains(&k.name.as_str())).cloned().collect();
+        let mut params: Vec<(Key, Node)> =
+            entries.iter().filter(|(k, _)| !NODE_KEYS.contains(&k.name.as_str())).cloned().collect();
         for (dk, dv) in defaults {
             if kind.schema().field(&dk.name).is_some() && !params.iter().any(|(k, _)| k.name == dk.name) {
                 params.push((dk.clone(), dv.clone()));
@@ -299,7 +334,16 @@ impl Loader<'_> {
                 let parts: Vec<String> = matrix.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 format!("{}[{}]", key.name, parts.join(","))
             };
-            let spec = NodeSpec { id: NodeId(id), decl: key.name.clone(), kind: kind.clone(), params, matrix, inputs: vec![], resources, span: key.span };
+            let spec = NodeSpec {
+                id: NodeId(id),
+                decl: key.name.clone(),
+                kind: kind.clone(),
+                params,
+                matrix,
+                inputs: vec![],
+                resources,
+                span: key.span,
+            };
             out.push(Instance { spec, raw_inputs });
         }
         out
@@ -313,13 +357,17 @@ impl Loader<'_> {
             return None;
         };
         let Yaml::Str(name) = &node.value else {
-            self.errors.push(self.err(node.span, format!("expected a kind name, found {}", node.value.type_name())).key(key));
+            self.errors
+                .push(self.err(node.span, format!("expected a kind name, found {}", node.value.type_name())).key(key));
             return None;
         };
         let kind = self.registry.get(name);
         if kind.is_none() {
             let names = self.registry.names();
-            let mut e = self.err(node.span, format!("unknown node kind `{name}`")).key(key).did_you_mean(name, names.iter().copied());
+            let mut e = self
+                .err(node.span, format!("unknown node kind `{name}`"))
+                .key(key)
+                .did_you_mean(name, names.iter().copied());
             if e.hint.is_none() {
                 e = e.hint(format!("known kinds: {}", names.join(", ")));
             }
@@ -331,7 +379,8 @@ impl Loader<'_> {
     fn matrix(&mut self, node: &Node, path: &str) -> Option<Vec<(String, Vec<Node>)>> {
         let key = format!("{path}.matrix");
         let Yaml::Map(entries) = &node.value else {
-            let msg = format!("`matrix:` maps each sweep variable to a list of values, found {}", node.value.type_name());
+            let msg =
+                format!("`matrix:` maps each sweep variable to a list of values, found {}", node.value.type_name());
             self.errors.push(self.err(node.span, msg).key(key));
             return None;
         };
@@ -340,15 +389,20 @@ impl Loader<'_> {
         for (k, v) in entries {
             let vkey = format!("{key}.{}", k.name);
             match &v.value {
-                Yaml::Seq(items) if items.is_empty() => self.errors.push(self.err(v.span, "a sweep variable needs at least one value").key(vkey)),
+                Yaml::Seq(items) if items.is_empty() => {
+                    self.errors.push(self.err(v.span, "a sweep variable needs at least one value").key(vkey))
+                }
                 Yaml::Seq(items) => {
                     for item in items {
-                        if matches!(item.value, Yaml::Seq(_) | Yaml::Map(_) | Yaml::Null) || matches!(item.value, Yaml::Float(f) if !f.is_finite()) {
+                        if matches!(item.value, Yaml::Seq(_) | Yaml::Map(_) | Yaml::Null)
+                            || matches!(item.value, Yaml::Float(f) if !f.is_finite())
+                        {
                             let found = match item.value {
                                 Yaml::Float(f) => f.to_string(),
                                 ref other => other.type_name().to_string(),
                             };
-                            let msg = format!("sweep values must be strings, finite numbers or booleans, found {found}");
+                            let msg =
+                                format!("sweep values must be strings, finite numbers or booleans, found {found}");
                             self.errors.push(self.err(item.span, msg).key(&vkey));
                         }
                     }
@@ -362,7 +416,9 @@ impl Loader<'_> {
                     }
                     out.push((k.name.clone(), items.clone()));
                 }
-                _ => self.errors.push(self.err(v.span, format!("expected a list of values, found {}", v.value.type_name())).key(vkey)),
+                _ => self.errors.push(
+                    self.err(v.span, format!("expected a list of values, found {}", v.value.type_name())).key(vkey),
+                ),
             }
         }
         (self.errors.len() == before).then_some(out)
@@ -375,7 +431,11 @@ impl Loader<'_> {
         ]);
         let v = schema.validate(node, &format!("{path}.resources"), self.source, &mut self.errors)?;
         let get = |k: &str| v.get_path(k).and_then(Value::as_i64).map_or(0, |x| x.min(u32::MAX.into()) as u32);
-        Some(Resources { cpu: get("cpu"), gpu: get("gpu"), gpu_optional: default.gpu_optional && get("gpu") == default.gpu })
+        Some(Resources {
+            cpu: get("cpu"),
+            gpu: get("gpu"),
+            gpu_optional: default.gpu_optional && get("gpu") == default.gpu,
+        })
     }
 
     /// Replaces `${var}` sweep variables in every string. A string that is
@@ -388,13 +448,24 @@ impl Loader<'_> {
                 Substituted::Text(t) => Yaml::Str(t),
             },
             Yaml::Seq(items) => Yaml::Seq(items.iter().map(|n| self.substitute(n, vars, path)).collect()),
-            Yaml::Map(entries) => Yaml::Map(entries.iter().map(|(k, v)| (k.clone(), self.substitute(v, vars, &format!("{path}.{}", k.name)))).collect()),
+            Yaml::Map(entries) => Yaml::Map(
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.clone(), self.substitute(v, vars, &format!("{path}.{}", k.name))))
+                    .collect(),
+            ),
             other => other.clone(),
         };
         Node { value, span: node.span }
     }
 
-    fn substitute_str<'v>(&mut self, s: &str, span: Span, vars: &HashMap<&str, &'v Node>, path: &str) -> Substituted<'v> {
+    fn substitute_str<'v>(
+        &mut self,
+        s: &str,
+        span: Span,
+        vars: &HashMap<&str, &'v Node>,
+        path: &str,
+    ) -> Substituted<'v> {
         if !s.contains("${") {
             return Substituted::Text(s.to_string());
         }
@@ -421,7 +492,10 @@ impl Loader<'_> {
                 }
                 None => {
                     let known: Vec<&str> = vars.keys().copied().collect();
-                    let mut e = self.err(span, format!("`${{{name}}}` is not a sweep variable of this node")).key(path).did_you_mean(name, known.iter().copied());
+                    let mut e = self
+                        .err(span, format!("`${{{name}}}` is not a sweep variable of this node"))
+                        .key(path)
+                        .did_you_mean(name, known.iter().copied());
                     if e.hint.is_none() {
                         e = e.hint(if known.is_empty() {
                             "declare it under `matrix:`; write environment variables in upper case".to_string()
@@ -476,7 +550,10 @@ impl Loader<'_> {
             if !kinds.iter().any(|k| k.schema().field(&key.name).is_some()) {
                 let fields: Vec<&str> = kinds.iter().flat_map(|k| k.schema().fields.iter().map(|f| f.name)).collect();
                 let e = self
-                    .err(key.span, format!("default `{}` is not a parameter of any node kind used in this file", key.name))
+                    .err(
+                        key.span,
+                        format!("default `{}` is not a parameter of any node kind used in this file", key.name),
+                    )
                     .key(format!("defaults.{}", key.name))
                     .did_you_mean(&key.name, fields);
                 self.errors.push(e);
@@ -492,7 +569,8 @@ impl Loader<'_> {
                 self.errors.push(self.err(inst.spec.span, msg));
             }
         }
-        let (specs, raws): (Vec<NodeSpec>, Vec<Vec<(String, Span)>>) = instances.into_iter().map(|i| (i.spec, i.raw_inputs)).unzip();
+        let (specs, raws): (Vec<NodeSpec>, Vec<Vec<(String, Span)>>) =
+            instances.into_iter().map(|i| (i.spec, i.raw_inputs)).unzip();
         let lookup = Lookup::new(&specs);
         let mut resolved = Vec::with_capacity(specs.len());
         for (i, raw) in raws.iter().enumerate() {
@@ -500,7 +578,9 @@ impl Loader<'_> {
             for (name, span) in raw {
                 let key = format!("nodes.{}.input", specs[i].decl);
                 match select(&specs, &lookup, name) {
-                    Ok(nodes) if nodes.contains(&i) => self.errors.push(self.err(*span, format!("node `{}` cannot take itself as input", specs[i].id)).key(key)),
+                    Ok(nodes) if nodes.contains(&i) => self
+                        .errors
+                        .push(self.err(*span, format!("node `{}` cannot take itself as input", specs[i].id)).key(key)),
                     Ok(nodes) => inputs.push(InputSpec { name: name.clone(), nodes, span: *span }),
                     // A declaration that failed validation was already reported; its absence is no news.
                     Err(_) if self.failed_decls.contains(name.split('[').next().unwrap_or(name)) => {}
@@ -576,7 +656,9 @@ fn select(nodes: &[NodeSpec], lookup: &Lookup, reference: &str) -> Result<Vec<us
                 c => c.to_string(),
             })
             .collect();
-        let glob = globset::Glob::new(&escaped).map_err(|e| (format!("invalid pattern `{reference}`: {e}"), None))?.compile_matcher();
+        let glob = globset::Glob::new(&escaped)
+            .map_err(|e| (format!("invalid pattern `{reference}`: {e}"), None))?
+            .compile_matcher();
         let hits: Vec<usize> = (0..nodes.len()).filter(|&i| glob.is_match(&nodes[i].id.0)).collect();
         return if hits.is_empty() { Err((format!("`{reference}` matches no node"), None)) } else { Ok(hits) };
     }
@@ -602,13 +684,17 @@ fn select(nodes: &[NodeSpec], lookup: &Lookup, reference: &str) -> Result<Vec<us
         };
         let vars: Vec<&str> = nodes[family[0]].matrix.iter().map(|(k, _)| k.as_str()).collect();
         if !vars.contains(&var.trim()) {
-            let hint =
-                closest(var.trim(), vars.iter().copied()).map(|c| format!("did you mean `{c}`?")).or_else(|| Some(format!("sweep variables of `{decl}`: {}", vars.join(", "))));
+            let hint = closest(var.trim(), vars.iter().copied())
+                .map(|c| format!("did you mean `{c}`?"))
+                .or_else(|| Some(format!("sweep variables of `{decl}`: {}", vars.join(", "))));
             return Err((format!("`{decl}` has no sweep variable `{}`", var.trim()), hint));
         }
         wanted.insert(var.trim().to_string(), value.trim().to_string());
     }
-    let picked: Vec<usize> = family.into_iter().filter(|&i| nodes[i].matrix.iter().all(|(k, v)| wanted.get(k).is_none_or(|w| *w == v.to_string()))).collect();
+    let picked: Vec<usize> = family
+        .into_iter()
+        .filter(|&i| nodes[i].matrix.iter().all(|(k, v)| wanted.get(k).is_none_or(|w| *w == v.to_string())))
+        .collect();
     if picked.is_empty() {
         return Err((format!("`{reference}` matches no instance of `{decl}`"), None));
     }

@@ -134,7 +134,11 @@ impl Schema {
                 Presence::Optional => "–".to_string(),
             };
             let doc = if f.hashed { f.doc.to_string() } else { format!("{} *(not in the key)*", f.doc) };
-            out.push_str(&format!("| `{key}` | {} | {default} | {} |\n", f.ty.describe().replace('|', "\\|"), doc.replace('|', "\\|")));
+            out.push_str(&format!(
+                "| `{key}` | {} | {default} | {} |\n",
+                f.ty.describe().replace('|', "\\|"),
+                doc.replace('|', "\\|")
+            ));
             if let FieldType::Struct(inner) = &f.ty {
                 out.push_str(&inner.markdown_rows(&format!("{key}.")));
             }
@@ -174,9 +178,18 @@ impl Schema {
 
     /// Validates a mapping node against this schema, filling in defaults.
     /// Problems are pushed to `errors`; `None` means at least one was found.
-    pub fn validate(&self, node: &Node, key_path: &str, source: &Arc<SourceFile>, errors: &mut Vec<SpecError>) -> Option<Value> {
+    pub fn validate(
+        &self,
+        node: &Node,
+        key_path: &str,
+        source: &Arc<SourceFile>,
+        errors: &mut Vec<SpecError>,
+    ) -> Option<Value> {
         let Yaml::Map(entries) = &node.value else {
-            errors.push(SpecError::new(source, node.span, format!("expected a mapping, found {}", node.value.type_name())).key(key_path));
+            errors.push(
+                SpecError::new(source, node.span, format!("expected a mapping, found {}", node.value.type_name()))
+                    .key(key_path),
+            );
             return None;
         };
         let before = errors.len();
@@ -189,7 +202,11 @@ impl Schema {
                         out.insert(key.name.clone(), v);
                     }
                 }
-                None => errors.push(SpecError::new(source, key.span, format!("unknown key `{}`", key.name)).key(&path).did_you_mean(&key.name, self.fields.iter().map(|f| f.name))),
+                None => errors.push(
+                    SpecError::new(source, key.span, format!("unknown key `{}`", key.name))
+                        .key(&path)
+                        .did_you_mean(&key.name, self.fields.iter().map(|f| f.name)),
+                ),
             }
         }
         for field in &self.fields {
@@ -197,9 +214,10 @@ impl Schema {
                 continue;
             }
             match &field.presence {
-                Presence::Required => {
-                    errors.push(SpecError::new(source, node.span, format!("missing required key `{}` ({})", field.name, field.doc)).key(join(key_path, field.name)))
-                }
+                Presence::Required => errors.push(
+                    SpecError::new(source, node.span, format!("missing required key `{}` ({})", field.name, field.doc))
+                        .key(join(key_path, field.name)),
+                ),
                 Presence::Default(v) => {
                     let v = match (&field.ty, v) {
                         (FieldType::Struct(inner), Value::Null) => inner.defaults(),
@@ -235,9 +253,18 @@ fn join(prefix: &str, key: &str) -> String {
     }
 }
 
-fn check_type(ty: &FieldType, node: &Node, path: &str, source: &Arc<SourceFile>, errors: &mut Vec<SpecError>) -> Option<Value> {
+fn check_type(
+    ty: &FieldType,
+    node: &Node,
+    path: &str,
+    source: &Arc<SourceFile>,
+    errors: &mut Vec<SpecError>,
+) -> Option<Value> {
     let mismatch = |errors: &mut Vec<SpecError>| {
-        errors.push(SpecError::new(source, node.span, format!("expected {}, found {}", ty.describe(), node.value.type_name())).key(path));
+        errors.push(
+            SpecError::new(source, node.span, format!("expected {}, found {}", ty.describe(), node.value.type_name()))
+                .key(path),
+        );
         None
     };
     match (ty, &node.value) {
@@ -250,16 +277,31 @@ fn check_type(ty: &FieldType, node: &Node, path: &str, source: &Arc<SourceFile>,
         }
         (FieldType::Int { min }, Yaml::Float(f)) if f.fract() == 0.0 && f.abs() < 9.0e15 => {
             // `409.6e6` style token counts are integers written as floats.
-            check_type(&FieldType::Int { min: *min }, &Node { value: Yaml::Int(*f as i64), span: node.span }, path, source, errors)
+            check_type(
+                &FieldType::Int { min: *min },
+                &Node { value: Yaml::Int(*f as i64), span: node.span },
+                path,
+                source,
+                errors,
+            )
         }
         (FieldType::Int { .. }, Yaml::Float(f)) => {
             // Say which number: `1.5`, `inf`, or one too large for an integer (`99999999999999999999999`).
             let why = if f.is_finite() && f.fract() == 0.0 { " (beyond the 64-bit integer range)" } else { "" };
-            errors.push(SpecError::new(source, node.span, format!("expected {}, found {f}{why}", ty.describe())).key(path));
+            errors.push(
+                SpecError::new(source, node.span, format!("expected {}, found {f}{why}", ty.describe())).key(path),
+            );
             None
         }
         (FieldType::Int { .. }, Yaml::Str(s)) if looks_like_big_integer(s) => {
-            errors.push(SpecError::new(source, node.span, format!("expected {}, found `{s}`, beyond the 64-bit integer range", ty.describe())).key(path));
+            errors.push(
+                SpecError::new(
+                    source,
+                    node.span,
+                    format!("expected {}, found `{s}`, beyond the 64-bit integer range", ty.describe()),
+                )
+                .key(path),
+            );
             None
         }
         (FieldType::Float, Yaml::Int(i)) => Some(Value::Float(*i as f64)),
@@ -274,8 +316,14 @@ fn check_type(ty: &FieldType, node: &Node, path: &str, source: &Arc<SourceFile>,
         (FieldType::RelPath, Yaml::Str(s)) => {
             let p = std::path::Path::new(s);
             if s.is_empty() || p.is_absolute() || p.components().any(|c| c == std::path::Component::ParentDir) {
-                let e = SpecError::new(source, node.span, format!("`{s}` must be a relative path inside the node's output directory"));
-                errors.push(e.key(path).hint("no `..` and no leading `/`: a node writes only into its own $OUT, which becomes its artifact"));
+                let e = SpecError::new(
+                    source,
+                    node.span,
+                    format!("`{s}` must be a relative path inside the node's output directory"),
+                );
+                errors.push(e.key(path).hint(
+                    "no `..` and no leading `/`: a node writes only into its own $OUT, which becomes its artifact",
+                ));
                 return None;
             }
             Some(Value::Str(s.clone()))
@@ -287,13 +335,21 @@ fn check_type(ty: &FieldType, node: &Node, path: &str, source: &Arc<SourceFile>,
             if options.contains(&s.as_str()) {
                 Some(Value::Str(s.clone()))
             } else {
-                errors.push(SpecError::new(source, node.span, format!("`{s}` is not one of {}", options.join(", "))).key(path).did_you_mean(s, options.iter().copied()));
+                errors.push(
+                    SpecError::new(source, node.span, format!("`{s}` is not one of {}", options.join(", ")))
+                        .key(path)
+                        .did_you_mean(s, options.iter().copied()),
+                );
                 None
             }
         }
         (FieldType::List(item), Yaml::Seq(items)) => {
             let before = errors.len();
-            let values: Vec<Value> = items.iter().enumerate().filter_map(|(i, n)| check_type(item, n, &format!("{path}[{i}]"), source, errors)).collect();
+            let values: Vec<Value> = items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, n)| check_type(item, n, &format!("{path}[{i}]"), source, errors))
+                .collect();
             (errors.len() == before).then_some(Value::List(values))
         }
         (FieldType::List(_), Yaml::Map(_)) => mismatch(errors),
@@ -335,7 +391,12 @@ mod tests {
             Field::required("cmd", FieldType::Str, "the command"),
             Field::default("retries", FieldType::Int { min: 0 }, Value::Int(0), "retries"),
             Field::default("log_every", FieldType::Int { min: 1 }, Value::Int(10), "log interval").metadata(),
-            Field::default("optim", FieldType::Struct(Schema::new(vec![Field::default("lr", FieldType::Float, Value::Float(1e-3), "lr")])), Value::Null, "optimiser"),
+            Field::default(
+                "optim",
+                FieldType::Struct(Schema::new(vec![Field::default("lr", FieldType::Float, Value::Float(1e-3), "lr")])),
+                Value::Null,
+                "optimiser",
+            ),
         ])
     }
 
@@ -364,7 +425,10 @@ mod tests {
         let errs = check("retries: [1]\noptim: {lr: fast}\n").unwrap_err();
         let text: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
         assert!(text.iter().any(|e| e.contains("`n.retries`: expected an integer ≥ 0, found a list")), "{text:?}");
-        assert!(text.iter().any(|e| e.starts_with("t.yaml:2:13:") && e.contains("`n.optim.lr`: expected a number")), "{text:?}");
+        assert!(
+            text.iter().any(|e| e.starts_with("t.yaml:2:13:") && e.contains("`n.optim.lr`: expected a number")),
+            "{text:?}"
+        );
         assert!(text.iter().any(|e| e.contains("missing required key `cmd`")), "{text:?}");
     }
 

@@ -74,7 +74,12 @@ impl Value {
 
     /// The strings of the list at a dotted path (empty if absent).
     pub fn strings_at(&self, path: &str) -> Vec<String> {
-        self.get_path(path).and_then(Value::as_list).unwrap_or(&[]).iter().filter_map(|v| v.as_str().map(String::from)).collect()
+        self.get_path(path)
+            .and_then(Value::as_list)
+            .unwrap_or(&[])
+            .iter()
+            .filter_map(|v| v.as_str().map(String::from))
+            .collect()
     }
 
     /// Looks up a dotted path such as `optim.lr`.
@@ -130,13 +135,19 @@ mod tests {
     fn display_is_compact() {
         assert_eq!(Value::Float(5e-4).to_string(), "5e-4");
         assert_eq!(Value::Float(0.25).to_string(), "0.25");
-        let map = Value::Map(BTreeMap::from([("b".into(), Value::Int(1)), ("a".into(), Value::List(vec![Value::Bool(true)]))]));
+        let map = Value::Map(BTreeMap::from([
+            ("b".into(), Value::Int(1)),
+            ("a".into(), Value::List(vec![Value::Bool(true)])),
+        ]));
         assert_eq!(map.to_string(), "{a: [true], b: 1}");
     }
 
     #[test]
     fn dotted_paths() {
-        let v = Value::Map(BTreeMap::from([("optim".into(), Value::Map(BTreeMap::from([("lr".into(), Value::Float(1e-3))])))]));
+        let v = Value::Map(BTreeMap::from([(
+            "optim".into(),
+            Value::Map(BTreeMap::from([("lr".into(), Value::Float(1e-3))])),
+        )]));
         assert_eq!(v.get_path("optim.lr"), Some(&Value::Float(1e-3)));
         assert_eq!(v.get_path("optim.beta"), None);
     }

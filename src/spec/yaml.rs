@@ -103,7 +103,15 @@ pub fn parse(source: &str) -> Result<Node, YamlError> {
     // offsets stay offsets into `source`.
     let bom = if source.starts_with('\u{feff}') { '\u{feff}'.len_utf8() } else { 0 };
     let (source, index) = (&source[bom..], LineIndex::new(&source[bom..], bom));
-    let mut builder = Builder { index: &index, stack: Vec::new(), anchors: HashMap::new(), aliased: 0, root: None, error: None, documents: 0 };
+    let mut builder = Builder {
+        index: &index,
+        stack: Vec::new(),
+        anchors: HashMap::new(),
+        aliased: 0,
+        root: None,
+        error: None,
+        documents: 0,
+    };
     let mut parser = Parser::new_from_str(source);
     if let Err(e) = parser.load(&mut builder, true) {
         let m = e.marker();
@@ -140,12 +148,19 @@ impl<'a> LineIndex<'a> {
         let line = line.clamp(1, self.line_starts.len());
         let start = self.line_starts[line - 1];
         let bytes = self.source.as_bytes();
-        let end = self.line_starts.get(line).map_or(bytes.len(), |&next| if bytes[next - 1] == b'\n' && next >= 2 && bytes[next - 2] == b'\r' { next - 2 } else { next - 1 });
+        let end = self.line_starts.get(line).map_or(bytes.len(), |&next| {
+            if bytes[next - 1] == b'\n' && next >= 2 && bytes[next - 2] == b'\r' {
+                next - 2
+            } else {
+                next - 1
+            }
+        });
         let offset = if self.ascii {
             (start + col0).min(end)
         } else {
             let (last_line, last_col, last_offset) = self.last.get();
-            let (from_col, from) = if last_line == line && last_col <= col0 { (last_col, last_offset) } else { (0, start) };
+            let (from_col, from) =
+                if last_line == line && last_col <= col0 { (last_col, last_offset) } else { (0, start) };
             from + self.source[from..end].char_indices().nth(col0 - from_col).map_or(end - from, |(i, _)| i)
         };
         self.last.set((line, col0, offset));
@@ -231,7 +246,8 @@ impl Builder<'_> {
                         }
                     };
                     if let Some(first_line) = seen.insert(name.clone(), node.span.line) {
-                        duplicate = Some((format!("duplicate key `{name}` (first defined at line {first_line})"), node.span));
+                        duplicate =
+                            Some((format!("duplicate key `{name}` (first defined at line {first_line})"), node.span));
                     }
                     *pending_key = Some(Key { name, span: node.span });
                 }
@@ -372,7 +388,10 @@ mod tests {
     fn core_schema_typing() {
         let root = parse("a: 5e-4\nb: 32_000\nc: '12'\nd: yes\ne: ~\nf: 409.6e6\ng: -3").unwrap();
         let v: Vec<_> = map(&root).iter().map(|(_, n)| format!("{:?}", n.value)).collect();
-        assert_eq!(v, ["Float(0.0005)", "Int(32000)", "Str(\"12\")", "Str(\"yes\")", "Null", "Float(409600000.0)", "Int(-3)"]);
+        assert_eq!(
+            v,
+            ["Float(0.0005)", "Int(32000)", "Str(\"12\")", "Str(\"yes\")", "Null", "Float(409600000.0)", "Int(-3)"]
+        );
     }
 
     #[test]

@@ -101,10 +101,17 @@ impl TrainJob {
     pub fn check(&self) -> Result<(), String> {
         self.model.check()?;
         if self.batch_size == 0 || self.micro_batch == 0 || !self.batch_size.is_multiple_of(self.micro_batch) {
-            return Err(format!("batch_size {} must be a positive multiple of micro_batch {}", self.batch_size, self.micro_batch));
+            return Err(format!(
+                "batch_size {} must be a positive multiple of micro_batch {}",
+                self.batch_size, self.micro_batch
+            ));
         }
         if self.total_steps() == 0 {
-            return Err(format!("max_tokens {} is less than one step of {} tokens", self.max_tokens, self.tokens_per_step()));
+            return Err(format!(
+                "max_tokens {} is less than one step of {} tokens",
+                self.max_tokens,
+                self.tokens_per_step()
+            ));
         }
         let o = &self.optim;
         if o.warmup_tokens > self.max_tokens as f64 {
@@ -114,7 +121,10 @@ impl TrainJob {
             ));
         }
         if o.decay_tokens <= o.warmup_tokens {
-            return Err(format!("optim.decay_tokens ({}) must come after optim.warmup_tokens ({})", o.decay_tokens, o.warmup_tokens));
+            return Err(format!(
+                "optim.decay_tokens ({}) must come after optim.warmup_tokens ({})",
+                o.decay_tokens, o.warmup_tokens
+            ));
         }
         Ok(())
     }
@@ -232,7 +242,8 @@ mod tests {
 
     #[test]
     fn diverged_losses_survive_the_protocol() {
-        let line = serde_json::to_string(&Event::Done { val_loss: f64::NAN, test_loss: None, tokens_per_second: 10.0 }).unwrap();
+        let line = serde_json::to_string(&Event::Done { val_loss: f64::NAN, test_loss: None, tokens_per_second: 10.0 })
+            .unwrap();
         assert_eq!(line, r#"{"event":"done","val_loss":null,"test_loss":null,"tokens_per_second":10.0}"#);
         let Event::Done { val_loss, .. } = serde_json::from_str(&line).unwrap() else { panic!("{line}") };
         assert!(val_loss.is_nan());

@@ -136,8 +136,22 @@ pub const PRESETS: &[Preset] = &[
     Preset { name: "doped_small", n_layer: 6, n_head: 12, d_model: 768, context: 1024, variant: Variant::Doped },
     Preset { name: "doped_medium", n_layer: 12, n_head: 16, d_model: 1024, context: 1024, variant: Variant::Doped },
     // Table 3: 12 layers, d = 1024, 16 heads.
-    Preset { name: "structured_fastfood", n_layer: 12, n_head: 16, d_model: 1024, context: 1024, variant: Variant::Fastfood },
-    Preset { name: "structured_blockdiag", n_layer: 12, n_head: 16, d_model: 1024, context: 1024, variant: Variant::BlockdiagHadamard },
+    Preset {
+        name: "structured_fastfood",
+        n_layer: 12,
+        n_head: 16,
+        d_model: 1024,
+        context: 1024,
+        variant: Variant::Fastfood,
+    },
+    Preset {
+        name: "structured_blockdiag",
+        n_layer: 12,
+        n_head: 16,
+        d_model: 1024,
+        context: 1024,
+        variant: Variant::BlockdiagHadamard,
+    },
 ];
 
 /// A row of the paper's Tables 1–3: a preset with the training settings
@@ -168,13 +182,38 @@ pub const PAPER_MODELS: &[PaperModel] = &[
     PaperModel { preset: "doped_xsmall", table: 2, label: "Doped XSmall", layers: 5, lr: 5e-4, decay_tokens: 32.8e9 },
     PaperModel { preset: "doped_small", table: 2, label: "Doped Small", layers: 11, lr: 5e-4, decay_tokens: 32.8e9 },
     PaperModel { preset: "doped_medium", table: 2, label: "Doped Medium", layers: 23, lr: 3e-4, decay_tokens: 40.9e9 },
-    PaperModel { preset: "structured_fastfood", table: 3, label: "Structured Adaptive FastFood", layers: 12, lr: 5e-4, decay_tokens: 32.8e9 },
-    PaperModel { preset: "structured_blockdiag", table: 3, label: "Structured Block Diagonal", layers: 12, lr: 5e-4, decay_tokens: 40.9e9 },
+    PaperModel {
+        preset: "structured_fastfood",
+        table: 3,
+        label: "Structured Adaptive FastFood",
+        layers: 12,
+        lr: 5e-4,
+        decay_tokens: 32.8e9,
+    },
+    PaperModel {
+        preset: "structured_blockdiag",
+        table: 3,
+        label: "Structured Block Diagonal",
+        layers: 12,
+        lr: 5e-4,
+        decay_tokens: 40.9e9,
+    },
 ];
 
 /// The names of [`PRESETS`], for schemas.
-pub const PRESET_NAMES: &[&str] =
-    &["nano", "micro", "xxsmall", "xsmall", "small", "medium", "doped_xsmall", "doped_small", "doped_medium", "structured_fastfood", "structured_blockdiag"];
+pub const PRESET_NAMES: &[&str] = &[
+    "nano",
+    "micro",
+    "xxsmall",
+    "xsmall",
+    "small",
+    "medium",
+    "doped_xsmall",
+    "doped_small",
+    "doped_medium",
+    "structured_fastfood",
+    "structured_blockdiag",
+];
 
 /// How an Adaptive FastFood transform maps `in_dim → out_dim`: inputs are
 /// zero-padded to `n = 2^⌈log2 in_dim⌉`, and `⌈out_dim / n⌉` independent
@@ -212,7 +251,10 @@ impl ModelShape {
             return Err(format!("n_layer, n_head, d_model, context and vocab_size must be positive: {self:?}"));
         }
         if self.d_model % self.n_head != 0 || (self.d_model / self.n_head) % 2 != 0 {
-            return Err(format!("d_model {} must split into {} heads of even size (rotary embeddings rotate pairs)", self.d_model, self.n_head));
+            return Err(format!(
+                "d_model {} must split into {} heads of even size (rotary embeddings rotate pairs)",
+                self.d_model, self.n_head
+            ));
         }
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(format!("dropout {} must be in [0, 1)", self.dropout));
@@ -220,7 +262,10 @@ impl ModelShape {
         if self.variant == Variant::BlockdiagHadamard {
             let b = self.blocks;
             if b < 1 || !(b as u64).is_power_of_two() || self.d_model % b != 0 {
-                return Err(format!("blocks {b} must be a power of two dividing d_model {} (the block Hadamard mixes blocks)", self.d_model));
+                return Err(format!(
+                    "blocks {b} must be a power of two dividing d_model {} (the block Hadamard mixes blocks)",
+                    self.d_model
+                ));
             }
         }
         Ok(())
@@ -278,7 +323,9 @@ impl ModelShape {
         // Structured layers are counted per parameter, which undercounts
         // their transforms: MFU of those variants is a lower bound.
         let head = (self.vocab_size * self.d_model) as f64;
-        6.0 * (counts.trainable as f64 + head) + 4.0 * counts.frozen as f64 + 12.0 * (self.n_layer * self.context * self.d_model) as f64
+        6.0 * (counts.trainable as f64 + head)
+            + 4.0 * counts.frozen as f64
+            + 12.0 * (self.n_layer * self.context * self.d_model) as f64
     }
 }
 
@@ -321,7 +368,12 @@ impl Compute {
     /// The compute of `tokens` tokens for a model with `counts`.
     pub fn at(counts: &ParamCounts, tokens: f64) -> Self {
         let (n, f, ff) = (counts.trainable as f64, counts.frozen as f64, counts.fastfood as f64);
-        Compute { trainable: 6.0 * n * tokens, frozen_2_3: (6.0 * n + 4.0 * f) * tokens, frozen_full: 6.0 * (n + f) * tokens, fastfood_free: 6.0 * (n - ff) * tokens }
+        Compute {
+            trainable: 6.0 * n * tokens,
+            frozen_2_3: (6.0 * n + 4.0 * f) * tokens,
+            frozen_full: 6.0 * (n + f) * tokens,
+            fastfood_free: 6.0 * (n - ff) * tokens,
+        }
     }
 }
 
@@ -352,7 +404,8 @@ pub enum CostModel {
 
 impl CostModel {
     /// Every cost model, in the order reports list them.
-    pub const ALL: [CostModel; 4] = [CostModel::Trainable, CostModel::FrozenTwoThirds, CostModel::FrozenFull, CostModel::FastfoodFree];
+    pub const ALL: [CostModel; 4] =
+        [CostModel::Trainable, CostModel::FrozenTwoThirds, CostModel::FrozenFull, CostModel::FastfoodFree];
 
     /// Its name in `fit.json`, figure file names and `C_<name>`.
     pub fn name(self) -> &'static str {
@@ -541,7 +594,13 @@ mod tests {
     /// them, and no cost model takes them as free.
     #[test]
     fn block_diagonal_compute_by_hand() {
-        let shape = ModelShape { variant: Variant::BlockdiagHadamard, n_layer: 2, d_model: 64, n_head: 2, ..ModelShape::preset("nano", 512).unwrap() };
+        let shape = ModelShape {
+            variant: Variant::BlockdiagHadamard,
+            n_layer: 2,
+            d_model: 64,
+            n_head: 2,
+            ..ModelShape::preset("nano", 512).unwrap()
+        };
         let d = 64;
         // Per block: attention 4·d² + 4·d, two LayerNorms 4·d, two block-diagonal
         // projections 2 × 4·d²/4 = 2·d² (structured, trained), MLP biases 5·d.
@@ -566,9 +625,15 @@ mod tests {
     #[test]
     fn table_2_doped_layouts_and_counts() {
         // (preset, trainable layers, frozen layers, total layers of Table 2)
-        for (name, trainable, frozen, total) in [("doped_xsmall", 3, 2, 5), ("doped_small", 6, 5, 11), ("doped_medium", 12, 11, 23)] {
+        for (name, trainable, frozen, total) in
+            [("doped_xsmall", 3, 2, 5), ("doped_small", 6, 5, 11), ("doped_medium", 12, 11, 23)]
+        {
             let shape = ModelShape::preset(name, 50_262).unwrap();
-            assert_eq!((shape.n_layer, shape.frozen_layers(), shape.n_layer + shape.frozen_layers()), (trainable, frozen, total), "{name}");
+            assert_eq!(
+                (shape.n_layer, shape.frozen_layers(), shape.n_layer + shape.frozen_layers()),
+                (trainable, frozen, total),
+                "{name}"
+            );
             let d = shape.d_model;
             let counts = shape.param_counts();
             // Trainable layers are baseline layers: the same N as the baseline with as many layers.

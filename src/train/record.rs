@@ -52,6 +52,8 @@ impl TrainRecord {
     pub fn read(dir: &Path) -> Result<Self, String> {
         let path = dir.join(RECORD_FILE);
         let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e} (an artifact of an older scalemake? `scalemake clean` the node)", path.display()))
+        serde_json::from_slice(&bytes).map_err(|e| {
+            format!("{}: {e} (an artifact of an older scalemake? `scalemake clean` the node)", path.display())
+        })
     }
 }

@@ -17,13 +17,21 @@ pub struct Run {
 
 impl Run {
     pub fn from(out: Output) -> Self {
-        Run { code: out.status.code().unwrap_or(-1), stdout: String::from_utf8_lossy(&out.stdout).into_owned(), stderr: String::from_utf8_lossy(&out.stderr).into_owned() }
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
     }
 
     /// Node ids reported as built (`    built X in …`).
     pub fn built(&self) -> Vec<String> {
-        let mut v: Vec<String> =
-            self.stderr.lines().filter_map(|l| l.trim_start().strip_prefix("built ")).map(|l| l.rsplit_once(" in ").map_or(l, |(id, _)| id).to_string()).collect();
+        let mut v: Vec<String> = self
+            .stderr
+            .lines()
+            .filter_map(|l| l.trim_start().strip_prefix("built "))
+            .map(|l| l.rsplit_once(" in ").map_or(l, |(id, _)| id).to_string())
+            .collect();
         v.sort();
         v
     }
@@ -49,7 +57,12 @@ impl Project {
 
     /// The artifact directory of `node` (by its key).
     pub fn artifact(&self, node: &str) -> PathBuf {
-        let key = self.keys().into_iter().find(|(n, _)| n == node).and_then(|(_, k)| k).unwrap_or_else(|| panic!("{node} has no key"));
+        let key = self
+            .keys()
+            .into_iter()
+            .find(|(n, _)| n == node)
+            .and_then(|(_, k)| k)
+            .unwrap_or_else(|| panic!("{node} has no key"));
         self.path().join("cache/objects").join(key).join("out")
     }
 
@@ -69,7 +82,11 @@ impl Project {
 
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_scalemake"));
-        cmd.args(args).current_dir(self.path()).env("SCALEMAKE_FILE", "exp.yaml").env_remove("SCALEMAKE_CACHE").stdin(Stdio::null());
+        cmd.args(args)
+            .current_dir(self.path())
+            .env("SCALEMAKE_FILE", "exp.yaml")
+            .env_remove("SCALEMAKE_CACHE")
+            .stdin(Stdio::null());
         cmd
     }
 
@@ -99,20 +116,24 @@ impl Project {
 
     /// Object directories in the cache.
     pub fn objects(&self) -> Vec<PathBuf> {
-        std::fs::read_dir(self.path().join("cache/objects")).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default()
+        std::fs::read_dir(self.path().join("cache/objects"))
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default()
     }
 
     /// The `fit.json` of a `fit` node, parsed.
     pub fn fit_json(&self, node: &str) -> serde_json::Value {
         let path = self.artifact(node).join("fit.json");
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).expect("fit.json is JSON")
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+            .expect("fit.json is JSON")
     }
 
     /// Each node's key as the engine computes it (`None` while an input is
     /// unbuilt), through the library rather than by parsing command output.
     pub fn keys(&self) -> Vec<(String, Option<String>)> {
         use scalemake::exec::{self, Freshness, Workspace};
-        let experiment = scalemake::spec::load(&self.path().join("exp.yaml"), &scalemake::nodes::Registry::builtin()).expect("the experiment loads");
+        let experiment = scalemake::spec::load(&self.path().join("exp.yaml"), &scalemake::nodes::Registry::builtin())
+            .expect("the experiment loads");
         let plan = scalemake::graph::Plan::new(experiment).expect("acyclic");
         let cache = scalemake::cache::Cache::open(&self.path().join("cache")).expect("cache opens");
         let survey = exec::survey(&plan, &Workspace { root: self.path(), cache: &cache });
@@ -137,7 +158,8 @@ impl Project {
 
 /// The paper's figures a report of all four families has, in order (ids in
 /// report.html, stems of figures/*.svg|png): Figures 1, 2, 3, 6 and 7.
-pub const PAPER_FIGURES: [&str; 5] = ["fig1_baselines", "fig2_doped_frozen_2_3", "fig3_doped_frozen_free", "fig6_fastfood", "fig7_blockdiag"];
+pub const PAPER_FIGURES: [&str; 5] =
+    ["fig1_baselines", "fig2_doped_frozen_2_3", "fig3_doped_frozen_free", "fig6_fastfood", "fig7_blockdiag"];
 
 /// The extra panels after them (the residuals only where a law was fitted).
 pub const EXTRA_FIGURES: [&str; 7] = [
@@ -204,7 +226,10 @@ pub fn checkpoint_steps(p: &Project) -> std::collections::BTreeMap<String, u64> 
         .flatten()
         .filter_map(|d| {
             let text = std::fs::read_to_string(d.path().join("checkpoint.json")).ok()?;
-            Some((d.file_name().to_string_lossy().into_owned(), serde_json::from_str::<serde_json::Value>(&text).ok()?["step"].as_u64()?))
+            Some((
+                d.file_name().to_string_lossy().into_owned(),
+                serde_json::from_str::<serde_json::Value>(&text).ok()?["step"].as_u64()?,
+            ))
         })
         .collect()
 }

@@ -16,8 +16,11 @@ fn libtorch_lib_dir() -> Option<PathBuf> {
 /// Loads `libtorch_cuda.so`; returns why not if it cannot be loaded
 /// (expected with a CPU-only libtorch).
 fn load_cuda_runtime() -> Result<String, String> {
-    let candidates: Vec<String> =
-        libtorch_lib_dir().map(|d| d.join("libtorch_cuda.so").display().to_string()).into_iter().chain(std::iter::once("libtorch_cuda.so".to_string())).collect();
+    let candidates: Vec<String> = libtorch_lib_dir()
+        .map(|d| d.join("libtorch_cuda.so").display().to_string())
+        .into_iter()
+        .chain(std::iter::once("libtorch_cuda.so".to_string()))
+        .collect();
     let mut last_error = String::from("not found");
     for path in candidates {
         let Ok(c) = CString::new(path.as_str()) else { continue };
@@ -68,7 +71,12 @@ pub fn resolve(spec: &str) -> Result<(tch::Device, String), String> {
         "cpu" => None,
         "auto" => (count > 0).then_some(0),
         "cuda" => Some(0),
-        other => Some(other.strip_prefix("cuda:").and_then(|n| n.parse::<usize>().ok()).ok_or_else(|| format!("device `{other}`: expected auto, cpu, cuda or cuda:N"))?),
+        other => Some(
+            other
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse::<usize>().ok())
+                .ok_or_else(|| format!("device `{other}`: expected auto, cpu, cuda or cuda:N"))?,
+        ),
     };
     match index {
         None => Ok((tch::Device::Cpu, format!("cpu ({} threads)", tch::get_num_threads()))),

@@ -32,7 +32,11 @@ fn train_command(job_path: &str) -> Result<(), String> {
     // A panic inside libtorch calls (tch unwraps) still reaches the engine as a reason.
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        let message = info.payload().downcast_ref::<String>().cloned().or_else(|| info.payload().downcast_ref::<&str>().map(|s| s.to_string()));
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| info.payload().downcast_ref::<&str>().map(|s| s.to_string()));
         emit(&Event::Failed { message: message.unwrap_or_else(|| "the worker panicked".into()) });
         default_hook(info);
     }));
@@ -97,7 +101,11 @@ fn bench_spec(args: &[&str]) -> Result<tools::BenchSpec, String> {
         let int = || value.parse::<i64>().map_err(|e| format!("{flag} {value}: {e}"));
         match flag {
             "--preset" => spec.preset = value.to_string(),
-            "--variant" => spec.variant = Some(scalemake::train::Variant::from_name(value).ok_or_else(|| format!("unknown variant {value}"))?),
+            "--variant" => {
+                spec.variant = Some(
+                    scalemake::train::Variant::from_name(value).ok_or_else(|| format!("unknown variant {value}"))?,
+                )
+            }
             "--device" => spec.device = value.to_string(),
             "--vocab" => spec.vocab = int()?,
             "--batch" => spec.batch = int()?,
@@ -144,8 +152,12 @@ fn main() -> ExitCode {
         }
         ["train", job] => finish(train_command(job)),
         ["check-hadamard"] => finish(tools::check_hadamard()),
-        ["bench-hadamard", device] => finish(tools::bench_hadamard(device, 80 * 1024, &[1024, 4096, 8192], 20).map(|report| println!("{report}"))),
-        ["bench-optimizer", preset, device] => finish(tools::bench_optimizer(preset, 50_262, device, 20).map(|report| println!("{report}"))),
+        ["bench-hadamard", device] => {
+            finish(tools::bench_hadamard(device, 80 * 1024, &[1024, 4096, 8192], 20).map(|report| println!("{report}")))
+        }
+        ["bench-optimizer", preset, device] => {
+            finish(tools::bench_optimizer(preset, 50_262, device, 20).map(|report| println!("{report}")))
+        }
         ["reference-case", dir] => finish(tools::reference_case(std::path::Path::new(dir), "nano", 1000)),
         ["bench", rest @ ..] => match bench_spec(rest) {
             Ok(spec) => finish(tools::bench(&spec).map(|report| println!("{report}"))),

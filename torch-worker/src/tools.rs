@@ -20,7 +20,10 @@ const CASE_STEPS: usize = 5;
 /// PyTorch and compares.
 pub fn reference_case(dir: &Path, preset: &str, vocab: i64) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let shape = ModelShape { dropout: 0.0, ..ModelShape::preset(preset, vocab).ok_or_else(|| format!("unknown preset {preset}"))? };
+    let shape = ModelShape {
+        dropout: 0.0,
+        ..ModelShape::preset(preset, vocab).ok_or_else(|| format!("unknown preset {preset}"))?
+    };
     tch::manual_seed(7);
     let vs = nn::VarStore::new(Device::Cpu);
     let model = Gpt::new(&vs.root(), &shape, Kind::Float);
@@ -29,12 +32,27 @@ pub fn reference_case(dir: &Path, preset: &str, vocab: i64) -> Result<(), String
     let (x, y) = (data.narrow(1, 0, shape.context), data.narrow(1, 1, shape.context));
     let logits = tch::no_grad(|| model.forward_t(&x, false));
     // A constant learning rate: no warmup, floor = peak.
-    let optim = OptimSpec { lr: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.0, clip: 1.0, warmup_tokens: 0.0, decay_tokens: 1.0, final_lr_fraction: 1.0 };
+    let optim = OptimSpec {
+        lr: 1e-3,
+        beta1: 0.9,
+        beta2: 0.95,
+        eps: 1e-8,
+        weight_decay: 0.0,
+        clip: 1.0,
+        warmup_tokens: 0.0,
+        decay_tokens: 1.0,
+        final_lr_fraction: 1.0,
+    };
     let mut trainer = Trainer::new(&vs, &optim);
     let batch = [(x.copy(), y.copy())];
     let losses: Vec<f64> = (0..CASE_STEPS).map(|_| trainer.step(&model, &batch).loss.double_value(&[])).collect();
     save_weights(&vs, &dir.join("final.safetensors"))?;
-    let expected = [("x", x.contiguous()), ("y", y.contiguous()), ("logits", logits.contiguous()), ("losses", Tensor::from_slice(&losses))];
+    let expected = [
+        ("x", x.contiguous()),
+        ("y", y.contiguous()),
+        ("logits", logits.contiguous()),
+        ("losses", Tensor::from_slice(&losses)),
+    ];
     Tensor::write_safetensors(&expected, dir.join("expected.safetensors")).map_err(|e| e.to_string())?;
     let case = serde_json::json!({
         "model": shape,
@@ -44,11 +62,13 @@ pub fn reference_case(dir: &Path, preset: &str, vocab: i64) -> Result<(), String
         // ~1e-6 relative is expected; these bounds leave a margin.
         "tolerance": { "logits": 1e-4, "loss": 1e-4, "params": 1e-4 },
     });
-    std::fs::write(dir.join("case.json"), serde_json::to_vec_pretty(&case).map_err(|e| e.to_string())?).map_err(|e| e.to_string())
+    std::fs::write(dir.join("case.json"), serde_json::to_vec_pretty(&case).map_err(|e| e.to_string())?)
+        .map_err(|e| e.to_string())
 }
 
 fn save_weights(vs: &nn::VarStore, path: &Path) -> Result<(), String> {
-    let mut weights: Vec<(String, Tensor)> = vs.variables().into_iter().map(|(n, t)| (n, t.detach().contiguous())).collect();
+    let mut weights: Vec<(String, Tensor)> =
+        vs.variables().into_iter().map(|(n, t)| (n, t.detach().contiguous())).collect();
     weights.sort_by(|a, b| a.0.cmp(&b.0));
     Tensor::write_safetensors(&weights, path).map_err(|e| e.to_string())
 }
@@ -98,13 +118,18 @@ pub struct ShapeOverrides {
 /// Training steps per second on random tokens, as JSON.
 pub fn bench(spec: &BenchSpec) -> Result<serde_json::Value, String> {
     let (device, name) = scalemake_torch::device::resolve(&spec.device)?;
-    let mut shape = ModelShape::preset(&spec.preset, spec.vocab).ok_or_else(|| format!("unknown preset {}", spec.preset))?;
+    let mut shape =
+        ModelShape::preset(&spec.preset, spec.vocab).ok_or_else(|| format!("unknown preset {}", spec.preset))?;
     if let Some(variant) = spec.variant {
         shape.variant = variant;
     }
     let o = &spec.shape;
-    (shape.n_layer, shape.d_model, shape.n_head, shape.context) =
-        (o.n_layer.unwrap_or(shape.n_layer), o.d_model.unwrap_or(shape.d_model), o.n_head.unwrap_or(shape.n_head), o.context.unwrap_or(shape.context));
+    (shape.n_layer, shape.d_model, shape.n_head, shape.context) = (
+        o.n_layer.unwrap_or(shape.n_layer),
+        o.d_model.unwrap_or(shape.d_model),
+        o.n_head.unwrap_or(shape.n_head),
+        o.context.unwrap_or(shape.context),
+    );
     shape.check()?;
     if spec.threads > 0 {
         tch::set_num_threads(spec.threads);
@@ -112,10 +137,22 @@ pub fn bench(spec: &BenchSpec) -> Result<serde_json::Value, String> {
     tch::manual_seed(0);
     let vs = nn::VarStore::new(device);
     let model = Gpt::new(&vs.root(), &shape, if spec.bf16 { Kind::BFloat16 } else { Kind::Float });
-    let optim = OptimSpec { lr: 1e-4, beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.0, clip: 1.0, warmup_tokens: 0.0, decay_tokens: 1.0, final_lr_fraction: 1.0 };
+    let optim = OptimSpec {
+        lr: 1e-4,
+        beta1: 0.9,
+        beta2: 0.95,
+        eps: 1e-8,
+        weight_decay: 0.0,
+        clip: 1.0,
+        warmup_tokens: 0.0,
+        decay_tokens: 1.0,
+        final_lr_fraction: 1.0,
+    };
     let mut trainer = Trainer::new(&vs, &optim);
     let data = Tensor::randint(spec.vocab, [spec.micro_batch, shape.context + 1], (Kind::Int64, device));
-    let micro: Vec<(Tensor, Tensor)> = (0..spec.batch / spec.micro_batch.max(1)).map(|_| (data.narrow(1, 0, shape.context), data.narrow(1, 1, shape.context))).collect();
+    let micro: Vec<(Tensor, Tensor)> = (0..spec.batch / spec.micro_batch.max(1))
+        .map(|_| (data.narrow(1, 0, shape.context), data.narrow(1, 1, shape.context)))
+        .collect();
     for _ in 0..spec.warmup {
         trainer.step(&model, &micro);
     }
@@ -131,9 +168,11 @@ pub fn bench(spec: &BenchSpec) -> Result<serde_json::Value, String> {
     let tokens = (spec.steps as i64 * spec.batch * shape.context) as f64;
     let counts = shape.param_counts();
     let tokens_per_second = tokens / seconds;
-    let phases_ms = if spec.phases { Some(phase_times(&mut trainer, &model, &micro, device, spec.steps)) } else { None };
+    let phases_ms =
+        if spec.phases { Some(phase_times(&mut trainer, &model, &micro, device, spec.steps)) } else { None };
     let variant = serde_json::to_value(shape.variant).map_err(|e| e.to_string())?;
-    let mfu = scalemake::train::peak_flops(&name, spec.bf16).map(|peak| tokens_per_second * shape.flops_per_token(&counts) / peak);
+    let mfu = scalemake::train::peak_flops(&name, spec.bf16)
+        .map(|peak| tokens_per_second * shape.flops_per_token(&counts) / peak);
     Ok(serde_json::json!({
         "impl": "scalemake", "preset": spec.preset, "n_layer": shape.n_layer, "d_model": shape.d_model, "variant": variant, "params": counts, "device": name, "bf16": spec.bf16,
         "tokens_per_second": tokens_per_second, "mfu": mfu, "steps": spec.steps, "threads": tch::get_num_threads(), "last_loss": loss,
@@ -145,7 +184,13 @@ pub fn bench(spec: &BenchSpec) -> Result<serde_json::Value, String> {
 /// steps, the device drained at every phase boundary. The sum exceeds an
 /// unsynchronised step (the host no longer queues ahead): read it for where
 /// the time goes, not for throughput.
-fn phase_times(trainer: &mut Trainer, model: &Gpt, micro: &[(Tensor, Tensor)], device: Device, steps: usize) -> serde_json::Value {
+fn phase_times(
+    trainer: &mut Trainer,
+    model: &Gpt,
+    micro: &[(Tensor, Tensor)],
+    device: Device,
+    steps: usize,
+) -> serde_json::Value {
     let mut totals = [0.0f64; Phase::ALL.len()];
     for _ in 0..steps {
         sync(device);
@@ -157,7 +202,11 @@ fn phase_times(trainer: &mut Trainer, model: &Gpt, micro: &[(Tensor, Tensor)], d
         });
     }
     let per_step = |total: f64| 1e3 * total / steps.max(1) as f64;
-    Phase::ALL.iter().map(|&phase| (phase.name().to_string(), serde_json::json!(per_step(totals[phase as usize])))).collect::<serde_json::Map<_, _>>().into()
+    Phase::ALL
+        .iter()
+        .map(|&phase| (phase.name().to_string(), serde_json::json!(per_step(totals[phase as usize]))))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
 }
 
 /// Waits for queued work on `device` (a no-op on the CPU).
@@ -194,7 +243,17 @@ pub fn bench_optimizer(preset: &str, vocab: i64, device_spec: &str, steps: usize
         let x = Tensor::randint(vocab, [1, 8], (Kind::Int64, device));
         (vs, model, x)
     };
-    let optim = OptimSpec { lr: 1e-4, beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.0, clip: 1.0, warmup_tokens: 0.0, decay_tokens: 1.0, final_lr_fraction: 1.0 };
+    let optim = OptimSpec {
+        lr: 1e-4,
+        beta1: 0.9,
+        beta2: 0.95,
+        eps: 1e-8,
+        weight_decay: 0.0,
+        clip: 1.0,
+        warmup_tokens: 0.0,
+        decay_tokens: 1.0,
+        final_lr_fraction: 1.0,
+    };
 
     let (vs, model, x) = prepare();
     let mut flat = scalemake_torch::train::flat::FlatParams::new(&vs);
@@ -208,7 +267,9 @@ pub fn bench_optimizer(preset: &str, vocab: i64, device_spec: &str, steps: usize
     drop((flat, adam, model, vs));
 
     let (vs, model, x) = prepare();
-    let mut opt = nn::Adam { beta1: optim.beta1, beta2: optim.beta2, wd: 0.0, eps: optim.eps, amsgrad: false }.build(&vs, 1e-4).map_err(|e| e.to_string())?;
+    let mut opt = nn::Adam { beta1: optim.beta1, beta2: optim.beta2, wd: 0.0, eps: optim.eps, amsgrad: false }
+        .build(&vs, 1e-4)
+        .map_err(|e| e.to_string())?;
     model.loss(&x, &x, true).backward();
     let per_tensor_ms = time(&mut || {
         opt.clip_grad_norm(1.0);
@@ -253,7 +314,9 @@ pub fn bench_hadamard(device_spec: &str, rows: i64, dims: &[i64], reps: usize) -
             "forward_over_copy": forward_ms / copy_ms, "reference_over_kernel": reference_ms / forward_ms,
         }));
     }
-    Ok(serde_json::json!({ "device": name, "kernel_built": scalemake_torch::model::hadamard::KERNEL_BUILT, "dtype": "bf16", "results": results }))
+    Ok(
+        serde_json::json!({ "device": name, "kernel_built": scalemake_torch::model::hadamard::KERNEL_BUILT, "dtype": "bf16", "results": results }),
+    )
 }
 
 /// Checks the CUDA Hadamard kernel against the reference on GPU 0, printing

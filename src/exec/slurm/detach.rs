@@ -26,7 +26,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{exec_node_command, io_err, is_active, job_flags, job_output, job_states, sbatch, wrap, SlurmError, SlurmOptions};
+use super::{
+    exec_node_command, io_err, is_active, job_flags, job_output, job_states, sbatch, wrap, SlurmError, SlurmOptions,
+};
 use crate::cache::Cache;
 use crate::exec::{survey, Freshness, Workspace};
 use crate::graph::Plan;
@@ -54,14 +56,18 @@ fn ledger_path(cache: &Cache, experiment: &str) -> PathBuf {
 }
 
 fn read_ledger(cache: &Cache, experiment: &str) -> Ledger {
-    fs::read(ledger_path(cache, experiment)).ok().and_then(|bytes| serde_json::from_slice(&bytes).ok()).unwrap_or_default()
+    fs::read(ledger_path(cache, experiment))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default()
 }
 
 /// Written to a temporary file and renamed: readers see all or nothing.
 fn write_ledger(cache: &Cache, experiment: &str, ledger: &Ledger) -> Result<(), SlurmError> {
     let path = ledger_path(cache, experiment);
     let tmp = path.with_extension(format!("json.{}", std::process::id()));
-    let json = serde_json::to_vec_pretty(ledger).map_err(|e| SlurmError::Io { path: path.clone(), source: e.into() })?;
+    let json =
+        serde_json::to_vec_pretty(ledger).map_err(|e| SlurmError::Io { path: path.clone(), source: e.into() })?;
     fs::write(&tmp, json).map_err(io_err(&tmp))?;
     fs::rename(&tmp, &path).map_err(io_err(&path))
 }
@@ -127,7 +133,8 @@ pub fn job_views(cache: &Cache, experiment: &str, nodes: &[&str]) -> Result<BTre
                 Some(s) if is_active(s) => JobState::Running,
                 other => {
                     let log = fs::read_to_string(cache.node_log(experiment, &node)).unwrap_or_default();
-                    let failure = log.lines().rev().find_map(|l| l.strip_prefix("scalemake: node failed: ")).map(str::to_string);
+                    let failure =
+                        log.lines().rev().find_map(|l| l.strip_prefix("scalemake: node failed: ")).map(str::to_string);
                     JobState::Ended { state: other.unwrap_or("gone from squeue").to_string(), failure }
                 }
             };
@@ -147,17 +154,28 @@ pub fn forget(cache: &Cache, experiment: &str, nodes: &BTreeSet<String>) -> Resu
 /// Submits every selected node that must build, each after its inputs'
 /// jobs, adopting jobs of an earlier submission that are still queued or
 /// running. Returns each node's job, in submission order.
-pub fn submit(plan: &Plan, ws: &Workspace<'_>, opts: &SlurmOptions, selected: &BTreeSet<usize>) -> Result<Vec<Submitted>, SlurmError> {
+pub fn submit(
+    plan: &Plan,
+    ws: &Workspace<'_>,
+    opts: &SlurmOptions,
+    selected: &BTreeSet<usize>,
+) -> Result<Vec<Submitted>, SlurmError> {
     let experiment = &plan.experiment.name;
     let _lock = submission_lock(ws.cache, experiment)?;
     let freshness = survey(plan, ws);
-    let to_build: Vec<usize> = plan.topo_order().iter().copied().filter(|i| selected.contains(i) && !matches!(freshness[*i], Freshness::Fresh { .. })).collect();
+    let to_build: Vec<usize> = plan
+        .topo_order()
+        .iter()
+        .copied()
+        .filter(|i| selected.contains(i) && !matches!(freshness[*i], Freshness::Fresh { .. }))
+        .collect();
     if let Some(&i) = to_build.iter().find(|&&i| matches!(freshness[i], Freshness::Broken { .. })) {
         let Freshness::Broken { message } = &freshness[i] else { unreachable!("just matched") };
         return Err(SlurmError::Unbuildable { node: plan.experiment.nodes[i].id.0.clone(), message: message.clone() });
     }
     let mut ledger = read_ledger(ws.cache, experiment);
-    let recorded: Vec<String> = to_build.iter().filter_map(|&i| ledger.jobs.get(&plan.experiment.nodes[i].id.0).cloned()).collect();
+    let recorded: Vec<String> =
+        to_build.iter().filter_map(|&i| ledger.jobs.get(&plan.experiment.nodes[i].id.0).cloned()).collect();
     let states = job_states(&recorded)?;
     let mut job_of: HashMap<usize, String> = HashMap::new();
     let mut out = Vec::new();
@@ -169,7 +187,8 @@ pub fn submit(plan: &Plan, ws: &Workspace<'_>, opts: &SlurmOptions, selected: &B
         }
     }
     let building: BTreeSet<usize> = to_build.iter().copied().collect();
-    let mut pending = groups(plan, opts, &to_build.iter().copied().filter(|i| !job_of.contains_key(i)).collect::<Vec<_>>());
+    let mut pending =
+        groups(plan, opts, &to_build.iter().copied().filter(|i| !job_of.contains_key(i)).collect::<Vec<_>>());
     let root = std::path::absolute(ws.root).map_err(io_err(ws.root))?;
     // Slurm fails a job whose output file it cannot create.
     let logs = job_output(ws.cache, experiment, "any");
@@ -182,13 +201,21 @@ pub fn submit(plan: &Plan, ws: &Workspace<'_>, opts: &SlurmOptions, selected: &B
         // every input it waits for has a job (the group graph is acyclic).
         let ready = pending
             .iter()
-            .position(|group| group.iter().all(|&m| plan.inputs_of(m).iter().all(|p| !building.contains(p) || job_of.contains_key(p))))
+            .position(|group| {
+                group.iter().all(|&m| plan.inputs_of(m).iter().all(|p| !building.contains(p) || job_of.contains_key(p)))
+            })
             .expect("groups never wait for each other in a cycle");
         let group = pending.remove(ready);
-        let mut after: Vec<&str> = group.iter().flat_map(|&m| plan.inputs_of(m)).filter_map(|p| job_of.get(&p).map(String::as_str)).collect();
+        let mut after: Vec<&str> =
+            group.iter().flat_map(|&m| plan.inputs_of(m)).filter_map(|p| job_of.get(&p).map(String::as_str)).collect();
         after.sort_unstable();
         after.dedup();
-        let mut args = job_flags(&plan.experiment.nodes[group[0]], opts, &root, &job_output(ws.cache, experiment, &plan.experiment.nodes[group[0]].id.0));
+        let mut args = job_flags(
+            &plan.experiment.nodes[group[0]],
+            opts,
+            &root,
+            &job_output(ws.cache, experiment, &plan.experiment.nodes[group[0]].id.0),
+        );
         if !after.is_empty() {
             args.push(format!("--dependency=afterok:{}", after.join(":")));
             args.push("--kill-on-invalid-dep=yes".into());
@@ -247,7 +274,10 @@ fn groups(plan: &Plan, opts: &SlurmOptions, nodes: &[usize]) -> Vec<Vec<usize>> 
             continue;
         }
         // The options without the per-node name and output.
-        let flags = job_flags(node, opts, Path::new(""), Path::new("")).into_iter().filter(|f| !f.starts_with("--job-name=")).collect();
+        let flags = job_flags(node, opts, Path::new(""), Path::new(""))
+            .into_iter()
+            .filter(|f| !f.starts_with("--job-name="))
+            .collect();
         by_shape.entry((node.decl.clone(), flags)).or_default().push(i);
     }
     let mut grouped: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
@@ -272,9 +302,17 @@ fn groups(plan: &Plan, opts: &SlurmOptions, nodes: &[usize]) -> Vec<Vec<usize>> 
 
 /// One array job for `group`: task k builds `group[k]`, picked by
 /// `$SLURM_ARRAY_TASK_ID` in a POSIX `case` (sbatch's `--wrap` runs `sh`).
-fn array_args(plan: &Plan, opts: &SlurmOptions, cache: &Cache, cache_dir: &Path, group: &[usize], mut args: Vec<String>) -> Vec<String> {
+fn array_args(
+    plan: &Plan,
+    opts: &SlurmOptions,
+    cache: &Cache,
+    cache_dir: &Path,
+    group: &[usize],
+    mut args: Vec<String>,
+) -> Vec<String> {
     let first = &plan.experiment.nodes[group[0]];
-    let output = job_output(cache, &plan.experiment.name, &first.decl).with_file_name(format!("{}.array-%A_%a.slurm.out", first.decl));
+    let output = job_output(cache, &plan.experiment.name, &first.decl)
+        .with_file_name(format!("{}.array-%A_%a.slurm.out", first.decl));
     for arg in &mut args {
         if arg.starts_with("--job-name=") {
             *arg = format!("--job-name={}", first.decl);
@@ -284,9 +322,14 @@ fn array_args(plan: &Plan, opts: &SlurmOptions, cache: &Cache, cache_dir: &Path,
     }
     let limit = opts.array_limit.map(|n| format!("%{n}")).unwrap_or_default();
     args.push(format!("--array=0-{}{limit}", group.len() - 1));
-    let cases: Vec<String> = group.iter().enumerate().map(|(task, &m)| format!("{task}) node={};;", super::quote(&plan.experiment.nodes[m].id.0))).collect();
+    let cases: Vec<String> = group
+        .iter()
+        .enumerate()
+        .map(|(task, &m)| format!("{task}) node={};;", super::quote(&plan.experiment.nodes[m].id.0)))
+        .collect();
     let command = exec_node_command(opts, cache_dir, "NODE", None);
-    let command: Vec<String> = command.iter().map(|a| if a == "NODE" { "\"$node\"".to_string() } else { super::quote(a) }).collect();
+    let command: Vec<String> =
+        command.iter().map(|a| if a == "NODE" { "\"$node\"".to_string() } else { super::quote(a) }).collect();
     args.push("--wrap".into());
     args.push(format!("case $SLURM_ARRAY_TASK_ID in {} *) exit 2;; esac; exec {}", cases.join(" "), command.join(" ")));
     args
@@ -297,7 +340,8 @@ mod tests {
     use super::*;
 
     fn plan(yaml: &str) -> Plan {
-        let exp = crate::spec::load_str("e.yaml".into(), yaml.into(), "e".into(), &crate::nodes::Registry::builtin()).unwrap();
+        let exp = crate::spec::load_str("e.yaml".into(), yaml.into(), "e".into(), &crate::nodes::Registry::builtin())
+            .unwrap();
         Plan::new(exp).unwrap()
     }
 
@@ -308,14 +352,20 @@ mod tests {
         );
         let all: Vec<usize> = p.topo_order().to_vec();
         let groups = groups(&p, &SlurmOptions::default(), &all);
-        let names: Vec<Vec<&str>> = groups.iter().map(|g| g.iter().map(|&i| p.experiment.nodes[i].id.0.as_str()).collect()).collect();
+        let names: Vec<Vec<&str>> =
+            groups.iter().map(|g| g.iter().map(|&i| p.experiment.nodes[i].id.0.as_str()).collect()).collect();
         assert_eq!(names, [vec!["a"], vec!["s[x=1]", "s[x=2]", "s[x=3]"], vec!["z"]]);
     }
 
     #[test]
     fn an_array_task_picks_its_node_and_the_limit_caps_it() {
         let p = plan("nodes:\n  s: {kind: command, matrix: {x: [1, 2]}, cmd: 'echo ${x}'}\n");
-        let opts = SlurmOptions { array_limit: Some(1), exe: "/bin/scalemake".into(), file: "/p/e.yaml".into(), ..Default::default() };
+        let opts = SlurmOptions {
+            array_limit: Some(1),
+            exe: "/bin/scalemake".into(),
+            file: "/p/e.yaml".into(),
+            ..Default::default()
+        };
         let dir = tempfile::tempdir().unwrap();
         let cache = Cache::open(dir.path()).unwrap();
         let flags = job_flags(&p.experiment.nodes[0], &opts, Path::new("/p"), Path::new("/o"));

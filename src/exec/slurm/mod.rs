@@ -124,16 +124,33 @@ pub struct JobRecord {
 pub fn is_active(state: &str) -> bool {
     matches!(
         state,
-        "PENDING" | "CONFIGURING" | "RUNNING" | "COMPLETING" | "SUSPENDED" | "REQUEUED" | "REQUEUE_HOLD" | "REQUEUE_FED" | "RESIZING" | "SIGNALING" | "STAGE_OUT" | "STOPPED"
+        "PENDING"
+            | "CONFIGURING"
+            | "RUNNING"
+            | "COMPLETING"
+            | "SUSPENDED"
+            | "REQUEUED"
+            | "REQUEUE_HOLD"
+            | "REQUEUE_FED"
+            | "RESIZING"
+            | "SIGNALING"
+            | "STAGE_OUT"
+            | "STOPPED"
     )
 }
 
 fn run_tool(program: &str, args: &[String]) -> Result<String, SlurmError> {
-    let out = Command::new(program).args(args).output().map_err(|e| SlurmError::Command { program: program.into(), message: format!("{e} (is Slurm installed and on PATH?)") })?;
+    let out = Command::new(program).args(args).output().map_err(|e| SlurmError::Command {
+        program: program.into(),
+        message: format!("{e} (is Slurm installed and on PATH?)"),
+    })?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
-        Err(SlurmError::Command { program: program.into(), message: String::from_utf8_lossy(&out.stderr).trim().to_string() })
+        Err(SlurmError::Command {
+            program: program.into(),
+            message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
     }
 }
 
@@ -151,13 +168,19 @@ pub fn job_states(jobs: &[String]) -> Result<HashMap<String, String>, SlurmError
         Err(SlurmError::Command { message, .. }) if message.contains("Invalid job id") => String::new(),
         Err(e) => return Err(e),
     };
-    Ok(text.lines().filter_map(|l| l.split_once(' ')).map(|(id, state)| (id.trim().to_string(), state.trim().to_string())).collect())
+    Ok(text
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(id, state)| (id.trim().to_string(), state.trim().to_string()))
+        .collect())
 }
 
 /// Submits a job (`sbatch --parsable …`); its id.
 fn sbatch(args: &[String]) -> Result<String, SlurmError> {
     let text = match run_tool("sbatch", args) {
-        Err(SlurmError::Command { message, .. }) if is_submit_limit(&message) => return Err(SlurmError::SubmitLimit(message)),
+        Err(SlurmError::Command { message, .. }) if is_submit_limit(&message) => {
+            return Err(SlurmError::SubmitLimit(message))
+        }
         other => other?,
     };
     // `--parsable` prints `id` or `id;cluster`.
@@ -172,7 +195,15 @@ fn sbatch(args: &[String]) -> Result<String, SlurmError> {
 /// (QoS or association MaxSubmitJobs, the controller's MaxJobCount): the
 /// submission is fine and must be retried once jobs leave the queue.
 fn is_submit_limit(message: &str) -> bool {
-    ["MaxSubmitJob", "AssocMaxSubmitJobLimit", "QOSMaxSubmitJobPerUserLimit", "MaxJobCount", "Job violates accounting/QOS policy"].iter().any(|m| message.contains(m))
+    [
+        "MaxSubmitJob",
+        "AssocMaxSubmitJobLimit",
+        "QOSMaxSubmitJobPerUserLimit",
+        "MaxJobCount",
+        "Job violates accounting/QOS policy",
+    ]
+    .iter()
+    .any(|m| message.contains(m))
 }
 
 /// Cancels `jobs` (`scancel`).
@@ -217,7 +248,13 @@ pub fn job_flags(node: &NodeSpec, opts: &SlurmOptions, root: &Path, output: &Pat
         args.push(format!("--signal=B:USR1@{}", opts.signal_grace));
     }
     let s = opts.settings_for(node.kind.name());
-    let options = [("--mem", &s.mem), ("--time", &s.time), ("--partition", &s.partition), ("--account", &s.account), ("--qos", &s.qos)];
+    let options = [
+        ("--mem", &s.mem),
+        ("--time", &s.time),
+        ("--partition", &s.partition),
+        ("--account", &s.account),
+        ("--qos", &s.qos),
+    ];
     args.extend(options.iter().filter_map(|(flag, value)| value.as_ref().map(|v| format!("{flag}={v}"))));
     args
 }
@@ -226,8 +263,15 @@ pub fn job_flags(node: &NodeSpec, opts: &SlurmOptions, root: &Path, output: &Pat
 /// refuses to build anything else; without: it computes the key when its
 /// inputs are built).
 fn exec_node_command(opts: &SlurmOptions, cache: &Path, node: &str, key: Option<&ContentHash>) -> Vec<String> {
-    let mut command =
-        vec![opts.exe.display().to_string(), "--cache".into(), cache.display().to_string(), "-f".into(), opts.file.display().to_string(), "exec-node".into(), node.to_string()];
+    let mut command = vec![
+        opts.exe.display().to_string(),
+        "--cache".into(),
+        cache.display().to_string(),
+        "-f".into(),
+        opts.file.display().to_string(),
+        "exec-node".into(),
+        node.to_string(),
+    ];
     if let Some(key) = key {
         command.extend(["--key".to_string(), key.hex()]);
     }
@@ -241,7 +285,14 @@ fn wrap(command: &[String]) -> [String; 2] {
 }
 
 /// The `sbatch` arguments that build `node` (key `key`) in a job.
-pub fn sbatch_args(node: &NodeSpec, key: &ContentHash, opts: &SlurmOptions, root: &Path, cache: &Path, output: &Path) -> Vec<String> {
+pub fn sbatch_args(
+    node: &NodeSpec,
+    key: &ContentHash,
+    opts: &SlurmOptions,
+    root: &Path,
+    cache: &Path,
+    output: &Path,
+) -> Vec<String> {
     let mut args = job_flags(node, opts, root, output);
     args.extend(wrap(&exec_node_command(opts, cache, &node.id.0, Some(key))));
     args
@@ -323,10 +374,24 @@ pub(super) struct SlurmRunner<'a> {
 }
 
 impl<'a> SlurmRunner<'a> {
-    pub(super) fn new(plan: &'a Plan, ws: &'a Workspace<'a>, opts: &'a SlurmOptions, tx: mpsc::Sender<Message>) -> Result<Self, SlurmError> {
+    pub(super) fn new(
+        plan: &'a Plan,
+        ws: &'a Workspace<'a>,
+        opts: &'a SlurmOptions,
+        tx: mpsc::Sender<Message>,
+    ) -> Result<Self, SlurmError> {
         run_tool("sbatch", &["--version".to_string()])?;
         let cache_dir = std::path::absolute(ws.cache.root()).map_err(io_err(ws.cache.root()))?;
-        Ok(SlurmRunner { plan, ws, opts, tx, records: Records::open(ws.cache)?, cache_dir, jobs: BTreeMap::new(), last_poll: None })
+        Ok(SlurmRunner {
+            plan,
+            ws,
+            opts,
+            tx,
+            records: Records::open(ws.cache)?,
+            cache_dir,
+            jobs: BTreeMap::new(),
+            last_poll: None,
+        })
     }
 
     fn submit(&mut self, i: usize, key: ContentHash) -> Result<String, SlurmError> {
@@ -335,7 +400,8 @@ impl<'a> SlurmRunner<'a> {
         // Held while checking for a job and submitting one, so that two
         // coordinators never both submit the same key.
         let _lock = self.records.lock(&key)?;
-        let earlier = self.records.read(&key).map(|r| r.job).or_else(|| detach::recorded_job(self.ws.cache, exp, &node.id.0));
+        let earlier =
+            self.records.read(&key).map(|r| r.job).or_else(|| detach::recorded_job(self.ws.cache, exp, &node.id.0));
         if let Some(job) = earlier {
             if job_states(std::slice::from_ref(&job))?.get(&job).is_some_and(|s| is_active(s)) {
                 let note = format!("Slurm job {job} (submitted earlier) is still queued or running; waiting for it");
@@ -362,17 +428,27 @@ impl<'a> SlurmRunner<'a> {
         let failed = state.is_some_and(|s| s != "COMPLETED");
         if !failed {
             match self.ws.cache.manifest(&tracked.key) {
-                Ok(Some(m)) => return Some(Outcome::Built(Built { artifact: m.artifact, seconds: m.seconds, by_other: false })),
-                Ok(None) if tracked.finished_without_artifact.get_or_insert_with(Instant::now).elapsed() < COMMIT_GRACE => return None,
+                Ok(Some(m)) => {
+                    return Some(Outcome::Built(Built { artifact: m.artifact, seconds: m.seconds, by_other: false }))
+                }
+                Ok(None)
+                    if tracked.finished_without_artifact.get_or_insert_with(Instant::now).elapsed() < COMMIT_GRACE =>
+                {
+                    return None
+                }
                 Ok(None) => {}
                 Err(e) => return Some(Outcome::Failed(e.to_string())),
             }
         }
         let node = &self.plan.experiment.nodes[tracked.node];
         let output = job_output(self.ws.cache, &self.plan.experiment.name, &node.id.0);
-        let said = fs::read_to_string(&output)
-            .ok()
-            .and_then(|text| text.lines().rev().find_map(|l| l.strip_prefix("scalemake: node failed: ").or_else(|| l.strip_prefix("scalemake: error: ")).map(str::to_string)));
+        let said = fs::read_to_string(&output).ok().and_then(|text| {
+            text.lines().rev().find_map(|l| {
+                l.strip_prefix("scalemake: node failed: ")
+                    .or_else(|| l.strip_prefix("scalemake: error: "))
+                    .map(str::to_string)
+            })
+        });
         let state = state.unwrap_or("gone from squeue, no artifact committed");
         Some(Outcome::Failed(match said {
             Some(message) => format!("{message} (Slurm job {job} {state})"),
@@ -445,12 +521,22 @@ impl Runner for SlurmRunner<'_> {
 
 /// `scalemake cancel`: cancels the recorded jobs of `experiment`'s `nodes`
 /// that are still queued or running. Returns (job, node) of each.
-pub fn cancel_recorded(cache: &Cache, experiment: &str, nodes: &BTreeSet<String>) -> Result<Vec<(String, String)>, SlurmError> {
+pub fn cancel_recorded(
+    cache: &Cache,
+    experiment: &str,
+    nodes: &BTreeSet<String>,
+) -> Result<Vec<(String, String)>, SlurmError> {
     let records = Records::open(cache)?;
-    let attached: Vec<(ContentHash, JobRecord)> = records.all().into_iter().filter(|(_, r)| r.experiment == experiment && nodes.contains(&r.node)).collect();
+    let attached: Vec<(ContentHash, JobRecord)> =
+        records.all().into_iter().filter(|(_, r)| r.experiment == experiment && nodes.contains(&r.node)).collect();
     // (job, node) of every record, attached runs' and detached submissions'.
     let mut mine: Vec<(String, String)> = attached.iter().map(|(_, r)| (r.job.clone(), r.node.clone())).collect();
-    mine.extend(detach::recorded_jobs(cache, experiment).into_iter().filter(|(node, _)| nodes.contains(node)).map(|(node, job)| (job, node)));
+    mine.extend(
+        detach::recorded_jobs(cache, experiment)
+            .into_iter()
+            .filter(|(node, _)| nodes.contains(node))
+            .map(|(node, job)| (job, node)),
+    );
     let states = job_states(&mine.iter().map(|(job, _)| job.clone()).collect::<Vec<_>>())?;
     mine.retain(|(job, _)| states.get(job).is_some_and(|s| is_active(s)));
     mine.sort();
@@ -497,14 +583,18 @@ pub const REQUEUE_KILL_WAIT: Duration = Duration::from_secs(300);
 /// id, so dependent jobs keep waiting for it) and runs again from the start
 /// of its script, which resumes the node from its checkpoint.
 pub fn requeue_this_job() -> Result<(), SlurmError> {
-    let id = std::env::var("SLURM_JOB_ID").map_err(|_| SlurmError::Command { program: "scontrol".into(), message: "SLURM_JOB_ID is not set: not in a Slurm job".into() })?;
+    let id = std::env::var("SLURM_JOB_ID").map_err(|_| SlurmError::Command {
+        program: "scontrol".into(),
+        message: "SLURM_JOB_ID is not set: not in a Slurm job".into(),
+    })?;
     run_tool("scontrol", &["requeue".to_string(), id]).map(drop)
 }
 
 /// GPU slots of a job: as many as the node asks for that Slurm made visible
 /// (`CUDA_VISIBLE_DEVICES`, which [`crate::device::visible_device`] maps).
 pub fn job_gpus(wanted: u32) -> Vec<usize> {
-    let visible = std::env::var("CUDA_VISIBLE_DEVICES").map_or(0, |m| m.split(',').filter(|s| !s.trim().is_empty()).count());
+    let visible =
+        std::env::var("CUDA_VISIBLE_DEVICES").map_or(0, |m| m.split(',').filter(|s| !s.trim().is_empty()).count());
     (0..visible.min(wanted as usize)).collect()
 }
 
@@ -534,31 +624,66 @@ mod tests {
     #[test]
     fn resources_and_options_map_to_sbatch_flags() {
         let yaml = "nodes:\n  t: {kind: command, cmd: 'echo hi', resources: {cpu: 4, gpu: 2}}\n";
-        let exp = crate::spec::load_str("e.yaml".into(), yaml.into(), "e".into(), &crate::nodes::Registry::builtin()).unwrap();
+        let exp = crate::spec::load_str("e.yaml".into(), yaml.into(), "e".into(), &crate::nodes::Registry::builtin())
+            .unwrap();
         let jobs = JobSettings { partition: Some("gpu".into()), time: Some("1-00:00:00".into()), ..Default::default() };
         let opts = SlurmOptions { jobs, file: "/p/e.yaml".into(), exe: "/bin/scalemake".into(), ..Default::default() };
         let key = ContentHash::of(b"k");
-        let args = sbatch_args(&exp.nodes[0], &key, &opts, Path::new("/p"), Path::new("/p/cache"), Path::new("/p/cache/logs/e/t.slurm.out"));
-        for flag in ["--job-name=t", "--chdir=/p", "--output=/p/cache/logs/e/t.slurm.out", "--cpus-per-task=4", "--gres=gpu:2", "--time=1-00:00:00", "--partition=gpu", "--requeue"]
-        {
+        let args = sbatch_args(
+            &exp.nodes[0],
+            &key,
+            &opts,
+            Path::new("/p"),
+            Path::new("/p/cache"),
+            Path::new("/p/cache/logs/e/t.slurm.out"),
+        );
+        for flag in [
+            "--job-name=t",
+            "--chdir=/p",
+            "--output=/p/cache/logs/e/t.slurm.out",
+            "--cpus-per-task=4",
+            "--gres=gpu:2",
+            "--time=1-00:00:00",
+            "--partition=gpu",
+            "--requeue",
+        ] {
             assert!(args.contains(&flag.to_string()), "{flag} missing from {args:?}");
         }
-        assert!(!args.iter().any(|a| a.starts_with("--account") || a.starts_with("--mem") || a.starts_with("--signal")), "{args:?}");
+        assert!(
+            !args.iter().any(|a| a.starts_with("--account") || a.starts_with("--mem") || a.starts_with("--signal")),
+            "{args:?}"
+        );
         let wrap = args.last().unwrap();
-        assert_eq!(wrap, &format!("exec '/bin/scalemake' '--cache' '/p/cache' '-f' '/p/e.yaml' 'exec-node' 't' '--key' '{}'", key.hex()));
+        assert_eq!(
+            wrap,
+            &format!(
+                "exec '/bin/scalemake' '--cache' '/p/cache' '-f' '/p/e.yaml' 'exec-node' 't' '--key' '{}'",
+                key.hex()
+            )
+        );
     }
 
     #[test]
     fn training_jobs_get_the_time_limit_warning_and_auto_devices_no_gpu() {
         let yaml = "nodes:\n  t: {kind: train, model: {preset: nano}, max_tokens: 1000, device: auto}\n  g: {kind: train, model: {preset: nano}, max_tokens: 1000, device: cuda}\n";
-        let exp = crate::spec::load_str("e.yaml".into(), yaml.into(), "e".into(), &crate::nodes::Registry::builtin()).unwrap();
-        let kinds = BTreeMap::from([("train".to_string(), JobSettings { time: Some("2-00:00:00".into()), ..Default::default() })]);
+        let exp = crate::spec::load_str("e.yaml".into(), yaml.into(), "e".into(), &crate::nodes::Registry::builtin())
+            .unwrap();
+        let kinds = BTreeMap::from([(
+            "train".to_string(),
+            JobSettings { time: Some("2-00:00:00".into()), ..Default::default() },
+        )]);
         let jobs = JobSettings { time: Some("1:00:00".into()), partition: Some("p".into()), ..Default::default() };
         let opts = SlurmOptions { jobs, kinds, signal_grace: 90, ..Default::default() };
         let auto = job_flags(&exp.nodes[0], &opts, Path::new("/p"), Path::new("/p/o"));
-        assert!(auto.contains(&"--signal=B:USR1@90".to_string()) && auto.contains(&"--requeue".to_string()), "{auto:?}");
+        assert!(
+            auto.contains(&"--signal=B:USR1@90".to_string()) && auto.contains(&"--requeue".to_string()),
+            "{auto:?}"
+        );
         assert!(!auto.iter().any(|a| a.starts_with("--gres")), "device: auto must not ask for a GPU: {auto:?}");
-        assert!(auto.contains(&"--time=2-00:00:00".to_string()) && auto.contains(&"--partition=p".to_string()), "per-kind over every job: {auto:?}");
+        assert!(
+            auto.contains(&"--time=2-00:00:00".to_string()) && auto.contains(&"--partition=p".to_string()),
+            "per-kind over every job: {auto:?}"
+        );
         let cuda = job_flags(&exp.nodes[1], &opts, Path::new("/p"), Path::new("/p/o"));
         assert!(cuda.contains(&"--gres=gpu:1".to_string()), "{cuda:?}");
     }

@@ -30,7 +30,10 @@ impl Rotary {
     fn new(cfg: &ModelShape, device: tch::Device) -> Self {
         let head_size = cfg.d_model / cfg.n_head;
         // inv_freq[i] = 10000^(-2i / hs)
-        let inv_freq = (Tensor::arange(head_size / 2, (Kind::Double, device)) * (-2.0 * 10000f64.ln() / head_size as f64)).exp().to_kind(Kind::Float);
+        let inv_freq = (Tensor::arange(head_size / 2, (Kind::Double, device))
+            * (-2.0 * 10000f64.ln() / head_size as f64))
+            .exp()
+            .to_kind(Kind::Float);
         let t = Tensor::arange(cfg.context, (Kind::Float, device));
         let angles = t.outer(&inv_freq);
         Rotary { cos: angles.cos(), sin: angles.sin() }
@@ -59,7 +62,12 @@ struct Attention {
 impl Attention {
     fn new(vs: nn::Path<'_>, cfg: &ModelShape) -> Self {
         let d = cfg.d_model;
-        Attention { qkv: Dense::new(&vs / "qkv", d, 3 * d, INIT_STD), proj: Dense::new(&vs / "proj", d, d, residual_std(cfg)), n_head: cfg.n_head, dropout: cfg.dropout }
+        Attention {
+            qkv: Dense::new(&vs / "qkv", d, 3 * d, INIT_STD),
+            proj: Dense::new(&vs / "proj", d, d, residual_std(cfg)),
+            n_head: cfg.n_head,
+            dropout: cfg.dropout,
+        }
     }
 
     fn forward_t(&self, x: &Tensor, rotary: &Rotary, kind: Kind, train: bool) -> Tensor {
@@ -118,14 +126,24 @@ impl Gpt {
         assert!(cfg.check().is_ok(), "invalid shape {cfg:?}");
         let ln = |p: nn::Path<'_>| nn::layer_norm(p, vec![cfg.d_model], Default::default());
         let init = nn::Init::Randn { mean: 0.0, stdev: INIT_STD };
-        let wte = nn::embedding(vs / "wte", cfg.padded_vocab(), cfg.d_model, nn::EmbeddingConfig { ws_init: init, ..Default::default() });
+        let wte = nn::embedding(
+            vs / "wte",
+            cfg.padded_vocab(),
+            cfg.d_model,
+            nn::EmbeddingConfig { ws_init: init, ..Default::default() },
+        );
         // Trainable blocks h.0 … h.{L-1}; a doped model has a frozen MLP
         // (frozen.i) after every block but the last, so the first and last
         // layers are trainable (Table 2).
         let mut layers = Vec::new();
         for i in 0..cfg.n_layer {
             let b = vs / "h" / i;
-            layers.push(Layer::Block(Box::new(Block { ln1: ln(&b / "ln1"), attn: Attention::new(&b / "attn", cfg), ln2: ln(&b / "ln2"), ff: feed_forward(&b / "mlp", cfg) })));
+            layers.push(Layer::Block(Box::new(Block {
+                ln1: ln(&b / "ln1"),
+                attn: Attention::new(&b / "attn", cfg),
+                ln2: ln(&b / "ln2"),
+                ff: feed_forward(&b / "mlp", cfg),
+            })));
             if i < cfg.frozen_layers() {
                 layers.push(Layer::Frozen(FrozenMlp::new(vs / "frozen" / i, cfg)));
             }
@@ -134,7 +152,15 @@ impl Gpt {
             Head::Tied => None,
             Head::Untied => Some((vs / "lm_head").var("weight", &[cfg.padded_vocab(), cfg.d_model], init)),
         };
-        Gpt { cfg: cfg.clone(), compute, wte, layers, ln_f: ln(vs / "ln_f"), lm_head, rotary: Rotary::new(cfg, vs.device()) }
+        Gpt {
+            cfg: cfg.clone(),
+            compute,
+            wte,
+            layers,
+            ln_f: ln(vs / "ln_f"),
+            lm_head,
+            rotary: Rotary::new(cfg, vs.device()),
+        }
     }
 
     /// `idx`: (B, T) token ids → logits (B, T, vocab_size) in the compute
@@ -252,7 +278,10 @@ mod tests {
         let a = Tensor::from_slice(&[5i64, 6, 7, 8]).view([1, 4]);
         let b = Tensor::from_slice(&[5i64, 6, 7, 9]).view([1, 4]);
         let (la, lb) = (model.forward_t(&a, false), model.forward_t(&b, false));
-        assert!(la.narrow(1, 0, 3).allclose(&lb.narrow(1, 0, 3), 1e-5, 1e-6, false), "earlier positions must not see later tokens");
+        assert!(
+            la.narrow(1, 0, 3).allclose(&lb.narrow(1, 0, 3), 1e-5, 1e-6, false),
+            "earlier positions must not see later tokens"
+        );
         assert!(!la.narrow(1, 3, 1).allclose(&lb.narrow(1, 3, 1), 1e-5, 1e-6, false));
     }
 
@@ -272,7 +301,17 @@ mod tests {
     }
 
     fn optim() -> OptimSpec {
-        OptimSpec { lr: 3e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.0, clip: 1.0, warmup_tokens: 0.0, decay_tokens: 1.0, final_lr_fraction: 1.0 }
+        OptimSpec {
+            lr: 3e-3,
+            beta1: 0.9,
+            beta2: 0.95,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            clip: 1.0,
+            warmup_tokens: 0.0,
+            decay_tokens: 1.0,
+            final_lr_fraction: 1.0,
+        }
     }
 
     #[test]
@@ -280,12 +319,20 @@ mod tests {
         tch::manual_seed(7);
         let cfg = shape(Variant::Doped);
         let (vs, model) = build(&cfg);
-        let frozen_before: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(n, _)| n.starts_with("frozen.")).map(|(n, t)| (n, t.copy())).collect();
+        let frozen_before: Vec<(String, Tensor)> =
+            vs.variables().into_iter().filter(|(n, _)| n.starts_with("frozen.")).map(|(n, t)| (n, t.copy())).collect();
         assert_eq!(frozen_before.len(), 4, "one frozen MLP (fc, proj) between the two blocks");
         let mut trainer = Trainer::new(&vs, &optim());
-        assert!(trainer.layout().iter().all(|(name, _)| !name.starts_with("frozen.")), "frozen weights are not in the flat buffers");
+        assert!(
+            trainer.layout().iter().all(|(name, _)| !name.starts_with("frozen.")),
+            "frozen weights are not in the flat buffers"
+        );
         let flat_size: i64 = trainer.layout().iter().map(|(_, s)| s.iter().product::<i64>()).sum();
-        assert_eq!(flat_size, cfg.param_counts().trainable + cfg.padded_vocab() * cfg.d_model, "optimizer state covers trainable parameters only");
+        assert_eq!(
+            flat_size,
+            cfg.param_counts().trainable + cfg.padded_vocab() * cfg.d_model,
+            "optimizer state covers trainable parameters only"
+        );
         let data = Tensor::randint(300, [2, 17], (Kind::Int64, Device::Cpu));
         let batch = [(data.narrow(1, 0, 16), data.narrow(1, 1, 16))];
         for _ in 0..3 {

@@ -17,7 +17,8 @@ const MAX_FACTOR_BITS: u32 = 5;
 
 /// Sylvester's Hadamard matrix of order `m` (a power of two), entries ±1.
 pub fn hadamard_matrix(m: i64, kind: Kind, device: tch::Device) -> Tensor {
-    let values: Vec<f32> = (0..m * m).map(|i| if ((i / m) & (i % m)).count_ones().is_multiple_of(2) { 1.0 } else { -1.0 }).collect();
+    let values: Vec<f32> =
+        (0..m * m).map(|i| if ((i / m) & (i % m)).count_ones().is_multiple_of(2) { 1.0 } else { -1.0 }).collect();
     Tensor::from_slice(&values).view([m, m]).to_kind(kind).to_device(device)
 }
 
@@ -76,13 +77,21 @@ pub mod kernel {
     use tch::{Kind, Tensor};
 
     extern "C" {
-        fn scalemake_hadamard_cuda(x: *const torch_sys::C_tensor, scale: f64, error: *mut c_char, error_len: usize) -> *mut torch_sys::C_tensor;
+        fn scalemake_hadamard_cuda(
+            x: *const torch_sys::C_tensor,
+            scale: f64,
+            error: *mut c_char,
+            error_len: usize,
+        ) -> *mut torch_sys::C_tensor;
     }
 
     /// Whether the kernel handles `x`: CUDA, fp32 or bf16, 2^9 … 2^15 features.
     pub fn applies(x: &Tensor) -> bool {
         let n = x.size().last().copied().unwrap_or(0);
-        x.device().is_cuda() && matches!(x.kind(), Kind::Float | Kind::BFloat16) && (512..=32768).contains(&n) && (n as u64).is_power_of_two()
+        x.device().is_cuda()
+            && matches!(x.kind(), Kind::Float | Kind::BFloat16)
+            && (512..=32768).contains(&n)
+            && (n as u64).is_power_of_two()
     }
 
     /// Kernel against reference (in fp64), forward and backward, fp32 and
@@ -147,7 +156,10 @@ mod tests {
             let h = reference(&Tensor::eye(n, (Kind::Float, Device::Cpu)), false);
             assert!(h.equal(&hadamard_matrix(n, Kind::Float, Device::Cpu)), "transform of I is H_{n}");
             let hh = reference(&h, false);
-            assert!(hh.allclose(&(Tensor::eye(n, (Kind::Float, Device::Cpu)) * n as f64), 0.0, 1e-3, false), "H·H = nI for n = {n}");
+            assert!(
+                hh.allclose(&(Tensor::eye(n, (Kind::Float, Device::Cpu)) * n as f64), 0.0, 1e-3, false),
+                "H·H = nI for n = {n}"
+            );
         }
     }
 
@@ -190,7 +202,10 @@ mod tests {
     #[test]
     #[ignore = "needs a CUDA device and a build with nvcc (SCALEMAKE_CUDA_BUILD=1 scripts/setup.sh); run with --ignored there"]
     fn cuda_kernel_matches_the_reference() {
-        assert!(KERNEL_BUILT, "the CUDA kernel was not built: no nvcc at build time (SCALEMAKE_CUDA_BUILD=1 scripts/setup.sh)");
+        assert!(
+            KERNEL_BUILT,
+            "the CUDA kernel was not built: no nvcc at build time (SCALEMAKE_CUDA_BUILD=1 scripts/setup.sh)"
+        );
         assert!(crate::device::cuda_ready(), "no CUDA device visible to libtorch");
         #[cfg(hadamard_cuda)]
         super::kernel::check_against_reference(0).unwrap();

@@ -30,7 +30,9 @@ impl Dense {
     pub fn frozen(vs: nn::Path<'_>, in_dim: i64, out_dim: i64, std: f64) -> Self {
         let weight = vs.zeros_no_train("weight", &[out_dim, in_dim]);
         let bias = vs.zeros_no_train("bias", &[out_dim]);
-        tch::no_grad(|| weight.shallow_clone().copy_(&(Tensor::randn([out_dim, in_dim], (Kind::Float, vs.device())) * std)));
+        tch::no_grad(|| {
+            weight.shallow_clone().copy_(&(Tensor::randn([out_dim, in_dim], (Kind::Float, vs.device())) * std))
+        });
         Dense { weight, bias: Some(bias) }
     }
 
@@ -59,7 +61,11 @@ impl Mlp {
     /// Creates its weights under `vs`.
     pub fn new(vs: nn::Path<'_>, cfg: &ModelShape) -> Self {
         let d = cfg.d_model;
-        Mlp { fc: Dense::new(&vs / "fc", d, 4 * d, INIT_STD), proj: Dense::new(&vs / "proj", 4 * d, d, residual_std(cfg)), dropout: cfg.dropout }
+        Mlp {
+            fc: Dense::new(&vs / "fc", d, 4 * d, INIT_STD),
+            proj: Dense::new(&vs / "proj", 4 * d, d, residual_std(cfg)),
+            dropout: cfg.dropout,
+        }
     }
 }
 

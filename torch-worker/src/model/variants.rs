@@ -60,7 +60,8 @@ impl FastfoodLinear {
             let signs = Tensor::randint(2, [blocks, n], (Kind::Float, vs.device())) * 2.0 - 1.0;
             b.shallow_clone().copy_(&signs);
             // Block j's permutation, shifted to index block j's own features.
-            let per_block: Vec<Tensor> = (0..blocks).map(|j| Tensor::randperm(n, (Kind::Int64, vs.device())) + j * n).collect();
+            let per_block: Vec<Tensor> =
+                (0..blocks).map(|j| Tensor::randperm(n, (Kind::Int64, vs.device())) + j * n).collect();
             perm.shallow_clone().copy_(&Tensor::cat(&per_block, 0));
         });
         let bias = vs.zeros("bias", &[out_dim]);
@@ -96,7 +97,11 @@ impl FastfoodMlp {
     /// Creates its parameters under `vs`.
     fn new(vs: nn::Path<'_>, cfg: &ModelShape) -> Self {
         let d = cfg.d_model;
-        FastfoodMlp { fc: FastfoodLinear::new(&vs / "fc", d, 4 * d, INIT_STD), proj: FastfoodLinear::new(&vs / "proj", 4 * d, d, residual_std(cfg)), dropout: cfg.dropout }
+        FastfoodMlp {
+            fc: FastfoodLinear::new(&vs / "fc", d, 4 * d, INIT_STD),
+            proj: FastfoodLinear::new(&vs / "proj", 4 * d, d, residual_std(cfg)),
+            dropout: cfg.dropout,
+        }
     }
 }
 
@@ -127,7 +132,14 @@ impl BlockDiagMlp {
         let structured = &vs / "structured";
         let w1 = structured.var("w1", &[k, d / k, 4 * d / k], nn::Init::Randn { mean: 0.0, stdev: INIT_STD });
         let w2 = structured.var("w2", &[k, 4 * d / k, d / k], nn::Init::Randn { mean: 0.0, stdev: residual_std(cfg) });
-        BlockDiagMlp { w1, b1: vs.zeros("fc_bias", &[4 * d]), w2, b2: vs.zeros("proj_bias", &[d]), blocks: k, dropout: cfg.dropout }
+        BlockDiagMlp {
+            w1,
+            b1: vs.zeros("fc_bias", &[4 * d]),
+            w2,
+            b2: vs.zeros("proj_bias", &[d]),
+            blocks: k,
+            dropout: cfg.dropout,
+        }
     }
 
     /// `x` (…, in) through block-diagonal `w` (blocks, in/blocks, out/blocks).
@@ -177,7 +189,12 @@ impl FrozenMlp {
     /// Creates its fixed weights under `vs`.
     pub fn new(vs: nn::Path<'_>, cfg: &ModelShape) -> Self {
         let (d, hidden) = (cfg.d_model, FROZEN_MLP_RATIO * cfg.d_model);
-        FrozenMlp { fc: Dense::frozen(&vs / "fc", d, hidden, INIT_STD), proj: Dense::frozen(&vs / "proj", hidden, d, residual_std(cfg)), d_model: d, dropout: cfg.dropout }
+        FrozenMlp {
+            fc: Dense::frozen(&vs / "fc", d, hidden, INIT_STD),
+            proj: Dense::frozen(&vs / "proj", hidden, d, residual_std(cfg)),
+            d_model: d,
+            dropout: cfg.dropout,
+        }
     }
 
     /// x + MLP(LN(x)).
@@ -221,7 +238,9 @@ mod tests {
             for i in 0..n {
                 let _ = p.get(i).get(perm[(j * n + i) as usize] - j * n).fill_(1.0);
             }
-            blocks.push(diag(&layer.s).matmul(&h(n)).matmul(&diag(&layer.g)).matmul(&p).matmul(&h(n)).matmul(&diag(&layer.b)));
+            blocks.push(
+                diag(&layer.s).matmul(&h(n)).matmul(&diag(&layer.g)).matmul(&p).matmul(&h(n)).matmul(&diag(&layer.b)),
+            );
         }
         // Stack the blocks, keep 40 outputs, and drop the 4 padded inputs.
         let dense = Tensor::cat(&blocks, 0).narrow(0, 0, 40).narrow(1, 0, 12);
@@ -276,7 +295,12 @@ mod tests {
     #[test]
     fn block_diagonal_mlp_equals_its_dense_form() {
         tch::manual_seed(6);
-        let cfg = ModelShape { variant: Variant::BlockdiagHadamard, d_model: 16, dropout: 0.0, ..ModelShape::preset("nano", 300).unwrap() };
+        let cfg = ModelShape {
+            variant: Variant::BlockdiagHadamard,
+            d_model: 16,
+            dropout: 0.0,
+            ..ModelShape::preset("nano", 300).unwrap()
+        };
         let vs = nn::VarStore::new(Device::Cpu);
         let mlp = BlockDiagMlp::new(vs.root(), &cfg);
         let (d, k) = (16, 4);

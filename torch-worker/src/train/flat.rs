@@ -33,7 +33,8 @@ impl FlatParams {
         let options = (Kind::Float, vs.device());
         let params = Tensor::zeros([total], options);
         let grads = Tensor::zeros([total], options);
-        let primer = vars.iter().map(|(_, p)| (p * 0.0).sum(Kind::Float)).fold(Tensor::zeros([], options), |a, b| a + b);
+        let primer =
+            vars.iter().map(|(_, p)| (p * 0.0).sum(Kind::Float)).fold(Tensor::zeros([], options), |a, b| a + b);
         primer.backward();
         let mut offset = 0;
         for (_, var) in &mut vars {

@@ -66,7 +66,12 @@ impl Trainer {
     pub fn new(vs: &nn::VarStore, optim: &OptimSpec) -> Self {
         let flat = FlatParams::new(vs);
         let adam = Adam::new(&flat, optim.beta1, optim.beta2, optim.eps, optim.weight_decay);
-        let schedule = Schedule { peak_lr: optim.lr, warmup_tokens: optim.warmup_tokens, decay_tokens: optim.decay_tokens, final_fraction: optim.final_lr_fraction };
+        let schedule = Schedule {
+            peak_lr: optim.lr,
+            warmup_tokens: optim.warmup_tokens,
+            decay_tokens: optim.decay_tokens,
+            final_fraction: optim.final_lr_fraction,
+        };
         Trainer { flat, adam, schedule, clip: optim.clip, tokens: 0 }
     }
 
@@ -83,7 +88,12 @@ impl Trainer {
 
     /// [`Trainer::step`], calling `mark` as each [`Phase`] ends: `bench
     /// --phases` syncs and reads a clock there to say where a step's time goes.
-    pub fn step_marked(&mut self, model: &Gpt, micro_batches: &[(Tensor, Tensor)], mark: &mut dyn FnMut(Phase)) -> StepOutput {
+    pub fn step_marked(
+        &mut self,
+        model: &Gpt,
+        micro_batches: &[(Tensor, Tensor)],
+        mark: &mut dyn FnMut(Phase),
+    ) -> StepOutput {
         let lr = self.schedule.lr(self.tokens as f64);
         self.flat.zero_grad();
         let n = micro_batches.len() as f64;
@@ -114,10 +124,19 @@ impl Trainer {
 
     /// Restores what [`Trainer::state`] saved, after `steps` steps and `tokens` tokens.
     pub fn restore(&mut self, saved: &[(String, Tensor)], steps: u64, tokens: u64) -> Result<(), String> {
-        for (name, target) in [("params", &mut self.flat.params), ("exp_avg", &mut self.adam.exp_avg), ("exp_avg_sq", &mut self.adam.exp_avg_sq)] {
-            let (_, source) = saved.iter().find(|(n, _)| n == name).ok_or_else(|| format!("checkpoint has no `{name}`"))?;
+        for (name, target) in [
+            ("params", &mut self.flat.params),
+            ("exp_avg", &mut self.adam.exp_avg),
+            ("exp_avg_sq", &mut self.adam.exp_avg_sq),
+        ] {
+            let (_, source) =
+                saved.iter().find(|(n, _)| n == name).ok_or_else(|| format!("checkpoint has no `{name}`"))?;
             if source.size() != target.size() {
-                return Err(format!("checkpoint `{name}` has shape {:?}, the model needs {:?}", source.size(), target.size()));
+                return Err(format!(
+                    "checkpoint `{name}` has shape {:?}, the model needs {:?}",
+                    source.size(),
+                    target.size()
+                ));
             }
             tch::no_grad(|| target.copy_(source));
         }
@@ -134,7 +153,17 @@ mod tests {
     use tch::Device;
 
     fn optim(lr: f64) -> OptimSpec {
-        OptimSpec { lr, beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.0, clip: 1.0, warmup_tokens: 4.0 * 64.0, decay_tokens: 1e9, final_lr_fraction: 0.1 }
+        OptimSpec {
+            lr,
+            beta1: 0.9,
+            beta2: 0.95,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            clip: 1.0,
+            warmup_tokens: 4.0 * 64.0,
+            decay_tokens: 1e9,
+            final_lr_fraction: 0.1,
+        }
     }
 
     #[test]
@@ -170,7 +199,11 @@ mod tests {
             let mut seen = Vec::new();
             let losses: Vec<f64> = (0..2)
                 .map(|_| {
-                    let out = if marked { trainer.step_marked(&model, &batch, &mut |phase| seen.push(phase)) } else { trainer.step(&model, &batch) };
+                    let out = if marked {
+                        trainer.step_marked(&model, &batch, &mut |phase| seen.push(phase))
+                    } else {
+                        trainer.step(&model, &batch)
+                    };
                     out.loss.double_value(&[])
                 })
                 .collect();
@@ -193,7 +226,11 @@ mod tests {
             let model = Gpt::new(&vs.root(), &cfg, Kind::Float);
             let mut trainer = Trainer::new(&vs, &optim(1e-3));
             let rows = 4 / parts;
-            let batches: Vec<(Tensor, Tensor)> = (0..parts).map(|i| (data.narrow(0, i * rows, rows).narrow(1, 0, 8), data.narrow(0, i * rows, rows).narrow(1, 1, 8))).collect();
+            let batches: Vec<(Tensor, Tensor)> = (0..parts)
+                .map(|i| {
+                    (data.narrow(0, i * rows, rows).narrow(1, 0, 8), data.narrow(0, i * rows, rows).narrow(1, 1, 8))
+                })
+                .collect();
             let out = trainer.step(&model, &batches);
             (out.loss.double_value(&[]), trainer.flat.params.copy())
         };

@@ -60,11 +60,19 @@ impl MetricLog {
     fn open(dir: &Path, lengths: (u64, u64)) -> Result<Self, String> {
         let open = |name: &str, len: u64| -> Result<File, String> {
             let path = dir.join(name);
-            let file = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
             file.set_len(len).map_err(|e| format!("{}: {e}", path.display()))?;
             Ok(file)
         };
-        Ok(MetricLog { steps: open("steps.jsonl", lengths.0)?, evals: open("eval.jsonl", lengths.1)?, dir: dir.to_path_buf() })
+        Ok(MetricLog {
+            steps: open("steps.jsonl", lengths.0)?,
+            evals: open("eval.jsonl", lengths.1)?,
+            dir: dir.to_path_buf(),
+        })
     }
 
     fn append<T: Serialize>(file: &mut File, row: &T) -> Result<(), String> {
@@ -74,7 +82,13 @@ impl MetricLog {
 
     /// Current lengths, on disk (what a checkpoint may promise after a crash).
     fn durable_lengths(&mut self) -> Result<(u64, u64), String> {
-        let len = |f: &mut File| f.flush().and_then(|_| f.sync_data()).and_then(|_| f.metadata()).map(|m| m.len()).map_err(|e| format!("metrics: {e}"));
+        let len = |f: &mut File| {
+            f.flush()
+                .and_then(|_| f.sync_data())
+                .and_then(|_| f.metadata())
+                .map(|m| m.len())
+                .map_err(|e| format!("metrics: {e}"))
+        };
         Ok((len(&mut self.steps)?, len(&mut self.evals)?))
     }
 }
@@ -103,8 +117,9 @@ fn to_tensors(tokens: &[u16], rows: i64, device: Device) -> (Tensor, Tensor) {
 fn held_out_set(job: &TrainJob, split: &str, device: Device) -> Result<Vec<(Tensor, Tensor)>, String> {
     let stream = Arc::new(TokenStream::open_split(&job.shards, split).map_err(|e| e.to_string())?);
     let context = job.model.context as usize;
-    let batches = Batches::new(stream, job.micro_batch as usize, context, Order::Sequential)
-        .map_err(|e| format!("{split} split: {e}; give the corpus a larger `split.{split}` or use a shorter context"))?;
+    let batches = Batches::new(stream, job.micro_batch as usize, context, Order::Sequential).map_err(|e| {
+        format!("{split} split: {e}; give the corpus a larger `split.{split}` or use a shorter context")
+    })?;
     let rows_wanted = (job.eval_tokens as usize).div_ceil(context).max(1);
     let mut rows = 0;
     let mut set = Vec::new();
@@ -141,7 +156,10 @@ fn resume(work: &Path, trainer: &mut Trainer) -> Result<Option<CheckpointMeta>, 
     };
     let meta: CheckpointMeta = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", meta_path.display()))?;
     if meta.layout != trainer.layout() {
-        return Err(format!("{} was written for a different parameter layout; `scalemake clean` the node to start over", meta_path.display()));
+        return Err(format!(
+            "{} was written for a different parameter layout; `scalemake clean` the node to start over",
+            meta_path.display()
+        ));
     }
     let tensors = Tensor::read_safetensors(work.join(&meta.tensors)).map_err(|e| e.to_string())?;
     trainer.restore(&tensors, meta.step, meta.tokens)?;
@@ -159,9 +177,17 @@ fn checkpoint(work: &Path, trainer: &Trainer, metrics: &mut MetricLog) -> Result
     Tensor::write_safetensors(&cpu, &tmp).map_err(|e| e.to_string())?;
     File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| format!("{}: {e}", tmp.display()))?;
     fs::rename(&tmp, work.join(&name)).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    let meta = CheckpointMeta { step, tokens: trainer.tokens, tensors: name.clone(), steps_bytes, eval_bytes, layout: trainer.layout().to_vec() };
+    let meta = CheckpointMeta {
+        step,
+        tokens: trainer.tokens,
+        tensors: name.clone(),
+        steps_bytes,
+        eval_bytes,
+        layout: trainer.layout().to_vec(),
+    };
     let meta_tmp = work.join("checkpoint.json.tmp");
-    fs::write(&meta_tmp, serde_json::to_vec_pretty(&meta).map_err(|e| e.to_string())?).map_err(|e| format!("{}: {e}", meta_tmp.display()))?;
+    fs::write(&meta_tmp, serde_json::to_vec_pretty(&meta).map_err(|e| e.to_string())?)
+        .map_err(|e| format!("{}: {e}", meta_tmp.display()))?;
     File::open(&meta_tmp).and_then(|f| f.sync_all()).map_err(|e| format!("{}: {e}", meta_tmp.display()))?;
     fs::rename(&meta_tmp, work.join("checkpoint.json")).map_err(|e| format!("{}: {e}", meta_tmp.display()))?;
     for entry in fs::read_dir(work).map_err(|e| e.to_string())?.flatten() {
@@ -197,7 +223,8 @@ impl RowMaker {
             return Ok(Vec::new());
         }
         let read = |values: Vec<Tensor>| -> Result<Vec<f64>, String> {
-            Vec::try_from(Tensor::stack(&values, 0).to_kind(Kind::Double).to_device(Device::Cpu)).map_err(|e| format!("reading losses back: {e}"))
+            Vec::try_from(Tensor::stack(&values, 0).to_kind(Kind::Double).to_device(Device::Cpu))
+                .map_err(|e| format!("reading losses back: {e}"))
         };
         let losses = read(pending.iter().map(|p| p.loss.shallow_clone()).collect())?;
         let norms = read(pending.iter().map(|p| p.grad_norm.shallow_clone()).collect())?;
@@ -226,7 +253,10 @@ impl RowMaker {
 /// A step row for the node's log.
 fn step_line(row: &StepRow, total: u64) -> String {
     let mfu = row.mfu.map(|m| format!(", MFU {:.1}%", 100.0 * m)).unwrap_or_default();
-    format!("step {}/{total}: {} tokens, loss {:.4}, lr {:.3e}, grad norm {:.3}, {:.0} tokens/s{mfu}", row.step, row.tokens, row.loss, row.lr, row.grad_norm, row.tokens_per_second)
+    format!(
+        "step {}/{total}: {} tokens, loss {:.4}, lr {:.3e}, grad norm {:.3}, {:.0} tokens/s{mfu}",
+        row.step, row.tokens, row.loss, row.lr, row.grad_norm, row.tokens_per_second
+    )
 }
 
 /// Set by SIGUSR1 or SIGTERM ([`stop_on_signals`]): checkpoint after the
@@ -239,7 +269,8 @@ static STOP_REQUESTED: AtomicBool = AtomicBool::new(false);
 pub fn stop_on_signals() -> Result<(), String> {
     for signal in [signal_hook::consts::SIGUSR1, signal_hook::consts::SIGTERM] {
         // SAFETY: the handler only stores to an atomic (async-signal-safe).
-        unsafe { signal_hook::low_level::register(signal, || STOP_REQUESTED.store(true, Ordering::SeqCst)) }.map_err(|e| format!("signal handler: {e}"))?;
+        unsafe { signal_hook::low_level::register(signal, || STOP_REQUESTED.store(true, Ordering::SeqCst)) }
+            .map_err(|e| format!("signal handler: {e}"))?;
     }
     Ok(())
 }
@@ -268,7 +299,9 @@ pub fn run(job: &TrainJob, emit: &mut dyn FnMut(Event)) -> Result<(), String> {
     let val_set = held_out_set(job, "val", device)?;
     let train = Arc::new(TokenStream::open_split(&job.shards, "train").map_err(|e| e.to_string())?);
     let accum = job.batch_size / job.micro_batch;
-    let mut batches = Batches::new(train, job.micro_batch as usize, job.model.context as usize, Order::Random { seed: job.seed }).map_err(|e| format!("training split: {e}"))?;
+    let mut batches =
+        Batches::new(train, job.micro_batch as usize, job.model.context as usize, Order::Random { seed: job.seed })
+            .map_err(|e| format!("training split: {e}"))?;
     batches.skip_batches(start * accum);
     let incoming = prefetch(batches, 2 * accum as usize);
 
@@ -283,7 +316,13 @@ pub fn run(job: &TrainJob, emit: &mut dyn FnMut(Event)) -> Result<(), String> {
     );
 
     let peak = job.peak_flops.or_else(|| peak_flops(&device_name, bf16));
-    let mut rows = RowMaker { counts, flops_per_token: job.model.flops_per_token(&counts), peak, window_start: Instant::now(), window_tokens: 0 };
+    let mut rows = RowMaker {
+        counts,
+        flops_per_token: job.model.flops_per_token(&counts),
+        peak,
+        window_start: Instant::now(),
+        window_tokens: 0,
+    };
     let (run_start, mut trained_tokens) = (Instant::now(), 0u64);
     let mut last_checkpoint = Instant::now();
     let mut pending: Vec<Pending> = Vec::new();
@@ -291,7 +330,12 @@ pub fn run(job: &TrainJob, emit: &mut dyn FnMut(Event)) -> Result<(), String> {
     for step in start + 1..=total {
         tch::manual_seed(step_seed(job.seed, step));
         let micro: Vec<(Tensor, Tensor)> = (0..accum)
-            .map(|_| incoming.recv().map(|b| to_tensors(&b, job.micro_batch as i64, device)).map_err(|_| "the data loader stopped".to_string()))
+            .map(|_| {
+                incoming
+                    .recv()
+                    .map(|b| to_tensors(&b, job.micro_batch as i64, device))
+                    .map_err(|_| "the data loader stopped".to_string())
+            })
             .collect::<Result<_, _>>()?;
         let out = trainer.step(&model, &micro);
         rows.window_tokens += job.tokens_per_step();
@@ -313,7 +357,12 @@ pub fn run(job: &TrainJob, emit: &mut dyn FnMut(Event)) -> Result<(), String> {
         }
         if is_eval {
             val_loss = evaluate(&model, &val_set);
-            let row = EvalRow { step, tokens: trainer.tokens, val_loss, compute: Compute::at(&counts, trainer.tokens as f64) };
+            let row = EvalRow {
+                step,
+                tokens: trainer.tokens,
+                val_loss,
+                compute: Compute::at(&counts, trainer.tokens as f64),
+            };
             eprintln!("step {step}/{total}: {} tokens, val loss {val_loss:.4} (evaluation)", trainer.tokens);
             MetricLog::append(&mut metrics.evals, &row)?;
             emit(Event::Eval(row));
@@ -325,7 +374,9 @@ pub fn run(job: &TrainJob, emit: &mut dyn FnMut(Event)) -> Result<(), String> {
             last_checkpoint = Instant::now();
             emit(Event::Checkpoint { step });
             if stop {
-                eprintln!("stopping after the checkpoint of step {step}, as asked (a signal); the next run resumes here");
+                eprintln!(
+                    "stopping after the checkpoint of step {step}, as asked (a signal); the next run resumes here"
+                );
                 emit(Event::Suspended { step });
                 return Ok(());
             }
@@ -360,9 +411,17 @@ fn test_loss(job: &TrainJob, model: &Gpt, device: Device) -> Option<f64> {
 
 /// The artifact: final weights (safetensors, fp32, unpadded names as in the
 /// model), the run's [`TrainRecord`], and the metrics as JSONL and CSV.
-fn write_artifact(job: &TrainJob, vs: &nn::VarStore, counts: &ParamCounts, work: &Path, val_loss: f64, test_loss: Option<f64>) -> Result<(), String> {
+fn write_artifact(
+    job: &TrainJob,
+    vs: &nn::VarStore,
+    counts: &ParamCounts,
+    work: &Path,
+    val_loss: f64,
+    test_loss: Option<f64>,
+) -> Result<(), String> {
     let io = |p: &Path, e: std::io::Error| format!("{}: {e}", p.display());
-    let mut weights: Vec<(String, Tensor)> = vs.variables().into_iter().map(|(n, t)| (n, t.to_device(Device::Cpu).contiguous())).collect();
+    let mut weights: Vec<(String, Tensor)> =
+        vs.variables().into_iter().map(|(n, t)| (n, t.to_device(Device::Cpu).contiguous())).collect();
     weights.sort_by(|a, b| a.0.cmp(&b.0));
     Tensor::write_safetensors(&weights, job.out.join("model.safetensors")).map_err(|e| e.to_string())?;
     let record = TrainRecord {
@@ -378,7 +437,8 @@ fn write_artifact(job: &TrainJob, vs: &nn::VarStore, counts: &ParamCounts, work:
         test_loss,
     };
     let config_path = job.out.join(RECORD_FILE);
-    fs::write(&config_path, serde_json::to_vec_pretty(&record).map_err(|e| e.to_string())?).map_err(|e| io(&config_path, e))?;
+    fs::write(&config_path, serde_json::to_vec_pretty(&record).map_err(|e| e.to_string())?)
+        .map_err(|e| io(&config_path, e))?;
     let metrics_dir = job.out.join("metrics");
     fs::create_dir_all(&metrics_dir).map_err(|e| io(&metrics_dir, e))?;
     for (name, columns) in [("steps", STEP_COLUMNS), ("eval", EVAL_COLUMNS)] {
@@ -392,10 +452,29 @@ fn write_artifact(job: &TrainJob, vs: &nn::VarStore, counts: &ParamCounts, work:
 }
 
 /// CSV columns of the step rows, as paths into the JSON rows.
-const STEP_COLUMNS: &[&str] =
-    &["step", "tokens", "lr", "loss", "grad_norm", "compute.trainable", "compute.frozen_2_3", "compute.frozen_full", "compute.fastfood_free", "tokens_per_second", "mfu"];
+const STEP_COLUMNS: &[&str] = &[
+    "step",
+    "tokens",
+    "lr",
+    "loss",
+    "grad_norm",
+    "compute.trainable",
+    "compute.frozen_2_3",
+    "compute.frozen_full",
+    "compute.fastfood_free",
+    "tokens_per_second",
+    "mfu",
+];
 /// CSV columns of the evaluation rows.
-const EVAL_COLUMNS: &[&str] = &["step", "tokens", "val_loss", "compute.trainable", "compute.frozen_2_3", "compute.frozen_full", "compute.fastfood_free"];
+const EVAL_COLUMNS: &[&str] = &[
+    "step",
+    "tokens",
+    "val_loss",
+    "compute.trainable",
+    "compute.frozen_2_3",
+    "compute.frozen_full",
+    "compute.fastfood_free",
+];
 
 /// Flattens JSON lines into CSV (headers use `_` for nesting: `compute_trainable`).
 fn jsonl_to_csv(path: &Path, columns: &[&str]) -> std::io::Result<String> {
