@@ -226,11 +226,12 @@ pub fn submit(
                 _ => None,
             };
             args.extend(wrap(&exec_node_command(opts, &cache_dir, &plan.experiment.nodes[only].id.0, key.as_ref())));
-            let job = sbatch_when_accepted(&args)?;
+            let job = sbatch_when_accepted(&args).map_err(|e| for_node(e, &plan.experiment.nodes[only].id.0))?;
             job_of.insert(only, job.clone());
             out.push(Submitted { node: plan.experiment.nodes[only].id.0.clone(), job, adopted: false });
         } else {
-            let job = sbatch_when_accepted(&array_args(plan, opts, ws.cache, &cache_dir, &group, args))?;
+            let array = array_args(plan, opts, ws.cache, &cache_dir, &group, args);
+            let job = sbatch_when_accepted(&array).map_err(|e| for_node(e, &plan.experiment.nodes[group[0]].decl))?;
             for (task, &m) in group.iter().enumerate() {
                 let task_job = format!("{job}_{task}");
                 job_of.insert(m, task_job.clone());
@@ -244,6 +245,17 @@ pub fn submit(
         write_ledger(ws.cache, experiment, &ledger)?;
     }
     Ok(out)
+}
+
+/// Names the node whose submission failed (what was submitted before it
+/// is recorded; a later `run --detach` adopts it and goes on).
+fn for_node(e: SlurmError, node: &str) -> SlurmError {
+    match e {
+        SlurmError::Command { program, message } => {
+            SlurmError::Command { program, message: format!("{message} (submitting `{node}`)") }
+        }
+        other => other,
+    }
 }
 
 /// How often a submission refused by a queue limit is tried again.
