@@ -42,6 +42,11 @@ fn jobs_named(dir: &Path, name: &str) -> Vec<String> {
         .collect()
 }
 
+/// Distinct jobs among `ids`, an array's tasks (`12_0`, `12_[1-2]`) counting once.
+fn distinct_jobs(ids: &[String]) -> usize {
+    ids.iter().map(|id| id.split('_').next().unwrap_or(id)).collect::<std::collections::BTreeSet<_>>().len()
+}
+
 const DAG: &str = "
 nodes:
   a: {kind: command, cmd: 'echo a >> runs.log; echo A > $OUT/a'}
@@ -231,7 +236,7 @@ fn slurm_two_detached_submissions_at_once_submit_each_node_once() {
         "{outputs:?}"
     );
     for name in ["a", "s", "z"] {
-        assert_eq!(jobs_named(p.path(), name).len(), 1, "one job for {name}: {outputs:?}");
+        assert_eq!(distinct_jobs(&jobs_named(p.path(), name)), 1, "one job for {name}: {outputs:?}");
     }
     status_until(&p, "the DAG finishing", |s| s.contains("all 5 node(s) fresh"));
     assert_eq!(p.runs(), ["a", "s1", "s2", "s3", "z"]);
@@ -316,4 +321,24 @@ fn slurm_a_training_job_warned_of_its_time_limit_requeues_itself_and_resumes_exa
         let out = Command::new("scancel").args(["--batch", "--signal=USR1", job]).output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     });
+}
+
+#[test]
+fn slurm_an_attached_run_adopts_the_jobs_of_a_detached_submission() {
+    slurm();
+    let p = Project::new(SWEEP_DAG);
+    let detached = p.sm(&["run", "--backend", "slurm", "--detach"]);
+    assert_eq!(detached.code, 0, "{}", detached.stderr);
+    let attached = p.sm(&["run", "--backend", "slurm"]);
+    assert_eq!(attached.code, 0, "{}", attached.stderr);
+    assert!(!attached.stderr.contains("submitted as Slurm job"), "nothing is submitted twice:\n{}", attached.stderr);
+    assert!(
+        attached.stderr.contains("(submitted earlier) is still queued or running; waiting for it"),
+        "{}",
+        attached.stderr
+    );
+    assert_eq!(p.runs(), ["a", "s1", "s2", "s3", "z"]);
+    for name in ["a", "s", "z"] {
+        assert_eq!(distinct_jobs(&jobs_named(p.path(), name)), 1, "one job for {name}");
+    }
 }
