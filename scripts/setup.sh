@@ -15,6 +15,7 @@ cd "$(dirname "$0")/.."
 
 TORCH_VERSION=2.11.0
 TOKENIZERS_VERSION=0.23.3
+TENSORBOARD_VERSION=2.21.0
 PYTHON=${PYTHON:-python3}
 CACHE_ROOT=${SCALEMAKE_VENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/scalemake}
 VENV=$CACHE_ROOT/venv-torch-$TORCH_VERSION
@@ -45,6 +46,12 @@ fi
 if ! "$VENV/bin/python" -c 'import tokenizers' >/dev/null 2>&1; then
   say "installing tokenizers==$TOKENIZERS_VERSION into the venv"
   "$VENV/bin/pip" install --quiet "tokenizers==$TOKENIZERS_VERSION"
+fi
+
+# Python `tensorboard`: its own reader checks our event files in the tests.
+if ! "$VENV/bin/python" -c 'import tensorboard' >/dev/null 2>&1; then
+  say "installing tensorboard==$TENSORBOARD_VERSION into the venv"
+  "$VENV/bin/pip" install --quiet "tensorboard==$TENSORBOARD_VERSION"
 fi
 
 # nvcc from PyPI, only when asked (SCALEMAKE_CUDA_BUILD=1): with it the

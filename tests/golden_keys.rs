@@ -36,7 +36,7 @@ nodes:
 const PINNED: &[(&str, &str)] = &[
     ("data", "e3cedb1ac6566d16f70af06e73c5bb93c131773bc86014f1aa2bf50cd6c0f0e6"),
     ("sweep[lr=0.01]", "b9173be2ef51b46e3740ca3e6d675e2c2aaee04f8ad0e3f80280b1e6b2378c7c"),
-    ("train", "3cacfb9e770a92a3ecae83214a53666aff50f6ea9bde004a232ca5f9bd81754b"),
+    ("train", "a74aa453af010a02130cdff412a696609822aef82d588be5f851da6daf9dd5bd"),
 ];
 
 #[test]

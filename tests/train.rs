@@ -210,3 +210,72 @@ fn a_sweep_over_variants_trains_each_with_its_accounting() {
         assert!(show.contains("metric  test_loss = "), "{id}: evaluated on the test split\n{show}");
     }
 }
+
+/// TensorBoard's own reader, on a directory of event files: `{tag: [[step, value], …]}`.
+fn tensorboard_scalars(dir: &std::path::Path) -> serde_json::Value {
+    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    let script = "import json, sys\n\
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator\n\
+acc = EventAccumulator(sys.argv[1]); acc.Reload()\n\
+print(json.dumps({t: [[e.step, e.value] for e in acc.Scalars(t)] for t in acc.Tags()['scalars']}))";
+    let out = std::process::Command::new(&python).args(["-c", script]).arg(dir).output().expect("the venv's python");
+    assert!(
+        out.status.success(),
+        "TensorBoard's reader failed (scripts/setup.sh installs tensorboard): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn tensorboard_reads_the_runs_scalars_from_the_artifact() {
+    let p = project();
+    let run = p.sm(&["run"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let out = artifact(&p);
+    let scalars = tensorboard_scalars(&out.join("tensorboard"));
+    let steps = curve(&out.join("metrics/steps.jsonl"));
+    let loss = scalars["train/loss"].as_array().unwrap();
+    assert_eq!(loss.len(), steps.len(), "one point per step");
+    for (point, row) in loss.iter().zip(&steps) {
+        assert_eq!(point[0], row["step"]);
+        let (tb, ours) = (point[1].as_f64().unwrap(), row["loss"].as_f64().unwrap());
+        assert!((tb - ours).abs() <= 1e-6 * ours.abs(), "loss at step {}: {tb} vs {ours}", row["step"]);
+    }
+    let val: Vec<u64> = scalars["val/loss"].as_array().unwrap().iter().map(|p| p[0].as_u64().unwrap()).collect();
+    assert_eq!(val, [1, 2, 5, 12, 26, 60]);
+    for tag in ["train/lr", "train/grad_norm", "train/tokens_per_second"] {
+        assert_eq!(scalars[tag].as_array().map(Vec::len), Some(steps.len()), "{tag}");
+    }
+}
+
+#[test]
+fn tensorboard_sees_a_run_while_it_trains() {
+    // 600 steps: long enough to be read mid-run.
+    let p = common::training_project(&STUDY.replace("max_tokens: 15360", "max_tokens: 153600"));
+    assert_eq!(p.sm(&["run", "shards"]).code, 0);
+    let mut child = p.spawn(&["run"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let live = loop {
+        let dir = std::fs::read_dir(p.path().join("cache/work"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path().join("tensorboard"))
+            .find(|d| d.is_dir());
+        if let Some(dir) = dir {
+            let scalars = tensorboard_scalars(&dir);
+            if scalars["train/loss"].as_array().is_some_and(|points| !points.is_empty()) {
+                break scalars;
+            }
+        }
+        assert!(Instant::now() < deadline, "no live scalars appeared");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it was seen live");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let first = &live["train/loss"][0];
+    assert_eq!(first[0], 1, "the first step");
+    assert!((first[1].as_f64().unwrap() - 400f64.ln()).abs() < 0.2, "{first}");
+}

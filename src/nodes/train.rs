@@ -11,6 +11,7 @@
 //! Budgets are in tokens, like the paper's (409.6M warmup, 32G max).
 
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -20,7 +21,9 @@ use super::{NodeCtx, NodeError, NodeKind, Progress, Resources, WorkEstimate};
 use crate::data::shard::ShardsMeta;
 use crate::process::spawn_group;
 use crate::spec::{Field, FieldType, Schema, Value};
-use crate::train::job::{Event, OptimSpec, Precision, TrainJob};
+use crate::train::job::{EvalRow, Event, OptimSpec, Precision, StepRow, TrainJob};
+use crate::train::record::{EVAL_FILE, STEPS_FILE, TENSORBOARD_DIR};
+use crate::train::tfevents::EventWriter;
 use crate::train::{Compute, Head, ModelShape, ParamCounts, Variant, PRESET_NAMES, VARIANT_NAMES};
 use crate::units::thousands;
 
@@ -233,8 +236,9 @@ impl NodeKind for Train {
     /// 2: the artifact's `config.json` is a typed `TrainRecord` (optimiser,
     /// final validation and test losses), and compute is counted with
     /// FastFood diagonals, not every structured parameter, as free.
+    /// 3: the artifact holds TensorBoard event files (`tensorboard/`).
     fn version(&self) -> u32 {
-        2
+        3
     }
 
     fn schema(&self) -> &Schema {
@@ -311,6 +315,8 @@ impl NodeKind for Train {
         let mut outcome = Outcome::default();
         let mut last_val = String::new();
         let mut asked_to_stop = false;
+        // Live scalars for `tensorboard --logdir cache/work` while it trains.
+        let mut live = Scalars::open(&ctx.work_dir().join(TENSORBOARD_DIR));
         loop {
             if crate::process::suspend_requested() && !asked_to_stop {
                 // The worker checkpoints after its current step and exits; keep reading its events until then.
@@ -344,6 +350,7 @@ impl NodeKind for Train {
                     ctx.progress(Progress::Position { done: resumed_from, total: total_steps });
                 }
                 Event::Step(row) => {
+                    live.step(&row);
                     outcome.tokens = row.tokens;
                     ctx.progress(Progress::Position { done: row.step, total: outcome.total_steps });
                     let mfu = row.mfu.map(|m| format!(" · MFU {:.0}%", 100.0 * m)).unwrap_or_default();
@@ -353,6 +360,7 @@ impl NodeKind for Train {
                     )));
                 }
                 Event::Eval(row) => {
+                    live.eval(&row);
                     outcome.val_loss = Some(row.val_loss);
                     last_val = format!(" · val {:.3}", row.val_loss);
                 }
@@ -375,8 +383,75 @@ impl NodeKind for Train {
             let why = outcome.failure.unwrap_or_else(|| format!("the worker ended ({status}) before finishing"));
             return Err(NodeError::Failed(format!("training failed: {why} (more in `scalemake log {}`)", ctx.id())));
         }
+        write_tensorboard(ctx.out_dir()).map_err(NodeError::Failed)?;
         report(ctx, &job, &outcome);
         Ok(())
+    }
+}
+
+/// Scalars for TensorBoard: training loss, learning rate, gradient norm,
+/// throughput and validation loss, by optimiser step. A writer that cannot
+/// be created (a full disk) only costs the live view, never the run.
+struct Scalars(Option<EventWriter>);
+
+impl Scalars {
+    fn open(dir: &Path) -> Self {
+        Scalars(EventWriter::create(dir, unix_time()).ok())
+    }
+
+    fn step(&mut self, row: &StepRow) {
+        if let Some(w) = &mut self.0 {
+            let now = unix_time();
+            let ok = [
+                ("train/loss", row.loss),
+                ("train/lr", row.lr),
+                ("train/grad_norm", row.grad_norm),
+                ("train/tokens_per_second", row.tokens_per_second),
+            ]
+            .into_iter()
+            .all(|(tag, value)| w.scalar(tag, row.step, value, now).is_ok());
+            if !ok || w.flush().is_err() {
+                self.0 = None;
+            }
+        }
+    }
+
+    fn eval(&mut self, row: &EvalRow) {
+        if let Some(w) = &mut self.0 {
+            if w.scalar("val/loss", row.step, row.val_loss, unix_time()).and_then(|()| w.flush()).is_err() {
+                self.0 = None;
+            }
+        }
+    }
+}
+
+fn unix_time() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// The artifact's event file, written from its metrics files once the run
+/// is complete, so it holds each step once even after resumptions.
+fn write_tensorboard(out: &Path) -> Result<(), String> {
+    let rows = |file: &str| -> Result<Vec<String>, String> {
+        let path = out.join(file);
+        Ok(std::fs::read_to_string(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))?
+            .lines()
+            .map(String::from)
+            .collect())
+    };
+    let mut scalars = Scalars(Some(
+        EventWriter::create(&out.join(TENSORBOARD_DIR), unix_time()).map_err(|e| format!("tensorboard: {e}"))?,
+    ));
+    for line in rows(STEPS_FILE)? {
+        scalars.step(&serde_json::from_str(&line).map_err(|e| format!("{STEPS_FILE}: {e}"))?);
+    }
+    for line in rows(EVAL_FILE)? {
+        scalars.eval(&serde_json::from_str(&line).map_err(|e| format!("{EVAL_FILE}: {e}"))?);
+    }
+    match scalars.0 {
+        Some(_) => Ok(()),
+        None => Err("tensorboard: could not write the event file".into()),
     }
 }
 

@@ -8,6 +8,7 @@
 
 pub mod job;
 pub mod record;
+pub mod tfevents;
 
 use serde::{Deserialize, Serialize};
 

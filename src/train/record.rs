@@ -13,6 +13,11 @@ use super::{ModelShape, ParamCounts, Variant};
 pub const RECORD_FILE: &str = "config.json";
 /// The evaluations of a `train` artifact, one [`super::job::EvalRow`] per line.
 pub const EVAL_FILE: &str = "metrics/eval.jsonl";
+/// The optimiser steps of a `train` artifact, one [`super::job::StepRow`] per line.
+pub const STEPS_FILE: &str = "metrics/steps.jsonl";
+/// The TensorBoard event file's directory in a `train` artifact (and, while
+/// it trains, in its work directory).
+pub const TENSORBOARD_DIR: &str = "tensorboard";
 
 /// A finished run: its model, how it was trained, and where it ended.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
