@@ -40,17 +40,7 @@ fn write_run(
         })
         .collect();
     let last = evals.last().unwrap();
-    let optim = OptimSpec {
-        lr: 1e-3,
-        beta1: 0.9,
-        beta2: 0.95,
-        eps: 1e-8,
-        weight_decay: 0.0,
-        clip: 1.0,
-        warmup_tokens: 0.0,
-        decay_tokens: last.tokens as f64,
-        final_lr_fraction: 0.1,
-    };
+    let optim = OptimSpec { decay_tokens: last.tokens as f64, final_lr_fraction: 0.1, ..OptimSpec::constant(1e-3) };
     let record = TrainRecord {
         model,
         precision: Precision::Fp32,

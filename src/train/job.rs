@@ -46,6 +46,25 @@ pub struct OptimSpec {
     pub final_lr_fraction: f64,
 }
 
+impl OptimSpec {
+    /// Adam at a constant `lr` (β 0.9/0.95, ε 1e-8, clip 1, no weight decay,
+    /// no warmup, floor = peak): what benchmarks and reference checks step
+    /// with, where the schedule is not what is measured.
+    pub fn constant(lr: f64) -> Self {
+        OptimSpec {
+            lr,
+            beta1: 0.9,
+            beta2: 0.95,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            clip: 1.0,
+            warmup_tokens: 0.0,
+            decay_tokens: 1.0,
+            final_lr_fraction: 1.0,
+        }
+    }
+}
+
 /// Everything the worker needs to train one model.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainJob {

@@ -32,17 +32,7 @@ pub fn reference_case(dir: &Path, preset: &str, vocab: i64) -> Result<(), String
     let (x, y) = (data.narrow(1, 0, shape.context), data.narrow(1, 1, shape.context));
     let logits = tch::no_grad(|| model.forward_t(&x, false));
     // A constant learning rate: no warmup, floor = peak.
-    let optim = OptimSpec {
-        lr: 1e-3,
-        beta1: 0.9,
-        beta2: 0.95,
-        eps: 1e-8,
-        weight_decay: 0.0,
-        clip: 1.0,
-        warmup_tokens: 0.0,
-        decay_tokens: 1.0,
-        final_lr_fraction: 1.0,
-    };
+    let optim = OptimSpec::constant(1e-3);
     let mut trainer = Trainer::new(&vs, &optim);
     let batch = [(x.copy(), y.copy())];
     let losses: Vec<f64> = (0..CASE_STEPS).map(|_| trainer.step(&model, &batch).loss.double_value(&[])).collect();
@@ -137,17 +127,7 @@ pub fn bench(spec: &BenchSpec) -> Result<serde_json::Value, String> {
     tch::manual_seed(0);
     let vs = nn::VarStore::new(device);
     let model = Gpt::new(&vs.root(), &shape, if spec.bf16 { Kind::BFloat16 } else { Kind::Float });
-    let optim = OptimSpec {
-        lr: 1e-4,
-        beta1: 0.9,
-        beta2: 0.95,
-        eps: 1e-8,
-        weight_decay: 0.0,
-        clip: 1.0,
-        warmup_tokens: 0.0,
-        decay_tokens: 1.0,
-        final_lr_fraction: 1.0,
-    };
+    let optim = OptimSpec::constant(1e-4);
     let mut trainer = Trainer::new(&vs, &optim);
     let data = Tensor::randint(spec.vocab, [spec.micro_batch, shape.context + 1], (Kind::Int64, device));
     let micro: Vec<(Tensor, Tensor)> = (0..spec.batch / spec.micro_batch.max(1))
@@ -243,17 +223,7 @@ pub fn bench_optimizer(preset: &str, vocab: i64, device_spec: &str, steps: usize
         let x = Tensor::randint(vocab, [1, 8], (Kind::Int64, device));
         (vs, model, x)
     };
-    let optim = OptimSpec {
-        lr: 1e-4,
-        beta1: 0.9,
-        beta2: 0.95,
-        eps: 1e-8,
-        weight_decay: 0.0,
-        clip: 1.0,
-        warmup_tokens: 0.0,
-        decay_tokens: 1.0,
-        final_lr_fraction: 1.0,
-    };
+    let optim = OptimSpec::constant(1e-4);
 
     let (vs, model, x) = prepare();
     let mut flat = scalemake_torch::train::flat::FlatParams::new(&vs);

@@ -301,17 +301,7 @@ mod tests {
     }
 
     fn optim() -> OptimSpec {
-        OptimSpec {
-            lr: 3e-3,
-            beta1: 0.9,
-            beta2: 0.95,
-            eps: 1e-8,
-            weight_decay: 0.0,
-            clip: 1.0,
-            warmup_tokens: 0.0,
-            decay_tokens: 1.0,
-            final_lr_fraction: 1.0,
-        }
+        OptimSpec::constant(3e-3)
     }
 
     #[test]

@@ -152,18 +152,9 @@ mod tests {
     use scalemake::train::ModelShape;
     use tch::Device;
 
+    /// Four steps of warmup, then a slow cosine: the schedule is exercised.
     fn optim(lr: f64) -> OptimSpec {
-        OptimSpec {
-            lr,
-            beta1: 0.9,
-            beta2: 0.95,
-            eps: 1e-8,
-            weight_decay: 0.0,
-            clip: 1.0,
-            warmup_tokens: 4.0 * 64.0,
-            decay_tokens: 1e9,
-            final_lr_fraction: 0.1,
-        }
+        OptimSpec { warmup_tokens: 4.0 * 64.0, decay_tokens: 1e9, final_lr_fraction: 0.1, ..OptimSpec::constant(lr) }
     }
 
     #[test]
