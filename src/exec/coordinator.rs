@@ -152,7 +152,7 @@ pub(super) struct RemoteRun {
 impl<'a> RunState<'a> {
     /// A run of `opts.targets`, nothing decided yet.
     pub(super) fn new(plan: &'a Plan, ws: &Workspace<'a>, opts: &RunOptions) -> Result<Self, ExecError> {
-        let selected = plan.select(&opts.targets).map_err(ExecError::Target)?;
+        let selected = super::selection(plan, &opts.targets)?;
         let n = plan.len();
         Ok(RunState {
             plan,

@@ -11,7 +11,7 @@ use std::thread::Scope;
 use std::time::Instant;
 
 use super::build::lock_key;
-use super::{survey, ExecError, Freshness, Message, Workspace, CANCELLED};
+use super::{selection, survey, ExecError, Freshness, Message, Workspace, CANCELLED};
 use crate::cache::remote::{Remote, Transfer};
 use crate::cache::Cache;
 use crate::graph::Plan;
@@ -129,7 +129,7 @@ pub fn push(
     remote: &Remote,
     targets: &[String],
 ) -> Result<Vec<(String, Pushed)>, ExecError> {
-    let selected = plan.select(targets).map_err(ExecError::Target)?;
+    let selected = selection(plan, targets)?;
     let on_remote = remote.keys()?;
     let survey = survey(plan, ws);
     let (tx, _rx) = mpsc::channel();
@@ -174,7 +174,7 @@ pub fn pull(
     remote: &Remote,
     targets: &[String],
 ) -> Result<Vec<(String, Pulled)>, ExecError> {
-    let selected = plan.select(targets).map_err(ExecError::Target)?;
+    let selected = selection(plan, targets)?;
     let on_remote = remote.keys()?;
     let (tx, _rx) = mpsc::channel();
     let mut decided: std::collections::BTreeMap<usize, Pulled> = std::collections::BTreeMap::new();

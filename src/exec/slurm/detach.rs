@@ -169,9 +169,13 @@ pub fn submit(
         .copied()
         .filter(|i| selected.contains(i) && !matches!(freshness[*i], Freshness::Fresh { .. }))
         .collect();
-    if let Some(&i) = to_build.iter().find(|&&i| matches!(freshness[i], Freshness::Broken { .. })) {
-        let Freshness::Broken { message } = &freshness[i] else { unreachable!("just matched") };
-        return Err(SlurmError::Unbuildable { node: plan.experiment.nodes[i].id.0.clone(), message: message.clone() });
+    for &i in &to_build {
+        if let Freshness::Broken { message } = &freshness[i] {
+            return Err(SlurmError::Unbuildable {
+                node: plan.experiment.nodes[i].id.0.clone(),
+                message: message.clone(),
+            });
+        }
     }
     let mut ledger = read_ledger(ws.cache, experiment);
     let recorded: Vec<String> =
@@ -210,12 +214,18 @@ pub fn submit(
             group.iter().flat_map(|&m| plan.inputs_of(m)).filter_map(|p| job_of.get(&p).map(String::as_str)).collect();
         after.sort_unstable();
         after.dedup();
-        let mut args = job_flags(
-            &plan.experiment.nodes[group[0]],
-            opts,
-            &root,
-            &job_output(ws.cache, experiment, &plan.experiment.nodes[group[0]].id.0),
-        );
+        let first = &plan.experiment.nodes[group[0]];
+        // A single node's job is named for it; an array for its declaration,
+        // with one output file per task.
+        let (name, output) = match group[..] {
+            [_] => (first.id.0.as_str(), job_output(ws.cache, experiment, &first.id.0)),
+            _ => (
+                first.decl.as_str(),
+                job_output(ws.cache, experiment, &first.decl)
+                    .with_file_name(format!("{}.array-%A_%a.slurm.out", first.decl)),
+            ),
+        };
+        let mut args = job_flags(first, name, opts, &root, &output);
         if !after.is_empty() {
             args.push(format!("--dependency=afterok:{}", after.join(":")));
             args.push("--kill-on-invalid-dep=yes".into());
@@ -230,8 +240,8 @@ pub fn submit(
             job_of.insert(only, job.clone());
             out.push(Submitted { node: plan.experiment.nodes[only].id.0.clone(), job, adopted: false });
         } else {
-            let array = array_args(plan, opts, ws.cache, &cache_dir, &group, args);
-            let job = sbatch_when_accepted(&array).map_err(|e| for_node(e, &plan.experiment.nodes[group[0]].decl))?;
+            array_args(plan, opts, &cache_dir, &group, &mut args);
+            let job = sbatch_when_accepted(&args).map_err(|e| for_node(e, &first.decl))?;
             for (task, &m) in group.iter().enumerate() {
                 let task_job = format!("{job}_{task}");
                 job_of.insert(m, task_job.clone());
@@ -285,11 +295,8 @@ fn groups(plan: &Plan, opts: &SlurmOptions, nodes: &[usize]) -> Vec<Vec<usize>> 
         if node.matrix.is_empty() {
             continue;
         }
-        // The options without the per-node name and output.
-        let flags = job_flags(node, opts, Path::new(""), Path::new(""))
-            .into_iter()
-            .filter(|f| !f.starts_with("--job-name="))
-            .collect();
+        // The options with the per-node name and output left blank.
+        let flags = job_flags(node, "", opts, Path::new(""), Path::new(""));
         by_shape.entry((node.decl.clone(), flags)).or_default().push(i);
     }
     let mut grouped: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
@@ -314,24 +321,7 @@ fn groups(plan: &Plan, opts: &SlurmOptions, nodes: &[usize]) -> Vec<Vec<usize>> 
 
 /// One array job for `group`: task k builds `group[k]`, picked by
 /// `$SLURM_ARRAY_TASK_ID` in a POSIX `case` (sbatch's `--wrap` runs `sh`).
-fn array_args(
-    plan: &Plan,
-    opts: &SlurmOptions,
-    cache: &Cache,
-    cache_dir: &Path,
-    group: &[usize],
-    mut args: Vec<String>,
-) -> Vec<String> {
-    let first = &plan.experiment.nodes[group[0]];
-    let output = job_output(cache, &plan.experiment.name, &first.decl)
-        .with_file_name(format!("{}.array-%A_%a.slurm.out", first.decl));
-    for arg in &mut args {
-        if arg.starts_with("--job-name=") {
-            *arg = format!("--job-name={}", first.decl);
-        } else if arg.starts_with("--output=") {
-            *arg = format!("--output={}", output.display());
-        }
-    }
+fn array_args(plan: &Plan, opts: &SlurmOptions, cache_dir: &Path, group: &[usize], args: &mut Vec<String>) {
     let limit = opts.array_limit.map(|n| format!("%{n}")).unwrap_or_default();
     args.push(format!("--array=0-{}{limit}", group.len() - 1));
     let cases: Vec<String> = group
@@ -339,12 +329,14 @@ fn array_args(
         .enumerate()
         .map(|(task, &m)| format!("{task}) node={};;", super::quote(&plan.experiment.nodes[m].id.0)))
         .collect();
-    let command = exec_node_command(opts, cache_dir, "NODE", None);
-    let command: Vec<String> =
-        command.iter().map(|a| if a == "NODE" { "\"$node\"".to_string() } else { super::quote(a) }).collect();
+    // Everything quoted but the node, the shell variable the `case` set (the
+    // last argument when no key is given).
+    let mut command: Vec<String> =
+        exec_node_command(opts, cache_dir, "", None).iter().map(|a| super::quote(a)).collect();
+    command.pop();
+    command.push("\"$node\"".into());
     args.push("--wrap".into());
     args.push(format!("case $SLURM_ARRAY_TASK_ID in {} *) exit 2;; esac; exec {}", cases.join(" "), command.join(" ")));
-    args
 }
 
 #[cfg(test)]
@@ -378,10 +370,10 @@ mod tests {
             file: "/p/e.yaml".into(),
             ..Default::default()
         };
-        let dir = tempfile::tempdir().unwrap();
-        let cache = Cache::open(dir.path()).unwrap();
-        let flags = job_flags(&p.experiment.nodes[0], &opts, Path::new("/p"), Path::new("/o"));
-        let args = array_args(&p, &opts, &cache, Path::new("/c"), &[0, 1], flags);
+        // Named for the declaration, as `submit` names an array.
+        let first = &p.experiment.nodes[0];
+        let mut args = job_flags(first, &first.decl, &opts, Path::new("/p"), Path::new("/o"));
+        array_args(&p, &opts, Path::new("/c"), &[0, 1], &mut args);
         assert!(args.contains(&"--array=0-1%1".to_string()) && args.contains(&"--job-name=s".to_string()), "{args:?}");
         let script = args.last().unwrap();
         assert!(script.starts_with("case $SLURM_ARRAY_TASK_ID in 0) node='s[x=1]';; 1) node='s[x=2]';; *) exit 2;; esac; exec '/bin/scalemake'"), "{script}");

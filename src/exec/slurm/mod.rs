@@ -229,10 +229,10 @@ pub fn job_output(cache: &Cache, experiment: &str, node: &str) -> PathBuf {
 /// directories, resources and settings, `--requeue` (a preempted job runs
 /// again; a training job resumes from its checkpoint) and, for nodes that
 /// resume, the time-limit warning.
-pub fn job_flags(node: &NodeSpec, opts: &SlurmOptions, root: &Path, output: &Path) -> Vec<String> {
+pub fn job_flags(node: &NodeSpec, name: &str, opts: &SlurmOptions, root: &Path, output: &Path) -> Vec<String> {
     let mut args = vec![
         "--parsable".to_string(),
-        format!("--job-name={}", node.id),
+        format!("--job-name={name}"),
         format!("--chdir={}", root.display()),
         format!("--output={}", output.display()),
         format!("--cpus-per-task={}", node.resources.cpu.max(1)),
@@ -293,7 +293,7 @@ pub fn sbatch_args(
     cache: &Path,
     output: &Path,
 ) -> Vec<String> {
-    let mut args = job_flags(node, opts, root, output);
+    let mut args = job_flags(node, &node.id.0, opts, root, output);
     args.extend(wrap(&exec_node_command(opts, cache, &node.id.0, Some(key))));
     args
 }
@@ -674,7 +674,7 @@ mod tests {
         )]);
         let jobs = JobSettings { time: Some("1:00:00".into()), partition: Some("p".into()), ..Default::default() };
         let opts = SlurmOptions { jobs, kinds, signal_grace: 90, ..Default::default() };
-        let auto = job_flags(&exp.nodes[0], &opts, Path::new("/p"), Path::new("/p/o"));
+        let auto = job_flags(&exp.nodes[0], "t", &opts, Path::new("/p"), Path::new("/p/o"));
         assert!(
             auto.contains(&"--signal=B:USR1@90".to_string()) && auto.contains(&"--requeue".to_string()),
             "{auto:?}"
@@ -684,7 +684,7 @@ mod tests {
             auto.contains(&"--time=2-00:00:00".to_string()) && auto.contains(&"--partition=p".to_string()),
             "per-kind over every job: {auto:?}"
         );
-        let cuda = job_flags(&exp.nodes[1], &opts, Path::new("/p"), Path::new("/p/o"));
+        let cuda = job_flags(&exp.nodes[1], "g", &opts, Path::new("/p"), Path::new("/p/o"));
         assert!(cuda.contains(&"--gres=gpu:1".to_string()), "{cuda:?}");
     }
 
