@@ -108,5 +108,37 @@ pub fn plan(env: &Env, args: &[String], throughput: &Throughput) -> Result<ExitC
     for note in notes {
         println!("note: {note}");
     }
+    isoflop_grid(&plan, &rows, throughput);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The instances of `isoflop:` sweeps by budget: the shape each size got,
+/// its N and D, and how close 6·N·D comes to the budget.
+fn isoflop_grid(plan: &scalemake::graph::Plan, rows: &[(usize, &WorkEstimate)], throughput: &Throughput) {
+    let mut grid: Vec<(&scalemake::spec::IsoflopPoint, usize, &WorkEstimate)> =
+        rows.iter().filter_map(|&(i, e)| plan.experiment.nodes[i].isoflop.as_ref().map(|p| (p, i, e))).collect();
+    if grid.is_empty() {
+        return;
+    }
+    grid.sort_by(|a, b| a.0.budget.total_cmp(&b.0.budget).then(a.1.cmp(&b.1)));
+    let width = grid.iter().map(|(_, i, _)| plan.experiment.nodes[*i].id.0.len()).max().unwrap_or(4).max(4);
+    println!();
+    println!("isoFLOP grid: C = 6·N·D per budget (N trainable non-embedding, D = max_tokens):");
+    println!(
+        "{:>9}  {:<width$}  {:>16} {:>9} {:>9} {:>7} {:>9} {:>9}",
+        "budget", "node", "shape L×d (heads)", "N", "D", "6ND/C", "FLOP", "GPU time"
+    );
+    for (p, i, e) in grid {
+        let shape = format!("{}×{} ({})", p.n_layer, p.d_model, p.n_head);
+        println!(
+            "{:>9.2e}  {:<width$}  {shape:>16} {:>9} {:>9} {:>7.4} {:>9.2e} {:>9}",
+            p.budget,
+            plan.experiment.nodes[i].id.0,
+            si(p.trainable as f64),
+            si(p.tokens as f64),
+            p.budget_ratio(),
+            e.flops,
+            throughput.gpu_hours(e.flops, e.bf16).map_or("–".into(), duration)
+        );
+    }
 }

@@ -98,6 +98,28 @@ pub trait NodeKind: Send + Sync {
         None
     }
 
+    /// What compute C = 6·N·D is counted in for the model `params`
+    /// describe: N as the fit counts it, and the tokens of one optimiser
+    /// step (D comes in whole steps). An `isoflop:` sweep sizes its
+    /// instances with it; `None` for kinds that train nothing (they cannot
+    /// be swept that way). Needs no `max_tokens`: the sweep sets it.
+    fn compute_basis(&self, _params: &Value) -> Option<ComputeBasis> {
+        None
+    }
+
+    /// What a node declared with `from: <source>` inherits: its params are
+    /// these, written over by its own keys. `Err` says why nodes of this
+    /// kind cannot be continued (the default).
+    fn branch_base(&self, _source: &Value) -> Result<Value, String> {
+        Err(format!("`{}` nodes cannot be continued with `from:`", self.name()))
+    }
+
+    /// Why a branch's params cannot continue its source's, checked when the
+    /// file loads; a wrong `Ok` is caught only when the branch runs.
+    fn check_branch(&self, _params: &Value, _source: &Value) -> Result<(), BranchRefusal> {
+        Ok(())
+    }
+
     /// Builds the artifact into `ctx.out_dir()`.
     fn run(&self, ctx: &mut NodeCtx<'_>) -> Result<(), NodeError>;
 }
@@ -115,6 +137,26 @@ pub struct WorkEstimate {
     pub bf16: bool,
     /// Assumptions worth saying (e.g. a vocabulary taken as the paper's).
     pub note: Option<String>,
+}
+
+/// The units of a training node's compute C = 6·N·D.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ComputeBasis {
+    /// N: trainable non-embedding parameters (the paper's and the fit's).
+    pub trainable: i64,
+    /// Tokens of one optimiser step (batch × context): D is a multiple of it.
+    pub tokens_per_step: u64,
+}
+
+/// Why a branch (`from:`) cannot continue its source, for a spanned error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BranchRefusal {
+    /// The dotted param to point at (at `from:` when the branch inherited it).
+    pub param: String,
+    /// What is wrong.
+    pub message: String,
+    /// What to do about it.
+    pub hint: String,
 }
 
 /// Why a node failed.

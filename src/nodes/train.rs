@@ -17,15 +17,40 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use super::shards::META_FILE;
-use super::{NodeCtx, NodeError, NodeKind, Progress, Resources, WorkEstimate};
+use super::{BranchRefusal, ComputeBasis, NodeCtx, NodeError, NodeKind, Progress, Resources, WorkEstimate};
 use crate::data::shard::ShardsMeta;
 use crate::process::spawn_group;
 use crate::spec::{Field, FieldType, Schema, Value};
-use crate::train::job::{EvalRow, Event, OptimSpec, Precision, StepRow, TrainJob};
+use crate::train::job::{
+    kept_checkpoint, BranchFrom, DecayShape, EvalRow, Event, OptimSpec, Precision, StepRow, TrainJob, Wsd,
+    DECAY_SHAPE_NAMES,
+};
 use crate::train::record::{EVAL_FILE, STEPS_FILE, TENSORBOARD_DIR};
 use crate::train::tfevents::EventWriter;
 use crate::train::{Compute, Head, ModelShape, ParamCounts, Variant, PRESET_NAMES, VARIANT_NAMES};
 use crate::units::thousands;
+
+/// `optim.schedule`: the paper's cosine, or warmup–stable–decay.
+const SCHEDULES: &[&str] = &["cosine", "wsd"];
+/// Params a cooldown branch must share with its source: they shape the
+/// model, the data it sees and the rate up to the branch point.
+const CONTINUED: &[&str] = &[
+    "model",
+    "variant",
+    "context",
+    "dropout",
+    "batch_size",
+    "seed",
+    "precision",
+    "optim.lr",
+    "optim.beta1",
+    "optim.beta2",
+    "optim.eps",
+    "optim.weight_decay",
+    "optim.clip",
+    "optim.warmup_tokens",
+    "optim.schedule",
+];
 
 /// The paper's vocabulary, for planning a node whose tokenizer is not declared.
 const PAPER_VOCAB: i64 = 50_262;
@@ -85,6 +110,13 @@ impl Train {
                 "tokens at which the cosine reaches its floor (default: max_tokens; paper: 32.8G)",
             ),
             Field::default("final_lr_fraction", FieldType::Float, Value::Float(0.1), "the floor, as a fraction of lr"),
+            Field::optional(
+                "schedule",
+                FieldType::Enum(SCHEDULES),
+                "cosine (the paper's; the default) or wsd: warmup, the peak rate held, then a decay over the last cooldown_tokens",
+            ),
+            Field::optional("cooldown_tokens", int(1), "wsd: tokens of the final decay, which ends at max_tokens"),
+            Field::optional("decay_shape", FieldType::Enum(DECAY_SHAPE_NAMES), "wsd: linear (the default), sqrt (1 − √p) or cosine"),
         ]);
         Train {
             schema: Schema::new(vec![
@@ -100,6 +132,12 @@ impl Train {
                 Field::default("batch_size", int(1), Value::Int(80), "sequences per optimiser step (paper: 80)"),
                 Field::optional("micro_batch", int(1), "sequences per forward pass; gradients accumulate (default: batch_size)"),
                 Field::required("max_tokens", int(1), "training budget in tokens (paper: 32G)"),
+                Field::optional(
+                    "keep_checkpoints",
+                    FieldType::List(Box::new(int(1))),
+                    "token counts after which the run keeps its state in its artifact, for cooldown branches (`from:`)",
+                ),
+                Field::optional("at_tokens", int(1), "a cooldown branch (`from:`): the source's kept checkpoint it starts from"),
                 Field::default("eval_points", int(2), Value::Int(40), "validation evaluations, log-spaced over the run"),
                 Field::default("eval_tokens", int(1), Value::Int(1 << 20), "validation tokens per evaluation (a fixed prefix of the val split)"),
                 Field::default("seed", int(0), Value::Int(0), "seed of initialisation, data order and dropout"),
@@ -141,12 +179,46 @@ fn model_shape(params: &Value, vocab_size: i64) -> Result<ModelShape, String> {
     Ok(shape)
 }
 
+/// The WSD decay the params ask for, if they ask for one, and its end.
+fn wsd(params: &Value) -> Result<Option<Wsd>, String> {
+    let optim = |key: &str| params.get_path(&format!("optim.{key}"));
+    if optim("schedule").and_then(Value::as_str) != Some("wsd") {
+        return match ["cooldown_tokens", "decay_shape"].into_iter().find(|k| optim(k).is_some()) {
+            Some(key) => {
+                Err(format!("optim.{key} is a setting of `schedule: wsd`, and this run's schedule is a cosine"))
+            }
+            None => Ok(None),
+        };
+    }
+    if optim("decay_tokens").is_some() {
+        return Err("optim.decay_tokens sets where a cosine ends; a wsd decay ends at max_tokens and lasts optim.cooldown_tokens".into());
+    }
+    let max_tokens = params.get_path("max_tokens").and_then(Value::as_i64).unwrap_or(0);
+    let cooldown = optim("cooldown_tokens")
+        .and_then(Value::as_i64)
+        .ok_or("`schedule: wsd` needs optim.cooldown_tokens, the length of its final decay")?;
+    let shape = optim("decay_shape")
+        .and_then(Value::as_str)
+        .and_then(|name| DecayShape::ALL.into_iter().find(|s| s.name() == name))
+        .unwrap_or(DecayShape::Linear);
+    Ok(Some(Wsd { decay_start_tokens: (max_tokens - cooldown) as f64, shape }))
+}
+
 /// Builds the worker's job from validated params.
 fn job(params: &Value, shape: ModelShape, ctx: &NodeCtx<'_>, shards: std::path::PathBuf) -> Result<TrainJob, String> {
     let int = |path: &str| params.get_path(path).and_then(Value::as_i64).map(|v| v.max(0) as u64);
     let float = |path: &str, default: f64| params.get_path(path).and_then(Value::as_f64).unwrap_or(default);
     let max_tokens = int("max_tokens").unwrap_or(0);
     let batch_size = int("batch_size").unwrap_or(80);
+    let wsd = wsd(params)?;
+    let branch_from = match int("at_tokens") {
+        Some(tokens) => {
+            let file = kept_checkpoint(tokens);
+            let dir = ctx.input_with(&file).map_err(|e| format!("at_tokens {tokens}: {e}"))?;
+            Some(BranchFrom { checkpoint: dir.join(file), tokens })
+        }
+        None => None,
+    };
     let optim = OptimSpec {
         lr: float("optim.lr", 5e-4),
         beta1: float("optim.beta1", 0.9),
@@ -157,6 +229,7 @@ fn job(params: &Value, shape: ModelShape, ctx: &NodeCtx<'_>, shards: std::path::
         warmup_tokens: float("optim.warmup_tokens", 409.6e6),
         decay_tokens: int("optim.decay_tokens").unwrap_or(max_tokens) as f64,
         final_lr_fraction: float("optim.final_lr_fraction", 0.1),
+        wsd,
     };
     let mut device = params.get_path("device").and_then(Value::as_str).unwrap_or("auto").to_string();
     let valid = ["auto", "cpu", "cuda"].contains(&device.as_str())
@@ -194,6 +267,15 @@ fn job(params: &Value, shape: ModelShape, ctx: &NodeCtx<'_>, shards: std::path::
         shards,
         out: ctx.out_dir().to_path_buf(),
         work: ctx.work_dir().to_path_buf(),
+        keep_checkpoints: params
+            .get_path("keep_checkpoints")
+            .and_then(Value::as_list)
+            .unwrap_or(&[])
+            .iter()
+            .filter_map(Value::as_i64)
+            .map(|t| t.max(0) as u64)
+            .collect(),
+        branch_from,
     };
     job.check()?;
     Ok(job)
@@ -271,7 +353,9 @@ impl NodeKind for Train {
         let declared = upstream("vocab_size").as_ref().and_then(Value::as_i64);
         let shape = model_shape(params, declared.unwrap_or(PAPER_VOCAB)).ok()?;
         let counts = shape.param_counts();
-        let tokens = params.get_path("max_tokens").and_then(Value::as_f64)?;
+        // A branch trains only from its source's checkpoint on.
+        let start = params.get_path("at_tokens").and_then(Value::as_f64).unwrap_or(0.0);
+        let tokens = params.get_path("max_tokens").and_then(Value::as_f64)? - start;
         let eval_tokens = params.get_path("eval_points").and_then(Value::as_f64).unwrap_or(40.0)
             * params.get_path("eval_tokens").and_then(Value::as_f64).unwrap_or(1_048_576.0);
         let per_token = shape.flops_per_token(&counts);
@@ -282,6 +366,102 @@ impl NodeKind for Train {
             bf16: params.get_path("precision").and_then(Value::as_str) == Some("bf16"),
             note: declared.is_none().then(|| format!("vocabulary {PAPER_VOCAB} assumed (no upstream vocab_size)")),
         })
+    }
+
+    /// N does not depend on the vocabulary (embeddings are not counted),
+    /// so the paper's is as good as the tokenizer's here.
+    fn compute_basis(&self, params: &Value) -> Option<ComputeBasis> {
+        let shape = model_shape(params, PAPER_VOCAB).ok()?;
+        let batch_size = params.get_path("batch_size").and_then(Value::as_i64)?;
+        Some(ComputeBasis {
+            trainable: shape.param_counts().trainable,
+            tokens_per_step: (batch_size * shape.context).max(0) as u64,
+        })
+    }
+
+    /// A branch takes every setting of its source but the checkpoints it
+    /// keeps (its own `keep_checkpoints`, if any, are its own).
+    fn branch_base(&self, source: &Value) -> Result<Value, String> {
+        let mut base = source.clone();
+        if let Value::Map(map) = &mut base {
+            map.remove("keep_checkpoints");
+            map.remove("at_tokens");
+        }
+        Ok(base)
+    }
+
+    fn check_branch(&self, params: &Value, source: &Value) -> Result<(), BranchRefusal> {
+        let refuse = |param: &str, message: String, hint: &str| {
+            Err(BranchRefusal { param: param.into(), message, hint: hint.into() })
+        };
+        let int = |v: &Value, path: &str| v.get_path(path).and_then(Value::as_i64);
+        let Some(at) = int(params, "at_tokens") else {
+            return refuse(
+                "from",
+                "a branch starts from one of its source's kept checkpoints: say which with `at_tokens:`".into(),
+                "at_tokens: one of the source's keep_checkpoints",
+            );
+        };
+        for path in CONTINUED {
+            let (mine, theirs) = (params.get_path(path), source.get_path(path));
+            if mine != theirs {
+                let show = |v: Option<&Value>| v.map_or("unset".to_string(), |v| format!("`{v}`"));
+                return refuse(
+                    path,
+                    format!(
+                        "a branch continues its source's run: `{path}` must stay {}, not {}",
+                        show(theirs),
+                        show(mine)
+                    ),
+                    "remove it from the branch: it inherits the source's",
+                );
+            }
+        }
+        let kept: Vec<i64> = source
+            .get_path("keep_checkpoints")
+            .and_then(Value::as_list)
+            .unwrap_or(&[])
+            .iter()
+            .filter_map(Value::as_i64)
+            .collect();
+        if !kept.contains(&at) {
+            let list = if kept.is_empty() { "none".to_string() } else { format!("{kept:?}") };
+            return refuse(
+                "at_tokens",
+                format!("the source keeps no checkpoint at {at} tokens (it keeps {list})"),
+                "branch from a kept one, or add this one to the source's `keep_checkpoints` (which retrains the source once)",
+            );
+        }
+        if source.get_path("optim.schedule").and_then(Value::as_str) != Some("wsd") {
+            return refuse(
+                "from",
+                "only a warmup–stable–decay run has a stable phase to branch from; the source's schedule is a cosine"
+                    .into(),
+                "give the source `optim: { schedule: wsd, cooldown_tokens: … }`",
+            );
+        }
+        let decay_start = |v: &Value| int(v, "max_tokens").unwrap_or(0) - int(v, "optim.cooldown_tokens").unwrap_or(0);
+        if decay_start(source) < at {
+            return refuse(
+                "at_tokens",
+                format!(
+                    "at {at} tokens the source is already decaying (its decay starts at {}): a branch starts from the stable rate",
+                    decay_start(source)
+                ),
+                "branch from a checkpoint before the source's decay",
+            );
+        }
+        if decay_start(params) < at {
+            return refuse(
+                "optim.cooldown_tokens",
+                format!(
+                    "the branch's decay would start at {} tokens, before its checkpoint at {at}",
+                    decay_start(params)
+                ),
+                "make max_tokens − optim.cooldown_tokens at least at_tokens",
+            );
+        }
+        Ok(())
     }
 
     fn run(&self, ctx: &mut NodeCtx<'_>) -> Result<(), NodeError> {
@@ -341,7 +521,13 @@ impl NodeKind for Train {
             };
             match event {
                 Event::Start { device, params, total_steps, resumed_from } => {
-                    if resumed_from > 0 {
+                    let branch_step = job.branch_from.as_ref().map(|b| b.tokens / job.tokens_per_step());
+                    if let (Some(step), Some(from)) = (branch_step.filter(|&s| s == resumed_from), &job.branch_from) {
+                        ctx.log_line(&format!(
+                            "scalemake: cooldown branch: starting after step {step} from {}",
+                            from.checkpoint.display()
+                        ));
+                    } else if resumed_from > 0 {
                         ctx.log_line(&format!("scalemake: resuming from the checkpoint after step {resumed_from}"));
                     } else {
                         ctx.log_line("scalemake: no checkpoint; training from step 0");
@@ -513,5 +699,12 @@ fn report(ctx: &mut NodeCtx<'_>, job: &TrainJob, outcome: &Outcome) {
         job.batch_size,
         m.context
     ));
+    if let Some(from) = &job.branch_from {
+        ctx.add_summary(format!(
+            "cooldown branch: the source's state after {} tokens, then {} tokens of its own",
+            thousands(from.tokens as i64),
+            thousands(outcome.tokens.saturating_sub(from.tokens) as i64)
+        ));
+    }
     ctx.add_summary(format!("throughput {:.0} tokens/s on {}", outcome.tokens_per_second, outcome.device));
 }

@@ -18,6 +18,7 @@
 //! [`crate::graph::Plan`]. All errors carry file, line and column.
 
 mod error;
+pub mod isoflop;
 mod schema;
 mod value;
 pub mod yaml;
@@ -28,6 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use error::{closest, LoadError, SourceFile, SpecError, SpecErrors};
+pub use isoflop::IsoflopPoint;
 pub use schema::{Field, FieldType, Presence, Schema};
 pub use value::Value;
 use yaml::{Key, Node, Span, Yaml};
@@ -86,6 +88,8 @@ pub struct NodeSpec {
     pub params: Value,
     /// This instance's sweep values, in declaration order.
     pub matrix: Vec<(String, Value)>,
+    /// Its budget and shape, for an instance of an `isoflop:` sweep.
+    pub isoflop: Option<IsoflopPoint>,
     /// Upstream nodes.
     pub inputs: Vec<InputSpec>,
     /// Slots the executor must reserve to run it.
@@ -119,7 +123,7 @@ impl Experiment {
 }
 
 /// Keys allowed on every node besides its kind's params.
-const NODE_KEYS: [&str; 4] = ["kind", "input", "matrix", "resources"];
+const NODE_KEYS: [&str; 6] = ["kind", "input", "matrix", "isoflop", "from", "resources"];
 const TOP_KEYS: [&str; 3] = ["name", "defaults", "nodes"];
 /// Most node instances an experiment may declare, sweeps expanded (10,000-node
 /// studies exist; a product of long lists that reaches millions is a typo,
@@ -239,7 +243,8 @@ impl Loader<'_> {
         let mut instances = Vec::new();
         for (key, decl) in decls {
             let before = self.errors.len();
-            instances.extend(self.declaration(key, decl, defaults));
+            let declared = self.declaration(key, decl, defaults, &instances);
+            instances.extend(declared);
             if self.errors.len() > before {
                 self.failed_decls.insert(key.name.clone());
             }
@@ -258,7 +263,7 @@ impl Loader<'_> {
     }
 
     /// Expands one declaration into its instances.
-    fn declaration(&mut self, key: &Key, decl: &Node, defaults: &[(Key, Node)]) -> Vec<Instance> {
+    fn declaration(&mut self, key: &Key, decl: &Node, defaults: &[(Key, Node)], above: &[Instance]) -> Vec<Instance> {
         let path = format!("nodes.{}", key.name);
         if key.name.is_empty() || !key.name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)) {
             let msg = format!("node name `{}` may only use letters, digits, `_`, `-` and `.`", key.name);
@@ -276,8 +281,25 @@ impl Loader<'_> {
         let Some(kind) = self.kind(get("kind"), decl.span, &path) else { return vec![] };
         let matrix = get("matrix").map_or(Some(vec![]), |m| self.matrix(m, &path));
         let Some(matrix) = matrix else { return vec![] };
+        let isoflop = match get("isoflop") {
+            Some(node) => match self.isoflop(node, entries, &path) {
+                Some(isoflop) => Some(isoflop),
+                None => return vec![],
+            },
+            None => None,
+        };
+        let from = get("from");
+        if let (Some(from), Some(_)) = (from, &isoflop) {
+            let e = self.err(from.span, "a declaration is either an `isoflop:` sweep or a branch (`from:`), not both");
+            self.errors.push(e.key(format!("{path}.from")));
+            return vec![];
+        }
         let room = MAX_INSTANCES - self.instances;
-        match matrix.iter().try_fold(1usize, |n, (_, values)| n.checked_mul(values.len()).filter(|&n| n <= room)) {
+        let per_combination = isoflop.as_ref().map_or(1, isoflop::Isoflop::count);
+        match matrix
+            .iter()
+            .try_fold(per_combination, |n, (_, values)| n.checked_mul(values.len()).filter(|&n| n <= room))
+        {
             Some(count) => self.instances += count,
             None => {
                 let sizes: Vec<String> = matrix.iter().map(|(_, values)| values.len().to_string()).collect();
@@ -299,7 +321,15 @@ impl Loader<'_> {
         // The kind's params: everything but the node-level keys, plus defaults.
         let mut params: Vec<(Key, Node)> =
             entries.iter().filter(|(k, _)| !NODE_KEYS.contains(&k.name.as_str())).cloned().collect();
-        for (dk, dv) in defaults {
+        if isoflop.is_some() {
+            // A stand-in until the sweep sets the budget's tokens (validation wants one).
+            params.push((
+                Key { name: "max_tokens".into(), span: key.span },
+                Node { value: Yaml::Int(1), span: key.span },
+            ));
+        }
+        // A branch inherits its source's params instead: defaults there would override them.
+        for (dk, dv) in defaults.iter().filter(|_| from.is_none()) {
             if kind.schema().field(&dk.name).is_some() && !params.iter().any(|(k, _)| k.name == dk.name) {
                 params.push((dk.clone(), dv.clone()));
             }
@@ -312,12 +342,40 @@ impl Loader<'_> {
         for combo in combinations(&matrix) {
             let vars: HashMap<&str, &Node> = combo.iter().map(|(k, v)| (k.as_str(), *v)).collect();
             let before = self.errors.len();
-            let params = self.substitute(&params, &vars, &path);
-            let raw_inputs = inputs.map(|n| self.input_refs(n, &vars, &path)).unwrap_or_default();
+            let mut params = self.substitute(&params, &vars, &path);
+            let mut raw_inputs = inputs.map(|n| self.input_refs(n, &vars, &path)).unwrap_or_default();
             if self.errors.len() > before {
                 continue;
             }
+            let mut source = None;
+            if let Some(from) = from {
+                let Some(found) = self.branch_source(from, &vars, &kind, above, &path) else { continue };
+                let base = match kind.branch_base(&found.spec.params) {
+                    Ok(base) => base,
+                    Err(why) => {
+                        self.errors.push(self.err(from.span, why).key(format!("{path}.from")));
+                        continue;
+                    }
+                };
+                params = overlay(to_yaml(&base, from.span), &params);
+                if inputs.is_none() {
+                    raw_inputs = found.raw_inputs.clone();
+                }
+                raw_inputs.push((found.spec.id.0.clone(), from.span));
+                source = Some((found, from));
+            }
+            let own = params.clone();
             let Some(params) = kind.schema().validate(&params, &path, self.source, &mut self.errors) else { continue };
+            if let Some((found, from)) = source {
+                if let Err(refusal) = kind.check_branch(&params, &found.spec.params) {
+                    // Point at the branch's own key when it wrote one, else at `from:`.
+                    let span =
+                        own.get_path(&refusal.param).filter(|n| n.span != from.span).map_or(from.span, |n| n.span);
+                    let e = self.err(span, refusal.message).key(format!("{path}.{}", refusal.param));
+                    self.errors.push(e.hint(refusal.hint));
+                    continue;
+                }
+            }
             // A kind's default slots may depend on its params (`device: cuda` wants a GPU).
             let default_resources = kind.resources_default(&params);
             let resources = match get("resources") {
@@ -328,25 +386,142 @@ impl Loader<'_> {
                 None => default_resources,
             };
             let matrix: Vec<(String, Value)> = combo.iter().map(|(k, v)| (k.clone(), scalar_value(v))).collect();
-            let id = if matrix.is_empty() {
-                key.name.clone()
-            } else {
-                let parts: Vec<String> = matrix.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                format!("{}[{}]", key.name, parts.join(","))
+            let variants = match &isoflop {
+                None => vec![(params, matrix, None)],
+                Some(isoflop) => match isoflop.points(kind.as_ref(), &params) {
+                    Ok(points) => points
+                        .into_iter()
+                        .map(|point| {
+                            let mut params = params.clone();
+                            for (path, v) in [
+                                ("model.n_layer", point.n_layer),
+                                ("model.n_head", point.n_head),
+                                ("model.d_model", point.d_model),
+                                ("max_tokens", point.tokens as i64),
+                            ] {
+                                params.set_path(path, Value::Int(v));
+                            }
+                            let mut matrix = matrix.clone();
+                            matrix.push(("budget".into(), Value::Float(point.budget)));
+                            matrix.push(("size".into(), Value::Int(point.size as i64)));
+                            (params, matrix, Some(point))
+                        })
+                        .collect(),
+                    Err(refusals) => {
+                        for r in refusals {
+                            self.errors
+                                .push(self.err(r.span, r.message).key(format!("{path}.isoflop.budgets")).hint(r.hint));
+                        }
+                        continue;
+                    }
+                },
             };
-            let spec = NodeSpec {
-                id: NodeId(id),
-                decl: key.name.clone(),
-                kind: kind.clone(),
-                params,
-                matrix,
-                inputs: vec![],
-                resources,
-                span: key.span,
-            };
-            out.push(Instance { spec, raw_inputs });
+            for (params, matrix, point) in variants {
+                let id = if matrix.is_empty() {
+                    key.name.clone()
+                } else {
+                    let parts: Vec<String> = matrix.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    format!("{}[{}]", key.name, parts.join(","))
+                };
+                let spec = NodeSpec {
+                    id: NodeId(id),
+                    decl: key.name.clone(),
+                    kind: kind.clone(),
+                    params,
+                    matrix,
+                    isoflop: point,
+                    inputs: vec![],
+                    resources,
+                    span: key.span,
+                };
+                out.push(Instance { spec, raw_inputs: raw_inputs.clone() });
+            }
         }
         out
+    }
+
+    /// The one instance declared above that a branch's `from:` names.
+    fn branch_source<'i>(
+        &mut self,
+        from: &Node,
+        vars: &HashMap<&str, &Node>,
+        kind: &Arc<dyn NodeKind>,
+        above: &'i [Instance],
+        path: &str,
+    ) -> Option<&'i Instance> {
+        let key = format!("{path}.from");
+        let Yaml::Str(text) = &from.value else {
+            let msg = format!("`from:` names the node this one continues, found {}", from.value.type_name());
+            self.errors.push(self.err(from.span, msg).key(key));
+            return None;
+        };
+        let Substituted::Text(reference) = self.substitute_str(text, from.span, vars, &key) else { return None };
+        let ids: Vec<&str> = above.iter().map(|i| i.spec.id.0.as_str()).collect();
+        let picked: Vec<&Instance> = match above.iter().find(|i| i.spec.id.0 == reference) {
+            Some(exact) => vec![exact],
+            None => above
+                .iter()
+                .filter(|i| i.spec.decl == reference.split('[').next().unwrap_or(&reference))
+                .filter(|i| instance_matches(&i.spec, &reference))
+                .collect(),
+        };
+        match picked.as_slice() {
+            [one] if one.spec.kind.name() == kind.name() => Some(*one),
+            [one] => {
+                let msg = format!(
+                    "`{}` is a `{}` node: a branch continues a node of its own kind (`{}`)",
+                    one.spec.id,
+                    one.spec.kind.name(),
+                    kind.name()
+                );
+                self.errors.push(self.err(from.span, msg).key(key));
+                None
+            }
+            [] => {
+                let hint = closest(&reference, ids.iter().copied())
+                    .map(|c| format!("did you mean `{c}`?"))
+                    .unwrap_or_else(|| "a branch's source is declared above it in the file".into());
+                self.errors
+                    .push(self.err(from.span, format!("no node `{reference}` declared above")).key(key).hint(hint));
+                None
+            }
+            many => {
+                let names: Vec<&str> = many.iter().take(3).map(|i| i.spec.id.0.as_str()).collect();
+                let msg = format!("`{reference}` selects {} nodes: a branch continues one", many.len());
+                self.errors
+                    .push(self.err(from.span, msg).key(key).hint(format!("name one, e.g. `{}`", names.join("`, `"))));
+                None
+            }
+        }
+    }
+
+    /// Parses a declaration's `isoflop:`, refusing the params it would set.
+    fn isoflop(&mut self, node: &Node, entries: &[(Key, Node)], path: &str) -> Option<isoflop::Isoflop> {
+        let before = self.errors.len();
+        for param in isoflop::SET_BY_SWEEP {
+            let (top, nested) = match param.split_once('.') {
+                Some((top, nested)) => (top, Some(nested)),
+                None => (param, None),
+            };
+            let Some((k, v)) = entries.iter().find(|(k, _)| k.name == top) else { continue };
+            let span = match (nested, &v.value) {
+                (None, _) => Some(k.span),
+                (Some(nested), Yaml::Map(inner)) => inner.iter().find(|(k, _)| k.name == nested).map(|(k, _)| k.span),
+                _ => None,
+            };
+            if let Some(span) = span {
+                self.errors.push(
+                    self.err(span, format!("`{param}` is set by `isoflop:` for each budget and size"))
+                        .key(format!("{path}.{param}"))
+                        .hint("remove it: the sweep chooses each shape and the tokens that spend its budget"),
+                );
+            }
+        }
+        let isoflop = isoflop::parse(node, &format!("{path}.isoflop"), self.source, &mut self.errors);
+        if self.errors.len() > before {
+            return None;
+        }
+        isoflop
     }
 
     fn kind(&mut self, node: Option<&Node>, decl_span: Span, path: &str) -> Option<Arc<dyn NodeKind>> {
@@ -603,6 +778,54 @@ impl Loader<'_> {
                 s
             })
             .collect()
+    }
+}
+
+/// Whether `spec` is selected by `decl` or `decl[var=value,…]`.
+fn instance_matches(spec: &NodeSpec, reference: &str) -> bool {
+    let Some(filter) = reference.split_once('[').and_then(|(_, rest)| rest.strip_suffix(']')) else {
+        return true;
+    };
+    filter.split(',').map(str::trim).filter(|p| !p.is_empty()).all(|part| {
+        part.split_once('=').is_some_and(|(var, value)| {
+            spec.matrix.iter().any(|(k, v)| k == var.trim() && v.to_string() == value.trim())
+        })
+    })
+}
+
+/// A validated value as YAML again, every node at `span` (where it was
+/// inherited from), so that a branch's params validate like written ones.
+fn to_yaml(value: &Value, span: Span) -> Node {
+    let value = match value {
+        Value::Null => Yaml::Null,
+        Value::Bool(b) => Yaml::Bool(*b),
+        Value::Int(i) => Yaml::Int(*i),
+        Value::Float(f) => Yaml::Float(*f),
+        Value::Str(s) => Yaml::Str(s.clone()),
+        Value::List(items) => Yaml::Seq(items.iter().map(|v| to_yaml(v, span)).collect()),
+        Value::Map(map) => {
+            Yaml::Map(map.iter().map(|(k, v)| (Key { name: k.clone(), span }, to_yaml(v, span))).collect())
+        }
+    };
+    Node { value, span }
+}
+
+/// `own` written over `base`: mappings merge key by key, anything else replaces.
+fn overlay(base: Node, own: &Node) -> Node {
+    match (base.value, &own.value) {
+        (Yaml::Map(mut entries), Yaml::Map(own_entries)) => {
+            for (k, v) in own_entries {
+                match entries.iter().position(|(bk, _)| bk.name == k.name) {
+                    Some(i) => {
+                        let (bk, bv) = entries.remove(i);
+                        entries.insert(i, (Key { name: bk.name, span: k.span }, overlay(bv, v)));
+                    }
+                    None => entries.push((k.clone(), v.clone())),
+                }
+            }
+            Node { value: Yaml::Map(entries), span: own.span }
+        }
+        _ => own.clone(),
     }
 }
 

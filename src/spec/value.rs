@@ -57,7 +57,7 @@ impl Value {
     }
 
     /// The list, if this is one.
-    fn as_list(&self) -> Option<&[Value]> {
+    pub fn as_list(&self) -> Option<&[Value]> {
         match self {
             Value::List(l) => Some(l),
             _ => None,
@@ -80,6 +80,25 @@ impl Value {
             .iter()
             .filter_map(|v| v.as_str().map(String::from))
             .collect()
+    }
+
+    /// Sets the value at a dotted path, making the mappings on the way
+    /// (a non-mapping on the way is replaced by one).
+    pub fn set_path(&mut self, path: &str, value: Value) {
+        let (head, rest) = match path.split_once('.') {
+            Some((head, rest)) => (head, Some(rest)),
+            None => (path, None),
+        };
+        if !matches!(self, Value::Map(_)) {
+            *self = Value::Map(BTreeMap::new());
+        }
+        let Value::Map(map) = self else { unreachable!("made a mapping above") };
+        match rest {
+            None => {
+                map.insert(head.to_string(), value);
+            }
+            Some(rest) => map.entry(head.to_string()).or_insert(Value::Null).set_path(rest, value),
+        }
     }
 
     /// Looks up a dotted path such as `optim.lr`.

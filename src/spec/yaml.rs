@@ -64,6 +64,16 @@ pub struct Key {
     pub span: Span,
 }
 
+impl Node {
+    /// The node at a dotted path of mapping keys (`optim.lr`).
+    pub fn get_path(&self, path: &str) -> Option<&Node> {
+        path.split('.').try_fold(self, |node, part| match &node.value {
+            Yaml::Map(entries) => entries.iter().find(|(k, _)| k.name == part).map(|(_, v)| v),
+            _ => None,
+        })
+    }
+}
+
 impl Yaml {
     /// A short name of the value's type for error messages.
     pub fn type_name(&self) -> &'static str {

@@ -40,11 +40,74 @@ pub struct OptimSpec {
     pub clip: f64,
     /// Tokens of linear warmup.
     pub warmup_tokens: f64,
-    /// Tokens at which the cosine decay reaches its floor.
+    /// Tokens at which the decay reaches its floor.
     pub decay_tokens: f64,
     /// The floor, as a fraction of `lr`.
     pub final_lr_fraction: f64,
+    /// Warmup–stable–decay instead of the cosine: the rate holds at its
+    /// peak until the decay starts. Absent from the records of cosine runs,
+    /// which are as they were before WSD existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wsd: Option<Wsd>,
 }
+
+/// The decay of a warmup–stable–decay schedule (Hu et al. 2024, MiniCPM;
+/// Hägele et al. 2024): from the peak at `decay_start_tokens` to the floor
+/// at [`OptimSpec::decay_tokens`], in the given shape.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Wsd {
+    /// Tokens at which the stable phase ends and the decay starts.
+    pub decay_start_tokens: f64,
+    /// How the rate falls.
+    pub shape: DecayShape,
+}
+
+/// The shape of a WSD decay, as a function of its progress p ∈ [0, 1]
+/// (the rate is floor + (peak − floor) × this).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DecayShape {
+    /// 1 − p.
+    Linear,
+    /// 1 − √p (Hägele et al.'s "1-sqrt", better than linear in their runs).
+    Sqrt,
+    /// (1 + cos πp) / 2.
+    Cosine,
+}
+
+impl DecayShape {
+    /// Every shape, in the order the schema lists them.
+    pub const ALL: [DecayShape; 3] = [DecayShape::Linear, DecayShape::Sqrt, DecayShape::Cosine];
+
+    /// Its name in YAML.
+    pub const fn name(self) -> &'static str {
+        match self {
+            DecayShape::Linear => "linear",
+            DecayShape::Sqrt => "sqrt",
+            DecayShape::Cosine => "cosine",
+        }
+    }
+
+    /// The fraction of the way from floor to peak at progress `p` ∈ [0, 1].
+    pub fn remaining(self, p: f64) -> f64 {
+        match self {
+            DecayShape::Linear => 1.0 - p,
+            DecayShape::Sqrt => 1.0 - p.sqrt(),
+            DecayShape::Cosine => 0.5 * (1.0 + (std::f64::consts::PI * p).cos()),
+        }
+    }
+}
+
+/// The names of [`DecayShape::ALL`], for the schema.
+pub const DECAY_SHAPE_NAMES: &[&str] = &{
+    let mut names = [""; DecayShape::ALL.len()];
+    let mut i = 0;
+    while i < names.len() {
+        names[i] = DecayShape::ALL[i].name();
+        i += 1;
+    }
+    names
+};
 
 impl OptimSpec {
     /// Adam at a constant `lr` (β 0.9/0.95, ε 1e-8, clip 1, no weight decay,
@@ -61,6 +124,7 @@ impl OptimSpec {
             warmup_tokens: 0.0,
             decay_tokens: 1.0,
             final_lr_fraction: 1.0,
+            wsd: None,
         }
     }
 }
@@ -103,6 +167,30 @@ pub struct TrainJob {
     pub out: PathBuf,
     /// Directory that survives a crash: checkpoints live here.
     pub work: PathBuf,
+    /// Token counts after which the run keeps its state (weights, Adam
+    /// moments, step) in its artifact, under `checkpoints/`: the points
+    /// cooldown branches start from.
+    #[serde(default)]
+    pub keep_checkpoints: Vec<u64>,
+    /// A kept checkpoint of another run to start from instead of step 0
+    /// (a cooldown branch); the run's own checkpoints still come first.
+    #[serde(default)]
+    pub branch_from: Option<BranchFrom>,
+}
+
+/// The kept checkpoint a cooldown branch starts from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BranchFrom {
+    /// Its file (see [`kept_checkpoint`]) in the source run's artifact.
+    pub checkpoint: PathBuf,
+    /// Tokens the source had trained on when it was taken.
+    pub tokens: u64,
+}
+
+/// Where a run keeps the checkpoint taken after `tokens` tokens, inside
+/// its artifact (and, while it trains, inside its work directory).
+pub fn kept_checkpoint(tokens: u64) -> String {
+    format!("checkpoints/tokens-{tokens:012}.safetensors")
 }
 
 impl TrainJob {
@@ -144,6 +232,34 @@ impl TrainJob {
                 "optim.decay_tokens ({}) must come after optim.warmup_tokens ({})",
                 o.decay_tokens, o.warmup_tokens
             ));
+        }
+        if let Some(wsd) = o.wsd {
+            if wsd.decay_start_tokens < o.warmup_tokens || wsd.decay_start_tokens >= o.decay_tokens {
+                return Err(format!(
+                    "optim.cooldown_tokens ({}) must leave the warmup ({}) whole within max_tokens ({})",
+                    o.decay_tokens - wsd.decay_start_tokens,
+                    o.warmup_tokens,
+                    self.max_tokens
+                ));
+            }
+        }
+        let step = self.tokens_per_step();
+        if let Some(branch) = &self.branch_from {
+            if branch.tokens >= self.total_steps() * step || !branch.tokens.is_multiple_of(step) {
+                return Err(format!(
+                    "at_tokens {} is not a whole number of steps of {step} tokens before the run's end ({} tokens)",
+                    branch.tokens,
+                    self.total_steps() * step
+                ));
+            }
+        }
+        for &tokens in &self.keep_checkpoints {
+            if tokens == 0 || tokens >= self.total_steps() * step || !tokens.is_multiple_of(step) {
+                return Err(format!(
+                    "keep_checkpoints: {tokens} is not a whole number of steps of {step} tokens (batch_size × context) before the run's end ({} tokens)",
+                    self.total_steps() * step
+                ));
+            }
         }
         Ok(())
     }

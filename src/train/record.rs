@@ -45,6 +45,11 @@ pub struct TrainRecord {
     /// Loss on the same number of test-split tokens after the last step;
     /// `None` without a test split or for a diverged run.
     pub test_loss: Option<f64>,
+    /// For a cooldown branch, the tokens its source had trained when it
+    /// took over: its steps and evaluations start there, its `tokens`
+    /// count from 0 (so its end is a run of `tokens` tokens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branched_at: Option<u64>,
 }
 
 impl TrainRecord {

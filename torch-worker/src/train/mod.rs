@@ -71,6 +71,7 @@ impl Trainer {
             warmup_tokens: optim.warmup_tokens,
             decay_tokens: optim.decay_tokens,
             final_fraction: optim.final_lr_fraction,
+            wsd: optim.wsd,
         };
         Trainer { flat, adam, schedule, clip: optim.clip, tokens: 0 }
     }

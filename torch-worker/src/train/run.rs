@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use scalemake::data::loader::{prefetch, Batches, Order, TokenStream};
-use scalemake::train::job::{EvalRow, Event, Precision, StepRow, TrainJob};
+use scalemake::train::job::{kept_checkpoint, BranchFrom, EvalRow, Event, Precision, StepRow, TrainJob};
 use scalemake::train::record::{TrainRecord, RECORD_FILE};
 use scalemake::train::{eval_steps, peak_flops, Compute, ParamCounts};
 use serde::{Deserialize, Serialize};
@@ -166,6 +166,31 @@ fn resume(work: &Path, trainer: &mut Trainer) -> Result<Option<CheckpointMeta>, 
     Ok(Some(meta))
 }
 
+/// Starts a cooldown branch from its source's kept checkpoint: weights,
+/// Adam moments and the step (which fixes the data position and dropout
+/// masks from there on, as in a resume). Returns the step.
+fn branch(from: &BranchFrom, job: &TrainJob, trainer: &mut Trainer) -> Result<u64, String> {
+    let tensors =
+        Tensor::read_safetensors(&from.checkpoint).map_err(|e| format!("{}: {e}", from.checkpoint.display()))?;
+    let step = from.tokens / job.tokens_per_step();
+    trainer.restore(&tensors, step, from.tokens).map_err(|e| format!("{}: {e}", from.checkpoint.display()))?;
+    Ok(step)
+}
+
+/// Keeps the state after `tokens` tokens for cooldown branches, in the
+/// work directory (it survives a kill) until the artifact takes it. Written
+/// under a temporary name and renamed: a file there is always whole.
+fn keep_checkpoint(work: &Path, trainer: &Trainer, tokens: u64) -> Result<(), String> {
+    let path = work.join(kept_checkpoint(tokens));
+    let dir = path.parent().expect("kept checkpoints live in a directory");
+    fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let tmp = path.with_extension("tmp");
+    let cpu: Vec<(&str, Tensor)> = trainer.state().into_iter().map(|(n, t)| (n, t.to_device(Device::Cpu))).collect();
+    Tensor::write_safetensors(&cpu, &tmp).map_err(|e| e.to_string())?;
+    File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    fs::rename(&tmp, &path).map_err(|e| format!("{}: {e}", tmp.display()))
+}
+
 /// Writes a checkpoint: the tensors under a new name, then the metadata
 /// naming them by atomic rename, then the old tensors go.
 fn checkpoint(work: &Path, trainer: &Trainer, metrics: &mut MetricLog) -> Result<(), String> {
@@ -293,7 +318,11 @@ pub fn run(job: &TrainJob, emit: &mut dyn FnMut(Event)) -> Result<(), String> {
 
     fs::create_dir_all(&job.work).map_err(|e| format!("{}: {e}", job.work.display()))?;
     let resumed = resume(&job.work, &mut trainer)?;
-    let start = resumed.as_ref().map_or(0, |m| m.step);
+    let start = match (&resumed, &job.branch_from) {
+        (Some(meta), _) => meta.step,
+        (None, Some(from)) => branch(from, job, &mut trainer)?,
+        (None, None) => 0,
+    };
     let mut metrics = MetricLog::open(&job.work, resumed.as_ref().map_or((0, 0), |m| (m.steps_bytes, m.eval_bytes)))?;
 
     let val_set = held_out_set(job, "val", device)?;
@@ -306,7 +335,11 @@ pub fn run(job: &TrainJob, emit: &mut dyn FnMut(Event)) -> Result<(), String> {
     let incoming = prefetch(batches, 2 * accum as usize);
 
     let total = job.total_steps();
-    let evals: BTreeSet<u64> = eval_steps(total, job.eval_points).into_iter().collect();
+    // A branch evaluates its own part, log-spaced from where it starts:
+    // the source's artifact already holds the curve before that.
+    let first = job.branch_from.as_ref().map_or(0, |b| b.tokens / job.tokens_per_step());
+    let evals: BTreeSet<u64> = eval_steps(total - first, job.eval_points).into_iter().map(|s| s + first).collect();
+    let keep: BTreeSet<u64> = job.keep_checkpoints.iter().copied().collect();
     emit(Event::Start { device: device_name.clone(), params: counts, total_steps: total, resumed_from: start });
     eprintln!(
         "training on {device_name}: {} trainable non-embedding parameters, {total} steps of {} tokens{}",
@@ -341,6 +374,9 @@ pub fn run(job: &TrainJob, emit: &mut dyn FnMut(Event)) -> Result<(), String> {
         rows.window_tokens += job.tokens_per_step();
         trained_tokens += job.tokens_per_step();
         pending.push(Pending { step, tokens: trainer.tokens, lr: out.lr, loss: out.loss, grad_norm: out.grad_norm });
+        if keep.contains(&trainer.tokens) {
+            keep_checkpoint(&job.work, &trainer, trainer.tokens)?;
+        }
 
         let is_eval = evals.contains(&step);
         let stop = step < total && STOP_REQUESTED.load(Ordering::SeqCst);
@@ -435,7 +471,13 @@ fn write_artifact(
         eval_tokens: job.eval_tokens,
         val_loss,
         test_loss,
+        branched_at: job.branch_from.as_ref().map(|b| b.tokens),
     };
+    for &tokens in &job.keep_checkpoints {
+        let (from, to) = (work.join(kept_checkpoint(tokens)), job.out.join(kept_checkpoint(tokens)));
+        fs::create_dir_all(to.parent().expect("in a directory")).map_err(|e| io(&to, e))?;
+        fs::copy(&from, &to).map_err(|e| io(&from, e))?;
+    }
     let config_path = job.out.join(RECORD_FILE);
     fs::write(&config_path, serde_json::to_vec_pretty(&record).map_err(|e| e.to_string())?)
         .map_err(|e| io(&config_path, e))?;
