@@ -156,7 +156,7 @@ fn branches_that_cannot_continue_their_source_are_refused_with_the_place_and_a_f
     let no_source =
         load_error("  lost:\n    kind: train\n    from: stabel\n    at_tokens: 8192\n    max_tokens: 10240\n");
     assert!(
-        no_source.contains("no node `stabel` declared above") && no_source.contains("did you mean `stable`?"),
+        no_source.contains("no node named `stabel` above this branch") && no_source.contains("did you mean `stable`?"),
         "{no_source}"
     );
 

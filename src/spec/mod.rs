@@ -65,10 +65,10 @@ struct Lookup {
 }
 
 impl Lookup {
-    fn new(nodes: &[NodeSpec]) -> Self {
+    fn new<S: AsRef<NodeSpec>>(nodes: &[S]) -> Self {
         let mut by_id = HashMap::with_capacity(nodes.len());
         let mut by_decl: HashMap<String, Vec<usize>> = HashMap::new();
-        for (i, n) in nodes.iter().enumerate() {
+        for (i, n) in nodes.iter().map(AsRef::as_ref).enumerate() {
             by_id.entry(n.id.0.clone()).or_insert(i);
             by_decl.entry(n.decl.clone()).or_default().push(i);
         }
@@ -96,6 +96,12 @@ pub struct NodeSpec {
     pub resources: Resources,
     /// Where the declaration starts.
     pub span: Span,
+}
+
+impl AsRef<NodeSpec> for NodeSpec {
+    fn as_ref(&self) -> &NodeSpec {
+        self
+    }
 }
 
 /// One `input:` reference, resolved.
@@ -180,6 +186,12 @@ struct Loader<'a> {
 struct Instance {
     spec: NodeSpec,
     raw_inputs: Vec<(String, Span)>,
+}
+
+impl AsRef<NodeSpec> for Instance {
+    fn as_ref(&self) -> &NodeSpec {
+        &self.spec
+    }
 }
 
 impl Loader<'_> {
@@ -456,14 +468,13 @@ impl Loader<'_> {
             return None;
         };
         let Substituted::Text(reference) = self.substitute_str(text, from.span, vars, &key) else { return None };
-        let ids: Vec<&str> = above.iter().map(|i| i.spec.id.0.as_str()).collect();
-        let picked: Vec<&Instance> = match above.iter().find(|i| i.spec.id.0 == reference) {
-            Some(exact) => vec![exact],
-            None => above
-                .iter()
-                .filter(|i| i.spec.decl == reference.split('[').next().unwrap_or(&reference))
-                .filter(|i| instance_matches(&i.spec, &reference))
-                .collect(),
+        let picked: Vec<&Instance> = match select(above, &Lookup::new(above), &reference) {
+            Ok(indices) => indices.into_iter().map(|i| &above[i]).collect(),
+            Err((message, hint)) => {
+                let hint = hint.unwrap_or_else(|| "a branch's source is declared above it in the file".into());
+                self.errors.push(self.err(from.span, format!("{message} above this branch")).key(key).hint(hint));
+                return None;
+            }
         };
         match picked.as_slice() {
             [one] if one.spec.kind.name() == kind.name() => Some(*one),
@@ -475,14 +486,6 @@ impl Loader<'_> {
                     kind.name()
                 );
                 self.errors.push(self.err(from.span, msg).key(key));
-                None
-            }
-            [] => {
-                let hint = closest(&reference, ids.iter().copied())
-                    .map(|c| format!("did you mean `{c}`?"))
-                    .unwrap_or_else(|| "a branch's source is declared above it in the file".into());
-                self.errors
-                    .push(self.err(from.span, format!("no node `{reference}` declared above")).key(key).hint(hint));
                 None
             }
             many => {
@@ -781,18 +784,6 @@ impl Loader<'_> {
     }
 }
 
-/// Whether `spec` is selected by `decl` or `decl[var=value,…]`.
-fn instance_matches(spec: &NodeSpec, reference: &str) -> bool {
-    let Some(filter) = reference.split_once('[').and_then(|(_, rest)| rest.strip_suffix(']')) else {
-        return true;
-    };
-    filter.split(',').map(str::trim).filter(|p| !p.is_empty()).all(|part| {
-        part.split_once('=').is_some_and(|(var, value)| {
-            spec.matrix.iter().any(|(k, v)| k == var.trim() && v.to_string() == value.trim())
-        })
-    })
-}
-
 /// A validated value as YAML again, every node at `span` (where it was
 /// inherited from), so that a branch's params validate like written ones.
 fn to_yaml(value: &Value, span: Span) -> Node {
@@ -865,7 +856,12 @@ fn combinations(matrix: &[(String, Vec<Node>)]) -> Vec<Vec<(String, &Node)>> {
 
 /// Resolves `decl`, `decl[var=value,…]`, an exact instance id, or a glob
 /// over ids (`baseline_*`, `train[*doped*]`) to node indices.
-fn select(nodes: &[NodeSpec], lookup: &Lookup, reference: &str) -> Result<Vec<usize>, (String, Option<String>)> {
+fn select<S: AsRef<NodeSpec>>(
+    nodes: &[S],
+    lookup: &Lookup,
+    reference: &str,
+) -> Result<Vec<usize>, (String, Option<String>)> {
+    let nodes: Vec<&NodeSpec> = nodes.iter().map(AsRef::as_ref).collect();
     if let Some(&i) = lookup.by_id.get(reference) {
         return Ok(vec![i]);
     }
