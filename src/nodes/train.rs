@@ -245,9 +245,9 @@ fn tracking(schema: &Schema, ctx: &NodeCtx<'_>, job: &TrainJob) -> Option<RunSpe
         ("scalemake.node".to_string(), ctx.id().0.clone()),
         ("scalemake.experiment".to_string(), ctx.experiment().to_string()),
     ];
-    for name in ["device", "threads", "checkpoint_seconds", "checkpoint_steps"] {
-        if let Some(value) = params.get_path(name) {
-            tags.push((format!("scalemake.{name}"), value.to_string()));
+    for field in schema.fields.iter().filter(|f| !f.hashed && f.name != "tracking") {
+        if let Some(value) = params.get_path(field.name) {
+            tags.push((format!("scalemake.{}", field.name), value.to_string()));
         }
     }
     Some(RunSpec {
