@@ -1,9 +1,9 @@
 //! Tracking `train` nodes in MLflow, against a real `mlflow server` (SQLite
 //! backend, artifacts through its proxy) that each test starts on
 //! 127.0.0.1 and reads back through the REST API: what TensorBoard shows
-//! is what MLflow holds, a run killed and resumed continues its MLflow run
-//! (one run per key, each step once), a server that is down costs the run
-//! nothing, and a bad URL is a spec error.
+//! is what MLflow holds, Ctrl-C ends a run KILLED, a run killed and resumed
+//! continues its MLflow run (one run per key, each step once), a server
+//! that is down costs the run nothing, and a bad URL is a spec error.
 //!
 //! Needs `mlflow` (scripts/test.sh installs it into its own venv and sets
 //! `SCALEMAKE_MLFLOW`) and the worker binary beside `scalemake`.
@@ -252,6 +252,27 @@ fn a_run_is_tracked_in_mlflow_as_tensorboard_shows_it() {
     p.write("exp.yaml", common::NANO_STUDY);
     let again = p.sm(&["run"]);
     assert!(again.stderr.contains("0 built, 4 fresh"), "{}", again.stderr);
+
+    // Ctrl-C while a longer run (another key, so another MLflow run) trains: it ends KILLED.
+    p.write("exp.yaml", &study.replace("max_tokens: 15360", "max_tokens: 153600"));
+    let mut child = p.spawn(&["run"]);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !server.runs("study").iter().any(|r| r["info"]["run_id"] != run_id && held_through(r).is_some()) {
+        assert!(Instant::now() < deadline, "the second run was not tracked");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be interrupted");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: kill(2) with the pid of our own child, not yet waited for.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "scalemake did not stop on SIGINT");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let runs = server.runs("study");
+    let interrupted = runs.iter().find(|r| r["info"]["run_id"] != run_id).expect("the second run");
+    assert_eq!(runs.len(), 2);
+    assert_eq!(interrupted["info"]["status"], "KILLED");
+    assert_ne!(pairs(interrupted, "tags")["scalemake.key"], pairs(tracked, "tags")["scalemake.key"]);
 }
 
 /// Runs `scalemake run` in `p` and kills it (SIGKILL) once `ready` holds;
