@@ -434,6 +434,85 @@ impl ComputeOptimal {
     pub fn approaches(&self) -> [(&'static str, &Identified<AllocationFit>); 3] {
         [("1: envelope", &self.envelope), ("2: isoFLOP profiles", &self.isoflop), ("3: L(N, D)", &self.parametric)]
     }
+
+    /// The column titles of [`ComputeOptimal::rows`].
+    pub const COLUMNS: [&'static str; 6] =
+        ["approach", "a (95% CI)", "b (95% CI)", "G", "H", "agrees with the others?"];
+
+    /// One row per approach, N_opt = G·C^a and D_opt = H·C^b: the same
+    /// cells for `show` and the report. "agrees" is whether its intervals
+    /// of a and b overlap every other identified approach's.
+    pub fn rows(&self) -> Vec<[String; 6]> {
+        let fitted: Vec<Option<&AllocationFit>> = self.approaches().iter().map(|(_, a)| a.fitted()).collect();
+        self.approaches()
+            .iter()
+            .enumerate()
+            .map(|(i, (name, approach))| match approach {
+                Identified::Fitted(f) => {
+                    let others: Vec<&AllocationFit> =
+                        fitted.iter().enumerate().filter(|(j, _)| *j != i).filter_map(|(_, o)| *o).collect();
+                    let agrees = match others.is_empty() {
+                        true => "– (nothing to compare)".to_string(),
+                        false if others.iter().all(|o| overlap(f, o)) => "yes".into(),
+                        false => "no".into(),
+                    };
+                    [
+                        name.to_string(),
+                        with_interval(&f.n_opt.exponent),
+                        with_interval(&f.d_opt.exponent),
+                        format!("{:.3e}", f.n_opt.coefficient.value),
+                        format!("{:.3e}", f.d_opt.coefficient.value),
+                        agrees,
+                    ]
+                }
+                Identified::NotIdentifiable(why) => [
+                    name.to_string(),
+                    format!("not identifiable: {why}"),
+                    "–".into(),
+                    "–".into(),
+                    "–".into(),
+                    "–".into(),
+                ],
+            })
+            .collect()
+    }
+
+    /// The verdict in one sentence, for a and b.
+    pub fn agreement_sentence(&self) -> String {
+        format!("{}; {}.", self.agree_a.sentence("a (N_opt ∝ C^a)"), self.agree_b.sentence("b (D_opt ∝ C^b)"))
+    }
+
+    /// How approach 3's L(N, D) fit converged, in one sentence.
+    pub fn convergence_sentence(&self) -> String {
+        let Some(c) = &self.convergence else {
+            return "L(N, D) was not fitted, so there is no convergence to show.".into();
+        };
+        let verdict = match c.problem() {
+            None => "converged".to_string(),
+            Some(why) => format!("NOT shown to have converged ({why})"),
+        };
+        format!(
+            "The L(N, D) fit behind approach 3 {verdict}: L-BFGS on the Huber loss (δ = 1e-3) of log residuals stopped with \"{}\" after {} iterations, gradient norm {:.1e} at the optimum; {} of {} initialisations reached the best objective, their exponents within {:.1e} of each other.",
+            c.termination, c.iterations, c.gradient_norm, c.at_best, c.starts, c.exponent_spread
+        )
+    }
+}
+
+/// Whether two approaches' intervals of a and of b overlap.
+fn overlap(x: &AllocationFit, y: &AllocationFit) -> bool {
+    let meets = |p: &Estimate, q: &Estimate| match (p.low, p.high, q.low, q.high) {
+        (Some(pl), Some(ph), Some(ql), Some(qh)) => pl <= qh && ql <= ph,
+        _ => false,
+    };
+    meets(&x.n_opt.exponent, &y.n_opt.exponent) && meets(&x.d_opt.exponent, &y.d_opt.exponent)
+}
+
+/// 0.452 [0.450, 0.455].
+fn with_interval(e: &Estimate) -> String {
+    match (e.low, e.high) {
+        (Some(lo), Some(hi)) => format!("{:.3} [{lo:.3}, {hi:.3}]", e.value),
+        _ => format!("{:.3}", e.value),
+    }
 }
 
 /// Whether the approaches' 95% intervals of one exponent share a value
