@@ -192,7 +192,7 @@ fn solve3(m: [[f64; 3]; 3], v: [f64; 3]) -> Option<[f64; 3]> {
     };
     let d = det(m);
     let scale = m.iter().flatten().map(|x| x.abs()).fold(0.0, f64::max).powi(3);
-    if !(d.abs() > 1e-12 * scale) {
+    if d.is_nan() || d.abs() <= 1e-12 * scale {
         return None;
     }
     let mut c = [0.0; 3];
@@ -357,7 +357,7 @@ fn parabola_minimum(parabola: Option<Parabola>, compute: f64, (lo, hi): (f64, f6
         return Identified::NotIdentifiable("the sizes do not determine a parabola".into());
     };
     let [_, c1, c2] = p.coefficients;
-    if !(c2 > 0.0) {
+    if c2.is_nan() || c2 <= 0.0 {
         return Identified::NotIdentifiable("the parabola opens downward: the loss has no minimum in N".into());
     }
     let n = (p.center - c1 / (2.0 * c2)).exp();
