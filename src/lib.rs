@@ -10,8 +10,9 @@
 //!
 //! Each module depends only on those to its left (and on `nodes::NodeKind`,
 //! the seam every kind plugs into); kinds never see the cache or executor.
-//! `device` (what libtorch sees) and `process` (children that die with
-//! scalemake) are leaves that kinds use directly.
+//! `device` (what libtorch sees), `process` (children that die with
+//! scalemake) and `track` (experiment trackers such as MLflow) are leaves
+//! that kinds use directly.
 #![deny(missing_docs)]
 
 pub mod cache;
@@ -26,5 +27,6 @@ pub mod nodes;
 pub mod process;
 pub mod report;
 pub mod spec;
+pub mod track;
 pub mod train;
 pub mod units;

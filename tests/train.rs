@@ -6,7 +6,7 @@
 //! --workspace` builds both).
 
 mod common;
-use common::{curve, Project};
+use common::{curve, tensorboard_scalars, Project};
 use scalemake::train::VARIANT_NAMES;
 
 use std::path::PathBuf;
@@ -209,22 +209,6 @@ fn a_sweep_over_variants_trains_each_with_its_accounting() {
         assert_eq!(c["frozen_full"].as_f64().unwrap(), 6.0 * (trainable + frozen) as f64 * tokens, "{id}");
         assert!(show.contains("metric  test_loss = "), "{id}: evaluated on the test split\n{show}");
     }
-}
-
-/// TensorBoard's own reader, on a directory of event files: `{tag: [[step, value], …]}`.
-fn tensorboard_scalars(dir: &std::path::Path) -> serde_json::Value {
-    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    let script = "import json, sys\n\
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator\n\
-acc = EventAccumulator(sys.argv[1]); acc.Reload()\n\
-print(json.dumps({t: [[e.step, e.value] for e in acc.Scalars(t)] for t in acc.Tags()['scalars']}))";
-    let out = std::process::Command::new(&python).args(["-c", script]).arg(dir).output().expect("the venv's python");
-    assert!(
-        out.status.success(),
-        "TensorBoard's reader failed (scripts/setup.sh installs tensorboard): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 #[test]

@@ -87,6 +87,8 @@ pub(super) fn build_node(
     let started = Instant::now();
     let mut ctx = NodeCtx::new(NodeCtxParts {
         id: &node.id,
+        key: &key,
+        experiment: &plan.experiment.name,
         params: &node.params,
         inputs,
         out_dir: &out_dir,

@@ -16,7 +16,8 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::identify::{constant_problem, exponent_problem, interval_problem, too_few_sizes, Identified, MIN_SIZES};
-use super::laws::{PowerLaw, SumOfPowers};
+use super::laws::{Convergence, PowerLaw, SumOfPowers};
+use super::optimal::{compute_optimal, ComputeOptimal, Parametric, Sample};
 use crate::train::{Compute, CostModel, ParamCounts};
 
 /// One evaluation of a run.
@@ -92,7 +93,7 @@ pub struct Estimate {
 }
 
 impl Estimate {
-    fn new(value: f64, replicates: &[f64]) -> Self {
+    pub(super) fn new(value: f64, replicates: &[f64]) -> Self {
         let mut r: Vec<f64> = replicates.iter().copied().filter(|v| v.is_finite()).collect();
         if r.len() < 2 {
             return Estimate { value, low: None, high: None };
@@ -173,6 +174,8 @@ pub struct GroupFit {
     pub chinchilla: Identified<ChinchillaFit>,
     /// The largest model's final loss predicted by L(N) fitted without it.
     pub leave_largest_out: Option<LeaveOut>,
+    /// N_opt(C) and D_opt(C) by Hoffmann et al.'s three approaches.
+    pub compute_optimal: ComputeOptimal,
 }
 
 /// A held-out prediction.
@@ -254,12 +257,12 @@ fn counted(run: &Run, skip_fraction: f64) -> impl Iterator<Item = &RunPoint> {
 }
 
 /// The run's (compute, loss) under `model` after warmup.
-fn curve(run: &Run, model: CostModel, skip_fraction: f64) -> Vec<(f64, f64)> {
+pub(super) fn curve(run: &Run, model: CostModel, skip_fraction: f64) -> Vec<(f64, f64)> {
     counted(run, skip_fraction).map(|p| (model.of(&p.compute), p.loss)).filter(|(x, _)| *x > 0.0).collect()
 }
 
 /// Loss of a curve at `x` by linear interpolation in log-log; `None` outside it.
-fn interpolate(curve: &[(f64, f64)], x: f64) -> Option<f64> {
+pub(super) fn interpolate(curve: &[(f64, f64)], x: f64) -> Option<f64> {
     let i = curve.windows(2).position(|w| w[0].0 <= x && x <= w[1].0)?;
     let ((x0, y0), (x1, y1)) = (curve[i], curve[i + 1]);
     if x1 == x0 {
@@ -345,7 +348,7 @@ fn final_frontier(runs: &[&Run], model: CostModel) -> Vec<(f64, f64)> {
 }
 
 /// A run's last evaluation, if it counts.
-fn final_point(run: &Run) -> Option<&RunPoint> {
+pub(super) fn final_point(run: &Run) -> Option<&RunPoint> {
     run.points.last().filter(|p| p.loss.is_finite() && p.loss > 0.0)
 }
 
@@ -358,6 +361,10 @@ struct Point {
     finals: Vec<(String, Compute, f64)>,
     final_n: Option<PowerLaw>,
     chinchilla: Option<SumOfPowers>,
+    /// How the full fit of L(N, D) converged (replicates restart from it).
+    chinchilla_convergence: Option<Convergence>,
+    /// Compute-optimal allocation by the envelope and isoFLOP profiles.
+    optimal: Sample,
 }
 
 fn final_points(runs: &[&Run]) -> Vec<(f64, f64)> {
@@ -407,16 +414,17 @@ fn estimate_point(runs: &[&Run], settings: &Settings, full: Option<&Point>) -> P
     let finals = runs.iter().filter_map(|r| final_point(r).map(|p| (r.id.clone(), p.compute, p.loss))).collect();
     let final_n = if sizes(runs) >= 2 { PowerLaw::fit(&final_points(runs)) } else { None };
     let chin_pts = chinchilla_points(runs, settings.skip_fraction);
-    let chinchilla = if sizes(runs) >= MIN_SIZES && chin_pts.len() >= 10 {
+    let (chinchilla, chinchilla_convergence) = if sizes(runs) >= MIN_SIZES && chin_pts.len() >= 10 {
         match full.map(|f| f.chinchilla.clone()) {
-            Some(Some(f)) => f.refit(&chin_pts),
-            Some(None) => None,
-            None => SumOfPowers::fit(&chin_pts, 2),
+            Some(Some(f)) => (f.refit(&chin_pts), None),
+            Some(None) => (None, None),
+            None => SumOfPowers::fit_with_convergence(&chin_pts, 2).map_or((None, None), |(l, c)| (Some(l), Some(c))),
         }
     } else {
-        None
+        (None, None)
     };
-    Point { power, offset, envelopes, finals, final_n, chinchilla }
+    let optimal = Sample::of(runs, settings);
+    Point { power, offset, envelopes, finals, final_n, chinchilla, chinchilla_convergence, optimal }
 }
 
 /// The baseline's law on `model` and the loss range its envelope covers.
@@ -622,6 +630,17 @@ fn group_fit(runs: &[&Run], point: &Point, reps: &[&Point], settings: &Settings)
             }
         }
     };
+    let parametric = Parametric {
+        law: match (&chinchilla, &point.chinchilla) {
+            (Identified::Fitted(_), Some(law)) => Ok(law),
+            (Identified::NotIdentifiable(why), _) => Err(format!("L(N, D) is not identified: {why}")),
+            (Identified::Fitted(_), None) => Err("L(N, D) is not identified".into()),
+        },
+        replicates: reps.iter().filter_map(|r| r.chinchilla.as_ref()).collect(),
+        convergence: point.chinchilla_convergence.clone(),
+    };
+    let samples: Vec<&Sample> = reps.iter().map(|r| &r.optimal).collect();
+    let compute_optimal = compute_optimal(&point.optimal, &samples, parametric);
     GroupFit {
         runs: runs.iter().map(|r| r.id.clone()).collect(),
         sizes: sizes(runs),
@@ -629,6 +648,7 @@ fn group_fit(runs: &[&Run], point: &Point, reps: &[&Point], settings: &Settings)
         final_n,
         chinchilla,
         leave_largest_out: leave_largest_out(runs),
+        compute_optimal,
     }
 }
 
@@ -827,6 +847,7 @@ mod leave_out_tests {
 
 #[cfg(test)]
 mod recovery_tests {
+    use super::super::optimal::Agreement;
     use super::*;
 
     /// Multiplicative log-normal noise of relative size `sigma`, seeded.
@@ -909,6 +930,69 @@ mod recovery_tests {
             [("E", law.e, e), ("A", law.a, a), ("alpha", law.alpha, alpha), ("B", law.b, b), ("beta", law.beta, beta)]
         {
             check(name, estimate, truth);
+        }
+    }
+
+    /// Runs on an isoFLOP grid drawn from Hoffmann et al.'s fitted L(N, D)
+    /// with 0.1% noise on every evaluation: budgets 1e17–1e20 FLOP a factor
+    /// √10 apart, each with seven sizes 10^0.1 apart around its optimum,
+    /// shifted by `offset` decades; each run's curve is 16 evaluations up
+    /// to its budget.
+    fn isoflop_grid(offset: f64, seed: u64) -> Vec<Run> {
+        let (e, a, alpha, b, beta) = (1.69, 406.4, 0.34, 410.7, 0.28);
+        let n_opt = |c: f64| 1.344 * (c / 6.0).powf(beta / (alpha + beta));
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut runs = Vec::new();
+        for budget in 0..7 {
+            let c = 1e17 * 10f64.powf(budget as f64 / 2.0);
+            let centre = (n_opt(c).log10() / 0.1).round() * 0.1 + offset;
+            for k in -3..=3 {
+                let n = 10f64.powf(centre + 0.1 * k as f64).round();
+                let d_final = c / (6.0 * n);
+                let pts: Vec<(f64, f64)> = (0..16)
+                    .map(|i| d_final * 50f64.powf(i as f64 / 15.0 - 1.0))
+                    .map(|d| (d, (e + a / n.powf(alpha) + b / d.powf(beta)) * noise(&mut rng, 0.001)))
+                    .collect();
+                runs.push(run(format!("c{budget}-n{k}"), n as i64, pts.into_iter()));
+            }
+        }
+        runs
+    }
+
+    #[test]
+    fn all_three_approaches_recover_the_compute_optimal_exponents() {
+        let (a, b) = (0.28 / 0.62, 0.34 / 0.62);
+        // Centred on the optimum, and a quarter decade off it (the parabola's asymmetry).
+        for (offset, seed) in [(0.0, 3), (0.25, 4)] {
+            let runs = isoflop_grid(offset, seed);
+            let fit = fit_study(&runs, &settings(40)).unwrap();
+            let optimal = &fit.groups["baseline"].compute_optimal;
+            assert_eq!(optimal.isoflop_profiles.len(), 7, "one budget per compute: {:?}", optimal.isoflop_profiles);
+            for (name, approach) in optimal.approaches() {
+                let law = approach.fitted().unwrap_or_else(|| panic!("{name}: {approach:?}"));
+                for (what, e, truth) in [("a", law.n_opt.exponent, a), ("b", law.d_opt.exponent, b)] {
+                    let (lo, hi) = (e.low.unwrap(), e.high.unwrap());
+                    assert!(
+                        (e.value / truth - 1.0).abs() < 0.02,
+                        "{name} (offset {offset}): {what} = {e:?} vs {truth}"
+                    );
+                    assert!(
+                        lo <= truth && truth <= hi,
+                        "{name} (offset {offset}): {what}: {truth} outside [{lo}, {hi}]"
+                    );
+                }
+                // The coefficients too: N_opt at the middle budget within 20% — approach 1 can only pick
+                // among sizes 26% apart, and off-centre grids lack the optimum's size between budgets
+                // (17% high at offset 0.25); a wrong constant (6^a, say) is a factor of 2.
+                let c = 10f64.powf(18.5);
+                let truth = 1.344 * (c / 6.0).powf(a);
+                let n = law.n_opt.at(c);
+                assert!((n / truth - 1.0).abs() < 0.2, "{name} (offset {offset}): N_opt({c:e}) = {n:e} vs {truth:e}");
+                assert!((6.0 * n * law.d_opt.at(c) / c - 1.0).abs() < 0.02, "{name}: N_opt·D_opt = C/6");
+            }
+            let convergence = optimal.convergence.as_ref().unwrap();
+            assert_eq!(convergence.problem(), None, "{convergence:?}");
+            assert!(matches!(optimal.agree_a, Agreement::Agree { .. }), "{:?}", optimal.agree_a);
         }
     }
 
@@ -1017,9 +1101,10 @@ mod recovery_tests {
     }
 
     /// serde_json writes NaN as `null`: any null outside an absent
-    /// prediction or an out-of-range run multiplier is one.
+    /// prediction, an out-of-range run multiplier, a budget with too few
+    /// sizes for a parabola or a family without L(N, D) is one.
     fn all_numbers_finite(v: &serde_json::Value) -> bool {
-        const OPTIONAL: [&str; 2] = ["leave_largest_out", "multiplier"];
+        const OPTIONAL: [&str; 4] = ["leave_largest_out", "multiplier", "parabola", "convergence"];
         match v {
             serde_json::Value::Null => false,
             serde_json::Value::Array(items) => items.iter().all(all_numbers_finite),

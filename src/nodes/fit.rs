@@ -9,6 +9,7 @@ use std::path::Path;
 
 use super::{NodeCtx, NodeError, NodeKind, Resources};
 use crate::fit::identify::Identified;
+use crate::fit::optimal::ComputeOptimal;
 use crate::fit::study::{fit_study, CompareBy, Estimate, Frontier, Run, RunPoint, Settings, StudyFit};
 use crate::spec::{Field, FieldType, Schema, Value};
 use crate::train::job::EvalRow;
@@ -196,6 +197,34 @@ fn report(ctx: &mut NodeCtx<'_>, fit: &StudyFit) {
             ),
             Identified::NotIdentifiable(why) => say(ctx, format!("  L(N, D): not identifiable: {why}")),
         }
+        let optimal = &g.compute_optimal;
+        say(ctx, "  compute-optimal allocation, N_opt = G·C^a and D_opt = H·C^b on C = 6·N·D (N trainable):".into());
+        let rows = optimal.rows();
+        let widths: Vec<usize> = (0..ComputeOptimal::COLUMNS.len())
+            .map(|i| {
+                rows.iter()
+                    .map(|r| r[i].chars().count())
+                    .chain([ComputeOptimal::COLUMNS[i].chars().count()])
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let line = |cells: Vec<&str>| {
+            let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+            format!("    {}", padded.join(" | ").trim_end())
+        };
+        say(ctx, line(ComputeOptimal::COLUMNS.to_vec()));
+        for row in &rows {
+            say(ctx, line(row.iter().map(String::as_str).collect()));
+        }
+        say(ctx, format!("  {}", optimal.agreement_sentence()));
+        say(ctx, format!("  {}", optimal.convergence_sentence()));
+        for (name, approach) in optimal.approaches() {
+            if let Identified::Fitted(law) = approach {
+                let key = name.split(':').next().unwrap_or(name);
+                ctx.record_metric(&format!("{group}.n_opt_exponent_{key}"), law.n_opt.exponent.value);
+            }
+        }
         if let Some(out) = &g.leave_largest_out {
             say(
                 ctx,
@@ -245,9 +274,10 @@ impl NodeKind for Fit {
     /// 5: laws and multipliers the data cannot identify are reported as
     /// such, small families are compared run by run, warmup is left out,
     /// cost models are named for what they count, a family's frontier
-    /// starts where its smallest model ends.
+    /// starts where its smallest model ends; 6: the compute-optimal
+    /// allocation by three approaches, and L(N, D)'s convergence.
     fn version(&self) -> u32 {
-        5
+        6
     }
 
     fn schema(&self) -> &Schema {

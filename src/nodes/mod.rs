@@ -32,6 +32,7 @@ pub use shards::Shards;
 pub use tokenizer::TokenizerKind;
 pub use train::Train;
 
+use crate::hash::ContentHash;
 use crate::spec::{NodeId, Schema, Value};
 
 /// Execution slots a node needs while it runs.
@@ -227,6 +228,8 @@ pub enum Progress {
 /// What a running node may see and do.
 pub struct NodeCtx<'a> {
     id: &'a NodeId,
+    key: &'a ContentHash,
+    experiment: &'a str,
     params: &'a Value,
     inputs: &'a [Input],
     out_dir: &'a Path,
@@ -245,6 +248,10 @@ pub struct NodeCtx<'a> {
 pub struct NodeCtxParts<'a> {
     /// Node id.
     pub id: &'a NodeId,
+    /// The node's key: what it computes (the artifact it builds is stored under it).
+    pub key: &'a ContentHash,
+    /// The experiment's name.
+    pub experiment: &'a str,
     /// Validated params.
     pub params: &'a Value,
     /// Upstream artifacts.
@@ -268,9 +275,24 @@ pub struct NodeCtxParts<'a> {
 impl<'a> NodeCtx<'a> {
     /// Assembles a context (the executor and tests do this).
     pub fn new(parts: NodeCtxParts<'a>) -> Self {
-        let NodeCtxParts { id, params, inputs, out_dir, work_dir, root, gpus, log, progress, cancelled } = parts;
+        let NodeCtxParts {
+            id,
+            key,
+            experiment,
+            params,
+            inputs,
+            out_dir,
+            work_dir,
+            root,
+            gpus,
+            log,
+            progress,
+            cancelled,
+        } = parts;
         NodeCtx {
             id,
+            key,
+            experiment,
             params,
             inputs,
             out_dir,
@@ -288,6 +310,15 @@ impl<'a> NodeCtx<'a> {
     /// This node's id.
     pub fn id(&self) -> &NodeId {
         self.id
+    }
+    /// This node's key, the same for every attempt at building it (an
+    /// external record of the run, such as an MLflow run, is tied to it).
+    pub fn key(&self) -> &ContentHash {
+        self.key
+    }
+    /// The name of the experiment the node belongs to.
+    pub fn experiment(&self) -> &str {
+        self.experiment
     }
     /// Validated params with defaults.
     pub fn params(&self) -> &Value {

@@ -10,6 +10,7 @@
 //!
 //! Budgets are in tokens, like the paper's (409.6M warmup, 32G max).
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Stdio};
@@ -21,6 +22,7 @@ use super::{BranchRefusal, ComputeBasis, NodeCtx, NodeError, NodeKind, Progress,
 use crate::data::shard::ShardsMeta;
 use crate::process::spawn_group;
 use crate::spec::{Field, FieldType, Schema, Value};
+use crate::track::mlflow::{self, Ending, Metric, RunSpec, Tracker};
 use crate::train::job::{
     kept_checkpoint, BranchFrom, DecayShape, EvalRow, Event, OptimSpec, Precision, StepRow, TrainJob, Wsd,
     DECAY_SHAPE_NAMES,
@@ -118,6 +120,14 @@ impl Train {
             Field::optional("cooldown_tokens", int(1), "wsd: tokens of the final decay, which ends at max_tokens"),
             Field::optional("decay_shape", FieldType::Enum(DECAY_SHAPE_NAMES), "wsd: linear (the default), sqrt (1 − √p) or cosine"),
         ]);
+        let tracking = Schema::new(vec![
+            Field::required(
+                "mlflow",
+                FieldType::HttpUrl,
+                "MLflow tracking server the run logs params, metrics and artifact files to",
+            ),
+            Field::optional("experiment", FieldType::Str, "MLflow experiment (default: this experiment's name)"),
+        ]);
         Train {
             schema: Schema::new(vec![
                 Field::required("model", FieldType::Struct(model), "model shape: a preset and optional overrides"),
@@ -147,6 +157,7 @@ impl Train {
                 Field::default("checkpoint_steps", int(0), Value::Int(0), "steps between checkpoints (0: off)").metadata(),
                 Field::default("threads", int(0), Value::Int(0), "CPU threads for libtorch (0: its default)").metadata(),
                 Field::optional("peak_tflops", FieldType::Float, "the device's peak TFLOP/s, for MFU where it is not known (CPUs)").metadata(),
+                Field::optional("tracking", FieldType::Struct(tracking), "also track the run elsewhere: `{mlflow: URL}` (see Track in MLflow)").metadata(),
             ]),
         }
     }
@@ -279,6 +290,56 @@ fn job(params: &Value, shape: ModelShape, ctx: &NodeCtx<'_>, shards: std::path::
     };
     job.check()?;
     Ok(job)
+}
+
+/// The MLflow run to track, when `tracking.mlflow` is set. Its params are
+/// what the key hashes (flattened: `optim.lr`) and the model shape they
+/// resolve to; metadata that may change between attempts of the same key
+/// (`device`, `threads`, …) goes into tags, since MLflow params cannot change.
+fn tracking(schema: &Schema, ctx: &NodeCtx<'_>, job: &TrainJob) -> Option<RunSpec> {
+    let params = ctx.params();
+    let server = params.get_path("tracking.mlflow").and_then(Value::as_str)?;
+    let experiment = params.get_path("tracking.experiment").and_then(Value::as_str).unwrap_or(ctx.experiment());
+    fn flatten(prefix: &str, value: &Value, out: &mut BTreeMap<String, String>) {
+        match value.as_map() {
+            Some(map) => map.iter().for_each(|(k, v)| flatten(&format!("{prefix}{k}."), v, out)),
+            None => {
+                out.insert(prefix.trim_end_matches('.').to_string(), value.to_string());
+            }
+        }
+    }
+    let mut flat = BTreeMap::new();
+    flatten("", &schema.hashed_part(params), &mut flat);
+    let m = &job.model;
+    let head = if m.head == Head::Tied { "tied" } else { "untied" };
+    for (key, value) in [
+        ("model.n_layer", m.n_layer.to_string()),
+        ("model.n_head", m.n_head.to_string()),
+        ("model.d_model", m.d_model.to_string()),
+        ("model.head", head.to_string()),
+        ("model.vocab_size", m.vocab_size.to_string()),
+        ("context", m.context.to_string()),
+        ("variant", m.variant.name().to_string()),
+    ] {
+        flat.entry(key.to_string()).or_insert(value);
+    }
+    let mut tags = vec![
+        ("scalemake.node".to_string(), ctx.id().0.clone()),
+        ("scalemake.experiment".to_string(), ctx.experiment().to_string()),
+    ];
+    for field in schema.fields.iter().filter(|f| !f.hashed && f.name != "tracking") {
+        if let Some(value) = params.get_path(field.name) {
+            tags.push((format!("scalemake.{}", field.name), value.to_string()));
+        }
+    }
+    Some(RunSpec {
+        server: server.to_string(),
+        experiment: experiment.to_string(),
+        run_name: ctx.id().0.clone(),
+        key: ctx.key().hex(),
+        params: flat.into_iter().collect(),
+        tags,
+    })
 }
 
 /// Starts the worker in its own process group; it dies with scalemake.
@@ -482,6 +543,15 @@ impl NodeKind for Train {
         // user pinned `cuda:N`, which keeps the machine's numbering).
         let pinned = params.get_path("device").and_then(Value::as_str).is_some_and(|d| d.starts_with("cuda:"));
         let gpus = if pinned { Vec::new() } else { ctx.gpus().to_vec() };
+        // Tracking starts before the worker so that finding the run overlaps its start-up.
+        // Dropped on an early return, it ends the MLflow run as FAILED.
+        let tracker = match tracking(&self.schema, ctx, &job) {
+            Some(spec) => {
+                let log = ctx.log().try_clone().map_err(|e| NodeError::Failed(format!("cannot share the log: {e}")))?;
+                Some(Tracker::start(spec, log))
+            }
+            None => None,
+        };
         let mut child = spawn_worker(ctx, &job_path, &gpus)?;
         let stdout = child.stdout.take().expect("stdout is piped");
         let (tx, rx) = mpsc::channel::<String>();
@@ -508,6 +578,9 @@ impl NodeKind for Train {
             if ctx.is_cancelled() && !asked_to_stop {
                 let _ = child.kill();
                 let _ = child.wait();
+                if let Some(tracker) = tracker {
+                    tracker.end(Ending::Killed);
+                }
                 return Err(NodeError::Cancelled);
             }
             let line = match rx.recv_timeout(Duration::from_millis(100)) {
@@ -532,11 +605,18 @@ impl NodeKind for Train {
                     } else {
                         ctx.log_line("scalemake: no checkpoint; training from step 0");
                     }
+                    if let Some(tracker) = &tracker {
+                        let counts = param_counts(&params).map(|(name, n)| (name.to_string(), n.to_string()));
+                        tracker.log(counts.into(), vec![("scalemake.device_used".into(), device.clone())]);
+                    }
                     (outcome.device, outcome.params, outcome.total_steps) = (device, params, total_steps);
                     ctx.progress(Progress::Position { done: resumed_from, total: total_steps });
                 }
                 Event::Step(row) => {
                     live.step(&row);
+                    if let Some(tracker) = &tracker {
+                        tracker.metrics(points(row.step, &step_scalars(&row)));
+                    }
                     outcome.tokens = row.tokens;
                     ctx.progress(Progress::Position { done: row.step, total: outcome.total_steps });
                     let mfu = row.mfu.map(|m| format!(" · MFU {:.0}%", 100.0 * m)).unwrap_or_default();
@@ -547,6 +627,9 @@ impl NodeKind for Train {
                 }
                 Event::Eval(row) => {
                     live.eval(&row);
+                    if let Some(tracker) = &tracker {
+                        tracker.metrics(points(row.step, &eval_scalars(&row)));
+                    }
                     outcome.val_loss = Some(row.val_loss);
                     last_val = format!(" · val {:.3}", row.val_loss);
                 }
@@ -563,14 +646,26 @@ impl NodeKind for Train {
         }
         let status = child.wait().map_err(|e| NodeError::Failed(format!("waiting for the worker: {e}")))?;
         if let (Some(step), true) = (outcome.suspended, status.success()) {
+            if let Some(tracker) = tracker {
+                tracker.end(Ending::Suspended);
+            }
             return Err(NodeError::Suspended { step });
         }
         if !status.success() || !outcome.done {
             let why = outcome.failure.unwrap_or_else(|| format!("the worker ended ({status}) before finishing"));
             return Err(NodeError::Failed(format!("training failed: {why} (more in `scalemake log {}`)", ctx.id())));
         }
-        write_tensorboard(ctx.out_dir()).map_err(NodeError::Failed)?;
+        let (steps, evals) = final_metrics(ctx.out_dir()).map_err(NodeError::Failed)?;
+        write_tensorboard(ctx.out_dir(), &steps, &evals).map_err(NodeError::Failed)?;
         report(ctx, &job, &outcome);
+        if let Some(tracker) = tracker {
+            let metrics = steps
+                .iter()
+                .flat_map(|row| points(row.step, &step_scalars(row)))
+                .chain(evals.iter().flat_map(|row| points(row.step, &eval_scalars(row))))
+                .collect();
+            tracker.end(Ending::Finished { artifact_dir: ctx.out_dir().to_path_buf(), metrics });
+        }
         Ok(())
     }
 }
@@ -588,14 +683,7 @@ impl Scalars {
     fn step(&mut self, row: &StepRow) {
         if let Some(w) = &mut self.0 {
             let now = unix_time();
-            let ok = [
-                ("train/loss", row.loss),
-                ("train/lr", row.lr),
-                ("train/grad_norm", row.grad_norm),
-                ("train/tokens_per_second", row.tokens_per_second),
-            ]
-            .into_iter()
-            .all(|(tag, value)| w.scalar(tag, row.step, value, now).is_ok());
+            let ok = step_scalars(row).into_iter().all(|(tag, value)| w.scalar(tag, row.step, value, now).is_ok());
             if !ok || w.flush().is_err() {
                 self.0 = None;
             }
@@ -604,37 +692,69 @@ impl Scalars {
 
     fn eval(&mut self, row: &EvalRow) {
         if let Some(w) = &mut self.0 {
-            if w.scalar("val/loss", row.step, row.val_loss, unix_time()).and_then(|()| w.flush()).is_err() {
+            let now = unix_time();
+            let ok = eval_scalars(row).into_iter().all(|(tag, value)| w.scalar(tag, row.step, value, now).is_ok());
+            if !ok || w.flush().is_err() {
                 self.0 = None;
             }
         }
     }
 }
 
+/// A step's scalars by name: the names TensorBoard and MLflow both show.
+fn step_scalars(row: &StepRow) -> [(&'static str, f64); 4] {
+    [
+        ("train/loss", row.loss),
+        ("train/lr", row.lr),
+        ("train/grad_norm", row.grad_norm),
+        ("train/tokens_per_second", row.tokens_per_second),
+    ]
+}
+
+/// An evaluation's scalars by name.
+fn eval_scalars(row: &EvalRow) -> [(&'static str, f64); 1] {
+    [("val/loss", row.val_loss)]
+}
+
+/// Scalars at `step` as MLflow metric points, stamped now.
+fn points(step: u64, scalars: &[(&'static str, f64)]) -> Vec<Metric> {
+    let now = mlflow::now_ms();
+    scalars.iter().map(|&(key, value)| Metric { key, value, step, timestamp_ms: now }).collect()
+}
+
+/// The parameter counts by the names the manifest records them under.
+fn param_counts(p: &ParamCounts) -> [(&'static str, i64); 5] {
+    [
+        ("params_embedding", p.embedding),
+        ("params_trainable", p.trainable),
+        ("params_frozen", p.frozen),
+        ("params_structured", p.structured),
+        ("params_fastfood", p.fastfood),
+    ]
+}
+
 fn unix_time() -> f64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// The artifact's event file, written from its metrics files once the run
-/// is complete, so it holds each step once even after resumptions.
-fn write_tensorboard(out: &Path) -> Result<(), String> {
-    let rows = |file: &str| -> Result<Vec<String>, String> {
+/// The complete run's steps and evaluations, from the artifact's metrics
+/// files (each step once, even after resumptions).
+fn final_metrics(out: &Path) -> Result<(Vec<StepRow>, Vec<EvalRow>), String> {
+    fn rows<T: serde::de::DeserializeOwned>(out: &Path, file: &str) -> Result<Vec<T>, String> {
         let path = out.join(file);
-        Ok(std::fs::read_to_string(&path)
-            .map_err(|e| format!("{}: {e}", path.display()))?
-            .lines()
-            .map(String::from)
-            .collect())
-    };
+        let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        text.lines().map(|line| serde_json::from_str(line).map_err(|e| format!("{file}: {e}"))).collect()
+    }
+    Ok((rows(out, STEPS_FILE)?, rows(out, EVAL_FILE)?))
+}
+
+/// The artifact's event file, written from the complete metrics.
+fn write_tensorboard(out: &Path, steps: &[StepRow], evals: &[EvalRow]) -> Result<(), String> {
     let mut scalars = Scalars(Some(
         EventWriter::create(&out.join(TENSORBOARD_DIR), unix_time()).map_err(|e| format!("tensorboard: {e}"))?,
     ));
-    for line in rows(STEPS_FILE)? {
-        scalars.step(&serde_json::from_str(&line).map_err(|e| format!("{STEPS_FILE}: {e}"))?);
-    }
-    for line in rows(EVAL_FILE)? {
-        scalars.eval(&serde_json::from_str(&line).map_err(|e| format!("{EVAL_FILE}: {e}"))?);
-    }
+    steps.iter().for_each(|row| scalars.step(row));
+    evals.iter().for_each(|row| scalars.eval(row));
     match scalars.0 {
         Some(_) => Ok(()),
         None => Err("tensorboard: could not write the event file".into()),
@@ -649,12 +769,10 @@ fn report(ctx: &mut NodeCtx<'_>, job: &TrainJob, outcome: &Outcome) {
     if let Some(test) = outcome.test_loss {
         ctx.record_metric("test_loss", test);
     }
+    for (name, count) in param_counts(&p) {
+        ctx.record_metric(name, count as f64);
+    }
     for (name, value) in [
-        ("params_embedding", p.embedding as f64),
-        ("params_trainable", p.trainable as f64),
-        ("params_frozen", p.frozen as f64),
-        ("params_structured", p.structured as f64),
-        ("params_fastfood", p.fastfood as f64),
         ("tokens", outcome.tokens as f64),
         ("steps", outcome.total_steps as f64),
         ("val_loss", outcome.val_loss.unwrap_or(f64::NAN)),

@@ -1,16 +1,19 @@
 //! The report's figures: the paper's Figures 1, 2, 3, 6 and 7 one to one
 //! (compute in PF-days, as the paper plots it), then the extra panels —
 //! loss against tokens, against compute under every cost model, final loss
-//! against N per family, and the law's residuals.
+//! against N per family, the law's residuals, and per family the isoFLOP
+//! profiles and N_opt against compute by the three approaches.
 
 use std::collections::BTreeMap;
 
 use super::plot::{family_colour, log_log_svg, shade, Axes, Series, Stroke};
 use super::tables::{family_name, interval};
 use super::RunData;
+use crate::fit::optimal::{ComputeOptimal, IsoFlopProfile};
 use crate::fit::study::{PowerLawFit, StudyFit};
 use crate::train::{CostModel, PF_DAY};
 use crate::units::si;
+use plotters::style::RGBColor;
 
 /// One figure: file stem (and HTML id), caption, SVG.
 pub struct Figure {
@@ -246,7 +249,113 @@ pub fn figures(runs: &[RunData], fits: &[StudyFit]) -> Result<Vec<Figure>, Strin
     }
     out.extend(equal_n_figure(runs, fit, &families)?);
     out.extend(residual_figure(fit, &families)?);
+    if let Some(fit) = fit {
+        for f in &families {
+            // Only a family run as an isoFLOP grid (a budget with a parabola) gets these panels:
+            // elsewhere approach 2 is absent and the figure list would hinge on what the data identifies.
+            let optimal = fit.groups.get(*f).map(|g| &g.compute_optimal);
+            if let Some(optimal) = optimal.filter(|o| o.isoflop_profiles.iter().any(|p| p.parabola.is_some())) {
+                out.extend(isoflop_figure(f, optimal)?);
+                out.extend(allocation_figure(f, optimal)?);
+            }
+        }
+    }
     Ok(out)
+}
+
+/// A family's isoFLOP profiles: each budget's final losses against N
+/// (shaded by budget), the parabola fitted in log N (dashed) and its
+/// minimum (black); `None` without a parabola.
+fn isoflop_figure(family: &str, optimal: &ComputeOptimal) -> Result<Option<Figure>, String> {
+    let shaped: Vec<&IsoFlopProfile> = optimal.isoflop_profiles.iter().filter(|p| p.parabola.is_some()).collect();
+    let mut series = Vec::new();
+    for (rank, profile) in shaped.iter().enumerate() {
+        let colour = shade(family_colour(family), rank, shaped.len());
+        let points: Vec<(f64, f64)> = profile.points.iter().map(|(_, n, loss)| (*n, *loss)).collect();
+        series.push(Series {
+            label: Some(format!("C = {:.1e}", profile.compute)),
+            colour,
+            stroke: Stroke::Markers,
+            points: points.clone(),
+        });
+        if let Some(parabola) = profile.parabola {
+            let (lo, hi) = points.iter().fold((f64::INFINITY, 0.0f64), |(a, b), p| (a.min(p.0), b.max(p.0)));
+            let curve = (0..=20).map(|i| lo * (hi / lo).powf(i as f64 / 20.0)).map(|n| (n, parabola.at(n)));
+            // A parabola may dip below zero beyond its points; a log axis cannot show that.
+            series.push(Series {
+                label: None,
+                colour,
+                stroke: Stroke::Dashed,
+                points: curve.filter(|p| p.1 > 0.0).collect(),
+            });
+        }
+    }
+    let minima: Vec<(f64, f64)> = shaped.iter().filter_map(|p| p.minimum.fitted()).map(|m| (m.n, m.loss)).collect();
+    if series.is_empty() {
+        return Ok(None);
+    }
+    if !minima.is_empty() {
+        series.push(Series {
+            label: Some("minimum of each parabola".into()),
+            colour: RGBColor(0, 0, 0),
+            stroke: Stroke::Markers,
+            points: minima,
+        });
+    }
+    let caption = format!(
+        "IsoFLOP profiles of the {}: final validation loss against trainable N for the runs of each compute budget (C = 6·N·D; runs within 5% of one compute), the parabola in log N fitted to each (dashed) and its minimum (black) — approach 2 of Hoffmann et al. A budget whose parabola opens downward or has its minimum outside its sizes has no minimum.",
+        family_name(family)
+    );
+    let svg = log_log_svg(
+        &format!("IsoFLOP profiles: {}", family_name(family)),
+        Axes { x: "N trainable (non-embedding)", y: "final validation loss" },
+        &series,
+    )?;
+    Ok(Some(Figure { stem: format!("isoflop_{family}"), caption, svg }))
+}
+
+/// The hue of each approach on the allocation figure.
+const APPROACH_COLOURS: [RGBColor; 3] = [RGBColor(31, 119, 180), RGBColor(214, 39, 40), RGBColor(44, 160, 44)];
+
+/// N_opt against C by the three approaches: approach 1's lowest-loss runs
+/// and approach 2's parabola minima as points, each identified approach's
+/// N_opt = G·C^a as a dashed line; `None` without any.
+fn allocation_figure(family: &str, optimal: &ComputeOptimal) -> Result<Option<Figure>, String> {
+    let envelope: Vec<(f64, f64)> = optimal.envelope_minima.iter().map(|m| (m.compute, m.n)).collect();
+    let isoflop: Vec<(f64, f64)> =
+        optimal.isoflop_profiles.iter().filter_map(|p| p.minimum.fitted().map(|m| (p.compute, m.n))).collect();
+    let computes = envelope.iter().chain(&isoflop).map(|p| p.0);
+    let (lo, hi) = computes.fold((f64::INFINITY, 0.0f64), |(a, b), c| (a.min(c), b.max(c)));
+    let mut series = Vec::new();
+    for (points, (name, colour)) in [envelope, isoflop]
+        .into_iter()
+        .zip([("1: lowest-loss run", APPROACH_COLOURS[0]), ("2: isoFLOP minima", APPROACH_COLOURS[1])])
+    {
+        if !points.is_empty() {
+            series.push(Series { label: Some(name.into()), colour, stroke: Stroke::Markers, points });
+        }
+    }
+    for ((name, approach), colour) in optimal.approaches().into_iter().zip(APPROACH_COLOURS) {
+        if let (Some(law), true) = (approach.fitted(), lo < hi) {
+            let points = (0..=20).map(|i| lo * (hi / lo).powf(i as f64 / 20.0)).map(|c| (c, law.n_opt.at(c))).collect();
+            let label = format!("{name}: a = {:.3}", law.n_opt.exponent.value);
+            series.push(Series { label: Some(label), colour, stroke: Stroke::Dashed, points });
+        }
+    }
+    if series.is_empty() {
+        return Ok(None);
+    }
+    let caption = format!(
+        "Compute-optimal model size N_opt against compute C = 6·N·D for the {}, by Hoffmann et al.'s three approaches: the run with the lowest loss at each compute (1), the minima of the isoFLOP parabolas (2), and the power laws N_opt = G·C^a fitted to each, with approach 3's from L(N, D) (dashed). {}",
+        family_name(family),
+        optimal.agreement_sentence()
+    );
+    let svg = log_log_svg(
+        &format!("N_opt vs compute: {}", family_name(family)),
+        Axes { x: "compute (FLOP), C = 6·N_trainable·D", y: "N_opt (trainable)" },
+        &series,
+    )?;
+    Ok(Some(Figure { stem: format!("n_opt_vs_compute_{family}"), caption, svg }))
 }
 
 /// Final loss against trainable parameters, one marker series per family,
@@ -329,4 +438,69 @@ fn residual_figure(fit: Option<&StudyFit>, families: &[&str]) -> Result<Option<F
         &series,
     )?;
     Ok(Some(Figure { stem: "residuals_trainable".into(), caption: caption.into(), svg }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fit::study::{fit_study, Frontier, Run, RunPoint, Settings};
+    use crate::train::{Compute, ParamCounts};
+
+    /// Runs of an isoFLOP grid exactly on Hoffmann et al.'s L(N, D): four
+    /// budgets, five sizes each around the optimum.
+    fn isoflop_runs() -> Vec<Run> {
+        let mut runs = Vec::new();
+        for budget in 0..4 {
+            let c = 1e17 * 10f64.powi(budget);
+            let centre = (1.344 * (c / 6.0).powf(0.28 / 0.62)).log10();
+            for step in -2..=2 {
+                let params =
+                    ParamCounts { trainable: 10f64.powf(centre + 0.2 * step as f64) as i64, ..Default::default() };
+                let n = params.trainable as f64;
+                let points = (0..8)
+                    .map(|i| c / (6.0 * n) * 10f64.powf(i as f64 / 7.0 - 1.0))
+                    .map(|d| RunPoint {
+                        tokens: d,
+                        compute: Compute::at(&params, d),
+                        loss: 1.69 + 406.4 / n.powf(0.34) + 410.7 / d.powf(0.28),
+                    })
+                    .collect();
+                runs.push(Run {
+                    id: format!("c{budget}n{step}"),
+                    group: "baseline".into(),
+                    params,
+                    points,
+                    warmup_tokens: 0.0,
+                });
+            }
+        }
+        runs
+    }
+
+    #[test]
+    fn an_isoflop_study_draws_its_profiles_and_n_opt_by_three_approaches() {
+        let settings = Settings {
+            skip_fraction: 0.1,
+            envelope_points: 20,
+            bootstrap: 5,
+            seed: 1,
+            baseline: "baseline".into(),
+            frontier: Frontier::Curves,
+        };
+        let fit = fit_study(&isoflop_runs(), &settings).unwrap();
+        let optimal = &fit.groups["baseline"].compute_optimal;
+        let profiles = isoflop_figure("baseline", optimal).unwrap().expect("four parabolas");
+        assert_eq!(profiles.stem, "isoflop_baseline");
+        for text in ["C = 1.0e17", "C = 1.0e20", "minimum of each parabola"] {
+            assert!(profiles.svg.contains(text), "{text} missing from the isoFLOP figure");
+        }
+        let allocation = allocation_figure("baseline", optimal).unwrap().expect("three approaches");
+        for text in ["1: lowest-loss run", "2: isoFLOP minima", "3: L(N, D): a = 0.45"] {
+            assert!(allocation.svg.contains(text), "{text} missing from the N_opt figure");
+        }
+        // A study that is no isoFLOP grid (one run per compute) has no profile to draw.
+        let single: Vec<Run> = isoflop_runs().into_iter().filter(|r| r.id.ends_with("n0")).collect();
+        let fit = fit_study(&single, &settings).unwrap();
+        assert!(isoflop_figure("baseline", &fit.groups["baseline"].compute_optimal).unwrap().is_none());
+    }
 }

@@ -77,6 +77,11 @@ impl Page {
                 paragraphs: vec![tables::REFERENCES.into()],
                 table: Some(tables::laws_table(fit)),
             });
+            sections.push(Section {
+                heading: "Compute-optimal allocation",
+                paragraphs: tables::optimal_paragraphs(fit),
+                table: Some(tables::optimal_table(fit)),
+            });
             if fit.multipliers.is_empty() {
                 continue;
             }

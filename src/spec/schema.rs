@@ -28,6 +28,8 @@ pub enum FieldType {
     /// A relative path that stays below its base directory (no `..`, not
     /// absolute): where a node may write.
     RelPath,
+    /// An `http://` or `https://` URL with a host (a server to report to).
+    HttpUrl,
     /// One of a fixed set of strings.
     Enum(&'static [&'static str]),
     /// A list of items of one type; a single item is accepted as a one-item list.
@@ -46,6 +48,7 @@ impl FieldType {
             FieldType::Float => "a number".into(),
             FieldType::Str => "a string".into(),
             FieldType::RelPath => "a relative path".into(),
+            FieldType::HttpUrl => "an http:// or https:// URL".into(),
             FieldType::Enum(options) => format!("one of {}", options.join(", ")),
             FieldType::List(item) => format!("a list of {}", item.describe_plural()),
             FieldType::Struct(_) | FieldType::Dict(_) => "a mapping".into(),
@@ -328,6 +331,19 @@ fn check_type(
             }
             Some(Value::Str(s.clone()))
         }
+        (FieldType::HttpUrl, Yaml::Str(s)) => {
+            let host = s.strip_prefix("http://").or_else(|| s.strip_prefix("https://")).map(|rest| {
+                let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+                authority.rsplit_once('@').map_or(authority, |(_, host)| host)
+            });
+            if !host.is_some_and(|h| !h.is_empty() && !h.starts_with(':') && !h.contains(char::is_whitespace)) {
+                let e =
+                    SpecError::new(source, node.span, format!("`{s}` is not an http:// or https:// URL with a host"));
+                errors.push(e.key(path).hint("for example http://127.0.0.1:5000"));
+                return None;
+            }
+            Some(Value::Str(s.clone()))
+        }
         // Numbers and booleans are fine as strings (`cmd: 1`), written as they read.
         (FieldType::Str, Yaml::Int(i)) => Some(Value::Str(i.to_string())),
         (FieldType::Str, Yaml::Bool(b)) => Some(Value::Str(b.to_string())),
@@ -436,6 +452,26 @@ mod tests {
     fn metadata_is_not_hashed() {
         let v = check("cmd: echo\nlog_every: 3").unwrap();
         assert_eq!(schema().hashed_part(&v).to_string(), "{cmd: echo, optim: {lr: 0.001}, retries: 0}");
+    }
+
+    #[test]
+    fn urls_need_a_scheme_and_a_host() {
+        let schema = Schema::new(vec![Field::required("uri", FieldType::HttpUrl, "a server")]);
+        let check = |src: &str| {
+            let source = Arc::new(SourceFile { path: PathBuf::from("t.yaml"), text: src.into() });
+            let mut errors = vec![];
+            schema.validate(&parse(src).unwrap(), "n", &source, &mut errors).ok_or(errors)
+        };
+        for good in ["http://127.0.0.1:5000", "https://mlflow.example.org/prefix/", "http://user@host"] {
+            assert!(check(&format!("uri: '{good}'")).is_ok(), "{good}");
+        }
+        for bad in ["127.0.0.1:5000", "file:///tmp/mlruns", "http://", "http://:5000", "https:///x"] {
+            let errs = check(&format!("\nuri: '{bad}'")).unwrap_err();
+            assert_eq!(
+                errs[0].to_string(),
+                format!("t.yaml:2:6: `n.uri`: `{bad}` is not an http:// or https:// URL with a host")
+            );
+        }
     }
 
     #[test]

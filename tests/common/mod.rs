@@ -233,3 +233,19 @@ pub fn checkpoint_steps(p: &Project) -> std::collections::BTreeMap<String, u64> 
         })
         .collect()
 }
+
+/// TensorBoard's own reader, on a directory of event files: `{tag: [[step, value], …]}`.
+pub fn tensorboard_scalars(dir: &std::path::Path) -> serde_json::Value {
+    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    let script = "import json, sys\n\
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator\n\
+acc = EventAccumulator(sys.argv[1]); acc.Reload()\n\
+print(json.dumps({t: [[e.step, e.value] for e in acc.Scalars(t)] for t in acc.Tags()['scalars']}))";
+    let out = std::process::Command::new(&python).args(["-c", script]).arg(dir).output().expect("the venv's python");
+    assert!(
+        out.status.success(),
+        "TensorBoard's reader failed (scripts/setup.sh installs tensorboard): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
