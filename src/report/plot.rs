@@ -173,13 +173,35 @@ pub fn log_log_svg(title: &str, axes: Axes<'_>, series: &[Series]) -> Result<Str
                 .configure_series_labels()
                 .background_style(WHITE.mix(0.85))
                 .border_style(BLACK.mix(0.3))
-                .position(SeriesLabelPosition::LowerLeft)
+                .position(emptiest_corner(&all, (x0 * 0.9, x1 * 1.1), (y0 * 0.97, y1 * 1.03)))
                 .draw()
                 .map_err(|e| e.to_string())?;
         }
         root.present().map_err(|e| e.to_string())?;
     }
     Ok(svg)
+}
+
+/// The corner of the plot, on its log axes, that the fewest points fall in:
+/// where the legend hides no data. Ties go to the lower left, empty on the
+/// falling loss curves most figures are.
+fn emptiest_corner(points: &[(f64, f64)], x: (f64, f64), y: (f64, f64)) -> SeriesLabelPosition {
+    let unit = |v: f64, (lo, hi): (f64, f64)| (v.ln() - lo.ln()) / (hi.ln() - lo.ln());
+    let in_corner = |(u, v): (f64, f64), right: bool, upper: bool| {
+        (if right { u > 0.55 } else { u < 0.45 }) && (if upper { v > 0.65 } else { v < 0.35 })
+    };
+    let corners = [
+        (SeriesLabelPosition::LowerLeft, false, false),
+        (SeriesLabelPosition::UpperRight, true, true),
+        (SeriesLabelPosition::LowerRight, true, false),
+        (SeriesLabelPosition::UpperLeft, false, true),
+    ];
+    let crowding =
+        |right, upper| points.iter().filter(|&&(px, py)| in_corner((unit(px, x), unit(py, y)), right, upper)).count();
+    corners
+        .into_iter()
+        .min_by_key(|&(_, right, upper)| crowding(right, upper))
+        .map_or(SeriesLabelPosition::LowerLeft, |(corner, _, _)| corner)
 }
 
 /// Renders SVG figures to PNG with resvg. Text uses a system sans-serif
@@ -232,6 +254,15 @@ mod tests {
         assert_eq!(short_number(8.75), "8.75");
         assert_eq!(short_number(1.0), "1");
         assert_eq!(short_number(2e-8), "2e-8");
+    }
+
+    #[test]
+    fn the_legend_goes_where_no_points_are() {
+        let range = (1.0, 1000.0);
+        let falling: Vec<(f64, f64)> = [1.0, 10.0, 100.0, 1000.0].iter().map(|&x| (x, 1000.0 / x)).collect();
+        let rising: Vec<(f64, f64)> = [1.0, 10.0, 100.0, 1000.0].iter().map(|&x| (x, x)).collect();
+        assert!(matches!(emptiest_corner(&falling, range, range), SeriesLabelPosition::LowerLeft));
+        assert!(matches!(emptiest_corner(&rising, range, range), SeriesLabelPosition::LowerRight));
     }
 
     #[test]
