@@ -630,11 +630,15 @@ fn group_fit(runs: &[&Run], point: &Point, reps: &[&Point], settings: &Settings)
             }
         }
     };
+    // Approach 3 needs only the ratio of the exponents, a = β/(α+β): along
+    // the valley of L(N, D) α and β move together (Epoch's refit of
+    // Chinchilla saw the same), so the allocation can be pinned where α alone
+    // is not. It is judged by a's and b's own intervals, not by L(N, D)'s.
     let parametric = Parametric {
-        law: match (&chinchilla, &point.chinchilla) {
-            (Identified::Fitted(_), Some(law)) => Ok(law),
-            (Identified::NotIdentifiable(why), _) => Err(format!("L(N, D) is not identified: {why}")),
-            (Identified::Fitted(_), None) => Err("L(N, D) is not identified".into()),
+        law: match (too_few_sizes(sizes(runs)), &point.chinchilla) {
+            (None, Some(law)) => Ok(law),
+            (Some(why), _) => Err(format!("L(N, D) is not identified: {why}")),
+            (None, None) => Err("L(N, D) is not identified: no start converged".into()),
         },
         replicates: reps.iter().filter_map(|r| r.chinchilla.as_ref()).collect(),
         convergence: point.chinchilla_convergence.clone(),

@@ -275,9 +275,10 @@ impl NodeKind for Fit {
     /// such, small families are compared run by run, warmup is left out,
     /// cost models are named for what they count, a family's frontier
     /// starts where its smallest model ends; 6: the compute-optimal
-    /// allocation by three approaches, and L(N, D)'s convergence.
+    /// allocation by three approaches, and L(N, D)'s convergence; 7:
+    /// approach 3 judged by its own a and b, not by L(N, D)'s exponents.
     fn version(&self) -> u32 {
-        6
+        7
     }
 
     fn schema(&self) -> &Schema {
