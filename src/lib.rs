@@ -26,6 +26,7 @@ pub mod hash;
 pub mod nodes;
 pub mod process;
 pub mod report;
+pub mod serve;
 pub mod spec;
 pub mod track;
 pub mod train;

@@ -158,6 +158,16 @@ pub fn run(plan: &Plan, ws: &Workspace<'_>, opts: &RunOptions) -> Result<RunSumm
 /// `--dry-run`): fresh nodes resolve their digests so that downstream keys
 /// can be computed as far as possible.
 pub fn survey(plan: &Plan, ws: &Workspace<'_>) -> Vec<Freshness> {
+    survey_and_save(plan, ws, true)
+}
+
+/// [`survey`] for a reader that must not write to the cache (`serve`): the
+/// stat cache it learns is dropped, not saved.
+pub fn survey_read_only(plan: &Plan, ws: &Workspace<'_>) -> Vec<Freshness> {
+    survey_and_save(plan, ws, false)
+}
+
+fn survey_and_save(plan: &Plan, ws: &Workspace<'_>, save: bool) -> Vec<Freshness> {
     let started = Instant::now();
     let mut fp = Fingerprinter::new(plan, ws.cache, ws.root);
     tracing::debug!("stat cache and state log loaded in {:?}", started.elapsed());
@@ -171,9 +181,58 @@ pub fn survey(plan: &Plan, ws: &Workspace<'_>) -> Vec<Freshness> {
         out[i] = Some(f);
     }
     let evaluated = started.elapsed();
-    fp.finish();
+    if save {
+        fp.finish();
+    }
     tracing::debug!("nodes evaluated at {evaluated:?}, stat cache saved at {:?}", started.elapsed());
     out.into_iter().map(|f| f.expect("every node is in the topological order")).collect()
+}
+
+/// The state a listing (`status`, `dag`, `show`, `serve`) shows for a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeState {
+    /// Built and cached.
+    Fresh,
+    /// Built once, but an input, file or param changed since.
+    Stale,
+    /// Never built (or its artifact was removed).
+    Missing,
+    /// Its last attempt, with the key it has now, failed (or it cannot build as declared).
+    Failed,
+}
+
+impl NodeState {
+    /// The word listings print.
+    pub fn label(self) -> &'static str {
+        match self {
+            NodeState::Fresh => "fresh",
+            NodeState::Stale => "stale",
+            NodeState::Missing => "missing",
+            NodeState::Failed => "failed",
+        }
+    }
+}
+
+/// Each node's [`NodeState`], from its [`Freshness`] (by [`survey`]) and the
+/// failures the state log recorded.
+pub fn node_states(plan: &Plan, cache: &Cache, survey: &[Freshness]) -> Vec<NodeState> {
+    let state = cache.state(&plan.experiment.name);
+    survey
+        .iter()
+        .enumerate()
+        .map(|(i, freshness)| {
+            let failed_key = state.failed_key(&plan.experiment.nodes[i].id.0);
+            match freshness {
+                Freshness::Fresh { .. } => NodeState::Fresh,
+                Freshness::Broken { .. } => NodeState::Failed,
+                Freshness::Stale { key, .. } if key.is_some() && *key == failed_key => NodeState::Failed,
+                Freshness::Stale { reasons, .. } if reasons.contains(&DirtyReason::ArtifactMissing) => {
+                    NodeState::Missing
+                }
+                Freshness::Stale { .. } => NodeState::Stale,
+            }
+        })
+        .collect()
 }
 
 /// Node ids selected by `targets` (for CLI listings).
