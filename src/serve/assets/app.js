@@ -35,7 +35,7 @@ function stateColour(state) {
 function fmt(x) {
   if (x === null || x === undefined || !isFinite(x)) return "–";
   const a = Math.abs(x);
-  if (a !== 0 && (a >= 1e5 || a < 1e-3)) return x.toExponential(2).replace("e+", "e");
+  if (a !== 0 && (a >= 1e5 || a < 1e-3)) return x.toExponential(2).replace(/\.?0+e/, "e").replace("e+", "e");
   if (a >= 100) return x.toFixed(0);
   return x.toPrecision(4).replace(/\.?0+$/, "");
 }
@@ -121,7 +121,7 @@ function renderDag() {
   nodes.forEach((n, i) => { for (const p of n.inputs) level[i] = Math.max(level[i], level[p] + 1); });
   const columns = [];
   nodes.forEach((n, i) => (columns[level[i]] ||= []).push(i));
-  const W = 230, H = 26, GAP_X = 60, GAP_Y = 8, PAD = 6;
+  const W = 200, H = 26, GAP_X = 44, GAP_Y = 8, PAD = 6;
   const pos = [];
   columns.forEach((col, c) => col.forEach((i, r) => { pos[i] = { x: PAD + c * (W + GAP_X), y: PAD + r * (H + GAP_Y) }; }));
   const height = PAD * 2 + Math.max(...columns.map((c) => c.length)) * (H + GAP_Y);
@@ -139,7 +139,7 @@ function renderDag() {
                            transform: `translate(${pos[i].x},${pos[i].y})` });
     g.append(svgEl("title", {}, `${n.id}\n${n.state}: ${n.detail}`));
     g.append(svgEl("rect", { width: W, height: H, fill: stateColour(n.state) }));
-    const label = n.id.length > 34 ? n.id.slice(0, 33) + "…" : n.id;
+    const label = n.id.length > 30 ? n.id.slice(0, 29) + "…" : n.id;
     g.append(svgEl("text", { x: 8, y: H / 2 + 4 }, label));
     g.addEventListener("click", () => showLog(n.id));
     svg.append(g);
