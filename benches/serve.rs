@@ -2,7 +2,7 @@
 //! against the same run while `scalemake serve` feeds 50 loopback clients.
 //!
 //! What it does: builds the data of a small study once (the French test
-//! fixture, BPE 400, a nano GPT), then `BENCH_SERVE_PAIRS` (default 2)
+//! fixture, BPE 400, a nano GPT), then `BENCH_SERVE_PAIRS` (default 3)
 //! interleaved pairs of runs — alone, then watched — each a fresh training
 //! run (its own seed, so its own key) of `BENCH_SERVE_TOKENS` tokens
 //! (default 983,040: about 40 s here). In a watched run, `serve` starts
@@ -16,8 +16,11 @@
 //! Reports per run: the mean training throughput from the run's own
 //! metrics (`tokens_per_second` of each logged step after the first 5%),
 //! the clients' requests, failures (a non-200 answer, an I/O error, an
-//! event stream that ended early) and GET latency, and the CPU seconds
-//! `serve` used; then the watched/alone throughput ratio of each pair.
+//! event stream that ended early) and GET latency, the CPU seconds `serve`
+//! and the clients used (an upper bound on what watching can take from
+//! training, robust to other load on the machine, which the throughput
+//! ratio is not), the load average; then the watched/alone throughput ratio
+//! of each pair.
 //!
 //! Run: `cargo bench --bench serve` (builds the workspace's worker too:
 //! `cargo build --release --workspace --bins` first).
@@ -179,6 +182,20 @@ fn client(addr: SocketAddr, k: usize, stop: Arc<AtomicBool>, tally: Arc<Tally>) 
     vec![events, gets]
 }
 
+/// CPU seconds (user + system) this process (the clients' threads) has used.
+fn own_cpu_seconds() -> f64 {
+    // SAFETY: getrusage writes into the struct we pass.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+/// The 1-minute load average: what else the machine was doing.
+fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg").ok().and_then(|s| s.split(' ').next()?.parse().ok()).unwrap_or(f64::NAN)
+}
+
 /// CPU seconds (user + system) a process has used, from /proc.
 fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -211,10 +228,13 @@ struct Measured {
     p50_ms: f64,
     p99_ms: f64,
     serve_cpu: f64,
+    clients_cpu: f64,
+    load: f64,
 }
 
 fn measure(p: &Project, seed: u64, tokens: u64, clients: Option<(usize, Duration)>) -> Measured {
     std::fs::write(p.dir.path().join("exp.yaml"), study(tokens, seed)).unwrap();
+    let clients_cpu_before = own_cpu_seconds();
     let watched = clients.map(|(n, min)| {
         let (serve, addr) = start_serve(p);
         let (stop, tally) = (Arc::new(AtomicBool::new(false)), Arc::new(Tally::default()));
@@ -233,6 +253,8 @@ fn measure(p: &Project, seed: u64, tokens: u64, clients: Option<(usize, Duration
         p50_ms: 0.0,
         p99_ms: 0.0,
         serve_cpu: 0.0,
+        clients_cpu: 0.0,
+        load: load_average(),
     };
     if let Some((mut serve, stop, tally, threads, min)) = watched {
         // The clients stay at least `min`, however quick the run.
@@ -240,6 +262,7 @@ fn measure(p: &Project, seed: u64, tokens: u64, clients: Option<(usize, Duration
         stop.store(true, Ordering::Relaxed);
         threads.into_iter().for_each(|t| t.join().unwrap());
         m.serve_cpu = cpu_seconds(serve.id());
+        m.clients_cpu = own_cpu_seconds() - clients_cpu_before;
         let _ = serve.kill();
         let _ = serve.wait();
         let mut lat = tally.latencies_ms.lock().unwrap().clone();
@@ -257,7 +280,7 @@ fn measure(p: &Project, seed: u64, tokens: u64, clients: Option<(usize, Duration
 }
 
 fn main() {
-    let pairs: u64 = env_or("BENCH_SERVE_PAIRS", 2);
+    let pairs: u64 = env_or("BENCH_SERVE_PAIRS", 3);
     let tokens: u64 = env_or("BENCH_SERVE_TOKENS", 983_040);
     let clients: usize = env_or("BENCH_SERVE_CLIENTS", 50);
     let seconds: u64 = env_or("BENCH_SERVE_SECONDS", 30);
@@ -276,23 +299,30 @@ fn main() {
         "one nano GPT (d_model 64), {tokens} tokens per run, libtorch's default threads; {pairs} pairs; \
          watched = {clients} clients × (1 event stream + 1 GET / 2 s) for ≥ {seconds} s"
     );
-    println!("| run | tokens/s | wall s | requests | failed | events received | GET p50 / p99 ms | serve CPU s |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| run | tokens/s | wall s | load avg | requests | failed | events received | GET p50 / p99 ms | serve CPU s | clients CPU s |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut ratios = Vec::new();
     for pair in 0..pairs {
         let alone = measure(&p, 2 * pair + 1, tokens, None);
-        println!("| alone | {:.0} | {:.1} | – | – | – | – | – |", alone.throughput, alone.seconds);
+        println!(
+            "| alone | {:.0} | {:.1} | {:.1} | – | – | – | – | – | – |",
+            alone.throughput, alone.seconds, alone.load
+        );
         let watched = measure(&p, 2 * pair + 2, tokens, Some((clients, Duration::from_secs(seconds))));
         println!(
-            "| watched | {:.0} | {:.1} | {} | {} | {} | {:.1} / {:.1} | {:.2} |",
+            "| watched | {:.0} | {:.1} | {:.1} | {} | {} | {} | {:.1} / {:.1} | {:.2} | {:.2} |",
             watched.throughput,
             watched.seconds,
+            watched.load,
             watched.requests,
             watched.failures,
             watched.events,
             watched.p50_ms,
             watched.p99_ms,
-            watched.serve_cpu
+            watched.serve_cpu,
+            watched.clients_cpu
         );
         ratios.push(watched.throughput / alone.throughput);
     }

@@ -545,8 +545,9 @@ pub fn serve(env: &Env, args: &[String], addr: std::net::SocketAddr) -> Result<E
     }
     // A cache that does not exist yet reads as empty: serve may start before the study.
     let experiment = plan.experiment.name.clone();
-    let hub = http::Hub::new(Watcher::new(plan, &env.cache_dir, &env.root));
-    http::start_poller(hub.clone(), std::time::Duration::from_secs(1));
+    let watcher = Watcher::new(plan, &env.cache_dir, &env.root);
+    let hub = http::Hub::new(&watcher);
+    http::start_poller(hub.clone(), watcher, std::time::Duration::from_secs(1));
     let cache = env.cache_dir.display().to_string();
     http::serve(hub, addr, |bound| {
         if !bound.ip().is_loopback() {

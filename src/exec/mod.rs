@@ -40,14 +40,14 @@ use std::time::Instant;
 pub use build::build_one;
 use build::Built;
 use coordinator::{coordinate, Message, Outcome, RunState, Runner, Start};
-pub use fingerprint::{DirtyReason, Fingerprinter, Freshness, KeyParts};
+pub use fingerprint::{DirtyReason, Fingerprinter, Freshness, KeyParts, STAT_CACHE_FILE};
 use slots::Slots;
 pub use transfer::{pull, push, Pulled, Pushed};
 
 use crate::cache::remote::Remote;
 use crate::cache::{Cache, CacheError};
 use crate::graph::Plan;
-use crate::hash::ContentHash;
+use crate::hash::{ContentHash, StatCache};
 use crate::nodes::Input;
 
 /// How to run.
@@ -158,19 +158,31 @@ pub fn run(plan: &Plan, ws: &Workspace<'_>, opts: &RunOptions) -> Result<RunSumm
 /// `--dry-run`): fresh nodes resolve their digests so that downstream keys
 /// can be computed as far as possible.
 pub fn survey(plan: &Plan, ws: &Workspace<'_>) -> Vec<Freshness> {
-    survey_and_save(plan, ws, true)
-}
-
-/// [`survey`] for a reader that must not write to the cache (`serve`): the
-/// stat cache it learns is dropped, not saved.
-pub fn survey_read_only(plan: &Plan, ws: &Workspace<'_>) -> Vec<Freshness> {
-    survey_and_save(plan, ws, false)
-}
-
-fn survey_and_save(plan: &Plan, ws: &Workspace<'_>, save: bool) -> Vec<Freshness> {
     let started = Instant::now();
     let mut fp = Fingerprinter::new(plan, ws.cache, ws.root);
     tracing::debug!("stat cache and state log loaded in {:?}", started.elapsed());
+    let out = evaluate_all(plan, &mut fp);
+    let evaluated = started.elapsed();
+    fp.finish();
+    tracing::debug!("nodes evaluated at {evaluated:?}, stat cache saved at {:?}", started.elapsed());
+    out
+}
+
+/// [`survey`] for a reader that surveys again and again and must not write
+/// to the cache (`serve`): the stat cache is the caller's, kept in memory
+/// between surveys so that unchanged files are not hashed again, and never
+/// saved. `None` on the first call: it is loaded from the cache.
+pub fn survey_read_only(plan: &Plan, ws: &Workspace<'_>, stat: &mut Option<StatCache>) -> Vec<Freshness> {
+    let loaded = stat.take().unwrap_or_else(|| StatCache::load(&ws.cache.root().join(STAT_CACHE_FILE), ws.root));
+    let mut fp = Fingerprinter::with_stat_cache(plan, ws.cache, ws.root, loaded);
+    let out = evaluate_all(plan, &mut fp);
+    *stat = Some(fp.into_stat_cache());
+    out
+}
+
+/// Every node in topological order: fresh nodes resolve their digests so
+/// that downstream keys can be computed as far as possible.
+fn evaluate_all(plan: &Plan, fp: &mut Fingerprinter<'_>) -> Vec<Freshness> {
     let mut digests: Vec<Option<ContentHash>> = vec![None; plan.len()];
     let mut out: Vec<Option<Freshness>> = vec![None; plan.len()];
     for &i in plan.topo_order() {
@@ -180,11 +192,6 @@ fn survey_and_save(plan: &Plan, ws: &Workspace<'_>, save: bool) -> Vec<Freshness
         }
         out[i] = Some(f);
     }
-    let evaluated = started.elapsed();
-    if save {
-        fp.finish();
-    }
-    tracing::debug!("nodes evaluated at {evaluated:?}, stat cache saved at {:?}", started.elapsed());
     out.into_iter().map(|f| f.expect("every node is in the topological order")).collect()
 }
 

@@ -31,7 +31,7 @@ use axum::Router;
 use futures::stream::{self, Stream, StreamExt};
 use tokio::sync::broadcast;
 
-use super::study::Watcher;
+use super::study::{Change, Logs, Snapshot, Watcher};
 use super::ServeError;
 
 const INDEX_HTML: &str = include_str!("assets/index.html");
@@ -42,28 +42,33 @@ const STYLE_CSS: &str = include_str!("assets/style.css");
 /// snapshot instead (it never misses a change silently).
 const BACKLOG: usize = 256;
 
-/// The watched study and the channel its changes go out on.
+/// What the server's threads share: the latest snapshot, kept current by
+/// applying each change, and the channel the changes go out on. The poll
+/// itself (surveys, reads, refits) runs outside it, on the poller's thread,
+/// so a page never waits for a poll.
 pub struct Hub {
-    watcher: Mutex<Watcher>,
+    view: Mutex<Snapshot>,
+    logs: Logs,
     changes: broadcast::Sender<Arc<str>>,
 }
 
 impl Hub {
-    /// A hub over `watcher`, which has polled once.
-    pub fn new(watcher: Watcher) -> Arc<Self> {
+    /// A hub showing what `watcher` has seen so far.
+    pub fn new(watcher: &Watcher) -> Arc<Self> {
         let (changes, _) = broadcast::channel(BACKLOG);
-        Arc::new(Hub { watcher: Mutex::new(watcher), changes })
+        Arc::new(Hub { view: Mutex::new(watcher.snapshot()), logs: watcher.logs(), changes })
     }
 
-    fn watcher(&self) -> std::sync::MutexGuard<'_, Watcher> {
-        // A poll that panicked leaves a usable model: the next poll redoes it.
-        self.watcher.lock().unwrap_or_else(PoisonError::into_inner)
+    fn view(&self) -> std::sync::MutexGuard<'_, Snapshot> {
+        // A panic while applying a change leaves a usable snapshot at worst one change behind.
+        self.view.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Polls once and sends what changed to every connected page.
-    pub fn poll(&self) {
-        let mut watcher = self.watcher();
-        for change in watcher.poll() {
+    /// Applies `changes` to the snapshot and sends each to every connected page.
+    pub fn publish(&self, changes: Vec<Change>) {
+        let mut view = self.view();
+        for change in changes {
+            view.apply(&change);
             if let Ok(json) = serde_json::to_string(&change) {
                 // No receiver (no page open) is not an error.
                 let _ = self.changes.send(json.into());
@@ -74,19 +79,20 @@ impl Hub {
     /// The snapshot as JSON and a receiver of every change after it (taken
     /// under one lock, so that no change falls between them).
     fn subscribe(&self) -> (String, broadcast::Receiver<Arc<str>>) {
-        let watcher = self.watcher();
-        let snapshot = serde_json::to_string(&watcher.snapshot()).unwrap_or_else(|_| "{}".into());
+        let view = self.view();
+        let snapshot = serde_json::to_string(&*view).unwrap_or_else(|_| "{}".into());
         (snapshot, self.changes.subscribe())
     }
 }
 
-/// Polls every `interval` on a thread of its own, for as long as the process runs.
-pub fn start_poller(hub: Arc<Hub>, interval: Duration) {
+/// Polls `watcher` every `interval` on a thread of its own and publishes
+/// what changed, for as long as the process runs.
+pub fn start_poller(hub: Arc<Hub>, mut watcher: Watcher, interval: Duration) {
     std::thread::Builder::new()
         .name("serve-poller".into())
         .spawn(move || loop {
             std::thread::sleep(interval);
-            hub.poll();
+            hub.publish(watcher.poll());
         })
         .map(drop)
         .unwrap_or_else(|e| tracing::error!("cannot start the poller: {e}"));
@@ -109,7 +115,7 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 }
 
 async fn snapshot(State(hub): State<Arc<Hub>>) -> Response {
-    let (json, _) = hub.subscribe();
+    let json = serde_json::to_string(&*hub.view()).unwrap_or_else(|_| "{}".into());
     ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], json).into_response()
 }
 
@@ -138,8 +144,7 @@ struct LogQuery {
 }
 
 async fn log(State(hub): State<Arc<Hub>>, Query(query): Query<LogQuery>) -> Response {
-    let text = hub.watcher().log_tail(&query.node);
-    match text {
+    match hub.logs.tail(&query.node) {
         None => (StatusCode::NOT_FOUND, "no such node\n").into_response(),
         Some(None) => (StatusCode::NOT_FOUND, "no log yet: the node has not run in this cache\n").into_response(),
         Some(Some(text)) => ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response(),

@@ -31,7 +31,7 @@ use crate::exec::{self, slurm, Freshness, NodeState, Workspace};
 use crate::fit::identify::Identified;
 use crate::fit::study::{fit_study, StudyFit};
 use crate::graph::Plan;
-use crate::hash::ContentHash;
+use crate::hash::{ContentHash, StatCache};
 use crate::nodes::fit::{read_train_artifact, settings};
 use crate::spec::Value;
 use crate::train::job::{EvalRow, StepRow};
@@ -275,6 +275,8 @@ pub struct Watcher {
     cache: Cache,
     root: PathBuf,
     survey: Vec<Freshness>,
+    /// Digests of declared files by stat, kept between surveys (never saved).
+    stat: Option<StatCache>,
     states: Vec<NodeState>,
     surveyed_at: Instant,
     state_log_seen: Option<(u64, SystemTime)>,
@@ -313,6 +315,7 @@ impl Watcher {
             cache: Cache::open_read_only(cache_dir),
             root: root.to_path_buf(),
             survey: Vec::new(),
+            stat: None,
             states: Vec::new(),
             surveyed_at: Instant::now(),
             state_log_seen: None,
@@ -332,25 +335,13 @@ impl Watcher {
         watcher
     }
 
-    /// The plan watched.
-    pub fn plan(&self) -> &Plan {
-        &self.plan
-    }
-
-    /// The latest-attempt log of the node named `id` — an id of the plan,
-    /// never a path — its last [`LOG_TAIL_BYTES`] at most. `None`: no such
-    /// node; `Some(None)`: it has no log yet.
-    pub fn log_tail(&self, id: &str) -> Option<Option<String>> {
-        let node = self.plan.experiment.nodes.iter().find(|n| n.id.0 == id)?;
-        let path = self.cache.node_log(&self.plan.experiment.name, &node.id.0);
-        let Ok(mut file) = fs::File::open(path) else { return Some(None) };
-        let len = file.metadata().map_or(0, |m| m.len());
-        let start = len.saturating_sub(LOG_TAIL_BYTES);
-        let mut bytes = Vec::new();
-        if file.seek(SeekFrom::Start(start)).and_then(|_| file.read_to_end(&mut bytes)).is_err() {
-            return Some(None);
+    /// What reads the nodes' logs, for the server's threads.
+    pub fn logs(&self) -> Logs {
+        Logs {
+            cache: self.cache.clone(),
+            experiment: self.plan.experiment.name.clone(),
+            ids: self.plan.experiment.nodes.iter().map(|n| n.id.0.clone()).collect(),
         }
-        Some(Some(String::from_utf8_lossy(&bytes).into_owned()))
     }
 
     /// The whole model, for a page that just connected.
@@ -397,7 +388,8 @@ impl Watcher {
         }
         self.state_log_seen = seen;
         self.surveyed_at = Instant::now();
-        self.survey = exec::survey_read_only(&self.plan, &Workspace { root: &self.root, cache: &self.cache });
+        let ws = Workspace { root: &self.root, cache: &self.cache };
+        self.survey = exec::survey_read_only(&self.plan, &ws, &mut self.stat);
         self.states = exec::node_states(&self.plan, &self.cache, &self.survey);
     }
 
@@ -593,6 +585,56 @@ impl Watcher {
             }
         }
         grown
+    }
+}
+
+/// Reads the nodes' latest-attempt logs. Holds its own copy of the node ids,
+/// so that reading a log never waits for a poll.
+pub struct Logs {
+    cache: Cache,
+    experiment: String,
+    ids: Vec<String>,
+}
+
+impl Logs {
+    /// The log of the node named `id` — an id of the plan, never a path —
+    /// its last [`LOG_TAIL_BYTES`] at most. `None`: no such node;
+    /// `Some(None)`: it has no log yet.
+    pub fn tail(&self, id: &str) -> Option<Option<String>> {
+        let id = self.ids.iter().find(|known| *known == id)?;
+        let path = self.cache.node_log(&self.experiment, id);
+        let Ok(mut file) = fs::File::open(path) else { return Some(None) };
+        let len = file.metadata().map_or(0, |m| m.len());
+        let mut bytes = Vec::new();
+        if file
+            .seek(SeekFrom::Start(len.saturating_sub(LOG_TAIL_BYTES)))
+            .and_then(|_| file.read_to_end(&mut bytes))
+            .is_err()
+        {
+            return Some(None);
+        }
+        Some(Some(String::from_utf8_lossy(&bytes).into_owned()))
+    }
+}
+
+impl Snapshot {
+    /// Brings the snapshot up to date with one change (as the page does).
+    pub fn apply(&mut self, change: &Change) {
+        match change {
+            Change::Nodes { nodes } => self.nodes = nodes.clone(),
+            Change::Points(update) => {
+                if let Some(run) = self.runs.get_mut(update.run) {
+                    if update.reset {
+                        run.steps.clear();
+                        run.evals.clear();
+                    }
+                    run.steps.extend(update.steps.iter().cloned());
+                    run.evals.extend(update.evals.iter().cloned());
+                }
+            }
+            Change::Fits { fits } => self.fits = fits.clone(),
+            Change::Logs { .. } => {}
+        }
     }
 }
 

@@ -121,7 +121,11 @@ function renderDag() {
   nodes.forEach((n, i) => { for (const p of n.inputs) level[i] = Math.max(level[i], level[p] + 1); });
   const columns = [];
   nodes.forEach((n, i) => (columns[level[i]] ||= []).push(i));
-  const W = 200, H = 26, GAP_X = 44, GAP_Y = 8, PAD = 6;
+  // Boxes as wide as the section allows (at most 220 px, at least 120 then scroll).
+  const H = 26, GAP_X = 40, GAP_Y = 8, PAD = 6;
+  const room = ($("dag").clientWidth || 1000) - 2 * PAD - (columns.length - 1) * GAP_X;
+  const W = Math.max(120, Math.min(220, Math.floor(room / columns.length)));
+  const chars = Math.floor((W - 12) / 6.2);
   const pos = [];
   columns.forEach((col, c) => col.forEach((i, r) => { pos[i] = { x: PAD + c * (W + GAP_X), y: PAD + r * (H + GAP_Y) }; }));
   const height = PAD * 2 + Math.max(...columns.map((c) => c.length)) * (H + GAP_Y);
@@ -139,7 +143,7 @@ function renderDag() {
                            transform: `translate(${pos[i].x},${pos[i].y})` });
     g.append(svgEl("title", {}, `${n.id}\n${n.state}: ${n.detail}`));
     g.append(svgEl("rect", { width: W, height: H, fill: stateColour(n.state) }));
-    const label = n.id.length > 30 ? n.id.slice(0, 29) + "…" : n.id;
+    const label = n.id.length > chars ? n.id.slice(0, chars - 1) + "…" : n.id;
     g.append(svgEl("text", { x: 8, y: H / 2 + 4 }, label));
     g.addEventListener("click", () => showLog(n.id));
     svg.append(g);
@@ -340,9 +344,11 @@ function renderRuns() {
 
 // ---------------------------------------------------------------- logs
 
+// The open log is in the address (#log=ID), so a link or a reload keeps it.
 function showLog(id) {
   logNode = id;
   $("log-node").value = id;
+  history.replaceState(null, "", id ? "#log=" + encodeURIComponent(id) : location.pathname);
   loadLog();
 }
 
@@ -368,5 +374,9 @@ for (const id of ["x-axis", "y-series", "x-log", "y-log", "only-diff"]) {
   $(id).addEventListener("change", () => study && renderAll());
 }
 $("log-node").addEventListener("change", (e) => showLog(e.target.value));
+if (location.hash.startsWith("#log=")) {
+  logNode = decodeURIComponent(location.hash.slice(5));
+  loadLog();
+}
 window.addEventListener("resize", () => study && scheduleRender());
 connect();
