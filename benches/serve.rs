@@ -5,7 +5,7 @@
 //! fixture, BPE 400, a nano GPT), then `BENCH_SERVE_PAIRS` (default 3)
 //! interleaved pairs of runs — alone, then watched — each a fresh training
 //! run (its own seed, so its own key) of `BENCH_SERVE_TOKENS` tokens
-//! (default 983,040: about 40 s here). In a watched run, `serve` starts
+//! (default 983,040: 36 s to 6 min on the 2-core VM, by its other load). In a watched run, `serve` starts
 //! first and `BENCH_SERVE_CLIENTS` (default 50) clients each keep one
 //! server-sent-events stream open and issue a GET every 2 s (the page, its
 //! script and style, the snapshot, the run's log, in turn) for as long as
