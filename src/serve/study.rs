@@ -733,6 +733,27 @@ mod tests {
     }
 
     #[test]
+    fn a_snapshot_applies_appended_points_and_resets_as_the_page_does() {
+        let point = |step| Point { step, tokens: step, loss: 1.0, compute: [1.0; 4], tokens_per_second: None };
+        let run =
+            RunView { node: 0, id: "train".into(), params: BTreeMap::new(), steps: vec![point(1)], evals: vec![] };
+        let mut snapshot =
+            Snapshot { experiment: "e".into(), cost_models: vec![], nodes: vec![], runs: vec![run], fits: vec![] };
+        let update = |reset, steps: &[u64]| {
+            Change::Points(PointsUpdate {
+                run: 0,
+                reset,
+                steps: steps.iter().map(|&s| point(s)).collect(),
+                evals: vec![],
+            })
+        };
+        snapshot.apply(&update(false, &[2, 3]));
+        assert_eq!(snapshot.runs[0].steps.iter().map(|p| p.step).collect::<Vec<_>>(), [1, 2, 3]);
+        snapshot.apply(&update(true, &[1, 2]));
+        assert_eq!(snapshot.runs[0].steps.iter().map(|p| p.step).collect::<Vec<_>>(), [1, 2], "a reset replaces");
+    }
+
+    #[test]
     fn params_flatten_to_dotted_paths() {
         let mut map = BTreeMap::new();
         let mut model = BTreeMap::new();
