@@ -12,7 +12,7 @@ scripts/setup.sh
 # (scripts/slurm-local.sh) runs the Slurm backend's tests.
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && [ -z "${SCALEMAKE_NO_SYSTEM_PACKAGES:-}" ]; then
   if ! command -v chromium >/dev/null; then
-    echo "test.sh: installing Debian's chromium for the report's browser test"
+    echo "test.sh: installing Debian's chromium for the browser tests (report, serve)"
     export DEBIAN_FRONTEND=noninteractive
     apt-get install -y -q --no-install-recommends chromium >/tmp/scalemake-apt.log 2>&1 ||
       { apt-get update -q >>/tmp/scalemake-apt.log 2>&1 && apt-get install -y -q --no-install-recommends chromium >>/tmp/scalemake-apt.log 2>&1; } ||

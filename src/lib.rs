@@ -12,7 +12,9 @@
 //! the seam every kind plugs into); kinds never see the cache or executor.
 //! `device` (what libtorch sees), `process` (children that die with
 //! scalemake) and `track` (experiment trackers such as MLflow) are leaves
-//! that kinds use directly.
+//! that kinds use directly. `serve` (the live dashboard) sits beside the
+//! CLI: it reads the cache through `exec`, `fit` and `train` and writes
+//! nothing.
 #![deny(missing_docs)]
 
 pub mod cache;
@@ -26,6 +28,7 @@ pub mod hash;
 pub mod nodes;
 pub mod process;
 pub mod report;
+pub mod serve;
 pub mod spec;
 pub mod track;
 pub mod train;

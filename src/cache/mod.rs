@@ -103,6 +103,13 @@ impl Cache {
         Ok(cache)
     }
 
+    /// A handle for readers that must never write to the cache (`serve`):
+    /// creates no directory and removes no abandoned staging; what is
+    /// missing reads as empty.
+    pub fn open_read_only(root: &Path) -> Self {
+        Cache { root: root.to_path_buf() }
+    }
+
     /// The cache directory.
     pub fn root(&self) -> &Path {
         &self.root
@@ -149,9 +156,14 @@ impl Cache {
 
     /// Persistent scratch directory for `key` (created).
     pub fn work_dir(&self, key: &ContentHash) -> Result<PathBuf> {
-        let p = self.root.join("work").join(key.hex());
+        let p = self.work_path(key);
         fs::create_dir_all(&p).map_err(io_err(&p))?;
         Ok(p)
+    }
+
+    /// Where the scratch directory of `key` is (for readers; not created).
+    pub fn work_path(&self, key: &ContentHash) -> PathBuf {
+        self.root.join("work").join(key.hex())
     }
 
     /// The latest-attempt log of a node of experiment `exp`.
@@ -181,6 +193,29 @@ impl Cache {
             Err(fs::TryLockError::WouldBlock) => Ok(None),
             Err(fs::TryLockError::Error(e)) => Err(CacheError::Io { path, source: e }),
         }
+    }
+
+    /// Those of `keys` whose build lock some process holds now: the keys
+    /// being built. Read from the kernel's lock table (`/proc/locks`), so
+    /// that asking neither takes a lock (which would make a builder wait)
+    /// nor writes anything. Empty where there is no such table (not Linux).
+    pub fn locked<'k>(&self, keys: impl IntoIterator<Item = &'k ContentHash>) -> Vec<ContentHash> {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(table) = fs::read_to_string("/proc/locks") else { return Vec::new() };
+        let held = held_flock_files(&table);
+        if held.is_empty() {
+            return Vec::new();
+        }
+        keys.into_iter()
+            .filter(|key| {
+                let path = self.root.join("locks").join(format!("{}.lock", key.hex()));
+                fs::metadata(path).is_ok_and(|m| {
+                    let (major, minor) = (libc::major(m.dev()), libc::minor(m.dev()));
+                    held.contains(&(u64::from(major), u64::from(minor), m.ino()))
+                })
+            })
+            .copied()
+            .collect()
     }
 
     /// The pid recorded by whoever holds (or last held) the lock of `key`.
@@ -508,9 +543,52 @@ fn sync_tree(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// (major, minor, inode) of every file with an exclusive `flock` in a
+/// `/proc/locks` table, whose lines read
+/// `1: FLOCK  ADVISORY  WRITE 23854 fe:00:10010634 0 EOF` (device numbers
+/// in hex, the inode in decimal).
+fn held_flock_files(table: &str) -> std::collections::HashSet<(u64, u64, u64)> {
+    table
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // A blocked waiter's line starts with `->` and shifts the fields.
+            let [_, "FLOCK", _, "WRITE", _, file, ..] = fields.as_slice() else { return None };
+            let mut parts = file.split(':');
+            let major = u64::from_str_radix(parts.next()?, 16).ok()?;
+            let minor = u64::from_str_radix(parts.next()?, 16).ok()?;
+            let inode = parts.next()?.parse().ok()?;
+            Some((major, minor, inode))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn locked_sees_a_held_build_lock_and_its_release() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let (a, b) = (ContentHash::of(b"a"), ContentHash::of(b"b"));
+        let _ = cache.try_lock(&b).unwrap().expect("free"); // taken and released: b's file exists, unheld
+        let lock = cache.try_lock(&a).unwrap().expect("free");
+        if std::path::Path::new("/proc/locks").exists() {
+            assert_eq!(cache.locked([&a, &b]), vec![a]);
+        }
+        drop(lock);
+        assert!(cache.locked([&a, &b]).is_empty());
+    }
+
+    #[test]
+    fn proc_locks_lines_parse_to_device_and_inode() {
+        let table = "1: FLOCK  ADVISORY  WRITE 23854 fe:00:10010634 0 EOF\n\
+                     2: FLOCK  ADVISORY  READ 22878 fe:00:10135257 0 EOF\n\
+                     3: POSIX  ADVISORY  WRITE 1 08:01:77 0 EOF\n\
+                     4: -> FLOCK  ADVISORY  WRITE 99 fe:00:5 0 EOF\n";
+        assert_eq!(held_flock_files(table), [(0xfe, 0, 10010634)].into_iter().collect());
+    }
 
     #[test]
     fn commit_is_all_or_nothing_and_verify_sees_flips() {

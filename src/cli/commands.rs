@@ -12,25 +12,14 @@ use scalemake::cache::{Cache, Verdict};
 use scalemake::config::JobSettings;
 use scalemake::device;
 use scalemake::exec::slurm::{self, SlurmOptions};
-use scalemake::exec::{self, Backend, DirtyReason, ExecError, Freshness, RunOptions, Workspace, CANCELLED};
+use scalemake::exec::{self, Backend, ExecError, Freshness, NodeState, RunOptions, Workspace, CANCELLED};
 use scalemake::graph::Plan;
 use scalemake::hash::ContentHash;
 use scalemake::train::Throughput;
 
 use super::env::{load_plan, plan_and_targets, Env};
-use super::render::{self, NodeState};
+use super::render;
 use super::{CliError, DagFormat, RemoteArgs, SlurmArgs};
-
-/// The state a listing shows for node `i`.
-fn node_state(freshness: &Freshness, failed_key: Option<ContentHash>) -> NodeState {
-    match freshness {
-        Freshness::Fresh { .. } => NodeState::Fresh,
-        Freshness::Broken { .. } => NodeState::Failed,
-        Freshness::Stale { key, .. } if key.is_some() && *key == failed_key => NodeState::Failed,
-        Freshness::Stale { reasons, .. } if reasons.contains(&DirtyReason::ArtifactMissing) => NodeState::Missing,
-        Freshness::Stale { .. } => NodeState::Stale,
-    }
-}
 
 fn reasons_text(freshness: &Freshness) -> String {
     match freshness {
@@ -41,8 +30,7 @@ fn reasons_text(freshness: &Freshness) -> String {
 }
 
 fn states(plan: &Plan, cache: &Cache, survey: &[Freshness]) -> Vec<NodeState> {
-    let state = cache.state(&plan.experiment.name);
-    survey.iter().enumerate().map(|(i, f)| node_state(f, state.failed_key(&plan.experiment.nodes[i].id.0))).collect()
+    exec::node_states(plan, cache, survey)
 }
 
 /// The flags of `scalemake run`.
@@ -547,4 +535,30 @@ pub fn doctor(env: &Env) -> Result<ExitCode, CliError> {
         println!("cache          {} (not created yet)", env.cache_dir.display());
     }
     Ok(if healthy { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+pub fn serve(env: &Env, args: &[String], addr: std::net::SocketAddr) -> Result<ExitCode, CliError> {
+    use scalemake::serve::{http, study::Watcher};
+    let (plan, rest) = plan_and_targets(env, args)?;
+    if !rest.is_empty() {
+        return Err(CliError::Usage(format!("serve watches a whole experiment; unexpected `{}`", rest.join(" "))));
+    }
+    // A cache that does not exist yet reads as empty: serve may start before the study.
+    let experiment = plan.experiment.name.clone();
+    let watcher = Watcher::new(plan, &env.cache_dir, &env.root);
+    let hub = http::Hub::new(&watcher);
+    http::start_poller(hub.clone(), watcher, std::time::Duration::from_secs(1));
+    let cache = env.cache_dir.display().to_string();
+    http::serve(hub, addr, |bound| {
+        if !bound.ip().is_loopback() {
+            eprintln!(
+                "scalemake: warning: listening on {bound}: anyone who can reach it sees the study (no authentication)"
+            );
+        }
+        println!("serving {experiment} (cache {cache}) at http://{bound}/ — Ctrl-C stops");
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+    })
+    .map_err(|e| CliError::Failed(e.to_string()))?;
+    Ok(ExitCode::SUCCESS)
 }

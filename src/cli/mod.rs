@@ -153,6 +153,18 @@ enum Command {
     },
     /// Report libtorch, CUDA, devices and the cache.
     Doctor,
+    /// A live dashboard on a local web page: the DAG, curves, fits, runs and logs (read-only).
+    Serve {
+        /// [FILE.yaml]: the experiment to watch.
+        args: Vec<String>,
+        /// Port to listen on (0: any free one; the address is printed).
+        #[arg(long, default_value_t = 8600)]
+        port: u16,
+        /// Address to listen on. Anything but a loopback address lets other
+        /// machines see the study (there is no authentication).
+        #[arg(long, default_value = "127.0.0.1")]
+        host: std::net::IpAddr,
+    },
 }
 
 /// `scalemake run --backend`.
@@ -331,6 +343,7 @@ fn try_main(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Gc { files, delete, .. } => commands::gc(&env, &files, delete),
         Command::Verify { delete } => commands::verify(&env, delete),
         Command::Doctor => commands::doctor(&env),
+        Command::Serve { args, port, host } => commands::serve(&env, &args, std::net::SocketAddr::new(host, port)),
     }
 }
 

@@ -4,37 +4,18 @@ use std::collections::BTreeSet;
 use std::fmt::Write;
 
 use scalemake::cache::Cache;
-use scalemake::exec::Freshness;
+use scalemake::exec::{Freshness, NodeState};
 use scalemake::graph::Plan;
 
 use super::DagFormat;
 
-/// The state shown for a node.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NodeState {
-    Fresh,
-    Stale,
-    Missing,
-    Failed,
-}
-
-impl NodeState {
-    pub fn label(self) -> &'static str {
-        match self {
-            NodeState::Fresh => "fresh",
-            NodeState::Stale => "stale",
-            NodeState::Missing => "missing",
-            NodeState::Failed => "failed",
-        }
-    }
-
-    fn colour(self) -> &'static str {
-        match self {
-            NodeState::Fresh => "palegreen",
-            NodeState::Stale => "khaki",
-            NodeState::Missing => "lightsalmon",
-            NodeState::Failed => "tomato",
-        }
+/// The fill of a node's state in Graphviz and Mermaid renderings.
+fn colour(state: NodeState) -> &'static str {
+    match state {
+        NodeState::Fresh => "palegreen",
+        NodeState::Stale => "khaki",
+        NodeState::Missing => "lightsalmon",
+        NodeState::Failed => "tomato",
     }
 }
 
@@ -79,7 +60,7 @@ pub fn dag(
                     "  n{i} [label=\"{}\\n{}\", fillcolor={}];",
                     escape(&nodes[i].id.0),
                     states[i].label(),
-                    states[i].colour()
+                    colour(states[i])
                 );
             }
             for (a, b) in &edges {
@@ -102,7 +83,7 @@ pub fn dag(
                 let _ = writeln!(out, "  n{a} --> n{b}");
             }
             for s in [NodeState::Fresh, NodeState::Stale, NodeState::Missing, NodeState::Failed] {
-                let _ = writeln!(out, "  classDef {} fill:{}", s.label(), s.colour());
+                let _ = writeln!(out, "  classDef {} fill:{}", s.label(), colour(s));
             }
         }
         DagFormat::Json => {

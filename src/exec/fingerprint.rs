@@ -119,6 +119,9 @@ pub enum Freshness {
     },
 }
 
+/// The stat cache's file in the cache directory.
+pub const STAT_CACHE_FILE: &str = "statcache.bin";
+
 /// Computes keys and freshness for the nodes of one plan.
 pub struct Fingerprinter<'a> {
     plan: &'a Plan,
@@ -162,9 +165,21 @@ impl KeyParts {
 impl<'a> Fingerprinter<'a> {
     /// Loads the stat cache and the experiment's state log.
     pub fn new(plan: &'a Plan, cache: &'a Cache, root: &Path) -> Self {
-        let stat = StatCache::load(&cache.root().join("statcache.bin"), root);
+        let stat = StatCache::load(&cache.root().join(STAT_CACHE_FILE), root);
         let state = cache.state(&plan.experiment.name);
         Fingerprinter { plan, cache, root: root.to_path_buf(), stat, state, files: None, stamps: None }
+    }
+
+    /// As [`Fingerprinter::new`], with a stat cache the caller keeps between
+    /// surveys (`serve`, which must not save one to the cache).
+    pub fn with_stat_cache(plan: &'a Plan, cache: &'a Cache, root: &Path, stat: StatCache) -> Self {
+        let state = cache.state(&plan.experiment.name);
+        Fingerprinter { plan, cache, root: root.to_path_buf(), stat, state, files: None, stamps: None }
+    }
+
+    /// The stat cache, with what this fingerprinter learned; not saved.
+    pub fn into_stat_cache(self) -> StatCache {
+        self.stat
     }
 
     /// The state log (the executor records builds through it).

@@ -40,14 +40,14 @@ use std::time::Instant;
 pub use build::build_one;
 use build::Built;
 use coordinator::{coordinate, Message, Outcome, RunState, Runner, Start};
-pub use fingerprint::{DirtyReason, Fingerprinter, Freshness, KeyParts};
+pub use fingerprint::{DirtyReason, Fingerprinter, Freshness, KeyParts, STAT_CACHE_FILE};
 use slots::Slots;
 pub use transfer::{pull, push, Pulled, Pushed};
 
 use crate::cache::remote::Remote;
 use crate::cache::{Cache, CacheError};
 use crate::graph::Plan;
-use crate::hash::ContentHash;
+use crate::hash::{ContentHash, StatCache};
 use crate::nodes::Input;
 
 /// How to run.
@@ -161,6 +161,28 @@ pub fn survey(plan: &Plan, ws: &Workspace<'_>) -> Vec<Freshness> {
     let started = Instant::now();
     let mut fp = Fingerprinter::new(plan, ws.cache, ws.root);
     tracing::debug!("stat cache and state log loaded in {:?}", started.elapsed());
+    let out = evaluate_all(plan, &mut fp);
+    let evaluated = started.elapsed();
+    fp.finish();
+    tracing::debug!("nodes evaluated at {evaluated:?}, stat cache saved at {:?}", started.elapsed());
+    out
+}
+
+/// [`survey`] for a reader that surveys again and again and must not write
+/// to the cache (`serve`): the stat cache is the caller's, kept in memory
+/// between surveys so that unchanged files are not hashed again, and never
+/// saved. `None` on the first call: it is loaded from the cache.
+pub fn survey_read_only(plan: &Plan, ws: &Workspace<'_>, stat: &mut Option<StatCache>) -> Vec<Freshness> {
+    let loaded = stat.take().unwrap_or_else(|| StatCache::load(&ws.cache.root().join(STAT_CACHE_FILE), ws.root));
+    let mut fp = Fingerprinter::with_stat_cache(plan, ws.cache, ws.root, loaded);
+    let out = evaluate_all(plan, &mut fp);
+    *stat = Some(fp.into_stat_cache());
+    out
+}
+
+/// Every node in topological order: fresh nodes resolve their digests so
+/// that downstream keys can be computed as far as possible.
+fn evaluate_all(plan: &Plan, fp: &mut Fingerprinter<'_>) -> Vec<Freshness> {
     let mut digests: Vec<Option<ContentHash>> = vec![None; plan.len()];
     let mut out: Vec<Option<Freshness>> = vec![None; plan.len()];
     for &i in plan.topo_order() {
@@ -170,10 +192,54 @@ pub fn survey(plan: &Plan, ws: &Workspace<'_>) -> Vec<Freshness> {
         }
         out[i] = Some(f);
     }
-    let evaluated = started.elapsed();
-    fp.finish();
-    tracing::debug!("nodes evaluated at {evaluated:?}, stat cache saved at {:?}", started.elapsed());
     out.into_iter().map(|f| f.expect("every node is in the topological order")).collect()
+}
+
+/// The state a listing (`status`, `dag`, `show`, `serve`) shows for a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeState {
+    /// Built and cached.
+    Fresh,
+    /// Built once, but an input, file or param changed since.
+    Stale,
+    /// Never built (or its artifact was removed).
+    Missing,
+    /// Its last attempt, with the key it has now, failed (or it cannot build as declared).
+    Failed,
+}
+
+impl NodeState {
+    /// The word listings print.
+    pub fn label(self) -> &'static str {
+        match self {
+            NodeState::Fresh => "fresh",
+            NodeState::Stale => "stale",
+            NodeState::Missing => "missing",
+            NodeState::Failed => "failed",
+        }
+    }
+}
+
+/// Each node's [`NodeState`], from its [`Freshness`] (by [`survey`]) and the
+/// failures the state log recorded.
+pub fn node_states(plan: &Plan, cache: &Cache, survey: &[Freshness]) -> Vec<NodeState> {
+    let state = cache.state(&plan.experiment.name);
+    survey
+        .iter()
+        .enumerate()
+        .map(|(i, freshness)| {
+            let failed_key = state.failed_key(&plan.experiment.nodes[i].id.0);
+            match freshness {
+                Freshness::Fresh { .. } => NodeState::Fresh,
+                Freshness::Broken { .. } => NodeState::Failed,
+                Freshness::Stale { key, .. } if key.is_some() && *key == failed_key => NodeState::Failed,
+                Freshness::Stale { reasons, .. } if reasons.contains(&DirtyReason::ArtifactMissing) => {
+                    NodeState::Missing
+                }
+                Freshness::Stale { .. } => NodeState::Stale,
+            }
+        })
+        .collect()
 }
 
 /// Node ids selected by `targets` (for CLI listings).

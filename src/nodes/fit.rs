@@ -60,8 +60,8 @@ fn failed(path: &Path, why: impl std::fmt::Display) -> NodeError {
 
 /// A `train` artifact as a run — its counts, variant (the family) and
 /// warmup from its [`TrainRecord`], its evaluations from `metrics/eval.jsonl`
-/// — and the record itself. Shared with `report`.
-pub(super) fn read_train_artifact(id: &str, dir: &Path) -> Result<(Run, TrainRecord), NodeError> {
+/// — and the record itself. Shared with `report` and `serve`.
+pub fn read_train_artifact(id: &str, dir: &Path) -> Result<(Run, TrainRecord), NodeError> {
     let record = TrainRecord::read(dir).map_err(NodeError::Failed)?;
     let eval_path = dir.join(EVAL_FILE);
     let text = std::fs::read_to_string(&eval_path).map_err(|e| NodeError::io(&eval_path, e))?;
@@ -266,6 +266,26 @@ fn report(ctx: &mut NodeCtx<'_>, fit: &StudyFit) {
     }
 }
 
+/// A `fit` node's [`Settings`] from its params, and whether its families
+/// are the runs' variants (else one family, `all`). Shared with `serve`,
+/// which refits as runs finish.
+pub fn settings(p: &Value) -> (Settings, bool) {
+    let int = |k: &str, d: i64| p.get_path(k).and_then(Value::as_i64).unwrap_or(d).max(0) as u64;
+    let settings = Settings {
+        skip_fraction: p.get_path("skip_fraction").and_then(Value::as_f64).unwrap_or(0.1),
+        envelope_points: int("envelope_points", 40) as usize,
+        bootstrap: int("bootstrap", 1000) as usize,
+        seed: int("seed", 0),
+        baseline: p.get_path("baseline").and_then(Value::as_str).unwrap_or("baseline").to_string(),
+        frontier: if p.get_path("frontier").and_then(Value::as_str) == Some("final_points") {
+            Frontier::FinalPoints
+        } else {
+            Frontier::Curves
+        },
+    };
+    (settings, p.get_path("group_by").and_then(Value::as_str) != Some("none"))
+}
+
 impl NodeKind for Fit {
     fn name(&self) -> &'static str {
         "fit"
@@ -296,20 +316,7 @@ impl NodeKind for Fit {
 
     fn run(&self, ctx: &mut NodeCtx<'_>) -> Result<(), NodeError> {
         let p = ctx.params();
-        let int = |k: &str, d: i64| p.get_path(k).and_then(Value::as_i64).unwrap_or(d).max(0) as u64;
-        let settings = Settings {
-            skip_fraction: p.get_path("skip_fraction").and_then(Value::as_f64).unwrap_or(0.1),
-            envelope_points: int("envelope_points", 40) as usize,
-            bootstrap: int("bootstrap", 1000) as usize,
-            seed: int("seed", 0),
-            baseline: p.get_path("baseline").and_then(Value::as_str).unwrap_or("baseline").to_string(),
-            frontier: if p.get_path("frontier").and_then(Value::as_str) == Some("final_points") {
-                Frontier::FinalPoints
-            } else {
-                Frontier::Curves
-            },
-        };
-        let by_variant = p.get_path("group_by").and_then(Value::as_str) != Some("none");
+        let (settings, by_variant) = settings(p);
         let mut runs = Vec::new();
         if let Some(csv) = p.get_path("csv").and_then(Value::as_str) {
             runs.extend(read_csv(&ctx.root().join(csv), by_variant)?);

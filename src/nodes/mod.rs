@@ -11,7 +11,7 @@
 
 mod command;
 mod corpus;
-mod fit;
+pub mod fit;
 mod report;
 mod shards;
 mod tokenizer;
