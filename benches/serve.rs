@@ -17,10 +17,12 @@
 //! metrics (`tokens_per_second` of each logged step after the first 5%),
 //! the clients' requests, failures (a non-200 answer, an I/O error, an
 //! event stream that ended early) and GET latency, the CPU seconds `serve`
-//! and the clients used (an upper bound on what watching can take from
-//! training, robust to other load on the machine, which the throughput
-//! ratio is not), the load average; then the watched/alone throughput ratio
-//! of each pair.
+//! and the clients used, the load average; then the watched/alone
+//! throughput ratio of each pair. On a shared VM separate runs differ by
+//! 25% on their own, so then (unless `BENCH_SERVE_TOGGLE_TOKENS=0`) one
+//! long run of `BENCH_SERVE_TOGGLE_TOKENS` (default 6M) with the clients on
+//! and off in alternate `BENCH_SERVE_WINDOW_SECONDS` (default 8) windows:
+//! each watched window's steps/s against its unwatched neighbours'.
 //!
 //! Run: `cargo bench --bench serve` (builds the workspace's worker too:
 //! `cargo build --release --workspace --bins` first).
@@ -130,29 +132,59 @@ fn get(addr: SocketAddr, path: &str) -> std::io::Result<u16> {
     Ok(head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0))
 }
 
+/// Tells the clients to go: a flag for their GET loops, and their event
+/// streams shut down so that their blocking reads return at once (a client
+/// that woke up to check a flag would cost the study more than a browser's
+/// idle event stream does).
+#[derive(Default)]
+struct Stop {
+    requested: AtomicBool,
+    streams: Mutex<Vec<TcpStream>>,
+}
+
+impl Stop {
+    fn requested(&self) -> bool {
+        self.requested.load(Ordering::Relaxed)
+    }
+
+    fn now(&self) {
+        self.requested.store(true, Ordering::Relaxed);
+        for stream in self.streams.lock().unwrap().drain(..) {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    /// Registers an event stream; false if the clients were already told to go.
+    fn register(&self, stream: &TcpStream) -> std::io::Result<bool> {
+        let mut streams = self.streams.lock().unwrap();
+        streams.push(stream.try_clone()?);
+        Ok(!self.requested())
+    }
+}
+
 /// One client: an event stream held open, and a GET every 2 s, until `stop`.
-fn client(addr: SocketAddr, k: usize, stop: Arc<AtomicBool>, tally: Arc<Tally>) -> Vec<std::thread::JoinHandle<()>> {
+fn client(addr: SocketAddr, k: usize, stop: Arc<Stop>, tally: Arc<Tally>) -> Vec<std::thread::JoinHandle<()>> {
     let events = {
         let (stop, tally) = (stop.clone(), tally.clone());
         std::thread::spawn(move || {
             let result = (|| -> std::io::Result<()> {
                 let mut stream = TcpStream::connect(addr)?;
-                stream.set_read_timeout(Some(Duration::from_millis(500)))?;
+                if !stop.register(&stream)? {
+                    return Ok(());
+                }
                 write!(stream, "GET /api/events HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n")?;
                 let mut buf = vec![0u8; 64 * 1024];
-                while !stop.load(Ordering::Relaxed) {
+                loop {
                     match stream.read(&mut buf) {
+                        Ok(_) | Err(_) if stop.requested() => return Ok(()),
                         Ok(0) => return Err(std::io::Error::other("the event stream ended")),
                         Ok(n) => {
                             let text = String::from_utf8_lossy(&buf[..n]);
                             tally.events.fetch_add(text.matches("\nevent: ").count() as u64, Ordering::Relaxed);
                         }
-                        Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
-                        }
                         Err(e) => return Err(e),
                     }
                 }
-                Ok(())
             })();
             if let Err(e) = result {
                 tally.fail(format!("events: {e}"));
@@ -164,7 +196,7 @@ fn client(addr: SocketAddr, k: usize, stop: Arc<AtomicBool>, tally: Arc<Tally>) 
         let mut i = k; // clients start at different paths
                        // Spread the clients' first requests over the 2 s period.
         std::thread::sleep(Duration::from_millis(40 * k as u64 % 2000));
-        while !stop.load(Ordering::Relaxed) {
+        while !stop.requested() {
             let path = paths[i % paths.len()];
             i += 1;
             let started = Instant::now();
@@ -237,7 +269,7 @@ fn measure(p: &Project, seed: u64, tokens: u64, clients: Option<(usize, Duration
     let clients_cpu_before = own_cpu_seconds();
     let watched = clients.map(|(n, min)| {
         let (serve, addr) = start_serve(p);
-        let (stop, tally) = (Arc::new(AtomicBool::new(false)), Arc::new(Tally::default()));
+        let (stop, tally) = (Arc::new(Stop::default()), Arc::new(Tally::default()));
         let threads: Vec<_> = (0..n).flat_map(|k| client(addr, k, stop.clone(), tally.clone())).collect();
         (serve, stop, tally, threads, min)
     });
@@ -259,7 +291,7 @@ fn measure(p: &Project, seed: u64, tokens: u64, clients: Option<(usize, Duration
     if let Some((mut serve, stop, tally, threads, min)) = watched {
         // The clients stay at least `min`, however quick the run.
         std::thread::sleep(min.saturating_sub(started.elapsed()));
-        stop.store(true, Ordering::Relaxed);
+        stop.now();
         threads.into_iter().for_each(|t| t.join().unwrap());
         m.serve_cpu = cpu_seconds(serve.id());
         m.clients_cpu = own_cpu_seconds() - clients_cpu_before;
@@ -277,6 +309,98 @@ fn measure(p: &Project, seed: u64, tokens: u64, clients: Option<(usize, Duration
         }
     }
     m
+}
+
+/// The key of the study's `train` node, from `show`.
+fn train_key(p: &Project) -> String {
+    let out = p.command(&["show", "train"]).output().expect("show");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.lines()
+        .find_map(|l| l.strip_prefix("key").map(|k| k.trim().to_string()))
+        .unwrap_or_else(|| panic!("no key in `show train`:\n{text}"))
+}
+
+/// Steps the running node has logged so far: lines of its work directory's
+/// steps.jsonl (0 before the worker writes it).
+fn steps_logged(p: &Project, key: &str) -> usize {
+    let path = p.dir.path().join("cache/work").join(key).join("steps.jsonl");
+    std::fs::read(path).map_or(0, |bytes| bytes.iter().filter(|&&b| b == b'\n').count())
+}
+
+/// One long run, watched and unwatched in alternate windows of `window`:
+/// `serve` runs throughout, the clients come and go. Slow drifts of the
+/// machine's speed hit neighbouring windows alike, so each watched window
+/// is compared with the mean of the unwatched ones on either side.
+fn toggled(p: &Project, tokens: u64, clients: usize, window: Duration) {
+    std::fs::write(p.dir.path().join("exp.yaml"), study(tokens, 1000)).unwrap();
+    let key = train_key(p);
+    let (mut serve, addr) = start_serve(p);
+    let mut run = p.command(&["run", "-j", "1"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    // The first windows start once the run is past its start-up and first evaluation.
+    while steps_logged(p, &key) < 50 {
+        assert!(run.try_wait().unwrap().is_none(), "the run ended before its first 50 steps");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let tally = Arc::new(Tally::default());
+    let clients_cpu_before = own_cpu_seconds();
+    let toggling = Instant::now();
+    // (watched, steps per second) per window.
+    let mut windows: Vec<(bool, f64)> = Vec::new();
+    let mut watched = false;
+    loop {
+        let (start, steps_before) = (Instant::now(), steps_logged(p, &key));
+        let stop = Arc::new(Stop::default());
+        let threads: Vec<_> = if watched {
+            (0..clients).flat_map(|k| client(addr, k, stop.clone(), tally.clone())).collect()
+        } else {
+            Vec::new()
+        };
+        while start.elapsed() < window && run.try_wait().unwrap().is_none() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let (seconds, steps) = (start.elapsed().as_secs_f64(), steps_logged(p, &key) - steps_before);
+        stop.now();
+        threads.into_iter().for_each(|t| t.join().unwrap());
+        if run.try_wait().unwrap().is_some() {
+            break; // the last, partial window is not counted
+        }
+        windows.push((watched, steps as f64 / seconds));
+        watched = !watched;
+    }
+    let (serve_cpu, clients_cpu) = (cpu_seconds(serve.id()), own_cpu_seconds() - clients_cpu_before);
+    let _ = serve.kill();
+    let _ = serve.wait();
+    let ratios: Vec<f64> = (1..windows.len().saturating_sub(1))
+        .filter(|&i| windows[i].0)
+        .map(|i| windows[i].1 / ((windows[i - 1].1 + windows[i + 1].1) / 2.0))
+        .collect();
+    let mut sorted = ratios.clone();
+    sorted.sort_by(f64::total_cmp);
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let rates = |w: bool| windows.iter().filter(|x| x.0 == w).map(|x| x.1).collect::<Vec<f64>>();
+    let (on, off) = (rates(true), rates(false));
+    println!(
+        "one run of {tokens} tokens, {clients} clients on and off in alternate {:.0} s windows ({} watched, {} not); \
+         {} requests, {} failed; over {:.0} s serve used {serve_cpu:.1} CPU-seconds, the clients {clients_cpu:.1}",
+        window.as_secs_f64(),
+        on.len(),
+        off.len(),
+        tally.requests.load(Ordering::Relaxed),
+        tally.failures.load(Ordering::Relaxed),
+        toggling.elapsed().as_secs_f64()
+    );
+    println!("steps/s per window, unwatched: {}", off.iter().map(|r| format!("{r:.1}")).collect::<Vec<_>>().join(", "));
+    println!("steps/s per window, watched:   {}", on.iter().map(|r| format!("{r:.1}")).collect::<Vec<_>>().join(", "));
+    println!(
+        "watched / neighbouring unwatched: median {:.3}, mean {:.3}, range {:.3}–{:.3} over {} windows; \
+         all watched / all unwatched {:.3}",
+        sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN),
+        mean(&ratios),
+        sorted.first().copied().unwrap_or(f64::NAN),
+        sorted.last().copied().unwrap_or(f64::NAN),
+        ratios.len(),
+        mean(&on) / mean(&off)
+    );
 }
 
 fn main() {
@@ -328,4 +452,8 @@ fn main() {
     }
     let shown: Vec<String> = ratios.iter().map(|r| format!("{r:.3}")).collect();
     println!("watched / alone throughput per pair: {}", shown.join(", "));
+    let toggle_tokens: u64 = env_or("BENCH_SERVE_TOGGLE_TOKENS", 6_000_000);
+    if toggle_tokens > 0 {
+        toggled(&p, toggle_tokens, clients, Duration::from_secs(env_or("BENCH_SERVE_WINDOW_SECONDS", 8)));
+    }
 }

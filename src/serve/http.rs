@@ -47,28 +47,48 @@ const BACKLOG: usize = 256;
 /// itself (surveys, reads, refits) runs outside it, on the poller's thread,
 /// so a page never waits for a poll.
 pub struct Hub {
-    view: Mutex<Snapshot>,
+    view: Mutex<Published>,
     logs: Logs,
     changes: broadcast::Sender<Arc<str>>,
+}
+
+/// The snapshot and its JSON, serialised once per change rather than once
+/// per request: with 50 pages asking, serialising every long run's points
+/// for each of them was most of what watching cost the study.
+struct Published {
+    snapshot: Snapshot,
+    json: Option<Arc<str>>,
+}
+
+impl Published {
+    fn json(&mut self) -> Arc<str> {
+        let snapshot = &self.snapshot;
+        self.json.get_or_insert_with(|| serde_json::to_string(snapshot).unwrap_or_else(|_| "{}".into()).into()).clone()
+    }
 }
 
 impl Hub {
     /// A hub showing what `watcher` has seen so far.
     pub fn new(watcher: &Watcher) -> Arc<Self> {
         let (changes, _) = broadcast::channel(BACKLOG);
-        Arc::new(Hub { view: Mutex::new(watcher.snapshot()), logs: watcher.logs(), changes })
+        let view = Mutex::new(Published { snapshot: watcher.snapshot(), json: None });
+        Arc::new(Hub { view, logs: watcher.logs(), changes })
     }
 
-    fn view(&self) -> std::sync::MutexGuard<'_, Snapshot> {
+    fn view(&self) -> std::sync::MutexGuard<'_, Published> {
         // A panic while applying a change leaves a usable snapshot at worst one change behind.
         self.view.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Applies `changes` to the snapshot and sends each to every connected page.
     pub fn publish(&self, changes: Vec<Change>) {
+        if changes.is_empty() {
+            return;
+        }
         let mut view = self.view();
+        view.json = None;
         for change in changes {
-            view.apply(&change);
+            view.snapshot.apply(&change);
             if let Ok(json) = serde_json::to_string(&change) {
                 // No receiver (no page open) is not an error.
                 let _ = self.changes.send(json.into());
@@ -78,10 +98,9 @@ impl Hub {
 
     /// The snapshot as JSON and a receiver of every change after it (taken
     /// under one lock, so that no change falls between them).
-    fn subscribe(&self) -> (String, broadcast::Receiver<Arc<str>>) {
-        let view = self.view();
-        let snapshot = serde_json::to_string(&*view).unwrap_or_else(|_| "{}".into());
-        (snapshot, self.changes.subscribe())
+    fn subscribe(&self) -> (Arc<str>, broadcast::Receiver<Arc<str>>) {
+        let mut view = self.view();
+        (view.json(), self.changes.subscribe())
     }
 }
 
@@ -115,13 +134,13 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 }
 
 async fn snapshot(State(hub): State<Arc<Hub>>) -> Response {
-    let json = serde_json::to_string(&*hub.view()).unwrap_or_else(|_| "{}".into());
-    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], json).into_response()
+    let json = hub.view().json();
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], json.to_string()).into_response()
 }
 
 async fn events(State(hub): State<Arc<Hub>>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let (snapshot, receiver) = hub.subscribe();
-    let first = Event::default().event("snapshot").data(snapshot);
+    let first = Event::default().event("snapshot").data(&*snapshot);
     let rest = stream::unfold((receiver, hub), |(mut receiver, hub)| async move {
         let event = match receiver.recv().await {
             Ok(change) => Event::default().event("change").data(&*change),
@@ -129,7 +148,7 @@ async fn events(State(hub): State<Arc<Hub>>) -> Sse<impl Stream<Item = Result<Ev
                 // Too far behind to catch up change by change: start it over.
                 let (snapshot, fresh) = hub.subscribe();
                 receiver = fresh;
-                Event::default().event("snapshot").data(snapshot)
+                Event::default().event("snapshot").data(&*snapshot)
             }
             Err(broadcast::error::RecvError::Closed) => return None,
         };
