@@ -9,7 +9,6 @@ use common::{Project, EXTRA_FIGURES, PAPER_FIGURES};
 use scalemake::train::job::{EvalRow, OptimSpec, Precision};
 use scalemake::train::record::TrainRecord;
 use scalemake::train::{Compute, ModelShape, ParamCounts, Variant};
-use std::path::Path;
 use std::process::Command;
 
 /// The figures of this study (baselines and doped models, a law fitted):
@@ -124,13 +123,6 @@ fn the_report_answers_first_and_has_the_papers_figures_and_tables() {
     assert!(md.contains("Kaplan et al. 2020"), "{md}");
 }
 
-/// Debian's Chromium, if installed (`CHROMIUM` overrides the path).
-fn chromium() -> Option<String> {
-    let candidates =
-        [std::env::var("CHROMIUM").unwrap_or_default(), "/usr/bin/chromium".into(), "/usr/bin/chromium-browser".into()];
-    candidates.into_iter().find(|c| !c.is_empty() && Path::new(c).exists())
-}
-
 /// Injected into a copy of the report: for every figure, the size the
 /// browser laid its SVG out at and how many marks it drew, written into
 /// the DOM that `--dump-dom` prints.
@@ -150,9 +142,7 @@ document.body.appendChild(pre);
 
 #[test]
 fn the_html_report_renders_every_figure_in_headless_chromium() {
-    // scripts/test.sh installs it as root, as CI runs; elsewhere install it first.
-    let chromium =
-        chromium().expect("Chromium not found (Debian: `apt-get install chromium`; or set CHROMIUM=/path/to/chromium)");
+    let chromium = common::chromium();
     let p = study();
     assert_eq!(p.sm(&["run"]).code, 0);
     let html = std::fs::read_to_string(p.artifact("report").join("report.html")).unwrap();
@@ -160,16 +150,7 @@ fn the_html_report_renders_every_figure_in_headless_chromium() {
     std::fs::write(&page, html.replace("</body>", CHECK_SCRIPT)).unwrap();
     let profile = p.path().join("chromium-profile");
     let out = Command::new(&chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-        ])
+        .args(common::HEADLESS_CHROMIUM)
         .arg(format!("--user-data-dir={}", profile.display()))
         .args(["--virtual-time-budget=5000", "--dump-dom"])
         .arg(format!("file://{}", page.display()))

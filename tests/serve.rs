@@ -139,13 +139,6 @@ fn requests_cannot_leave_the_cache_or_change_anything() {
     assert_eq!(tree(&p.path().join("cache")), before, "serve wrote to the cache");
 }
 
-/// Debian's Chromium, if installed (`CHROMIUM` overrides the path), as `tests/report.rs` finds it.
-fn chromium() -> Option<String> {
-    let candidates =
-        [std::env::var("CHROMIUM").unwrap_or_default(), "/usr/bin/chromium".into(), "/usr/bin/chromium-browser".into()];
-    candidates.into_iter().find(|c| !c.is_empty() && Path::new(c).exists())
-}
-
 /// One page of a headless Chromium, driven through the DevTools protocol.
 struct Page {
     socket: tungstenite::WebSocket<TcpStream>,
@@ -159,19 +152,8 @@ impl Page {
         let profile = dir.join("chromium-profile");
         let browser = Killed(
             Command::new(chromium)
-                .args([
-                    "--headless",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-quic",
-                    "--no-first-run",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--disable-sync",
-                    "--remote-debugging-port=0",
-                    "--window-size=1400,1500",
-                    "--hide-scrollbars",
-                ])
+                .args(common::HEADLESS_CHROMIUM)
+                .args(["--remote-debugging-port=0", "--window-size=1400,1500", "--hide-scrollbars"])
                 .arg(format!("--user-data-dir={}", profile.display()))
                 .arg(url)
                 .stdout(Stdio::null())
@@ -268,8 +250,7 @@ const LOOK: &str = r#"(() => {
 #[test]
 fn the_page_shows_curves_and_states_change_live_in_headless_chromium() {
     // scripts/test.sh installs it as root, as CI runs; elsewhere install it first.
-    let chromium =
-        chromium().expect("Chromium not found (Debian: `apt-get install chromium`; or set CHROMIUM=/path/to/chromium)");
+    let chromium = common::chromium();
     let p = common::training_project(STUDY);
     assert_eq!(p.sm(&["run", "shards"]).code, 0, "the data, before the page opens");
     let (_serve, addr) = start_serve(&p, &[]);

@@ -249,3 +249,28 @@ print(json.dumps({t: [[e.step, e.value] for e in acc.Scalars(t)] for t in acc.Ta
     );
     serde_json::from_slice(&out.stdout).unwrap()
 }
+
+/// Debian's Chromium, which `scripts/test.sh` installs as root (as CI runs);
+/// elsewhere install it first (`CHROMIUM` overrides the path). Panics with
+/// the fix when it is missing: a browser test never passes without a browser.
+pub fn chromium() -> String {
+    let candidates =
+        [std::env::var("CHROMIUM").unwrap_or_default(), "/usr/bin/chromium".into(), "/usr/bin/chromium-browser".into()];
+    candidates
+        .into_iter()
+        .find(|c| !c.is_empty() && Path::new(c).exists())
+        .expect("Chromium not found (Debian: `apt-get install chromium`; or set CHROMIUM=/path/to/chromium)")
+}
+
+/// Flags for a headless Chromium that runs here as root and offline, and
+/// reaches nothing but the page it is given.
+pub const HEADLESS_CHROMIUM: [&str; 8] = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+];
