@@ -350,6 +350,8 @@ impl Loader<'_> {
         let params = Node { value: Yaml::Map(params), span: key.span };
         let inputs = get("input");
 
+        // Built once: every combination's `from:` looks in the same instances.
+        let sources = from.map(|_| Lookup::new(above));
         let mut out = Vec::new();
         for combo in combinations(&matrix) {
             let vars: HashMap<&str, &Node> = combo.iter().map(|(k, v)| (k.as_str(), *v)).collect();
@@ -360,8 +362,8 @@ impl Loader<'_> {
                 continue;
             }
             let mut source = None;
-            if let Some(from) = from {
-                let Some(found) = self.branch_source(from, &vars, &kind, above, &path) else { continue };
+            if let (Some(from), Some(sources)) = (from, &sources) {
+                let Some(found) = self.branch_source(from, &vars, &kind, above, sources, &path) else { continue };
                 let base = match kind.branch_base(&found.spec.params) {
                     Ok(base) => base,
                     Err(why) => {
@@ -452,13 +454,15 @@ impl Loader<'_> {
         out
     }
 
-    /// The one instance declared above that a branch's `from:` names.
+    /// The one instance declared above (`lookup` indexes them) that a
+    /// branch's `from:` names.
     fn branch_source<'i>(
         &mut self,
         from: &Node,
         vars: &HashMap<&str, &Node>,
         kind: &Arc<dyn NodeKind>,
         above: &'i [Instance],
+        lookup: &Lookup,
         path: &str,
     ) -> Option<&'i Instance> {
         let key = format!("{path}.from");
@@ -468,7 +472,7 @@ impl Loader<'_> {
             return None;
         };
         let Substituted::Text(reference) = self.substitute_str(text, from.span, vars, &key) else { return None };
-        let picked: Vec<&Instance> = match select(above, &Lookup::new(above), &reference) {
+        let picked: Vec<&Instance> = match select(above, lookup, &reference) {
             Ok(indices) => indices.into_iter().map(|i| &above[i]).collect(),
             Err((message, hint)) => {
                 let hint = hint.unwrap_or_else(|| "a branch's source is declared above it in the file".into());
@@ -861,7 +865,6 @@ fn select<S: AsRef<NodeSpec>>(
     lookup: &Lookup,
     reference: &str,
 ) -> Result<Vec<usize>, (String, Option<String>)> {
-    let nodes: Vec<&NodeSpec> = nodes.iter().map(AsRef::as_ref).collect();
     if let Some(&i) = lookup.by_id.get(reference) {
         return Ok(vec![i]);
     }
@@ -878,7 +881,7 @@ fn select<S: AsRef<NodeSpec>>(
         let glob = globset::Glob::new(&escaped)
             .map_err(|e| (format!("invalid pattern `{reference}`: {e}"), None))?
             .compile_matcher();
-        let hits: Vec<usize> = (0..nodes.len()).filter(|&i| glob.is_match(&nodes[i].id.0)).collect();
+        let hits: Vec<usize> = (0..nodes.len()).filter(|&i| glob.is_match(&nodes[i].as_ref().id.0)).collect();
         return if hits.is_empty() { Err((format!("`{reference}` matches no node"), None)) } else { Ok(hits) };
     }
     let (decl, filter) = match reference.split_once('[') {
@@ -901,7 +904,7 @@ fn select<S: AsRef<NodeSpec>>(
         let Some((var, value)) = part.split_once('=') else {
             return Err((format!("`{part}` in `{reference}` is not `variable=value`"), None));
         };
-        let vars: Vec<&str> = nodes[family[0]].matrix.iter().map(|(k, _)| k.as_str()).collect();
+        let vars: Vec<&str> = nodes[family[0]].as_ref().matrix.iter().map(|(k, _)| k.as_str()).collect();
         if !vars.contains(&var.trim()) {
             let hint = closest(var.trim(), vars.iter().copied())
                 .map(|c| format!("did you mean `{c}`?"))
@@ -912,7 +915,7 @@ fn select<S: AsRef<NodeSpec>>(
     }
     let picked: Vec<usize> = family
         .into_iter()
-        .filter(|&i| nodes[i].matrix.iter().all(|(k, v)| wanted.get(k).is_none_or(|w| *w == v.to_string())))
+        .filter(|&i| nodes[i].as_ref().matrix.iter().all(|(k, v)| wanted.get(k).is_none_or(|w| *w == v.to_string())))
         .collect();
     if picked.is_empty() {
         return Err((format!("`{reference}` matches no instance of `{decl}`"), None));
