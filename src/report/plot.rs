@@ -113,6 +113,8 @@ pub fn log_log_svg(title: &str, axes: Axes<'_>, series: &[Series]) -> Result<Str
     }
     let (x0, x1) = all.iter().fold((f64::INFINITY, 0.0f64), |(a, b), p| (a.min(p.0), b.max(p.0)));
     let (y0, y1) = all.iter().fold((f64::INFINITY, 0.0f64), |(a, b), p| (a.min(p.1), b.max(p.1)));
+    // The axes' ranges: the data with a margin.
+    let ((x0, x1), (y0, y1)) = ((x0 * 0.9, x1 * 1.1), (y0 * 0.97, y1 * 1.03));
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (720, 440)).into_drawing_area();
@@ -123,8 +125,8 @@ pub fn log_log_svg(title: &str, axes: Axes<'_>, series: &[Series]) -> Result<Str
             .x_label_area_size(40)
             .y_label_area_size(56)
             .build_cartesian_2d(
-                (x0 * 0.9..x1 * 1.1).log_scale().with_key_points(log_ticks(x0 * 0.9, x1 * 1.1)),
-                (y0 * 0.97..y1 * 1.03).log_scale().with_key_points(log_ticks(y0 * 0.97, y1 * 1.03)),
+                (x0..x1).log_scale().with_key_points(log_ticks(x0, x1)),
+                (y0..y1).log_scale().with_key_points(log_ticks(y0, y1)),
             )
             .map_err(|e| e.to_string())?;
         chart
@@ -173,7 +175,7 @@ pub fn log_log_svg(title: &str, axes: Axes<'_>, series: &[Series]) -> Result<Str
                 .configure_series_labels()
                 .background_style(WHITE.mix(0.85))
                 .border_style(BLACK.mix(0.3))
-                .position(emptiest_corner(&all, (x0 * 0.9, x1 * 1.1), (y0 * 0.97, y1 * 1.03)))
+                .position(emptiest_corner(&all, (x0, x1), (y0, y1)))
                 .draw()
                 .map_err(|e| e.to_string())?;
         }
