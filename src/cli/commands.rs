@@ -21,18 +21,6 @@ use super::env::{load_plan, plan_and_targets, Env};
 use super::render;
 use super::{CliError, DagFormat, RemoteArgs, SlurmArgs};
 
-fn reasons_text(freshness: &Freshness) -> String {
-    match freshness {
-        Freshness::Fresh { .. } => "up to date".into(),
-        Freshness::Broken { message } => message.clone(),
-        Freshness::Stale { reasons, .. } => reasons.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
-    }
-}
-
-fn states(plan: &Plan, cache: &Cache, survey: &[Freshness]) -> Vec<NodeState> {
-    exec::node_states(plan, cache, survey)
-}
-
 /// The flags of `scalemake run`.
 pub struct RunFlags {
     pub jobs: Option<usize>,
@@ -153,7 +141,7 @@ fn dry_run_report(plan: &Plan, ws: &Workspace, selected: &BTreeSet<usize>, throu
             hours += throughput.gpu_hours(e.flops, e.bf16).unwrap_or(0.0);
             format!(" [{}]", super::plan::summary(e, throughput))
         });
-        println!("{verb} {}: {}{cost}", plan.experiment.nodes[i].id, reasons_text(&survey[i]));
+        println!("{verb} {}: {}{cost}", plan.experiment.nodes[i].id, survey[i].reasons_text());
     }
     println!("{will} node(s) will build; {may} more if their inputs' artifacts change ({} selected)", selected.len());
     if hours > 0.0 {
@@ -264,7 +252,7 @@ pub fn status(env: &Env, args: &[String], all: bool, remote: &RemoteArgs) -> Res
     let started = Instant::now();
     let survey = exec::survey(&plan, &Workspace { root: &env.root, cache: &cache });
     tracing::debug!("surveyed {} nodes in {:?}", plan.len(), started.elapsed());
-    let states = states(&plan, &cache, &survey);
+    let states = exec::node_states(&plan, &cache, &survey);
     let remote = super::remote::open(env, &plan, remote)?;
     let on_remote = match &remote {
         Some(r) => r.keys().map_err(|e| CliError::Failed(e.to_string()))?,
@@ -292,7 +280,7 @@ pub fn status(env: &Env, args: &[String], all: bool, remote: &RemoteArgs) -> Res
         fetchable += usize::from(servable(&survey[i]));
         let (label, why) = match jobs.get(id) {
             Some(view) => job_line(&cache, &plan.experiment.name, id, view),
-            None => (states[i].label().to_string(), reasons_text(&survey[i])),
+            None => (states[i].label().to_string(), survey[i].reasons_text()),
         };
         out.push_str(&format!("{label:<7} {id:<width$}  {why}{remote_note}\n"));
     }
@@ -325,7 +313,7 @@ pub fn dag(env: &Env, args: &[String], format: DagFormat) -> Result<ExitCode, Cl
     let cache = env.cache()?;
     let selected = exec::selection(&plan, &targets)?;
     let survey = exec::survey(&plan, &Workspace { root: &env.root, cache: &cache });
-    let states = states(&plan, &cache, &survey);
+    let states = exec::node_states(&plan, &cache, &survey);
     print!("{}", render::dag(&plan, &selected, &states, &survey, format));
     Ok(ExitCode::SUCCESS)
 }
@@ -350,7 +338,7 @@ pub fn show(env: &Env, args: &[String]) -> Result<ExitCode, CliError> {
     let (plan, i) = one_node(env, args)?;
     let cache = env.cache()?;
     let survey = exec::survey(&plan, &Workspace { root: &env.root, cache: &cache });
-    let states = states(&plan, &cache, &survey);
+    let states = exec::node_states(&plan, &cache, &survey);
     print!("{}", render::show(&plan, i, &cache, &survey, states[i]));
     Ok(ExitCode::SUCCESS)
 }

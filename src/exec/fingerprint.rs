@@ -119,6 +119,18 @@ pub enum Freshness {
     },
 }
 
+impl Freshness {
+    /// Why the node is as it is, in one line: "up to date", what broke it,
+    /// or its reasons to rebuild.
+    pub fn reasons_text(&self) -> String {
+        match self {
+            Freshness::Fresh { .. } => "up to date".into(),
+            Freshness::Broken { message } => message.clone(),
+            Freshness::Stale { reasons, .. } => reasons.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
+        }
+    }
+}
+
 /// The stat cache's file in the cache directory.
 pub const STAT_CACHE_FILE: &str = "statcache.bin";
 
@@ -165,9 +177,7 @@ impl KeyParts {
 impl<'a> Fingerprinter<'a> {
     /// Loads the stat cache and the experiment's state log.
     pub fn new(plan: &'a Plan, cache: &'a Cache, root: &Path) -> Self {
-        let stat = StatCache::load(&cache.root().join(STAT_CACHE_FILE), root);
-        let state = cache.state(&plan.experiment.name);
-        Fingerprinter { plan, cache, root: root.to_path_buf(), stat, state, files: None, stamps: None }
+        Self::with_stat_cache(plan, cache, root, StatCache::load(&cache.root().join(STAT_CACHE_FILE), root))
     }
 
     /// As [`Fingerprinter::new`], with a stat cache the caller keeps between

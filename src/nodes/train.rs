@@ -10,7 +10,6 @@
 //!
 //! Budgets are in tokens, like the paper's (409.6M warmup, 32G max).
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Stdio};
@@ -300,16 +299,7 @@ fn tracking(schema: &Schema, ctx: &NodeCtx<'_>, job: &TrainJob) -> Option<RunSpe
     let params = ctx.params();
     let server = params.get_path("tracking.mlflow").and_then(Value::as_str)?;
     let experiment = params.get_path("tracking.experiment").and_then(Value::as_str).unwrap_or(ctx.experiment());
-    fn flatten(prefix: &str, value: &Value, out: &mut BTreeMap<String, String>) {
-        match value.as_map() {
-            Some(map) => map.iter().for_each(|(k, v)| flatten(&format!("{prefix}{k}."), v, out)),
-            None => {
-                out.insert(prefix.trim_end_matches('.').to_string(), value.to_string());
-            }
-        }
-    }
-    let mut flat = BTreeMap::new();
-    flatten("", &schema.hashed_part(params), &mut flat);
+    let mut flat = schema.hashed_part(params).leaves();
     let m = &job.model;
     let head = if m.head == Head::Tied { "tied" } else { "untied" };
     for (key, value) in [

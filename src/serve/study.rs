@@ -33,7 +33,6 @@ use crate::fit::study::{fit_study, StudyFit};
 use crate::graph::Plan;
 use crate::hash::{ContentHash, StatCache};
 use crate::nodes::fit::{read_train_artifact, settings};
-use crate::spec::Value;
 use crate::train::job::{EvalRow, StepRow};
 use crate::train::record::{EVAL_FILE, STEPS_FILE};
 use crate::train::{Compute, CostModel};
@@ -306,9 +305,13 @@ impl Watcher {
             .iter()
             .map(|&i| {
                 let node = &plan.experiment.nodes[i];
-                let mut params = BTreeMap::new();
-                flatten("", &node.params, &mut params);
-                RunView { node: i, id: node.id.0.clone(), params, steps: Vec::new(), evals: Vec::new() }
+                RunView {
+                    node: i,
+                    id: node.id.0.clone(),
+                    params: node.params.leaves(),
+                    steps: Vec::new(),
+                    evals: Vec::new(),
+                }
             })
             .collect();
         let mut watcher = Watcher {
@@ -425,7 +428,7 @@ impl Watcher {
                         ("building", format!("a process holds its key {}", key.short()))
                     }
                     (_, Some(view)) => slurm_state(view),
-                    _ => (self.states[i].label(), reasons(&self.survey[i])),
+                    _ => (self.states[i].label(), self.survey[i].reasons_text()),
                 };
                 NodeView {
                     id: node.id.0.clone(),
@@ -651,29 +654,6 @@ fn slurm_state(view: &slurm::detach::JobView) -> (&'static str, String) {
     }
 }
 
-fn reasons(freshness: &Freshness) -> String {
-    match freshness {
-        Freshness::Fresh { .. } => "up to date".into(),
-        Freshness::Broken { message } => message.clone(),
-        Freshness::Stale { reasons, .. } => reasons.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
-    }
-}
-
-/// `model.d_model → 64`, …: every leaf of a params map.
-fn flatten(prefix: &str, value: &Value, out: &mut BTreeMap<String, String>) {
-    match value {
-        Value::Map(map) => {
-            for (k, v) in map {
-                let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
-                flatten(&path, v, out);
-            }
-        }
-        other => {
-            out.insert(prefix.to_string(), other.to_string());
-        }
-    }
-}
-
 fn identified<T>(law: &Identified<T>, value: impl Fn(&T) -> f64) -> Result<f64, String> {
     match law {
         Identified::Fitted(t) => Ok(value(t)),
@@ -751,18 +731,5 @@ mod tests {
         assert_eq!(snapshot.runs[0].steps.iter().map(|p| p.step).collect::<Vec<_>>(), [1, 2, 3]);
         snapshot.apply(&update(true, &[1, 2]));
         assert_eq!(snapshot.runs[0].steps.iter().map(|p| p.step).collect::<Vec<_>>(), [1, 2], "a reset replaces");
-    }
-
-    #[test]
-    fn params_flatten_to_dotted_paths() {
-        let mut map = BTreeMap::new();
-        let mut model = BTreeMap::new();
-        model.insert("d_model".to_string(), Value::Int(64));
-        map.insert("model".to_string(), Value::Map(model));
-        map.insert("lr".to_string(), Value::Float(0.003));
-        let mut out = BTreeMap::new();
-        flatten("", &Value::Map(map), &mut out);
-        assert_eq!(out.get("model.d_model").map(String::as_str), Some("64"));
-        assert_eq!(out.len(), 2);
     }
 }

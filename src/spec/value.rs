@@ -105,6 +105,27 @@ impl Value {
     pub fn get_path(&self, path: &str) -> Option<&Value> {
         path.split('.').try_fold(self, |v, part| v.as_map()?.get(part))
     }
+
+    /// Every leaf under its dotted path, rendered (`model.d_model → 64`):
+    /// params as a flat table, for the dashboard and MLflow.
+    pub fn leaves(&self) -> BTreeMap<String, String> {
+        fn walk(prefix: &str, value: &Value, out: &mut BTreeMap<String, String>) {
+            match value {
+                Value::Map(map) => {
+                    for (k, v) in map {
+                        let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                        walk(&path, v, out);
+                    }
+                }
+                other => {
+                    out.insert(prefix.to_string(), other.to_string());
+                }
+            }
+        }
+        let mut out = BTreeMap::new();
+        walk("", self, &mut out);
+        out
+    }
 }
 
 /// Compact one-line rendering used in messages (`5e-4`, `[a, b]`, `{lr: 1}`).
@@ -149,6 +170,18 @@ impl fmt::Display for Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn params_flatten_to_dotted_paths() {
+        let mut map = BTreeMap::new();
+        let mut model = BTreeMap::new();
+        model.insert("d_model".to_string(), Value::Int(64));
+        map.insert("model".to_string(), Value::Map(model));
+        map.insert("lr".to_string(), Value::Float(0.003));
+        let out = Value::Map(map).leaves();
+        assert_eq!(out.get("model.d_model").map(String::as_str), Some("64"));
+        assert_eq!(out.len(), 2);
+    }
 
     #[test]
     fn display_is_compact() {
