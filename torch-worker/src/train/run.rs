@@ -184,11 +184,16 @@ fn keep_checkpoint(work: &Path, trainer: &Trainer, tokens: u64) -> Result<(), St
     let path = work.join(kept_checkpoint(tokens));
     let dir = path.parent().expect("kept checkpoints live in a directory");
     fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let tmp = path.with_extension("tmp");
+    write_state(trainer, &path.with_extension("tmp"), &path)
+}
+
+/// The trainer's state (weights, Adam moments) as safetensors at `dest`:
+/// written and synced under `tmp`, then renamed, so `dest` is always whole.
+fn write_state(trainer: &Trainer, tmp: &Path, dest: &Path) -> Result<(), String> {
     let cpu: Vec<(&str, Tensor)> = trainer.state().into_iter().map(|(n, t)| (n, t.to_device(Device::Cpu))).collect();
-    Tensor::write_safetensors(&cpu, &tmp).map_err(|e| e.to_string())?;
-    File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    fs::rename(&tmp, &path).map_err(|e| format!("{}: {e}", tmp.display()))
+    Tensor::write_safetensors(&cpu, tmp).map_err(|e| e.to_string())?;
+    File::open(tmp).and_then(|f| f.sync_all()).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    fs::rename(tmp, dest).map_err(|e| format!("{}: {e}", tmp.display()))
 }
 
 /// Writes a checkpoint: the tensors under a new name, then the metadata
@@ -197,11 +202,7 @@ fn checkpoint(work: &Path, trainer: &Trainer, metrics: &mut MetricLog) -> Result
     let step = trainer.steps();
     let (steps_bytes, eval_bytes) = metrics.durable_lengths()?;
     let name = format!("checkpoint-{step:09}.safetensors");
-    let tmp = work.join(format!("{name}.tmp"));
-    let cpu: Vec<(&str, Tensor)> = trainer.state().into_iter().map(|(n, t)| (n, t.to_device(Device::Cpu))).collect();
-    Tensor::write_safetensors(&cpu, &tmp).map_err(|e| e.to_string())?;
-    File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    fs::rename(&tmp, work.join(&name)).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    write_state(trainer, &work.join(format!("{name}.tmp")), &work.join(&name))?;
     let meta = CheckpointMeta {
         step,
         tokens: trainer.tokens,
