@@ -247,11 +247,12 @@ pub struct Sample {
 impl Sample {
     /// Approaches 1 and 2 on `runs` (one family).
     pub fn of(runs: &[&Run], settings: &Settings) -> Self {
+        let budgets = budgets(runs);
         let minima = match settings.frontier {
             Frontier::Curves => curve_minima(runs, settings),
-            Frontier::FinalPoints => final_minima(runs),
+            Frontier::FinalPoints => final_minima(&budgets),
         };
-        let profiles: Vec<IsoFlopProfile> = budgets(runs).iter().map(|b| profile(b)).collect();
+        let profiles: Vec<IsoFlopProfile> = budgets.iter().map(|b| profile(b)).collect();
         let envelope = envelope_allocation(&minima);
         let isoflop = isoflop_allocation(&profiles);
         Sample { minima, profiles, envelope, isoflop }
@@ -293,12 +294,12 @@ fn curve_minima(runs: &[&Run], settings: &Settings) -> Vec<EnvelopeMinimum> {
         .collect()
 }
 
-/// Approach 1 on final points: per budget the run that ends lowest, kept
-/// where it improves on every smaller budget (a run's loss counts only at
-/// the end of its schedule).
-fn final_minima(runs: &[&Run]) -> Vec<EnvelopeMinimum> {
+/// Approach 1 on final points: per budget (smallest first) the run that
+/// ends lowest, kept where it improves on every smaller budget (a run's
+/// loss counts only at the end of its schedule).
+fn final_minima(budgets: &[Vec<&Run>]) -> Vec<EnvelopeMinimum> {
     let mut best = f64::INFINITY;
-    budgets(runs)
+    budgets
         .iter()
         .filter_map(|budget| {
             let run = budget
