@@ -88,9 +88,15 @@ impl<'a> Painter<'a> {
     }
 }
 
+/// 21 points from `lo` to `hi`, evenly spaced on a log axis: enough for a
+/// smooth dashed law or parabola.
+fn log_spaced(lo: f64, hi: f64) -> impl Iterator<Item = f64> {
+    (0..=20).map(move |i| lo * (hi / lo).powf(i as f64 / 20.0))
+}
+
 /// `law` drawn from `lo` to `hi` (21 log-spaced points), scaled on x by `unit`.
 fn law_series(label: String, family: &str, law: &PowerLawFit, (lo, hi): (f64, f64), unit: f64) -> Series {
-    let points = (0..=20).map(|i| lo * (hi / lo).powf(i as f64 / 20.0)).map(|x| (x / unit, law.predict(x))).collect();
+    let points = log_spaced(lo, hi).map(|x| (x / unit, law.predict(x))).collect();
     Series { label: Some(label), colour: family_colour(family), stroke: Stroke::Dashed, points }
 }
 
@@ -280,7 +286,7 @@ fn isoflop_figure(family: &str, optimal: &ComputeOptimal) -> Result<Option<Figur
         });
         if let Some(parabola) = profile.parabola {
             let (lo, hi) = points.iter().fold((f64::INFINITY, 0.0f64), |(a, b), p| (a.min(p.0), b.max(p.0)));
-            let curve = (0..=20).map(|i| lo * (hi / lo).powf(i as f64 / 20.0)).map(|n| (n, parabola.at(n)));
+            let curve = log_spaced(lo, hi).map(|n| (n, parabola.at(n)));
             // A parabola may dip below zero beyond its points; a log axis cannot show that.
             series.push(Series {
                 label: None,
@@ -337,7 +343,7 @@ fn allocation_figure(family: &str, optimal: &ComputeOptimal) -> Result<Option<Fi
     }
     for ((name, approach), colour) in optimal.approaches().into_iter().zip(APPROACH_COLOURS) {
         if let (Some(law), true) = (approach.fitted(), lo < hi) {
-            let points = (0..=20).map(|i| lo * (hi / lo).powf(i as f64 / 20.0)).map(|c| (c, law.n_opt.at(c))).collect();
+            let points = log_spaced(lo, hi).map(|c| (c, law.n_opt.at(c))).collect();
             let label = format!("{name}: a = {:.3}", law.n_opt.exponent.value);
             series.push(Series { label: Some(label), colour, stroke: Stroke::Dashed, points });
         }
