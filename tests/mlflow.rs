@@ -275,25 +275,65 @@ fn a_run_is_tracked_in_mlflow_as_tensorboard_shows_it() {
     assert_ne!(pairs(interrupted, "tags")["scalemake.key"], pairs(tracked, "tags")["scalemake.key"]);
 }
 
-/// Runs `scalemake run` in `p` and kills it (SIGKILL) once `ready` holds;
-/// returns the step of the checkpoint it left.
+/// Runs `scalemake run` in `p` and kills it (SIGKILL) once `ready` holds for
+/// the step of the checkpoint it has left; returns that step.
+///
+/// `ready` is asked while the training worker is stopped (SIGSTOP), and a
+/// worker it approves is killed without running again: otherwise the next
+/// checkpoint could land between the question and the kill, and the test
+/// would kill a state other than the one it approved.
 fn run_and_kill(p: &Project, mut ready: impl FnMut(u64) -> bool) -> u64 {
     let mut child = p.spawn(&["run"]);
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let checkpoint = common::checkpoint_steps(p).into_values().next();
-        if checkpoint.is_some_and(&mut ready) {
-            break;
+        if let Some(worker) = worker_of(child.id()) {
+            signal(worker, libc::SIGSTOP);
+            while !stopped(worker) {
+                assert!(Instant::now() < deadline, "the worker did not stop on SIGSTOP");
+                std::thread::yield_now();
+            }
+            let checkpoint = common::checkpoint_steps(p).into_values().next();
+            if let Some(step) = checkpoint.filter(|&step| ready(step)) {
+                signal(worker, libc::SIGKILL);
+                child.kill().unwrap();
+                child.wait().unwrap();
+                assert!(step < 600, "killed after the last step");
+                return step;
+            }
+            signal(worker, libc::SIGCONT);
         }
         assert!(Instant::now() < deadline, "the moment to kill it did not come");
         assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
         std::thread::sleep(Duration::from_millis(50));
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let step = common::checkpoint_steps(p).into_values().next().unwrap();
-    assert!(step < 600, "killed after the last step");
-    step
+}
+
+/// The pid of the `scalemake-torch` worker that `parent` started, if one runs.
+fn worker_of(parent: u32) -> Option<i32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
+        let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+        // pid (comm) state ppid ...: comm may hold spaces, so split after its ')'.
+        let (head, rest) = stat.rsplit_once(')')?;
+        let (pid, comm) = head.split_once(" (")?;
+        let ppid: u32 = rest.split_whitespace().nth(1)?.parse().ok()?;
+        (ppid == parent && comm == "scalemake-torch").then(|| pid.parse().ok()).flatten()
+    })
+}
+
+/// Whether every thread of `pid` is stopped (or the process is gone).
+fn stopped(pid: i32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return true };
+    tasks.flatten().all(|task| {
+        std::fs::read_to_string(task.path().join("stat"))
+            .ok()
+            .and_then(|stat| stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next().map(String::from)))
+            .is_none_or(|state| state == "T" || state == "t" || state == "Z" || state == "X")
+    })
+}
+
+fn signal(pid: i32, signal: libc::c_int) {
+    // SAFETY: kill(2) has no memory preconditions; a pid that is gone gives ESRCH, which is fine here.
+    unsafe { libc::kill(pid, signal) };
 }
 
 /// The highest step of `train/loss` a run holds.
