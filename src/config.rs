@@ -74,6 +74,10 @@ pub struct RemoteConfig {
 }
 
 /// `sbatch` settings, for every job or per node kind.
+///
+/// The [`JobSettings`] fields are repeated here rather than flattened in:
+/// serde ignores `deny_unknown_fields` on a struct with a flattened field,
+/// and a misspelt `partiton` must be an error, not a silent default.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SlurmConfig {

@@ -326,7 +326,9 @@ fn stopped(pid: i32) -> bool {
     tasks.flatten().all(|task| {
         std::fs::read_to_string(task.path().join("stat"))
             .ok()
-            .and_then(|stat| stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next().map(String::from)))
+            .and_then(|stat| {
+                stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next().map(String::from))
+            })
             .is_none_or(|state| state == "T" || state == "t" || state == "Z" || state == "X")
     })
 }

@@ -52,7 +52,7 @@ pub fn run(env: &Env, args: &[String], flags: &RunFlags) -> Result<ExitCode, Cli
     let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let backend = match &flags.slurm {
         None => Backend::Local,
-        Some(s) => Backend::Slurm(slurm_options(env, &plan, s, jobs)?),
+        Some(s) => Backend::Slurm(Box::new(slurm_options(env, &plan, s, jobs)?)),
     };
     if let (true, Backend::Slurm(options)) = (flags.detach, &backend) {
         return detach(&plan, &ws, options, &selected, started);

@@ -77,8 +77,9 @@ pub enum Backend {
     /// Worker threads of this process.
     #[default]
     Local,
-    /// One Slurm job per node, submitted when the node is ready.
-    Slurm(slurm::SlurmOptions),
+    /// One Slurm job per node, submitted when the node is ready (boxed:
+    /// its options dwarf the local case, which every test run passes).
+    Slurm(Box<slurm::SlurmOptions>),
 }
 
 /// What a run did.

@@ -361,6 +361,12 @@ impl<'a> NodeCtx<'a> {
     pub fn is_cancelled(&self) -> bool {
         self.cancelled.load(Ordering::Relaxed)
     }
+    /// True once this process was asked to stop at a resumable point (a
+    /// Slurm job's time-limit warning or preemption): a node that can
+    /// checkpoint does so and returns `Suspended`; others just finish.
+    pub fn is_suspend_requested(&self) -> bool {
+        crate::process::suspend_requested()
+    }
     /// Records a number in the manifest (shown by `scalemake show`).
     /// NaN and infinities are left out: JSON cannot hold them.
     pub fn record_metric(&mut self, name: &str, value: f64) {

@@ -214,6 +214,12 @@ fn wsd(params: &Value) -> Result<Option<Wsd>, String> {
     Ok(Some(Wsd { decay_start_tokens: (max_tokens - cooldown) as f64, shape }))
 }
 
+/// The token counts at which a run keeps its state (`keep_checkpoints`).
+fn kept_checkpoints(params: &Value) -> Vec<u64> {
+    let listed = params.get_path("keep_checkpoints").and_then(Value::as_list).unwrap_or(&[]);
+    listed.iter().filter_map(Value::as_i64).map(|t| t.max(0) as u64).collect()
+}
+
 /// Builds the worker's job from validated params.
 fn job(params: &Value, shape: ModelShape, ctx: &NodeCtx<'_>, shards: std::path::PathBuf) -> Result<TrainJob, String> {
     let int = |path: &str| params.get_path(path).and_then(Value::as_i64).map(|v| v.max(0) as u64);
@@ -277,14 +283,7 @@ fn job(params: &Value, shape: ModelShape, ctx: &NodeCtx<'_>, shards: std::path::
         shards,
         out: ctx.out_dir().to_path_buf(),
         work: ctx.work_dir().to_path_buf(),
-        keep_checkpoints: params
-            .get_path("keep_checkpoints")
-            .and_then(Value::as_list)
-            .unwrap_or(&[])
-            .iter()
-            .filter_map(Value::as_i64)
-            .map(|t| t.max(0) as u64)
-            .collect(),
+        keep_checkpoints: kept_checkpoints(params),
         branch_from,
     };
     job.check()?;
@@ -445,8 +444,7 @@ impl NodeKind for Train {
         let refuse = |param: &str, message: String, hint: &str| {
             Err(BranchRefusal { param: param.into(), message, hint: hint.into() })
         };
-        let int = |v: &Value, path: &str| v.get_path(path).and_then(Value::as_i64);
-        let Some(at) = int(params, "at_tokens") else {
+        let Some(at) = params.get_path("at_tokens").and_then(Value::as_i64).map(|t| t.max(0) as u64) else {
             return refuse(
                 "from",
                 "a branch starts from one of its source's kept checkpoints: say which with `at_tokens:`".into(),
@@ -468,13 +466,7 @@ impl NodeKind for Train {
                 );
             }
         }
-        let kept: Vec<i64> = source
-            .get_path("keep_checkpoints")
-            .and_then(Value::as_list)
-            .unwrap_or(&[])
-            .iter()
-            .filter_map(Value::as_i64)
-            .collect();
+        let kept = kept_checkpoints(source);
         if !kept.contains(&at) {
             let list = if kept.is_empty() { "none".to_string() } else { format!("{kept:?}") };
             return refuse(
@@ -483,36 +475,33 @@ impl NodeKind for Train {
                 "branch from a kept one, or add this one to the source's `keep_checkpoints` (which retrains the source once)",
             );
         }
-        if source.get_path("optim.schedule").and_then(Value::as_str) != Some("wsd") {
+        // Where each schedule's decay starts, as the worker will run it.
+        let decay_start = |v: &Value| wsd(v).ok().flatten().map(|w| w.decay_start_tokens);
+        let Some(source_decay) = decay_start(source) else {
             return refuse(
                 "from",
                 "only a warmup–stable–decay run has a stable phase to branch from; the source's schedule is a cosine"
                     .into(),
                 "give the source `optim: { schedule: wsd, cooldown_tokens: … }`",
             );
-        }
-        let decay_start = |v: &Value| int(v, "max_tokens").unwrap_or(0) - int(v, "optim.cooldown_tokens").unwrap_or(0);
-        if decay_start(source) < at {
+        };
+        if source_decay < at as f64 {
             return refuse(
                 "at_tokens",
                 format!(
-                    "at {at} tokens the source is already decaying (its decay starts at {}): a branch starts from the stable rate",
-                    decay_start(source)
+                    "at {at} tokens the source is already decaying (its decay starts at {source_decay}): a branch starts from the stable rate"
                 ),
                 "branch from a checkpoint before the source's decay",
             );
         }
-        if decay_start(params) < at {
-            return refuse(
+        match decay_start(params) {
+            Some(own_decay) if own_decay < at as f64 => refuse(
                 "optim.cooldown_tokens",
-                format!(
-                    "the branch's decay would start at {} tokens, before its checkpoint at {at}",
-                    decay_start(params)
-                ),
+                format!("the branch's decay would start at {own_decay} tokens, before its checkpoint at {at}"),
                 "make max_tokens − optim.cooldown_tokens at least at_tokens",
-            );
+            ),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     fn run(&self, ctx: &mut NodeCtx<'_>) -> Result<(), NodeError> {
@@ -558,7 +547,7 @@ impl NodeKind for Train {
         // Live scalars for `tensorboard --logdir cache/work` while it trains.
         let mut live = Scalars::open(&ctx.work_dir().join(TENSORBOARD_DIR));
         loop {
-            if crate::process::suspend_requested() && !asked_to_stop {
+            if ctx.is_suspend_requested() && !asked_to_stop {
                 // The worker checkpoints after its current step and exits; keep reading its events until then.
                 // SAFETY: kill with the pid of our own child, which we have not yet waited for.
                 unsafe { libc::kill(child.id() as i32, libc::SIGUSR1) };
@@ -584,8 +573,9 @@ impl NodeKind for Train {
             };
             match event {
                 Event::Start { device, params, total_steps, resumed_from } => {
-                    let branch_step = job.branch_from.as_ref().map(|b| b.tokens / job.tokens_per_step());
-                    if let (Some(step), Some(from)) = (branch_step.filter(|&s| s == resumed_from), &job.branch_from) {
+                    if let (Some(step), Some(from)) =
+                        (job.branch_step().filter(|&s| s == resumed_from), &job.branch_from)
+                    {
                         ctx.log_line(&format!(
                             "scalemake: cooldown branch: starting after step {step} from {}",
                             from.checkpoint.display()

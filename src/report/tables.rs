@@ -115,10 +115,9 @@ pub fn family_name(family: &str) -> &str {
 
 /// The cost model the paper compares a family on (Figures 3, 6 and 7).
 fn paper_cost_model(family: &str) -> CostModel {
-    if family == "fastfood" {
-        CostModel::FastfoodFree
-    } else {
-        CostModel::Trainable
+    match Variant::from_name(family) {
+        Some(Variant::Fastfood) => CostModel::FastfoodFree,
+        _ => CostModel::Trainable,
     }
 }
 

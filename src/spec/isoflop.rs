@@ -81,6 +81,23 @@ impl IsoflopPoint {
     pub fn budget_ratio(&self) -> f64 {
         6.0 * self.trainable as f64 * self.tokens as f64 / self.budget
     }
+
+    /// The declaration's `params` with this point's shape and tokens (the
+    /// paths in [`SET_BY_SWEEP`]).
+    pub(super) fn params(&self, params: &Value) -> Value {
+        let mut params = with_shape(params, (self.n_layer, self.n_head, self.d_model));
+        params.set_path("max_tokens", Value::Int(self.tokens as i64));
+        params
+    }
+}
+
+/// `params` with the model's (n_layer, n_head, d_model) set.
+fn with_shape(params: &Value, (n_layer, n_head, d_model): (i64, i64, i64)) -> Value {
+    let mut params = params.clone();
+    for (path, v) in [("model.n_layer", n_layer), ("model.n_head", n_head), ("model.d_model", d_model)] {
+        params.set_path(path, Value::Int(v));
+    }
+    params
 }
 
 fn schema() -> Schema {
@@ -108,10 +125,7 @@ fn schema() -> Schema {
 /// Parses and checks an `isoflop:` mapping; problems go to `errors`.
 pub(super) fn parse(node: &Node, path: &str, source: &Arc<SourceFile>, errors: &mut Vec<SpecError>) -> Option<Isoflop> {
     let value = schema().validate(node, path, source, errors)?;
-    let entry = |name: &str| match &node.value {
-        Yaml::Map(entries) => entries.iter().find(|(k, _)| k.name == name).map(|(_, v)| v),
-        _ => None,
-    };
+    let entry = |name: &str| node.get_path(name);
     let float = |name: &str| value.get_path(name).and_then(Value::as_f64).unwrap_or(0.0);
     let items: Vec<&Node> = match entry("budgets").map(|n| &n.value) {
         Some(Yaml::Seq(items)) => items.iter().collect(),
@@ -232,13 +246,8 @@ impl Isoflop {
         let ceiling = 4.0 * self.guess(largest) * self.spread.sqrt();
         let mut shapes = Vec::new();
         for k in 1..=MAX_HEADS {
-            let (n_layer, n_head, d_model) = self.shape(k);
-            let mut candidate = params.clone();
-            for (path, v) in [("model.n_layer", n_layer), ("model.n_head", n_head), ("model.d_model", d_model)] {
-                candidate.set_path(path, Value::Int(v));
-            }
             // A shape the kind cannot build (a variant's constraint on d_model) is skipped.
-            if let Some(basis) = kind.compute_basis(&candidate) {
+            if let Some(basis) = kind.compute_basis(&with_shape(params, self.shape(k))) {
                 shapes.push((k, basis));
                 if basis.trainable as f64 > ceiling {
                     break;

@@ -406,15 +406,7 @@ impl Loader<'_> {
                     Ok(points) => points
                         .into_iter()
                         .map(|point| {
-                            let mut params = params.clone();
-                            for (path, v) in [
-                                ("model.n_layer", point.n_layer),
-                                ("model.n_head", point.n_head),
-                                ("model.d_model", point.d_model),
-                                ("max_tokens", point.tokens as i64),
-                            ] {
-                                params.set_path(path, Value::Int(v));
-                            }
+                            let params = point.params(&params);
                             let mut matrix = matrix.clone();
                             matrix.push(("budget".into(), Value::Float(point.budget)));
                             matrix.push(("size".into(), Value::Int(point.size as i64)));

@@ -204,6 +204,12 @@ impl TrainJob {
         self.max_tokens / self.tokens_per_step().max(1)
     }
 
+    /// The step after which a cooldown branch starts: its source's
+    /// checkpoint at `at_tokens` (a whole number of steps, by [`Self::check`]).
+    pub fn branch_step(&self) -> Option<u64> {
+        self.branch_from.as_ref().map(|b| b.tokens / self.tokens_per_step().max(1))
+    }
+
     /// Why the job cannot run, if it cannot.
     pub fn check(&self) -> Result<(), String> {
         self.model.check()?;

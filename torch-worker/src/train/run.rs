@@ -168,13 +168,11 @@ fn resume(work: &Path, trainer: &mut Trainer) -> Result<Option<CheckpointMeta>, 
 
 /// Starts a cooldown branch from its source's kept checkpoint: weights,
 /// Adam moments and the step (which fixes the data position and dropout
-/// masks from there on, as in a resume). Returns the step.
-fn branch(from: &BranchFrom, job: &TrainJob, trainer: &mut Trainer) -> Result<u64, String> {
+/// masks from there on, as in a resume), which is `step`.
+fn branch(from: &BranchFrom, step: u64, trainer: &mut Trainer) -> Result<(), String> {
     let tensors =
         Tensor::read_safetensors(&from.checkpoint).map_err(|e| format!("{}: {e}", from.checkpoint.display()))?;
-    let step = from.tokens / job.tokens_per_step();
-    trainer.restore(&tensors, step, from.tokens).map_err(|e| format!("{}: {e}", from.checkpoint.display()))?;
-    Ok(step)
+    trainer.restore(&tensors, step, from.tokens).map_err(|e| format!("{}: {e}", from.checkpoint.display()))
 }
 
 /// Keeps the state after `tokens` tokens for cooldown branches, in the
@@ -319,9 +317,11 @@ pub fn run(job: &TrainJob, emit: &mut dyn FnMut(Event)) -> Result<(), String> {
 
     fs::create_dir_all(&job.work).map_err(|e| format!("{}: {e}", job.work.display()))?;
     let resumed = resume(&job.work, &mut trainer)?;
+    // Where a branch starts; 0 for a run of its own.
+    let first = job.branch_step().unwrap_or(0);
     let start = match (&resumed, &job.branch_from) {
         (Some(meta), _) => meta.step,
-        (None, Some(from)) => branch(from, job, &mut trainer)?,
+        (None, Some(from)) => branch(from, first, &mut trainer).map(|()| first)?,
         (None, None) => 0,
     };
     let mut metrics = MetricLog::open(&job.work, resumed.as_ref().map_or((0, 0), |m| (m.steps_bytes, m.eval_bytes)))?;
@@ -338,7 +338,6 @@ pub fn run(job: &TrainJob, emit: &mut dyn FnMut(Event)) -> Result<(), String> {
     let total = job.total_steps();
     // A branch evaluates its own part, log-spaced from where it starts:
     // the source's artifact already holds the curve before that.
-    let first = job.branch_from.as_ref().map_or(0, |b| b.tokens / job.tokens_per_step());
     let evals: BTreeSet<u64> = eval_steps(total - first, job.eval_points).into_iter().map(|s| s + first).collect();
     let keep: BTreeSet<u64> = job.keep_checkpoints.iter().copied().collect();
     emit(Event::Start { device: device_name.clone(), params: counts, total_steps: total, resumed_from: start });
