@@ -219,6 +219,49 @@ fn slurm_detached_failure_cancels_its_dependents_and_status_names_it() {
     assert_eq!(p.runs(), ["a", "b", "independent"], "after_bad must never run");
 }
 
+/// Objects a `file://` remote at `dir` holds (a manifest is written last).
+fn remote_objects(dir: &Path) -> usize {
+    let manifests = std::fs::read_dir(dir.join("manifests")).into_iter().flatten().flatten();
+    manifests.filter(|e| e.path().extension().is_some_and(|x| x == "json")).count()
+}
+
+#[test]
+fn slurm_detached_jobs_share_through_the_remote_without_their_submitter() {
+    slurm();
+    let remote = tempfile::tempdir().expect("a remote directory");
+    let url = format!("file://{}", remote.path().display());
+    let detach = ["run", "--backend", "slurm", "--detach", "--remote", url.as_str()];
+    let p = Project::new(SWEEP_DAG);
+    let run = p.sm(&detach);
+    assert!(run.code == 0 && run.stderr.contains("5 job(s) submitted"), "{}", run.stderr);
+    // The submitter is gone: each job uploads what it built.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while remote_objects(remote.path()) < 5 {
+        assert!(Instant::now() < deadline, "the jobs did not upload; status:\n{}", p.sm(&["status", "--all"]).stdout);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(p.read("cache/logs/exp/z.slurm.out").contains("scalemake: uploaded z to file://"));
+
+    // A second checkout fetches all of it and submits nothing.
+    let q = Project::new(SWEEP_DAG);
+    let again = q.sm(&detach);
+    assert!(again.code == 0 && again.stderr.contains("0 job(s) submitted"), "{}", again.stderr);
+    assert_eq!(again.stderr.matches(" ← fetched from file://").count(), 5, "{}", again.stderr);
+    assert!(q.runs().is_empty(), "nothing ran in the second checkout");
+    assert_eq!(std::fs::read_to_string(q.artifact("z").join("z")).unwrap(), "1\n2\n3\n");
+
+    // A third changes `a` without changing its output: its key is new, so
+    // every node gets a job, but the jobs of `s` and `z` learn their keys
+    // only once `a` is built, find them on the remote and fetch them.
+    let r = Project::new(&SWEEP_DAG.replace("echo A > $OUT/a'", "echo A > $OUT/a; true'"));
+    let third = r.sm(&detach);
+    assert!(third.code == 0 && third.stderr.contains("5 job(s) submitted"), "{}", third.stderr);
+    status_until(&r, "the third checkout finishing", |s| s.contains("all 5 node(s) fresh"));
+    assert_eq!(r.runs(), ["a"], "only `a` was built; the rest came from the remote");
+    assert!(r.read("cache/logs/exp/z.slurm.out").contains("scalemake: fetched z "));
+    assert_eq!(std::fs::read_to_string(r.artifact("z").join("z")).unwrap(), "1\n2\n3\n");
+}
+
 #[test]
 fn slurm_two_detached_submissions_at_once_submit_each_node_once() {
     slurm();

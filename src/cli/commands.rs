@@ -8,17 +8,20 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
+use scalemake::cache::remote::Remote;
 use scalemake::cache::{Cache, Verdict};
 use scalemake::config::JobSettings;
 use scalemake::device;
-use scalemake::exec::slurm::{self, SlurmOptions};
-use scalemake::exec::{self, Backend, ExecError, Freshness, NodeState, RunOptions, Workspace, CANCELLED};
+use scalemake::exec::slurm::{self, JobRemote, SlurmOptions};
+use scalemake::exec::{
+    self, Backend, ExecError, Freshness, NodeState, OneBuild, Pulled, RunOptions, Workspace, CANCELLED,
+};
 use scalemake::graph::Plan;
 use scalemake::hash::ContentHash;
 use scalemake::train::Throughput;
 
 use super::env::{load_plan, plan_and_targets, Env};
-use super::render;
+use super::render::{self, human_bytes};
 use super::{CliError, DagFormat, RemoteArgs, SlurmArgs};
 
 /// The flags of `scalemake run`.
@@ -50,14 +53,21 @@ pub fn run(env: &Env, args: &[String], flags: &RunFlags) -> Result<ExitCode, Cli
     }
     install_interrupt_handler();
     let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let remote = super::remote::open(env, &plan, &flags.remote)?;
     let backend = match &flags.slurm {
         None => Backend::Local,
-        Some(s) => Backend::Slurm(Box::new(slurm_options(env, &plan, s, jobs)?)),
+        Some(s) => {
+            let mut options = slurm_options(env, &plan, s, jobs)?;
+            if flags.detach {
+                options.job_remote =
+                    remote.as_deref().map(|r| JobRemote { url: r.url().to_string(), read_only: r.read_only() });
+            }
+            Backend::Slurm(Box::new(options))
+        }
     };
     if let (true, Backend::Slurm(options)) = (flags.detach, &backend) {
-        return detach(&plan, &ws, options, &selected, started);
+        return detach(&plan, &ws, options, remote.as_deref(), &targets, &selected, started);
     }
-    let remote = super::remote::open(env, &plan, &flags.remote)?;
     let opts = RunOptions { jobs, gpus: None, keep_going, targets, progress_bars: env.tty, backend, remote };
     let summary = exec::run(&plan, &ws, &opts)?;
     let mut parts = vec![format!("{} built", summary.built.len())];
@@ -116,6 +126,7 @@ fn slurm_options(env: &Env, plan: &Plan, args: &SlurmArgs, max_jobs: usize) -> R
         file: std::path::absolute(&file).map_err(|e| CliError::Failed(format!("{}: {e}", file.display())))?,
         exe: std::env::current_exe()
             .map_err(|e| CliError::Failed(format!("cannot find the scalemake executable: {e}")))?,
+        job_remote: None,
     })
 }
 
@@ -158,9 +169,24 @@ fn detach(
     plan: &Plan,
     ws: &Workspace,
     options: &SlurmOptions,
+    remote: Option<&Remote>,
+    targets: &[String],
     selected: &BTreeSet<usize>,
     started: Instant,
 ) -> Result<ExitCode, CliError> {
+    // What the remote has needs no job (nor a place in the queue); the jobs
+    // fetch and upload the rest themselves.
+    if let Some(remote) = remote {
+        for (id, pulled) in exec::pull(plan, ws, remote, targets)? {
+            match pulled {
+                Pulled::Fetched(bytes) => {
+                    eprintln!("    {id} ← fetched from {} ({})", remote.url(), human_bytes(bytes))
+                }
+                Pulled::Failed(e) => eprintln!("    {id}: fetching failed ({e}); a job builds it"),
+                Pulled::Fresh | Pulled::NotOnRemote | Pulled::Unknown => {}
+            }
+        }
+    }
     let submitted = slurm::detach::submit(plan, ws, options, selected).map_err(|e| CliError::Failed(e.to_string()))?;
     for s in &submitted {
         let how = if s.adopted { "still queued or running from an earlier submission" } else { "submitted" };
@@ -195,7 +221,13 @@ pub fn cancel(env: &Env, args: &[String]) -> Result<ExitCode, CliError> {
 /// Builds one node as the executor would (each Slurm job runs this).
 /// Exit 1 when the node fails, with `scalemake: node failed: …` on stderr,
 /// which the coordinator reads back from the job's output.
-pub fn exec_node(env: &Env, args: &[String], key: Option<&str>) -> Result<ExitCode, CliError> {
+pub fn exec_node(
+    env: &Env,
+    args: &[String],
+    key: Option<&str>,
+    remote: Option<&str>,
+    remote_read_only: bool,
+) -> Result<ExitCode, CliError> {
     let (plan, rest) = plan_and_targets(env, args)?;
     let [name] = rest.as_slice() else {
         return Err(CliError::Usage("name exactly one node id".into()));
@@ -209,10 +241,14 @@ pub fn exec_node(env: &Env, args: &[String], key: Option<&str>) -> Result<ExitCo
     let expected = key
         .map(|k| ContentHash::from_hex(k).ok_or_else(|| CliError::Usage(format!("--key {k}: not a key"))))
         .transpose()?;
+    let remote = remote
+        .map(|url| Remote::open(url, remote_read_only).map_err(|e| CliError::Usage(e.to_string())))
+        .transpose()?;
     let cache = env.cache()?;
     let requeue = slurm::stop_on_job_signals().map_err(|e| CliError::Failed(e.to_string()))?;
     let gpus = slurm::job_gpus(plan.experiment.nodes[i].resources.gpu);
-    let result = exec::build_one(&plan, &Workspace { root: &env.root, cache: &cache }, i, expected, &gpus);
+    let ws = Workspace { root: &env.root, cache: &cache };
+    let result = exec::build_one(&plan, &ws, i, expected, &gpus, remote.as_ref());
     if requeue.load(std::sync::atomic::Ordering::SeqCst) {
         // The time-limit warning: the node checkpointed (or was stopped); put
         // this job back in the queue, where it resumes.
@@ -222,9 +258,24 @@ pub fn exec_node(env: &Env, args: &[String], key: Option<&str>) -> Result<ExitCo
         // the job as FAILED instead; the requeue stops this job itself.
         std::thread::sleep(slurm::REQUEUE_KILL_WAIT);
     }
+    let url = remote.as_ref().map_or("", |r| r.url());
     match result {
-        Ok(artifact) => {
+        Ok(OneBuild::Fresh(artifact)) => {
+            eprintln!("scalemake: {name} is fresh ({})", artifact.short());
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(OneBuild::Fetched(artifact, bytes)) => {
+            eprintln!("scalemake: fetched {name} ({}) from {url}, {}", artifact.short(), human_bytes(bytes));
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(OneBuild::Built(artifact, uploaded)) => {
             eprintln!("scalemake: built {name} ({})", artifact.short());
+            match uploaded {
+                Some(Ok(bytes)) => eprintln!("scalemake: uploaded {name} to {url}, {}", human_bytes(bytes)),
+                // The node is built and in the shared cache; only sharing it failed.
+                Some(Err(e)) => eprintln!("scalemake: warning: uploading {name} to {url} failed: {e}"),
+                None => {}
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(ExecError::Node(message)) => {

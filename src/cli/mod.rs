@@ -74,6 +74,15 @@ enum Command {
         /// Fail unless the node's key is this one (the key it was submitted with).
         #[arg(long)]
         key: Option<String>,
+        /// Fetch the node from this remote cache if it has it, else build
+        /// and upload it (a detached run's jobs). Deliberately not read from
+        /// $SCALEMAKE_REMOTE: an attached run's coordinator does the
+        /// transfers of its jobs, which inherit its environment.
+        #[arg(long, value_name = "URL")]
+        remote: Option<String>,
+        /// With --remote: fetch only, never upload.
+        #[arg(long, requires = "remote")]
+        remote_read_only: bool,
     },
     /// What the study will cost: parameter counts, tokens, FLOPs and GPU-hours per training node.
     Plan {
@@ -328,7 +337,9 @@ fn try_main(cli: Cli) -> Result<ExitCode, CliError> {
             commands::run(&env, &args, &flags)
         }
         Command::Cancel { args } => commands::cancel(&env, &args),
-        Command::ExecNode { args, key } => commands::exec_node(&env, &args, key.as_deref()),
+        Command::ExecNode { args, key, remote, remote_read_only } => {
+            commands::exec_node(&env, &args, key.as_deref(), remote.as_deref(), remote_read_only)
+        }
         Command::Plan { args, throughput } => plan::plan(&env, &args, &throughput.into()),
         Command::Status { args, all, remote } => commands::status(&env, &args, all, &remote),
         Command::Push { args, remote } => remote::push(&env, &args, &remote),

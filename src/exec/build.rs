@@ -7,7 +7,8 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use super::{ExecError, Fingerprinter, Freshness, KeyParts, Message, Workspace, CANCELLED};
+use super::{transfer, ExecError, Fingerprinter, Freshness, KeyParts, Message, Workspace, CANCELLED};
+use crate::cache::remote::Remote;
 use crate::cache::{Cache, CacheError, KeyLock, ManifestInput};
 use crate::graph::Plan;
 use crate::hash::ContentHash;
@@ -170,18 +171,42 @@ pub(super) fn resolve_inputs(plan: &Plan, cache: &Cache, keys: &[Option<ContentH
         .collect()
 }
 
+/// What [`build_one`] did to have its node's artifact.
+#[derive(Debug)]
+pub enum OneBuild {
+    /// It was already in the cache.
+    Fresh(ContentHash),
+    /// The remote had it: fetched (bytes), verified and committed.
+    Fetched(ContentHash, u64),
+    /// Built here; with a writable remote, what uploading it did (bytes sent).
+    Built(ContentHash, Option<Result<u64, String>>),
+}
+
+impl OneBuild {
+    /// The artifact digest.
+    pub fn artifact(&self) -> &ContentHash {
+        match self {
+            OneBuild::Fresh(a) | OneBuild::Fetched(a, _) | OneBuild::Built(a, _) => a,
+        }
+    }
+}
+
 /// Builds node `i` alone, exactly as the executor would dispatch it (lock,
 /// stage, run, commit): `scalemake exec-node`, which each Slurm job runs.
 /// Its inputs must be built. With `expected`, its key must still be that one
 /// (neither the experiment nor its files changed since it was submitted).
-/// Returns the artifact digest, or [`ExecError::Node`] when the node fails.
+/// With a `remote` (a detached run's, whose submitter is gone), the node is
+/// fetched if the remote has it, and uploaded once built, as the
+/// coordinator of an attached run would. Fails with [`ExecError::Node`]
+/// when the node fails; a failed upload leaves the node built.
 pub fn build_one(
     plan: &Plan,
     ws: &Workspace<'_>,
     i: usize,
     expected: Option<ContentHash>,
     gpus: &[usize],
-) -> Result<ContentHash, ExecError> {
+    remote: Option<&Remote>,
+) -> Result<OneBuild, ExecError> {
     let node = &plan.experiment.nodes[i];
     let mut fp = Fingerprinter::new(plan, ws.cache, ws.root);
     let mut ancestors = BTreeSet::new();
@@ -211,7 +236,7 @@ pub fn build_one(
                 expected.map_or_else(String::new, |e| e.short())
             )));
         }
-        Freshness::Fresh { artifact, .. } => return Ok(artifact),
+        Freshness::Fresh { artifact, .. } => return Ok(OneBuild::Fresh(artifact)),
         Freshness::Stale { key: Some(key), .. } => key,
         Freshness::Stale { key: None, .. } => {
             return Err(ExecError::Node(format!("the inputs of {} are not all built", node.id)))
@@ -223,9 +248,16 @@ pub fn build_one(
     let log = ws.cache.node_log(&plan.experiment.name, &node.id.0);
     // Nobody listens to progress here: the node's log is the record.
     let (tx, _rx) = mpsc::channel();
+    if let Some(remote) = remote {
+        let fetched = transfer::fetch_if_there(remote, ws.cache, i, &key, &tx).map_err(ExecError::Node)?;
+        if let Some(fetched) = fetched {
+            return Ok(OneBuild::Fetched(fetched.artifact, fetched.bytes));
+        }
+    }
     // Every way the build can fail is the node failing (exec-node reports
     // it as such, and the coordinator reads that line back).
-    build_node(plan, ws, i, key, &parts, &inputs, gpus, &log, &tx)
-        .map(|built| built.artifact)
-        .map_err(|e| ExecError::Node(e.to_string()))
+    let built =
+        build_node(plan, ws, i, key, &parts, &inputs, gpus, &log, &tx).map_err(|e| ExecError::Node(e.to_string()))?;
+    let uploaded = remote.filter(|r| !r.read_only()).map(|r| transfer::upload(r, ws.cache, i, &key, &tx));
+    Ok(OneBuild::Built(built.artifact, uploaded))
 }

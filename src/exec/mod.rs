@@ -37,8 +37,8 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Instant;
 
-pub use build::build_one;
 use build::Built;
+pub use build::{build_one, OneBuild};
 use coordinator::{coordinate, Message, Outcome, RunState, Runner, Start};
 pub use fingerprint::{DirtyReason, Fingerprinter, Freshness, KeyParts, STAT_CACHE_FILE};
 use slots::Slots;

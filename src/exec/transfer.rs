@@ -53,15 +53,7 @@ pub(super) fn spawn<'scope, 'env>(
             let job = queue.lock().map_err(drop).and_then(|q| q.recv().map_err(drop));
             let message = match job {
                 Ok(Job::Fetch(i, key)) => Message::Fetched(i, fetch(remote, cache, i, &key, &tx)),
-                Ok(Job::Upload(i, key)) => {
-                    let progress = progress_to(&tx, i);
-                    Message::Uploaded(
-                        i,
-                        remote
-                            .upload(cache, &key, &Transfer { progress: &progress, cancel: &CANCELLED })
-                            .map_err(|e| e.to_string()),
-                    )
-                }
+                Ok(Job::Upload(i, key)) => Message::Uploaded(i, upload(remote, cache, i, &key, &tx)),
                 Err(()) => break,
             };
             let _ = tx.send(message);
@@ -70,7 +62,8 @@ pub(super) fn spawn<'scope, 'env>(
     jobs
 }
 
-/// Fetches node `i`'s `key` under its lock: verified and committed, or why not.
+/// Fetches node `i`'s `key`, which the remote listed: verified and
+/// committed, or why not.
 fn fetch(
     remote: &Remote,
     cache: &Cache,
@@ -78,22 +71,43 @@ fn fetch(
     key: &ContentHash,
     tx: &mpsc::Sender<Message>,
 ) -> Result<Fetched, String> {
+    fetch_if_there(remote, cache, i, key, tx)?.ok_or_else(|| "no longer on the remote".into())
+}
+
+/// Fetches node `i`'s `key` under its lock if the remote has it: `Ok(None)`
+/// when it does not.
+pub(super) fn fetch_if_there(
+    remote: &Remote,
+    cache: &Cache,
+    i: usize,
+    key: &ContentHash,
+    tx: &mpsc::Sender<Message>,
+) -> Result<Option<Fetched>, String> {
     let started = Instant::now();
     let lock = lock_key(cache, key, i, tx).map_err(|e| e.to_string())?;
     if let Some(m) = cache.manifest(key).map_err(|e| e.to_string())? {
-        return Ok(Fetched { artifact: m.artifact, bytes: 0, seconds: 0.0, by_other: true });
+        return Ok(Some(Fetched { artifact: m.artifact, bytes: 0, seconds: 0.0, by_other: true }));
     }
     let progress = progress_to(tx, i);
-    match remote.fetch(cache, key, &lock, &Transfer { progress: &progress, cancel: &CANCELLED }) {
-        Ok(Some(m)) => Ok(Fetched {
-            artifact: m.artifact,
-            bytes: m.bytes,
-            seconds: started.elapsed().as_secs_f64(),
-            by_other: false,
-        }),
-        Ok(None) => Err("no longer on the remote".into()),
-        Err(e) => Err(e.to_string()),
-    }
+    let fetched = remote.fetch(cache, key, &lock, &Transfer { progress: &progress, cancel: &CANCELLED });
+    Ok(fetched.map_err(|e| e.to_string())?.map(|m| Fetched {
+        artifact: m.artifact,
+        bytes: m.bytes,
+        seconds: started.elapsed().as_secs_f64(),
+        by_other: false,
+    }))
+}
+
+/// Uploads node `i`'s built `key`; the bytes sent.
+pub(super) fn upload(
+    remote: &Remote,
+    cache: &Cache,
+    i: usize,
+    key: &ContentHash,
+    tx: &mpsc::Sender<Message>,
+) -> Result<u64, String> {
+    let progress = progress_to(tx, i);
+    remote.upload(cache, key, &Transfer { progress: &progress, cancel: &CANCELLED }).map_err(|e| e.to_string())
 }
 
 /// A progress callback that tells the coordinator about node `i`, at most
@@ -137,13 +151,10 @@ pub fn push(
     for &i in plan.topo_order().iter().filter(|i| selected.contains(i)) {
         let pushed = match &survey[i] {
             Freshness::Fresh { key, .. } if on_remote.contains(key) => Pushed::AlreadyThere,
-            Freshness::Fresh { key, .. } => {
-                let progress = progress_to(&tx, i);
-                match remote.upload(ws.cache, key, &Transfer { progress: &progress, cancel: &CANCELLED }) {
-                    Ok(bytes) => Pushed::Uploaded(bytes),
-                    Err(e) => Pushed::Failed(e.to_string()),
-                }
-            }
+            Freshness::Fresh { key, .. } => match upload(remote, ws.cache, i, key, &tx) {
+                Ok(bytes) => Pushed::Uploaded(bytes),
+                Err(e) => Pushed::Failed(e),
+            },
             _ => Pushed::NotBuilt,
         };
         out.push((plan.experiment.nodes[i].id.0.clone(), pushed));

@@ -329,8 +329,8 @@ fn array_args(plan: &Plan, opts: &SlurmOptions, cache_dir: &Path, group: &[usize
         .enumerate()
         .map(|(task, &m)| format!("{task}) node={};;", super::quote(&plan.experiment.nodes[m].id.0)))
         .collect();
-    // Everything quoted but the node, the shell variable the `case` set (the
-    // last argument when no key is given).
+    // Everything quoted but the node (the last argument), the shell
+    // variable the `case` set.
     let mut command: Vec<String> =
         exec_node_command(opts, cache_dir, "", None).iter().map(|a| super::quote(a)).collect();
     command.pop();

@@ -1,5 +1,5 @@
 //! The Slurm backend: each ready node becomes one `sbatch` job running
-//! `scalemake exec-node <node> --key <key>`, which builds it exactly as the
+//! `scalemake exec-node --key <key> <node>`, which builds it exactly as the
 //! local executor does ([`super::build_one`]: lock, stage, run, commit).
 //!
 //! Jobs are submitted when their node is ready, not as a whole DAG with
@@ -64,6 +64,19 @@ pub struct SlurmOptions {
     pub file: PathBuf,
     /// The `scalemake` executable the jobs run (absolute, on a shared filesystem).
     pub exe: PathBuf,
+    /// The remote cache each job fetches its node from or uploads it to
+    /// itself: set for detached runs, whose submitter is gone by then (an
+    /// attached run's coordinator does its own transfers).
+    pub job_remote: Option<JobRemote>,
+}
+
+/// A remote cache as a job reaches it.
+#[derive(Clone, Debug, Default)]
+pub struct JobRemote {
+    /// `file:///shared/dir` or `s3://bucket/prefix`, as the submitter had it.
+    pub url: String,
+    /// Fetch only, never upload.
+    pub read_only: bool,
 }
 
 impl SlurmOptions {
@@ -270,11 +283,18 @@ fn exec_node_command(opts: &SlurmOptions, cache: &Path, node: &str, key: Option<
         "-f".into(),
         opts.file.display().to_string(),
         "exec-node".into(),
-        node.to_string(),
     ];
     if let Some(key) = key {
         command.extend(["--key".to_string(), key.hex()]);
     }
+    if let Some(remote) = &opts.job_remote {
+        command.extend(["--remote".to_string(), remote.url.clone()]);
+        if remote.read_only {
+            command.push("--remote-read-only".into());
+        }
+    }
+    // Last, where an array job's script puts its task's node instead.
+    command.push(node.to_string());
     command
 }
 
@@ -657,9 +677,19 @@ mod tests {
         assert_eq!(
             wrap,
             &format!(
-                "exec '/bin/scalemake' '--cache' '/p/cache' '-f' '/p/e.yaml' 'exec-node' 't' '--key' '{}'",
+                "exec '/bin/scalemake' '--cache' '/p/cache' '-f' '/p/e.yaml' 'exec-node' '--key' '{}' 't'",
                 key.hex()
             )
+        );
+        // A detached run's jobs reach the remote themselves.
+        let job_remote = Some(JobRemote { url: "s3://b/p".into(), read_only: true });
+        let opts = SlurmOptions { job_remote, ..opts };
+        let args = sbatch_args(&exp.nodes[0], &key, &opts, Path::new("/p"), Path::new("/p/cache"), Path::new("/o"));
+        assert!(
+            args.last()
+                .unwrap()
+                .ends_with(&format!("'--key' '{}' '--remote' 's3://b/p' '--remote-read-only' 't'", key.hex())),
+            "{args:?}"
         );
     }
 
