@@ -106,7 +106,11 @@ fn to_tensors(tokens: &[u16], rows: i64, device: Device) -> (Tensor, Tensor) {
     let host = Tensor::from_slice(&ids).view([rows, -1]);
     let t = match device {
         Device::Cpu => host,
-        _ => host.pin_memory(device).to_device_(device, Kind::Int64, true, false),
+        // `_pin_memory`, not `pin_memory`: torch 2.11's public op warns on
+        // every call that its device argument is deprecated, and tch always
+        // passes one. A tensor just made from a slice is never pinned yet,
+        // and skipping that check is all `pin_memory` adds.
+        _ => host.internal_pin_memory(device).to_device_(device, Kind::Int64, true, false),
     };
     let width = t.size()[1];
     (t.narrow(1, 0, width - 1), t.narrow(1, 1, width - 1))
