@@ -384,7 +384,7 @@ impl Watcher {
     }
 
     fn survey_if_due(&mut self) {
-        let log = self.cache.root().join("state").join(format!("{}.log", self.plan.experiment.name));
+        let log = self.cache.state_log_path(&self.plan.experiment.name);
         let seen = fs::metadata(&log).ok().map(|m| (m.len(), m.modified().unwrap_or(SystemTime::UNIX_EPOCH)));
         if !self.survey.is_empty() && seen == self.state_log_seen && self.surveyed_at.elapsed() < SURVEY_EVERY {
             return;
