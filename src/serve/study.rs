@@ -8,7 +8,7 @@
 //! |---|---|
 //! | fresh / stale / missing / failed | [`exec::survey_read_only`] and [`exec::node_states`], the code of `scalemake status` |
 //! | building | the node's key's build lock is held ([`Cache::locked`]) |
-//! | queued / running on Slurm | the detached ledger ([`slurm::detach::job_views`]), as `status` shows it |
+//! | queued / running on Slurm | the detached ledger ([`slurm::detach::job_views`]), in `status`'s words ([`slurm::detach::JobView::describe`]) |
 //! | a running node's curves | `work/<key>/{steps,eval}.jsonl`, which the worker appends to |
 //! | a finished node's curves | its artifact's `metrics/{steps,eval}.jsonl` |
 //! | fits | a fresh `fit` node's `fit.json`; else refitted (no bootstrap) on the finished runs of its inputs |
@@ -427,7 +427,7 @@ impl Watcher {
                     (Some(key), _) if building.contains(&key) && !self.cache.contains(&key) => {
                         ("building", format!("a process holds its key {}", key.short()))
                     }
-                    (_, Some(view)) => slurm_state(view),
+                    (_, Some(view)) => view.describe(&self.cache, &self.plan.experiment.name, &node.id.0),
                     _ => (self.states[i].label(), self.survey[i].reasons_text()),
                 };
                 NodeView {
@@ -638,19 +638,6 @@ impl Snapshot {
             Change::Fits { fits } => self.fits = fits.clone(),
             Change::Logs { .. } => {}
         }
-    }
-}
-
-/// A node's state and detail while a recorded Slurm job builds it.
-fn slurm_state(view: &slurm::detach::JobView) -> (&'static str, String) {
-    use slurm::detach::JobState;
-    match &view.state {
-        JobState::Queued => ("queued", format!("Slurm job {}", view.job)),
-        JobState::Running => ("running", format!("Slurm job {}", view.job)),
-        JobState::Ended { state, failure } => (
-            "failed",
-            format!("Slurm job {} {state}{}", view.job, failure.as_ref().map(|f| format!(": {f}")).unwrap_or_default()),
-        ),
     }
 }
 
