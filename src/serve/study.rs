@@ -121,6 +121,20 @@ pub struct RunView {
     pub evals: Vec<Point>,
 }
 
+impl RunView {
+    /// Adds one poll's new points (or replaces the curves, on a reset): the
+    /// one code path by which both the watcher's model and the snapshot the
+    /// server publishes take new points, so the two cannot disagree.
+    fn apply(&mut self, update: &PointsUpdate) {
+        if update.reset {
+            self.steps.clear();
+            self.evals.clear();
+        }
+        self.steps.extend(update.steps.iter().cloned());
+        self.evals.extend(update.evals.iter().cloned());
+    }
+}
+
 /// What a poll found new in one run's curves.
 #[derive(Clone, Debug, Serialize)]
 pub struct PointsUpdate {
@@ -479,19 +493,17 @@ impl Watcher {
                     )
                 }
             };
-        let steps: Vec<Point> = steps.into_iter().map(Point::from).collect();
-        let evals: Vec<Point> = evals.into_iter().map(Point::from).collect();
         if !reset && steps.is_empty() && evals.is_empty() {
             return None;
         }
-        let run = &mut self.runs[r];
-        if reset {
-            run.steps.clear();
-            run.evals.clear();
-        }
-        run.steps.extend(steps.iter().cloned());
-        run.evals.extend(evals.iter().cloned());
-        Some(PointsUpdate { run: r, reset, steps, evals })
+        let update = PointsUpdate {
+            run: r,
+            reset,
+            steps: steps.into_iter().map(Point::from).collect(),
+            evals: evals.into_iter().map(Point::from).collect(),
+        };
+        self.runs[r].apply(&update);
+        Some(update)
     }
 
     /// Refits each fit node whose finished inputs changed; true if any did.
@@ -627,12 +639,7 @@ impl Snapshot {
             Change::Nodes { nodes } => self.nodes = nodes.clone(),
             Change::Points(update) => {
                 if let Some(run) = self.runs.get_mut(update.run) {
-                    if update.reset {
-                        run.steps.clear();
-                        run.evals.clear();
-                    }
-                    run.steps.extend(update.steps.iter().cloned());
-                    run.evals.extend(update.evals.iter().cloned());
+                    run.apply(update);
                 }
             }
             Change::Fits { fits } => self.fits = fits.clone(),
