@@ -173,15 +173,28 @@ impl Cache {
         self.root.join("logs").join(exp).join(format!("{safe}.log"))
     }
 
+    /// Where the state log of experiment `exp` is: for readers that only
+    /// watch it change (`serve`) without loading it.
+    pub fn state_log_path(&self, exp: &str) -> PathBuf {
+        self.root.join("state").join(format!("{exp}.log"))
+    }
+
     /// The state log of experiment `exp`.
     pub fn state(&self, exp: &str) -> StateLog {
-        StateLog::load(&self.root.join("state").join(format!("{exp}.log")))
+        StateLog::load(&self.state_log_path(exp))
+    }
+
+    /// The build-lock file of `key`: taken by [`Cache::try_lock`], looked up
+    /// in the kernel's lock table by [`Cache::locked`], read by
+    /// [`Cache::lock_owner`], so all three agree on one name.
+    fn lock_path(&self, key: &ContentHash) -> PathBuf {
+        self.root.join("locks").join(format!("{}.lock", key.hex()))
     }
 
     /// Takes the build lock of `key` without waiting. `Ok(None)`: another
     /// process holds it (its pid is in the returned lock file's text).
     pub fn try_lock(&self, key: &ContentHash) -> Result<Option<KeyLock>> {
-        let path = self.root.join("locks").join(format!("{}.lock", key.hex()));
+        let path = self.lock_path(key);
         let file =
             File::options().create(true).truncate(false).read(true).write(true).open(&path).map_err(io_err(&path))?;
         match file.try_lock() {
@@ -208,8 +221,7 @@ impl Cache {
         }
         keys.into_iter()
             .filter(|key| {
-                let path = self.root.join("locks").join(format!("{}.lock", key.hex()));
-                fs::metadata(path).is_ok_and(|m| {
+                fs::metadata(self.lock_path(key)).is_ok_and(|m| {
                     let (major, minor) = (libc::major(m.dev()), libc::minor(m.dev()));
                     held.contains(&(u64::from(major), u64::from(minor), m.ino()))
                 })
@@ -220,9 +232,8 @@ impl Cache {
 
     /// The pid recorded by whoever holds (or last held) the lock of `key`.
     pub fn lock_owner(&self, key: &ContentHash) -> Option<u32> {
-        let path = self.root.join("locks").join(format!("{}.lock", key.hex()));
         let mut text = String::new();
-        File::open(path).ok()?.read_to_string(&mut text).ok()?;
+        File::open(self.lock_path(key)).ok()?.read_to_string(&mut text).ok()?;
         text.trim().parse().ok()
     }
 

@@ -330,8 +330,8 @@ pub fn status(env: &Env, args: &[String], all: bool, remote: &RemoteArgs) -> Res
         let remote_note = if servable(&survey[i]) { "; the remote has it" } else { "" };
         fetchable += usize::from(servable(&survey[i]));
         let (label, why) = match jobs.get(id) {
-            Some(view) => job_line(&cache, &plan.experiment.name, id, view),
-            None => (states[i].label().to_string(), survey[i].reasons_text()),
+            Some(view) => view.describe(&cache, &plan.experiment.name, id),
+            None => (states[i].label(), survey[i].reasons_text()),
         };
         out.push_str(&format!("{label:<7} {id:<width$}  {why}{remote_note}\n"));
     }
@@ -344,19 +344,6 @@ pub fn status(env: &Env, args: &[String], all: bool, remote: &RemoteArgs) -> Res
         println!("{stale} of {} node(s) to build", selected.len());
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// A node's `status` line while a detached Slurm job builds it.
-fn job_line(cache: &Cache, experiment: &str, node: &str, view: &slurm::detach::JobView) -> (String, String) {
-    use slurm::detach::JobState;
-    match &view.state {
-        JobState::Queued => ("queued".into(), format!("Slurm job {}", view.job)),
-        JobState::Running => ("running".into(), format!("Slurm job {}", view.job)),
-        JobState::Ended { state, failure } => {
-            let why = failure.clone().unwrap_or_else(|| format!("see {}", cache.node_log(experiment, node).display()));
-            ("failed".into(), format!("Slurm job {} {state}: {why}", view.job))
-        }
-    }
 }
 
 pub fn dag(env: &Env, args: &[String], format: DagFormat) -> Result<ExitCode, CliError> {

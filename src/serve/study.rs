@@ -8,15 +8,18 @@
 //! |---|---|
 //! | fresh / stale / missing / failed | [`exec::survey_read_only`] and [`exec::node_states`], the code of `scalemake status` |
 //! | building | the node's key's build lock is held ([`Cache::locked`]) |
-//! | queued / running on Slurm | the detached ledger ([`slurm::detach::job_views`]), as `status` shows it |
+//! | queued / running on Slurm | the detached ledger ([`slurm::detach::job_views`]), in `status`'s words ([`slurm::detach::JobView::describe`]) |
 //! | a running node's curves | `work/<key>/{steps,eval}.jsonl`, which the worker appends to |
 //! | a finished node's curves | its artifact's `metrics/{steps,eval}.jsonl` |
 //! | fits | a fresh `fit` node's `fit.json`; else refitted (no bootstrap) on the finished runs of its inputs |
 //!
 //! Cost: a poll `stat`s each run's metric files and reads only what was
 //! appended; it surveys the whole plan (which stats every declared file)
-//! only when the state log changed or every [`SURVEY_EVERY`], and refits
-//! only when the set of finished runs changed.
+//! only when the state log changed or every [`SURVEY_EVERY`]. It rebuilds
+//! the node views only when a survey ran, Slurm's answer changed or the set
+//! of keys being built changed (the one input read on every poll: a build
+//! starts and ends between surveys), and refits only after a survey, and
+//! then only the fits whose set of finished runs changed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -119,6 +122,20 @@ pub struct RunView {
     pub steps: Vec<Point>,
     /// Validation loss per evaluation.
     pub evals: Vec<Point>,
+}
+
+impl RunView {
+    /// Adds one poll's new points (or replaces the curves, on a reset): the
+    /// one code path by which both the watcher's model and the snapshot the
+    /// server publishes take new points, so the two cannot disagree.
+    fn apply(&mut self, update: &PointsUpdate) {
+        if update.reset {
+            self.steps.clear();
+            self.evals.clear();
+        }
+        self.steps.extend(update.steps.iter().cloned());
+        self.evals.extend(update.evals.iter().cloned());
+    }
 }
 
 /// What a poll found new in one run's curves.
@@ -281,6 +298,8 @@ pub struct Watcher {
     state_log_seen: Option<(u64, SystemTime)>,
     slurm: BTreeMap<String, slurm::detach::JobView>,
     slurm_at: Option<Instant>,
+    /// The keys being built at the last poll (see [`Watcher::building`]).
+    building: BTreeSet<ContentHash>,
     nodes: Vec<NodeView>,
     /// Node index of each run.
     run_nodes: Vec<usize>,
@@ -324,6 +343,7 @@ impl Watcher {
             state_log_seen: None,
             slurm: BTreeMap::new(),
             slurm_at: None,
+            building: BTreeSet::new(),
             nodes: Vec::new(),
             tails: run_nodes.iter().map(|_| Tail::default()).collect(),
             runs,
@@ -361,19 +381,26 @@ impl Watcher {
     /// Looks at the cache again; returns what changed since the last poll.
     pub fn poll(&mut self) -> Vec<Change> {
         let mut changes = Vec::new();
-        self.survey_if_due();
-        self.ask_slurm_if_due();
-        let nodes = self.node_views();
-        if nodes != self.nodes {
-            self.nodes = nodes.clone();
-            changes.push(Change::Nodes { nodes });
+        let surveyed = self.survey_if_due();
+        let jobs_changed = self.ask_slurm_if_due();
+        let building = self.building();
+        // The node views are a function of these three alone: unchanged, the
+        // last views stand.
+        if surveyed || jobs_changed || building != self.building {
+            self.building = building;
+            let nodes = self.node_views();
+            if nodes != self.nodes {
+                self.nodes = nodes.clone();
+                changes.push(Change::Nodes { nodes });
+            }
         }
         for r in 0..self.runs.len() {
             if let Some(update) = self.read_points(r) {
                 changes.push(Change::Points(update));
             }
         }
-        if self.refit() {
+        // Which runs are finished comes from the survey alone.
+        if surveyed && self.refit() {
             changes.push(Change::Fits { fits: self.fits.clone() });
         }
         let grown = self.grown_logs();
@@ -383,22 +410,27 @@ impl Watcher {
         changes
     }
 
-    fn survey_if_due(&mut self) {
-        let log = self.cache.root().join("state").join(format!("{}.log", self.plan.experiment.name));
+    /// Surveys the plan if the state log changed or the last survey is
+    /// [`SURVEY_EVERY`] old; true if it did.
+    fn survey_if_due(&mut self) -> bool {
+        let log = self.cache.state_log_path(&self.plan.experiment.name);
         let seen = fs::metadata(&log).ok().map(|m| (m.len(), m.modified().unwrap_or(SystemTime::UNIX_EPOCH)));
         if !self.survey.is_empty() && seen == self.state_log_seen && self.surveyed_at.elapsed() < SURVEY_EVERY {
-            return;
+            return false;
         }
         self.state_log_seen = seen;
         self.surveyed_at = Instant::now();
         let ws = Workspace { root: &self.root, cache: &self.cache };
         self.survey = exec::survey_read_only(&self.plan, &ws, &mut self.stat);
         self.states = exec::node_states(&self.plan, &self.cache, &self.survey);
+        true
     }
 
-    fn ask_slurm_if_due(&mut self) {
+    /// Asks Slurm about the recorded jobs if [`SLURM_EVERY`] has passed;
+    /// true if their states changed.
+    fn ask_slurm_if_due(&mut self) -> bool {
         if self.slurm_at.is_some_and(|at| at.elapsed() < SLURM_EVERY) {
-            return;
+            return false;
         }
         self.slurm_at = Some(Instant::now());
         let unbuilt: Vec<&str> = (0..self.plan.len())
@@ -406,7 +438,10 @@ impl Watcher {
             .map(|i| self.plan.experiment.nodes[i].id.0.as_str())
             .collect();
         // Without Slurm (or with no recorded job) this asks nothing.
-        self.slurm = slurm::detach::job_views(&self.cache, &self.plan.experiment.name, &unbuilt).unwrap_or_default();
+        let jobs = slurm::detach::job_views(&self.cache, &self.plan.experiment.name, &unbuilt).unwrap_or_default();
+        let changed = jobs != self.slurm;
+        self.slurm = jobs;
+        changed
     }
 
     /// The key a stale node would build under, if its inputs are known.
@@ -417,17 +452,27 @@ impl Watcher {
         }
     }
 
-    fn node_views(&self) -> Vec<NodeView> {
+    /// The stale nodes' keys that some process is building now: their build
+    /// lock is held and their object is not in the cache yet. Read on every
+    /// poll, since builds start and finish between surveys; it costs one
+    /// read of the kernel's lock table, plus a `stat` per stale node's lock
+    /// file only while some lock is held.
+    fn building(&self) -> BTreeSet<ContentHash> {
         let pending: Vec<ContentHash> = (0..self.plan.len()).filter_map(|i| self.pending_key(i)).collect();
-        let building: BTreeSet<ContentHash> = self.cache.locked(&pending).into_iter().collect();
+        self.cache.locked(&pending).into_iter().filter(|key| !self.cache.contains(key)).collect()
+    }
+
+    /// Every node's view, from the last survey, Slurm's last answer and
+    /// [`Watcher::building`] as of this poll.
+    fn node_views(&self) -> Vec<NodeView> {
         (0..self.plan.len())
             .map(|i| {
                 let node = &self.plan.experiment.nodes[i];
                 let (state, detail) = match (self.pending_key(i), self.slurm.get(&node.id.0)) {
-                    (Some(key), _) if building.contains(&key) && !self.cache.contains(&key) => {
+                    (Some(key), _) if self.building.contains(&key) => {
                         ("building", format!("a process holds its key {}", key.short()))
                     }
-                    (_, Some(view)) => slurm_state(view),
+                    (_, Some(view)) => view.describe(&self.cache, &self.plan.experiment.name, &node.id.0),
                     _ => (self.states[i].label(), self.survey[i].reasons_text()),
                 };
                 NodeView {
@@ -479,22 +524,21 @@ impl Watcher {
                     )
                 }
             };
-        let steps: Vec<Point> = steps.into_iter().map(Point::from).collect();
-        let evals: Vec<Point> = evals.into_iter().map(Point::from).collect();
         if !reset && steps.is_empty() && evals.is_empty() {
             return None;
         }
-        let run = &mut self.runs[r];
-        if reset {
-            run.steps.clear();
-            run.evals.clear();
-        }
-        run.steps.extend(steps.iter().cloned());
-        run.evals.extend(evals.iter().cloned());
-        Some(PointsUpdate { run: r, reset, steps, evals })
+        let update = PointsUpdate {
+            run: r,
+            reset,
+            steps: steps.into_iter().map(Point::from).collect(),
+            evals: evals.into_iter().map(Point::from).collect(),
+        };
+        self.runs[r].apply(&update);
+        Some(update)
     }
 
     /// Refits each fit node whose finished inputs changed; true if any did.
+    /// Called only after a survey: nothing else changes which runs are finished.
     fn refit(&mut self) -> bool {
         let mut changed = false;
         for f in 0..self.fit_nodes.len() {
@@ -627,30 +671,12 @@ impl Snapshot {
             Change::Nodes { nodes } => self.nodes = nodes.clone(),
             Change::Points(update) => {
                 if let Some(run) = self.runs.get_mut(update.run) {
-                    if update.reset {
-                        run.steps.clear();
-                        run.evals.clear();
-                    }
-                    run.steps.extend(update.steps.iter().cloned());
-                    run.evals.extend(update.evals.iter().cloned());
+                    run.apply(update);
                 }
             }
             Change::Fits { fits } => self.fits = fits.clone(),
             Change::Logs { .. } => {}
         }
-    }
-}
-
-/// A node's state and detail while a recorded Slurm job builds it.
-fn slurm_state(view: &slurm::detach::JobView) -> (&'static str, String) {
-    use slurm::detach::JobState;
-    match &view.state {
-        JobState::Queued => ("queued", format!("Slurm job {}", view.job)),
-        JobState::Running => ("running", format!("Slurm job {}", view.job)),
-        JobState::Ended { state, failure } => (
-            "failed",
-            format!("Slurm job {} {state}{}", view.job, failure.as_ref().map(|f| format!(": {f}")).unwrap_or_default()),
-        ),
     }
 }
 
@@ -710,6 +736,33 @@ mod tests {
         assert_eq!(got, [2, 3]);
         fs::write(&path, format!("{}\n", row(1))).unwrap();
         assert!(tail.read_new::<EvalRow>(&path).is_err(), "cut back: read again from the start");
+    }
+
+    #[test]
+    fn a_build_that_starts_and_ends_between_surveys_shows_at_the_next_polls() {
+        if !Path::new("/proc/locks").exists() {
+            return; // `building` reads the kernel's lock table
+        }
+        let project = tempfile::tempdir().unwrap();
+        let yaml = "nodes:\n  a: {kind: command, cmd: 'true'}\n";
+        let exp = crate::spec::load_str("e.yaml".into(), yaml.into(), "e".into(), &crate::nodes::Registry::builtin())
+            .unwrap();
+        let cache_dir = project.path().join("cache");
+        let mut watcher = Watcher::new(Plan::new(exp).unwrap(), &cache_dir, project.path());
+        let unbuilt = watcher.nodes[0].state;
+        assert_ne!(unbuilt, "building");
+        let changes = watcher.poll();
+        assert!(changes.is_empty(), "nothing changed: {changes:?}");
+        let key = watcher.pending_key(0).expect("a node without inputs has a key");
+        let lock = Cache::open(&cache_dir).unwrap().try_lock(&key).unwrap().expect("free");
+        let state = |changes: &[Change]| match changes {
+            [Change::Nodes { nodes }] => nodes[0].state,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(state(&watcher.poll()), "building", "no survey is due, yet the build shows");
+        assert!(watcher.poll().is_empty());
+        drop(lock);
+        assert_eq!(state(&watcher.poll()), unbuilt);
     }
 
     #[test]

@@ -119,6 +119,24 @@ pub struct JobView {
     pub state: JobState,
 }
 
+impl JobView {
+    /// The state label and the detail that `status` prints, and `serve`
+    /// shows, for `node` while this job builds it: one wording for both, so
+    /// the dashboard says what `status` says. An ended job without a failure
+    /// line points at the node's log in `cache`.
+    pub fn describe(&self, cache: &Cache, experiment: &str, node: &str) -> (&'static str, String) {
+        match &self.state {
+            JobState::Queued => ("queued", format!("Slurm job {}", self.job)),
+            JobState::Running => ("running", format!("Slurm job {}", self.job)),
+            JobState::Ended { state, failure } => {
+                let why =
+                    failure.clone().unwrap_or_else(|| format!("see {}", cache.node_log(experiment, node).display()));
+                ("failed", format!("Slurm job {} {state}: {why}", self.job))
+            }
+        }
+    }
+}
+
 /// The recorded jobs of `nodes` (nodes without a record are absent), with
 /// their states: one `squeue` call, none when nothing is recorded.
 pub fn job_views(cache: &Cache, experiment: &str, nodes: &[&str]) -> Result<BTreeMap<String, JobView>, SlurmError> {
@@ -378,5 +396,22 @@ mod tests {
         let script = args.last().unwrap();
         assert!(script.starts_with("case $SLURM_ARRAY_TASK_ID in 0) node='s[x=1]';; 1) node='s[x=2]';; *) exit 2;; esac; exec '/bin/scalemake'"), "{script}");
         assert!(script.ends_with("'exec-node' \"$node\""), "{script}");
+    }
+
+    #[test]
+    fn a_jobs_description_names_the_job_and_an_ended_one_its_failure_or_log() {
+        let cache = Cache::open_read_only(Path::new("/c"));
+        let view = |state| JobView { job: "12_3".into(), state };
+        assert_eq!(view(JobState::Queued).describe(&cache, "e", "n"), ("queued", "Slurm job 12_3".into()));
+        assert_eq!(view(JobState::Running).describe(&cache, "e", "n"), ("running", "Slurm job 12_3".into()));
+        let ended = |failure: Option<&str>| {
+            view(JobState::Ended { state: "FAILED".into(), failure: failure.map(str::to_string) })
+                .describe(&cache, "e", "n")
+        };
+        assert_eq!(
+            ended(Some("command exited with status 3")).1,
+            "Slurm job 12_3 FAILED: command exited with status 3"
+        );
+        assert_eq!(ended(None), ("failed", "Slurm job 12_3 FAILED: see /c/logs/e/n.log".into()));
     }
 }
