@@ -3,7 +3,7 @@
 //! evaluations) and `fit` nodes (envelopes, laws, multipliers).
 //!
 //! Artifact: `report.html`, `report.md`, `figures/*.svg` and the same
-//! figures as `figures/*.png` (rendered by resvg with the system's fonts).
+//! figures as `figures/*.png` (rendered by resvg with the system's fonts, else a built-in DejaVu Sans).
 
 use std::path::Path;
 

@@ -206,9 +206,13 @@ fn emptiest_corner(points: &[(f64, f64)], x: (f64, f64), y: (f64, f64)) -> Serie
         .map_or(SeriesLabelPosition::LowerLeft, |(corner, _, _)| corner)
 }
 
+/// DejaVu Sans (Bitstream Vera licence, `fonts/LICENSE`), built in for
+/// machines without a sans-serif font: GPU servers and containers often
+/// have none, and resvg then draws figures without a single label.
+const FALLBACK_FONT: &[u8] = include_bytes!("fonts/DejaVuSans.ttf");
+
 /// Renders SVG figures to PNG with resvg. Text uses a system sans-serif
-/// font (DejaVu, Liberation, …); a machine with no fonts gets figures
-/// without labels rather than an error.
+/// font (DejaVu, Liberation, …), else the built-in DejaVu Sans.
 pub struct PngRenderer {
     options: resvg::usvg::Options<'static>,
 }
@@ -216,17 +220,25 @@ pub struct PngRenderer {
 impl PngRenderer {
     /// Loads the system's fonts once.
     pub fn new() -> Self {
+        Self::with_system_fonts(true)
+    }
+
+    fn with_system_fonts(load: bool) -> Self {
         let mut options = resvg::usvg::Options::default();
         let fonts = options.fontdb_mut();
-        fonts.load_system_fonts();
+        if load {
+            fonts.load_system_fonts();
+        }
         let families: Vec<String> =
             fonts.faces().flat_map(|f| f.families.iter().map(|(name, _)| name.clone())).collect();
-        if let Some(sans) = ["DejaVu Sans", "Liberation Sans", "Noto Sans", "FreeSans", "Arial"]
-            .iter()
-            .find(|f| families.iter().any(|x| x == *f))
-        {
-            fonts.set_sans_serif_family(*sans);
-        }
+        let system_sans = ["DejaVu Sans", "Liberation Sans", "Noto Sans", "FreeSans", "Arial"]
+            .into_iter()
+            .find(|f| families.iter().any(|x| x == f));
+        let sans = system_sans.unwrap_or_else(|| {
+            fonts.load_font_data(FALLBACK_FONT.to_vec());
+            "DejaVu Sans"
+        });
+        fonts.set_sans_serif_family(sans);
         PngRenderer { options }
     }
 
@@ -243,6 +255,17 @@ impl PngRenderer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_machine_without_fonts_still_gets_labelled_figures() {
+        let svg = r#"<svg xmlns="http://www.w3.org/2000/svg" width="200" height="60">
+            <rect width="200" height="60" fill="white"/>
+            <text x="10" y="45" font-family="sans-serif" font-size="40">Loss</text></svg>"#;
+        let png = PngRenderer::with_system_fonts(false).render(svg).unwrap();
+        let pixmap = resvg::tiny_skia::Pixmap::decode_png(&png).unwrap();
+        let inked = pixmap.pixels().iter().filter(|p| p.red() < 128).count();
+        assert!(inked > 200, "the label was not drawn: {inked} dark pixels");
+    }
 
     #[test]
     fn log_axes_get_ticks_at_every_range() {
