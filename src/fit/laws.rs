@@ -29,19 +29,7 @@ pub struct PowerLaw {
 impl PowerLaw {
     /// Least squares on (log x, log L); `None` with fewer than two distinct x.
     pub fn fit(points: &[(f64, f64)]) -> Option<Self> {
-        let pts: Vec<(f64, f64)> =
-            points.iter().filter(|(x, l)| *x > 0.0 && *l > 0.0).map(|(x, l)| (x.ln(), l.ln())).collect();
-        let n = pts.len() as f64;
-        if pts.len() < 2 {
-            return None;
-        }
-        let (mx, my) = (pts.iter().map(|p| p.0).sum::<f64>() / n, pts.iter().map(|p| p.1).sum::<f64>() / n);
-        let sxx: f64 = pts.iter().map(|p| (p.0 - mx).powi(2)).sum();
-        if sxx <= 0.0 {
-            return None;
-        }
-        let slope = pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum::<f64>() / sxx;
-        let intercept = my - slope * mx;
+        let (slope, intercept) = log_log_line(points)?;
         // log L = α·log x_c − α·log x, so slope = −α and intercept = α·log x_c.
         let alpha = -slope;
         let x_c = (intercept / alpha).exp();
@@ -53,6 +41,28 @@ impl PowerLaw {
     pub fn predict(&self, x: f64) -> f64 {
         (self.x_c / x).powf(self.alpha)
     }
+}
+
+/// The least-squares line log y = slope·log x + intercept through the
+/// points with positive x and y, as (slope, intercept); `None` with fewer
+/// than two distinct x. Every power law here is fitted through it: the laws
+/// of loss ([`PowerLaw`]) and the compute-optimal allocations
+/// ([`Scaling`](super::optimal::Scaling)), so they are one regression, not
+/// two to keep alike.
+pub(super) fn log_log_line(points: &[(f64, f64)]) -> Option<(f64, f64)> {
+    let pts: Vec<(f64, f64)> =
+        points.iter().filter(|(x, y)| *x > 0.0 && *y > 0.0).map(|(x, y)| (x.ln(), y.ln())).collect();
+    if pts.len() < 2 {
+        return None;
+    }
+    let n = pts.len() as f64;
+    let (mx, my) = (pts.iter().map(|p| p.0).sum::<f64>() / n, pts.iter().map(|p| p.1).sum::<f64>() / n);
+    let sxx: f64 = pts.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    if sxx <= 0.0 {
+        return None;
+    }
+    let slope = pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum::<f64>() / sxx;
+    Some((slope, my - slope * mx))
 }
 
 /// L = E + Σ_j A_j · x_j^(−α_j).

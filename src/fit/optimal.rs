@@ -25,7 +25,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::identify::{interval_problem, Identified};
-use super::laws::{Convergence, SumOfPowers};
+use super::laws::{log_log_line, Convergence, SumOfPowers};
 use super::study::{curve, final_point, interpolate, Estimate, Frontier, Run, Settings};
 use crate::train::CostModel;
 
@@ -53,16 +53,8 @@ pub struct Scaling {
 impl Scaling {
     /// Least squares of log X on log C; `None` with fewer than two distinct C.
     fn fit(points: &[(f64, f64)]) -> Option<Self> {
-        let logs: Vec<(f64, f64)> =
-            points.iter().filter(|(c, x)| *c > 0.0 && *x > 0.0).map(|(c, x)| (c.ln(), x.ln())).collect();
-        let n = logs.len() as f64;
-        let (mx, my) = (logs.iter().map(|p| p.0).sum::<f64>() / n, logs.iter().map(|p| p.1).sum::<f64>() / n);
-        let sxx: f64 = logs.iter().map(|p| (p.0 - mx).powi(2)).sum();
-        if logs.len() < 2 || sxx <= 0.0 {
-            return None;
-        }
-        let exponent = logs.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum::<f64>() / sxx;
-        let coefficient = (my - exponent * mx).exp();
+        let (exponent, intercept) = log_log_line(points)?;
+        let coefficient = intercept.exp();
         (exponent.is_finite() && coefficient.is_finite() && coefficient > 0.0)
             .then_some(Scaling { exponent, coefficient })
     }
