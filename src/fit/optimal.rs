@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use super::identify::{interval_problem, Identified};
 use super::laws::{log_log_line, Convergence, SumOfPowers};
-use super::study::{curve, final_point, interpolate, Estimate, Frontier, Run, Settings};
+use super::study::{curves, final_point, log_grid, lowest_at, Estimate, Frontier, Run, Settings};
 use crate::train::CostModel;
 
 /// The cost model the allocation is fitted on: C = 6·N_trainable·D.
@@ -266,20 +266,10 @@ fn finals<'a>(runs: &[&'a Run]) -> Vec<(f64, &'a Run)> {
 fn curve_minima(runs: &[&Run], settings: &Settings) -> Vec<EnvelopeMinimum> {
     let ends = finals(runs);
     let (Some(&(lo, _)), Some(&(hi, _))) = (ends.first(), ends.last()) else { return Vec::new() };
-    let curves: Vec<(&Run, Vec<(f64, f64)>)> =
-        runs.iter().map(|r| (*r, curve(r, COST_MODEL, settings.skip_fraction))).collect();
-    let count = settings.envelope_points.max(2);
-    (0..count)
-        .filter_map(|i| {
-            let c = match i {
-                0 => lo,
-                _ if i == count - 1 => hi,
-                _ => (lo.ln() + (hi.ln() - lo.ln()) * i as f64 / (count - 1) as f64).exp(),
-            };
-            let (run, loss) = curves
-                .iter()
-                .filter_map(|(r, curve)| interpolate(curve, c).map(|l| (*r, l)))
-                .min_by(|a, b| a.1.total_cmp(&b.1))?;
+    let curves = curves(runs, COST_MODEL, settings.skip_fraction);
+    log_grid(lo, hi, settings)
+        .filter_map(|c| {
+            let (run, loss) = lowest_at(&curves, c)?;
             let n = run.params.trainable as f64;
             Some(EnvelopeMinimum { compute: c, run: run.id.clone(), n, d: c / (6.0 * n), loss })
         })
