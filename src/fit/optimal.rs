@@ -324,21 +324,23 @@ fn profile(budget: &[&Run]) -> IsoFlopProfile {
     let mut sizes: Vec<i64> = ends.iter().map(|e| e.0.params.trainable).collect();
     sizes.sort_unstable();
     sizes.dedup();
-    let (parabola, minimum) = if sizes.len() < MIN_POINTS {
-        (None, Identified::NotIdentifiable(format!("{} size(s): a parabola needs {MIN_POINTS}", sizes.len())))
+    // Whether the budget has a parabola is decided here, once; the minimum
+    // is looked for only on one.
+    let parabola = if sizes.len() < MIN_POINTS {
+        Err(format!("{} size(s): a parabola needs {MIN_POINTS}", sizes.len()))
     } else {
-        let parabola = Parabola::fit(&points.iter().map(|p| (p.1, p.2)).collect::<Vec<_>>());
-        let (lo, hi) = (sizes[0] as f64, sizes[sizes.len() - 1] as f64);
-        (parabola, parabola_minimum(parabola, compute, (lo, hi)))
+        Parabola::fit(&points.iter().map(|p| (p.1, p.2)).collect::<Vec<_>>())
+            .ok_or_else(|| "the sizes do not determine a parabola".to_string())
     };
-    IsoFlopProfile { compute, points, parabola, minimum }
+    let minimum = match &parabola {
+        Ok(p) => parabola_minimum(p, compute, (sizes[0] as f64, sizes[sizes.len() - 1] as f64)),
+        Err(why) => Identified::NotIdentifiable(why.clone()),
+    };
+    IsoFlopProfile { compute, points, parabola: parabola.ok(), minimum }
 }
 
-/// The vertex of `parabola`, if it opens upward within the sizes `lo..=hi`.
-fn parabola_minimum(parabola: Option<Parabola>, compute: f64, (lo, hi): (f64, f64)) -> Identified<ProfileMinimum> {
-    let Some(p) = parabola else {
-        return Identified::NotIdentifiable("the sizes do not determine a parabola".into());
-    };
+/// The vertex of `p`, if it opens upward within the sizes `lo..=hi`.
+fn parabola_minimum(p: &Parabola, compute: f64, (lo, hi): (f64, f64)) -> Identified<ProfileMinimum> {
     let [_, c1, c2] = p.coefficients;
     if c2.is_nan() || c2 <= 0.0 {
         return Identified::NotIdentifiable("the parabola opens downward: the loss has no minimum in N".into());
@@ -648,13 +650,13 @@ mod tests {
     fn a_parabola_recovers_its_vertex_and_says_when_there_is_none() {
         let truth = |n: f64| 3.0 + 0.2 * (n.ln() - 1e8f64.ln()).powi(2);
         let points: Vec<(f64, f64)> = [2e7, 5e7, 1e8, 3e8, 6e8].iter().map(|&n| (n, truth(n))).collect();
-        let p = Parabola::fit(&points);
-        let Identified::Fitted(m) = parabola_minimum(p, 6e18, (2e7, 6e8)) else { panic!("{p:?}") };
+        let p = Parabola::fit(&points).unwrap();
+        let Identified::Fitted(m) = parabola_minimum(&p, 6e18, (2e7, 6e8)) else { panic!("{p:?}") };
         assert!((m.n / 1e8 - 1.0).abs() < 1e-9 && (m.d - 6e18 / 6e8).abs() < 1e-3 && (m.loss - 3.0).abs() < 1e-9);
-        let why = parabola_minimum(p, 6e18, (2e8, 6e8)).why_not().unwrap().to_string();
+        let why = parabola_minimum(&p, 6e18, (2e8, 6e8)).why_not().unwrap().to_string();
         assert!(why.contains("outside the sampled sizes"), "{why}");
         let downward: Vec<(f64, f64)> = points.iter().map(|&(n, l)| (n, 6.0 - l)).collect();
-        let why = parabola_minimum(Parabola::fit(&downward), 6e18, (2e7, 6e8)).why_not().unwrap().to_string();
+        let why = parabola_minimum(&Parabola::fit(&downward).unwrap(), 6e18, (2e7, 6e8)).why_not().unwrap().to_string();
         assert!(why.contains("opens downward"), "{why}");
         assert!(Parabola::fit(&points[..1]).is_none());
     }
