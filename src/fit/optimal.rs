@@ -443,8 +443,8 @@ impl ComputeOptimal {
                     };
                     [
                         name.to_string(),
-                        with_interval(&f.n_opt.exponent),
-                        with_interval(&f.d_opt.exponent),
+                        f.n_opt.exponent.with_interval(3),
+                        f.d_opt.exponent.with_interval(3),
                         format!("{:.3e}", f.n_opt.coefficient.value),
                         format!("{:.3e}", f.d_opt.coefficient.value),
                         agrees,
@@ -490,14 +490,6 @@ fn overlap(x: &AllocationFit, y: &AllocationFit) -> bool {
         _ => false,
     };
     meets(&x.n_opt.exponent, &y.n_opt.exponent) && meets(&x.d_opt.exponent, &y.d_opt.exponent)
-}
-
-/// 0.452 [0.450, 0.455].
-fn with_interval(e: &Estimate) -> String {
-    match (e.low, e.high) {
-        (Some(lo), Some(hi)) => format!("{:.3} [{lo:.3}, {hi:.3}]", e.value),
-        _ => format!("{:.3}", e.value),
-    }
 }
 
 /// Whether the approaches' 95% intervals of one exponent share a value

@@ -102,6 +102,17 @@ impl Estimate {
         let at = |q: f64| r[((q * (r.len() - 1) as f64).round() as usize).min(r.len() - 1)];
         Estimate { value, low: Some(at(0.025)), high: Some(at(0.975)) }
     }
+
+    /// The value and its interval to `decimals` places, "0.452 [0.450,
+    /// 0.455]" (the value alone without bootstrap). The allocation table
+    /// (a and b to three places, in `show` and the report) and the report's
+    /// laws (four) print estimates alike, so they share this one format.
+    pub fn with_interval(&self, decimals: usize) -> String {
+        match (self.low, self.high) {
+            (Some(lo), Some(hi)) => format!("{:.d$} [{lo:.d$}, {hi:.d$}]", self.value, d = decimals),
+            _ => format!("{:.d$}", self.value, d = decimals),
+        }
+    }
 }
 
 /// L = (x_c / x)^α, with intervals.

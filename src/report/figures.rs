@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use super::plot::{family_colour, log_log_svg, shade, Axes, Series, Stroke};
-use super::tables::{family_name, interval};
+use super::tables::family_name;
 use super::RunData;
 use crate::fit::optimal::{ComputeOptimal, IsoFlopProfile, Parabola};
 use crate::fit::study::{PowerLawFit, StudyFit};
@@ -166,7 +166,7 @@ fn paper_figures(p: &Painter<'_>, fit: Option<&StudyFit>) -> Result<Vec<Figure>,
     let alpha = fit
         .and_then(|f| f.groups.get("baseline"))
         .and_then(|g| g.axes[&CostModel::Trainable].power_law.fitted())
-        .map(|l| interval(&l.alpha));
+        .map(|l| l.alpha.with_interval(4));
     let x = |pt: &crate::fit::study::RunPoint| pt.compute.trainable / PF_DAY;
     let mut series = p.curves("baseline", Stroke::Solid, x);
     series.extend(frontier_and_law(fit, "baseline", CostModel::Trainable, PF_DAY));
