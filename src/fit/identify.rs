@@ -76,10 +76,8 @@ pub fn exponent_problem(name: &str, e: &Estimate) -> Option<String> {
         (Some(lo), Some(hi)) if lo <= 0.0 => {
             Some(format!("{name}'s 95% interval [{lo:.3}, {hi:.3}] includes 0: the data cannot tell a trend from none"))
         }
-        (Some(lo), Some(hi)) if hi / lo > MAX_INTERVAL_RATIO => {
-            Some(format!("{name}'s 95% interval [{}, {}] spans a factor of {}", sig(lo), sig(hi), sig(hi / lo)))
-        }
-        _ => None,
+        // An interval above zero is judged as any positive number's: by its width.
+        _ => interval_problem(name, e),
     }
 }
 

@@ -29,19 +29,7 @@ pub struct PowerLaw {
 impl PowerLaw {
     /// Least squares on (log x, log L); `None` with fewer than two distinct x.
     pub fn fit(points: &[(f64, f64)]) -> Option<Self> {
-        let pts: Vec<(f64, f64)> =
-            points.iter().filter(|(x, l)| *x > 0.0 && *l > 0.0).map(|(x, l)| (x.ln(), l.ln())).collect();
-        let n = pts.len() as f64;
-        if pts.len() < 2 {
-            return None;
-        }
-        let (mx, my) = (pts.iter().map(|p| p.0).sum::<f64>() / n, pts.iter().map(|p| p.1).sum::<f64>() / n);
-        let sxx: f64 = pts.iter().map(|p| (p.0 - mx).powi(2)).sum();
-        if sxx <= 0.0 {
-            return None;
-        }
-        let slope = pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum::<f64>() / sxx;
-        let intercept = my - slope * mx;
+        let (slope, intercept) = log_log_line(points)?;
         // log L = α·log x_c − α·log x, so slope = −α and intercept = α·log x_c.
         let alpha = -slope;
         let x_c = (intercept / alpha).exp();
@@ -53,6 +41,28 @@ impl PowerLaw {
     pub fn predict(&self, x: f64) -> f64 {
         (self.x_c / x).powf(self.alpha)
     }
+}
+
+/// The least-squares line log y = slope·log x + intercept through the
+/// points with positive x and y, as (slope, intercept); `None` with fewer
+/// than two distinct x. Every power law here is fitted through it: the laws
+/// of loss ([`PowerLaw`]) and the compute-optimal allocations
+/// ([`Scaling`](super::optimal::Scaling)), so they are one regression, not
+/// two to keep alike.
+pub(super) fn log_log_line(points: &[(f64, f64)]) -> Option<(f64, f64)> {
+    let pts: Vec<(f64, f64)> =
+        points.iter().filter(|(x, y)| *x > 0.0 && *y > 0.0).map(|(x, y)| (x.ln(), y.ln())).collect();
+    if pts.len() < 2 {
+        return None;
+    }
+    let n = pts.len() as f64;
+    let (mx, my) = (pts.iter().map(|p| p.0).sum::<f64>() / n, pts.iter().map(|p| p.1).sum::<f64>() / n);
+    let sxx: f64 = pts.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    if sxx <= 0.0 {
+        return None;
+    }
+    let slope = pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum::<f64>() / sxx;
+    Some((slope, my - slope * mx))
 }
 
 /// L = E + Σ_j A_j · x_j^(−α_j).
@@ -92,7 +102,7 @@ impl SumOfPowers {
     /// Robustness bound (tested): one point in thirty off by 50% moves E by
     /// under 0.1%, A by under 1% and α by under 0.001.
     pub fn fit(points: &[(Vec<f64>, f64)], terms: usize) -> Option<Self> {
-        Self::fit_with_convergence(points, terms).map(|(law, _)| law)
+        Self::fit_from(points, &Self::grid(terms))
     }
 
     /// [`SumOfPowers::fit`], with the evidence that the optimiser found the
@@ -100,6 +110,21 @@ impl SumOfPowers {
     /// L(N, D) fit had not converged, so a fit that is not shown to have
     /// converged is not to be trusted.
     pub fn fit_with_convergence(points: &[(Vec<f64>, f64)], terms: usize) -> Option<(Self, Convergence)> {
+        let starts = Self::grid(terms);
+        let (problem, ends) = Self::descend(points, &starts)?;
+        let (best, descent) = Self::best(&ends)?;
+        Some((best.clone(), Convergence::of(&problem, starts.len(), &ends, (best, descent), points.len())))
+    }
+
+    /// Refits from this fit's parameters only (bootstrap replicates). No
+    /// [`Convergence`]: only the point fit's is shown, and a replicate's
+    /// would cost a gradient evaluation and a pass over its ends for nothing.
+    pub fn refit(&self, points: &[(Vec<f64>, f64)]) -> Option<Self> {
+        Self::fit_from(points, &[self.theta()])
+    }
+
+    /// The initialisations of [`SumOfPowers::fit`] (log-space parameter vectors).
+    fn grid(terms: usize) -> Vec<Vec<f64>> {
         let (e_grid, a_grid, alpha_grid): (&[f64], &[f64], &[f64]) = if terms <= 1 {
             (&[-1.0, -0.5, 0.0, 0.5, 1.0], &[0.0, 5.0, 10.0, 15.0, 20.0, 25.0], &[0.0, 0.5, 1.0, 1.5, 2.0])
         } else {
@@ -117,12 +142,19 @@ impl SumOfPowers {
             }
             starts = next;
         }
-        Self::fit_from(points, &starts)
+        starts
     }
 
-    /// Fits from the given starts (log-space parameter vectors), keeping the
-    /// best; `None` beyond [`MAX_TERMS`] terms.
-    fn fit_from(points: &[(Vec<f64>, f64)], starts: &[Vec<f64>]) -> Option<(Self, Convergence)> {
+    /// The best law from the given starts, without the convergence evidence.
+    fn fit_from(points: &[(Vec<f64>, f64)], starts: &[Vec<f64>]) -> Option<Self> {
+        let (_, ends) = Self::descend(points, starts)?;
+        Self::best(&ends).map(|(law, _)| law.clone())
+    }
+
+    /// L-BFGS from every start, in the starts' order, keeping the ends that
+    /// are laws, with the problem they minimised; `None` beyond
+    /// [`MAX_TERMS`] terms.
+    fn descend(points: &[(Vec<f64>, f64)], starts: &[Vec<f64>]) -> Option<(HuberLogProblem, Vec<(Self, Descent)>)> {
         use rayon::prelude::*;
         if points.iter().any(|(x, _)| x.len() > MAX_TERMS) || starts.iter().any(|s| s.len() > 1 + 2 * MAX_TERMS) {
             return None;
@@ -137,34 +169,12 @@ impl SumOfPowers {
                 law.e.is_finite() && law.terms.iter().all(|(a, alpha)| a.is_finite() && alpha.is_finite())
             })
             .collect();
-        let (best, descent) = ends.iter().min_by(|a, b| a.0.objective.total_cmp(&b.0.objective))?;
-        let at_best: Vec<&SumOfPowers> = ends
-            .iter()
-            .map(|(law, _)| law)
-            .filter(|law| law.objective - best.objective <= SAME_OPTIMUM * best.objective + EXACT * points.len() as f64)
-            .collect();
-        let exponent_spread = (0..best.terms.len())
-            .map(|j| {
-                let alphas = at_best.iter().map(|law| law.terms[j].1);
-                alphas.clone().fold(f64::NEG_INFINITY, f64::max) - alphas.fold(f64::INFINITY, f64::min)
-            })
-            .fold(0.0, f64::max);
-        let gradient_norm = problem.evaluate(&descent.theta).1.iter().map(|g| g * g).sum::<f64>().sqrt();
-        let convergence = Convergence {
-            starts: starts.len(),
-            finished: ends.len(),
-            at_best: at_best.len(),
-            exponent_spread,
-            termination: descent.termination.clone(),
-            iterations: descent.iterations,
-            gradient_norm,
-        };
-        Some((best.clone(), convergence))
+        Some((problem, ends))
     }
 
-    /// Refits from this fit's parameters only (bootstrap replicates).
-    pub fn refit(&self, points: &[(Vec<f64>, f64)]) -> Option<Self> {
-        Self::fit_from(points, &[self.theta()]).map(|(law, _)| law)
+    /// The end with the lowest objective (the first of equals).
+    fn best(ends: &[(Self, Descent)]) -> Option<(&Self, &Descent)> {
+        ends.iter().min_by(|a, b| a.0.objective.total_cmp(&b.0.objective)).map(|(law, descent)| (law, descent))
     }
 }
 
@@ -204,6 +214,40 @@ pub struct Convergence {
 }
 
 impl Convergence {
+    /// The evidence for a fit of `points` points of `problem` from `starts`
+    /// initialisations, of which `ends` finished as laws and `best` is the
+    /// lowest: whether its descent stopped converged, and how many ends
+    /// share its objective and exponents.
+    fn of(
+        problem: &HuberLogProblem,
+        starts: usize,
+        ends: &[(SumOfPowers, Descent)],
+        (best, descent): (&SumOfPowers, &Descent),
+        points: usize,
+    ) -> Self {
+        let at_best: Vec<&SumOfPowers> = ends
+            .iter()
+            .map(|(law, _)| law)
+            .filter(|law| law.objective - best.objective <= SAME_OPTIMUM * best.objective + EXACT * points as f64)
+            .collect();
+        let exponent_spread = (0..best.terms.len())
+            .map(|j| {
+                let alphas = at_best.iter().map(|law| law.terms[j].1);
+                alphas.clone().fold(f64::NEG_INFINITY, f64::max) - alphas.fold(f64::INFINITY, f64::min)
+            })
+            .fold(0.0, f64::max);
+        let gradient_norm = problem.evaluate(&descent.theta).1.iter().map(|g| g * g).sum::<f64>().sqrt();
+        Convergence {
+            starts,
+            finished: ends.len(),
+            at_best: at_best.len(),
+            exponent_spread,
+            termination: descent.termination.clone(),
+            iterations: descent.iterations,
+            gradient_norm,
+        }
+    }
+
     /// Why the fit is not shown to have converged, if it is not: the best
     /// start must stop because L-BFGS met its tolerance (not its iteration
     /// cap), and a second start must reach the same objective with the same

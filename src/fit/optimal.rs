@@ -25,8 +25,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::identify::{interval_problem, Identified};
-use super::laws::{Convergence, SumOfPowers};
-use super::study::{curve, final_point, interpolate, Estimate, Frontier, Run, Settings};
+use super::laws::{log_log_line, Convergence, SumOfPowers};
+use super::study::{curves, final_point, log_grid, lowest_at, Estimate, Frontier, Run, Settings};
 use crate::train::CostModel;
 
 /// The cost model the allocation is fitted on: C = 6·N_trainable·D.
@@ -53,16 +53,8 @@ pub struct Scaling {
 impl Scaling {
     /// Least squares of log X on log C; `None` with fewer than two distinct C.
     fn fit(points: &[(f64, f64)]) -> Option<Self> {
-        let logs: Vec<(f64, f64)> =
-            points.iter().filter(|(c, x)| *c > 0.0 && *x > 0.0).map(|(c, x)| (c.ln(), x.ln())).collect();
-        let n = logs.len() as f64;
-        let (mx, my) = (logs.iter().map(|p| p.0).sum::<f64>() / n, logs.iter().map(|p| p.1).sum::<f64>() / n);
-        let sxx: f64 = logs.iter().map(|p| (p.0 - mx).powi(2)).sum();
-        if logs.len() < 2 || sxx <= 0.0 {
-            return None;
-        }
-        let exponent = logs.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum::<f64>() / sxx;
-        let coefficient = (my - exponent * mx).exp();
+        let (exponent, intercept) = log_log_line(points)?;
+        let coefficient = intercept.exp();
         (exponent.is_finite() && coefficient.is_finite() && coefficient > 0.0)
             .then_some(Scaling { exponent, coefficient })
     }
@@ -274,20 +266,10 @@ fn finals<'a>(runs: &[&'a Run]) -> Vec<(f64, &'a Run)> {
 fn curve_minima(runs: &[&Run], settings: &Settings) -> Vec<EnvelopeMinimum> {
     let ends = finals(runs);
     let (Some(&(lo, _)), Some(&(hi, _))) = (ends.first(), ends.last()) else { return Vec::new() };
-    let curves: Vec<(&Run, Vec<(f64, f64)>)> =
-        runs.iter().map(|r| (*r, curve(r, COST_MODEL, settings.skip_fraction))).collect();
-    let count = settings.envelope_points.max(2);
-    (0..count)
-        .filter_map(|i| {
-            let c = match i {
-                0 => lo,
-                _ if i == count - 1 => hi,
-                _ => (lo.ln() + (hi.ln() - lo.ln()) * i as f64 / (count - 1) as f64).exp(),
-            };
-            let (run, loss) = curves
-                .iter()
-                .filter_map(|(r, curve)| interpolate(curve, c).map(|l| (*r, l)))
-                .min_by(|a, b| a.1.total_cmp(&b.1))?;
+    let curves = curves(runs, COST_MODEL, settings.skip_fraction);
+    log_grid(lo, hi, settings)
+        .filter_map(|c| {
+            let (run, loss) = lowest_at(&curves, c)?;
             let n = run.params.trainable as f64;
             Some(EnvelopeMinimum { compute: c, run: run.id.clone(), n, d: c / (6.0 * n), loss })
         })
@@ -342,21 +324,23 @@ fn profile(budget: &[&Run]) -> IsoFlopProfile {
     let mut sizes: Vec<i64> = ends.iter().map(|e| e.0.params.trainable).collect();
     sizes.sort_unstable();
     sizes.dedup();
-    let (parabola, minimum) = if sizes.len() < MIN_POINTS {
-        (None, Identified::NotIdentifiable(format!("{} size(s): a parabola needs {MIN_POINTS}", sizes.len())))
+    // Whether the budget has a parabola is decided here, once; the minimum
+    // is looked for only on one.
+    let parabola = if sizes.len() < MIN_POINTS {
+        Err(format!("{} size(s): a parabola needs {MIN_POINTS}", sizes.len()))
     } else {
-        let parabola = Parabola::fit(&points.iter().map(|p| (p.1, p.2)).collect::<Vec<_>>());
-        let (lo, hi) = (sizes[0] as f64, sizes[sizes.len() - 1] as f64);
-        (parabola, parabola_minimum(parabola, compute, (lo, hi)))
+        Parabola::fit(&points.iter().map(|p| (p.1, p.2)).collect::<Vec<_>>())
+            .ok_or_else(|| "the sizes do not determine a parabola".to_string())
     };
-    IsoFlopProfile { compute, points, parabola, minimum }
+    let minimum = match &parabola {
+        Ok(p) => parabola_minimum(p, compute, (sizes[0] as f64, sizes[sizes.len() - 1] as f64)),
+        Err(why) => Identified::NotIdentifiable(why.clone()),
+    };
+    IsoFlopProfile { compute, points, parabola: parabola.ok(), minimum }
 }
 
-/// The vertex of `parabola`, if it opens upward within the sizes `lo..=hi`.
-fn parabola_minimum(parabola: Option<Parabola>, compute: f64, (lo, hi): (f64, f64)) -> Identified<ProfileMinimum> {
-    let Some(p) = parabola else {
-        return Identified::NotIdentifiable("the sizes do not determine a parabola".into());
-    };
+/// The vertex of `p`, if it opens upward within the sizes `lo..=hi`.
+fn parabola_minimum(p: &Parabola, compute: f64, (lo, hi): (f64, f64)) -> Identified<ProfileMinimum> {
     let [_, c1, c2] = p.coefficients;
     if c2.is_nan() || c2 <= 0.0 {
         return Identified::NotIdentifiable("the parabola opens downward: the loss has no minimum in N".into());
@@ -459,8 +443,8 @@ impl ComputeOptimal {
                     };
                     [
                         name.to_string(),
-                        with_interval(&f.n_opt.exponent),
-                        with_interval(&f.d_opt.exponent),
+                        f.n_opt.exponent.with_interval(3),
+                        f.d_opt.exponent.with_interval(3),
                         format!("{:.3e}", f.n_opt.coefficient.value),
                         format!("{:.3e}", f.d_opt.coefficient.value),
                         agrees,
@@ -506,14 +490,6 @@ fn overlap(x: &AllocationFit, y: &AllocationFit) -> bool {
         _ => false,
     };
     meets(&x.n_opt.exponent, &y.n_opt.exponent) && meets(&x.d_opt.exponent, &y.d_opt.exponent)
-}
-
-/// 0.452 [0.450, 0.455].
-fn with_interval(e: &Estimate) -> String {
-    match (e.low, e.high) {
-        (Some(lo), Some(hi)) => format!("{:.3} [{lo:.3}, {hi:.3}]", e.value),
-        _ => format!("{:.3}", e.value),
-    }
 }
 
 /// Whether the approaches' 95% intervals of one exponent share a value
@@ -666,13 +642,13 @@ mod tests {
     fn a_parabola_recovers_its_vertex_and_says_when_there_is_none() {
         let truth = |n: f64| 3.0 + 0.2 * (n.ln() - 1e8f64.ln()).powi(2);
         let points: Vec<(f64, f64)> = [2e7, 5e7, 1e8, 3e8, 6e8].iter().map(|&n| (n, truth(n))).collect();
-        let p = Parabola::fit(&points);
-        let Identified::Fitted(m) = parabola_minimum(p, 6e18, (2e7, 6e8)) else { panic!("{p:?}") };
+        let p = Parabola::fit(&points).unwrap();
+        let Identified::Fitted(m) = parabola_minimum(&p, 6e18, (2e7, 6e8)) else { panic!("{p:?}") };
         assert!((m.n / 1e8 - 1.0).abs() < 1e-9 && (m.d - 6e18 / 6e8).abs() < 1e-3 && (m.loss - 3.0).abs() < 1e-9);
-        let why = parabola_minimum(p, 6e18, (2e8, 6e8)).why_not().unwrap().to_string();
+        let why = parabola_minimum(&p, 6e18, (2e8, 6e8)).why_not().unwrap().to_string();
         assert!(why.contains("outside the sampled sizes"), "{why}");
         let downward: Vec<(f64, f64)> = points.iter().map(|&(n, l)| (n, 6.0 - l)).collect();
-        let why = parabola_minimum(Parabola::fit(&downward), 6e18, (2e7, 6e8)).why_not().unwrap().to_string();
+        let why = parabola_minimum(&Parabola::fit(&downward).unwrap(), 6e18, (2e7, 6e8)).why_not().unwrap().to_string();
         assert!(why.contains("opens downward"), "{why}");
         assert!(Parabola::fit(&points[..1]).is_none());
     }

@@ -102,6 +102,17 @@ impl Estimate {
         let at = |q: f64| r[((q * (r.len() - 1) as f64).round() as usize).min(r.len() - 1)];
         Estimate { value, low: Some(at(0.025)), high: Some(at(0.975)) }
     }
+
+    /// The value and its interval to `decimals` places, "0.452 [0.450,
+    /// 0.455]" (the value alone without bootstrap). The allocation table
+    /// (a and b to three places, in `show` and the report) and the report's
+    /// laws (four) print estimates alike, so they share this one format.
+    pub fn with_interval(&self, decimals: usize) -> String {
+        match (self.low, self.high) {
+            (Some(lo), Some(hi)) => format!("{:.d$} [{lo:.d$}, {hi:.d$}]", self.value, d = decimals),
+            _ => format!("{:.d$}", self.value, d = decimals),
+        }
+    }
 }
 
 /// L = (x_c / x)^α, with intervals.
@@ -272,6 +283,31 @@ pub(super) fn interpolate(curve: &[(f64, f64)], x: f64) -> Option<f64> {
     Some((y0.ln() + t * (y1.ln() - y0.ln())).exp())
 }
 
+/// The runs' curves under `model` that have two points or more: the ones
+/// [`interpolate`] can read a loss off. Both frontiers of whole curves (the
+/// envelope here and approach 1's lowest-loss runs) read them this way.
+pub(super) fn curves<'a>(runs: &[&'a Run], model: CostModel, skip_fraction: f64) -> Vec<(&'a Run, Vec<(f64, f64)>)> {
+    runs.iter().map(|r| (*r, curve(r, model, skip_fraction))).filter(|(_, c)| c.len() >= 2).collect()
+}
+
+/// The curve lowest at `x`, with its loss there; `None` where no curve reaches `x`.
+pub(super) fn lowest_at<'a>(curves: &[(&'a Run, Vec<(f64, f64)>)], x: f64) -> Option<(&'a Run, f64)> {
+    curves.iter().filter_map(|(r, c)| interpolate(c, x).map(|l| (*r, l))).min_by(|a, b| a.1.total_cmp(&b.1))
+}
+
+/// `settings.envelope_points` (at least two) values from `lo` to `hi`,
+/// evenly spaced in log: the compute values both frontiers of whole curves
+/// are read at. The ends are `lo` and `hi` exactly, so rounding in
+/// exp(ln x) cannot drop them.
+pub(super) fn log_grid(lo: f64, hi: f64, settings: &Settings) -> impl Iterator<Item = f64> {
+    let n = settings.envelope_points.max(2);
+    (0..n).map(move |i| match i {
+        0 => lo,
+        _ if i == n - 1 => hi,
+        _ => (lo.ln() + (hi.ln() - lo.ln()) * i as f64 / (n - 1) as f64).exp(),
+    })
+}
+
 /// The compute-efficient frontier from compute `start` on: at each of
 /// `points` log-spaced x, the lowest loss any run reaches there — kept only
 /// where it improves on every smaller x (Pareto-optimal). Where a small run
@@ -279,27 +315,19 @@ pub(super) fn interpolate(curve: &[(f64, f64)], x: f64) -> Option<f64> {
 /// *at* x is worse than what less compute already bought; those points are
 /// not on the frontier.
 pub fn envelope(runs: &[&Run], model: CostModel, settings: &Settings, start: f64) -> Vec<(f64, f64)> {
-    let curves: Vec<Vec<(f64, f64)>> =
-        runs.iter().map(|r| curve(r, model, settings.skip_fraction)).filter(|c| c.len() >= 2).collect();
-    let lo = curves.iter().map(|c| c[0].0).fold(f64::INFINITY, f64::min).max(start);
-    let hi = curves.iter().map(|c| c[c.len() - 1].0).fold(0.0, f64::max);
+    let curves = curves(runs, model, settings.skip_fraction);
+    let lo = curves.iter().map(|(_, c)| c[0].0).fold(f64::INFINITY, f64::min).max(start);
+    let hi = curves.iter().map(|(_, c)| c[c.len() - 1].0).fold(0.0, f64::max);
     if curves.is_empty() || lo >= hi {
         return Vec::new();
     }
-    let n = settings.envelope_points.max(2);
     let mut best_so_far = f64::INFINITY;
-    (0..n)
-        .filter_map(|i| {
-            // The ends exactly, so rounding in exp(ln x) cannot drop them.
-            let x = match i {
-                0 => lo,
-                _ if i == n - 1 => hi,
-                _ => (lo.ln() + (hi.ln() - lo.ln()) * i as f64 / (n - 1) as f64).exp(),
-            };
-            let best = curves.iter().filter_map(|c| interpolate(c, x)).fold(f64::INFINITY, f64::min);
+    log_grid(lo, hi, settings)
+        .filter_map(|x| {
+            let (_, best) = lowest_at(&curves, x)?;
             let improves = best < best_so_far;
             best_so_far = best_so_far.min(best);
-            (best.is_finite() && improves).then_some((x, best))
+            improves.then_some((x, best))
         })
         .collect()
 }
@@ -786,7 +814,9 @@ mod tests {
         runs
     }
 
-    fn settings(bootstrap: usize) -> Settings {
+    /// The settings every test module of this file starts from (the others
+    /// change a field or two with struct update syntax).
+    pub(super) fn settings(bootstrap: usize) -> Settings {
         Settings {
             skip_fraction: 0.1,
             envelope_points: 30,
@@ -869,14 +899,7 @@ mod recovery_tests {
     }
 
     fn settings(bootstrap: usize) -> Settings {
-        Settings {
-            skip_fraction: 0.1,
-            envelope_points: 40,
-            bootstrap,
-            seed: 7,
-            baseline: "baseline".into(),
-            frontier: Frontier::Curves,
-        }
+        Settings { envelope_points: 40, seed: 7, ..super::tests::settings(bootstrap) }
     }
 
     /// The truth lies within the 95% interval, and the point estimate within
@@ -1139,14 +1162,7 @@ mod identification_tests {
     }
 
     fn settings() -> Settings {
-        Settings {
-            skip_fraction: 0.1,
-            envelope_points: 30,
-            bootstrap: 50,
-            seed: 3,
-            baseline: "baseline".into(),
-            frontier: Frontier::Curves,
-        }
+        Settings { seed: 3, ..super::tests::settings(50) }
     }
 
     #[test]

@@ -7,9 +7,9 @@
 use std::collections::BTreeMap;
 
 use super::plot::{family_colour, log_log_svg, shade, Axes, Series, Stroke};
-use super::tables::{family_name, interval};
+use super::tables::family_name;
 use super::RunData;
-use crate::fit::optimal::{ComputeOptimal, IsoFlopProfile};
+use crate::fit::optimal::{ComputeOptimal, IsoFlopProfile, Parabola};
 use crate::fit::study::{PowerLawFit, StudyFit};
 use crate::train::{CostModel, PF_DAY};
 use crate::units::si;
@@ -166,7 +166,7 @@ fn paper_figures(p: &Painter<'_>, fit: Option<&StudyFit>) -> Result<Vec<Figure>,
     let alpha = fit
         .and_then(|f| f.groups.get("baseline"))
         .and_then(|g| g.axes[&CostModel::Trainable].power_law.fitted())
-        .map(|l| interval(&l.alpha));
+        .map(|l| l.alpha.with_interval(4));
     let x = |pt: &crate::fit::study::RunPoint| pt.compute.trainable / PF_DAY;
     let mut series = p.curves("baseline", Stroke::Solid, x);
     series.extend(frontier_and_law(fit, "baseline", CostModel::Trainable, PF_DAY));
@@ -273,30 +273,30 @@ pub fn figures(runs: &[RunData], fits: &[StudyFit]) -> Result<Vec<Figure>, Strin
 /// (shaded by budget), the parabola fitted in log N (dashed) and its
 /// minimum (black); `None` without a parabola.
 fn isoflop_figure(family: &str, optimal: &ComputeOptimal) -> Result<Option<Figure>, String> {
-    let shaped: Vec<&IsoFlopProfile> = optimal.isoflop_profiles.iter().filter(|p| p.parabola.is_some()).collect();
+    let shaped: Vec<(&IsoFlopProfile, Parabola)> =
+        optimal.isoflop_profiles.iter().filter_map(|p| p.parabola.map(|parabola| (p, parabola))).collect();
     let mut series = Vec::new();
-    for (rank, profile) in shaped.iter().enumerate() {
+    for (rank, (profile, parabola)) in shaped.iter().enumerate() {
         let colour = shade(family_colour(family), rank, shaped.len());
         let points: Vec<(f64, f64)> = profile.points.iter().map(|(_, n, loss)| (*n, *loss)).collect();
+        let (lo, hi) = points.iter().fold((f64::INFINITY, 0.0f64), |(a, b), p| (a.min(p.0), b.max(p.0)));
         series.push(Series {
             label: Some(format!("C = {:.1e}", profile.compute)),
             colour,
             stroke: Stroke::Markers,
-            points: points.clone(),
+            points,
         });
-        if let Some(parabola) = profile.parabola {
-            let (lo, hi) = points.iter().fold((f64::INFINITY, 0.0f64), |(a, b), p| (a.min(p.0), b.max(p.0)));
-            let curve = log_spaced(lo, hi).map(|n| (n, parabola.at(n)));
-            // A parabola may dip below zero beyond its points; a log axis cannot show that.
-            series.push(Series {
-                label: None,
-                colour,
-                stroke: Stroke::Dashed,
-                points: curve.filter(|p| p.1 > 0.0).collect(),
-            });
-        }
+        let curve = log_spaced(lo, hi).map(|n| (n, parabola.at(n)));
+        // A parabola may dip below zero beyond its points; a log axis cannot show that.
+        series.push(Series {
+            label: None,
+            colour,
+            stroke: Stroke::Dashed,
+            points: curve.filter(|p| p.1 > 0.0).collect(),
+        });
     }
-    let minima: Vec<(f64, f64)> = shaped.iter().filter_map(|p| p.minimum.fitted()).map(|m| (m.n, m.loss)).collect();
+    let minima: Vec<(f64, f64)> =
+        shaped.iter().filter_map(|(p, _)| p.minimum.fitted()).map(|m| (m.n, m.loss)).collect();
     if series.is_empty() {
         return Ok(None);
     }

@@ -75,14 +75,6 @@ pub fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
-/// "0.0523 [0.0471, 0.0580]".
-pub fn interval(e: &Estimate) -> String {
-    match (e.low, e.high) {
-        (Some(lo), Some(hi)) => format!("{:.4} [{lo:.4}, {hi:.4}]", e.value),
-        _ => format!("{:.4}", e.value),
-    }
-}
-
 /// A multiplier as "0.98× [0.90, 1.07]".
 fn times(e: &Estimate) -> String {
     match (e.low, e.high) {
@@ -123,7 +115,7 @@ fn paper_cost_model(family: &str) -> CostModel {
 
 fn law_cell(law: &Identified<PowerLawFit>) -> String {
     match law {
-        Identified::Fitted(l) => interval(&l.alpha),
+        Identified::Fitted(l) => l.alpha.with_interval(4),
         Identified::NotIdentifiable(why) => format!("not identifiable: {why}"),
     }
 }
@@ -144,7 +136,7 @@ pub fn answer(fit: &StudyFit, runs: &[RunData]) -> Vec<String> {
             group.sizes,
             si(lo),
             si(hi),
-            interval(&law.alpha)
+            law.alpha.with_interval(4)
         ),
         Identified::NotIdentifiable(why) => {
             let first = format!("The {}' law on C = 6·N·D is not identifiable: {why}.", family_name(base));
@@ -237,7 +229,7 @@ pub fn laws_table(fit: &StudyFit) -> Table {
     for (g, group) in &fit.groups {
         let chinchilla = match &group.chinchilla {
             Identified::Fitted(l) => {
-                format!("E = {:.3}, α = {}, β = {}", l.e.value, interval(&l.alpha), interval(&l.beta))
+                format!("E = {:.3}, α = {}, β = {}", l.e.value, l.alpha.with_interval(4), l.beta.with_interval(4))
             }
             Identified::NotIdentifiable(why) => format!("not identifiable: {why}"),
         };
