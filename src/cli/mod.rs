@@ -183,8 +183,10 @@ pub struct ThroughputArgs {
     /// GPU the hours are quoted for (its dense peak from the data sheet: H100, H200, A100, L4, …).
     #[arg(long, default_value = "H100")]
     gpu: String,
-    /// Model FLOPs utilisation assumed for the GPU-hours.
-    #[arg(long, default_value_t = 0.4)]
+    /// Model FLOPs utilisation assumed for the GPU-hours. The default is
+    /// what scalemake measured on an H200 for the paper's Small (12 × 768,
+    /// bf16, batch 80 × 1024): 22.6%, as PyTorch eager (benches/RESULTS.md).
+    #[arg(long, default_value_t = 0.22)]
     mfu: f64,
 }
 

@@ -509,7 +509,7 @@ impl Throughput {
         Some(flops / (peak_flops(&self.gpu, bf16)? * self.mfu) / 3600.0)
     }
 
-    /// "one H100 at 40% MFU (…)", for totals.
+    /// "one H100 at 22% MFU (…)", for totals.
     pub fn describe(&self) -> String {
         format!("one {} at {:.0}% MFU (dense bf16 peak; fp32 runs use TF32, half of it)", self.gpu, 100.0 * self.mfu)
     }
