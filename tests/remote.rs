@@ -260,6 +260,7 @@ fn killed_upload_leaves_nothing_visible_and_the_next_run_completes(kind: Kind) {
         std::thread::sleep(Duration::from_millis(10));
     }
     let gen_key = a.keys()[0].1.clone().expect("gen is built");
+    let mut partial = Vec::new();
     match kind {
         // The server dies mid-upload; scalemake goes on and finds it gone.
         Kind::S3 => {
@@ -275,6 +276,15 @@ fn killed_upload_leaves_nothing_visible_and_the_next_run_completes(kind: Kind) {
         Kind::File => {
             child.kill().unwrap();
             child.wait().unwrap();
+            // What it was writing stays under a staging name no listing
+            // shows; a day on, `gc --remote` takes it (made a day old here).
+            partial = staging_files(&remote.storage());
+            assert!(!partial.is_empty(), "no staging file: {:?}", walk(&remote.storage()));
+            let two_days_ago = std::time::SystemTime::now() - Duration::from_secs(2 * 86400);
+            for path in &partial {
+                let file = std::fs::File::options().write(true).open(path).unwrap();
+                file.set_modified(two_days_ago).unwrap();
+            }
         }
     }
     assert!(!remote.published().contains(&gen_key), "a killed upload published its manifest");
@@ -294,6 +304,18 @@ fn killed_upload_leaves_nothing_visible_and_the_next_run_completes(kind: Kind) {
     let fetched = remote.sm(&c, &["run", "gen"]);
     assert!(fetched.stderr.contains("0 built, 1 fetched"), "{}", fetched.stderr);
     assert_ok(&remote.sm(&c, &["verify"]));
+    if matches!(kind, Kind::File) {
+        let gc = remote.sm(&c, &["gc", "--remote", "--max-age", "3650d", "--delete"]);
+        let removed = format!("removed: 0 object(s) and {} partial file(s)", partial.len());
+        assert!(gc.stdout.contains(&removed), "{}", gc.stdout);
+        assert!(staging_files(&remote.storage()).is_empty(), "{:?}", walk(&remote.storage()));
+        assert_ok(&remote.sm(&Project::new(EXPERIMENT), &["run", "gen"]));
+    }
+}
+
+/// object_store's staging files (`big.bin#3`) under `dir`.
+fn staging_files(dir: &Path) -> Vec<PathBuf> {
+    walk(dir).into_iter().filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().contains('#'))).collect()
 }
 
 fn read_only_uploads_nothing(kind: Kind) {

@@ -142,6 +142,11 @@ pub struct Remote {
     prefix: String,
     url: String,
     read_only: bool,
+    /// A `file://` remote's directory. object_store writes each file there
+    /// under a staging name (`name#N`) and renames it when complete; it
+    /// hides those names from listings, so what a killed upload left is
+    /// found by walking the directory ([`Remote::partial_files`]).
+    local_root: Option<std::path::PathBuf>,
     /// object_store is async; the rest of scalemake is threads. Each
     /// blocking call runs its futures on this small runtime.
     runtime: tokio::runtime::Runtime,
@@ -160,12 +165,14 @@ impl Remote {
     /// from `~/.aws/credentials` and `~/.aws/config` (`AWS_PROFILE`).
     pub fn open(url: &str, read_only: bool) -> Result<Self> {
         let bad = |reason: String| RemoteError::Url { url: url.to_string(), reason };
+        let mut local_root = None;
         let (store, prefix): (Arc<dyn ObjectStore>, String) = if let Some(path) = url.strip_prefix("file://") {
             if !path.starts_with('/') {
                 return Err(bad("a file:// remote needs an absolute path (file:///shared/cache)".into()));
             }
             fs::create_dir_all(path).map_err(|source| RemoteError::Io { path: path.into(), source })?;
             let store = LocalFileSystem::new_with_prefix(path).map_err(|e| bad(e.to_string()))?.with_fsync(true);
+            local_root = Some(path.into());
             (Arc::new(store), String::new())
         } else if let Some(rest) = url.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
@@ -187,7 +194,7 @@ impl Remote {
             .enable_all()
             .build()
             .map_err(|source| RemoteError::Io { path: "tokio runtime".into(), source })?;
-        Ok(Remote { store, prefix, url: url.to_string(), read_only, runtime })
+        Ok(Remote { store, prefix, url: url.to_string(), read_only, local_root, runtime })
     }
 
     /// The URL it was opened with.
@@ -496,6 +503,38 @@ impl Remote {
         }
     }
 
+    /// The staging files of uploads that were killed (`file://` remotes
+    /// only: an S3 server expires incomplete multipart uploads itself),
+    /// untouched for longer than `age`, with their sizes. A younger one may
+    /// belong to an upload still running on another machine.
+    pub fn partial_files(&self, age: Duration) -> Vec<(std::path::PathBuf, u64)> {
+        let Some(root) = &self.local_root else { return Vec::new() };
+        let now = SystemTime::now();
+        walkdir::WalkDir::new(root)
+            .into_iter()
+            .flatten()
+            .filter(|e| e.file_type().is_file() && is_staging_name(&e.file_name().to_string_lossy()))
+            .filter_map(|e| {
+                let meta = e.metadata().ok()?;
+                let idle = now.duration_since(meta.modified().ok()?).unwrap_or_default();
+                (idle > age).then(|| (e.into_path(), meta.len()))
+            })
+            .collect()
+    }
+
+    /// Removes a file [`Remote::partial_files`] found.
+    pub fn remove_partial_file(&self, path: &Path) -> Result<()> {
+        if self.read_only {
+            return Err(RemoteError::ReadOnly(self.url.clone()));
+        }
+        match fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(RemoteError::Io { path: path.to_path_buf(), source: e })
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Removes `key` from the remote: the manifest first (it is invisible
     /// from then on), then its data and its use record.
     pub fn remove(&self, key: &ContentHash) -> Result<()> {
@@ -520,6 +559,12 @@ impl Remote {
             })
             .map_err(|e| self.store_err(e))
     }
+}
+
+/// Whether `name` is object_store's staging name for a file being written
+/// (`big.bin#3`): `#` and digits only after it, as its listings skip.
+fn is_staging_name(name: &str) -> bool {
+    name.rsplit_once('#').is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Blocks SIGPIPE in the runtime's threads, which do the socket writes:
@@ -597,6 +642,33 @@ fn ini_section(path: &Path, name: &str) -> HashMap<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn partial_files_are_the_staging_files_left_long_enough() {
+        let dir = tempfile::tempdir().unwrap();
+        let remote = Remote::open(&format!("file://{}", dir.path().display()), false).unwrap();
+        let data = dir.path().join("data/ab12");
+        fs::create_dir_all(&data).unwrap();
+        let two_days_ago = SystemTime::now() - Duration::from_secs(2 * 86400);
+        let write = |name: &str, old: bool| {
+            let file = File::create(data.join(name)).unwrap();
+            file.set_len(10).unwrap();
+            if old {
+                file.set_modified(two_days_ago).unwrap();
+            }
+        };
+        write("big.bin#3", true); // what a killed upload left
+        write("new.bin#1", false); // an upload that may still be running elsewhere
+        write("old.bin", true); // a complete file
+        write("run#a1", true); // `#` in a real name: not a staging name
+        let day = Duration::from_secs(86400);
+        assert_eq!(remote.partial_files(day), [(data.join("big.bin#3"), 10)]);
+        remote.remove_partial_file(&data.join("big.bin#3")).unwrap();
+        assert!(remote.partial_files(day).is_empty());
+        assert!(data.join("new.bin#1").exists() && data.join("old.bin").exists());
+        let read_only = Remote::open(&format!("file://{}", dir.path().display()), true).unwrap();
+        assert!(matches!(read_only.remove_partial_file(&data.join("new.bin#1")), Err(RemoteError::ReadOnly(_))));
+    }
 
     #[test]
     fn profiles_fill_in_what_the_environment_left_unset() {

@@ -143,10 +143,21 @@ pub fn gc(
         );
         freed += o.bytes;
     }
+    // Files a killed upload was writing, which no listing shows.
+    let partial = remote.partial_files(ABANDONED_AFTER);
+    for (path, bytes) in &partial {
+        if delete {
+            remote.remove_partial_file(path).map_err(|e| CliError::Failed(e.to_string()))?;
+        }
+        let verb = if delete { "removed" } else { "would remove" };
+        println!("{verb} {} ({}, part of a killed upload)", path.display(), human_bytes(*bytes));
+        freed += bytes;
+    }
     let verb = if delete { "removed" } else { "would remove (pass --delete to do it)" };
     println!(
-        "{verb}: {} object(s), {} from {}; {} referenced key(s) kept",
+        "{verb}: {} object(s) and {} partial file(s), {} from {}; {} referenced key(s) kept",
         doomed.len(),
+        partial.len(),
         human_bytes(freed),
         remote.url(),
         keep.len()
