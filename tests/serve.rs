@@ -139,6 +139,56 @@ fn requests_cannot_leave_the_cache_or_change_anything() {
     assert_eq!(tree(&p.path().join("cache")), before, "serve wrote to the cache");
 }
 
+/// The node ids of the snapshot `serve` at `addr` shows.
+fn node_ids(addr: SocketAddr) -> Vec<String> {
+    let (status, body) = request(addr, "GET", "/api/snapshot");
+    assert_eq!(status, 200, "{body}");
+    let snapshot: Value = serde_json::from_str(&body).expect("snapshot JSON");
+    snapshot["nodes"].as_array().unwrap().iter().map(|n| n["id"].as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn an_edited_experiment_file_is_served_without_a_restart() {
+    let one = "name: edited\nnodes:\n  a: {kind: command, cmd: 'echo a > $OUT/a'}\n";
+    let p = Project::new(one);
+    let (mut serve, addr) = start_serve(&p, &[]);
+    let stderr = BufReader::new(serve.0.stderr.take().unwrap());
+    let (said, lines) = mpsc::channel();
+    std::thread::spawn(move || stderr.lines().map_while(Result::ok).for_each(|l| drop(said.send(l))));
+    // A page open before the edit: its event stream starts with a snapshot.
+    let mut page = TcpStream::connect(addr).unwrap();
+    page.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(page, "GET /api/events HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut events = BufReader::new(page).lines().map_while(Result::ok);
+    let mut next_snapshot = move || {
+        events.by_ref().find(|l| l == "event: snapshot").expect("a snapshot event");
+        events.next().expect("its data")
+    };
+    assert!(next_snapshot().contains("\"id\":\"a\""));
+    assert_eq!(node_ids(addr), ["a"]);
+
+    p.write("exp.yaml", &format!("{one}  b: {{kind: command, input: a, cmd: 'cat $IN/a > $OUT/b'}}\n"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while node_ids(addr) != ["a", "b"] {
+        assert!(Instant::now() < deadline, "the added node never showed: {:?}", node_ids(addr));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(next_snapshot().contains("\"id\":\"b\""), "the open page was sent the new study");
+
+    // An edit that does not load: serve says why and keeps the last good plan.
+    p.write("exp.yaml", "name: edited\nnodes:\n  a: {kind: nope}\n");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen: Vec<String> = Vec::new();
+    // Its diagnostic, then the line saying what serve does about it.
+    while !(seen.iter().any(|l| l.contains("unknown node kind `nope`"))
+        && seen.last().is_some_and(|l| l.contains("changed but does not load; still serving the last plan")))
+    {
+        let left = deadline.saturating_duration_since(Instant::now());
+        seen.push(lines.recv_timeout(left).unwrap_or_else(|_| panic!("no word of the broken edit: {seen:?}")));
+    }
+    assert_eq!(node_ids(addr), ["a", "b"]);
+}
+
 /// One page of a headless Chromium, driven through the DevTools protocol.
 struct Page {
     socket: tungstenite::WebSocket<TcpStream>,

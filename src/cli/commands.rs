@@ -571,9 +571,35 @@ pub fn serve(env: &Env, args: &[String], addr: std::net::SocketAddr) -> Result<E
     }
     // A cache that does not exist yet reads as empty: serve may start before the study.
     let experiment = plan.experiment.name.clone();
+    let file = env.root.join(&plan.experiment.source.path);
     let watcher = Watcher::new(plan, &env.cache_dir, &env.root);
     let hub = http::Hub::new(&watcher);
-    http::start_poller(hub.clone(), watcher, std::time::Duration::from_secs(1));
+    // An edit to the experiment file (a run added, a sweep widened) shows
+    // without a restart; one that does not load leaves the last good plan.
+    let reload_env = env.clone();
+    let mut loaded = std::fs::read(&file).ok();
+    let reload = move || {
+        let now = std::fs::read(&file).ok();
+        if now == loaded {
+            return None;
+        }
+        loaded = now;
+        match load_plan(&reload_env, Some(file.clone())) {
+            Ok(plan) => {
+                eprintln!("scalemake: {} changed: serving its {} node(s)", file.display(), plan.len());
+                Some(Watcher::new(plan, &reload_env.cache_dir, &reload_env.root))
+            }
+            Err(e) => {
+                e.print();
+                eprintln!(
+                    "scalemake: {} changed but does not load; still serving the last plan that did",
+                    file.display()
+                );
+                None
+            }
+        }
+    };
+    http::start_poller(hub.clone(), watcher, std::time::Duration::from_secs(1), reload);
     let cache = env.cache_dir.display().to_string();
     http::serve(hub, addr, |bound| {
         if !bound.ip().is_loopback() {

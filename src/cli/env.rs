@@ -12,6 +12,7 @@ use scalemake::spec;
 use super::{split_file_arg, CliError};
 
 /// What every command needs to find its files.
+#[derive(Clone)]
 pub struct Env {
     pub root: PathBuf,
     pub cache_dir: PathBuf,

@@ -293,25 +293,36 @@ pub fn main() -> ExitCode {
     let _ = miette::set_hook(Box::new(|_| Box::new(miette::MietteHandlerOpts::new().wrap_lines(false).build())));
     match try_main(cli) {
         Ok(code) => code,
-        Err(CliError::Usage(msg)) => {
-            eprintln!("scalemake: error: {msg}");
-            ExitCode::from(2)
+        Err(e) => {
+            let code = e.exit_code();
+            e.print();
+            code
         }
-        Err(CliError::Load(LoadError::Spec(errors))) => {
-            let count = errors.0.len();
-            for e in errors.0 {
-                eprintln!("{:?}", miette::Report::new(e));
+    }
+}
+
+impl CliError {
+    /// Says what went wrong on stderr: experiment file errors with their
+    /// source snippets and hints, the rest in one line.
+    pub(super) fn print(self) {
+        match self {
+            CliError::Load(LoadError::Spec(errors)) => {
+                let count = errors.0.len();
+                for e in errors.0 {
+                    eprintln!("{:?}", miette::Report::new(e));
+                }
+                eprintln!("scalemake: {count} error(s) in the experiment file; nothing was run");
             }
-            eprintln!("scalemake: {count} error(s) in the experiment file; nothing was run");
-            ExitCode::from(2)
+            CliError::Load(e) => eprintln!("scalemake: error: {e}"),
+            CliError::Usage(msg) | CliError::Failed(msg) => eprintln!("scalemake: error: {msg}"),
         }
-        Err(CliError::Load(e)) => {
-            eprintln!("scalemake: error: {e}");
-            ExitCode::from(2)
-        }
-        Err(CliError::Failed(msg)) => {
-            eprintln!("scalemake: error: {msg}");
-            ExitCode::from(1)
+    }
+
+    /// 2 for bad input or usage, 1 for a failure.
+    fn exit_code(&self) -> ExitCode {
+        match self {
+            CliError::Usage(_) | CliError::Load(_) => ExitCode::from(2),
+            CliError::Failed(_) => ExitCode::from(1),
         }
     }
 }

@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `/`, `/app.js`, `/style.css` | the page, embedded in the binary (works offline) |
 //! | `/api/snapshot` | the whole [`Snapshot`] as JSON |
-//! | `/api/events` | SSE: `snapshot` first, then `change` events as polls find them |
+//! | `/api/events` | SSE: `snapshot` first, then `change` events as polls find them, and a new `snapshot` when the experiment file changes |
 //! | `/api/log?node=ID` | the tail of node `ID`'s log; `ID` must be a node of the plan |
 //!
 //! Nothing else: every other path is 404 and every other method 405, so
@@ -48,16 +48,21 @@ const BACKLOG: usize = 256;
 /// so a page never waits for a poll.
 pub struct Hub {
     view: Mutex<Published>,
-    logs: Logs,
-    changes: broadcast::Sender<Arc<str>>,
+    changes: broadcast::Sender<Sent>,
 }
+
+/// An SSE event as every page gets it: its name (`change` or `snapshot`)
+/// and its JSON, serialised once for all of them.
+type Sent = (&'static str, Arc<str>);
 
 /// The snapshot and its JSON, serialised once per change rather than once
 /// per request: with 50 pages asking, serialising every long run's points
-/// for each of them was most of what watching cost the study.
+/// for each of them was most of what watching cost the study. With the
+/// plan's logs, which change with it.
 struct Published {
     snapshot: Snapshot,
     json: Option<Arc<str>>,
+    logs: Arc<Logs>,
 }
 
 impl Published {
@@ -71,8 +76,8 @@ impl Hub {
     /// A hub showing what `watcher` has seen so far.
     pub fn new(watcher: &Watcher) -> Arc<Self> {
         let (changes, _) = broadcast::channel(BACKLOG);
-        let view = Mutex::new(Published { snapshot: watcher.snapshot(), json: None });
-        Arc::new(Hub { view, logs: watcher.logs(), changes })
+        let view = Mutex::new(Published { snapshot: watcher.snapshot(), json: None, logs: Arc::new(watcher.logs()) });
+        Arc::new(Hub { view, changes })
     }
 
     fn view(&self) -> std::sync::MutexGuard<'_, Published> {
@@ -91,26 +96,45 @@ impl Hub {
             view.snapshot.apply(&change);
             if let Ok(json) = serde_json::to_string(&change) {
                 // No receiver (no page open) is not an error.
-                let _ = self.changes.send(json.into());
+                let _ = self.changes.send(("change", json.into()));
             }
         }
     }
 
+    /// Shows `watcher`'s study instead (the experiment file changed): every
+    /// page gets the new snapshot and starts over from it.
+    pub fn replace(&self, watcher: &Watcher) {
+        let mut view = self.view();
+        *view = Published { snapshot: watcher.snapshot(), json: None, logs: Arc::new(watcher.logs()) };
+        let _ = self.changes.send(("snapshot", view.json()));
+    }
+
     /// The snapshot as JSON and a receiver of every change after it (taken
     /// under one lock, so that no change falls between them).
-    fn subscribe(&self) -> (Arc<str>, broadcast::Receiver<Arc<str>>) {
+    fn subscribe(&self) -> (Arc<str>, broadcast::Receiver<Sent>) {
         let mut view = self.view();
         (view.json(), self.changes.subscribe())
     }
 }
 
 /// Polls `watcher` every `interval` on a thread of its own and publishes
-/// what changed, for as long as the process runs.
-pub fn start_poller(hub: Arc<Hub>, mut watcher: Watcher, interval: Duration) {
+/// what changed, for as long as the process runs. Before each poll,
+/// `reload` may hand over a watcher of a new plan (the experiment file was
+/// edited), which then replaces the old one.
+pub fn start_poller(
+    hub: Arc<Hub>,
+    mut watcher: Watcher,
+    interval: Duration,
+    mut reload: impl FnMut() -> Option<Watcher> + Send + 'static,
+) {
     std::thread::Builder::new()
         .name("serve-poller".into())
         .spawn(move || loop {
             std::thread::sleep(interval);
+            if let Some(fresh) = reload() {
+                watcher = fresh;
+                hub.replace(&watcher);
+            }
             hub.publish(watcher.poll());
         })
         .map(drop)
@@ -143,7 +167,7 @@ async fn events(State(hub): State<Arc<Hub>>) -> Sse<impl Stream<Item = Result<Ev
     let first = Event::default().event("snapshot").data(&*snapshot);
     let rest = stream::unfold((receiver, hub), |(mut receiver, hub)| async move {
         let event = match receiver.recv().await {
-            Ok(change) => Event::default().event("change").data(&*change),
+            Ok((name, data)) => Event::default().event(name).data(&*data),
             Err(broadcast::error::RecvError::Lagged(_)) => {
                 // Too far behind to catch up change by change: start it over.
                 let (snapshot, fresh) = hub.subscribe();
@@ -163,7 +187,8 @@ struct LogQuery {
 }
 
 async fn log(State(hub): State<Arc<Hub>>, Query(query): Query<LogQuery>) -> Response {
-    match hub.logs.tail(&query.node) {
+    let logs = hub.view().logs.clone();
+    match logs.tail(&query.node) {
         None => (StatusCode::NOT_FOUND, "no such node\n").into_response(),
         Some(None) => (StatusCode::NOT_FOUND, "no log yet: the node has not run in this cache\n").into_response(),
         Some(Some(text)) => ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response(),
