@@ -62,7 +62,7 @@ pub fn too_few_sizes(sizes: usize) -> Option<String> {
 /// (the loss falls), within [`MAX_EXPONENT`], and its interval must exclude
 /// zero and span at most [`MAX_INTERVAL_RATIO`].
 pub fn exponent_problem(name: &str, e: &Estimate) -> Option<String> {
-    if !(e.value > 0.0) {
+    if e.value.is_nan() || e.value <= 0.0 {
         return Some(format!("{name} = {:.3}: the loss does not fall", e.value));
     }
     if e.value > MAX_EXPONENT {

@@ -357,11 +357,14 @@ const MAX_TERMS: usize = 4;
 /// needs more than this is abandoned (others in the grid still count).
 const MAX_EVALUATIONS: u32 = 5_000;
 
+/// One evaluation of the objective: θ, the cost there and its gradient.
+type Evaluation = (Vec<f64>, f64, Vec<f64>);
+
 /// argmin asks for the cost and then the gradient at the same θ; one
 /// evaluation gives both, so the last is kept. Also the start's budget.
 struct Memoized<'a> {
     problem: &'a HuberLogProblem,
-    last: RefCell<Option<(Vec<f64>, f64, Vec<f64>)>>,
+    last: RefCell<Option<Evaluation>>,
     evaluations: Cell<u32>,
 }
 
