@@ -182,15 +182,6 @@ pub enum OneBuild {
     Built(ContentHash, Option<Result<u64, String>>),
 }
 
-impl OneBuild {
-    /// The artifact digest.
-    pub fn artifact(&self) -> &ContentHash {
-        match self {
-            OneBuild::Fresh(a) | OneBuild::Fetched(a, _) | OneBuild::Built(a, _) => a,
-        }
-    }
-}
-
 /// Builds node `i` alone, exactly as the executor would dispatch it (lock,
 /// stage, run, commit): `scalemake exec-node`, which each Slurm job runs.
 /// Its inputs must be built. With `expected`, its key must still be that one
