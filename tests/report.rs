@@ -52,6 +52,7 @@ fn write_run(
         val_loss: last.val_loss,
         test_loss: Some(last.val_loss * 1.01),
         branched_at: None,
+        step: None,
     };
     p.write(&format!("runs/{name}/config.json"), &serde_json::to_string(&record).unwrap());
     let lines: Vec<String> = evals.iter().map(|e| serde_json::to_string(e).unwrap()).collect();

@@ -8,6 +8,8 @@
 //!    `cfg(hadamard_cuda)`. Without one the build skips it cleanly and the
 //!    Hadamard transform uses the Kronecker reference everywhere.
 //!    `SCALEMAKE_CUDA_KERNELS=0` skips it on purpose.
+//! 3. Builds the AOTInductor package runner (`csrc/compiled_step.cpp`),
+//!    which the compiled training step needs on every device.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -19,7 +21,22 @@ fn main() {
     let Ok(lib_dir) = env::var("DEP_TCH_LIBTORCH_LIB") else { return };
     println!("cargo:rustc-link-arg=-Wl,-rpath,{lib_dir}");
     println!("cargo:rustc-env=SCALEMAKE_LIBTORCH_LIB={lib_dir}");
+    build_package_runner(Path::new(&lib_dir));
     build_cuda_kernels(Path::new(&lib_dir));
+}
+
+/// The torch wheel's C++ headers (`torch/include` beside `torch/lib`).
+fn torch_includes(torch_lib: &Path) -> [PathBuf; 2] {
+    let include = torch_lib.parent().expect("torch/lib has a parent").join("include");
+    [include.join("torch/csrc/api/include"), include]
+}
+
+fn build_package_runner(torch_lib: &Path) {
+    println!("cargo:rerun-if-changed=csrc/compiled_step.cpp");
+    let mut runner = cc::Build::new();
+    runner.cpp(true).std("c++17").file("csrc/compiled_step.cpp").includes(torch_includes(torch_lib));
+    // The PyPI torch wheels are built with the C++11 ABI.
+    runner.define("_GLIBCXX_USE_CXX11_ABI", "1").flag("-w").compile("scalemake_package");
 }
 
 /// The nvcc to use, if any.
@@ -73,14 +90,8 @@ fn build_cuda_kernels(torch_lib: &Path) {
         nvcc_cmd.arg("-o").arg(&object).status().unwrap_or_else(|e| panic!("cannot run {}: {e}", nvcc.display()));
     assert!(status.success(), "{} failed on cuda/hadamard.cu", nvcc.display());
 
-    let torch_include = torch_lib.parent().expect("torch/lib has a parent").join("include");
     let mut shim = cc::Build::new();
-    shim.cpp(true)
-        .std("c++17")
-        .file("csrc/hadamard_shim.cpp")
-        .object(&object)
-        .include(&torch_include)
-        .include(torch_include.join("torch/csrc/api/include"));
+    shim.cpp(true).std("c++17").file("csrc/hadamard_shim.cpp").object(&object).includes(torch_includes(torch_lib));
     for dir in &includes {
         shim.include(dir);
     }

@@ -285,6 +285,7 @@ fn job(params: &Value, shape: ModelShape, ctx: &NodeCtx<'_>, shards: std::path::
         work: ctx.work_dir().to_path_buf(),
         keep_checkpoints: kept_checkpoints(params),
         branch_from,
+        compiled: None,
     };
     job.check()?;
     Ok(job)

@@ -176,6 +176,18 @@ pub struct TrainJob {
     /// (a cooldown branch); the run's own checkpoints still come first.
     #[serde(default)]
     pub branch_from: Option<BranchFrom>,
+    /// The compiled step to run, if the node asked for one (`compile:`).
+    #[serde(default)]
+    pub compiled: Option<CompiledUse>,
+}
+
+/// What a train node decided about the compiled step ([`super::compile`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CompiledUse {
+    /// The package to run; `None` runs eager.
+    pub package: Option<PathBuf>,
+    /// Why (for the log and the train record).
+    pub reason: String,
 }
 
 /// The kept checkpoint a cooldown branch starts from.

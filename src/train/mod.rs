@@ -6,6 +6,7 @@
 //! count and show runs (and the fit can read them) without loading libtorch;
 //! the worker builds the model from the same [`ModelShape`].
 
+pub mod compile;
 pub mod job;
 pub mod record;
 pub mod tfevents;

@@ -50,6 +50,9 @@ pub struct TrainRecord {
     /// count from 0 (so its end is a run of `tokens` tokens).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub branched_at: Option<u64>,
+    /// Which training step ran, compiled or eager, and why (`compile:`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
 }
 
 impl TrainRecord {

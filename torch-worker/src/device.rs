@@ -16,10 +16,17 @@ fn libtorch_lib_dir() -> Option<PathBuf> {
 /// Loads `libtorch_cuda.so`; returns why not if it cannot be loaded
 /// (expected with a CPU-only libtorch).
 fn load_cuda_runtime() -> Result<String, String> {
+    load_torch_library("libtorch_cuda.so")
+}
+
+/// Loads one of libtorch's libraries (`libtorch.so`) globally, so that
+/// libraries loaded later that need it by name find it: a compiled step
+/// (`.pt2`) is such a library, and carries no path to libtorch of its own.
+pub fn load_torch_library(file: &str) -> Result<String, String> {
     let candidates: Vec<String> = libtorch_lib_dir()
-        .map(|d| d.join("libtorch_cuda.so").display().to_string())
+        .map(|d| d.join(file).display().to_string())
         .into_iter()
-        .chain(std::iter::once("libtorch_cuda.so".to_string()))
+        .chain(std::iter::once(file.to_string()))
         .collect();
     let mut last_error = String::from("not found");
     for path in candidates {
@@ -40,7 +47,7 @@ fn load_cuda_runtime() -> Result<String, String> {
 
 /// The torch version of the linked libtorch (`2.11.0+cu130`), read from the
 /// wheel's `version.py` next to its `lib/` directory.
-fn libtorch_version() -> Option<String> {
+pub fn libtorch_version() -> Option<String> {
     let version_py = libtorch_lib_dir()?.parent()?.join("version.py");
     let text = std::fs::read_to_string(version_py).ok()?;
     text.lines().find_map(|l| l.strip_prefix("__version__ = ")).map(|v| v.trim().trim_matches(['\'', '"']).to_string())

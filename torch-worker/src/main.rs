@@ -8,6 +8,8 @@
 //! Commands:
 //! - `devices`: libtorch version, CUDA availability, device count and names
 //!   (one JSON document on stdout);
+//! - `compile <job.json>`: compiles a model's training step
+//!   (`scalemake::train::compile::CompileJob`) into the job's output directory;
 //! - `train <job.json>`: runs a training job (`scalemake::train::job::TrainJob`),
 //!   printing one JSON event per line on stdout and a human log on stderr;
 //! - `reference-case <dir>` and `bench …`: the model against the PyTorch
@@ -46,6 +48,18 @@ fn train_command(job_path: &str) -> Result<(), String> {
         emit(&Event::Failed { message: message.clone() });
     }
     result
+}
+
+fn compile_command(job_path: &str) -> Result<(), String> {
+    use scalemake::train::compile::{CompileJob, RECORD_FILE};
+    let text = std::fs::read_to_string(job_path).map_err(|e| format!("{job_path}: {e}"))?;
+    let job: CompileJob = serde_json::from_str(&text).map_err(|e| format!("{job_path}: {e}"))?;
+    let record = train::compiled::compile(&job)?;
+    let path = job.out.join(RECORD_FILE);
+    let text = serde_json::to_vec_pretty(&record).map_err(|e| e.to_string())?;
+    std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    println!("{}", serde_json::to_string(&record).map_err(|e| e.to_string())?);
+    Ok(())
 }
 
 /// Writes one event line; the engine reads them line by line (a closed pipe
@@ -151,6 +165,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         ["train", job] => finish(train_command(job)),
+        ["compile", job] => finish(compile_command(job)),
         ["check-hadamard"] => finish(tools::check_hadamard()),
         ["bench-hadamard", device] => {
             finish(tools::bench_hadamard(device, 80 * 1024, &[1024, 4096, 8192], 20).map(|report| println!("{report}")))
@@ -167,7 +182,7 @@ fn main() -> ExitCode {
             }
         },
         _ => {
-            eprintln!("usage: scalemake-torch devices | train <job.json> | reference-case <dir> | bench-optimizer <preset> <device> | bench-hadamard <device> | check-hadamard | {BENCH_USAGE}");
+            eprintln!("usage: scalemake-torch devices | train <job.json> | compile <job.json> | reference-case <dir> | bench-optimizer <preset> <device> | bench-hadamard <device> | check-hadamard | {BENCH_USAGE}");
             ExitCode::from(2)
         }
     }

@@ -163,6 +163,16 @@ impl Gpt {
         }
     }
 
+    /// The shape it was built for.
+    pub fn shape(&self) -> &ModelShape {
+        &self.cfg
+    }
+
+    /// The precision of its matmuls and attention.
+    pub fn compute_kind(&self) -> Kind {
+        self.compute
+    }
+
     /// `idx`: (B, T) token ids → logits (B, T, vocab_size) in the compute
     /// precision, padding cut off.
     pub fn forward_t(&self, idx: &Tensor, train: bool) -> Tensor {

@@ -5,6 +5,7 @@
 //! gradient clipping by global norm, micro-batches accumulated into one
 //! step. [`run`] adds data, evaluation, metrics and checkpoints.
 
+pub mod compiled;
 pub mod flat;
 pub mod run;
 pub mod schedule;
@@ -13,6 +14,7 @@ use scalemake::train::job::OptimSpec;
 use tch::{nn, Kind, Tensor};
 
 use crate::model::gpt::Gpt;
+use compiled::CompiledStep;
 use flat::{Adam, FlatParams};
 use schedule::Schedule;
 
@@ -57,6 +59,8 @@ pub struct Trainer {
     adam: Adam,
     schedule: Schedule,
     clip: f64,
+    /// The compiled forward+backward, when the run uses one.
+    compiled: Option<CompiledStep>,
     /// Tokens consumed so far (inputs, not targets).
     pub tokens: u64,
 }
@@ -73,7 +77,18 @@ impl Trainer {
             final_fraction: optim.final_lr_fraction,
             wsd: optim.wsd,
         };
-        Trainer { flat, adam, schedule, clip: optim.clip, tokens: 0 }
+        Trainer { flat, adam, schedule, clip: optim.clip, compiled: None, tokens: 0 }
+    }
+
+    /// Runs forward and backward through `step` from now on (it must have
+    /// been compiled for this model's shape and device).
+    pub fn use_compiled(&mut self, step: CompiledStep) {
+        self.compiled = Some(step);
+    }
+
+    /// Whether steps run through a compiled package.
+    pub fn is_compiled(&self) -> bool {
+        self.compiled.is_some()
     }
 
     /// Optimiser steps taken.
@@ -96,15 +111,33 @@ impl Trainer {
         mark: &mut dyn FnMut(Phase),
     ) -> StepOutput {
         let lr = self.schedule.lr(self.tokens as f64);
-        self.flat.zero_grad();
         let n = micro_batches.len() as f64;
         let mut total = Tensor::zeros([], (Kind::Float, self.flat.params.device()));
-        for (x, y) in micro_batches {
-            let loss = model.loss(x, y, true) / n;
-            loss.backward();
-            total += loss.detach();
-            self.tokens += x.numel() as u64;
+        match &self.compiled {
+            None => {
+                self.flat.zero_grad();
+                for (x, y) in micro_batches {
+                    let loss = model.loss(x, y, true) / n;
+                    loss.backward();
+                    total += loss.detach();
+                }
+            }
+            // The package returns each micro-batch's mean loss and its
+            // gradient; accumulating gradient/n is what backward of loss/n does.
+            Some(step) => tch::no_grad(|| {
+                for (i, (x, y)) in micro_batches.iter().enumerate() {
+                    let (loss, grads) = step.run(&self.flat.params, x, y).unwrap_or_else(|e| panic!("{e}"));
+                    let grads = if micro_batches.len() > 1 { grads / n } else { grads };
+                    if i == 0 {
+                        self.flat.grads.copy_(&grads);
+                    } else {
+                        let _ = self.flat.grads.g_add_(&grads);
+                    }
+                    total += loss / n;
+                }
+            }),
         }
+        self.tokens += micro_batches.iter().map(|(x, _)| x.numel() as u64).sum::<u64>();
         mark(Phase::ForwardBackward);
         let grad_norm = self.flat.clip_grad_norm(self.clip);
         mark(Phase::Clip);

@@ -24,6 +24,7 @@ use scalemake::train::{eval_steps, peak_flops, Compute, ParamCounts};
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
+use super::compiled::CompiledStep;
 use super::Trainer;
 use crate::model::gpt::{param_counts, Gpt};
 
@@ -318,6 +319,7 @@ pub fn run(job: &TrainJob, emit: &mut dyn FnMut(Event)) -> Result<(), String> {
     let model = Gpt::new(&vs.root(), &job.model, if bf16 { Kind::BFloat16 } else { Kind::Float });
     let counts = param_counts(&vs, &job.model);
     let mut trainer = Trainer::new(&vs, &job.optim);
+    let step_used = use_compiled_step(job, &vs, &mut trainer);
 
     fs::create_dir_all(&job.work).map_err(|e| format!("{}: {e}", job.work.display()))?;
     let resumed = resume(&job.work, &mut trainer)?;
@@ -351,6 +353,7 @@ pub fn run(job: &TrainJob, emit: &mut dyn FnMut(Event)) -> Result<(), String> {
         job.tokens_per_step(),
         if start > 0 { format!(", resuming after step {start}") } else { String::new() }
     );
+    eprintln!("training step: {step_used}");
 
     let peak = job.peak_flops.or_else(|| peak_flops(&device_name, bf16));
     let mut rows = RowMaker {
@@ -427,9 +430,24 @@ pub fn run(job: &TrainJob, emit: &mut dyn FnMut(Event)) -> Result<(), String> {
     metrics.durable_lengths()?;
     let tokens_per_second = trained_tokens as f64 / run_start.elapsed().as_secs_f64().max(1e-9);
     let test_loss = test_loss(job, &model, device);
-    write_artifact(job, &vs, &counts, &metrics.dir, val_loss, test_loss)?;
+    write_artifact(job, &vs, &counts, &metrics.dir, val_loss, test_loss, step_used)?;
     emit(Event::Done { val_loss, test_loss, tokens_per_second });
     Ok(())
+}
+
+/// Loads the compiled step the job names into `trainer`; says which step
+/// the run uses and why. A package that does not load is not fatal: the
+/// run goes on eager and says so.
+fn use_compiled_step(job: &TrainJob, vs: &nn::VarStore, trainer: &mut Trainer) -> String {
+    let Some(compiled) = &job.compiled else { return "eager (compile: off)".into() };
+    let Some(package) = &compiled.package else { return compiled.reason.clone() };
+    match CompiledStep::load(package, vs) {
+        Ok(step) => {
+            trainer.use_compiled(step);
+            compiled.reason.clone()
+        }
+        Err(e) => format!("eager, the compiled step did not load: {e}"),
+    }
 }
 
 /// The final model's loss on the test split (the paper reports test loss),
@@ -458,6 +476,7 @@ fn write_artifact(
     work: &Path,
     val_loss: f64,
     test_loss: Option<f64>,
+    step: String,
 ) -> Result<(), String> {
     let io = |p: &Path, e: std::io::Error| format!("{}: {e}", p.display());
     let mut weights: Vec<(String, Tensor)> =
@@ -476,6 +495,7 @@ fn write_artifact(
         val_loss,
         test_loss,
         branched_at: job.branch_from.as_ref().map(|b| b.tokens),
+        step: Some(step),
     };
     for &tokens in &job.keep_checkpoints {
         let (from, to) = (work.join(kept_checkpoint(tokens)), job.out.join(kept_checkpoint(tokens)));
