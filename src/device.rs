@@ -40,3 +40,68 @@ pub fn visible_device(slot: usize) -> String {
     let mask = std::env::var("CUDA_VISIBLE_DEVICES").unwrap_or_default();
     mask.split(',').map(str::trim).filter(|s| !s.is_empty()).nth(slot).map_or_else(|| slot.to_string(), str::to_string)
 }
+
+/// What the machine's libtorch offers, as compiled steps are keyed on it.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Platform {
+    /// The linked libtorch's version (`2.11.0+cu130`).
+    pub torch: Option<String>,
+    /// The first visible GPU's compute capability (`sm_90`), if libtorch sees one.
+    pub cuda_capability: Option<String>,
+}
+
+/// This machine's [`Platform`], asked of the worker once per process and
+/// remembered between processes in the user's cache directory while the
+/// machine (host, boot), the worker binary and `CUDA_VISIBLE_DEVICES` are
+/// the same, so that a no-op `status` does not pay the worker's start-up.
+/// A worker that cannot be asked gives an empty platform (keys then say
+/// `unknown`, and the node that needs the worker fails when it runs).
+pub fn platform() -> &'static Platform {
+    static PLATFORM: std::sync::OnceLock<Platform> = std::sync::OnceLock::new();
+    PLATFORM.get_or_init(|| {
+        let stamp = platform_stamp();
+        let file = platform_cache_file();
+        if let (Some(stamp), Some(file)) = (&stamp, &file) {
+            let cached = std::fs::read(file).ok().and_then(|b| serde_json::from_slice::<(String, Platform)>(&b).ok());
+            if let Some((_, platform)) = cached.filter(|(saved, _)| saved == stamp) {
+                return platform;
+            }
+        }
+        let Ok(report) = report() else { return Platform::default() };
+        let platform = Platform {
+            torch: report["libtorch"].as_str().map(str::to_string),
+            cuda_capability: report["cuda_capability"].as_str().map(str::to_string),
+        };
+        if let (Some(stamp), Some(file)) = (stamp, file) {
+            if let Ok(text) = serde_json::to_vec(&(stamp, &platform)) {
+                // Written whole under a temporary name: readers see the old file or the new.
+                let tmp = file.with_extension(format!("tmp.{}", std::process::id()));
+                if std::fs::create_dir_all(file.parent().unwrap_or(&file)).is_ok() && std::fs::write(&tmp, text).is_ok()
+                {
+                    let _ = std::fs::rename(&tmp, &file);
+                }
+            }
+        }
+        platform
+    })
+}
+
+/// `$XDG_CACHE_HOME/scalemake/platform-<host>.json`.
+fn platform_cache_file() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    Some(base.join("scalemake").join(format!("platform-{}.json", host.trim())))
+}
+
+/// What must be unchanged for a remembered platform to hold: the boot, the
+/// worker binary (path, size, mtime) and the GPU mask.
+fn platform_stamp() -> Option<String> {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let worker = worker_path();
+    let meta = std::fs::metadata(&worker).ok()?;
+    let mtime = meta.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos();
+    let mask = std::env::var("CUDA_VISIBLE_DEVICES").unwrap_or_default();
+    Some(format!("{} {} {} {mtime} {mask}", boot.trim(), worker.display(), meta.len()))
+}

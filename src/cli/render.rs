@@ -34,16 +34,33 @@ pub fn dag(
 ) -> String {
     let nodes = &plan.experiment.nodes;
     let order: Vec<usize> = plan.topo_order().iter().copied().filter(|i| selected.contains(i)).collect();
-    let edges: Vec<(usize, usize)> =
-        order.iter().flat_map(|&i| plan.inputs_of(i).into_iter().map(move |p| (p, i))).collect();
+    // Helpers (order-only inputs) are drawn as make writes them, after a `|`, and dashed.
+    let edges: Vec<(usize, usize, bool)> = order
+        .iter()
+        .flat_map(|&i| {
+            let helpers = plan.order_only_inputs_of(i).into_iter().map(move |p| (p, i, true));
+            plan.key_inputs_of(i).into_iter().map(move |p| (p, i, false)).chain(helpers)
+        })
+        .collect();
     let mut out = String::new();
     match format {
         DagFormat::Text => {
             for &i in &order {
-                let inputs: Vec<&str> = plan.inputs_of(i).into_iter().map(|p| nodes[p].id.0.as_str()).collect();
+                let names =
+                    |ids: Vec<usize>| ids.into_iter().map(|p| nodes[p].id.0.as_str()).collect::<Vec<_>>().join(", ");
+                let (inputs, helpers) = (names(plan.key_inputs_of(i)), names(plan.order_only_inputs_of(i)));
                 let _ = write!(out, "[{:<7}] {} ({})", states[i].label(), nodes[i].id, nodes[i].kind.name());
-                if !inputs.is_empty() {
-                    let _ = write!(out, " <- {}", inputs.join(", "));
+                match (inputs.is_empty(), helpers.is_empty()) {
+                    (true, true) => {}
+                    (false, true) => {
+                        let _ = write!(out, " <- {inputs}");
+                    }
+                    (true, false) => {
+                        let _ = write!(out, " <- | {helpers}");
+                    }
+                    (false, false) => {
+                        let _ = write!(out, " <- {inputs} | {helpers}");
+                    }
                 }
                 out.push('\n');
             }
@@ -63,8 +80,9 @@ pub fn dag(
                     colour(states[i])
                 );
             }
-            for (a, b) in &edges {
-                let _ = writeln!(out, "  n{a} -> n{b};");
+            for (a, b, helper) in &edges {
+                let style = if *helper { " [style=dashed]" } else { "" };
+                let _ = writeln!(out, "  n{a} -> n{b}{style};");
             }
             out.push_str("}\n");
         }
@@ -79,8 +97,9 @@ pub fn dag(
                     states[i].label()
                 );
             }
-            for (a, b) in &edges {
-                let _ = writeln!(out, "  n{a} --> n{b}");
+            for (a, b, helper) in &edges {
+                let arrow = if *helper { "-.->" } else { "-->" };
+                let _ = writeln!(out, "  n{a} {arrow} n{b}");
             }
             for s in [NodeState::Fresh, NodeState::Stale, NodeState::Missing, NodeState::Failed] {
                 let _ = writeln!(out, "  classDef {} fill:{}", s.label(), colour(s));
@@ -103,7 +122,8 @@ pub fn dag(
                         "state": states[i].label(),
                         "key": key,
                         "reasons": reasons,
-                        "inputs": plan.inputs_of(i).into_iter().map(|p| nodes[p].id.0.clone()).collect::<Vec<_>>(),
+                        "inputs": plan.key_inputs_of(i).into_iter().map(|p| nodes[p].id.0.clone()).collect::<Vec<_>>(),
+                        "helpers": plan.order_only_inputs_of(i).into_iter().map(|p| nodes[p].id.0.clone()).collect::<Vec<_>>(),
                     })
                 })
                 .collect();

@@ -121,6 +121,10 @@ pub(super) struct RunState<'a> {
     /// The selected nodes in topological order (lowest index first).
     order: Vec<usize>,
     phase: Vec<Phase>,
+    /// Which nodes are helpers (built only for a node that builds)…
+    helper: Vec<bool>,
+    /// … and which of them some node that builds is waiting for.
+    wanted: Vec<bool>,
     digests: Vec<Option<ContentHash>>,
     keys: Vec<Option<ContentHash>>,
     /// Stale nodes whose inputs are all built, by priority (file order).
@@ -154,6 +158,11 @@ impl<'a> RunState<'a> {
     pub(super) fn new(plan: &'a Plan, ws: &Workspace<'a>, opts: &RunOptions) -> Result<Self, ExecError> {
         let selected = super::selection(plan, &opts.targets)?;
         let n = plan.len();
+        let helper: Vec<bool> = (0..n).map(|i| plan.is_helper(i)).collect();
+        // A helper selected for its own sake (no consumer in the run) builds like any node.
+        let wanted = (0..n)
+            .map(|i| helper[i] && selected.contains(&i) && plan.consumers_of(i).iter().all(|c| !selected.contains(c)))
+            .collect();
         Ok(RunState {
             plan,
             cache: ws.cache,
@@ -162,6 +171,8 @@ impl<'a> RunState<'a> {
             reporter: Reporter::new(selected.len() as u64, opts.progress_bars),
             order: plan.topo_order().iter().copied().filter(|i| selected.contains(i)).collect(),
             phase: vec![Phase::Pending; n],
+            helper,
+            wanted,
             digests: vec![None; n],
             keys: vec![None; n],
             ready: BTreeMap::new(),
@@ -211,7 +222,10 @@ impl<'a> RunState<'a> {
             if self.phase[i] != Phase::Pending || self.ready.contains_key(&i) {
                 continue;
             }
-            let inputs = self.plan.inputs_of(i);
+            if self.helper[i] && !self.wanted[i] {
+                continue;
+            }
+            let inputs = self.plan.key_inputs_of(i);
             if inputs.iter().any(|&p| matches!(self.phase[p], Phase::Failed | Phase::Cancelled | Phase::Skipped)) {
                 self.phase[i] = Phase::Skipped;
                 continue;
@@ -242,6 +256,11 @@ impl<'a> RunState<'a> {
                 }
                 if self.start_fetch(i, key) {
                     return;
+                }
+                for helper in self.plan.order_only_inputs_of(i) {
+                    if !std::mem::replace(&mut self.wanted[helper], true) {
+                        self.unsettled = true;
+                    }
                 }
                 self.ready.insert(i, (key, parts));
             }
@@ -279,6 +298,16 @@ impl<'a> RunState<'a> {
         runner.begin_pass();
         let candidates: Vec<usize> = self.ready.keys().copied().collect();
         for i in candidates {
+            // A node builds once its helpers are; without them it cannot.
+            let helpers: Vec<Phase> = plan.order_only_inputs_of(i).into_iter().map(|h| self.phase[h]).collect();
+            if helpers.iter().any(|p| matches!(p, Phase::Failed | Phase::Cancelled | Phase::Skipped)) {
+                self.ready.remove(&i);
+                self.phase[i] = Phase::Skipped;
+                continue;
+            }
+            if !helpers.iter().all(|p| matches!(p, Phase::Fresh | Phase::Built)) {
+                continue;
+            }
             let (key, parts) = &self.ready[&i];
             let key = *key;
             let inputs = || resolve_inputs(plan, self.cache, &self.keys, i);
@@ -451,6 +480,8 @@ impl<'a> RunState<'a> {
             let id = self.plan.experiment.nodes[i].id.0.clone();
             match self.phase[i] {
                 Phase::Fresh => self.summary.fresh.push(id),
+                // A helper nobody needed was not skipped: it was not wanted.
+                Phase::Pending if self.helper[i] && !self.wanted[i] => {}
                 Phase::Pending | Phase::Skipped => self.summary.skipped.push(id),
                 Phase::Running | Phase::Built | Phase::Failed | Phase::Cancelled => {}
             }

@@ -131,6 +131,16 @@ impl Freshness {
     }
 }
 
+/// What of a node's params its key hashes: the schema's hashed part, and
+/// what its kind depends on in this machine as `environment`.
+fn hashed_params(node: &crate::spec::NodeSpec) -> Value {
+    let mut params = node.kind.schema().hashed_part(&node.params);
+    if let (Some(environment), Value::Map(map)) = (node.kind.environment(&node.params), &mut params) {
+        map.insert("environment".into(), environment);
+    }
+    params
+}
+
 /// The stat cache's file in the cache directory.
 pub const STAT_CACHE_FILE: &str = "statcache.bin";
 
@@ -266,7 +276,8 @@ impl<'a> Fingerprinter<'a> {
         let node = &self.plan.experiment.nodes[i];
         let mut missing = Vec::new();
         let mut inputs = Vec::new();
-        for input in &node.inputs {
+        // Helpers (order-only inputs) are outside the key.
+        for input in node.inputs.iter().filter(|input| !input.order_only) {
             let mut artifacts = Vec::new();
             for &p in &input.nodes {
                 match digests[p] {
@@ -281,7 +292,7 @@ impl<'a> Fingerprinter<'a> {
             missing.dedup();
             return Ok(Err(missing));
         }
-        let params = node.kind.schema().hashed_part(&node.params);
+        let params = hashed_params(node);
         Ok(Ok(KeyParts { params, inputs, files }))
     }
 
@@ -300,7 +311,7 @@ impl<'a> Fingerprinter<'a> {
                 let nodes = waiting.iter().map(|&p| self.plan.experiment.nodes[p].id.0.clone()).collect();
                 let mut reasons = vec![DirtyReason::UpstreamStale { nodes }];
                 if let Some(old) = self.last_manifest(i) {
-                    let params = node.kind.schema().hashed_part(&node.params);
+                    let params = hashed_params(node);
                     diff_params("", Some(&old.params), Some(&params), &mut reasons);
                 }
                 return (Freshness::Stale { key: None, reasons }, None);

@@ -5,7 +5,7 @@
 //! order. Target selection returns the targets plus everything upstream.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap, VecDeque};
+use std::collections::{BTreeSet, BinaryHeap};
 
 use petgraph::algo::tarjan_scc;
 use petgraph::graph::{DiGraph, NodeIndex};
@@ -60,20 +60,7 @@ impl Plan {
     pub fn estimates(&self) -> Vec<Option<WorkEstimate>> {
         (0..self.len())
             .map(|i| {
-                let upstream = |key: &str| {
-                    let mut seen = BTreeSet::new();
-                    let mut queue: VecDeque<usize> = self.inputs_of(i).into();
-                    while let Some(j) = queue.pop_front() {
-                        if !seen.insert(j) {
-                            continue;
-                        }
-                        if let Some(v) = self.experiment.nodes[j].params.get_path(key) {
-                            return Some(v.clone());
-                        }
-                        queue.extend(self.inputs_of(j));
-                    }
-                    None
-                };
+                let upstream = |key: &str| crate::spec::upstream_param(&self.experiment.nodes, i, key);
                 let node = &self.experiment.nodes[i];
                 node.kind.estimate(&node.params, &upstream)
             })
@@ -81,6 +68,39 @@ impl Plan {
     }
 
     /// Direct upstream nodes of `i` (deduplicated, in input order).
+    /// Node `i`'s inputs that enter its key (all but helpers).
+    pub fn key_inputs_of(&self, i: usize) -> Vec<usize> {
+        self.inputs_where(i, false)
+    }
+
+    /// Node `i`'s helpers: built before it builds, outside its key.
+    pub fn order_only_inputs_of(&self, i: usize) -> Vec<usize> {
+        self.inputs_where(i, true)
+    }
+
+    fn inputs_where(&self, i: usize, order_only: bool) -> Vec<usize> {
+        let mut out: Vec<usize> = Vec::new();
+        for input in self.experiment.nodes[i].inputs.iter().filter(|input| input.order_only == order_only) {
+            for &p in &input.nodes {
+                if !out.contains(&p) {
+                    out.push(p);
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether some node has `i` as a helper and none as a key input: it
+    /// is built only for a node that builds.
+    pub fn is_helper(&self, i: usize) -> bool {
+        let consumers = self.consumers_of(i);
+        !consumers.is_empty()
+            && consumers.iter().all(|&c| {
+                self.experiment.nodes[c].inputs.iter().all(|input| input.order_only || !input.nodes.contains(&i))
+            })
+    }
+
+    /// Every input of node `i`, helpers included.
     pub fn inputs_of(&self, i: usize) -> Vec<usize> {
         let mut out: Vec<usize> = Vec::new();
         for input in &self.experiment.nodes[i].inputs {

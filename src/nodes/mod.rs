@@ -10,6 +10,7 @@
 //! after `run` returns `Ok` does the executor commit it.
 
 mod command;
+mod compile;
 mod corpus;
 pub mod fit;
 mod report;
@@ -25,6 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 pub use command::Command;
+pub use compile::Compile;
 pub use corpus::Corpus;
 pub use fit::Fit;
 pub use report::Report;
@@ -121,8 +123,36 @@ pub trait NodeKind: Send + Sync {
         Ok(())
     }
 
+    /// A node this one needs built before it builds, and reads, but that
+    /// stays out of its key: an order-only input, as make's `| prerequisite`
+    /// (a train node's compiled step, which trains the same model faster).
+    /// Nodes whose helpers have the same id share one. `upstream` is as for
+    /// [`NodeKind::estimate`].
+    fn helper(&self, _params: &Value, _upstream: &dyn Fn(&str) -> Option<Value>) -> Option<Helper> {
+        None
+    }
+
+    /// What the result depends on in the machine that builds it, besides
+    /// params, inputs and files (a torch version, a GPU's compute
+    /// capability): hashed into the key as the param `environment`, so a
+    /// change is explained like a changed param.
+    fn environment(&self, _params: &Value) -> Option<Value> {
+        None
+    }
+
     /// Builds the artifact into `ctx.out_dir()`.
     fn run(&self, ctx: &mut NodeCtx<'_>) -> Result<(), NodeError>;
+}
+
+/// A helper node ([`NodeKind::helper`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Helper {
+    /// Its kind, by name.
+    pub kind: &'static str,
+    /// Its instance name; helpers with the same one are one node.
+    pub id: String,
+    /// Its params, complete (defaults included).
+    pub params: Value,
 }
 
 /// The planned cost of a node.
@@ -414,6 +444,7 @@ impl Registry {
                 Arc::new(TokenizerKind::new()),
                 Arc::new(Shards::new()),
                 Arc::new(Train::new()),
+                Arc::new(Compile::new()),
                 Arc::new(Fit::new()),
                 Arc::new(Report::new()),
             ],

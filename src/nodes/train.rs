@@ -16,14 +16,16 @@ use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use super::compile::Compile;
 use super::shards::META_FILE;
-use super::{BranchRefusal, ComputeBasis, NodeCtx, NodeError, NodeKind, Progress, Resources, WorkEstimate};
+use super::{BranchRefusal, ComputeBasis, Helper, NodeCtx, NodeError, NodeKind, Progress, Resources, WorkEstimate};
 use crate::data::shard::ShardsMeta;
 use crate::process::spawn_group;
 use crate::spec::{Field, FieldType, Schema, Value};
 use crate::track::mlflow::{self, Ending, Metric, RunSpec, Tracker};
+use crate::train::compile::{CompileMode, CompileRecord, RECORD_FILE as COMPILE_RECORD};
 use crate::train::job::{
-    kept_checkpoint, BranchFrom, DecayShape, EvalRow, Event, OptimSpec, Precision, StepRow, TrainJob, Wsd,
+    kept_checkpoint, BranchFrom, CompiledUse, DecayShape, EvalRow, Event, OptimSpec, Precision, StepRow, TrainJob, Wsd,
     DECAY_SHAPE_NAMES,
 };
 use crate::train::record::{EVAL_FILE, STEPS_FILE, TENSORBOARD_DIR};
@@ -152,6 +154,13 @@ impl Train {
                 Field::default("seed", int(0), Value::Int(0), "seed of initialisation, data order and dropout"),
                 Field::default("precision", FieldType::Enum(&["fp32", "bf16"]), Value::Str("fp32".into()), "fp32, or bf16 matmuls and attention with fp32 master weights"),
                 Field::default("device", FieldType::Str, Value::Str("auto".into()), "auto (a GPU if one is visible), cpu, cuda or cuda:N").metadata(),
+                Field::default(
+                    "compile",
+                    FieldType::Enum(&CompileMode::NAMES),
+                    Value::Str("auto".into()),
+                    "the training step compiled ahead of time (AOTInductor): auto (on a GPU, where measured faster), on, off",
+                )
+                .metadata(),
                 Field::default("checkpoint_seconds", FieldType::Float, Value::Float(600.0), "seconds between checkpoints (0: off)").metadata(),
                 Field::default("checkpoint_steps", int(0), Value::Int(0), "steps between checkpoints (0: off)").metadata(),
                 Field::default("threads", int(0), Value::Int(0), "CPU threads for libtorch (0: its default)").metadata(),
@@ -189,6 +198,33 @@ fn model_shape(params: &Value, vocab_size: i64) -> Result<ModelShape, String> {
     Ok(shape)
 }
 
+/// `compile:` of validated params.
+fn compile_mode(params: &Value) -> CompileMode {
+    params.get_path("compile").and_then(Value::as_str).and_then(CompileMode::from_name).unwrap_or(CompileMode::Auto)
+}
+
+/// The compiled step a run uses, from its helper's record, and why; `None`
+/// without a helper (`compile: off`, or `auto` on the CPU).
+fn compiled_use(params: &Value, ctx: &NodeCtx<'_>) -> Result<CompiledUse, String> {
+    let mode = compile_mode(params);
+    let Ok(dir) = ctx.input_with(COMPILE_RECORD) else {
+        let why = match mode {
+            CompileMode::Off => "compile: off",
+            _ if params.get_path("device").and_then(Value::as_str) == Some("cpu") => {
+                "compile: auto keeps CPU training eager"
+            }
+            _ => "no compiled step: the vocabulary is known only once the shards exist (no upstream `vocab_size`)",
+        };
+        return Ok(CompiledUse { package: None, reason: format!("eager ({why})") });
+    };
+    let path = dir.join(COMPILE_RECORD);
+    let record: CompileRecord = std::fs::read(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| format!("{}: {e}", path.display())))?;
+    let (used, reason) = record.use_for(mode);
+    Ok(CompiledUse { package: used.then(|| dir.join(crate::train::compile::PACKAGE_FILE)), reason })
+}
+
 /// The WSD decay the params ask for, if they ask for one, and its end.
 fn wsd(params: &Value) -> Result<Option<Wsd>, String> {
     let optim = |key: &str| params.get_path(&format!("optim.{key}"));
@@ -220,6 +256,23 @@ fn kept_checkpoints(params: &Value) -> Vec<u64> {
     listed.iter().filter_map(Value::as_i64).map(|t| t.max(0) as u64).collect()
 }
 
+/// The device a node's `device:` runs on, given the GPU slots it holds:
+/// `auto` and `cuda` run on the reserved GPU (made the only visible one);
+/// `auto` with none reserved runs on the CPU, never on an unaccounted GPU.
+/// `cuda:N` pins a device by the user's numbering and is left alone.
+pub(super) fn resolve_device(device: &str, gpus: &[usize]) -> Result<String, String> {
+    let valid = ["auto", "cpu", "cuda"].contains(&device)
+        || device.strip_prefix("cuda:").is_some_and(|n| n.parse::<usize>().is_ok());
+    if !valid {
+        return Err(format!("device `{device}`: expected auto, cpu, cuda or cuda:N"));
+    }
+    Ok(match (device, gpus.is_empty()) {
+        ("auto" | "cuda", false) => "cuda:0".into(),
+        ("auto", true) => "cpu".into(),
+        _ => device.to_string(),
+    })
+}
+
 /// Builds the worker's job from validated params.
 fn job(params: &Value, shape: ModelShape, ctx: &NodeCtx<'_>, shards: std::path::PathBuf) -> Result<TrainJob, String> {
     let int = |path: &str| params.get_path(path).and_then(Value::as_i64).map(|v| v.max(0) as u64);
@@ -247,20 +300,7 @@ fn job(params: &Value, shape: ModelShape, ctx: &NodeCtx<'_>, shards: std::path::
         final_lr_fraction: float("optim.final_lr_fraction", 0.1),
         wsd,
     };
-    let mut device = params.get_path("device").and_then(Value::as_str).unwrap_or("auto").to_string();
-    let valid = ["auto", "cpu", "cuda"].contains(&device.as_str())
-        || device.strip_prefix("cuda:").is_some_and(|n| n.parse::<usize>().is_ok());
-    if !valid {
-        return Err(format!("device `{device}`: expected auto, cpu, cuda or cuda:N"));
-    }
-    // `auto` and `cuda` run on the reserved GPU (made the only visible one);
-    // `auto` with none reserved runs on the CPU, never on an unaccounted GPU.
-    // `cuda:N` pins a device by the user's numbering and is left alone.
-    match (device.as_str(), ctx.gpus().is_empty()) {
-        ("auto" | "cuda", false) => device = "cuda:0".into(),
-        ("auto", true) => device = "cpu".into(),
-        _ => {}
-    }
+    let device = resolve_device(params.get_path("device").and_then(Value::as_str).unwrap_or("auto"), ctx.gpus())?;
     let job = TrainJob {
         model: shape,
         optim,
@@ -285,7 +325,7 @@ fn job(params: &Value, shape: ModelShape, ctx: &NodeCtx<'_>, shards: std::path::
         work: ctx.work_dir().to_path_buf(),
         keep_checkpoints: kept_checkpoints(params),
         branch_from,
-        compiled: None,
+        compiled: Some(compiled_use(params, ctx)?),
     };
     job.check()?;
     Ok(job)
@@ -417,6 +457,28 @@ impl NodeKind for Train {
             bf16: params.get_path("precision").and_then(Value::as_str) == Some("bf16"),
             note: declared.is_none().then(|| format!("vocabulary {PAPER_VOCAB} assumed (no upstream vocab_size)")),
         })
+    }
+
+    /// The compiled step of this node's shape, unless `compile: off` (or
+    /// `auto` on the CPU, which trains eager) or the vocabulary is unknown
+    /// before the shards exist (no upstream `vocab_size`).
+    fn helper(&self, params: &Value, upstream: &dyn Fn(&str) -> Option<Value>) -> Option<Helper> {
+        let mode = compile_mode(params);
+        let device = params.get_path("device").and_then(Value::as_str).unwrap_or("auto");
+        if mode == CompileMode::Off || (mode == CompileMode::Auto && device == "cpu") {
+            return None;
+        }
+        let vocab = upstream("vocab_size").as_ref().and_then(Value::as_i64)?;
+        let shape = model_shape(params, vocab).ok()?;
+        let batch_size = params.get_path("batch_size").and_then(Value::as_i64)?;
+        let micro_batch = params.get_path("micro_batch").and_then(Value::as_i64).unwrap_or(batch_size);
+        let precision = if params.get_path("precision").and_then(Value::as_str) == Some("bf16") {
+            Precision::Bf16
+        } else {
+            Precision::Fp32
+        };
+        let helper = Compile::helper_params(&shape, precision, micro_batch, mode, device);
+        Some(Helper { kind: "compile", id: Compile::helper_id(&helper), params: helper })
     }
 
     /// N does not depend on the vocabulary (embeddings are not counted),

@@ -113,6 +113,9 @@ pub struct InputSpec {
     pub nodes: Vec<usize>,
     /// Where the reference is written.
     pub span: Span,
+    /// Built first and read, but outside the node's key: a helper
+    /// ([`crate::nodes::NodeKind::helper`]), built only when the node builds.
+    pub order_only: bool,
 }
 
 impl Experiment {
@@ -262,7 +265,10 @@ impl Loader<'_> {
             }
         }
         self.check_defaults_are_used(defaults, decls);
-        let nodes = self.resolve_inputs(instances);
+        let mut nodes = self.resolve_inputs(instances);
+        if self.errors.is_empty() {
+            self.add_helpers(&mut nodes);
+        }
         if self.errors.is_empty() {
             let lookup = Lookup::new(&nodes);
             Ok(Experiment { name, source: self.source.clone(), nodes, lookup })
@@ -755,7 +761,7 @@ impl Loader<'_> {
                     Ok(nodes) if nodes.contains(&i) => self
                         .errors
                         .push(self.err(*span, format!("node `{}` cannot take itself as input", specs[i].id)).key(key)),
-                    Ok(nodes) => inputs.push(InputSpec { name: name.clone(), nodes, span: *span }),
+                    Ok(nodes) => inputs.push(InputSpec { name: name.clone(), nodes, span: *span, order_only: false }),
                     // A declaration that failed validation was already reported; its absence is no news.
                     Err(_) if self.failed_decls.contains(name.split('[').next().unwrap_or(name)) => {}
                     Err((message, hint)) => {
@@ -778,6 +784,61 @@ impl Loader<'_> {
             })
             .collect()
     }
+}
+
+impl Loader<'_> {
+    /// Appends the helpers nodes ask for ([`crate::nodes::NodeKind::helper`]),
+    /// one per distinct id, as order-only inputs of the nodes that asked.
+    fn add_helpers(&mut self, nodes: &mut Vec<NodeSpec>) {
+        let declared = nodes.len();
+        let mut by_id: HashMap<String, usize> = HashMap::new();
+        for i in 0..declared {
+            let upstream = |key: &str| upstream_param(nodes, i, key);
+            let Some(helper) = nodes[i].kind.helper(&nodes[i].params, &upstream) else { continue };
+            let Some(kind) = self.registry.get(helper.kind) else {
+                self.errors.push(self.err(
+                    nodes[i].span,
+                    format!("kind `{}` asks for an unknown kind `{}`", nodes[i].kind.name(), helper.kind),
+                ));
+                continue;
+            };
+            let span = nodes[i].span;
+            let index = *by_id.entry(helper.id.clone()).or_insert_with(|| {
+                let resources = kind.resources_default(&helper.params);
+                nodes.push(NodeSpec {
+                    id: NodeId(helper.id.clone()),
+                    decl: helper.id.clone(),
+                    kind,
+                    params: helper.params,
+                    matrix: vec![],
+                    isoflop: None,
+                    inputs: vec![],
+                    resources,
+                    span,
+                });
+                nodes.len() - 1
+            });
+            nodes[i].inputs.push(InputSpec { name: helper.id, nodes: vec![index], span, order_only: true });
+        }
+    }
+}
+
+/// The value of param `key` on the nearest node `i` depends on,
+/// breadth-first (a train node's vocabulary is its tokenizer's).
+pub fn upstream_param(nodes: &[NodeSpec], i: usize, key: &str) -> Option<Value> {
+    let mut seen = HashSet::new();
+    let mut queue: std::collections::VecDeque<usize> =
+        nodes[i].inputs.iter().flat_map(|input| input.nodes.iter().copied()).collect();
+    while let Some(j) = queue.pop_front() {
+        if !seen.insert(j) {
+            continue;
+        }
+        if let Some(v) = nodes[j].params.get_path(key) {
+            return Some(v.clone());
+        }
+        queue.extend(nodes[j].inputs.iter().flat_map(|input| input.nodes.iter().copied()));
+    }
+    None
 }
 
 /// A validated value as YAML again, every node at `span` (where it was

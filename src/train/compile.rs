@@ -62,9 +62,8 @@ pub struct CompileJob {
     pub threads: u64,
     /// Forward+backward passes timed per round, eager and compiled.
     pub timed_steps: usize,
-    /// The Python with torch to export and compile with.
-    pub python: PathBuf,
-    /// `compile_step.py`.
+    /// The exporter, `compile_step.py` (run by `$SCALEMAKE_PYTHON`, else
+    /// the Python of the venv libtorch came from, else `python3`).
     pub script: PathBuf,
     /// Empty directory that becomes the artifact.
     pub out: PathBuf,

@@ -27,6 +27,7 @@ each phase took), or exits non-zero with the reason on stderr.
 """
 
 import json
+import warnings
 import math
 import os
 import sys

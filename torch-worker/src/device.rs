@@ -9,7 +9,7 @@ use std::ffi::{CStr, CString};
 use std::path::PathBuf;
 
 /// The libtorch library directory the binary was linked against.
-fn libtorch_lib_dir() -> Option<PathBuf> {
+pub fn libtorch_lib_dir() -> Option<PathBuf> {
     option_env!("SCALEMAKE_LIBTORCH_LIB").map(PathBuf::from)
 }
 
@@ -55,13 +55,31 @@ pub fn libtorch_version() -> Option<String> {
 
 /// GPU names from `nvidia-smi` (tch has no device-name query).
 fn gpu_names() -> Vec<String> {
+    nvidia_smi("name,memory.total")
+}
+
+/// One line per GPU of `nvidia-smi --query-gpu=<fields>`, empty without one.
+fn nvidia_smi(fields: &str) -> Vec<String> {
     std::process::Command::new("nvidia-smi")
-        .args(["--query-gpu=name,memory.total", "--format=csv,noheader"])
+        .arg(format!("--query-gpu={fields}"))
+        .arg("--format=csv,noheader")
         .output()
         .ok()
         .filter(|o| o.status.success())
         .map(|o| String::from_utf8_lossy(&o.stdout).lines().map(str::to_string).collect())
         .unwrap_or_default()
+}
+
+/// The first visible GPU's compute capability as `sm_90` (what a compiled
+/// step's kernels are built for), from `nvidia-smi` (tch has no query).
+fn cuda_capability(visible: i64) -> Option<String> {
+    if visible == 0 {
+        return None;
+    }
+    let mask = std::env::var("CUDA_VISIBLE_DEVICES").unwrap_or_default();
+    let physical = mask.split(',').next().and_then(|id| id.trim().parse::<usize>().ok()).unwrap_or(0);
+    let cap = nvidia_smi("compute_cap").into_iter().nth(physical)?;
+    Some(format!("sm_{}", cap.trim().replace('.', "")))
 }
 
 /// Whether libtorch can use CUDA here (after loading its CUDA library).
@@ -112,6 +130,7 @@ pub fn report() -> serde_json::Value {
         "cuda_devices": count,
         "cudnn_available": cuda && tch::Cuda::cudnn_is_available(),
         "gpu_names": gpu_names(),
+        "cuda_capability": cuda_capability(count),
         "cpu_threads": tch::get_num_threads(),
         "hadamard_kernel": crate::model::hadamard::KERNEL_BUILT,
     })

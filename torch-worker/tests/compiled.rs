@@ -25,13 +25,6 @@ fn shape(variant: Variant, dropout: f64) -> ModelShape {
     ModelShape { variant, dropout, context: 32, ..ModelShape::preset("nano", VOCAB).unwrap() }
 }
 
-/// The project's venv Python (what `scripts/setup.sh` makes).
-fn python() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
-    let venv = std::env::var_os("VIRTUAL_ENV").map(PathBuf::from).unwrap_or_else(|| root.join(".venv"));
-    venv.join("bin/python")
-}
-
 /// The package for `shape`, compiled once for all tests, with its record.
 fn package(shape: &ModelShape) -> (PathBuf, CompileRecord) {
     let name = format!("{:?}-{}-{}", shape.variant, shape.dropout, shape.context);
@@ -51,7 +44,6 @@ fn package(shape: &ModelShape) -> (PathBuf, CompileRecord) {
             device: "cpu".into(),
             threads: 0,
             timed_steps: 2,
-            python: python(),
             script: Path::new(env!("CARGO_MANIFEST_DIR")).join("python/compile_step.py"),
             out: out.clone(),
             work: dir.join("work"),

@@ -164,9 +164,17 @@ fn export_spec(
     }))
 }
 
-/// The Python that compiles: `$SCALEMAKE_PYTHON`, else the job's.
-fn python(job: &CompileJob) -> PathBuf {
-    std::env::var_os("SCALEMAKE_PYTHON").map(PathBuf::from).unwrap_or_else(|| job.python.clone())
+/// The Python that compiles: `$SCALEMAKE_PYTHON`, else that of the venv
+/// the linked libtorch comes from (`<venv>/lib/pythonX.Y/site-packages/torch/lib`),
+/// else `python3` (a machine whose torch is on its path).
+fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("SCALEMAKE_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let venv_python = crate::device::libtorch_lib_dir()
+        .and_then(|lib| lib.ancestors().nth(5).map(|venv| venv.join("bin/python")))
+        .filter(|p| p.is_file());
+    venv_python.unwrap_or_else(|| PathBuf::from("python3"))
 }
 
 /// A model of `shape` on `device` with its flat buffers, as training builds it.
@@ -197,7 +205,7 @@ pub fn compile(job: &CompileJob) -> Result<CompileRecord, String> {
     let staged = job.work.join("package");
     let _ = fs::remove_dir_all(&staged);
     let started = Instant::now();
-    let python = python(job);
+    let python = python();
     eprintln!("compiling the training step with {} {}", python.display(), job.script.display());
     let status = Command::new(&python).arg(&job.script).arg(&spec_path).arg(&staged).status();
     let compile_seconds = started.elapsed().as_secs_f64();
