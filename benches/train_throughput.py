@@ -5,7 +5,9 @@ For each preset, runs `scalemake-torch bench` and `benches/reference/gpt.py
 bench` alternately (`--reps` times each, same settings, random tokens) and
 prints a Markdown table of median tokens/s, MFU where the device's peak is
 known, and the ratios. PyTorch runs in eager mode, and with `torch.compile`
-when `--compile` is given.
+when `--compile` is given; scalemake runs eager, and with its compiled step
+(AOTInductor, `torch-worker/python/compile_step.py`) when `--scalemake-compiled`
+is given, with the compile's seconds and the steps that pay it back.
 
 CPU (this machine):
     .venv/bin/python benches/train_throughput.py --device cpu --presets micro --batch 16 --steps 5
@@ -62,6 +64,7 @@ def main():
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--bf16", action="store_true")
     p.add_argument("--compile", action="store_true")
+    p.add_argument("--scalemake-compiled", action="store_true", help="also scalemake's compiled step (compiled once per preset, timed)")
     p.add_argument("--compile-timeout", type=float, default=150, help="seconds a torch.compile run may take, compilation included")
     p.add_argument("--profile-dir", help="where the time goes: the worker's phases and the torch profiler's tables, per preset")
     p.add_argument("--peak-tflops", type=float, default=None, help="device peak for MFU (default: known GPUs only)")
@@ -74,10 +77,13 @@ def main():
     # glibc returns every >32 MiB buffer to the kernel on free; the worker
     # keeps them (mallopt), so PyTorch is also measured with the same setting.
     same_malloc = dict(os.environ, GLIBC_TUNABLES="glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=2147483647")
-    rows = []
+    rows, notes = [], []
     device_name = None
     for preset in a.presets.split(","):
         runs = {"scalemake": [], "pytorch": []}
+        if a.scalemake_compiled:
+            runs["scalemake compiled"] = []
+        compile_seconds = []
         if a.device == "cpu":
             runs["pytorch (same malloc)"] = []
         if a.compile:
@@ -100,6 +106,12 @@ def main():
                 same = run([a.python, reference, "bench", "--preset", preset] + common, same_malloc)
                 if same:
                     runs["pytorch (same malloc)"].append(same["tokens_per_second"])
+            if a.scalemake_compiled:
+                exporter = str(ROOT / "torch-worker/python/compile_step.py")
+                mine = run([a.worker, "bench", "--preset", preset, "--compiled", exporter] + common, timeout=a.compile_timeout + 300)
+                if mine:
+                    runs["scalemake compiled"].append(mine["tokens_per_second"])
+                    compile_seconds.append(mine["compile_seconds"])
             if a.compile:  # needs Triton and a C compiler
                 compiled = run([a.python, reference, "bench", "--preset", preset, "--compile"] + common, timeout=a.compile_timeout)
                 if compiled:
@@ -107,19 +119,28 @@ def main():
         peak = a.peak_tflops * 1e12 if a.peak_tflops else next((v for k, v in PEAK.items() if k in (device_name or "")), None)
         if peak and not a.peak_tflops and not a.bf16:
             peak /= 2  # the table holds bf16 peaks; TF32 is half
-        ours = statistics.median(runs["scalemake"]) if runs["scalemake"] else None
+        median = lambda impl: statistics.median(runs[impl]) if runs.get(impl) else None
+        ours, mine = median("scalemake"), median("scalemake compiled")
         for impl, values in runs.items():
             if not values:
-                rows.append(f"| {preset} | {impl} | failed | – | – |")
+                rows.append(f"| {preset} | {impl} | failed | – | – | – |")
                 continue
             tps = statistics.median(values)
             mfu = f"{100 * tps * flops_per_token(preset, a.vocab) / peak:.1f}%" if peak else "–"
             ratio = f"{ours / tps:.2f}×" if ours else "–"
-            rows.append(f"| {preset} | {impl} | {tps:,.0f} | {mfu} | {ratio} |")
+            compiled_ratio = f"{mine / tps:.2f}×" if mine else "–"
+            rows.append(f"| {preset} | {impl} | {tps:,.0f} | {mfu} | {ratio} | {compiled_ratio} |")
+        if ours and mine and compile_seconds:
+            tokens_per_step = a.batch * LAYERS[preset][2]
+            saved = tokens_per_step / ours - tokens_per_step / mine  # seconds a step saves
+            payback = f"{statistics.median(compile_seconds) / saved:,.0f} steps" if saved > 0 else "never (not faster)"
+            notes.append(f"{preset}: compiled in {statistics.median(compile_seconds):.0f} s, paid back after {payback}")
     print(f"device: {device_name}; batch {a.batch} (micro-batch {micro}); {'bf16' if a.bf16 else 'fp32'}; {a.steps} timed steps after {a.warmup}; median of {a.reps} alternating runs\n")
-    print("| preset | implementation | tokens/s | MFU | scalemake ÷ this |")
-    print("|---|---|---:|---:|---:|")
+    print("| preset | implementation | tokens/s | MFU | scalemake ÷ this | scalemake compiled ÷ this |")
+    print("|---|---|---:|---:|---:|---:|")
     print("\n".join(rows))
+    if notes:
+        print("\n" + "\n".join(f"- {n}" for n in notes))
 
 
 if __name__ == "__main__":

@@ -195,7 +195,7 @@ fn paper_yaml_plans_the_papers_tables() {
     let dry = in_repo(&["run", "--dry-run", "experiments/paper.yaml"]);
     assert_eq!(dry.code, 0, "{}", dry.stderr);
     assert!(
-        dry.stdout.contains("(14 selected)") && dry.stdout.contains("of GPU time on one H100 at 22% MFU"),
+        dry.stdout.contains("(23 selected)") && dry.stdout.contains("of GPU time on one H100 at 22% MFU"),
         "{}",
         dry.stdout
     );

@@ -22,8 +22,14 @@
 #          xxsmall, xsmall, small (bf16, batch 80 × 1024) against PyTorch
 #          eager and torch.compile on the same GPU, with the worker's phase
 #          timings and the torch profiler's tables (where the time goes).
+#   variants: baseline, doped, FastFood and block-diagonal at xsmall's width
+#          and depth, eager and compiled (issue 28: compile times included).
 #   study: `scalemake run experiments/gpu-small.yaml` end to end (engine,
 #          worker, fits, report); the report and the run's timings copied.
+#          Its train nodes now run compiled (`compile: auto` on a GPU): the
+#          wall time against the 176 s of 2026-12-04 (eager) is the before/after.
+# With the compiled step (issue 28) the parts no longer fit one call: run
+# `bench` (≤ 8 min), then `study` and `variants` while the machine is warm.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -94,16 +100,28 @@ bench() {
   step "optimizer: flat buffers vs per-tensor"
   capped 60 "$WORKER" bench-optimizer small cuda | tee "$OUT/optimizer.json"
 
-  step "training throughput: scalemake vs PyTorch eager vs torch.compile"
-  capped "${THROUGHPUT_CAP:-300}" "$PY" benches/train_throughput.py --worker "$WORKER" --python "$PY" --device cuda --bf16 \
+  step "training throughput: scalemake eager and compiled vs PyTorch eager vs torch.compile"
+  SCALEMAKE_PYTHON="$PY" capped "${THROUGHPUT_CAP:-420}" "$PY" benches/train_throughput.py --worker "$WORKER" --python "$PY" --device cuda --bf16 \
     --presets "${PRESETS:-xxsmall,xsmall,small}" --batch 80 --micro-batch "${MICRO:-16}" --steps "${STEPS:-10}" --warmup 3 --reps 1 \
-    --compile --profile-dir "$OUT/profile" | tee "$OUT/throughput.md"
+    --compile --scalemake-compiled --profile-dir "$OUT/profile" | tee "$OUT/throughput.md"
+}
+
+variants() {
+  step "the four variants at xsmall's width and depth, eager and compiled"
+  for variant in baseline doped fastfood blockdiag_hadamard; do
+    for mode in eager compiled; do
+      extra=()
+      [ "$mode" = compiled ] && extra=(--compiled torch-worker/python/compile_step.py)
+      SCALEMAKE_PYTHON="$PY" capped 240 "$WORKER" bench --preset xsmall --variant "$variant" --device cuda --bf16 \
+        --batch 80 --micro-batch "${MICRO:-16}" --steps 10 --warmup 3 "${extra[@]}" | tee -a "$OUT/variants.jsonl"
+    done
+  done
 }
 
 study() {
   step "gpu-small.yaml end to end"
   "$SCALEMAKE" plan experiments/gpu-small.yaml --gpu H200 | tee "$OUT/gpu-small-plan.txt" | tail -3
-  capped "${STUDY_CAP:-330}" "$SCALEMAKE" run --keep-going experiments/gpu-small.yaml 2>&1 | tee "$OUT/gpu-small-run.txt" | grep -v '^ *built\|^building' | tail -20
+  SCALEMAKE_PYTHON="$PY" capped "${STUDY_CAP:-330}" "$SCALEMAKE" run --keep-going experiments/gpu-small.yaml 2>&1 | tee "$OUT/gpu-small-run.txt" | grep -v '^ *built\|^building' | tail -20
   "$SCALEMAKE" status experiments/gpu-small.yaml > "$OUT/gpu-small-status.txt" 2>&1 || true
   mkdir -p "$OUT/gpu-small"
   for node in laws report; do
@@ -116,8 +134,9 @@ study() {
 case "$PART" in
   all) bench; study ;;
   bench) bench ;;
+  variants) variants ;;
   study) study ;;
-  *) echo "usage: run.sh [--prepare | all | bench | study]"; exit 2 ;;
+  *) echo "usage: run.sh [--prepare | all | bench | variants | study]"; exit 2 ;;
 esac
 
 step "summary"

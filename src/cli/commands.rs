@@ -136,8 +136,20 @@ fn dry_run_report(plan: &Plan, ws: &Workspace, selected: &BTreeSet<usize>, throu
     let estimates = plan.estimates();
     let (mut will, mut may, mut hours) = (0, 0, 0.0);
     for &i in plan.topo_order().iter().filter(|i| selected.contains(i)) {
+        // A helper builds only for a consumer that builds: it is as sure to as the surest of them.
+        let consumers_build = |sure: bool| {
+            plan.consumers_of(i)
+                .into_iter()
+                .any(|c| matches!(&survey[c], Freshness::Stale { key, .. } if key.is_some() || !sure))
+        };
+        let helper_needed = !plan.is_helper(i) || consumers_build(false);
         let verb = match &survey[i] {
             Freshness::Fresh { .. } => continue,
+            Freshness::Stale { .. } if !helper_needed => continue,
+            Freshness::Stale { .. } if plan.is_helper(i) && !consumers_build(true) => {
+                may += 1;
+                "may build"
+            }
             Freshness::Stale { key: None, .. } => {
                 may += 1;
                 "may build"

@@ -145,8 +145,7 @@ fn shape(params: &Value) -> Result<ModelShape, String> {
 /// What a compile is keyed on besides its params: `cpu`, or `cuda sm_90`
 /// (the first visible GPU's compute capability) for a node that runs on a
 /// GPU here, with the torch version and the exporter's digest.
-fn target(device: &str) -> Value {
-    let platform = crate::device::platform();
+fn target(device: &str, platform: &crate::device::Platform) -> Value {
     let on_gpu = device != "cpu" && platform.cuda_capability.is_some();
     let device = match (&platform.cuda_capability, on_gpu) {
         (Some(cap), true) => format!("cuda {cap}"),
@@ -183,7 +182,7 @@ impl NodeKind for Compile {
     }
 
     fn environment(&self, params: &Value) -> Option<Value> {
-        Some(target(params.get_path("device").and_then(Value::as_str).unwrap_or("auto")))
+        Some(target(params.get_path("device").and_then(Value::as_str).unwrap_or("auto"), crate::device::platform()))
     }
 
     fn run(&self, ctx: &mut NodeCtx<'_>) -> Result<(), NodeError> {
@@ -286,5 +285,52 @@ impl NodeKind for Compile {
             _ => {}
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::Platform;
+
+    fn platform(torch: &str, cuda: Option<&str>) -> Platform {
+        Platform { torch: Some(torch.into()), cuda_capability: cuda.map(str::to_string) }
+    }
+
+    #[test]
+    fn the_key_follows_torch_and_the_gpu_but_not_a_cpu_runs_gpu() {
+        let h100 = platform("2.11.0+cu130", Some("sm_90"));
+        let key = |device: &str, p: &Platform| target(device, p).to_string();
+        assert_ne!(key("auto", &h100), key("auto", &platform("2.12.0+cu130", Some("sm_90"))), "torch version");
+        assert_ne!(key("auto", &h100), key("auto", &platform("2.11.0+cu130", Some("sm_80"))), "compute capability");
+        assert!(key("auto", &h100).contains("cuda sm_90"), "{}", key("auto", &h100));
+        // A run pinned to the CPU compiles for the CPU, GPU or not.
+        assert_eq!(key("cpu", &h100), key("cpu", &platform("2.11.0+cu130", None)));
+        assert_eq!(key("auto", &platform("2.11.0+cu130", None)), key("cpu", &h100));
+    }
+
+    #[test]
+    fn helpers_of_one_shape_share_an_id_and_other_shapes_do_not() {
+        let shape = ModelShape::preset("nano", 400).unwrap();
+        let a = Compile::helper_params(&shape, Precision::Fp32, 4, CompileMode::On, "cpu");
+        let b = Compile::helper_params(&shape, Precision::Fp32, 4, CompileMode::On, "cpu");
+        let wider = ModelShape { d_model: 128, ..shape.clone() };
+        let c = Compile::helper_params(&wider, Precision::Fp32, 4, CompileMode::On, "cpu");
+        let d = Compile::helper_params(&shape, Precision::Bf16, 4, CompileMode::On, "cpu");
+        assert_eq!(Compile::helper_id(&a), Compile::helper_id(&b));
+        assert_ne!(Compile::helper_id(&a), Compile::helper_id(&c));
+        assert_ne!(Compile::helper_id(&a), Compile::helper_id(&d));
+        assert!(
+            Compile::helper_id(&a).starts_with("compile[baseline,L2,d64,h2,T64,V400,b4,fp32,"),
+            "{}",
+            Compile::helper_id(&a)
+        );
+        // Every param a helper sets is one its schema knows, so it validates like a written node.
+        let kind = Compile::new();
+        let Value::Map(map) = &a else { panic!("params are a map") };
+        for key in map.keys() {
+            assert!(kind.schema().fields.iter().any(|f| f.name == key.as_str()), "{key} is not in the schema");
+        }
+        assert_eq!(shape, super::shape(&a).unwrap());
     }
 }

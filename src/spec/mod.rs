@@ -803,8 +803,9 @@ impl Loader<'_> {
                 continue;
             };
             let span = nodes[i].span;
+            // A helper runs where the node that asked for it runs (its `resources:` too).
+            let resources = nodes[i].resources;
             let index = *by_id.entry(helper.id.clone()).or_insert_with(|| {
-                let resources = kind.resources_default(&helper.params);
                 nodes.push(NodeSpec {
                     id: NodeId(helper.id.clone()),
                     decl: helper.id.clone(),

@@ -248,6 +248,12 @@ def main(spec_path, out_dir):
 
     from torch._functorch.aot_autograd import aot_export_module
 
+    # Deterministic kernels only: the embedding's backward is otherwise an
+    # atomic scatter-add over token ids, whose order (and so its rounding)
+    # changes from run to run, and a resumed run must replay the same bits.
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
     timings = {}
     start = time.perf_counter()
     graph, signature = aot_export_module(joint, (idx, targets), trace_joint=True, output_loss_index=0)

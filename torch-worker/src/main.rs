@@ -87,7 +87,7 @@ fn keep_freed_memory() {
 }
 
 const BENCH_USAGE: &str =
-    "bench [--preset P] [--variant V] [--layers L] [--d-model D] [--heads H] [--context T] [--vocab V] [--device D] [--threads N] [--batch B] [--micro-batch M] [--steps N] [--warmup W] [--bf16] [--phases]";
+    "bench [--preset P] [--variant V] [--layers L] [--d-model D] [--heads H] [--context T] [--vocab V] [--device D] [--threads N] [--batch B] [--micro-batch M] [--steps N] [--warmup W] [--bf16] [--phases] [--compiled EXPORTER]";
 
 /// Parses `bench` flags (the same as `gpt.py bench`).
 fn bench_spec(args: &[&str]) -> Result<tools::BenchSpec, String> {
@@ -104,6 +104,7 @@ fn bench_spec(args: &[&str]) -> Result<tools::BenchSpec, String> {
         variant: None,
         shape: tools::ShapeOverrides::default(),
         threads: 0,
+        compiled: None,
     };
     let mut it = args.iter();
     while let Some(&flag) = it.next() {
@@ -131,6 +132,7 @@ fn bench_spec(args: &[&str]) -> Result<tools::BenchSpec, String> {
             "--context" => spec.shape.context = Some(int()?),
             "--threads" => spec.threads = int()? as i32,
             "--warmup" => spec.warmup = int()? as usize,
+            "--compiled" => spec.compiled = Some(std::path::PathBuf::from(value)),
             other => return Err(format!("unknown flag {other}")),
         }
     }

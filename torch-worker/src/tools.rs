@@ -8,7 +8,10 @@ use scalemake::train::job::OptimSpec;
 use scalemake::train::ModelShape;
 use tch::{nn, Device, Kind, Tensor};
 
+use scalemake::train::compile::{CompileJob, CompileOutcome, CompileRecord, PACKAGE_FILE};
+use scalemake::train::job::Precision;
 use scalemake_torch::model::gpt::Gpt;
+use scalemake_torch::train::compiled::{compile, CompiledStep};
 use scalemake_torch::train::{Phase, Trainer};
 
 /// Adam steps a reference case takes on its one batch.
@@ -89,6 +92,9 @@ pub struct BenchSpec {
     pub shape: ShapeOverrides,
     /// CPU threads for libtorch (0: its default).
     pub threads: i32,
+    /// Train through the compiled step, compiled first with this exporter
+    /// (`torch-worker/python/compile_step.py`); the compile is timed.
+    pub compiled: Option<std::path::PathBuf>,
 }
 
 /// Overrides of a preset's shape (sizing CPU studies measures shapes no
@@ -129,6 +135,15 @@ pub fn bench(spec: &BenchSpec) -> Result<serde_json::Value, String> {
     let model = Gpt::new(&vs.root(), &shape, if spec.bf16 { Kind::BFloat16 } else { Kind::Float });
     let optim = OptimSpec::constant(1e-4);
     let mut trainer = Trainer::new(&vs, &optim);
+    let compile_seconds = match &spec.compiled {
+        Some(exporter) => {
+            let record = compile_for_bench(&shape, spec, exporter)?;
+            let package = std::env::temp_dir().join(format!("scalemake-bench-{}/out", std::process::id()));
+            trainer.use_compiled(CompiledStep::load(&package.join(PACKAGE_FILE), &vs)?);
+            Some(record.compile_seconds)
+        }
+        None => None,
+    };
     let data = Tensor::randint(spec.vocab, [spec.micro_batch, shape.context + 1], (Kind::Int64, device));
     let micro: Vec<(Tensor, Tensor)> = (0..spec.batch / spec.micro_batch.max(1))
         .map(|_| (data.narrow(1, 0, shape.context), data.narrow(1, 1, shape.context)))
@@ -154,10 +169,35 @@ pub fn bench(spec: &BenchSpec) -> Result<serde_json::Value, String> {
     let mfu = scalemake::train::peak_flops(&name, spec.bf16)
         .map(|peak| tokens_per_second * shape.flops_per_token(&counts) / peak);
     Ok(serde_json::json!({
-        "impl": "scalemake", "preset": spec.preset, "n_layer": shape.n_layer, "d_model": shape.d_model, "variant": variant, "params": counts, "device": name, "bf16": spec.bf16,
+        "impl": if spec.compiled.is_some() { "scalemake compiled" } else { "scalemake" }, "compile_seconds": compile_seconds, "preset": spec.preset, "n_layer": shape.n_layer, "d_model": shape.d_model, "variant": variant, "params": counts, "device": name, "bf16": spec.bf16,
         "tokens_per_second": tokens_per_second, "mfu": mfu, "steps": spec.steps, "threads": tch::get_num_threads(), "last_loss": loss,
         "phases_ms": phases_ms, "step_ms": 1e3 * seconds / spec.steps.max(1) as f64,
     }))
+}
+
+/// Compiles the step `bench` trains into a scratch directory (the same
+/// export and package a `compile` node makes); an export that falls back is
+/// an error here, since there is nothing compiled to measure.
+fn compile_for_bench(shape: &ModelShape, spec: &BenchSpec, exporter: &Path) -> Result<CompileRecord, String> {
+    let dir = std::env::temp_dir().join(format!("scalemake-bench-{}", std::process::id()));
+    let out = dir.join("out");
+    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let job = CompileJob {
+        model: shape.clone(),
+        precision: if spec.bf16 { Precision::Bf16 } else { Precision::Fp32 },
+        micro_batch: spec.micro_batch,
+        device: spec.device.clone(),
+        threads: spec.threads.max(0) as u64,
+        timed_steps: 3,
+        script: exporter.to_path_buf(),
+        out,
+        work: dir.join("work"),
+    };
+    let record = compile(&job)?;
+    match &record.outcome {
+        CompileOutcome::Compiled => Ok(record),
+        CompileOutcome::Fallback { reason } => Err(format!("the step did not compile: {reason}")),
+    }
 }
 
 /// Mean milliseconds per step spent in each [`Phase`] over `steps` more
