@@ -121,7 +121,7 @@ variants() {
 study() {
   step "gpu-small.yaml end to end"
   "$SCALEMAKE" plan experiments/gpu-small.yaml --gpu H200 | tee "$OUT/gpu-small-plan.txt" | tail -3
-  SCALEMAKE_PYTHON="$PY" capped "${STUDY_CAP:-330}" "$SCALEMAKE" run --keep-going experiments/gpu-small.yaml 2>&1 | tee "$OUT/gpu-small-run.txt" | grep -v '^ *built\|^building' | tail -20
+  SCALEMAKE_PYTHON="$PY" capped "${STUDY_CAP:-540}" "$SCALEMAKE" run --keep-going experiments/gpu-small.yaml 2>&1 | tee "$OUT/gpu-small-run.txt" | grep -v '^ *built\|^building' | tail -20
   "$SCALEMAKE" status experiments/gpu-small.yaml > "$OUT/gpu-small-status.txt" 2>&1 || true
   mkdir -p "$OUT/gpu-small"
   for node in laws report; do

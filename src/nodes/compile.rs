@@ -14,10 +14,9 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use super::train::resolve_device;
+use super::train::{resolve_device, spawn_worker};
 use super::{NodeCtx, NodeError, NodeKind, Progress, Resources};
 use crate::hash::ContentHash;
-use crate::process::spawn_group;
 use crate::spec::{Field, FieldType, Schema, Value};
 use crate::train::compile::{CompileJob, CompileMode, CompileOutcome, CompileRecord, RECORD_FILE};
 use crate::train::job::Precision;
@@ -231,22 +230,10 @@ impl NodeKind for Compile {
         let text = serde_json::to_vec_pretty(&job).map_err(|e| NodeError::Failed(e.to_string()))?;
         std::fs::write(&job_path, text).map_err(|e| NodeError::io(&job_path, e))?;
 
-        let worker = crate::device::worker_path();
-        let log = ctx.log().try_clone().map_err(|e| NodeError::Failed(format!("cannot share the log: {e}")))?;
-        let mut command = std::process::Command::new(&worker);
-        command
-            .arg("compile")
-            .arg(&job_path)
-            .current_dir(ctx.root())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log);
-        let mut child = spawn_group(&mut command, libc::SIGKILL, ctx.gpus()).map_err(|e| {
-            NodeError::Failed(format!(
-                "cannot start the libtorch worker {}: {e} (run scripts/setup.sh)",
-                worker.display()
-            ))
-        })?;
+        // As for training: the reserved GPUs become the only visible ones, unless `cuda:N` pins one.
+        let pinned = params.get_path("device").and_then(Value::as_str).is_some_and(|d| d.starts_with("cuda:"));
+        let gpus = if pinned { Vec::new() } else { ctx.gpus().to_vec() };
+        let mut child = spawn_worker(ctx, "compile", &job_path, &gpus, Stdio::null())?;
         let started = Instant::now();
         let status = loop {
             if ctx.is_cancelled() {

@@ -375,12 +375,19 @@ fn tracking(schema: &Schema, ctx: &NodeCtx<'_>, job: &TrainJob) -> Option<RunSpe
 /// Starts the worker in its own process group; it dies with scalemake.
 /// SIGKILL on scalemake's death: the worker has nothing to clean up (its
 /// checkpoints are replaced atomically) and must free its GPU at once.
-fn spawn_worker(ctx: &mut NodeCtx<'_>, job_path: &std::path::Path, gpus: &[usize]) -> Result<Child, NodeError> {
+/// `command` is the worker's (`train`, `compile`); its stdout goes to `stdout`, its stderr to the node's log.
+pub(super) fn spawn_worker(
+    ctx: &mut NodeCtx<'_>,
+    command: &str,
+    job_path: &std::path::Path,
+    gpus: &[usize],
+    stdout: Stdio,
+) -> Result<Child, NodeError> {
     let worker = crate::device::worker_path();
     let log = ctx.log().try_clone().map_err(|e| NodeError::Failed(format!("cannot share the log: {e}")))?;
-    let mut command = std::process::Command::new(&worker);
-    command.arg("train").arg(job_path).current_dir(ctx.root()).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(log);
-    spawn_group(&mut command, libc::SIGKILL, gpus).map_err(|e| {
+    let mut command_line = std::process::Command::new(&worker);
+    command_line.arg(command).arg(job_path).current_dir(ctx.root()).stdin(Stdio::null()).stdout(stdout).stderr(log);
+    spawn_group(&mut command_line, libc::SIGKILL, gpus).map_err(|e| {
         NodeError::Failed(format!("cannot start the libtorch worker {}: {e} (run scripts/setup.sh)", worker.display()))
     })
 }
@@ -594,7 +601,7 @@ impl NodeKind for Train {
             }
             None => None,
         };
-        let mut child = spawn_worker(ctx, &job_path, &gpus)?;
+        let mut child = spawn_worker(ctx, "train", &job_path, &gpus, Stdio::piped())?;
         let stdout = child.stdout.take().expect("stdout is piped");
         let (tx, rx) = mpsc::channel::<String>();
         std::thread::spawn(move || {

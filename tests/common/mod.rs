@@ -134,7 +134,10 @@ impl Project {
         use scalemake::exec::{self, Freshness, Workspace};
         // Keys of compile nodes hold what the worker reports: ask the one `scalemake` runs.
         if std::env::var_os("SCALEMAKE_TORCH").is_none() {
-            std::env::set_var("SCALEMAKE_TORCH", Path::new(env!("CARGO_BIN_EXE_scalemake")).with_file_name("scalemake-torch"));
+            std::env::set_var(
+                "SCALEMAKE_TORCH",
+                Path::new(env!("CARGO_BIN_EXE_scalemake")).with_file_name("scalemake-torch"),
+            );
         }
         let experiment = scalemake::spec::load(&self.path().join("exp.yaml"), &scalemake::nodes::Registry::builtin())
             .expect("the experiment loads");
