@@ -91,6 +91,7 @@ enum Command {
         #[command(flatten)]
         throughput: ThroughputArgs,
     },
+    /// Each node's state and why it must rebuild (`--all`: fresh ones too), detached Slurm jobs included.
     Status {
         /// [FILE.yaml] then targets.
         args: Vec<String>,
@@ -224,7 +225,9 @@ pub struct SlurmArgs {
     slurm_mem: Option<String>,
 }
 
-/// The remote cache (`run`, `status`, `push`, `pull`); else `[remote]` of `scalemake.toml`.
+// The remote cache of `run`, `status`, `push` and `pull`; else `[remote]` of
+// `scalemake.toml`. (Not a doc comment: clap would show a flattened struct's
+// doc as the help of a subcommand that has none of its own.)
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct RemoteArgs {
     /// Remote cache shared with other machines: file:///shared/dir or s3://bucket/prefix.
@@ -382,4 +385,28 @@ fn split_file_arg<'a>(env_file: &Option<PathBuf>, args: &'a [String]) -> (Option
 fn is_yaml(arg: &str) -> bool {
     let p = Path::new(arg);
     matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+}
+
+#[cfg(test)]
+mod help_tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// Each subcommand's first `--help` line is its own: documented, and
+    /// shared with no other (a flattened struct's doc once stood in for `status`'s).
+    #[test]
+    fn every_subcommand_describes_itself() {
+        let cli = Cli::command();
+        let mut seen = std::collections::HashMap::new();
+        for sub in cli.get_subcommands().filter(|s| s.get_name() != "help") {
+            let about = sub.get_about().map(|a| a.to_string()).unwrap_or_default();
+            assert!(!about.is_empty(), "`{}` has no help line", sub.get_name());
+            assert!(!about.contains("remote cache (`run`"), "`{}`: {about}", sub.get_name());
+            if let Some(other) = seen.insert(about.clone(), sub.get_name().to_string()) {
+                panic!("`{}` and `{other}` share the help line {about:?}", sub.get_name());
+            }
+        }
+        let status = cli.find_subcommand("status").unwrap().get_about().unwrap().to_string();
+        assert!(status.starts_with("Each node's state"), "{status}");
+    }
 }
