@@ -576,7 +576,7 @@ pub fn doctor(env: &Env) -> Result<ExitCode, CliError> {
 }
 
 pub fn serve(env: &Env, args: &[String], addr: std::net::SocketAddr) -> Result<ExitCode, CliError> {
-    use scalemake::serve::{http, study::Watcher};
+    use scalemake::serve::{http, watch::Watcher};
     let (plan, rest) = plan_and_targets(env, args)?;
     if !rest.is_empty() {
         return Err(CliError::Usage(format!("serve watches a whole experiment; unexpected `{}`", rest.join(" "))));

@@ -31,7 +31,7 @@ use axum::Router;
 use futures::stream::{self, Stream, StreamExt};
 use tokio::sync::broadcast;
 
-use super::study::{Change, Logs, Snapshot, Watcher};
+use super::watch::{Change, Logs, Snapshot, Watcher};
 use super::ServeError;
 
 const INDEX_HTML: &str = include_str!("assets/index.html");

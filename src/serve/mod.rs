@@ -2,7 +2,7 @@
 //! DAG with each node's state, every run's loss curves as they land, the
 //! current fits, a runs table and each node's log.
 //!
-//! Two layers: [`study`] is the read-only model (what the cache and the
+//! Two layers: [`watch`] is the read-only model (what the cache and the
 //! running nodes wrote, through the same code `status`, `fit` and the
 //! train readers use), [`http`] serves it. The page (`assets/`) is plain
 //! JavaScript and CSS embedded in the binary: no CDN, no build step, works
@@ -15,7 +15,7 @@
 //! changes anything; it binds 127.0.0.1 unless told otherwise.
 
 pub mod http;
-pub mod study;
+pub mod watch;
 
 use std::net::SocketAddr;
 
