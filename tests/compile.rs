@@ -5,7 +5,7 @@
 
 mod common;
 use common::Project;
-use scalemake::train::compile::{CompileOutcome, CompileRecord, PACKAGE_FILE, RECORD_FILE};
+use scalemake::train::compile::{CompileOutcome, CompileRecord, PACKAGE_FILE};
 use scalemake::train::record::TrainRecord;
 
 fn study(lrs: &str, compile: &str) -> String {
@@ -34,8 +34,7 @@ fn a_sweep_compiles_once_and_the_package_stays_outside_the_train_keys() {
     let run = p.sm(&["run"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.built(), [compile.as_str(), "corpus", "shards", "tokenizer", "train[lr=0.001]", "train[lr=0.003]"]);
-    let record: CompileRecord =
-        serde_json::from_slice(&std::fs::read(p.artifact(&compile).join(RECORD_FILE)).unwrap()).unwrap();
+    let record = CompileRecord::read(&p.artifact(&compile)).unwrap();
     assert_eq!(record.outcome, CompileOutcome::Compiled, "{record:?}");
     for node in ["train[lr=0.001]", "train[lr=0.003]"] {
         let step = step_of(&p, node);

@@ -70,17 +70,18 @@ impl Plan {
     /// Direct upstream nodes of `i` (deduplicated, in input order).
     /// Node `i`'s inputs that enter its key (all but helpers).
     pub fn key_inputs_of(&self, i: usize) -> Vec<usize> {
-        self.inputs_where(i, false)
+        self.inputs_where(i, |input| !input.order_only)
     }
 
     /// Node `i`'s helpers: built before it builds, outside its key.
     pub fn order_only_inputs_of(&self, i: usize) -> Vec<usize> {
-        self.inputs_where(i, true)
+        self.inputs_where(i, |input| input.order_only)
     }
 
-    fn inputs_where(&self, i: usize, order_only: bool) -> Vec<usize> {
+    /// The distinct nodes of node `i`'s input references that `keep` accepts, in order.
+    fn inputs_where(&self, i: usize, keep: impl Fn(&crate::spec::InputSpec) -> bool) -> Vec<usize> {
         let mut out: Vec<usize> = Vec::new();
-        for input in self.experiment.nodes[i].inputs.iter().filter(|input| input.order_only == order_only) {
+        for input in self.experiment.nodes[i].inputs.iter().filter(|input| keep(input)) {
             for &p in &input.nodes {
                 if !out.contains(&p) {
                     out.push(p);
@@ -102,15 +103,7 @@ impl Plan {
 
     /// Every input of node `i`, helpers included.
     pub fn inputs_of(&self, i: usize) -> Vec<usize> {
-        let mut out: Vec<usize> = Vec::new();
-        for input in &self.experiment.nodes[i].inputs {
-            for &p in &input.nodes {
-                if !out.contains(&p) {
-                    out.push(p);
-                }
-            }
-        }
-        out
+        self.inputs_where(i, |_| true)
     }
 
     /// Direct downstream nodes of `i`.

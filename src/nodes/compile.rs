@@ -14,7 +14,7 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use super::train::{resolve_device, spawn_worker};
+use super::train::{precision, resolve_device, spawn_worker};
 use super::{NodeCtx, NodeError, NodeKind, Progress, Resources};
 use crate::hash::ContentHash;
 use crate::spec::{Field, FieldType, Schema, Value};
@@ -195,17 +195,11 @@ impl NodeKind for Compile {
             // Measured on the 2-core development VM (benches/RESULTS.md): the CPU
             // step is faster compiled, but a compile takes longer than the CPU
             // runs of this project train.
-            let record = CompileRecord {
-                outcome: CompileOutcome::Fallback {
-                    reason: "compile: auto keeps CPU training eager (a compile costs more than CPU-sized runs gain; `compile: on` compiles anyway)".into(),
-                },
-                device: "cpu".into(),
-                torch: crate::device::platform().torch.clone(),
-                compile_seconds: 0.0,
-                check: None,
-                eager_ms: None,
-                compiled_ms: None,
-            };
+            let record = CompileRecord::fallback(
+                "cpu",
+                crate::device::platform().torch.clone(),
+                "compile: auto keeps CPU training eager (a compile costs more than CPU-sized runs gain; `compile: on` compiles anyway)".into(),
+            );
             let text = serde_json::to_vec_pretty(&record).map_err(|e| NodeError::Failed(e.to_string()))?;
             return std::fs::write(&record_path, text).map_err(|e| NodeError::io(&record_path, e));
         }
@@ -213,11 +207,7 @@ impl NodeKind for Compile {
         std::fs::write(&script, EXPORTER).map_err(|e| NodeError::io(&script, e))?;
         let job = CompileJob {
             model: shape,
-            precision: if params.get_path("precision").and_then(Value::as_str) == Some("bf16") {
-                Precision::Bf16
-            } else {
-                Precision::Fp32
-            },
+            precision: precision(&params),
             micro_batch: params.get_path("micro_batch").and_then(Value::as_i64).unwrap_or(1),
             device,
             threads: params.get_path("threads").and_then(Value::as_i64).unwrap_or(0).max(0) as u64,
@@ -230,10 +220,7 @@ impl NodeKind for Compile {
         let text = serde_json::to_vec_pretty(&job).map_err(|e| NodeError::Failed(e.to_string()))?;
         std::fs::write(&job_path, text).map_err(|e| NodeError::io(&job_path, e))?;
 
-        // As for training: the reserved GPUs become the only visible ones, unless `cuda:N` pins one.
-        let pinned = params.get_path("device").and_then(Value::as_str).is_some_and(|d| d.starts_with("cuda:"));
-        let gpus = if pinned { Vec::new() } else { ctx.gpus().to_vec() };
-        let mut child = spawn_worker(ctx, "compile", &job_path, &gpus, Stdio::null())?;
+        let mut child = spawn_worker(ctx, "compile", &job_path, Stdio::null())?;
         let started = Instant::now();
         let status = loop {
             if ctx.is_cancelled() {
@@ -255,10 +242,7 @@ impl NodeKind for Compile {
         if !status.success() {
             return Err(NodeError::Failed(format!("the worker's compile failed ({status}); see the log")));
         }
-        let record: CompileRecord =
-            std::fs::read(&record_path).map_err(|e| NodeError::io(&record_path, e)).and_then(|b| {
-                serde_json::from_slice(&b).map_err(|e| NodeError::Failed(format!("{}: {e}", record_path.display())))
-            })?;
+        let record = CompileRecord::read(ctx.out_dir()).map_err(NodeError::Failed)?;
         match (&record.outcome, record.eager_ms, record.compiled_ms) {
             (CompileOutcome::Compiled, Some(e), Some(c)) => ctx.add_summary(format!(
                 "compiled in {:.0} s: {c:.2} ms per forward+backward against {e:.2} ms eager ({:.2}×) on {}",

@@ -198,6 +198,15 @@ fn model_shape(params: &Value, vocab_size: i64) -> Result<ModelShape, String> {
     Ok(shape)
 }
 
+/// `precision:` of validated params.
+pub(super) fn precision(params: &Value) -> Precision {
+    if params.get_path("precision").and_then(Value::as_str) == Some("bf16") {
+        Precision::Bf16
+    } else {
+        Precision::Fp32
+    }
+}
+
 /// `compile:` of validated params.
 fn compile_mode(params: &Value) -> CompileMode {
     params.get_path("compile").and_then(Value::as_str).and_then(CompileMode::from_name).unwrap_or(CompileMode::Auto)
@@ -217,11 +226,7 @@ fn compiled_use(params: &Value, ctx: &NodeCtx<'_>) -> Result<CompiledUse, String
         };
         return Ok(CompiledUse { package: None, reason: format!("eager ({why})") });
     };
-    let path = dir.join(COMPILE_RECORD);
-    let record: CompileRecord = std::fs::read(&path)
-        .map_err(|e| format!("{}: {e}", path.display()))
-        .and_then(|b| serde_json::from_slice(&b).map_err(|e| format!("{}: {e}", path.display())))?;
-    let (used, reason) = record.use_for(mode);
+    let (used, reason) = CompileRecord::read(&dir)?.use_for(mode);
     Ok(CompiledUse { package: used.then(|| dir.join(crate::train::compile::PACKAGE_FILE)), reason })
 }
 
@@ -311,11 +316,7 @@ fn job(params: &Value, shape: ModelShape, ctx: &NodeCtx<'_>, shards: std::path::
         eval_tokens: int("eval_tokens").unwrap_or(1 << 20),
         seed: int("seed").unwrap_or(0),
         device,
-        precision: if params.get_path("precision").and_then(Value::as_str) == Some("bf16") {
-            Precision::Bf16
-        } else {
-            Precision::Fp32
-        },
+        precision: precision(params),
         checkpoint_seconds: float("checkpoint_seconds", 600.0),
         checkpoint_steps: int("checkpoint_steps").unwrap_or(0),
         threads: int("threads").unwrap_or(0),
@@ -376,18 +377,21 @@ fn tracking(schema: &Schema, ctx: &NodeCtx<'_>, job: &TrainJob) -> Option<RunSpe
 /// SIGKILL on scalemake's death: the worker has nothing to clean up (its
 /// checkpoints are replaced atomically) and must free its GPU at once.
 /// `command` is the worker's (`train`, `compile`); its stdout goes to `stdout`, its stderr to the node's log.
+/// The node's reserved GPUs become the worker's only visible ones, unless
+/// the node pinned `device: cuda:N`, which keeps the machine's numbering.
 pub(super) fn spawn_worker(
     ctx: &mut NodeCtx<'_>,
     command: &str,
     job_path: &std::path::Path,
-    gpus: &[usize],
     stdout: Stdio,
 ) -> Result<Child, NodeError> {
+    let pinned = ctx.params().get_path("device").and_then(Value::as_str).is_some_and(|d| d.starts_with("cuda:"));
+    let gpus = if pinned { Vec::new() } else { ctx.gpus().to_vec() };
     let worker = crate::device::worker_path();
     let log = ctx.log().try_clone().map_err(|e| NodeError::Failed(format!("cannot share the log: {e}")))?;
     let mut command_line = std::process::Command::new(&worker);
     command_line.arg(command).arg(job_path).current_dir(ctx.root()).stdin(Stdio::null()).stdout(stdout).stderr(log);
-    spawn_group(&mut command_line, libc::SIGKILL, gpus).map_err(|e| {
+    spawn_group(&mut command_line, libc::SIGKILL, &gpus).map_err(|e| {
         NodeError::Failed(format!("cannot start the libtorch worker {}: {e} (run scripts/setup.sh)", worker.display()))
     })
 }
@@ -479,12 +483,7 @@ impl NodeKind for Train {
         let shape = model_shape(params, vocab).ok()?;
         let batch_size = params.get_path("batch_size").and_then(Value::as_i64)?;
         let micro_batch = params.get_path("micro_batch").and_then(Value::as_i64).unwrap_or(batch_size);
-        let precision = if params.get_path("precision").and_then(Value::as_str) == Some("bf16") {
-            Precision::Bf16
-        } else {
-            Precision::Fp32
-        };
-        let helper = Compile::helper_params(&shape, precision, micro_batch, mode, device);
+        let helper = Compile::helper_params(&shape, precision(params), micro_batch, mode, device);
         Some(Helper { kind: "compile", id: Compile::helper_id(&helper), params: helper })
     }
 
@@ -588,10 +587,6 @@ impl NodeKind for Train {
         let text = serde_json::to_vec_pretty(&job).map_err(|e| NodeError::Failed(e.to_string()))?;
         std::fs::write(&job_path, text).map_err(|e| NodeError::io(&job_path, e))?;
 
-        // The reserved GPUs, as the worker's only visible ones (unless the
-        // user pinned `cuda:N`, which keeps the machine's numbering).
-        let pinned = params.get_path("device").and_then(Value::as_str).is_some_and(|d| d.starts_with("cuda:"));
-        let gpus = if pinned { Vec::new() } else { ctx.gpus().to_vec() };
         // Tracking starts before the worker so that finding the run overlaps its start-up.
         // Dropped on an early return, it ends the MLflow run as FAILED.
         let tracker = match tracking(&self.schema, ctx, &job) {
@@ -601,7 +596,7 @@ impl NodeKind for Train {
             }
             None => None,
         };
-        let mut child = spawn_worker(ctx, "train", &job_path, &gpus, Stdio::piped())?;
+        let mut child = spawn_worker(ctx, "train", &job_path, Stdio::piped())?;
         let stdout = child.stdout.take().expect("stdout is piped");
         let (tx, rx) = mpsc::channel::<String>();
         std::thread::spawn(move || {

@@ -136,6 +136,26 @@ pub struct CompileRecord {
 }
 
 impl CompileRecord {
+    /// A record of no package, for `reason`, on `device` with `torch`.
+    pub fn fallback(device: &str, torch: Option<String>, reason: String) -> Self {
+        CompileRecord {
+            outcome: CompileOutcome::Fallback { reason },
+            device: device.to_string(),
+            torch,
+            compile_seconds: 0.0,
+            check: None,
+            eager_ms: None,
+            compiled_ms: None,
+        }
+    }
+
+    /// The record in a compile node's artifact `dir`.
+    pub fn read(dir: &std::path::Path) -> Result<Self, String> {
+        let path = dir.join(RECORD_FILE);
+        let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
     /// Whether a run in `mode` uses the package, and why (for its log and record).
     pub fn use_for(&self, mode: CompileMode) -> (bool, String) {
         let timing = match (self.eager_ms, self.compiled_ms) {

@@ -137,9 +137,8 @@ pub fn bench(spec: &BenchSpec) -> Result<serde_json::Value, String> {
     let mut trainer = Trainer::new(&vs, &optim);
     let compile_seconds = match &spec.compiled {
         Some(exporter) => {
-            let record = compile_for_bench(&shape, spec, exporter)?;
-            let package = std::env::temp_dir().join(format!("scalemake-bench-{}/out", std::process::id()));
-            trainer.use_compiled(CompiledStep::load(&package.join(PACKAGE_FILE), &vs)?);
+            let (package, record) = compile_for_bench(&shape, spec, exporter)?;
+            trainer.use_compiled(CompiledStep::load(&package, &vs)?);
             Some(record.compile_seconds)
         }
         None => None,
@@ -177,8 +176,13 @@ pub fn bench(spec: &BenchSpec) -> Result<serde_json::Value, String> {
 
 /// Compiles the step `bench` trains into a scratch directory (the same
 /// export and package a `compile` node makes); an export that falls back is
-/// an error here, since there is nothing compiled to measure.
-fn compile_for_bench(shape: &ModelShape, spec: &BenchSpec, exporter: &Path) -> Result<CompileRecord, String> {
+/// an error here, since there is nothing compiled to measure. Returns the
+/// package and the compile's record.
+fn compile_for_bench(
+    shape: &ModelShape,
+    spec: &BenchSpec,
+    exporter: &Path,
+) -> Result<(std::path::PathBuf, CompileRecord), String> {
     let dir = std::env::temp_dir().join(format!("scalemake-bench-{}", std::process::id()));
     let out = dir.join("out");
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
@@ -190,12 +194,12 @@ fn compile_for_bench(shape: &ModelShape, spec: &BenchSpec, exporter: &Path) -> R
         threads: spec.threads.max(0) as u64,
         timed_steps: 3,
         script: exporter.to_path_buf(),
-        out,
+        out: out.clone(),
         work: dir.join("work"),
     };
     let record = compile(&job)?;
     match &record.outcome {
-        CompileOutcome::Compiled => Ok(record),
+        CompileOutcome::Compiled => Ok((out.join(PACKAGE_FILE), record)),
         CompileOutcome::Fallback { reason } => Err(format!("the step did not compile: {reason}")),
     }
 }

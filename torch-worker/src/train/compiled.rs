@@ -194,19 +194,10 @@ pub fn compile(job: &CompileJob) -> Result<CompileRecord, String> {
     if job.threads > 0 {
         tch::set_num_threads(job.threads as i32);
     }
-    let fallback = |reason: String| CompileRecord {
-        outcome: CompileOutcome::Fallback { reason },
-        device: job.device.clone(),
-        torch: crate::device::libtorch_version(),
-        compile_seconds: 0.0,
-        check: None,
-        eager_ms: None,
-        compiled_ms: None,
-    };
     // A device that is not there is the run's to report; the step just is not compiled.
     let (device, device_name) = match crate::device::resolve(&job.device) {
         Ok(found) => found,
-        Err(reason) => return Ok(fallback(reason)),
+        Err(reason) => return Ok(CompileRecord::fallback(&job.device, crate::device::libtorch_version(), reason)),
     };
     let (vs, model, mut flat) = build(&job.model, job.precision, device, 0);
     let spec = export_spec(&job.model, job.precision, job.micro_batch, device, &flat, &vs)?;
