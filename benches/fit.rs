@@ -18,7 +18,8 @@ use std::time::Instant;
 
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use scalemake::fit::study::{fit_study, Frontier, Run, RunPoint, Settings};
+use scalemake::fit::study::fit_study;
+use scalemake::fit::{Frontier, Run, RunPoint, Settings};
 use scalemake::train::{Compute, CostModel, ParamCounts};
 
 fn knob(name: &str, default: usize) -> usize {

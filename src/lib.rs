@@ -29,6 +29,7 @@ pub mod nodes;
 pub mod process;
 pub mod report;
 pub mod serve;
+pub mod settings;
 pub mod spec;
 pub mod track;
 pub mod train;

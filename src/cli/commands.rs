@@ -2,27 +2,24 @@
 //! the outcome to an exit code; the engine does the work.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use rayon::prelude::*;
 
 use scalemake::cache::remote::Remote;
-use scalemake::cache::{Cache, Verdict};
+use scalemake::cache::Verdict;
 use scalemake::config::JobSettings;
 use scalemake::device;
 use scalemake::exec::slurm::{self, JobRemote, SlurmOptions};
-use scalemake::exec::{
-    self, Backend, ExecError, Freshness, NodeState, OneBuild, Pulled, RunOptions, Workspace, CANCELLED,
-};
+use scalemake::exec::{self, Backend, ExecError, Freshness, NodeState, OneBuild, Pulled, RunOptions, Workspace};
 use scalemake::graph::Plan;
 use scalemake::hash::ContentHash;
 use scalemake::train::Throughput;
 
 use super::env::{load_plan, plan_and_targets, Env};
 use super::render::{self, human_bytes};
-use super::{CliError, DagFormat, RemoteArgs, SlurmArgs};
+use super::{install_interrupt_handler, CliError, DagFormat, RemoteArgs, SlurmArgs};
 
 /// The flags of `scalemake run`.
 pub struct RunFlags {
@@ -298,16 +295,6 @@ pub fn exec_node(
     }
 }
 
-/// First Ctrl-C: stop cleanly (running nodes are cancelled, nothing partial
-/// is committed). Second: exit at once; staging dirs are swept next run.
-pub(super) fn install_interrupt_handler() {
-    let _ = ctrlc::set_handler(|| {
-        if CANCELLED.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            std::process::exit(130);
-        }
-    });
-}
-
 pub fn status(env: &Env, args: &[String], all: bool, remote: &RemoteArgs) -> Result<ExitCode, CliError> {
     let (plan, targets) = plan_and_targets(env, args)?;
     let cache = env.cache()?;
@@ -436,68 +423,6 @@ pub fn clean(env: &Env, args: &[String]) -> Result<ExitCode, CliError> {
         println!("{} {id}", if removed { "removed" } else { "nothing cached for" });
     }
     Ok(ExitCode::SUCCESS)
-}
-
-pub fn gc(env: &Env, files: &[PathBuf], delete: bool) -> Result<ExitCode, CliError> {
-    let cache = env.cache()?;
-    let keep = referenced_keys(env, &cache, files)?;
-    let mut doomed: Vec<(ContentHash, u64, String)> = Vec::new();
-    for key in cache.keys().map_err(|e| CliError::Failed(e.to_string()))? {
-        if keep.contains(&key) {
-            continue;
-        }
-        let manifest = cache.manifest(&key).ok().flatten();
-        let (bytes, node) = manifest.map_or((0, "?".to_string()), |m| (m.bytes, m.node));
-        doomed.push((key, bytes, node));
-    }
-    let total: u64 = doomed.iter().map(|d| d.1).sum();
-    for (key, bytes, node) in &doomed {
-        if delete {
-            cache.remove(key).map_err(|e| CliError::Failed(e.to_string()))?;
-        }
-        println!(
-            "{} {} {node} ({})",
-            if delete { "removed" } else { "would remove" },
-            key.short(),
-            render::human_bytes(*bytes)
-        );
-    }
-    let verb = if delete { "removed" } else { "would remove (pass --delete to do it)" };
-    println!("{verb}: {} artifact(s), {}; kept {}", doomed.len(), render::human_bytes(total), keep.len());
-    Ok(ExitCode::SUCCESS)
-}
-
-/// The experiment files `gc` keeps artifacts for: those given, else the default one.
-pub(super) fn gc_files(env: &Env, files: &[PathBuf]) -> Result<Vec<PathBuf>, CliError> {
-    Ok(if files.is_empty() {
-        vec![match &env.file {
-            Some(f) => f.clone(),
-            None => env.default_file()?,
-        }]
-    } else {
-        files.to_vec()
-    })
-}
-
-/// Every key that the experiments in `files` reference: current keys of
-/// their nodes, and the last key each node built.
-pub(super) fn referenced_keys(env: &Env, cache: &Cache, files: &[PathBuf]) -> Result<BTreeSet<ContentHash>, CliError> {
-    let mut keep: BTreeSet<ContentHash> = BTreeSet::new();
-    for file in gc_files(env, files)? {
-        let plan = load_plan(env, Some(file))?;
-        let survey = exec::survey(&plan, &Workspace { root: &env.root, cache });
-        for f in &survey {
-            match f {
-                Freshness::Fresh { key, .. } | Freshness::Stale { key: Some(key), .. } => {
-                    keep.insert(*key);
-                }
-                _ => {}
-            }
-        }
-        let state = cache.state(&plan.experiment.name);
-        keep.extend(plan.experiment.nodes.iter().filter_map(|n| state.get(&n.id.0)).map(|r| r.key));
-    }
-    Ok(keep)
 }
 
 pub fn verify(env: &Env, delete: bool) -> Result<ExitCode, CliError> {

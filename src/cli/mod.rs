@@ -2,6 +2,7 @@
 
 mod commands;
 mod env;
+mod gc;
 mod plan;
 mod remote;
 mod render;
@@ -367,7 +368,7 @@ fn try_main(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Gc { files, delete, remote: Some(url), max_age, max_size } => {
             remote::gc(&env, &files, delete, &url, max_age.as_deref(), max_size.as_deref())
         }
-        Command::Gc { files, delete, .. } => commands::gc(&env, &files, delete),
+        Command::Gc { files, delete, .. } => gc::gc(&env, &files, delete),
         Command::Verify { delete } => commands::verify(&env, delete),
         Command::Doctor => commands::doctor(&env),
         Command::Serve { args, port, host } => commands::serve(&env, &args, std::net::SocketAddr::new(host, port)),
@@ -385,6 +386,16 @@ fn split_file_arg<'a>(env_file: &Option<PathBuf>, args: &'a [String]) -> (Option
 fn is_yaml(arg: &str) -> bool {
     let p = Path::new(arg);
     matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+}
+
+/// First Ctrl-C: stop cleanly (running nodes are cancelled, nothing partial
+/// is committed). Second: exit at once; staging dirs are swept next run.
+fn install_interrupt_handler() {
+    let _ = ctrlc::set_handler(|| {
+        if scalemake::exec::CANCELLED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+    });
 }
 
 #[cfg(test)]

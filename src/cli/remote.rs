@@ -11,10 +11,10 @@ use scalemake::cache::remote::{Remote, RemoteObject};
 use scalemake::exec::{self, Pulled, Pushed, Workspace};
 use scalemake::graph::Plan;
 
-use super::commands::{gc_files, install_interrupt_handler, referenced_keys};
 use super::env::{plan_and_targets, Env};
+use super::gc::{gc_files, referenced_keys};
 use super::render::human_bytes;
-use super::{CliError, RemoteArgs};
+use super::{install_interrupt_handler, CliError, RemoteArgs};
 
 /// Data of an upload that never published its manifest is removed by
 /// `gc --remote` once it is this old: no upload runs that long.

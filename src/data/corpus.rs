@@ -17,7 +17,8 @@ use rayon::prelude::*;
 use unicode_normalization::UnicodeNormalization;
 
 /// How to read an input file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Format {
     /// By extension: `.jsonl`/`.jsonl.gz` are JSONL, anything else plain text.
     Auto,

@@ -3,13 +3,12 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use super::{transfer, ExecError, Fingerprinter, Freshness, KeyParts, Message, Workspace, CANCELLED};
+use super::{lock_key, transfer, ExecError, Fingerprinter, Freshness, KeyParts, Message, Workspace, CANCELLED};
 use crate::cache::remote::Remote;
-use crate::cache::{Cache, CacheError, KeyLock, ManifestInput};
+use crate::cache::{Cache, CacheError, ManifestInput};
 use crate::graph::Plan;
 use crate::hash::ContentHash;
 use crate::nodes::{Artifact, Input, NodeCtx, NodeCtxParts, NodeError, Progress};
@@ -125,31 +124,6 @@ pub(super) fn build_node(
     })?;
     drop(lock);
     Ok(Built { artifact: manifest.artifact, seconds, by_other: false })
-}
-
-/// Takes the lock of node `i`'s `key`, waiting (and saying so) while
-/// another process holds it. Polls rather than blocks, so that Ctrl-C still
-/// stops a worker that waits.
-pub(super) fn lock_key(
-    cache: &Cache,
-    key: &ContentHash,
-    i: usize,
-    tx: &mpsc::Sender<Message>,
-) -> Result<KeyLock, BuildError> {
-    let mut announced = false;
-    loop {
-        if let Some(lock) = cache.try_lock(key)? {
-            return Ok(lock);
-        }
-        if !announced {
-            let _ = tx.send(Message::Waiting(i, cache.lock_owner(key)));
-            announced = true;
-        }
-        if CANCELLED.load(Ordering::Relaxed) {
-            return Err(BuildError::Cancelled);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// The artifact directories of node `i`'s inputs (all built: `keys` known).

@@ -32,20 +32,20 @@ mod transfer;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use build::Built;
 pub use build::{build_one, OneBuild};
+use build::{BuildError, Built};
 use coordinator::{coordinate, Message, Outcome, RunState, Runner, Start};
 pub use fingerprint::{DirtyReason, Fingerprinter, Freshness, KeyParts, STAT_CACHE_FILE};
 use slots::Slots;
 pub use transfer::{pull, push, Pulled, Pushed};
 
 use crate::cache::remote::Remote;
-use crate::cache::{Cache, CacheError};
+use crate::cache::{Cache, CacheError, KeyLock};
 use crate::graph::Plan;
 use crate::hash::{ContentHash, StatCache};
 use crate::nodes::Input;
@@ -246,4 +246,23 @@ pub fn node_states(plan: &Plan, cache: &Cache, survey: &[Freshness]) -> Vec<Node
 /// Node ids selected by `targets` (for CLI listings).
 pub fn selection(plan: &Plan, targets: &[String]) -> Result<BTreeSet<usize>, ExecError> {
     plan.select(targets).map_err(ExecError::Target)
+}
+/// Takes the lock of node `i`'s `key`, waiting (and saying so) while
+/// another process holds it. Polls rather than blocks, so that Ctrl-C still
+/// stops a worker that waits.
+fn lock_key(cache: &Cache, key: &ContentHash, i: usize, tx: &mpsc::Sender<Message>) -> Result<KeyLock, BuildError> {
+    let mut announced = false;
+    loop {
+        if let Some(lock) = cache.try_lock(key)? {
+            return Ok(lock);
+        }
+        if !announced {
+            let _ = tx.send(Message::Waiting(i, cache.lock_owner(key)));
+            announced = true;
+        }
+        if CANCELLED.load(Ordering::Relaxed) {
+            return Err(BuildError::Cancelled);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

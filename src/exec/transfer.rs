@@ -10,8 +10,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread::Scope;
 use std::time::Instant;
 
-use super::build::lock_key;
-use super::{selection, survey, ExecError, Freshness, Message, Workspace, CANCELLED};
+use super::{lock_key, selection, survey, ExecError, Freshness, Message, Workspace, CANCELLED};
 use crate::cache::remote::{Remote, Transfer};
 use crate::cache::Cache;
 use crate::graph::Plan;

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::study::Estimate;
+use super::types::Estimate;
 
 /// The fewest distinct model sizes a law of a family needs: two sizes fit
 /// any two-parameter law exactly, so a third is the first test of it.

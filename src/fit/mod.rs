@@ -4,7 +4,11 @@
 //! by Hoffmann et al.'s three approaches. Pure arithmetic; the `fit` node
 //! kind reads runs and writes `fit.json`.
 
+mod curves;
 pub mod identify;
 pub mod laws;
 pub mod optimal;
 pub mod study;
+pub mod types;
+
+pub use types::{Estimate, Family, Frontier, Run, RunPoint, Settings};

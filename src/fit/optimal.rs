@@ -24,9 +24,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::curves::{curves, final_point, log_grid, lowest_at};
 use super::identify::{interval_problem, Identified};
 use super::laws::{log_log_line, Convergence, SumOfPowers};
-use super::study::{curves, final_point, log_grid, lowest_at, Estimate, Frontier, Run, Settings};
+use super::types::{Estimate, Frontier, Run, Settings};
 use crate::train::CostModel;
 
 /// The cost model the allocation is fitted on: C = 6·N_trainable·D.

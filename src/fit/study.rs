@@ -15,105 +15,12 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::curves::{counted, curves, final_point, log_grid, lowest_at};
 use super::identify::{constant_problem, exponent_problem, interval_problem, too_few_sizes, Identified, MIN_SIZES};
 use super::laws::{Convergence, PowerLaw, SumOfPowers};
 use super::optimal::{compute_optimal, ComputeOptimal, Parametric, Sample};
-use crate::train::{Compute, CostModel, ParamCounts};
-
-/// One evaluation of a run.
-#[derive(Clone, Debug, PartialEq)]
-pub struct RunPoint {
-    /// Tokens seen.
-    pub tokens: f64,
-    /// Compute under each cost model.
-    pub compute: Compute,
-    /// Validation loss.
-    pub loss: f64,
-}
-
-/// One training run as the fit sees it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Run {
-    /// Node id (or the CSV's `run`).
-    pub id: String,
-    /// Family: the variant, or the CSV's `group`.
-    pub group: String,
-    /// Parameter counts.
-    pub params: ParamCounts,
-    /// Evaluations, by tokens.
-    pub points: Vec<RunPoint>,
-    /// Tokens of learning-rate warmup: evaluations up to here are on no law.
-    pub warmup_tokens: f64,
-}
-
-/// How to fit.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Settings {
-    /// Fraction of each run's tokens whose evaluations are left out (warmup).
-    pub skip_fraction: f64,
-    /// Log-spaced compute values of the envelope.
-    pub envelope_points: usize,
-    /// Bootstrap replicates (0: no intervals).
-    pub bootstrap: usize,
-    /// Seed of the bootstrap.
-    pub seed: u64,
-    /// The family others are compared with.
-    pub baseline: String,
-    /// Which points make the compute-efficient frontier.
-    #[serde(default)]
-    pub frontier: Frontier,
-}
-
-/// Which points of a family's runs make its compute-efficient frontier.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Frontier {
-    /// Every evaluation of every run (Kaplan et al. 2020, the paper): the
-    /// lowest loss any run reaches at each compute.
-    #[default]
-    Curves,
-    /// Each run's final loss only. A run's learning-rate schedule delivers
-    /// its loss only at its end: mid-run points of a cosine run overstate
-    /// the loss a run of that length would reach (Hoffmann et al. 2022,
-    /// §3.1, who trained several horizons per size for that reason). With
-    /// one horizon per size, the frontier of curves is a staircase of
-    /// annealing tails; the final points are the unbiased ones.
-    FinalPoints,
-}
-
-/// A fitted number with its 95% bootstrap interval.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Estimate {
-    /// Fit on all runs.
-    pub value: f64,
-    /// 2.5th percentile over bootstrap replicates (NaN-free; absent without bootstrap).
-    pub low: Option<f64>,
-    /// 97.5th percentile.
-    pub high: Option<f64>,
-}
-
-impl Estimate {
-    pub(super) fn new(value: f64, replicates: &[f64]) -> Self {
-        let mut r: Vec<f64> = replicates.iter().copied().filter(|v| v.is_finite()).collect();
-        if r.len() < 2 {
-            return Estimate { value, low: None, high: None };
-        }
-        r.sort_by(f64::total_cmp);
-        let at = |q: f64| r[((q * (r.len() - 1) as f64).round() as usize).min(r.len() - 1)];
-        Estimate { value, low: Some(at(0.025)), high: Some(at(0.975)) }
-    }
-
-    /// The value and its interval to `decimals` places, "0.452 [0.450,
-    /// 0.455]" (the value alone without bootstrap). The allocation table
-    /// (a and b to three places, in `show` and the report) and the report's
-    /// laws (four) print estimates alike, so they share this one format.
-    pub fn with_interval(&self, decimals: usize) -> String {
-        match (self.low, self.high) {
-            (Some(lo), Some(hi)) => format!("{:.d$} [{lo:.d$}, {hi:.d$}]", self.value, d = decimals),
-            _ => format!("{:.d$}", self.value, d = decimals),
-        }
-    }
-}
+use super::types::{Estimate, Family, Frontier, Run, Settings};
+use crate::train::{Compute, CostModel};
 
 /// L = (x_c / x)^α, with intervals.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -244,68 +151,14 @@ pub struct StudyFit {
     /// How.
     pub settings: Settings,
     /// Per family.
-    pub groups: BTreeMap<String, GroupFit>,
+    pub groups: BTreeMap<Family, GroupFit>,
     /// For each non-baseline family and cost model: the compute the
     /// baseline's power law needs to reach the family's losses, divided by
     /// the compute the family used (geometric mean over the family's
     /// envelope points, or its runs' final points, within the baseline's
     /// loss range). Above 1: the variant is more compute-efficient than the
     /// baseline under that cost model.
-    pub multipliers: BTreeMap<String, BTreeMap<CostModel, Identified<Multiplier>>>,
-}
-
-/// Where a run's evaluations start to count: after its warmup and the
-/// skipped fraction of its tokens.
-fn first_counted_tokens(run: &Run, skip_fraction: f64) -> f64 {
-    let last = run.points.iter().map(|p| p.tokens).fold(0.0, f64::max);
-    (skip_fraction * last).max(run.warmup_tokens)
-}
-
-/// The run's evaluations that count for a law.
-fn counted(run: &Run, skip_fraction: f64) -> impl Iterator<Item = &RunPoint> {
-    let from = first_counted_tokens(run, skip_fraction);
-    run.points.iter().filter(move |p| p.tokens >= from && p.tokens > 0.0 && p.loss.is_finite() && p.loss > 0.0)
-}
-
-/// The run's (compute, loss) under `model` after warmup.
-pub(super) fn curve(run: &Run, model: CostModel, skip_fraction: f64) -> Vec<(f64, f64)> {
-    counted(run, skip_fraction).map(|p| (model.of(&p.compute), p.loss)).filter(|(x, _)| *x > 0.0).collect()
-}
-
-/// Loss of a curve at `x` by linear interpolation in log-log; `None` outside it.
-pub(super) fn interpolate(curve: &[(f64, f64)], x: f64) -> Option<f64> {
-    let i = curve.windows(2).position(|w| w[0].0 <= x && x <= w[1].0)?;
-    let ((x0, y0), (x1, y1)) = (curve[i], curve[i + 1]);
-    if x1 == x0 {
-        return Some(y0.min(y1));
-    }
-    let t = (x.ln() - x0.ln()) / (x1.ln() - x0.ln());
-    Some((y0.ln() + t * (y1.ln() - y0.ln())).exp())
-}
-
-/// The runs' curves under `model` that have two points or more: the ones
-/// [`interpolate`] can read a loss off. Both frontiers of whole curves (the
-/// envelope here and approach 1's lowest-loss runs) read them this way.
-pub(super) fn curves<'a>(runs: &[&'a Run], model: CostModel, skip_fraction: f64) -> Vec<(&'a Run, Vec<(f64, f64)>)> {
-    runs.iter().map(|r| (*r, curve(r, model, skip_fraction))).filter(|(_, c)| c.len() >= 2).collect()
-}
-
-/// The curve lowest at `x`, with its loss there; `None` where no curve reaches `x`.
-pub(super) fn lowest_at<'a>(curves: &[(&'a Run, Vec<(f64, f64)>)], x: f64) -> Option<(&'a Run, f64)> {
-    curves.iter().filter_map(|(r, c)| interpolate(c, x).map(|l| (*r, l))).min_by(|a, b| a.1.total_cmp(&b.1))
-}
-
-/// `settings.envelope_points` (at least two) values from `lo` to `hi`,
-/// evenly spaced in log: the compute values both frontiers of whole curves
-/// are read at. The ends are `lo` and `hi` exactly, so rounding in
-/// exp(ln x) cannot drop them.
-pub(super) fn log_grid(lo: f64, hi: f64, settings: &Settings) -> impl Iterator<Item = f64> {
-    let n = settings.envelope_points.max(2);
-    (0..n).map(move |i| match i {
-        0 => lo,
-        _ if i == n - 1 => hi,
-        _ => (lo.ln() + (hi.ln() - lo.ln()) * i as f64 / (n - 1) as f64).exp(),
-    })
+    pub multipliers: BTreeMap<Family, BTreeMap<CostModel, Identified<Multiplier>>>,
 }
 
 /// The compute-efficient frontier from compute `start` on: at each of
@@ -373,11 +226,6 @@ fn final_frontier(runs: &[&Run], model: CostModel) -> Vec<(f64, f64)> {
         }
     }
     frontier
-}
-
-/// A run's last evaluation, if it counts.
-pub(super) fn final_point(run: &Run) -> Option<&RunPoint> {
-    run.points.last().filter(|p| p.loss.is_finite() && p.loss > 0.0)
 }
 
 /// Point estimates of one family (what each bootstrap replicate recomputes).
@@ -488,7 +336,7 @@ fn multiplier(baseline: &Point, variant: &Point, model: CostModel, by: CompareBy
 }
 
 /// Resamples each family's runs with replacement.
-fn resample<'a>(groups: &BTreeMap<String, Vec<&'a Run>>, rng: &mut ChaCha8Rng) -> BTreeMap<String, Vec<&'a Run>> {
+fn resample<'a>(groups: &BTreeMap<Family, Vec<&'a Run>>, rng: &mut ChaCha8Rng) -> BTreeMap<Family, Vec<&'a Run>> {
     groups
         .iter()
         .map(|(g, runs)| {
@@ -688,9 +536,9 @@ fn group_fit(runs: &[&Run], point: &Point, reps: &[&Point], settings: &Settings)
 fn compare(
     base: &GroupFit,
     family: &[&Run],
-    full: &BTreeMap<String, Point>,
-    replicates: &[BTreeMap<String, Point>],
-    group: &str,
+    full: &BTreeMap<Family, Point>,
+    replicates: &[BTreeMap<Family, Point>],
+    group: &Family,
     model: CostModel,
     settings: &Settings,
 ) -> Identified<Multiplier> {
@@ -730,13 +578,13 @@ fn compare(
 /// Fits every family of `runs`; an error for input no law can describe.
 pub fn fit_study(runs: &[Run], settings: &Settings) -> Result<StudyFit, FitError> {
     validate(runs)?;
-    let mut groups: BTreeMap<String, Vec<&Run>> = BTreeMap::new();
+    let mut groups: BTreeMap<Family, Vec<&Run>> = BTreeMap::new();
     for run in runs {
         groups.entry(run.group.clone()).or_default().push(run);
     }
-    let full: BTreeMap<String, Point> =
+    let full: BTreeMap<Family, Point> =
         groups.iter().map(|(g, r)| (g.clone(), estimate_point(r, settings, None))).collect();
-    let replicates: Vec<BTreeMap<String, Point>> = (0..settings.bootstrap)
+    let replicates: Vec<BTreeMap<Family, Point>> = (0..settings.bootstrap)
         .into_par_iter()
         .map(|b| {
             let mut rng = ChaCha8Rng::seed_from_u64(settings.seed.wrapping_mul(1_000_003).wrapping_add(b as u64));
@@ -746,7 +594,7 @@ pub fn fit_study(runs: &[Run], settings: &Settings) -> Result<StudyFit, FitError
                 .collect()
         })
         .collect();
-    let out_groups: BTreeMap<String, GroupFit> = full
+    let out_groups: BTreeMap<Family, GroupFit> = full
         .iter()
         .map(|(g, point)| {
             let reps: Vec<&Point> = replicates.iter().filter_map(|r| r.get(g)).collect();
@@ -782,6 +630,8 @@ fn leave_largest_out(runs: &[&Run]) -> Option<LeaveOut> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fit::RunPoint;
+    use crate::train::ParamCounts;
 
     /// Runs of sizes `n_values` on the frontier L = (C_c / (efficiency·C))^α,
     /// each over its own compute range (larger models reach further), plus,
@@ -804,7 +654,7 @@ mod tests {
                     .collect();
                 runs.push(Run {
                     id: format!("{group}-{n}{suffix}"),
-                    group: group.to_string(),
+                    group: group.into(),
                     params: counts,
                     points,
                     warmup_tokens: 0.0,
@@ -831,8 +681,8 @@ mod tests {
     fn the_envelope_follows_the_frontier_and_the_law_is_recovered() {
         let runs = synthetic("baseline", &[1_000_000, 4_000_000, 16_000_000, 64_000_000], 0.05, 1e8, 1.0);
         let fit = fit_study(&runs, &settings(50)).unwrap();
-        assert_eq!(fit.groups["baseline"].runs.len(), 8);
-        let axis = &fit.groups["baseline"].axes[&CostModel::Trainable];
+        assert_eq!(fit.groups[&Family::from("baseline")].runs.len(), 8);
+        let axis = &fit.groups[&Family::from("baseline")].axes[&CostModel::Trainable];
         assert!(axis.envelope.len() >= 20);
         for w in axis.envelope.windows(2) {
             assert!(w[1].1 <= w[0].1 + 1e-12, "the envelope never rises with compute");
@@ -849,7 +699,7 @@ mod tests {
         let mut runs = synthetic("baseline", &[1_000_000, 4_000_000, 16_000_000, 64_000_000], 0.05, 1e8, 1.0);
         runs.extend(synthetic("doped", &[2_000_000, 8_000_000, 32_000_000], 0.05, 1e8, 2.0));
         let fit = fit_study(&runs, &settings(30)).unwrap();
-        let m = fit.multipliers["doped"][&CostModel::Trainable].fitted().unwrap().estimate;
+        let m = fit.multipliers[&Family::from("doped")][&CostModel::Trainable].fitted().unwrap().estimate;
         assert!((m.value - 2.0).abs() < 0.15, "{m:?}");
         let (a, b) = (fit_study(&runs, &settings(30)).unwrap(), fit);
         assert_eq!(a, b, "seeded bootstrap: same intervals every time");
@@ -859,6 +709,8 @@ mod tests {
 #[cfg(test)]
 mod leave_out_tests {
     use super::*;
+    use crate::fit::RunPoint;
+    use crate::train::ParamCounts;
 
     #[test]
     fn the_largest_model_is_predicted_from_the_others() {
@@ -883,6 +735,8 @@ mod leave_out_tests {
 mod recovery_tests {
     use super::super::optimal::Agreement;
     use super::*;
+    use crate::fit::RunPoint;
+    use crate::train::ParamCounts;
 
     /// Multiplicative log-normal noise of relative size `sigma`, seeded.
     fn noise(rng: &mut ChaCha8Rng, sigma: f64) -> f64 {
@@ -931,7 +785,7 @@ mod recovery_tests {
             })
             .collect();
         let fit = fit_study(&runs, &settings(200)).unwrap();
-        let law = *fit.groups["baseline"].axes[&CostModel::Trainable].offset_law.fitted().unwrap();
+        let law = *fit.groups[&Family::from("baseline")].axes[&CostModel::Trainable].offset_law.fitted().unwrap();
         check("E", law.e, e);
         check("A", law.a, a);
         check("alpha", law.alpha, alpha);
@@ -952,7 +806,7 @@ mod recovery_tests {
             })
             .collect();
         let fit = fit_study(&runs, &settings(100)).unwrap();
-        let law = *fit.groups["baseline"].chinchilla.fitted().unwrap();
+        let law = *fit.groups[&Family::from("baseline")].chinchilla.fitted().unwrap();
         for (name, estimate, truth) in
             [("E", law.e, e), ("A", law.a, a), ("alpha", law.alpha, alpha), ("B", law.b, b), ("beta", law.beta, beta)]
         {
@@ -993,7 +847,7 @@ mod recovery_tests {
         for (offset, seed) in [(0.0, 3), (0.25, 4)] {
             let runs = isoflop_grid(offset, seed);
             let fit = fit_study(&runs, &settings(40)).unwrap();
-            let optimal = &fit.groups["baseline"].compute_optimal;
+            let optimal = &fit.groups[&Family::from("baseline")].compute_optimal;
             assert_eq!(optimal.isoflop_profiles.len(), 7, "one budget per compute: {:?}", optimal.isoflop_profiles);
             for (name, approach) in optimal.approaches() {
                 let law = approach.fitted().unwrap_or_else(|| panic!("{name}: {approach:?}"));
@@ -1146,6 +1000,8 @@ mod recovery_tests {
 #[cfg(test)]
 mod identification_tests {
     use super::*;
+    use crate::fit::RunPoint;
+    use crate::train::ParamCounts;
 
     /// A run of size `n` on L = (1e8 / (k·C))^0.05 over its own compute
     /// range, with `warmup` tokens of warmup.
@@ -1170,7 +1026,7 @@ mod identification_tests {
         let mut runs: Vec<Run> = [1e6, 4e6, 16e6, 64e6].iter().map(|&n| run("baseline", n as i64, 1.0, 0.0)).collect();
         runs.extend([2e6, 8e6].iter().map(|&n| run("fastfood", n as i64, 1.5, 0.0)));
         let fit = fit_study(&runs, &settings()).unwrap();
-        let family = &fit.groups["fastfood"];
+        let family = &fit.groups[&Family::from("fastfood")];
         assert_eq!(family.sizes, 2);
         for model in CostModel::ALL {
             assert_eq!(family.axes[&model].power_law.why_not(), Some("2 model size(s): a law needs at least 3"));
@@ -1181,7 +1037,7 @@ mod identification_tests {
                 && family.chinchilla.fitted().is_none()
                 && family.leave_largest_out.is_none()
         );
-        let m = fit.multipliers["fastfood"][&CostModel::Trainable].fitted().expect("compared as points");
+        let m = fit.multipliers[&Family::from("fastfood")][&CostModel::Trainable].fitted().expect("compared as points");
         assert_eq!(m.by, CompareBy::FinalPoints);
         assert_eq!(m.runs.len(), 2);
         assert!((m.estimate.value - 1.5).abs() < 0.01, "{m:?}");
@@ -1191,7 +1047,7 @@ mod identification_tests {
         let (lo, hi) = (m.estimate.low.unwrap(), m.estimate.high.unwrap());
         assert!(lo <= m.estimate.value && m.estimate.value <= hi, "{m:?}");
         // The baseline's own law is identified, with a tight interval.
-        let alpha = fit.groups["baseline"].axes[&CostModel::Trainable].power_law.fitted().unwrap().alpha;
+        let alpha = fit.groups[&Family::from("baseline")].axes[&CostModel::Trainable].power_law.fitted().unwrap().alpha;
         assert!((alpha.value - 0.05).abs() < 1e-3, "{alpha:?}");
     }
 
@@ -1211,13 +1067,16 @@ mod identification_tests {
         runs.push(worse);
         let settings = Settings { frontier: Frontier::FinalPoints, ..settings() };
         let fit = fit_study(&runs, &settings).unwrap();
-        let axis = &fit.groups["baseline"].axes[&CostModel::Trainable];
+        let axis = &fit.groups[&Family::from("baseline")].axes[&CostModel::Trainable];
         assert_eq!(axis.envelope.len(), 4, "{:?}", axis.envelope);
         let alpha = axis.power_law.fitted().unwrap().alpha;
         assert!((alpha.value - 0.05).abs() < 1e-9, "the ends are on the law: {alpha:?}");
         // The curves' frontier, by contrast, is biased by the mid-run points.
         let curves = fit_study(&runs, &Settings { frontier: Frontier::Curves, ..settings }).unwrap();
-        let biased = curves.groups["baseline"].axes[&CostModel::Trainable].power_law.fitted().map(|l| l.alpha.value);
+        let biased = curves.groups[&Family::from("baseline")].axes[&CostModel::Trainable]
+            .power_law
+            .fitted()
+            .map(|l| l.alpha.value);
         assert!(biased.is_none_or(|a| (a - 0.05).abs() > 1e-3), "{biased:?}");
     }
 
@@ -1230,14 +1089,17 @@ mod identification_tests {
             run("doped", 1_000_000, 1.0, 0.0),
         ];
         let fit = fit_study(&runs, &settings()).unwrap();
-        assert_eq!(fit.groups["baseline"].final_n.why_not(), Some("2 model size(s): a law needs at least 3"));
-        let why = fit.multipliers["doped"][&CostModel::Trainable].why_not().unwrap();
+        assert_eq!(
+            fit.groups[&Family::from("baseline")].final_n.why_not(),
+            Some("2 model size(s): a law needs at least 3")
+        );
+        let why = fit.multipliers[&Family::from("doped")][&CostModel::Trainable].why_not().unwrap();
         assert!(why.starts_with("the baseline has no law to compare with (2 model size(s)"), "{why}");
 
         // Every evaluation within warmup.
         let runs: Vec<Run> = [1e6, 4e6, 16e6].iter().map(|&n| run("baseline", n as i64, 1.0, 1e12)).collect();
         let fit = fit_study(&runs, &settings()).unwrap();
-        let why = fit.groups["baseline"].axes[&CostModel::Trainable].power_law.why_not().unwrap();
+        let why = fit.groups[&Family::from("baseline")].axes[&CostModel::Trainable].power_law.why_not().unwrap();
         assert_eq!(why, "every evaluation is within its run's warmup or first 10% of tokens");
 
         // Final losses with no trend in N: L(N)'s exponent is not identified.
@@ -1246,7 +1108,7 @@ mod identification_tests {
             r.points.last_mut().unwrap().loss = loss;
         }
         let fit = fit_study(&runs, &settings()).unwrap();
-        let why = fit.groups["baseline"].final_n.why_not().expect("no trend in N");
+        let why = fit.groups[&Family::from("baseline")].final_n.why_not().expect("no trend in N");
         assert!(why.contains("includes 0") || why.contains("does not fall"), "{why}");
         let json = serde_json::to_value(&fit).unwrap();
         assert!(

@@ -5,7 +5,7 @@
 //! `0`. Every item is tagged and length-prefixed, so no two different values
 //! share an encoding.
 
-use crate::spec::Value;
+use crate::settings::Value;
 
 /// Appends the canonical encoding of `v` to `out`.
 pub fn canonical_bytes(v: &Value, out: &mut Vec<u8>) {

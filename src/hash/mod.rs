@@ -27,7 +27,7 @@ pub use canonical::canonical_bytes;
 pub use files::{digest_dir, digest_file, expand_globs, FileDigest, GlobError};
 pub use statcache::StatCache;
 
-use crate::spec::Value;
+use crate::settings::Value;
 
 /// Maps `f` over `items`, on two scoped threads when there are at least
 /// `threshold` of them. For syscall-bound batches (`stat`, directory walks)

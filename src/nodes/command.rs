@@ -14,19 +14,34 @@
 //! they are hashed by content, so editing one reruns the node. The command
 //! runs in its own process group and dies with scalemake (SIGKILL included).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
 use super::{NodeCtx, NodeError, NodeKind, Progress};
 use crate::process::spawn_group;
-use crate::spec::{Field, FieldType, Schema, Value};
+use crate::settings::{settings, FieldType, Schema, Settings, Value};
 
 /// Runs the user's command as a background job of a guard shell that leads
 /// its own process group. The guard gets SIGTERM when scalemake dies
 /// (PDEATHSIG, even on SIGKILL) or cancels, and then kills the whole group:
 /// PDEATHSIG alone would reach only the direct child, not what it started.
 const GUARD: &str = r#"trap 'kill -KILL 0' TERM; eval "$SCALEMAKE_CMD" & wait $!"#;
+
+settings! {
+    /// The settings of a `command` node.
+    pub struct CommandParams {
+        /// shell command (sh -c), run in the project root
+        cmd: String = [FieldType::Str] required,
+        /// project files it reads (paths or globs), hashed by content
+        deps: Vec<String> = [FieldType::List(Box::new(FieldType::Str))] default(Vec::<String>::new()),
+        /// files it must create under $OUT
+        outputs: Vec<String> = [FieldType::List(Box::new(FieldType::RelPath))] default(Vec::<String>::new()),
+        /// extra environment variables
+        env: BTreeMap<String, String> = [FieldType::Dict(Box::new(FieldType::Str))] default(BTreeMap::<String, String>::new()),
+    }
+}
 
 /// The `command` node kind.
 pub struct Command {
@@ -36,30 +51,7 @@ pub struct Command {
 impl Command {
     /// Creates the kind with its schema.
     pub fn new() -> Self {
-        let strings = || FieldType::List(Box::new(FieldType::Str));
-        Command {
-            schema: Schema::new(vec![
-                Field::required("cmd", FieldType::Str, "shell command (sh -c), run in the project root"),
-                Field::default(
-                    "deps",
-                    strings(),
-                    Value::List(vec![]),
-                    "project files it reads (paths or globs), hashed by content",
-                ),
-                Field::default(
-                    "outputs",
-                    FieldType::List(Box::new(FieldType::RelPath)),
-                    Value::List(vec![]),
-                    "files it must create under $OUT",
-                ),
-                Field::default(
-                    "env",
-                    FieldType::Dict(Box::new(FieldType::Str)),
-                    Value::Map(Default::default()),
-                    "extra environment variables",
-                ),
-            ]),
-        }
+        Command { schema: CommandParams::schema() }
     }
 }
 
@@ -90,13 +82,12 @@ impl NodeKind for Command {
     }
 
     fn file_inputs(&self, params: &Value) -> Vec<String> {
-        params.strings_at("deps")
+        CommandParams::read(params).map(|p| p.deps).unwrap_or_default()
     }
 
     fn run(&self, ctx: &mut NodeCtx<'_>) -> Result<(), NodeError> {
-        let cmd_text = ctx.params().get_path("cmd").and_then(Value::as_str).unwrap_or_default().to_string();
-        // Relative and without `..`: the schema's `RelPath` checked that at load.
-        let outputs = ctx.params().strings_at("outputs");
+        let CommandParams { cmd: cmd_text, outputs, env, .. } = ctx.settings()?;
+        // `outputs` are relative and without `..`: the schema's `RelPath` checked that at load.
         let mut cmd = std::process::Command::new("sh");
         cmd.arg("-c").arg(GUARD).env("SCALEMAKE_CMD", &cmd_text).current_dir(ctx.root()).stdin(Stdio::null());
         cmd.env("OUT", ctx.out_dir()).env("WORK", ctx.work_dir());
@@ -108,11 +99,7 @@ impl NodeKind for Command {
             let dirs: Vec<String> = input.artifacts.iter().map(|a| a.dir.display().to_string()).collect();
             cmd.env(input_var(&input.reference), dirs.join(" "));
         }
-        if let Some(env) = ctx.params().get_path("env").and_then(Value::as_map) {
-            for (k, v) in env {
-                cmd.env(k, v.as_str().unwrap_or_default());
-            }
-        }
+        cmd.envs(&env);
         let log = ctx
             .log()
             .try_clone()

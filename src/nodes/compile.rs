@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use super::train::{precision, resolve_device, spawn_worker};
 use super::{NodeCtx, NodeError, NodeKind, Progress, Resources};
 use crate::hash::ContentHash;
-use crate::spec::{Field, FieldType, Schema, Value};
+use crate::settings::{Field, FieldType, Schema, Value};
 use crate::train::compile::{CompileJob, CompileMode, CompileOutcome, CompileRecord, RECORD_FILE};
 use crate::train::job::Precision;
 use crate::train::{Head, ModelShape, Variant, VARIANT_NAMES};

@@ -10,10 +10,46 @@ use std::path::PathBuf;
 use super::{NodeCtx, NodeError, NodeKind, Progress};
 use crate::data::corpus::{read_all, Format, Split};
 use crate::hash::{expand_globs, GlobError};
-use crate::spec::{Field, FieldType, Schema, Value};
+use crate::settings::{settings, FieldType, Schema, Settings, Value};
 
 /// The files of an input artifact that are documents.
 const INPUT_DOCUMENTS: [&str; 4] = ["**/*.txt", "**/*.txt.gz", "**/*.jsonl", "**/*.jsonl.gz"];
+
+/// What to do with a file that cannot be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    /// Fail the node.
+    Error,
+    /// Skip the file and count it.
+    Skip,
+}
+
+settings! {
+    /// The held-out fractions of a corpus.
+    pub struct SplitParams {
+        /// fraction of documents
+        val: f64 = [FieldType::Float] default(0.005),
+        /// fraction of documents
+        test: f64 = [FieldType::Float] default(0.005),
+    }
+}
+
+settings! {
+    /// The settings of a `corpus` node.
+    pub struct CorpusParams {
+        /// files, directories or globs: plain text, .gz, or JSONL (with `input:`, the inputs' *.txt and *.jsonl files are read too)
+        paths: Vec<String> = [FieldType::List(Box::new(FieldType::Str))] default(Vec::<String>::new()),
+        /// auto: by extension (.jsonl[.gz] is JSONL)
+        format: Format = [FieldType::Enum(&["auto", "text", "jsonl"])] default(Format::Auto),
+        /// JSONL field holding the document
+        text_field: String = [FieldType::Str] default("text"),
+        /// held-out fractions, assigned by document hash
+        split: SplitParams = [FieldType::Struct(SplitParams::schema())] default(Value::Null),
+        /// unreadable files: fail, or skip and count
+        on_error: OnError = [FieldType::Enum(&["error", "skip"])] default(OnError::Error),
+    }
+}
 
 /// The `corpus` node kind.
 pub struct Corpus {
@@ -23,33 +59,7 @@ pub struct Corpus {
 impl Corpus {
     /// Creates the kind with its schema.
     pub fn new() -> Self {
-        let fraction = |d: f64, doc| {
-            Field::default(
-                if doc == "val" { "val" } else { "test" },
-                FieldType::Float,
-                Value::Float(d),
-                "fraction of documents",
-            )
-        };
-        Corpus {
-            schema: Schema::new(vec![
-                Field::default(
-                    "paths",
-                    FieldType::List(Box::new(FieldType::Str)),
-                    Value::List(vec![]),
-                    "files, directories or globs: plain text, .gz, or JSONL (with `input:`, the inputs' *.txt and *.jsonl files are read too)",
-                ),
-                Field::default("format", FieldType::Enum(&["auto", "text", "jsonl"]), Value::Str("auto".into()), "auto: by extension (.jsonl[.gz] is JSONL)"),
-                Field::default("text_field", FieldType::Str, Value::Str("text".into()), "JSONL field holding the document"),
-                Field::default(
-                    "split",
-                    FieldType::Struct(Schema::new(vec![fraction(0.005, "val"), fraction(0.005, "test")])),
-                    Value::Null,
-                    "held-out fractions, assigned by document hash",
-                ),
-                Field::default("on_error", FieldType::Enum(&["error", "skip"]), Value::Str("error".into()), "unreadable files: fail, or skip and count"),
-            ]),
-        }
+        Corpus { schema: CorpusParams::schema() }
     }
 }
 
@@ -73,26 +83,19 @@ impl NodeKind for Corpus {
     }
 
     fn file_inputs(&self, params: &Value) -> Vec<String> {
-        params.strings_at("paths")
+        CorpusParams::read(params).map(|p| p.paths).unwrap_or_default()
     }
 
     fn run(&self, ctx: &mut NodeCtx<'_>) -> Result<(), NodeError> {
-        let p = ctx.params();
-        let val = p.get_path("split.val").and_then(Value::as_f64).unwrap_or(0.0);
-        let test = p.get_path("split.test").and_then(Value::as_f64).unwrap_or(0.0);
+        let p: CorpusParams = ctx.settings()?;
+        let SplitParams { val, test } = p.split;
         if !(0.0..1.0).contains(&val) || !(0.0..1.0).contains(&test) || val + test >= 1.0 {
             return Err(NodeError::Failed(format!(
                 "split fractions val={val}, test={test} must be in [0, 1) and leave some training data"
             )));
         }
-        let format = match p.get_path("format").and_then(Value::as_str) {
-            Some("text") => Format::Text,
-            Some("jsonl") => Format::Jsonl,
-            _ => Format::Auto,
-        };
-        let text_field = p.get_path("text_field").and_then(Value::as_str).unwrap_or("text").to_string();
-        let skip_bad = p.get_path("on_error").and_then(Value::as_str) == Some("skip");
-        let rel = expand_globs(ctx.root(), &p.strings_at("paths")).map_err(|e| NodeError::Failed(e.to_string()))?;
+        let skip_bad = p.on_error == OnError::Skip;
+        let rel = expand_globs(ctx.root(), &p.paths).map_err(|e| NodeError::Failed(e.to_string()))?;
         let mut files: Vec<PathBuf> = rel.iter().map(|r| ctx.root().join(r)).collect();
         // Text that another node made (a `command` that fetches a corpus):
         // its documents, not its manifests or licence lists.
@@ -109,8 +112,8 @@ impl NodeKind for Corpus {
             return Err(NodeError::Failed("no files to read: give `paths:` (files, directories or globs) or an `input:` whose artifact holds .txt or .jsonl files".into()));
         }
         ctx.progress(Progress::Message(format!("reading {} file(s)", files.len())));
-        let docs =
-            read_all(&files, format, &text_field, skip_bad, val, test).map_err(|e| NodeError::Failed(e.to_string()))?;
+        let docs = read_all(&files, p.format, &p.text_field, skip_bad, val, test)
+            .map_err(|e| NodeError::Failed(e.to_string()))?;
         for problem in &docs.skipped {
             ctx.log_line(&format!("skipped {problem}"));
         }

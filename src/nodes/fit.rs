@@ -10,11 +10,67 @@ use std::path::Path;
 use super::{NodeCtx, NodeError, NodeKind, Resources};
 use crate::fit::identify::Identified;
 use crate::fit::optimal::ComputeOptimal;
-use crate::fit::study::{fit_study, CompareBy, Estimate, Frontier, Run, RunPoint, Settings, StudyFit};
-use crate::spec::{Field, FieldType, Schema, Value};
+use crate::fit::study::{fit_study, CompareBy, StudyFit};
+use crate::fit::{Estimate, Family, Frontier, Run, RunPoint, Settings};
+use crate::settings::{settings, FieldType, Schema, Settings as _, Value};
 use crate::train::job::EvalRow;
 use crate::train::record::{TrainRecord, EVAL_FILE};
-use crate::train::{Compute, CostModel, ParamCounts};
+use crate::train::{Compute, CostModel, ParamCounts, Variant};
+
+/// How a fit forms its families.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupBy {
+    /// One family per model variant.
+    Variant,
+    /// Every run in one family, `all`.
+    None,
+}
+
+settings! {
+    /// The settings of a `fit` node.
+    pub struct FitParams {
+        /// leave out each run's evaluations before this fraction of its tokens (warmup)
+        skip_fraction: f64 = [FieldType::Float] default(0.1),
+        /// log-spaced compute values of each envelope
+        envelope_points: usize = [FieldType::Int { min: 2 }] default(40),
+        /// bootstrap replicates over runs for the 95% intervals (0: none)
+        bootstrap: usize = [FieldType::Int { min: 0 }] default(1000),
+        /// seed of the bootstrap
+        seed: u64 = [FieldType::Int { min: 0 }] default(0),
+        /// the family the others are compared with
+        baseline: Family = [FieldType::Str] default(Family::BASELINE),
+        /// the compute-efficient frontier from every evaluation (Kaplan et al., the paper) or from each run's final loss (a cosine run's loss is only its schedule's at its end)
+        frontier: Frontier = [FieldType::Enum(&["curves", "final_points"])] default(Frontier::Curves),
+        /// families: by model variant, or one family
+        group_by: GroupBy = [FieldType::Enum(&["variant", "none"])] default(GroupBy::Variant),
+        /// a CSV of runs to fit instead of (or with) inputs: columns run, n, tokens, loss, and optionally group, compute, frozen, structured, fastfood
+        csv: Option<String> = [FieldType::Str] optional,
+    }
+}
+
+impl FitParams {
+    /// What [`fit_study`] needs of these settings. Shared with `serve`,
+    /// which refits as runs finish.
+    pub fn study_settings(&self) -> Settings {
+        Settings {
+            skip_fraction: self.skip_fraction,
+            envelope_points: self.envelope_points,
+            bootstrap: self.bootstrap,
+            seed: self.seed,
+            baseline: self.baseline.clone(),
+            frontier: self.frontier,
+        }
+    }
+
+    /// The family a run of `variant` belongs to under `group_by`.
+    pub fn family_of(&self, variant: Variant) -> Family {
+        match self.group_by {
+            GroupBy::Variant => Family::Variant(variant),
+            GroupBy::None => Family::All,
+        }
+    }
+}
 
 /// The `fit` node kind.
 pub struct Fit {
@@ -24,27 +80,7 @@ pub struct Fit {
 impl Fit {
     /// Creates the kind with its schema.
     pub fn new() -> Self {
-        Fit {
-            schema: Schema::new(vec![
-                Field::default("skip_fraction", FieldType::Float, Value::Float(0.1), "leave out each run's evaluations before this fraction of its tokens (warmup)"),
-                Field::default("envelope_points", FieldType::Int { min: 2 }, Value::Int(40), "log-spaced compute values of each envelope"),
-                Field::default("bootstrap", FieldType::Int { min: 0 }, Value::Int(1000), "bootstrap replicates over runs for the 95% intervals (0: none)"),
-                Field::default("seed", FieldType::Int { min: 0 }, Value::Int(0), "seed of the bootstrap"),
-                Field::default("baseline", FieldType::Str, Value::Str("baseline".into()), "the family the others are compared with"),
-                Field::default(
-                    "frontier",
-                    FieldType::Enum(&["curves", "final_points"]),
-                    Value::Str("curves".into()),
-                    "the compute-efficient frontier from every evaluation (Kaplan et al., the paper) or from each run's final loss (a cosine run's loss is only its schedule's at its end)",
-                ),
-                Field::default("group_by", FieldType::Enum(&["variant", "none"]), Value::Str("variant".into()), "families: by model variant, or one family"),
-                Field::optional(
-                    "csv",
-                    FieldType::Str,
-                    "a CSV of runs to fit instead of (or with) inputs: columns run, n, tokens, loss, and optionally group, compute, frozen, structured, fastfood",
-                ),
-            ]),
-        }
+        Fit { schema: FitParams::schema() }
     }
 }
 
@@ -80,7 +116,7 @@ pub fn read_train_artifact(id: &str, dir: &Path) -> Result<(Run, TrainRecord), N
     }
     let run = Run {
         id: id.to_string(),
-        group: record.variant().name().to_string(),
+        group: Family::Variant(record.variant()),
         params: record.params,
         points,
         warmup_tokens: record.optim.warmup_tokens,
@@ -115,9 +151,9 @@ fn read_csv(path: &Path, group_by: bool) -> Result<Vec<Run>, NodeError> {
         let optional = |name: &str| col(name).and_then(|c| cells.get(c)).and_then(|v| v.parse::<f64>().ok());
         let id = cells.get(run_col).copied().unwrap_or_default().to_string();
         let group = if group_by {
-            col("group").and_then(|c| cells.get(c)).map_or("baseline", |v| v).to_string()
+            col("group").and_then(|c| cells.get(c)).map_or(Family::BASELINE, |v| Family::from(*v))
         } else {
-            "all".to_string()
+            Family::All
         };
         let params = ParamCounts {
             embedding: 0,
@@ -266,26 +302,6 @@ fn report(ctx: &mut NodeCtx<'_>, fit: &StudyFit) {
     }
 }
 
-/// A `fit` node's [`Settings`] from its params, and whether its families
-/// are the runs' variants (else one family, `all`). Shared with `serve`,
-/// which refits as runs finish.
-pub fn settings(p: &Value) -> (Settings, bool) {
-    let int = |k: &str, d: i64| p.get_path(k).and_then(Value::as_i64).unwrap_or(d).max(0) as u64;
-    let settings = Settings {
-        skip_fraction: p.get_path("skip_fraction").and_then(Value::as_f64).unwrap_or(0.1),
-        envelope_points: int("envelope_points", 40) as usize,
-        bootstrap: int("bootstrap", 1000) as usize,
-        seed: int("seed", 0),
-        baseline: p.get_path("baseline").and_then(Value::as_str).unwrap_or("baseline").to_string(),
-        frontier: if p.get_path("frontier").and_then(Value::as_str) == Some("final_points") {
-            Frontier::FinalPoints
-        } else {
-            Frontier::Curves
-        },
-    };
-    (settings, p.get_path("group_by").and_then(Value::as_str) != Some("none"))
-}
-
 impl NodeKind for Fit {
     fn name(&self) -> &'static str {
         "fit"
@@ -311,22 +327,20 @@ impl NodeKind for Fit {
     }
 
     fn file_inputs(&self, params: &Value) -> Vec<String> {
-        params.get_path("csv").and_then(Value::as_str).map(|p| vec![p.to_string()]).unwrap_or_default()
+        FitParams::read(params).ok().and_then(|p| p.csv).into_iter().collect()
     }
 
     fn run(&self, ctx: &mut NodeCtx<'_>) -> Result<(), NodeError> {
-        let p = ctx.params();
-        let (settings, by_variant) = settings(p);
+        let p: FitParams = ctx.settings()?;
+        let settings = p.study_settings();
         let mut runs = Vec::new();
-        if let Some(csv) = p.get_path("csv").and_then(Value::as_str) {
-            runs.extend(read_csv(&ctx.root().join(csv), by_variant)?);
+        if let Some(csv) = &p.csv {
+            runs.extend(read_csv(&ctx.root().join(csv), p.group_by == GroupBy::Variant)?);
         }
         for artifact in ctx.inputs().iter().flat_map(|i| &i.artifacts) {
             if artifact.dir.join(EVAL_FILE).exists() {
-                let (mut run, _) = read_train_artifact(&artifact.node.0, &artifact.dir)?;
-                if !by_variant {
-                    run.group = "all".into();
-                }
+                let (mut run, record) = read_train_artifact(&artifact.node.0, &artifact.dir)?;
+                run.group = p.family_of(record.variant());
                 runs.push(run);
             }
         }

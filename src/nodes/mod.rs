@@ -19,6 +19,7 @@ mod tokenizer;
 mod train;
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -35,7 +36,17 @@ pub use tokenizer::TokenizerKind;
 pub use train::Train;
 
 use crate::hash::ContentHash;
-use crate::spec::{NodeId, Schema, Value};
+use crate::settings::{Schema, Settings, Value};
+
+/// The unique name of one node instance: `tokenizer`, `train[model=small,variant=doped]`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct NodeId(pub String);
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 /// Execution slots a node needs while it runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -353,6 +364,10 @@ impl<'a> NodeCtx<'a> {
     /// Validated params with defaults.
     pub fn params(&self) -> &Value {
         self.params
+    }
+    /// The params as the kind's typed settings (read once per build).
+    pub fn settings<T: Settings>(&self) -> Result<T, NodeError> {
+        T::read(self.params).map_err(NodeError::Failed)
     }
     /// Upstream artifacts, one entry per `input:` reference.
     pub fn inputs(&self) -> &[Input] {

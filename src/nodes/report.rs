@@ -11,8 +11,16 @@ use super::fit::read_train_artifact;
 use super::{NodeCtx, NodeError, NodeKind};
 use crate::fit::study::StudyFit;
 use crate::report::{Page, PngRenderer, RunData};
-use crate::spec::{Field, FieldType, Schema, Value};
+use crate::settings::{settings, FieldType, Schema, Settings};
 use crate::train::record::EVAL_FILE;
+
+settings! {
+    /// The settings of a `report` node.
+    pub struct ReportParams {
+        /// the report's title
+        title: String = [FieldType::Str] default("Scaling study"),
+    }
+}
 
 /// The `report` node kind.
 pub struct Report {
@@ -22,14 +30,7 @@ pub struct Report {
 impl Report {
     /// Creates the kind with its schema.
     pub fn new() -> Self {
-        Report {
-            schema: Schema::new(vec![Field::default(
-                "title",
-                FieldType::Str,
-                Value::Str("Scaling study".into()),
-                "the report's title",
-            )]),
-        }
+        Report { schema: ReportParams::schema() }
     }
 }
 
@@ -60,7 +61,7 @@ impl NodeKind for Report {
     }
 
     fn run(&self, ctx: &mut NodeCtx<'_>) -> Result<(), NodeError> {
-        let title = ctx.params().get_path("title").and_then(Value::as_str).unwrap_or("Scaling study").to_string();
+        let ReportParams { title } = ctx.settings()?;
         let mut runs = Vec::new();
         let mut fits = Vec::new();
         for artifact in ctx.inputs().iter().flat_map(|i| &i.artifacts) {

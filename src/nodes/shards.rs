@@ -15,13 +15,23 @@ use super::{NodeCtx, NodeError, NodeKind, Progress};
 use crate::data::bpe;
 use crate::data::corpus::Split;
 use crate::data::shard::{write_shard, ShardsMeta};
-use crate::spec::{Field, FieldType, Schema, Value};
+use crate::settings::{settings, FieldType, Schema, Settings, Value};
 
 /// Describes the shards (vocabulary size, end-of-text id) for their readers.
 pub const META_FILE: &str = "meta.json";
 
 /// Documents encoded per parallel chunk: bounds memory, keeps cores busy.
 const CHUNK_DOCS: usize = 4096;
+
+settings! {
+    /// The settings of a `shards` node.
+    pub struct ShardsParams {
+        /// tokens per shard file (the last one may be shorter)
+        shard_tokens: usize = [FieldType::Int { min: 1 }] default(100_000_000),
+        /// special token written before every document
+        eot: String = [FieldType::Str] default("<|endoftext|>"),
+    }
+}
 
 /// The `shards` node kind.
 pub struct Shards {
@@ -31,22 +41,7 @@ pub struct Shards {
 impl Shards {
     /// Creates the kind with its schema.
     pub fn new() -> Self {
-        Shards {
-            schema: Schema::new(vec![
-                Field::default(
-                    "shard_tokens",
-                    FieldType::Int { min: 1 },
-                    Value::Int(100_000_000),
-                    "tokens per shard file (the last one may be shorter)",
-                ),
-                Field::default(
-                    "eot",
-                    FieldType::Str,
-                    Value::Str("<|endoftext|>".into()),
-                    "special token written before every document",
-                ),
-            ]),
-        }
+        Shards { schema: ShardsParams::schema() }
     }
 }
 
@@ -121,12 +116,11 @@ impl NodeKind for Shards {
         if vocab > 65_536 {
             return Err(NodeError::Failed(format!("vocabulary of {vocab} does not fit the shard format's u16 tokens")));
         }
-        let eot_name = ctx.params().get_path("eot").and_then(Value::as_str).unwrap_or("<|endoftext|>").to_string();
+        let ShardsParams { shard_tokens: per_shard, eot: eot_name } = ctx.settings()?;
         let eot = tokenizer
             .token_to_id(&eot_name)
             .ok_or_else(|| NodeError::Failed(format!("the tokenizer has no token `{eot_name}`")))?
             as u16;
-        let per_shard = ctx.params().get_path("shard_tokens").and_then(Value::as_i64).unwrap_or(100_000_000) as usize;
         let out_dir = ctx.out_dir().to_path_buf();
         let mut total_bytes = 0usize;
         let mut total_tokens = 0usize;

@@ -10,7 +10,19 @@ use rayon::prelude::*;
 
 use super::{NodeCtx, NodeError, NodeKind, Progress};
 use crate::data::bpe::{self, BpeSpec};
-use crate::spec::{Field, FieldType, Schema, Value};
+use crate::settings::{settings, FieldType, Schema, Settings, Value};
+
+settings! {
+    /// The settings of a `tokenizer` node.
+    pub struct TokenizerParams {
+        /// exact vocabulary size, special tokens included (the paper: 50,262)
+        vocab_size: usize = [FieldType::Int { min: 257 }] default(50_262),
+        /// special tokens, ids 0, 1, …; the first is the end-of-text token
+        special_tokens: Vec<String> = [FieldType::List(Box::new(FieldType::Str))] default(["<|endoftext|>"]),
+        /// minimum pair count for a merge
+        min_frequency: u64 = [FieldType::Int { min: 0 }] default(0),
+    }
+}
 
 /// The `tokenizer` node kind.
 pub struct TokenizerKind {
@@ -20,28 +32,7 @@ pub struct TokenizerKind {
 impl TokenizerKind {
     /// Creates the kind with its schema.
     pub fn new() -> Self {
-        TokenizerKind {
-            schema: Schema::new(vec![
-                Field::default(
-                    "vocab_size",
-                    FieldType::Int { min: 257 },
-                    Value::Int(50_262),
-                    "exact vocabulary size, special tokens included (the paper: 50,262)",
-                ),
-                Field::default(
-                    "special_tokens",
-                    FieldType::List(Box::new(FieldType::Str)),
-                    Value::List(vec![Value::Str("<|endoftext|>".into())]),
-                    "special tokens, ids 0, 1, …; the first is the end-of-text token",
-                ),
-                Field::default(
-                    "min_frequency",
-                    FieldType::Int { min: 0 },
-                    Value::Int(0),
-                    "minimum pair count for a merge",
-                ),
-            ]),
-        }
+        TokenizerKind { schema: TokenizerParams::schema() }
     }
 }
 
@@ -98,12 +89,8 @@ impl NodeKind for TokenizerKind {
 
     fn run(&self, ctx: &mut NodeCtx<'_>) -> Result<(), NodeError> {
         let corpus = ctx.input_with("train.jsonl")?;
-        let p = ctx.params();
-        let spec = BpeSpec {
-            vocab_size: p.get_path("vocab_size").and_then(Value::as_i64).unwrap_or(50_262) as usize,
-            special_tokens: p.strings_at("special_tokens"),
-            min_frequency: p.get_path("min_frequency").and_then(Value::as_i64).unwrap_or(0) as u64,
-        };
+        let TokenizerParams { vocab_size, special_tokens, min_frequency } = ctx.settings()?;
+        let spec = BpeSpec { vocab_size, special_tokens, min_frequency };
         let train = read_split(&corpus.join("train.jsonl"))?;
         let mb: f64 = train.iter().map(|d| d.len()).sum::<usize>() as f64 / 1e6;
         ctx.progress(Progress::Message(format!(

@@ -21,7 +21,7 @@ use super::shards::META_FILE;
 use super::{BranchRefusal, ComputeBasis, Helper, NodeCtx, NodeError, NodeKind, Progress, Resources, WorkEstimate};
 use crate::data::shard::ShardsMeta;
 use crate::process::spawn_group;
-use crate::spec::{Field, FieldType, Schema, Value};
+use crate::settings::{Field, FieldType, Schema, Value};
 use crate::track::mlflow::{self, Ending, Metric, RunSpec, Tracker};
 use crate::train::compile::{CompileMode, CompileRecord, RECORD_FILE as COMPILE_RECORD};
 use crate::train::job::{

@@ -11,7 +11,8 @@ use super::tables::family_name;
 use super::RunData;
 use crate::fit::optimal::{ComputeOptimal, IsoFlopProfile, Parabola};
 use crate::fit::study::{PowerLawFit, StudyFit};
-use crate::train::{CostModel, PF_DAY};
+use crate::fit::Family;
+use crate::train::{CostModel, Variant, PF_DAY};
 use crate::units::si;
 use plotters::style::RGBColor;
 
@@ -29,7 +30,7 @@ const VAL_LOSS: &str = "validation loss";
 
 /// Each run's rank among its family's distinct sizes, and that count.
 fn size_ranks(runs: &[RunData]) -> BTreeMap<String, (usize, usize)> {
-    let mut sizes: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+    let mut sizes: BTreeMap<&Family, Vec<i64>> = BTreeMap::new();
     for r in runs {
         sizes.entry(&r.run.group).or_default().push(r.run.params.trainable);
     }
@@ -39,7 +40,7 @@ fn size_ranks(runs: &[RunData]) -> BTreeMap<String, (usize, usize)> {
     }
     runs.iter()
         .map(|r| {
-            let n = &sizes[r.run.group.as_str()];
+            let n = &sizes[&r.run.group];
             (r.run.id.clone(), (n.iter().position(|&x| x == r.run.params.trainable).unwrap_or(0), n.len()))
         })
         .collect()
@@ -56,14 +57,14 @@ impl<'a> Painter<'a> {
         Painter { runs, ranks: size_ranks(runs) }
     }
 
-    fn family(&self, family: &str) -> impl Iterator<Item = &'a RunData> + '_ {
-        let family = family.to_string();
+    fn family(&self, family: &Family) -> impl Iterator<Item = &'a RunData> + '_ {
+        let family = family.clone();
         self.runs.iter().filter(move |r| r.run.group == family)
     }
 
     /// The runs of `family` as curves of loss against `x`, shaded by size;
     /// the largest carries the family's legend entry.
-    fn curves(&self, family: &str, stroke: Stroke, x: impl Fn(&crate::fit::study::RunPoint) -> f64) -> Vec<Series> {
+    fn curves(&self, family: &Family, stroke: Stroke, x: impl Fn(&crate::fit::RunPoint) -> f64) -> Vec<Series> {
         let largest = self.family(family).map(|r| r.run.params.trainable).max();
         let mut labelled = false;
         self.family(family)
@@ -95,13 +96,13 @@ fn log_spaced(lo: f64, hi: f64) -> impl Iterator<Item = f64> {
 }
 
 /// `law` drawn from `lo` to `hi` (21 log-spaced points), scaled on x by `unit`.
-fn law_series(label: String, family: &str, law: &PowerLawFit, (lo, hi): (f64, f64), unit: f64) -> Series {
+fn law_series(label: String, family: &Family, law: &PowerLawFit, (lo, hi): (f64, f64), unit: f64) -> Series {
     let points = log_spaced(lo, hi).map(|x| (x / unit, law.predict(x))).collect();
     Series { label: Some(label), colour: family_colour(family), stroke: Stroke::Dashed, points }
 }
 
 /// The baseline's envelope and law on `model`, in units of `unit`.
-fn frontier_and_law(fit: Option<&StudyFit>, family: &str, model: CostModel, unit: f64) -> Vec<Series> {
+fn frontier_and_law(fit: Option<&StudyFit>, family: &Family, model: CostModel, unit: f64) -> Vec<Series> {
     let Some(axis) = fit.and_then(|f| f.groups.get(family)).map(|g| &g.axes[&model]) else { return Vec::new() };
     let mut out = Vec::new();
     if !axis.envelope.is_empty() {
@@ -126,50 +127,54 @@ fn frontier_and_law(fit: Option<&StudyFit>, family: &str, model: CostModel, unit
     out
 }
 
-/// The paper's figure of `family` (solid) against the baselines (dotted) on `model`.
+/// The paper's figure of `variant` (solid) against the `baseline` family's runs `baselines` (dotted) on `model`.
 fn paper_comparison(
     p: &Painter<'_>,
-    fit: Option<&StudyFit>,
-    family: &str,
+    (fit, baseline): (Option<&StudyFit>, &Family),
+    variant: Variant,
     model: CostModel,
     baselines: &[&RunData],
     title: &str,
 ) -> Result<String, String> {
-    let x = |pt: &crate::fit::study::RunPoint| model.of(&pt.compute) / PF_DAY;
+    let x = |pt: &crate::fit::RunPoint| model.of(&pt.compute) / PF_DAY;
     let mut series: Vec<Series> = Vec::new();
     let mut labelled = false;
     for r in baselines {
         let (rank, count) = p.ranks[&r.run.id];
         let label = (!labelled).then(|| {
             labelled = true;
-            format!("{}, dotted", family_name("baseline"))
+            format!("{}, dotted", family_name(baseline))
         });
         series.push(Series {
             label,
-            colour: shade(family_colour("baseline"), rank, count),
+            colour: shade(family_colour(baseline), rank, count),
             stroke: Stroke::Dotted,
             points: r.run.points.iter().map(|pt| (x(pt), pt.loss)).collect(),
         });
     }
-    series.extend(p.curves(family, Stroke::Solid, x));
-    series.extend(frontier_and_law(fit, "baseline", model, PF_DAY).into_iter().filter(|s| s.stroke == Stroke::Dashed));
+    series.extend(p.curves(&Family::Variant(variant), Stroke::Solid, x));
+    series.extend(frontier_and_law(fit, baseline, model, PF_DAY).into_iter().filter(|s| s.stroke == Stroke::Dashed));
     log_log_svg(title, Axes { x: &format!("compute (PF-days), {}", model.formula()), y: VAL_LOSS }, &series)
 }
 
-/// The paper's Figures 1, 2, 3, 6 and 7, for the families this study has.
-fn paper_figures(p: &Painter<'_>, fit: Option<&StudyFit>) -> Result<Vec<Figure>, String> {
+/// The paper's Figures 1, 2, 3, 6 and 7, for the variants this study has,
+/// each against the fit's `baseline` family.
+fn paper_figures(p: &Painter<'_>, fit: Option<&StudyFit>, baseline: &Family) -> Result<Vec<Figure>, String> {
     let mut out = Vec::new();
-    let baselines: Vec<&RunData> = p.family("baseline").collect();
+    let baselines: Vec<&RunData> = p.family(baseline).collect();
+    let has = |variant: Variant| {
+        *baseline != Family::Variant(variant) && p.family(&Family::Variant(variant)).next().is_some()
+    };
     if baselines.is_empty() {
         return Ok(out);
     }
     let alpha = fit
-        .and_then(|f| f.groups.get("baseline"))
+        .and_then(|f| f.groups.get(baseline))
         .and_then(|g| g.axes[&CostModel::Trainable].power_law.fitted())
         .map(|l| l.alpha.with_interval(4));
-    let x = |pt: &crate::fit::study::RunPoint| pt.compute.trainable / PF_DAY;
-    let mut series = p.curves("baseline", Stroke::Solid, x);
-    series.extend(frontier_and_law(fit, "baseline", CostModel::Trainable, PF_DAY));
+    let x = |pt: &crate::fit::RunPoint| pt.compute.trainable / PF_DAY;
+    let mut series = p.curves(baseline, Stroke::Solid, x);
+    series.extend(frontier_and_law(fit, baseline, CostModel::Trainable, PF_DAY));
     out.push(Figure {
         stem: "fig1_baselines".into(),
         caption: format!(
@@ -178,27 +183,27 @@ fn paper_figures(p: &Painter<'_>, fit: Option<&StudyFit>) -> Result<Vec<Figure>,
         ),
         svg: log_log_svg("Figure 1: baselines", Axes { x: "compute (PF-days), C = 6·N_trainable·D", y: VAL_LOSS }, &series)?,
     });
-    if p.family("doped").next().is_some() {
+    if has(Variant::Doped) {
         out.push(Figure {
             stem: "fig2_doped_frozen_2_3".into(),
             caption: "Figure 2 of the paper: doped models (solid) against the baselines (dotted), frozen parameters costing 2/3 of a trainable one (what the paper's implementation achieves). The paper: the baselines significantly outperform the doped models.".into(),
-            svg: paper_comparison(p, fit, "doped", CostModel::FrozenTwoThirds, &baselines, "Figure 2: doped, frozen parameters at 2/3 cost")?,
+            svg: paper_comparison(p, (fit, baseline), Variant::Doped, CostModel::FrozenTwoThirds, &baselines, "Figure 2: doped, frozen parameters at 2/3 cost")?,
         });
         out.push(Figure {
             stem: "fig3_doped_frozen_free".into(),
             caption: "Figure 3 of the paper: the same with frozen parameters free (ideal offloading), C = 6·N_trainable·D. The paper: doped models reproduce the curves of baselines with as many trainable parameters.".into(),
-            svg: paper_comparison(p, fit, "doped", CostModel::Trainable, &baselines, "Figure 3: doped, frozen parameters free")?,
+            svg: paper_comparison(p, (fit, baseline), Variant::Doped, CostModel::Trainable, &baselines, "Figure 3: doped, frozen parameters free")?,
         });
     }
-    if p.family("fastfood").next().is_some() {
+    if has(Variant::Fastfood) {
         out.push(Figure {
             stem: "fig6_fastfood".into(),
             caption: "Figure 6 of the paper: Adaptive FastFood models (solid) against the baselines (dotted), FastFood diagonals taken as free. The paper: the FastFood model performs like a baseline with a similar number of trainable parameters, not like the larger model it emulates.".into(),
-            svg: paper_comparison(p, fit, "fastfood", CostModel::FastfoodFree, &baselines, "Figure 6: Adaptive FastFood")?,
+            svg: paper_comparison(p, (fit, baseline), Variant::Fastfood, CostModel::FastfoodFree, &baselines, "Figure 6: Adaptive FastFood")?,
         });
     }
-    let blockdiag: Vec<&RunData> = p.family("blockdiag_hadamard").collect();
-    if !blockdiag.is_empty() {
+    let blockdiag: Vec<&RunData> = p.family(&Family::Variant(Variant::BlockdiagHadamard)).collect();
+    if has(Variant::BlockdiagHadamard) {
         // The matched baseline: for each block-diagonal run, the baseline of nearest trainable N (in log).
         let mut matched: Vec<&RunData> = Vec::new();
         for b in &blockdiag {
@@ -214,7 +219,7 @@ fn paper_figures(p: &Painter<'_>, fit: Option<&StudyFit>) -> Result<Vec<Figure>,
         out.push(Figure {
             stem: "fig7_blockdiag".into(),
             caption: "Figure 7 of the paper: block-diagonal + block-Hadamard models (solid) against the baselines of nearest trainable N (dotted), block-diagonal weights at dense cost, C = 6·N_trainable·D. The paper: the block-structured model closely resembles a model with as many trainable parameters.".into(),
-            svg: paper_comparison(p, fit, "blockdiag_hadamard", CostModel::Trainable, &matched, "Figure 7: block-diagonal + block-Hadamard")?,
+            svg: paper_comparison(p, (fit, baseline), Variant::BlockdiagHadamard, CostModel::Trainable, &matched, "Figure 7: block-diagonal + block-Hadamard")?,
         });
     }
     Ok(out)
@@ -224,13 +229,14 @@ fn paper_figures(p: &Painter<'_>, fit: Option<&StudyFit>) -> Result<Vec<Figure>,
 pub fn figures(runs: &[RunData], fits: &[StudyFit]) -> Result<Vec<Figure>, String> {
     let p = Painter::new(runs);
     let fit = fits.first();
-    let mut families: Vec<&str> = runs.iter().map(|r| r.run.group.as_str()).collect();
+    let baseline = fit.map_or(Family::BASELINE, |f| f.settings.baseline.clone());
+    let mut families: Vec<&Family> = runs.iter().map(|r| &r.run.group).collect();
     families.sort_unstable();
     families.dedup();
     // The baseline first, so its legend entries lead.
-    families.sort_by_key(|f| *f != "baseline");
+    families.sort_by_key(|f| **f != baseline);
 
-    let mut out = paper_figures(&p, fit)?;
+    let mut out = paper_figures(&p, fit, &baseline)?;
     let series: Vec<Series> = families.iter().flat_map(|f| p.curves(f, Stroke::Solid, |pt| pt.tokens)).collect();
     out.push(Figure {
         stem: "loss_vs_tokens".into(),
@@ -272,7 +278,7 @@ pub fn figures(runs: &[RunData], fits: &[StudyFit]) -> Result<Vec<Figure>, Strin
 /// A family's isoFLOP profiles: each budget's final losses against N
 /// (shaded by budget), the parabola fitted in log N (dashed) and its
 /// minimum (black); `None` without a parabola.
-fn isoflop_figure(family: &str, optimal: &ComputeOptimal) -> Result<Option<Figure>, String> {
+fn isoflop_figure(family: &Family, optimal: &ComputeOptimal) -> Result<Option<Figure>, String> {
     let shaped: Vec<(&IsoFlopProfile, Parabola)> =
         optimal.isoflop_profiles.iter().filter_map(|p| p.parabola.map(|parabola| (p, parabola))).collect();
     let mut series = Vec::new();
@@ -326,7 +332,7 @@ const APPROACH_COLOURS: [RGBColor; 3] = [RGBColor(31, 119, 180), RGBColor(214, 3
 /// N_opt against C by the three approaches: approach 1's lowest-loss runs
 /// and approach 2's parabola minima as points, each identified approach's
 /// N_opt = G·C^a as a dashed line; `None` without any.
-fn allocation_figure(family: &str, optimal: &ComputeOptimal) -> Result<Option<Figure>, String> {
+fn allocation_figure(family: &Family, optimal: &ComputeOptimal) -> Result<Option<Figure>, String> {
     let envelope: Vec<(f64, f64)> = optimal.envelope_minima.iter().map(|m| (m.compute, m.n)).collect();
     let isoflop: Vec<(f64, f64)> =
         optimal.isoflop_profiles.iter().filter_map(|p| p.minimum.fitted().map(|m| (p.compute, m.n))).collect();
@@ -368,7 +374,7 @@ fn allocation_figure(family: &str, optimal: &ComputeOptimal) -> Result<Option<Fi
 /// with each family's identified L(N): variants and baselines of equal N
 /// stand in one column, so "does the variant beat the baseline at equal N"
 /// reads off vertically.
-fn equal_n_figure(runs: &[RunData], fit: Option<&StudyFit>, families: &[&str]) -> Result<Option<Figure>, String> {
+fn equal_n_figure(runs: &[RunData], fit: Option<&StudyFit>, families: &[&Family]) -> Result<Option<Figure>, String> {
     if families.len() < 2 {
         return Ok(None);
     }
@@ -376,7 +382,7 @@ fn equal_n_figure(runs: &[RunData], fit: Option<&StudyFit>, families: &[&str]) -
     for f in families {
         let pts: Vec<(f64, f64)> = runs
             .iter()
-            .filter(|r| r.run.group == *f)
+            .filter(|r| r.run.group == **f)
             .filter_map(|r| Some((r.run.params.trainable as f64, r.run.points.last()?.loss)))
             .collect();
         let ns = pts.iter().map(|p| p.0);
@@ -408,7 +414,7 @@ fn equal_n_figure(runs: &[RunData], fit: Option<&StudyFit>, families: &[&str]) -
 
 /// Each family's envelope divided by its fitted power law on C = 6·N·D
 /// (1 = on the law): systematic curvature shows as a bow.
-fn residual_figure(fit: Option<&StudyFit>, families: &[&str]) -> Result<Option<Figure>, String> {
+fn residual_figure(fit: Option<&StudyFit>, families: &[&Family]) -> Result<Option<Figure>, String> {
     let Some(fit) = fit else { return Ok(None) };
     let mut series = Vec::new();
     for f in families {
@@ -449,7 +455,8 @@ fn residual_figure(fit: Option<&StudyFit>, families: &[&str]) -> Result<Option<F
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fit::study::{fit_study, Frontier, Run, RunPoint, Settings};
+    use crate::fit::study::fit_study;
+    use crate::fit::{Frontier, Run, RunPoint, Settings};
     use crate::train::{Compute, ParamCounts};
 
     /// Runs of an isoFLOP grid exactly on Hoffmann et al.'s L(N, D): four
@@ -494,19 +501,21 @@ mod tests {
             frontier: Frontier::Curves,
         };
         let fit = fit_study(&isoflop_runs(), &settings).unwrap();
-        let optimal = &fit.groups["baseline"].compute_optimal;
-        let profiles = isoflop_figure("baseline", optimal).unwrap().expect("four parabolas");
+        let optimal = &fit.groups[&Family::from("baseline")].compute_optimal;
+        let profiles = isoflop_figure(&Family::BASELINE, optimal).unwrap().expect("four parabolas");
         assert_eq!(profiles.stem, "isoflop_baseline");
         for text in ["C = 1.0e17", "C = 1.0e20", "minimum of each parabola"] {
             assert!(profiles.svg.contains(text), "{text} missing from the isoFLOP figure");
         }
-        let allocation = allocation_figure("baseline", optimal).unwrap().expect("three approaches");
+        let allocation = allocation_figure(&Family::BASELINE, optimal).unwrap().expect("three approaches");
         for text in ["1: lowest-loss run", "2: isoFLOP minima", "3: L(N, D): a = 0.45"] {
             assert!(allocation.svg.contains(text), "{text} missing from the N_opt figure");
         }
         // A study that is no isoFLOP grid (one run per compute) has no profile to draw.
         let single: Vec<Run> = isoflop_runs().into_iter().filter(|r| r.id.ends_with("n0")).collect();
         let fit = fit_study(&single, &settings).unwrap();
-        assert!(isoflop_figure("baseline", &fit.groups["baseline"].compute_optimal).unwrap().is_none());
+        assert!(isoflop_figure(&Family::BASELINE, &fit.groups[&Family::from("baseline")].compute_optimal)
+            .unwrap()
+            .is_none());
     }
 }

@@ -13,7 +13,8 @@ mod tables;
 
 use std::fmt::Write as _;
 
-use crate::fit::study::{Run, StudyFit};
+use crate::fit::study::StudyFit;
+use crate::fit::{Family, Run};
 use crate::train::record::TrainRecord;
 use crate::train::CostModel;
 pub use figures::Figure;
@@ -56,9 +57,10 @@ impl Page {
     /// The page titled `title` on `runs` (at least one) and `fits`.
     pub fn new(title: &str, mut runs: Vec<RunData>, fits: &[StudyFit]) -> Result<Self, String> {
         // Families together, each from its smallest model up.
+        let baseline = fits.first().map_or(Family::BASELINE, |fit| fit.settings.baseline.clone());
         runs.sort_by(|a, b| {
-            (a.run.group != "baseline", &a.run.group, a.run.params.trainable).cmp(&(
-                b.run.group != "baseline",
+            (a.run.group != baseline, &a.run.group, a.run.params.trainable).cmp(&(
+                b.run.group != baseline,
                 &b.run.group,
                 b.run.params.trainable,
             ))

@@ -10,19 +10,20 @@
 use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 
+use crate::fit::Family;
 use crate::train::Variant;
 
 /// The hue of a family, fixed by name so every figure agrees; each variant
 /// has its own (the match is exhaustive), other groups share spare ones.
-pub fn family_colour(family: &str) -> RGBColor {
-    match Variant::from_name(family) {
+pub fn family_colour(family: &Family) -> RGBColor {
+    match family.variant() {
         Some(Variant::Baseline) => RGBColor(31, 119, 180),
         Some(Variant::Doped) => RGBColor(214, 39, 40),
         Some(Variant::Fastfood) => RGBColor(44, 160, 44),
         Some(Variant::BlockdiagHadamard) => RGBColor(148, 103, 189),
         None => {
             const SPARE: [RGBColor; 3] = [RGBColor(255, 127, 14), RGBColor(23, 190, 207), RGBColor(140, 86, 75)];
-            SPARE[family.bytes().map(usize::from).sum::<usize>() % SPARE.len()]
+            SPARE[family.name().bytes().map(usize::from).sum::<usize>() % SPARE.len()]
         }
     }
 }
@@ -292,7 +293,7 @@ mod tests {
 
     #[test]
     fn sizes_shade_from_light_to_full() {
-        let blue = family_colour("baseline");
+        let blue = family_colour(&Family::BASELINE);
         assert_eq!(shade(blue, 4, 5), blue);
         let light = shade(blue, 0, 5);
         assert!(light.0 > blue.0 && light.1 > blue.1 && light.2 > blue.2, "{light:?}");

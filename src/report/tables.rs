@@ -9,7 +9,9 @@ use std::fmt::Write as _;
 use super::RunData;
 use crate::fit::identify::Identified;
 use crate::fit::optimal::ComputeOptimal;
-use crate::fit::study::{CompareBy, Estimate, PowerLawFit, StudyFit};
+use crate::fit::study::{CompareBy, PowerLawFit, StudyFit};
+use crate::fit::Estimate;
+use crate::fit::Family;
 use crate::train::{CostModel, ModelShape, Variant, PAPER_MODELS};
 use crate::units::si;
 
@@ -95,19 +97,19 @@ pub fn verdict(e: &Estimate) -> &'static str {
 
 /// The family names as a reader knows them (every variant has one: the
 /// match is exhaustive); other groups keep their own.
-pub fn family_name(family: &str) -> &str {
-    match Variant::from_name(family) {
+pub fn family_name(family: &Family) -> &str {
+    match family.variant() {
         Some(Variant::Baseline) => "baselines",
         Some(Variant::Doped) => "doped models",
         Some(Variant::Fastfood) => "FastFood models",
         Some(Variant::BlockdiagHadamard) => "block-diagonal models",
-        None => family,
+        None => family.name(),
     }
 }
 
 /// The cost model the paper compares a family on (Figures 3, 6 and 7).
-fn paper_cost_model(family: &str) -> CostModel {
-    match Variant::from_name(family) {
+fn paper_cost_model(family: &Family) -> CostModel {
+    match family.variant() {
         Some(Variant::Fastfood) => CostModel::FastfoodFree,
         _ => CostModel::Trainable,
     }
@@ -148,13 +150,13 @@ pub fn answer(fit: &StudyFit, runs: &[RunData]) -> Vec<String> {
     for (family, models) in &fit.multipliers {
         let mut said = Vec::new();
         let mut models_to_say = vec![paper_cost_model(family)];
-        if family == "doped" {
+        if family.variant() == Some(Variant::Doped) {
             models_to_say.push(CostModel::FrozenTwoThirds);
         }
         for model in models_to_say {
             let Some(m) = models.get(&model) else { continue };
             let how = match model {
-                CostModel::Trainable if family == "doped" => "with frozen parameters free",
+                CostModel::Trainable if family.variant() == Some(Variant::Doped) => "with frozen parameters free",
                 CostModel::FrozenTwoThirds => "at 2/3 cost",
                 CostModel::FastfoodFree => "with FastFood diagonals free",
                 _ => "on C = 6·N·D",
@@ -200,7 +202,7 @@ pub fn runs_table(runs: &[RunData]) -> Table {
         let loss = |l: Option<f64>| l.filter(|v| v.is_finite()).map_or("–".into(), |v| format!("{v:.4}"));
         t.row(vec![
             run.id.clone(),
-            run.group.clone(),
+            run.group.to_string(),
             layers,
             m.d_model.to_string(),
             m.n_head.to_string(),
@@ -237,7 +239,7 @@ pub fn laws_table(fit: &StudyFit) -> Table {
             format!("{:.3} predicted, {:.3} actual ({:+.1}%)", o.predicted, o.actual, 100.0 * o.relative_error)
         });
         t.row(vec![
-            g.clone(),
+            g.to_string(),
             group.runs.len().to_string(),
             group.sizes.to_string(),
             law_cell(&group.axes[&CostModel::Trainable].power_law),
@@ -256,7 +258,7 @@ pub fn optimal_table(fit: &StudyFit) -> Table {
     let mut t = Table::new(&columns);
     for (g, group) in &fit.groups {
         for row in group.compute_optimal.rows() {
-            let mut cells = vec![g.clone()];
+            let mut cells = vec![g.to_string()];
             cells.extend(row);
             t.row(cells);
         }
@@ -302,7 +304,7 @@ pub fn multipliers_table(fit: &StudyFit) -> Table {
                 }
                 Identified::NotIdentifiable(why) => ("–".into(), "–".into(), format!("not comparable: {why}")),
             };
-            t.row(vec![family.clone(), format!("{}: {}", model.formula(), model.meaning()), value, by, reading]);
+            t.row(vec![family.to_string(), format!("{}: {}", model.formula(), model.meaning()), value, by, reading]);
         }
     }
     t

@@ -35,7 +35,8 @@ use crate::fit::identify::Identified;
 use crate::fit::study::{fit_study, StudyFit};
 use crate::graph::Plan;
 use crate::hash::{ContentHash, StatCache};
-use crate::nodes::fit::{read_train_artifact, settings};
+use crate::nodes::fit::{read_train_artifact, FitParams};
+use crate::settings::Settings as _;
 use crate::train::job::{EvalRow, StepRow};
 use crate::train::record::{EVAL_FILE, STEPS_FILE};
 use crate::train::{Compute, CostModel};
@@ -591,16 +592,18 @@ impl Watcher {
         } else if finished_runs.is_empty() {
             Err("no run has finished yet".to_string())
         } else {
-            let (mut settings, by_variant) = settings(&node.params);
+            let params = match FitParams::read(&node.params) {
+                Ok(params) => params,
+                Err(e) => return FitView { error: Some(e), ..view },
+            };
+            let mut settings = params.study_settings();
             // Point estimates only: intervals would cost a bootstrap per finished run.
             settings.bootstrap = 0;
             let mut read = Vec::new();
             for &&(p, key) in &finished_runs {
                 match read_train_artifact(&self.plan.experiment.nodes[p].id.0, &self.cache.artifact_dir(&key)) {
-                    Ok((mut run, _)) => {
-                        if !by_variant {
-                            run.group = "all".into();
-                        }
+                    Ok((mut run, record)) => {
+                        run.group = params.family_of(record.variant());
                         read.push(run);
                     }
                     Err(e) => return FitView { error: Some(e.to_string()), ..view },
@@ -692,7 +695,7 @@ fn families(fit: &StudyFit) -> Vec<FamilyView> {
     fit.groups
         .iter()
         .map(|(family, g)| FamilyView {
-            family: family.clone(),
+            family: family.to_string(),
             runs: g.runs.len(),
             sizes: g.sizes,
             laws: g

@@ -31,11 +31,11 @@
 
 use std::sync::Arc;
 
-use super::error::{SourceFile, SpecError};
-use super::schema::{Field, FieldType, Schema};
-use super::value::Value;
-use super::yaml::{Node, Span, Yaml};
 use crate::nodes::{ComputeBasis, NodeKind};
+use crate::settings::yaml::{Node, Span, Yaml};
+use crate::settings::Value;
+use crate::settings::{Field, FieldType, Schema};
+use crate::settings::{SourceFile, SpecError};
 
 /// How far 6·N·D may stray from the budget once D is rounded to whole steps.
 pub const BUDGET_TOLERANCE: f64 = 0.01;

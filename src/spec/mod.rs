@@ -17,34 +17,20 @@
 //! least one node, instance ids are unique. Cycles are found by
 //! [`crate::graph::Plan`]. All errors carry file, line and column.
 
-mod error;
 pub mod isoflop;
-mod schema;
-mod value;
-pub mod yaml;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use error::{closest, LoadError, SourceFile, SpecError, SpecErrors};
 pub use isoflop::IsoflopPoint;
-pub use schema::{Field, FieldType, Presence, Schema};
-pub use value::Value;
-use yaml::{Key, Node, Span, Yaml};
 
+pub use crate::nodes::NodeId;
 use crate::nodes::{NodeKind, Registry, Resources};
-
-/// The unique name of one node instance: `tokenizer`, `train[model=small,variant=doped]`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-pub struct NodeId(pub String);
-
-impl fmt::Display for NodeId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+use crate::settings::yaml::{Key, Node, Span, Yaml};
+pub use crate::settings::{
+    closest, yaml, Field, FieldType, LoadError, Presence, Schema, SourceFile, SpecError, SpecErrors, Value,
+};
 
 /// A loaded, validated experiment.
 pub struct Experiment {

@@ -24,7 +24,7 @@ pub enum Head {
 }
 
 /// Which layers the model is made of: the paper's baseline and its variants.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Variant {
     /// Dense GELU MLPs (Table 1).

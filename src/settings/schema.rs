@@ -399,7 +399,7 @@ fn looks_like_big_integer(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::yaml::parse;
+    use crate::settings::yaml::parse;
     use std::path::PathBuf;
 
     fn schema() -> Schema {
