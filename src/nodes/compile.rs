@@ -14,10 +14,10 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use super::train::{precision, resolve_device, spawn_worker};
+use super::worker::{resolve_device, spawn_worker};
 use super::{NodeCtx, NodeError, NodeKind, Progress, Resources};
 use crate::hash::ContentHash;
-use crate::settings::{Field, FieldType, Schema, Value};
+use crate::settings::{settings, to_value, FieldType, Schema, Settings, Value};
 use crate::train::compile::{CompileJob, CompileMode, CompileOutcome, CompileRecord, RECORD_FILE};
 use crate::train::job::Precision;
 use crate::train::{Head, ModelShape, Variant, VARIANT_NAMES};
@@ -27,6 +27,59 @@ use crate::train::{Head, ModelShape, Variant, VARIANT_NAMES};
 /// written into the node's work directory for the worker to run.
 pub const EXPORTER: &str = include_str!("../../torch-worker/python/compile_step.py");
 
+settings! {
+    /// The settings of a `compile` node: everything that shapes the graph.
+    pub struct CompileParams {
+        /// the model's variant
+        variant: Variant = [FieldType::Enum(VARIANT_NAMES)] required,
+        /// transformer blocks
+        n_layer: i64 = [FieldType::Int { min: 1 }] required,
+        /// attention heads
+        n_head: i64 = [FieldType::Int { min: 1 }] required,
+        /// width
+        d_model: i64 = [FieldType::Int { min: 2 }] required,
+        /// tokens per sequence
+        context: i64 = [FieldType::Int { min: 2 }] required,
+        /// the tokenizer's vocabulary
+        vocab_size: i64 = [FieldType::Int { min: 1 }] required,
+        /// output head tied to the embedding or not
+        head: Head = [FieldType::Enum(&["tied", "untied"])] required,
+        /// blocks of the block-diagonal MLP
+        blocks: i64 = [FieldType::Int { min: 1 }] required,
+        /// dropout probability (part of the graph)
+        dropout: f64 = [FieldType::Float] required,
+        /// compute precision
+        precision: Precision = [FieldType::Enum(&["fp32", "bf16"])] required,
+        /// sequences per forward pass (the package's batch dimension)
+        micro_batch: i64 = [FieldType::Int { min: 1 }] required,
+        /// auto: compile on a GPU, keep the CPU eager; on: compile on any device
+        mode: CompileMode = [FieldType::Enum(&["auto", "on"])] required,
+        /// auto, cpu, cuda or cuda:N
+        device: String = [FieldType::Str] default("auto") metadata,
+        /// CPU threads for libtorch (0: its default)
+        threads: u64 = [FieldType::Int { min: 0 }] default(0) metadata,
+    }
+}
+
+impl CompileParams {
+    /// The model shape these settings describe.
+    fn shape(&self) -> Result<ModelShape, String> {
+        let shape = ModelShape {
+            vocab_size: self.vocab_size,
+            n_layer: self.n_layer,
+            n_head: self.n_head,
+            d_model: self.d_model,
+            context: self.context,
+            dropout: self.dropout,
+            head: self.head,
+            variant: self.variant,
+            blocks: self.blocks,
+        };
+        shape.check()?;
+        Ok(shape)
+    }
+}
+
 /// The `compile` kind.
 pub struct Compile {
     schema: Schema,
@@ -35,82 +88,51 @@ pub struct Compile {
 impl Compile {
     /// Creates the kind with its schema.
     pub fn new() -> Self {
-        let int = |min| FieldType::Int { min };
-        Compile {
-            schema: Schema::new(vec![
-                Field::required("variant", FieldType::Enum(VARIANT_NAMES), "the model's variant"),
-                Field::required("n_layer", int(1), "transformer blocks"),
-                Field::required("n_head", int(1), "attention heads"),
-                Field::required("d_model", int(2), "width"),
-                Field::required("context", int(2), "tokens per sequence"),
-                Field::required("vocab_size", int(1), "the tokenizer's vocabulary"),
-                Field::required(
-                    "head",
-                    FieldType::Enum(&["tied", "untied"]),
-                    "output head tied to the embedding or not",
-                ),
-                Field::required("blocks", int(1), "blocks of the block-diagonal MLP"),
-                Field::required("dropout", FieldType::Float, "dropout probability (part of the graph)"),
-                Field::required("precision", FieldType::Enum(&["fp32", "bf16"]), "compute precision"),
-                Field::required("micro_batch", int(1), "sequences per forward pass (the package's batch dimension)"),
-                Field::required(
-                    "mode",
-                    FieldType::Enum(&["auto", "on"]),
-                    "auto: compile on a GPU, keep the CPU eager; on: compile on any device",
-                ),
-                Field::default("device", FieldType::Str, Value::Str("auto".into()), "auto, cpu, cuda or cuda:N")
-                    .metadata(),
-                Field::default("threads", int(0), Value::Int(0), "CPU threads for libtorch (0: its default)")
-                    .metadata(),
-            ]),
-        }
+        Compile { schema: CompileParams::schema() }
     }
 
-    /// The params of the helper that compiles the step of a train node.
+    /// The settings of the helper that compiles the step of a train node.
     pub fn helper_params(
         shape: &ModelShape,
         precision: Precision,
         micro_batch: i64,
         mode: CompileMode,
         device: &str,
-    ) -> Value {
-        let mut map = std::collections::BTreeMap::new();
-        let mut set = |k: &str, v: Value| {
-            map.insert(k.to_string(), v);
-        };
-        set("variant", Value::Str(shape.variant.name().into()));
-        set("n_layer", Value::Int(shape.n_layer));
-        set("n_head", Value::Int(shape.n_head));
-        set("d_model", Value::Int(shape.d_model));
-        set("context", Value::Int(shape.context));
-        set("vocab_size", Value::Int(shape.vocab_size));
-        set("head", Value::Str(if shape.head == Head::Tied { "tied" } else { "untied" }.into()));
-        set("blocks", Value::Int(shape.blocks));
-        set("dropout", Value::Float(shape.dropout));
-        set("precision", Value::Str(if precision == Precision::Bf16 { "bf16" } else { "fp32" }.into()));
-        set("micro_batch", Value::Int(micro_batch));
-        set("mode", Value::Str(if mode == CompileMode::On { "on" } else { "auto" }.into()));
-        set("device", Value::Str(device.into()));
-        set("threads", Value::Int(0));
-        Value::Map(map)
+    ) -> CompileParams {
+        CompileParams {
+            variant: shape.variant,
+            n_layer: shape.n_layer,
+            n_head: shape.n_head,
+            d_model: shape.d_model,
+            context: shape.context,
+            vocab_size: shape.vocab_size,
+            head: shape.head,
+            blocks: shape.blocks,
+            dropout: shape.dropout,
+            precision,
+            micro_batch,
+            // A train node's `off` makes no helper; `on` and `auto` are the helper's modes.
+            mode: if mode == CompileMode::On { CompileMode::On } else { CompileMode::Auto },
+            device: device.to_string(),
+            threads: 0,
+        }
     }
 
     /// A readable, unique instance name for a helper with `params`:
     /// `compile[baseline,L3,d64,h2,T128,V8192,b8,fp32]`, with a digest
     /// where the readable part would not tell two apart.
-    pub fn helper_id(params: &Value) -> String {
-        let get = |k: &str| params.get_path(k).map(ToString::to_string).unwrap_or_default();
-        let digest = ContentHash::of(params.to_string().as_bytes());
+    pub fn helper_id(params: &CompileParams) -> String {
+        let digest = ContentHash::of(to_value(params).to_string().as_bytes());
+        let precision = if params.precision == Precision::Bf16 { "bf16" } else { "fp32" };
         format!(
-            "compile[{},L{},d{},h{},T{},V{},b{},{},{}]",
-            get("variant").trim_matches('"'),
-            get("n_layer"),
-            get("d_model"),
-            get("n_head"),
-            get("context"),
-            get("vocab_size"),
-            get("micro_batch"),
-            get("precision").trim_matches('"'),
+            "compile[{},L{},d{},h{},T{},V{},b{},{precision},{}]",
+            params.variant.name(),
+            params.n_layer,
+            params.d_model,
+            params.n_head,
+            params.context,
+            params.vocab_size,
+            params.micro_batch,
             &digest.hex()[..8]
         )
     }
@@ -120,25 +142,6 @@ impl Default for Compile {
     fn default() -> Self {
         Self::new()
     }
-}
-
-/// The model shape validated params describe.
-fn shape(params: &Value) -> Result<ModelShape, String> {
-    let int = |k: &str| params.get_path(k).and_then(Value::as_i64).ok_or_else(|| format!("`{k}` is missing"));
-    let text = |k: &str| params.get_path(k).and_then(Value::as_str).unwrap_or_default();
-    let shape = ModelShape {
-        vocab_size: int("vocab_size")?,
-        n_layer: int("n_layer")?,
-        n_head: int("n_head")?,
-        d_model: int("d_model")?,
-        context: int("context")?,
-        dropout: params.get_path("dropout").and_then(Value::as_f64).unwrap_or(0.0),
-        head: if text("head") == "untied" { Head::Untied } else { Head::Tied },
-        variant: Variant::from_name(text("variant")).ok_or_else(|| format!("unknown variant `{}`", text("variant")))?,
-        blocks: int("blocks")?,
-    };
-    shape.check()?;
-    Ok(shape)
 }
 
 /// What a compile is keyed on besides its params: `cpu`, or `cuda sm_90`
@@ -173,7 +176,8 @@ impl NodeKind for Compile {
     /// A GPU when it compiles for one (inductor's autotuning runs there),
     /// else the CPU cores libtorch and the C++ compiler use.
     fn resources_default(&self, params: &Value) -> Resources {
-        match params.get_path("device").and_then(Value::as_str).unwrap_or("auto") {
+        let device = CompileParams::read(params).map(|p| p.device).unwrap_or_default();
+        match device.as_str() {
             "cpu" => Resources::default(),
             "auto" => Resources { cpu: 1, gpu: 1, gpu_optional: true },
             _ => Resources { cpu: 1, gpu: 1, gpu_optional: false },
@@ -181,17 +185,15 @@ impl NodeKind for Compile {
     }
 
     fn environment(&self, params: &Value) -> Option<Value> {
-        Some(target(params.get_path("device").and_then(Value::as_str).unwrap_or("auto"), crate::device::platform()))
+        Some(target(&CompileParams::read(params).ok()?.device, crate::device::platform()))
     }
 
     fn run(&self, ctx: &mut NodeCtx<'_>) -> Result<(), NodeError> {
-        let params = ctx.params().clone();
-        let shape = shape(&params).map_err(NodeError::Failed)?;
-        let device = resolve_device(params.get_path("device").and_then(Value::as_str).unwrap_or("auto"), ctx.gpus())
-            .map_err(NodeError::Failed)?;
-        let mode = params.get_path("mode").and_then(Value::as_str).and_then(CompileMode::from_name);
+        let params: CompileParams = ctx.settings()?;
+        let shape = params.shape().map_err(NodeError::Failed)?;
+        let device = resolve_device(&params.device, ctx.gpus()).map_err(NodeError::Failed)?;
         let record_path = ctx.out_dir().join(RECORD_FILE);
-        if device == "cpu" && mode != Some(CompileMode::On) {
+        if device == "cpu" && params.mode != CompileMode::On {
             // Measured on the 2-core development VM (benches/RESULTS.md): the CPU
             // step is faster compiled, but a compile takes longer than the CPU
             // runs of this project train.
@@ -207,10 +209,10 @@ impl NodeKind for Compile {
         std::fs::write(&script, EXPORTER).map_err(|e| NodeError::io(&script, e))?;
         let job = CompileJob {
             model: shape,
-            precision: precision(&params),
-            micro_batch: params.get_path("micro_batch").and_then(Value::as_i64).unwrap_or(1),
+            precision: params.precision,
+            micro_batch: params.micro_batch,
             device,
-            threads: params.get_path("threads").and_then(Value::as_i64).unwrap_or(0).max(0) as u64,
+            threads: params.threads,
             timed_steps: 5,
             script,
             out: ctx.out_dir().to_path_buf(),
@@ -220,7 +222,7 @@ impl NodeKind for Compile {
         let text = serde_json::to_vec_pretty(&job).map_err(|e| NodeError::Failed(e.to_string()))?;
         std::fs::write(&job_path, text).map_err(|e| NodeError::io(&job_path, e))?;
 
-        let mut child = spawn_worker(ctx, "compile", &job_path, Stdio::null())?;
+        let mut child = spawn_worker(ctx, ("compile", &job_path), &params.device, Stdio::null())?;
         let started = Instant::now();
         let status = loop {
             if ctx.is_cancelled() {
@@ -296,12 +298,8 @@ mod tests {
             "{}",
             Compile::helper_id(&a)
         );
-        // Every param a helper sets is one its schema knows, so it validates like a written node.
-        let kind = Compile::new();
-        let Value::Map(map) = &a else { panic!("params are a map") };
-        for key in map.keys() {
-            assert!(kind.schema().fields.iter().any(|f| f.name == key.as_str()), "{key} is not in the schema");
-        }
-        assert_eq!(shape, super::shape(&a).unwrap());
+        // The helper's settings read back as themselves, shape included.
+        assert_eq!(CompileParams::read(&to_value(&a)).unwrap(), a);
+        assert_eq!(shape, a.shape().unwrap());
     }
 }

@@ -17,6 +17,7 @@ mod report;
 mod shards;
 mod tokenizer;
 mod train;
+mod worker;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -488,5 +489,33 @@ impl Registry {
             ));
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::check_against_schema;
+
+    /// Every kind's settings struct and the schema it declares agree on
+    /// every name, type, enum option and default; a kind added to the
+    /// registry must be added here.
+    #[test]
+    fn every_kind_reads_what_its_schema_accepts() {
+        let checks: [(&str, fn() -> Result<(), String>); 8] = [
+            ("command", check_against_schema::<command::CommandParams>),
+            ("corpus", check_against_schema::<corpus::CorpusParams>),
+            ("tokenizer", check_against_schema::<tokenizer::TokenizerParams>),
+            ("shards", check_against_schema::<shards::ShardsParams>),
+            ("train", check_against_schema::<train::TrainParams>),
+            ("compile", check_against_schema::<compile::CompileParams>),
+            ("fit", check_against_schema::<fit::FitParams>),
+            ("report", check_against_schema::<report::ReportParams>),
+        ];
+        let names: Vec<&str> = checks.iter().map(|(name, _)| *name).collect();
+        assert_eq!(names, Registry::builtin().names());
+        for (name, check) in checks {
+            check().unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
     }
 }

@@ -12,16 +12,16 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::Duration;
 
 use super::compile::Compile;
 use super::shards::META_FILE;
+use super::worker::{resolve_device, spawn_worker};
 use super::{BranchRefusal, ComputeBasis, Helper, NodeCtx, NodeError, NodeKind, Progress, Resources, WorkEstimate};
 use crate::data::shard::ShardsMeta;
-use crate::process::spawn_group;
-use crate::settings::{Field, FieldType, Schema, Value};
+use crate::settings::{settings, to_value, FieldType, Schema, Settings, Value};
 use crate::track::mlflow::{self, Ending, Metric, RunSpec, Tracker};
 use crate::train::compile::{CompileMode, CompileRecord, RECORD_FILE as COMPILE_RECORD};
 use crate::train::job::{
@@ -33,8 +33,6 @@ use crate::train::tfevents::EventWriter;
 use crate::train::{Compute, Head, ModelShape, ParamCounts, Variant, PRESET_NAMES, VARIANT_NAMES};
 use crate::units::thousands;
 
-/// `optim.schedule`: the paper's cosine, or warmup–stable–decay.
-const SCHEDULES: &[&str] = &["cosine", "wsd"];
 /// Params a cooldown branch must share with its source: they shape the
 /// model, the data it sees and the rate up to the branch point.
 const CONTINUED: &[&str] = &[
@@ -58,6 +56,172 @@ const CONTINUED: &[&str] = &[
 /// The paper's vocabulary, for planning a node whose tokenizer is not declared.
 const PAPER_VOCAB: i64 = 50_262;
 
+/// `optim.schedule`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Schedule {
+    /// Warmup, then a cosine to the floor (the paper's).
+    Cosine,
+    /// Warmup, the peak rate held, then a decay over the last `cooldown_tokens`.
+    Wsd,
+}
+
+settings! {
+    /// A train node's model shape: a preset and its overrides.
+    pub struct ModelParams {
+        /// size: nano, micro (CPU); Table 1 xxsmall … medium; Table 2 doped_*; Table 3 structured_*
+        preset: String = [FieldType::Enum(PRESET_NAMES)] required,
+        /// override the preset's number of blocks
+        n_layer: Option<i64> = [FieldType::Int { min: 1 }] optional,
+        /// override the preset's attention heads
+        n_head: Option<i64> = [FieldType::Int { min: 1 }] optional,
+        /// override the preset's width
+        d_model: Option<i64> = [FieldType::Int { min: 2 }] optional,
+        /// output head shares the embedding (tied, GPT-2's choice) or not
+        head: Head = [FieldType::Enum(&["tied", "untied"])] default(Head::Tied),
+        /// blocks of the block-diagonal MLP (blockdiag_hadamard; default 4)
+        blocks: Option<i64> = [FieldType::Int { min: 1 }] optional,
+    }
+}
+
+settings! {
+    /// A train node's optimiser and learning-rate schedule.
+    pub struct OptimParams {
+        /// peak learning rate (paper: 5e-4; 3e-4 for Medium)
+        lr: f64 = [FieldType::Float] default(5e-4),
+        /// Adam β1
+        beta1: f64 = [FieldType::Float] default(0.9),
+        /// Adam β2 (GPT-3's 0.95; the paper does not say)
+        beta2: f64 = [FieldType::Float] default(0.95),
+        /// Adam ε
+        eps: f64 = [FieldType::Float] default(1e-8),
+        /// decoupled weight decay (paper: 0)
+        weight_decay: f64 = [FieldType::Float] default(0.0),
+        /// global gradient-norm clip (paper: 1.0; 0 disables)
+        clip: f64 = [FieldType::Float] default(1.0),
+        /// tokens of linear warmup (paper: 409.6M)
+        warmup_tokens: u64 = [FieldType::Int { min: 0 }] default(409_600_000),
+        /// tokens at which the cosine reaches its floor (default: max_tokens; paper: 32.8G)
+        decay_tokens: Option<u64> = [FieldType::Int { min: 1 }] optional,
+        /// the floor, as a fraction of lr
+        final_lr_fraction: f64 = [FieldType::Float] default(0.1),
+        /// cosine (the paper's; the default) or wsd: warmup, the peak rate held, then a decay over the last cooldown_tokens
+        schedule: Option<Schedule> = [FieldType::Enum(&["cosine", "wsd"])] optional,
+        /// wsd: tokens of the final decay, which ends at max_tokens
+        cooldown_tokens: Option<u64> = [FieldType::Int { min: 1 }] optional,
+        /// wsd: linear (the default), sqrt (1 − √p) or cosine
+        decay_shape: Option<DecayShape> = [FieldType::Enum(DECAY_SHAPE_NAMES)] optional,
+    }
+}
+
+settings! {
+    /// Where else a train node's run is tracked.
+    pub struct TrackingParams {
+        /// MLflow tracking server the run logs params, metrics and artifact files to
+        mlflow: String = [FieldType::HttpUrl] required,
+        /// MLflow experiment (default: this experiment's name)
+        experiment: Option<String> = [FieldType::Str] optional,
+    }
+}
+
+settings! {
+    /// The settings of a `train` node.
+    pub struct TrainParams {
+        /// model shape: a preset and optional overrides
+        model: ModelParams = [FieldType::Struct(ModelParams::schema())] required,
+        /// baseline, doped (frozen 6·d MLPs between trainable layers), fastfood, blockdiag_hadamard (default: the preset's)
+        variant: Option<Variant> = [FieldType::Enum(VARIANT_NAMES)] optional,
+        /// tokens per sequence (default: the preset's; paper: 1024)
+        context: Option<i64> = [FieldType::Int { min: 2 }] optional,
+        /// dropout on embeddings, attention and residuals (paper: 0.1)
+        dropout: f64 = [FieldType::Float] default(0.1),
+        /// Adam, warmup and cosine decay
+        optim: OptimParams = [FieldType::Struct(OptimParams::schema())] default(Value::Null),
+        /// sequences per optimiser step (paper: 80)
+        batch_size: u64 = [FieldType::Int { min: 1 }] default(80),
+        /// sequences per forward pass; gradients accumulate (default: batch_size)
+        micro_batch: Option<u64> = [FieldType::Int { min: 1 }] optional,
+        /// training budget in tokens (paper: 32G)
+        max_tokens: u64 = [FieldType::Int { min: 1 }] required,
+        /// token counts after which the run keeps its state in its artifact, for cooldown branches (`from:`)
+        keep_checkpoints: Option<Vec<u64>> = [FieldType::List(Box::new(FieldType::Int { min: 1 }))] optional,
+        /// a cooldown branch (`from:`): the source's kept checkpoint it starts from
+        at_tokens: Option<u64> = [FieldType::Int { min: 1 }] optional,
+        /// validation evaluations, log-spaced over the run
+        eval_points: u64 = [FieldType::Int { min: 2 }] default(40),
+        /// validation tokens per evaluation (a fixed prefix of the val split)
+        eval_tokens: u64 = [FieldType::Int { min: 1 }] default(1u64 << 20),
+        /// seed of initialisation, data order and dropout
+        seed: u64 = [FieldType::Int { min: 0 }] default(0),
+        /// fp32, or bf16 matmuls and attention with fp32 master weights
+        precision: Precision = [FieldType::Enum(&["fp32", "bf16"])] default(Precision::Fp32),
+        /// auto (a GPU if one is visible), cpu, cuda or cuda:N
+        device: String = [FieldType::Str] default("auto") metadata,
+        /// the training step compiled ahead of time (AOTInductor): auto (on a GPU, where measured faster), on, off
+        compile: CompileMode = [FieldType::Enum(&CompileMode::NAMES)] default(CompileMode::Auto) metadata,
+        /// seconds between checkpoints (0: off)
+        checkpoint_seconds: f64 = [FieldType::Float] default(600.0) metadata,
+        /// steps between checkpoints (0: off)
+        checkpoint_steps: u64 = [FieldType::Int { min: 0 }] default(0) metadata,
+        /// CPU threads for libtorch (0: its default)
+        threads: u64 = [FieldType::Int { min: 0 }] default(0) metadata,
+        /// the device's peak TFLOP/s, for MFU where it is not known (CPUs)
+        peak_tflops: Option<f64> = [FieldType::Float] optional metadata,
+        /// also track the run elsewhere: `{mlflow: URL}` (see Track in MLflow)
+        tracking: Option<TrackingParams> = [FieldType::Struct(TrackingParams::schema())] optional metadata,
+    }
+}
+
+impl TrainParams {
+    /// The model shape these settings describe, with `vocab_size` tokens.
+    fn model_shape(&self, vocab_size: i64) -> Result<ModelShape, String> {
+        let m = &self.model;
+        let mut shape =
+            ModelShape::preset(&m.preset, vocab_size).ok_or_else(|| format!("unknown preset `{}`", m.preset))?;
+        shape.n_layer = m.n_layer.unwrap_or(shape.n_layer);
+        shape.n_head = m.n_head.unwrap_or(shape.n_head);
+        shape.d_model = m.d_model.unwrap_or(shape.d_model);
+        shape.context = self.context.unwrap_or(shape.context);
+        shape.dropout = self.dropout;
+        shape.head = m.head;
+        shape.variant = self.variant.unwrap_or(shape.variant);
+        shape.blocks = m.blocks.unwrap_or(shape.blocks);
+        shape.check()?;
+        Ok(shape)
+    }
+
+    /// Sequences per forward pass.
+    fn micro_batch(&self) -> u64 {
+        self.micro_batch.unwrap_or(self.batch_size)
+    }
+
+    /// The WSD decay asked for, if one is, and its end.
+    fn wsd(&self) -> Result<Option<Wsd>, String> {
+        let o = &self.optim;
+        if o.schedule != Some(Schedule::Wsd) {
+            let set = [("cooldown_tokens", o.cooldown_tokens.is_some()), ("decay_shape", o.decay_shape.is_some())];
+            return match set.into_iter().find(|(_, is_set)| *is_set) {
+                Some((key, _)) => {
+                    Err(format!("optim.{key} is a setting of `schedule: wsd`, and this run's schedule is a cosine"))
+                }
+                None => Ok(None),
+            };
+        }
+        if o.decay_tokens.is_some() {
+            return Err("optim.decay_tokens sets where a cosine ends; a wsd decay ends at max_tokens and lasts optim.cooldown_tokens".into());
+        }
+        let cooldown =
+            o.cooldown_tokens.ok_or("`schedule: wsd` needs optim.cooldown_tokens, the length of its final decay")?;
+        let shape = o.decay_shape.unwrap_or(DecayShape::Linear);
+        Ok(Some(Wsd { decay_start_tokens: self.max_tokens as f64 - cooldown as f64, shape }))
+    }
+
+    /// The token counts at which the run keeps its state (`keep_checkpoints`).
+    fn kept_checkpoints(&self) -> Vec<u64> {
+        self.keep_checkpoints.clone().unwrap_or_default()
+    }
+}
+
 /// The `train` node kind.
 pub struct Train {
     schema: Schema,
@@ -66,108 +230,7 @@ pub struct Train {
 impl Train {
     /// Creates the kind with its schema.
     pub fn new() -> Self {
-        let int = |min| FieldType::Int { min };
-        let model = Schema::new(vec![
-            Field::required(
-                "preset",
-                FieldType::Enum(PRESET_NAMES),
-                "size: nano, micro (CPU); Table 1 xxsmall … medium; Table 2 doped_*; Table 3 structured_*",
-            ),
-            Field::optional("n_layer", int(1), "override the preset's number of blocks"),
-            Field::optional("n_head", int(1), "override the preset's attention heads"),
-            Field::optional("d_model", int(2), "override the preset's width"),
-            Field::default(
-                "head",
-                FieldType::Enum(&["tied", "untied"]),
-                Value::Str("tied".into()),
-                "output head shares the embedding (tied, GPT-2's choice) or not",
-            ),
-            Field::optional("blocks", int(1), "blocks of the block-diagonal MLP (blockdiag_hadamard; default 4)"),
-        ]);
-        let optim = Schema::new(vec![
-            Field::default(
-                "lr",
-                FieldType::Float,
-                Value::Float(5e-4),
-                "peak learning rate (paper: 5e-4; 3e-4 for Medium)",
-            ),
-            Field::default("beta1", FieldType::Float, Value::Float(0.9), "Adam β1"),
-            Field::default(
-                "beta2",
-                FieldType::Float,
-                Value::Float(0.95),
-                "Adam β2 (GPT-3's 0.95; the paper does not say)",
-            ),
-            Field::default("eps", FieldType::Float, Value::Float(1e-8), "Adam ε"),
-            Field::default("weight_decay", FieldType::Float, Value::Float(0.0), "decoupled weight decay (paper: 0)"),
-            Field::default(
-                "clip",
-                FieldType::Float,
-                Value::Float(1.0),
-                "global gradient-norm clip (paper: 1.0; 0 disables)",
-            ),
-            Field::default("warmup_tokens", int(0), Value::Int(409_600_000), "tokens of linear warmup (paper: 409.6M)"),
-            Field::optional(
-                "decay_tokens",
-                int(1),
-                "tokens at which the cosine reaches its floor (default: max_tokens; paper: 32.8G)",
-            ),
-            Field::default("final_lr_fraction", FieldType::Float, Value::Float(0.1), "the floor, as a fraction of lr"),
-            Field::optional(
-                "schedule",
-                FieldType::Enum(SCHEDULES),
-                "cosine (the paper's; the default) or wsd: warmup, the peak rate held, then a decay over the last cooldown_tokens",
-            ),
-            Field::optional("cooldown_tokens", int(1), "wsd: tokens of the final decay, which ends at max_tokens"),
-            Field::optional("decay_shape", FieldType::Enum(DECAY_SHAPE_NAMES), "wsd: linear (the default), sqrt (1 − √p) or cosine"),
-        ]);
-        let tracking = Schema::new(vec![
-            Field::required(
-                "mlflow",
-                FieldType::HttpUrl,
-                "MLflow tracking server the run logs params, metrics and artifact files to",
-            ),
-            Field::optional("experiment", FieldType::Str, "MLflow experiment (default: this experiment's name)"),
-        ]);
-        Train {
-            schema: Schema::new(vec![
-                Field::required("model", FieldType::Struct(model), "model shape: a preset and optional overrides"),
-                Field::optional(
-                    "variant",
-                    FieldType::Enum(VARIANT_NAMES),
-                    "baseline, doped (frozen 6·d MLPs between trainable layers), fastfood, blockdiag_hadamard (default: the preset's)",
-                ),
-                Field::optional("context", int(2), "tokens per sequence (default: the preset's; paper: 1024)"),
-                Field::default("dropout", FieldType::Float, Value::Float(0.1), "dropout on embeddings, attention and residuals (paper: 0.1)"),
-                Field::default("optim", FieldType::Struct(optim), Value::Null, "Adam, warmup and cosine decay"),
-                Field::default("batch_size", int(1), Value::Int(80), "sequences per optimiser step (paper: 80)"),
-                Field::optional("micro_batch", int(1), "sequences per forward pass; gradients accumulate (default: batch_size)"),
-                Field::required("max_tokens", int(1), "training budget in tokens (paper: 32G)"),
-                Field::optional(
-                    "keep_checkpoints",
-                    FieldType::List(Box::new(int(1))),
-                    "token counts after which the run keeps its state in its artifact, for cooldown branches (`from:`)",
-                ),
-                Field::optional("at_tokens", int(1), "a cooldown branch (`from:`): the source's kept checkpoint it starts from"),
-                Field::default("eval_points", int(2), Value::Int(40), "validation evaluations, log-spaced over the run"),
-                Field::default("eval_tokens", int(1), Value::Int(1 << 20), "validation tokens per evaluation (a fixed prefix of the val split)"),
-                Field::default("seed", int(0), Value::Int(0), "seed of initialisation, data order and dropout"),
-                Field::default("precision", FieldType::Enum(&["fp32", "bf16"]), Value::Str("fp32".into()), "fp32, or bf16 matmuls and attention with fp32 master weights"),
-                Field::default("device", FieldType::Str, Value::Str("auto".into()), "auto (a GPU if one is visible), cpu, cuda or cuda:N").metadata(),
-                Field::default(
-                    "compile",
-                    FieldType::Enum(&CompileMode::NAMES),
-                    Value::Str("auto".into()),
-                    "the training step compiled ahead of time (AOTInductor): auto (on a GPU, where measured faster), on, off",
-                )
-                .metadata(),
-                Field::default("checkpoint_seconds", FieldType::Float, Value::Float(600.0), "seconds between checkpoints (0: off)").metadata(),
-                Field::default("checkpoint_steps", int(0), Value::Int(0), "steps between checkpoints (0: off)").metadata(),
-                Field::default("threads", int(0), Value::Int(0), "CPU threads for libtorch (0: its default)").metadata(),
-                Field::optional("peak_tflops", FieldType::Float, "the device's peak TFLOP/s, for MFU where it is not known (CPUs)").metadata(),
-                Field::optional("tracking", FieldType::Struct(tracking), "also track the run elsewhere: `{mlflow: URL}` (see Track in MLflow)").metadata(),
-            ]),
-        }
+        Train { schema: TrainParams::schema() }
     }
 }
 
@@ -177,115 +240,29 @@ impl Default for Train {
     }
 }
 
-/// The model shape a node's params describe.
-fn model_shape(params: &Value, vocab_size: i64) -> Result<ModelShape, String> {
-    let preset = params.get_path("model.preset").and_then(Value::as_str).unwrap_or("micro");
-    let mut shape = ModelShape::preset(preset, vocab_size).ok_or_else(|| format!("unknown preset `{preset}`"))?;
-    let int = |path: &str| params.get_path(path).and_then(Value::as_i64);
-    shape.n_layer = int("model.n_layer").unwrap_or(shape.n_layer);
-    shape.n_head = int("model.n_head").unwrap_or(shape.n_head);
-    shape.d_model = int("model.d_model").unwrap_or(shape.d_model);
-    shape.context = int("context").unwrap_or(shape.context);
-    shape.dropout = params.get_path("dropout").and_then(Value::as_f64).unwrap_or(0.1);
-    if params.get_path("model.head").and_then(Value::as_str) == Some("untied") {
-        shape.head = Head::Untied;
-    }
-    if let Some(name) = params.get_path("variant").and_then(Value::as_str) {
-        shape.variant = Variant::from_name(name).ok_or_else(|| format!("unknown variant `{name}`"))?;
-    }
-    shape.blocks = int("model.blocks").unwrap_or(shape.blocks);
-    shape.check()?;
-    Ok(shape)
-}
-
-/// `precision:` of validated params.
-pub(super) fn precision(params: &Value) -> Precision {
-    if params.get_path("precision").and_then(Value::as_str) == Some("bf16") {
-        Precision::Bf16
-    } else {
-        Precision::Fp32
-    }
-}
-
-/// `compile:` of validated params.
-fn compile_mode(params: &Value) -> CompileMode {
-    params.get_path("compile").and_then(Value::as_str).and_then(CompileMode::from_name).unwrap_or(CompileMode::Auto)
-}
-
 /// The compiled step a run uses, from its helper's record, and why; `None`
 /// without a helper (`compile: off`, or `auto` on the CPU).
-fn compiled_use(params: &Value, ctx: &NodeCtx<'_>) -> Result<CompiledUse, String> {
-    let mode = compile_mode(params);
+fn compiled_use(params: &TrainParams, ctx: &NodeCtx<'_>) -> Result<CompiledUse, String> {
     let Ok(dir) = ctx.input_with(COMPILE_RECORD) else {
-        let why = match mode {
+        let why = match params.compile {
             CompileMode::Off => "compile: off",
-            _ if params.get_path("device").and_then(Value::as_str) == Some("cpu") => {
-                "compile: auto keeps CPU training eager"
-            }
+            _ if params.device == "cpu" => "compile: auto keeps CPU training eager",
             _ => "no compiled step: the vocabulary is known only once the shards exist (no upstream `vocab_size`)",
         };
         return Ok(CompiledUse { package: None, reason: format!("eager ({why})") });
     };
-    let (used, reason) = CompileRecord::read(&dir)?.use_for(mode);
+    let (used, reason) = CompileRecord::read(&dir)?.use_for(params.compile);
     Ok(CompiledUse { package: used.then(|| dir.join(crate::train::compile::PACKAGE_FILE)), reason })
 }
 
-/// The WSD decay the params ask for, if they ask for one, and its end.
-fn wsd(params: &Value) -> Result<Option<Wsd>, String> {
-    let optim = |key: &str| params.get_path(&format!("optim.{key}"));
-    if optim("schedule").and_then(Value::as_str) != Some("wsd") {
-        return match ["cooldown_tokens", "decay_shape"].into_iter().find(|k| optim(k).is_some()) {
-            Some(key) => {
-                Err(format!("optim.{key} is a setting of `schedule: wsd`, and this run's schedule is a cosine"))
-            }
-            None => Ok(None),
-        };
-    }
-    if optim("decay_tokens").is_some() {
-        return Err("optim.decay_tokens sets where a cosine ends; a wsd decay ends at max_tokens and lasts optim.cooldown_tokens".into());
-    }
-    let max_tokens = params.get_path("max_tokens").and_then(Value::as_i64).unwrap_or(0);
-    let cooldown = optim("cooldown_tokens")
-        .and_then(Value::as_i64)
-        .ok_or("`schedule: wsd` needs optim.cooldown_tokens, the length of its final decay")?;
-    let shape = optim("decay_shape")
-        .and_then(Value::as_str)
-        .and_then(|name| DecayShape::ALL.into_iter().find(|s| s.name() == name))
-        .unwrap_or(DecayShape::Linear);
-    Ok(Some(Wsd { decay_start_tokens: (max_tokens - cooldown) as f64, shape }))
-}
-
-/// The token counts at which a run keeps its state (`keep_checkpoints`).
-fn kept_checkpoints(params: &Value) -> Vec<u64> {
-    let listed = params.get_path("keep_checkpoints").and_then(Value::as_list).unwrap_or(&[]);
-    listed.iter().filter_map(Value::as_i64).map(|t| t.max(0) as u64).collect()
-}
-
-/// The device a node's `device:` runs on, given the GPU slots it holds:
-/// `auto` and `cuda` run on the reserved GPU (made the only visible one);
-/// `auto` with none reserved runs on the CPU, never on an unaccounted GPU.
-/// `cuda:N` pins a device by the user's numbering and is left alone.
-pub(super) fn resolve_device(device: &str, gpus: &[usize]) -> Result<String, String> {
-    let valid = ["auto", "cpu", "cuda"].contains(&device)
-        || device.strip_prefix("cuda:").is_some_and(|n| n.parse::<usize>().is_ok());
-    if !valid {
-        return Err(format!("device `{device}`: expected auto, cpu, cuda or cuda:N"));
-    }
-    Ok(match (device, gpus.is_empty()) {
-        ("auto" | "cuda", false) => "cuda:0".into(),
-        ("auto", true) => "cpu".into(),
-        _ => device.to_string(),
-    })
-}
-
 /// Builds the worker's job from validated params.
-fn job(params: &Value, shape: ModelShape, ctx: &NodeCtx<'_>, shards: std::path::PathBuf) -> Result<TrainJob, String> {
-    let int = |path: &str| params.get_path(path).and_then(Value::as_i64).map(|v| v.max(0) as u64);
-    let float = |path: &str, default: f64| params.get_path(path).and_then(Value::as_f64).unwrap_or(default);
-    let max_tokens = int("max_tokens").unwrap_or(0);
-    let batch_size = int("batch_size").unwrap_or(80);
-    let wsd = wsd(params)?;
-    let branch_from = match int("at_tokens") {
+fn job(
+    params: &TrainParams,
+    shape: ModelShape,
+    ctx: &NodeCtx<'_>,
+    shards: std::path::PathBuf,
+) -> Result<TrainJob, String> {
+    let branch_from = match params.at_tokens {
         Some(tokens) => {
             let file = kept_checkpoint(tokens);
             let dir = ctx.input_with(&file).map_err(|e| format!("at_tokens {tokens}: {e}"))?;
@@ -293,38 +270,38 @@ fn job(params: &Value, shape: ModelShape, ctx: &NodeCtx<'_>, shards: std::path::
         }
         None => None,
     };
+    let o = &params.optim;
     let optim = OptimSpec {
-        lr: float("optim.lr", 5e-4),
-        beta1: float("optim.beta1", 0.9),
-        beta2: float("optim.beta2", 0.95),
-        eps: float("optim.eps", 1e-8),
-        weight_decay: float("optim.weight_decay", 0.0),
-        clip: float("optim.clip", 1.0),
-        warmup_tokens: float("optim.warmup_tokens", 409.6e6),
-        decay_tokens: int("optim.decay_tokens").unwrap_or(max_tokens) as f64,
-        final_lr_fraction: float("optim.final_lr_fraction", 0.1),
-        wsd,
+        lr: o.lr,
+        beta1: o.beta1,
+        beta2: o.beta2,
+        eps: o.eps,
+        weight_decay: o.weight_decay,
+        clip: o.clip,
+        warmup_tokens: o.warmup_tokens as f64,
+        decay_tokens: o.decay_tokens.unwrap_or(params.max_tokens) as f64,
+        final_lr_fraction: o.final_lr_fraction,
+        wsd: params.wsd()?,
     };
-    let device = resolve_device(params.get_path("device").and_then(Value::as_str).unwrap_or("auto"), ctx.gpus())?;
     let job = TrainJob {
         model: shape,
         optim,
-        batch_size,
-        micro_batch: int("micro_batch").unwrap_or(batch_size),
-        max_tokens,
-        eval_points: int("eval_points").unwrap_or(40),
-        eval_tokens: int("eval_tokens").unwrap_or(1 << 20),
-        seed: int("seed").unwrap_or(0),
-        device,
-        precision: precision(params),
-        checkpoint_seconds: float("checkpoint_seconds", 600.0),
-        checkpoint_steps: int("checkpoint_steps").unwrap_or(0),
-        threads: int("threads").unwrap_or(0),
-        peak_flops: params.get_path("peak_tflops").and_then(Value::as_f64).map(|t| t * 1e12),
+        batch_size: params.batch_size,
+        micro_batch: params.micro_batch(),
+        max_tokens: params.max_tokens,
+        eval_points: params.eval_points,
+        eval_tokens: params.eval_tokens,
+        seed: params.seed,
+        device: resolve_device(&params.device, ctx.gpus())?,
+        precision: params.precision,
+        checkpoint_seconds: params.checkpoint_seconds,
+        checkpoint_steps: params.checkpoint_steps,
+        threads: params.threads,
+        peak_flops: params.peak_tflops.map(|t| t * 1e12),
         shards,
         out: ctx.out_dir().to_path_buf(),
         work: ctx.work_dir().to_path_buf(),
-        keep_checkpoints: kept_checkpoints(params),
+        keep_checkpoints: params.kept_checkpoints(),
         branch_from,
         compiled: Some(compiled_use(params, ctx)?),
     };
@@ -336,10 +313,10 @@ fn job(params: &Value, shape: ModelShape, ctx: &NodeCtx<'_>, shards: std::path::
 /// what the key hashes (flattened: `optim.lr`) and the model shape they
 /// resolve to; metadata that may change between attempts of the same key
 /// (`device`, `threads`, …) goes into tags, since MLflow params cannot change.
-fn tracking(schema: &Schema, ctx: &NodeCtx<'_>, job: &TrainJob) -> Option<RunSpec> {
+fn tracking(schema: &Schema, settings: &TrainParams, ctx: &NodeCtx<'_>, job: &TrainJob) -> Option<RunSpec> {
+    let TrackingParams { mlflow: server, experiment } = settings.tracking.as_ref()?;
+    let experiment = experiment.as_deref().unwrap_or(ctx.experiment());
     let params = ctx.params();
-    let server = params.get_path("tracking.mlflow").and_then(Value::as_str)?;
-    let experiment = params.get_path("tracking.experiment").and_then(Value::as_str).unwrap_or(ctx.experiment());
     let mut flat = schema.hashed_part(params).leaves();
     let m = &job.model;
     let head = if m.head == Head::Tied { "tied" } else { "untied" };
@@ -359,7 +336,7 @@ fn tracking(schema: &Schema, ctx: &NodeCtx<'_>, job: &TrainJob) -> Option<RunSpe
         ("scalemake.experiment".to_string(), ctx.experiment().to_string()),
     ];
     for field in schema.fields.iter().filter(|f| !f.hashed && f.name != "tracking") {
-        if let Some(value) = params.get_path(field.name) {
+        if let Some(value) = params.as_map().and_then(|m| m.get(field.name)) {
             tags.push((format!("scalemake.{}", field.name), value.to_string()));
         }
     }
@@ -370,29 +347,6 @@ fn tracking(schema: &Schema, ctx: &NodeCtx<'_>, job: &TrainJob) -> Option<RunSpe
         key: ctx.key().hex(),
         params: flat.into_iter().collect(),
         tags,
-    })
-}
-
-/// Starts the worker in its own process group; it dies with scalemake.
-/// SIGKILL on scalemake's death: the worker has nothing to clean up (its
-/// checkpoints are replaced atomically) and must free its GPU at once.
-/// `command` is the worker's (`train`, `compile`); its stdout goes to `stdout`, its stderr to the node's log.
-/// The node's reserved GPUs become the worker's only visible ones, unless
-/// the node pinned `device: cuda:N`, which keeps the machine's numbering.
-pub(super) fn spawn_worker(
-    ctx: &mut NodeCtx<'_>,
-    command: &str,
-    job_path: &std::path::Path,
-    stdout: Stdio,
-) -> Result<Child, NodeError> {
-    let pinned = ctx.params().get_path("device").and_then(Value::as_str).is_some_and(|d| d.starts_with("cuda:"));
-    let gpus = if pinned { Vec::new() } else { ctx.gpus().to_vec() };
-    let worker = crate::device::worker_path();
-    let log = ctx.log().try_clone().map_err(|e| NodeError::Failed(format!("cannot share the log: {e}")))?;
-    let mut command_line = std::process::Command::new(&worker);
-    command_line.arg(command).arg(job_path).current_dir(ctx.root()).stdin(Stdio::null()).stdout(stdout).stderr(log);
-    spawn_group(&mut command_line, libc::SIGKILL, &gpus).map_err(|e| {
-        NodeError::Failed(format!("cannot start the libtorch worker {}: {e} (run scripts/setup.sh)", worker.display()))
     })
 }
 
@@ -437,11 +391,11 @@ impl NodeKind for Train {
     }
 
     fn resources_default(&self, params: &Value) -> Resources {
-        match params.get_path("device").and_then(Value::as_str).unwrap_or("auto") {
+        let Ok(p) = TrainParams::read(params) else { return Resources::default() };
+        match p.device.as_str() {
             "cpu" => {
-                let threads = params.get_path("threads").and_then(Value::as_i64).filter(|&t| t > 0);
                 let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-                Resources { cpu: threads.map_or(cores, |t| t as usize) as u32, ..Resources::default() }
+                Resources { cpu: if p.threads > 0 { p.threads as u32 } else { cores as u32 }, ..Resources::default() }
             }
             "auto" => Resources { cpu: 1, gpu: 1, gpu_optional: true },
             _ => Resources { cpu: 1, gpu: 1, gpu_optional: false },
@@ -452,20 +406,19 @@ impl NodeKind for Train {
     /// vocabulary from an upstream `vocab_size`, else the paper's), plus
     /// the validation passes (forward only: a third of a training token).
     fn estimate(&self, params: &Value, upstream: &dyn Fn(&str) -> Option<Value>) -> Option<WorkEstimate> {
+        let p = TrainParams::read(params).ok()?;
         let declared = upstream("vocab_size").as_ref().and_then(Value::as_i64);
-        let shape = model_shape(params, declared.unwrap_or(PAPER_VOCAB)).ok()?;
+        let shape = p.model_shape(declared.unwrap_or(PAPER_VOCAB)).ok()?;
         let counts = shape.param_counts();
         // A branch trains only from its source's checkpoint on.
-        let start = params.get_path("at_tokens").and_then(Value::as_f64).unwrap_or(0.0);
-        let tokens = params.get_path("max_tokens").and_then(Value::as_f64)? - start;
-        let eval_tokens = params.get_path("eval_points").and_then(Value::as_f64).unwrap_or(40.0)
-            * params.get_path("eval_tokens").and_then(Value::as_f64).unwrap_or(1_048_576.0);
+        let tokens = p.max_tokens as f64 - p.at_tokens.unwrap_or(0) as f64;
+        let eval_tokens = p.eval_points as f64 * p.eval_tokens as f64;
         let per_token = shape.flops_per_token(&counts);
         Some(WorkEstimate {
             params: counts,
             tokens,
             flops: per_token * (tokens + eval_tokens / 3.0),
-            bf16: params.get_path("precision").and_then(Value::as_str) == Some("bf16"),
+            bf16: p.precision == Precision::Bf16,
             note: declared.is_none().then(|| format!("vocabulary {PAPER_VOCAB} assumed (no upstream vocab_size)")),
         })
     }
@@ -474,27 +427,24 @@ impl NodeKind for Train {
     /// `auto` on the CPU, which trains eager) or the vocabulary is unknown
     /// before the shards exist (no upstream `vocab_size`).
     fn helper(&self, params: &Value, upstream: &dyn Fn(&str) -> Option<Value>) -> Option<Helper> {
-        let mode = compile_mode(params);
-        let device = params.get_path("device").and_then(Value::as_str).unwrap_or("auto");
-        if mode == CompileMode::Off || (mode == CompileMode::Auto && device == "cpu") {
+        let p = TrainParams::read(params).ok()?;
+        if p.compile == CompileMode::Off || (p.compile == CompileMode::Auto && p.device == "cpu") {
             return None;
         }
         let vocab = upstream("vocab_size").as_ref().and_then(Value::as_i64)?;
-        let shape = model_shape(params, vocab).ok()?;
-        let batch_size = params.get_path("batch_size").and_then(Value::as_i64)?;
-        let micro_batch = params.get_path("micro_batch").and_then(Value::as_i64).unwrap_or(batch_size);
-        let helper = Compile::helper_params(&shape, precision(params), micro_batch, mode, device);
-        Some(Helper { kind: "compile", id: Compile::helper_id(&helper), params: helper })
+        let shape = p.model_shape(vocab).ok()?;
+        let helper = Compile::helper_params(&shape, p.precision, p.micro_batch() as i64, p.compile, &p.device);
+        Some(Helper { kind: "compile", id: Compile::helper_id(&helper), params: to_value(&helper) })
     }
 
     /// N does not depend on the vocabulary (embeddings are not counted),
     /// so the paper's is as good as the tokenizer's here.
     fn compute_basis(&self, params: &Value) -> Option<ComputeBasis> {
-        let shape = model_shape(params, PAPER_VOCAB).ok()?;
-        let batch_size = params.get_path("batch_size").and_then(Value::as_i64)?;
+        let p = TrainParams::read(params).ok()?;
+        let shape = p.model_shape(PAPER_VOCAB).ok()?;
         Some(ComputeBasis {
             trainable: shape.param_counts().trainable,
-            tokens_per_step: (batch_size * shape.context).max(0) as u64,
+            tokens_per_step: p.batch_size * shape.context.max(0) as u64,
         })
     }
 
@@ -513,7 +463,10 @@ impl NodeKind for Train {
         let refuse = |param: &str, message: String, hint: &str| {
             Err(BranchRefusal { param: param.into(), message, hint: hint.into() })
         };
-        let Some(at) = params.get_path("at_tokens").and_then(Value::as_i64).map(|t| t.max(0) as u64) else {
+        let (Ok(mine), Ok(theirs)) = (TrainParams::read(params), TrainParams::read(source)) else {
+            return Ok(()); // unreadable settings fail when the node runs, with the reason
+        };
+        let Some(at) = mine.at_tokens else {
             return refuse(
                 "from",
                 "a branch starts from one of its source's kept checkpoints: say which with `at_tokens:`".into(),
@@ -535,7 +488,7 @@ impl NodeKind for Train {
                 );
             }
         }
-        let kept = kept_checkpoints(source);
+        let kept = theirs.kept_checkpoints();
         if !kept.contains(&at) {
             let list = if kept.is_empty() { "none".to_string() } else { format!("{kept:?}") };
             return refuse(
@@ -545,8 +498,8 @@ impl NodeKind for Train {
             );
         }
         // Where each schedule's decay starts, as the worker will run it.
-        let decay_start = |v: &Value| wsd(v).ok().flatten().map(|w| w.decay_start_tokens);
-        let Some(source_decay) = decay_start(source) else {
+        let decay_start = |p: &TrainParams| p.wsd().ok().flatten().map(|w| w.decay_start_tokens);
+        let Some(source_decay) = decay_start(&theirs) else {
             return refuse(
                 "from",
                 "only a warmup–stable–decay run has a stable phase to branch from; the source's schedule is a cosine"
@@ -563,7 +516,7 @@ impl NodeKind for Train {
                 "branch from a checkpoint before the source's decay",
             );
         }
-        match decay_start(params) {
+        match decay_start(&mine) {
             Some(own_decay) if own_decay < at as f64 => refuse(
                 "optim.cooldown_tokens",
                 format!("the branch's decay would start at {own_decay} tokens, before its checkpoint at {at}"),
@@ -580,8 +533,8 @@ impl NodeKind for Train {
             serde_json::from_slice(&b).map_err(|e| NodeError::Failed(format!("{}: {e}", meta_path.display())))
         })?;
         let vocab = i64::from(meta.vocab_size);
-        let params = ctx.params().clone();
-        let shape = model_shape(&params, vocab).map_err(NodeError::Failed)?;
+        let params: TrainParams = ctx.settings()?;
+        let shape = params.model_shape(vocab).map_err(NodeError::Failed)?;
         let job = job(&params, shape, ctx, shards).map_err(NodeError::Failed)?;
         let job_path = ctx.work_dir().join("job.json");
         let text = serde_json::to_vec_pretty(&job).map_err(|e| NodeError::Failed(e.to_string()))?;
@@ -589,14 +542,14 @@ impl NodeKind for Train {
 
         // Tracking starts before the worker so that finding the run overlaps its start-up.
         // Dropped on an early return, it ends the MLflow run as FAILED.
-        let tracker = match tracking(&self.schema, ctx, &job) {
+        let tracker = match tracking(&self.schema, &params, ctx, &job) {
             Some(spec) => {
                 let log = ctx.log().try_clone().map_err(|e| NodeError::Failed(format!("cannot share the log: {e}")))?;
                 Some(Tracker::start(spec, log))
             }
             None => None,
         };
-        let mut child = spawn_worker(ctx, "train", &job_path, Stdio::piped())?;
+        let mut child = spawn_worker(ctx, ("train", &job_path), &params.device, Stdio::piped())?;
         let stdout = child.stdout.take().expect("stdout is piped");
         let (tx, rx) = mpsc::channel::<String>();
         std::thread::spawn(move || {
@@ -870,4 +823,27 @@ fn report(ctx: &mut NodeCtx<'_>, job: &TrainJob, outcome: &Outcome) {
         ));
     }
     ctx.add_summary(format!("throughput {:.0} tokens/s on {}", outcome.tokens_per_second, outcome.device));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A renamed setting would leave a branch check comparing two absent
+    /// values: every continued path names a field of the schema.
+    #[test]
+    fn every_continued_setting_is_in_the_schema() {
+        let schema = TrainParams::schema();
+        for path in CONTINUED {
+            let mut fields = &schema;
+            let mut parts = path.split('.').peekable();
+            while let Some(part) = parts.next() {
+                let field = fields.field(part).unwrap_or_else(|| panic!("`{path}` is not a train setting"));
+                if parts.peek().is_some() {
+                    let FieldType::Struct(inner) = &field.ty else { panic!("`{path}` goes through a non-mapping") };
+                    fields = inner;
+                }
+            }
+        }
+    }
 }

@@ -20,5 +20,5 @@ pub use schema::{Field, FieldType, Presence, Schema};
 #[cfg(test)]
 pub(crate) use typed::check_against_schema;
 pub(crate) use typed::settings;
-pub use typed::{default_value, Settings};
+pub use typed::{to_value, Settings};
 pub use value::Value;

@@ -30,11 +30,11 @@ pub trait Settings: DeserializeOwned {
     }
 }
 
-/// A default written as a Rust value (`5e-4`, `"auto"`, `Precision::Fp32`)
-/// as the schema's [`Value`].
-pub fn default_value<T: Serialize>(value: &T) -> Value {
-    let json = serde_json::to_value(value).expect("a default serialises");
-    serde_json::from_value(json).expect("a serialised default is a Value")
+/// A Rust value (a default such as `5e-4`, `"auto"`, `Precision::Fp32`, or
+/// whole settings that a kind makes for a helper) as a [`Value`].
+pub fn to_value<T: Serialize>(value: &T) -> Value {
+    let json = serde_json::to_value(value).expect("settings serialise");
+    serde_json::from_value(json).expect("serialised settings are a Value")
 }
 
 /// Declares a settings struct and derives its schema from the same fields.
@@ -67,7 +67,7 @@ macro_rules! settings {
         }
     ) => {
         $(#[$attr])*
-        #[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+        #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
         #[serde(deny_unknown_fields)]
         pub struct $name {
             $( $(#[doc = $doc])* pub $field: $ty, )*
@@ -90,7 +90,7 @@ macro_rules! settings {
         $crate::settings::Field::optional(stringify!($field), $fty, $doc)
     };
     (@field $field:ident, $fty:expr, $doc:expr, default($default:expr)) => {
-        $crate::settings::Field::default(stringify!($field), $fty, $crate::settings::default_value(&$default), $doc)
+        $crate::settings::Field::default(stringify!($field), $fty, $crate::settings::to_value(&$default), $doc)
     };
     (@field $field:ident, $fty:expr, $doc:expr, $presence:ident $(($default:expr))? metadata) => {
         $crate::settings::settings!(@field $field, $fty, $doc, $presence $(($default))?).metadata()

@@ -344,6 +344,8 @@ impl Isoflop {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use crate::nodes::Registry;
 
@@ -360,12 +362,13 @@ mod tests {
         }
     }
 
+    /// A train node's validated params, `max_tokens` a placeholder as the loader sets it.
     fn params(batch: i64, context: i64) -> Value {
-        let mut p = Value::Map(Default::default());
-        p.set_path("model.preset", Value::Str("nano".into()));
-        p.set_path("batch_size", Value::Int(batch));
-        p.set_path("context", Value::Int(context));
-        p
+        let text = format!("model: {{preset: nano}}\nbatch_size: {batch}\ncontext: {context}\nmax_tokens: 1\n");
+        let source = Arc::new(SourceFile { path: "t.yaml".into(), text: text.clone() });
+        let node = crate::settings::yaml::parse(&text).unwrap();
+        let train = Registry::builtin().get("train").unwrap();
+        train.schema().validate(&node, "", &source, &mut Vec::new()).expect("valid params")
     }
 
     #[test]
