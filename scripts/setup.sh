@@ -55,7 +55,7 @@ if ! "$VENV/bin/python" -c 'import tensorboard' >/dev/null 2>&1; then
 fi
 
 # nvcc from PyPI, only when asked (SCALEMAKE_CUDA_BUILD=1): with it the
-# worker build compiles the CUDA Hadamard kernel (cuda/hadamard.cu) for GPU
+# worker build compiles the CUDA Hadamard kernel (torch-worker/src/model/variants/hadamard.cu) for GPU
 # machines; without it the build skips the kernel and uses the reference.
 if [ "${SCALEMAKE_CUDA_BUILD:-0}" = 1 ] && [ ! -x "$VENV/lib/python3"*"/site-packages/nvidia/cu13/bin/nvcc" ]; then
   say "installing nvcc 13.0 (nvidia-cuda-nvcc, -crt, -cccl, nvidia-nvvm) into the venv"

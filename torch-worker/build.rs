@@ -1,8 +1,8 @@
 //! 1. Bakes the libtorch library directory into the binary's rpath so that
 //!    `scalemake` runs without `LD_LIBRARY_PATH` after `scripts/setup.sh`
 //!    (torch-sys reports it as `DEP_TCH_LIBTORCH_LIB`).
-//! 2. Builds the CUDA Hadamard kernel (`cuda/hadamard.cu`) and its autograd
-//!    shim (`csrc/hadamard_shim.cpp`) when an nvcc is found — `$NVCC`, the
+//! 2. Builds the CUDA Hadamard kernel (`src/model/variants/hadamard.cu`) and its autograd
+//!    shim (`src/model/variants/hadamard_shim.cpp`) when an nvcc is found — `$NVCC`, the
 //!    venv's `nvidia/cu13/bin/nvcc` (`SCALEMAKE_CUDA_BUILD=1 scripts/setup.sh`
 //!    installs it), or `/usr/local/cuda/bin/nvcc` — and sets
 //!    `cfg(hadamard_cuda)`. Without one the build skips it cleanly and the
@@ -50,7 +50,7 @@ fn find_nvcc(site_packages: &Path) -> Option<PathBuf> {
 }
 
 fn build_cuda_kernels(torch_lib: &Path) {
-    for path in ["../cuda/hadamard.cu", "csrc/hadamard_shim.cpp"] {
+    for path in ["src/model/variants/hadamard.cu", "src/model/variants/hadamard_shim.cpp"] {
         println!("cargo:rerun-if-changed={path}");
     }
     println!("cargo:rerun-if-env-changed=NVCC");
@@ -73,7 +73,7 @@ fn build_cuda_kernels(torch_lib: &Path) {
 
     let object = out.join("hadamard.o");
     let mut nvcc_cmd = Command::new(&nvcc);
-    nvcc_cmd.args(["-c", "../cuda/hadamard.cu", "-O3", "-std=c++17", "-Xcompiler", "-fPIC"]);
+    nvcc_cmd.args(["-c", "src/model/variants/hadamard.cu", "-O3", "-std=c++17", "-Xcompiler", "-fPIC"]);
     // Ampere and Hopper (the H100 this project benchmarks on), plus PTX for newer GPUs.
     nvcc_cmd.args([
         "-gencode",
@@ -88,10 +88,14 @@ fn build_cuda_kernels(torch_lib: &Path) {
     }
     let status =
         nvcc_cmd.arg("-o").arg(&object).status().unwrap_or_else(|e| panic!("cannot run {}: {e}", nvcc.display()));
-    assert!(status.success(), "{} failed on cuda/hadamard.cu", nvcc.display());
+    assert!(status.success(), "{} failed on src/model/variants/hadamard.cu", nvcc.display());
 
     let mut shim = cc::Build::new();
-    shim.cpp(true).std("c++17").file("csrc/hadamard_shim.cpp").object(&object).includes(torch_includes(torch_lib));
+    shim.cpp(true)
+        .std("c++17")
+        .file("src/model/variants/hadamard_shim.cpp")
+        .object(&object)
+        .includes(torch_includes(torch_lib));
     for dir in &includes {
         shim.include(dir);
     }

@@ -132,6 +132,6 @@ pub fn report() -> serde_json::Value {
         "gpu_names": gpu_names(),
         "cuda_capability": cuda_capability(count),
         "cpu_threads": tch::get_num_threads(),
-        "hadamard_kernel": crate::model::hadamard::KERNEL_BUILT,
+        "hadamard_kernel": crate::model::variants::hadamard::KERNEL_BUILT,
     })
 }

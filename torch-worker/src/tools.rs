@@ -299,7 +299,7 @@ pub fn bench_optimizer(preset: &str, vocab: i64, device_spec: &str, steps: usize
 /// device-to-device copy of the same tensor and against the Kronecker
 /// reference, as JSON: per call, forward alone and forward + backward.
 pub fn bench_hadamard(device_spec: &str, rows: i64, dims: &[i64], reps: usize) -> Result<serde_json::Value, String> {
-    use scalemake_torch::model::hadamard::{hadamard, reference};
+    use scalemake_torch::model::variants::hadamard::{hadamard, reference};
     let (device, name) = scalemake_torch::device::resolve(device_spec)?;
     if !device.is_cuda() {
         return Err("bench-hadamard needs a CUDA device".into());
@@ -329,7 +329,7 @@ pub fn bench_hadamard(device_spec: &str, rows: i64, dims: &[i64], reps: usize) -
         }));
     }
     Ok(
-        serde_json::json!({ "device": name, "kernel_built": scalemake_torch::model::hadamard::KERNEL_BUILT, "dtype": "bf16", "results": results }),
+        serde_json::json!({ "device": name, "kernel_built": scalemake_torch::model::variants::hadamard::KERNEL_BUILT, "dtype": "bf16", "results": results }),
     )
 }
 
@@ -341,7 +341,7 @@ pub fn check_hadamard() -> Result<(), String> {
     }
     #[cfg(hadamard_cuda)]
     {
-        for line in scalemake_torch::model::hadamard::kernel::check_against_reference(0)? {
+        for line in scalemake_torch::model::variants::hadamard::kernel::check_against_reference(0)? {
             println!("{line}");
         }
         Ok(())

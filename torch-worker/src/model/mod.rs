@@ -4,6 +4,5 @@
 //! Imports go one way: `gpt` → `variants` → `layers` (and `hadamard`).
 
 pub mod gpt;
-pub mod hadamard;
 pub mod layers;
 pub mod variants;

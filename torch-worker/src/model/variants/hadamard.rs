@@ -6,7 +6,7 @@
 //!   reshape to (…, a, b, …) and one small matmul per factor: O(n · Σ factor)
 //!   work instead of O(n²), exact, autograd for free, any device. It runs
 //!   on the CPU and is what tests check the kernel against.
-//! - [`kernel`]: the CUDA kernel of `cuda/hadamard.cu` through its autograd
+//! - [`kernel`]: the CUDA kernel of `hadamard.cu` beside this file through its autograd
 //!   shim, for CUDA tensors in fp32 or bf16 with 2^9 … 2^15 features, when
 //!   the build found an nvcc ([`KERNEL_BUILT`]).
 
@@ -69,7 +69,7 @@ pub fn reference(x: &Tensor, normalized: bool) -> Tensor {
     }
 }
 
-/// The CUDA kernel (`cuda/hadamard.cu`) as an autograd function.
+/// The CUDA kernel (`hadamard.cu` beside this file) as an autograd function.
 #[cfg(hadamard_cuda)]
 pub mod kernel {
     use std::ffi::{c_char, CStr};

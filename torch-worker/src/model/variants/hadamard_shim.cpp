@@ -1,4 +1,4 @@
-// The CUDA Hadamard kernel (cuda/hadamard.cu) as a libtorch autograd
+// The CUDA Hadamard kernel (hadamard.cu beside it) as a libtorch autograd
 // function, callable from Rust: tch has no way to define a custom autograd
 // Function, so this shim does, and exports one C entry point.
 

@@ -1,6 +1,10 @@
 //! The paper's variant layers, as parts that plug into the GPT block:
 //! frozen random MLPs (doped models, Table 2) and structured MLPs — Adaptive
-//! FastFood and block-diagonal + block-Hadamard (Table 3).
+//! FastFood and block-diagonal + block-Hadamard (Table 3). Everything a
+//! variant is in the worker lives in this folder: the layers here, the
+//! Hadamard transform ([`hadamard`]) with its CUDA kernel (`hadamard.cu`)
+//! and autograd shim (`hadamard_shim.cpp`). The variants themselves, their
+//! names and parameter counts are `scalemake::train::variant`.
 //!
 //! Conventions the parameter accounting relies on (`gpt::param_counts`):
 //! trainable structured parameters live under a `structured` path
@@ -11,8 +15,10 @@ use scalemake::train::{fastfood_blocks, ModelShape, FROZEN_MLP_RATIO};
 use tch::nn;
 use tch::{Kind, Tensor};
 
-use super::hadamard::hadamard;
+pub mod hadamard;
+
 use super::layers::{residual_std, Dense, FeedForward, Mlp, INIT_STD};
+use hadamard::hadamard;
 
 /// The feed-forward part of a trainable block for `cfg.variant`.
 pub fn feed_forward(vs: nn::Path<'_>, cfg: &ModelShape) -> Box<dyn FeedForward> {
@@ -206,8 +212,8 @@ impl FrozenMlp {
 
 #[cfg(test)]
 mod tests {
+    use super::hadamard::hadamard_matrix;
     use super::*;
-    use crate::model::hadamard::hadamard_matrix;
     use scalemake::train::Variant;
     use tch::Device;
 
