@@ -205,3 +205,54 @@ fn gpu_slots_come_from_visible_devices() {
     assert!(run.stderr.contains("FAILED g: needs 1 GPU(s), 0 visible"), "{}", run.stderr);
     assert!(run.stderr.contains("1 built"), "{}", run.stderr);
 }
+
+const GATED: &str = "
+nodes:
+  gate:
+    kind: command
+    cmd: 'touch started; while [ ! -f open ]; do sleep 0.02; done; echo g > $OUT/g'
+    outputs: [g]
+  after:
+    kind: command
+    input: gate
+    cmd: 'cat $IN/g > $OUT/a'
+    outputs: [a]
+";
+
+/// `status` lines as (state, node).
+fn states(p: &Project) -> Vec<(String, String)> {
+    let run = p.sm(&["status", "--all"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    run.stdout
+        .lines()
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            Some((words.next()?.to_string(), words.next()?.to_string()))
+        })
+        .filter(|(_, node)| node == "gate" || node == "after")
+        .collect()
+}
+
+#[test]
+fn a_live_runs_nodes_show_as_queued_and_stale_again_once_it_is_killed() {
+    let p = Project::new(GATED);
+    let before = states(&p);
+    assert!(before.iter().all(|(state, _)| state == "stale"), "{before:?}");
+    let mut child = p.spawn(&["run"]);
+    assert!(p.wait_for_file("started", 20.0), "gate never started");
+    // `after` waits on `gate`, which is being built: both are the run's.
+    let during = states(&p);
+    assert_eq!(during, [("queued".to_string(), "gate".to_string()), ("queued".into(), "after".into())]);
+    // Killed, the run's announcement no longer counts: its nodes are stale again.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let killed = states(&p);
+    assert!(killed.iter().all(|(state, _)| state == "stale"), "{killed:?}");
+    // A run to the end leaves nothing announced.
+    p.write("open", "");
+    let run = p.sm(&["run"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let after = states(&p);
+    assert!(after.iter().all(|(state, _)| state == "fresh"), "{after:?}");
+    assert_eq!(std::fs::read_dir(p.path().join("cache/runs")).unwrap().count(), 0);
+}

@@ -16,6 +16,7 @@ fn colour(state: NodeState) -> &'static str {
         NodeState::Stale => "khaki",
         NodeState::Missing => "lightsalmon",
         NodeState::Failed => "tomato",
+        NodeState::Queued => "lightblue",
     }
 }
 
@@ -101,7 +102,7 @@ pub fn dag(
                 let arrow = if *helper { "-.->" } else { "-->" };
                 let _ = writeln!(out, "  n{a} {arrow} n{b}");
             }
-            for s in [NodeState::Fresh, NodeState::Stale, NodeState::Missing, NodeState::Failed] {
+            for s in [NodeState::Fresh, NodeState::Stale, NodeState::Missing, NodeState::Failed, NodeState::Queued] {
                 let _ = writeln!(out, "  classDef {} fill:{}", s.label(), colour(s));
             }
         }

@@ -149,7 +149,13 @@ pub fn run(plan: &Plan, ws: &Workspace<'_>, opts: &RunOptions) -> Result<RunSumm
             state = state.with_remote(jobs, remote.keys().map_err(|e| e.to_string()), !remote.read_only());
         }
         match &opts.backend {
-            Backend::Local => Ok(coordinate(state, &mut local::LocalRunner::new(scope, plan, ws, opts, tx), &rx)),
+            Backend::Local => {
+                // `status` and `serve` show the nodes this run will build as queued while it lives.
+                let selected = selection(plan, &opts.targets)?;
+                let ids = selected.iter().map(|&i| plan.experiment.nodes[i].id.0.clone()).collect();
+                let _announced = ws.cache.announce_run(&plan.experiment.name, ids)?;
+                Ok(coordinate(state, &mut local::LocalRunner::new(scope, plan, ws, opts, tx), &rx))
+            }
             Backend::Slurm(options) => Ok(coordinate(state, &mut slurm::SlurmRunner::new(plan, ws, options, tx)?, &rx)),
         }
     })
@@ -207,6 +213,8 @@ pub enum NodeState {
     Missing,
     /// Its last attempt, with the key it has now, failed (or it cannot build as declared).
     Failed,
+    /// Not fresh, and a local run in progress will build it.
+    Queued,
 }
 
 impl NodeState {
@@ -217,14 +225,16 @@ impl NodeState {
             NodeState::Stale => "stale",
             NodeState::Missing => "missing",
             NodeState::Failed => "failed",
+            NodeState::Queued => "queued",
         }
     }
 }
 
-/// Each node's [`NodeState`], from its [`Freshness`] (by [`survey`]) and the
-/// failures the state log recorded.
+/// Each node's [`NodeState`], from its [`Freshness`] (by [`survey`]), the
+/// failures the state log recorded and the nodes live runs announced.
 pub fn node_states(plan: &Plan, cache: &Cache, survey: &[Freshness]) -> Vec<NodeState> {
     let state = cache.state(&plan.experiment.name);
+    let queued = cache.announced_nodes(&plan.experiment.name);
     survey
         .iter()
         .enumerate()
@@ -234,6 +244,7 @@ pub fn node_states(plan: &Plan, cache: &Cache, survey: &[Freshness]) -> Vec<Node
                 Freshness::Fresh { .. } => NodeState::Fresh,
                 Freshness::Broken { .. } => NodeState::Failed,
                 Freshness::Stale { key, .. } if key.is_some() && *key == failed_key => NodeState::Failed,
+                Freshness::Stale { .. } if queued.contains(&plan.experiment.nodes[i].id.0) => NodeState::Queued,
                 Freshness::Stale { reasons, .. } if reasons.contains(&DirtyReason::ArtifactMissing) => {
                     NodeState::Missing
                 }
