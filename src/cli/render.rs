@@ -102,7 +102,7 @@ pub fn dag(
                 let arrow = if *helper { "-.->" } else { "-->" };
                 let _ = writeln!(out, "  n{a} {arrow} n{b}");
             }
-            for s in [NodeState::Fresh, NodeState::Stale, NodeState::Missing, NodeState::Failed, NodeState::Queued] {
+            for s in NodeState::ALL {
                 let _ = writeln!(out, "  classDef {} fill:{}", s.label(), colour(s));
             }
         }

@@ -184,6 +184,11 @@ impl<'a> RunState<'a> {
         })
     }
 
+    /// The ids of the nodes this run builds, when they are not fresh.
+    pub(super) fn selected_ids(&self) -> Vec<String> {
+        self.order.iter().map(|&i| self.plan.experiment.nodes[i].id.0.clone()).collect()
+    }
+
     /// Fetches stale nodes from the remote whose listing is `keys` (through
     /// `jobs`) before building them, and uploads what it builds if `upload`.
     /// A remote that could not be listed is reported and used for uploads only.

@@ -151,9 +151,7 @@ pub fn run(plan: &Plan, ws: &Workspace<'_>, opts: &RunOptions) -> Result<RunSumm
         match &opts.backend {
             Backend::Local => {
                 // `status` and `serve` show the nodes this run will build as queued while it lives.
-                let selected = selection(plan, &opts.targets)?;
-                let ids = selected.iter().map(|&i| plan.experiment.nodes[i].id.0.clone()).collect();
-                let _announced = ws.cache.announce_run(&plan.experiment.name, ids)?;
+                let _announced = ws.cache.announce_run(&plan.experiment.name, state.selected_ids())?;
                 Ok(coordinate(state, &mut local::LocalRunner::new(scope, plan, ws, opts, tx), &rx))
             }
             Backend::Slurm(options) => Ok(coordinate(state, &mut slurm::SlurmRunner::new(plan, ws, options, tx)?, &rx)),
@@ -218,6 +216,10 @@ pub enum NodeState {
 }
 
 impl NodeState {
+    /// Every state, in the order legends list them.
+    pub const ALL: [NodeState; 5] =
+        [NodeState::Fresh, NodeState::Stale, NodeState::Missing, NodeState::Failed, NodeState::Queued];
+
     /// The word listings print.
     pub fn label(self) -> &'static str {
         match self {

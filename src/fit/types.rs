@@ -9,8 +9,9 @@ use crate::train::{Compute, ParamCounts, Variant};
 /// A family of runs, which gets its own envelope and laws: a model
 /// variant, every run together (`group_by: none`), or a CSV's `group`.
 /// Written as its name (`doped`, `all`), so `fit.json` reads as before;
-/// ordered by name, so a study's families keep their order.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// ordered, compared and hashed by name, so a study's families keep their
+/// order and a name is one family however it was made.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(from = "String", into = "String")]
 pub enum Family {
     /// The runs of one model variant.
@@ -68,6 +69,20 @@ impl From<Family> for String {
 impl std::fmt::Display for Family {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+impl PartialEq for Family {
+    fn eq(&self, other: &Self) -> bool {
+        self.name() == other.name()
+    }
+}
+
+impl Eq for Family {}
+
+impl std::hash::Hash for Family {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name().hash(state);
     }
 }
 

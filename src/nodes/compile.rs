@@ -15,7 +15,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use super::worker::{resolve_device, spawn_worker};
-use super::{NodeCtx, NodeError, NodeKind, Progress, Resources};
+use super::{Helper, NodeCtx, NodeError, NodeKind, Progress, Resources};
 use crate::hash::ContentHash;
 use crate::settings::{settings, to_value, FieldType, Schema, Settings, Value};
 use crate::train::compile::{CompileJob, CompileMode, CompileOutcome, CompileRecord, RECORD_FILE};
@@ -118,11 +118,16 @@ impl Compile {
         }
     }
 
-    /// A readable, unique instance name for a helper with `params`:
-    /// `compile[baseline,L3,d64,h2,T128,V8192,b8,fp32]`, with a digest
-    /// where the readable part would not tell two apart.
-    pub fn helper_id(params: &CompileParams) -> String {
-        let digest = ContentHash::of(to_value(params).to_string().as_bytes());
+    /// The helper node that compiles with `params`, named readably and
+    /// uniquely: `compile[baseline,L3,d64,h2,T128,V8192,b8,fp32,<digest>]`,
+    /// the digest telling apart what the readable part would not.
+    pub fn helper(params: &CompileParams) -> Helper {
+        let value = to_value(params);
+        Helper { kind: "compile", id: Self::helper_id(params, &value), params: value }
+    }
+
+    fn helper_id(params: &CompileParams, value: &Value) -> String {
+        let digest = ContentHash::of(value.to_string().as_bytes());
         let precision = if params.precision == Precision::Bf16 { "bf16" } else { "fp32" };
         format!(
             "compile[{},L{},d{},h{},T{},V{},b{},{precision},{}]",
@@ -290,16 +295,16 @@ mod tests {
         let wider = ModelShape { d_model: 128, ..shape.clone() };
         let c = Compile::helper_params(&wider, Precision::Fp32, 4, CompileMode::On, "cpu");
         let d = Compile::helper_params(&shape, Precision::Bf16, 4, CompileMode::On, "cpu");
-        assert_eq!(Compile::helper_id(&a), Compile::helper_id(&b));
-        assert_ne!(Compile::helper_id(&a), Compile::helper_id(&c));
-        assert_ne!(Compile::helper_id(&a), Compile::helper_id(&d));
+        assert_eq!(Compile::helper(&a).id, Compile::helper(&b).id);
+        assert_ne!(Compile::helper(&a).id, Compile::helper(&c).id);
+        assert_ne!(Compile::helper(&a).id, Compile::helper(&d).id);
         assert!(
-            Compile::helper_id(&a).starts_with("compile[baseline,L2,d64,h2,T64,V400,b4,fp32,"),
+            Compile::helper(&a).id.starts_with("compile[baseline,L2,d64,h2,T64,V400,b4,fp32,"),
             "{}",
-            Compile::helper_id(&a)
+            Compile::helper(&a).id
         );
         // The helper's settings read back as themselves, shape included.
-        assert_eq!(CompileParams::read(&to_value(&a)).unwrap(), a);
+        assert_eq!(CompileParams::read(&Compile::helper(&a).params).unwrap(), a);
         assert_eq!(shape, a.shape().unwrap());
     }
 }

@@ -21,7 +21,7 @@ use super::shards::META_FILE;
 use super::worker::{resolve_device, spawn_worker};
 use super::{BranchRefusal, ComputeBasis, Helper, NodeCtx, NodeError, NodeKind, Progress, Resources, WorkEstimate};
 use crate::data::shard::ShardsMeta;
-use crate::settings::{settings, to_value, FieldType, Schema, Settings, Value};
+use crate::settings::{settings, FieldType, Schema, Settings, Value};
 use crate::track::mlflow::{self, Ending, Metric, RunSpec, Tracker};
 use crate::train::compile::{CompileMode, CompileRecord, RECORD_FILE as COMPILE_RECORD};
 use crate::train::job::{
@@ -434,7 +434,7 @@ impl NodeKind for Train {
         let vocab = upstream("vocab_size").as_ref().and_then(Value::as_i64)?;
         let shape = p.model_shape(vocab).ok()?;
         let helper = Compile::helper_params(&shape, p.precision, p.micro_batch() as i64, p.compile, &p.device);
-        Some(Helper { kind: "compile", id: Compile::helper_id(&helper), params: to_value(&helper) })
+        Some(Compile::helper(&helper))
     }
 
     /// N does not depend on the vocabulary (embeddings are not counted),

@@ -225,18 +225,16 @@ fn paper_figures(p: &Painter<'_>, fit: Option<&StudyFit>, baseline: &Family) -> 
     Ok(out)
 }
 
-/// Every figure of the report.
-pub fn figures(runs: &[RunData], fits: &[StudyFit]) -> Result<Vec<Figure>, String> {
+/// Every figure of the report, each family set against `baseline`.
+pub fn figures(runs: &[RunData], fit: Option<&StudyFit>, baseline: &Family) -> Result<Vec<Figure>, String> {
     let p = Painter::new(runs);
-    let fit = fits.first();
-    let baseline = fit.map_or(Family::BASELINE, |f| f.settings.baseline.clone());
     let mut families: Vec<&Family> = runs.iter().map(|r| &r.run.group).collect();
     families.sort_unstable();
     families.dedup();
     // The baseline first, so its legend entries lead.
-    families.sort_by_key(|f| **f != baseline);
+    families.sort_by_key(|f| *f != baseline);
 
-    let mut out = paper_figures(&p, fit, &baseline)?;
+    let mut out = paper_figures(&p, fit, baseline)?;
     let series: Vec<Series> = families.iter().flat_map(|f| p.curves(f, Stroke::Solid, |pt| pt.tokens)).collect();
     out.push(Figure {
         stem: "loss_vs_tokens".into(),

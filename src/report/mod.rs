@@ -57,6 +57,7 @@ impl Page {
     /// The page titled `title` on `runs` (at least one) and `fits`.
     pub fn new(title: &str, mut runs: Vec<RunData>, fits: &[StudyFit]) -> Result<Self, String> {
         // Families together, each from its smallest model up.
+        // The first fit's `baseline` setting says which family the others are set against.
         let baseline = fits.first().map_or(Family::BASELINE, |fit| fit.settings.baseline.clone());
         runs.sort_by(|a, b| {
             (a.run.group != baseline, &a.run.group, a.run.params.trainable).cmp(&(
@@ -65,7 +66,7 @@ impl Page {
                 b.run.params.trainable,
             ))
         });
-        let figures = figures::figures(&runs, fits)?;
+        let figures = figures::figures(&runs, fits.first(), &baseline)?;
 
         let answer = fits
             .first()

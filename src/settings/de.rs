@@ -46,16 +46,13 @@ impl<'de> serde::Deserializer<'de> for &'de Value {
     /// Unit enums are their names (`precision: bf16`).
     fn deserialize_enum<V: Visitor<'de>>(
         self,
-        name: &'static str,
-        variants: &'static [&'static str],
+        _name: &'static str,
+        _variants: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, Error> {
         match self {
             Value::Str(s) => visitor.visit_enum(s.as_str().into_deserializer()),
-            _ => {
-                let _ = (name, variants);
-                self.deserialize_any(visitor)
-            }
+            _ => self.deserialize_any(visitor),
         }
     }
 

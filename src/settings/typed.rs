@@ -118,27 +118,22 @@ fn samples(schema: &Schema) -> Vec<Value> {
             out.push(Value::Map(map.into_iter().collect()));
         }
     }
-    // Defaults only: what a file that sets just the required fields reads as.
-    let defaults: Vec<(String, Value)> = schema
-        .fields
-        .iter()
-        .filter_map(|f| match (&f.presence, &f.ty) {
-            (Presence::Required, ty) => Some((f.name.to_string(), sample(ty, 0))),
-            (Presence::Default(Value::Null), FieldType::Struct(inner)) => {
-                Some((f.name.to_string(), defaults_of(inner)))
-            }
-            (Presence::Default(v), _) => Some((f.name.to_string(), v.clone())),
-            (Presence::Optional, _) => None,
-        })
-        .collect();
-    out.push(Value::Map(defaults.into_iter().collect()));
+    out.push(defaults_sample(schema));
     out
 }
 
+/// Defaults only: what a file that sets just the required fields reads as.
 #[cfg(test)]
-fn defaults_of(schema: &Schema) -> Value {
-    let Value::Map(all) = samples(schema).pop().expect("samples end with the defaults") else { unreachable!() };
-    Value::Map(all)
+fn defaults_sample(schema: &Schema) -> Value {
+    let fields = schema.fields.iter().filter_map(|f| match (&f.presence, &f.ty) {
+        (Presence::Required, ty) => Some((f.name.to_string(), sample(ty, 0))),
+        (Presence::Default(Value::Null), FieldType::Struct(inner)) => {
+            Some((f.name.to_string(), defaults_sample(inner)))
+        }
+        (Presence::Default(v), _) => Some((f.name.to_string(), v.clone())),
+        (Presence::Optional, _) => None,
+    });
+    Value::Map(fields.collect())
 }
 
 /// A value of type `ty` (the `n`th option of an enum).
@@ -152,10 +147,7 @@ fn sample(ty: &FieldType, n: usize) -> Value {
         FieldType::HttpUrl => Value::Str("http://127.0.0.1:1".into()),
         FieldType::Enum(options) => Value::Str(options[n].to_string()),
         FieldType::List(item) => Value::List(vec![sample(item, 0)]),
-        FieldType::Struct(inner) => match samples(inner).into_iter().next() {
-            Some(v) => v,
-            None => Value::Map(Default::default()),
-        },
+        FieldType::Struct(inner) => samples(inner).swap_remove(0),
         FieldType::Dict(item) => Value::Map([("key".to_string(), sample(item, 0))].into_iter().collect()),
     }
 }

@@ -72,16 +72,6 @@ impl Value {
         }
     }
 
-    /// The strings of the list at a dotted path (empty if absent).
-    pub fn strings_at(&self, path: &str) -> Vec<String> {
-        self.get_path(path)
-            .and_then(Value::as_list)
-            .unwrap_or(&[])
-            .iter()
-            .filter_map(|v| v.as_str().map(String::from))
-            .collect()
-    }
-
     /// Sets the value at a dotted path, making the mappings on the way
     /// (a non-mapping on the way is replaced by one).
     pub fn set_path(&mut self, path: &str, value: Value) {

@@ -35,16 +35,6 @@ pub enum CompileMode {
 impl CompileMode {
     /// The names `compile:` takes, in the order the schema lists them.
     pub const NAMES: [&'static str; 3] = ["auto", "on", "off"];
-
-    /// The mode a name stands for.
-    pub fn from_name(name: &str) -> Option<Self> {
-        match name {
-            "auto" => Some(CompileMode::Auto),
-            "on" => Some(CompileMode::On),
-            "off" => Some(CompileMode::Off),
-            _ => None,
-        }
-    }
 }
 
 /// What to compile, and where.
