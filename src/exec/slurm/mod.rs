@@ -423,8 +423,17 @@ impl<'a> SlurmRunner<'a> {
         let earlier =
             self.records.read(&key).map(|r| r.job).or_else(|| detach::recorded_job(self.ws.cache, exp, &node.id.0));
         if let Some(job) = earlier {
-            if job_states(std::slice::from_ref(&job))?.get(&job).is_some_and(|s| is_active(s)) {
-                let note = format!("Slurm job {job} (submitted earlier) is still queued or running; waiting for it");
+            // A job that ended since this run surveyed the cache may have built the key: adopt
+            // it too (its outcome is read from the cache at the next poll), never build twice.
+            let state = job_states(std::slice::from_ref(&job))?.remove(&job);
+            let active = state.as_deref().is_some_and(is_active);
+            let built_it = state.as_deref().is_none_or(|s| s == "COMPLETED") && self.ws.cache.contains(&key);
+            if active || built_it {
+                let note = if active {
+                    format!("Slurm job {job} (submitted earlier) is still queued or running; waiting for it")
+                } else {
+                    format!("Slurm job {job} (submitted earlier) has just built it")
+                };
                 self.jobs.insert(job, Tracked { node: i, key, finished_without_artifact: None });
                 return Ok(note);
             }
