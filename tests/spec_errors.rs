@@ -129,3 +129,28 @@ fn a_bad_key_in_a_sweep_is_reported_once_and_not_echoed_downstream() {
     assert_eq!(e.matches("unknown key `output`").count(), 1, "{e}");
     assert!(!e.contains("no node named `a`"), "{e}");
 }
+
+/// A `select` names sweep axes: one its inputs lack is located and corrected.
+#[test]
+fn select_axis_the_sweep_lacks_with_did_you_mean() {
+    let sweep =
+        "nodes:\n  runs:\n    kind: command\n    matrix: {width: [1, 2], lr: [1, 2]}\n    cmd: echo ${width} ${lr}\n";
+    let e =
+        error_of(&format!("{sweep}  best:\n    kind: select\n    input: runs\n    over: lr\n    group_by: [widht]\n"));
+    assert_has(
+        &e,
+        &[
+            "exp.yaml:10:16",
+            "`nodes.best.group_by.0`",
+            "axis `widht` is not a sweep axis of `runs`",
+            "did you mean `width`?",
+        ],
+    );
+    let e = error_of(&format!("{sweep}  best:\n    kind: select\n    input: runs\n    over: rate\n"));
+    assert_has(&e, &["exp.yaml:9:11", "`over:` `rate` is not a sweep axis of `runs`", "`runs` sweeps width, lr"]);
+    let e = error_of(&format!("{sweep}  best:\n    kind: select\n    input: runs\n    over: lr\n    group_by: []\n"));
+    assert_has(
+        &e,
+        &["`nodes.best.group_by`", "axis `width` of `runs` is neither grouped", "add `width` to `group_by:`"],
+    );
+}

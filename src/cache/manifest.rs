@@ -53,6 +53,9 @@ pub struct Manifest {
     /// Human-readable lines the node recorded (shown by `scalemake show`).
     #[serde(default)]
     pub summary: Vec<String>,
+    /// What the node warned of: `run` prints it, `show` lists it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// scalemake version that built it.
     pub tool_version: String,
     /// Host name.
@@ -78,6 +81,7 @@ impl Manifest {
             outputs,
             bytes,
             seconds: 0.0,
+            warnings: Vec::new(),
             finished_unix,
             metrics: BTreeMap::new(),
             summary: Vec::new(),

@@ -380,6 +380,14 @@ pub fn show(env: &Env, args: &[String]) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
+pub fn explain(env: &Env, args: &[String]) -> Result<ExitCode, CliError> {
+    let (plan, i) = one_node(env, args)?;
+    let cache = env.cache()?;
+    let survey = exec::survey(&plan, &Workspace { root: &env.root, cache: &cache });
+    print!("{}", render::explain(&plan, i, &cache, &survey));
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn log(env: &Env, args: &[String]) -> Result<ExitCode, CliError> {
     let (plan, i) = one_node(env, args)?;
     let cache = env.cache()?;

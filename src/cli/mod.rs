@@ -129,6 +129,11 @@ enum Command {
         /// [FILE.yaml] then the node.
         args: Vec<String>,
     },
+    /// Why a node must rebuild, or what it decided: a select's winner of each group and by how much.
+    Explain {
+        /// [FILE.yaml] then the node.
+        args: Vec<String>,
+    },
     /// Print the log of a node's latest attempt.
     Log {
         /// [FILE.yaml] then the node.
@@ -363,6 +368,7 @@ fn try_main(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Pull { args, remote } => remote::pull(&env, &args, &remote),
         Command::Dag { args, format } => commands::dag(&env, &args, format),
         Command::Show { args } => commands::show(&env, &args),
+        Command::Explain { args } => commands::explain(&env, &args),
         Command::Log { args } => commands::log(&env, &args),
         Command::Clean { args } => commands::clean(&env, &args),
         Command::Gc { files, delete, remote: Some(url), max_age, max_size } => {

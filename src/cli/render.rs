@@ -136,6 +136,40 @@ pub fn dag(
     out
 }
 
+/// `explain`: why node `i` must rebuild, or, built, what it recorded of its
+/// decisions (summary lines and warnings).
+pub fn explain(plan: &Plan, i: usize, cache: &Cache, survey: &[Freshness]) -> String {
+    let node = &plan.experiment.nodes[i];
+    let mut out = String::new();
+    match &survey[i] {
+        Freshness::Fresh { key, .. } => match cache.manifest(key).ok().flatten() {
+            Some(manifest) => {
+                let _ = writeln!(out, "{} is built ({} {}):", node.id, node.kind.name(), key.short());
+                for line in &manifest.summary {
+                    let _ = writeln!(out, "  {line}");
+                }
+                for line in &manifest.warnings {
+                    let _ = writeln!(out, "  warning: {line}");
+                }
+            }
+            None => {
+                let _ = writeln!(out, "{} is built, but its manifest cannot be read", node.id);
+            }
+        },
+        Freshness::Stale { reasons, .. } => {
+            let _ = writeln!(out, "{} must be built:", node.id);
+            for r in reasons {
+                let _ = writeln!(out, "  because {r}");
+            }
+        }
+        Freshness::Broken { message } => {
+            let _ = writeln!(out, "{} cannot be built: {message}", node.id);
+        }
+    }
+    out
+}
+
+/// `show`: everything about node `i`.
 pub fn show(plan: &Plan, i: usize, cache: &Cache, survey: &[Freshness], state: NodeState) -> String {
     let node = &plan.experiment.nodes[i];
     let mut out = String::new();
@@ -187,6 +221,9 @@ pub fn show(plan: &Plan, i: usize, cache: &Cache, survey: &[Freshness], state: N
         }
         for line in &manifest.summary {
             let _ = writeln!(out, "  {line}");
+        }
+        for line in &manifest.warnings {
+            let _ = writeln!(out, "  warning: {line}");
         }
     }
     let unhashed: Vec<&str> = node.kind.schema().fields.iter().filter(|f| !f.hashed).map(|f| f.name).collect();

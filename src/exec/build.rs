@@ -19,6 +19,8 @@ pub(super) struct Built {
     pub(super) seconds: f64,
     /// Another process built it while we waited for the lock.
     pub(super) by_other: bool,
+    /// What the node warned of ([`crate::nodes::NodeCtx::warn`]).
+    pub(super) warnings: Vec<String>,
 }
 
 /// Why building a node produced no artifact.
@@ -71,7 +73,7 @@ pub(super) fn build_node(
     let cache = ws.cache;
     let lock = lock_key(cache, &key, i, tx)?;
     if let Some(m) = cache.manifest(&key)? {
-        return Ok(Built { artifact: m.artifact, seconds: 0.0, by_other: true });
+        return Ok(Built { artifact: m.artifact, seconds: 0.0, by_other: true, warnings: m.warnings });
     }
     let staging = cache.stage(&key, &lock)?;
     let work_dir = cache.work_dir(&key)?;
@@ -106,7 +108,7 @@ pub(super) fn build_node(
         return Err(e.into());
     }
     ctx.log_line(&format!("scalemake: node finished in {seconds:.2}s"));
-    let (metrics, summary) = ctx.into_report();
+    let report = ctx.into_report();
     let manifest = cache.commit(staging, Some(log_path), |m| {
         m.node = node.id.0.clone();
         m.kind = node.kind.name().to_string();
@@ -119,11 +121,12 @@ pub(super) fn build_node(
             .collect();
         m.files = parts.files.clone();
         m.seconds = seconds;
-        m.metrics = metrics;
-        m.summary = summary;
+        m.metrics = report.metrics;
+        m.summary = report.summary;
+        m.warnings = report.warnings;
     })?;
     drop(lock);
-    Ok(Built { artifact: manifest.artifact, seconds, by_other: false })
+    Ok(Built { artifact: manifest.artifact, seconds, by_other: false, warnings: manifest.warnings })
 }
 
 /// The artifact directories of node `i`'s inputs (all built: `keys` known).
@@ -138,7 +141,8 @@ pub(super) fn resolve_inputs(plan: &Plan, cache: &Cache, keys: &[Option<ContentH
                 .iter()
                 .filter_map(|&p| {
                     let key = keys[p]?;
-                    Some(Artifact { node: plan.experiment.nodes[p].id.clone(), dir: cache.artifact_dir(&key) })
+                    let node = &plan.experiment.nodes[p];
+                    Some(Artifact { node: node.id.clone(), dir: cache.artifact_dir(&key), matrix: node.matrix.clone() })
                 })
                 .collect(),
         })

@@ -440,6 +440,9 @@ impl<'a> RunState<'a> {
             Outcome::Built(built) => {
                 self.record_built(i, built.artifact);
                 self.reporter.finished(i, id, built.seconds, built.by_other);
+                for warning in &built.warnings {
+                    self.reporter.line(&format!("  warning: {id}: {warning}"));
+                }
                 self.summary.built.push(id.clone());
                 if let Some(remote) = self.remote.as_mut().filter(|r| r.upload && !built.by_other) {
                     if remote.jobs.send(Job::Upload(i, key)).is_ok() {
@@ -566,7 +569,12 @@ mod tests {
     }
 
     fn built(id: &str) -> Outcome {
-        Outcome::Built(Built { artifact: ContentHash::of(id.as_bytes()), seconds: 0.0, by_other: false })
+        Outcome::Built(Built {
+            artifact: ContentHash::of(id.as_bytes()),
+            seconds: 0.0,
+            by_other: false,
+            warnings: vec![],
+        })
     }
 
     fn names(ids: &[&str]) -> Vec<String> {

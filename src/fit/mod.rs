@@ -4,10 +4,12 @@
 //! by Hoffmann et al.'s three approaches. Pure arithmetic; the `fit` node
 //! kind reads runs and writes `fit.json`.
 
+pub mod compare;
 mod curves;
 pub mod identify;
 pub mod laws;
 pub mod optimal;
+pub mod selection;
 pub mod study;
 pub mod types;
 

@@ -15,10 +15,12 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::compare::{statistics, Statistics};
 use super::curves::{counted, curves, final_point, log_grid, lowest_at};
 use super::identify::{constant_problem, exponent_problem, interval_problem, too_few_sizes, Identified, MIN_SIZES};
 use super::laws::{Convergence, PowerLaw, SumOfPowers};
 use super::optimal::{compute_optimal, ComputeOptimal, Parametric, Sample};
+pub use super::types::{CompareBy, Multiplier, RunMultiplier};
 use super::types::{Estimate, Family, Frontier, Run, Settings};
 use crate::train::{Compute, CostModel};
 
@@ -109,42 +111,6 @@ pub struct LeaveOut {
     pub relative_error: f64,
 }
 
-/// How a family is set against the baseline's law.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CompareBy {
-    /// The family's own envelope (it has [`MIN_SIZES`] sizes or more).
-    Envelope,
-    /// Each run's final point (a family too small for a law of its own).
-    FinalPoints,
-}
-
-/// One run's final point against the baseline's law.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct RunMultiplier {
-    /// The run.
-    pub run: String,
-    /// Its compute at the end, under the cost model.
-    pub compute: f64,
-    /// Its final loss.
-    pub loss: f64,
-    /// The compute the baseline's law needs for that loss over the compute
-    /// used; `None` where the loss lies outside the baseline's range (no
-    /// extrapolation).
-    pub multiplier: Option<f64>,
-}
-
-/// A family's effective-compute multiplier against the baseline's law.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Multiplier {
-    /// From the family's envelope or its runs' final points.
-    pub by: CompareBy,
-    /// Geometric mean over the compared points, with its interval.
-    pub estimate: Estimate,
-    /// Each run's final point.
-    pub runs: Vec<RunMultiplier>,
-}
-
 /// Everything a `fit` node computes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StudyFit {
@@ -159,6 +125,10 @@ pub struct StudyFit {
     /// loss range). Above 1: the variant is more compute-efficient than the
     /// baseline under that cost model.
     pub multipliers: BTreeMap<Family, BTreeMap<CostModel, Identified<Multiplier>>>,
+    /// Noise floor, paired differences, multipliers per size, intervals
+    /// and verdicts (`crate::fit::compare`).
+    #[serde(default)]
+    pub statistics: Statistics,
 }
 
 /// The compute-efficient frontier from compute `start` on: at each of
@@ -611,7 +581,16 @@ pub fn fit_study(runs: &[Run], settings: &Settings) -> Result<StudyFit, FitError
             multipliers.insert(g.clone(), per_model);
         }
     }
-    Ok(StudyFit { settings: settings.clone(), groups: out_groups, multipliers })
+    let frontiers: BTreeMap<Family, Vec<(f64, f64)>> =
+        out_groups.iter().map(|(g, fit)| (g.clone(), fit.axes[&CostModel::Trainable].envelope.clone())).collect();
+    let on_trainable: BTreeMap<Family, Option<&Multiplier>> = multipliers
+        .iter()
+        .map(|(g, per_model): (&Family, &BTreeMap<CostModel, Identified<Multiplier>>)| {
+            (g.clone(), per_model.get(&CostModel::Trainable).and_then(Identified::fitted))
+        })
+        .collect();
+    let statistics = statistics(runs, &frontiers, &on_trainable, settings);
+    Ok(StudyFit { settings: settings.clone(), groups: out_groups, multipliers, statistics })
 }
 
 /// L(N) fitted without the largest model, asked for its final loss.
@@ -674,6 +653,8 @@ mod tests {
             seed: 0,
             baseline: "baseline".into(),
             frontier: Frontier::Curves,
+            equivalence: None,
+            label: None,
         }
     }
 

@@ -140,6 +140,14 @@ pub struct Settings {
     /// Which points make the compute-efficient frontier.
     #[serde(default)]
     pub frontier: Frontier,
+    /// The margin a multiplier's interval must lie within for a family to
+    /// be called equivalent to the baseline, (low, high).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub equivalence: Option<(f64, f64)>,
+    /// What this fit's runs are, in the report's tables ("each family at
+    /// its best rate").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
 }
 
 /// Which points of a family's runs make its compute-efficient frontier.
@@ -165,8 +173,10 @@ pub struct Estimate {
     /// Fit on all runs.
     pub value: f64,
     /// 2.5th percentile over bootstrap replicates (NaN-free; absent without bootstrap).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub low: Option<f64>,
     /// 97.5th percentile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub high: Option<f64>,
 }
 
@@ -191,4 +201,40 @@ impl Estimate {
             _ => format!("{:.d$}", self.value, d = decimals),
         }
     }
+}
+
+/// How a family is set against the baseline's law.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CompareBy {
+    /// The family's own envelope (it has [`MIN_SIZES`](super::identify::MIN_SIZES) sizes or more).
+    Envelope,
+    /// Each run's final point (a family too small for a law of its own).
+    FinalPoints,
+}
+
+/// One run's final point against the baseline's law.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunMultiplier {
+    /// The run.
+    pub run: String,
+    /// Its compute at the end, under the cost model.
+    pub compute: f64,
+    /// Its final loss.
+    pub loss: f64,
+    /// The compute the baseline's law needs for that loss over the compute
+    /// used; `None` where the loss lies outside the baseline's range (no
+    /// extrapolation).
+    pub multiplier: Option<f64>,
+}
+
+/// A family's effective-compute multiplier against the baseline's law.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Multiplier {
+    /// From the family's envelope or its runs' final points.
+    pub by: CompareBy,
+    /// Geometric mean over the compared points, with its interval.
+    pub estimate: Estimate,
+    /// Each run's final point.
+    pub runs: Vec<RunMultiplier>,
 }

@@ -7,14 +7,15 @@
 
 use std::path::Path;
 
+use super::runs::{read_train_artifact, train_runs};
 use super::{NodeCtx, NodeError, NodeKind, Resources};
+use crate::fit::compare::Verdict;
 use crate::fit::identify::Identified;
 use crate::fit::optimal::ComputeOptimal;
 use crate::fit::study::{fit_study, CompareBy, StudyFit};
 use crate::fit::{Estimate, Family, Frontier, Run, RunPoint, Settings};
 use crate::settings::{settings, FieldType, Schema, Settings as _, Value};
-use crate::train::job::EvalRow;
-use crate::train::record::{TrainRecord, EVAL_FILE};
+
 use crate::train::{Compute, CostModel, ParamCounts, Variant};
 
 /// How a fit forms its families.
@@ -46,21 +47,36 @@ settings! {
         group_by: GroupBy = [FieldType::Enum(&["variant", "none"])] default(GroupBy::Variant),
         /// a CSV of runs to fit instead of (or with) inputs: columns run, n, tokens, loss, and optionally group, compute, frozen, structured, fastfood
         csv: Option<String> = [FieldType::Str] optional,
+        /// [low, high]: a family whose multiplier's 95% interval lies within is equivalent to the baseline (e.g. [0.8, 1.25]); above, better; below, worse
+        equivalence: Option<Vec<f64>> = [FieldType::List(Box::new(FieldType::Float))] optional,
+        /// what these runs are, in the report's tables (e.g. "each family at its best rate")
+        label: Option<String> = [FieldType::Str] optional,
     }
 }
 
 impl FitParams {
     /// What [`fit_study`] needs of these settings. Shared with `serve`,
     /// which refits as runs finish.
-    pub fn study_settings(&self) -> Settings {
-        Settings {
+    pub fn study_settings(&self) -> Result<Settings, String> {
+        let equivalence = match self.equivalence.as_deref() {
+            None => None,
+            Some(&[lo, hi]) if 0.0 < lo && lo < 1.0 && 1.0 < hi => Some((lo, hi)),
+            Some(other) => {
+                return Err(format!(
+                    "`equivalence:` is [low, high] with 0 < low < 1 < high (e.g. [0.8, 1.25]), found {other:?}"
+                ))
+            }
+        };
+        Ok(Settings {
             skip_fraction: self.skip_fraction,
             envelope_points: self.envelope_points,
             bootstrap: self.bootstrap,
             seed: self.seed,
             baseline: self.baseline.clone(),
             frontier: self.frontier,
-        }
+            equivalence,
+            label: self.label.clone(),
+        })
     }
 
     /// The family a run of `variant` belongs to under `group_by`.
@@ -92,36 +108,6 @@ impl Default for Fit {
 
 fn failed(path: &Path, why: impl std::fmt::Display) -> NodeError {
     NodeError::Failed(format!("{}: {why}", path.display()))
-}
-
-/// A `train` artifact as a run — its counts, variant (the family) and
-/// warmup from its [`TrainRecord`], its evaluations from `metrics/eval.jsonl`
-/// — and the record itself. Shared with `report` and `serve`.
-pub fn read_train_artifact(id: &str, dir: &Path) -> Result<(Run, TrainRecord), NodeError> {
-    let record = TrainRecord::read(dir).map_err(NodeError::Failed)?;
-    let eval_path = dir.join(EVAL_FILE);
-    let text = std::fs::read_to_string(&eval_path).map_err(|e| NodeError::io(&eval_path, e))?;
-    let mut points = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let row: EvalRow =
-            serde_json::from_str(line).map_err(|e| failed(&eval_path, format!("line {}: {e}", i + 1)))?;
-        if row.val_loss.is_finite() {
-            // A diverged evaluation is no point of a law.
-            points.push(RunPoint {
-                tokens: row.tokens as f64,
-                compute: Compute::at(&record.params, row.tokens as f64),
-                loss: row.val_loss,
-            });
-        }
-    }
-    let run = Run {
-        id: id.to_string(),
-        group: Family::Variant(record.variant()),
-        params: record.params,
-        points,
-        warmup_tokens: record.optim.warmup_tokens,
-    };
-    Ok((run, record))
 }
 
 /// Runs from a CSV: one row per evaluation.
@@ -302,6 +288,72 @@ fn report(ctx: &mut NodeCtx<'_>, fit: &StudyFit) {
     }
 }
 
+/// Summary lines of [`Statistics`]: the noise floor, then each family's
+/// paired differences, multipliers per size, trend and verdict.
+fn report_statistics(ctx: &mut NodeCtx<'_>, fit: &StudyFit) {
+    let stats = &fit.statistics;
+    match &stats.noise {
+        Some(n) => {
+            say(
+                ctx,
+                format!(
+                "noise floor: a run's final loss varies by sd {:.4} nats between seeds ({} setting(s) repeated, {} df)",
+                n.sd, n.cells, n.df
+            ),
+            );
+            ctx.record_metric("noise_sd", n.sd);
+        }
+        None => say(ctx, "noise floor: unknown (no setting was run twice: sweep a `seed` axis)".into()),
+    }
+    for (family, a) in &stats.alpha {
+        if let Some(ls) = &a.least_squares {
+            say(
+                ctx,
+                format!(
+                "{family}: α by least squares {}; the bootstrap draws from {} distinct resamples; intervals used: {}",
+                interval(ls),
+                a.distinct_resamples,
+                a.uses.name()
+            ),
+            );
+        }
+    }
+    for (family, c) in &stats.families {
+        let base = &fit.settings.baseline;
+        if let Some(m) = &c.paired_mean {
+            say(
+                ctx,
+                format!(
+                    "{family} − {base} at equal N and D: {} nats over {} pair(s) (below 0: {family} is better)",
+                    interval(m),
+                    c.paired.len()
+                ),
+            );
+        }
+        if !c.per_size.is_empty() {
+            let sizes: Vec<String> = c
+                .per_size
+                .iter()
+                .map(|s| format!("{} ×{:.3}", crate::units::si(s.trainable as f64), s.multiplier))
+                .collect();
+            say(ctx, format!("  multiplier per size (N trainable): {}", sizes.join(", ")));
+        }
+        if let Some(t) = &c.trend {
+            say(ctx, format!("  trend with size: ×{} per 10× N, p = {:.3}", interval(&t.per_decade), t.p_value));
+        }
+        if let Some(m) = &c.multiplier {
+            let verdict = match (c.verdict, fit.settings.equivalence) {
+                (Some(v), Some((lo, hi))) => format!(": {} (margin [{lo}, {hi}])", v.name()),
+                _ => String::new(),
+            };
+            say(ctx, format!("  multiplier {} ({} interval){verdict}", interval(m), c.interval_from.name()));
+            if let Some(v) = c.verdict {
+                ctx.record_metric(&format!("{family}.equivalent"), f64::from(u8::from(v == Verdict::Equivalent)));
+            }
+        }
+    }
+}
+
 impl NodeKind for Fit {
     fn name(&self) -> &'static str {
         "fit"
@@ -312,9 +364,11 @@ impl NodeKind for Fit {
     /// cost models are named for what they count, a family's frontier
     /// starts where its smallest model ends; 6: the compute-optimal
     /// allocation by three approaches, and L(N, D)'s convergence; 7:
-    /// approach 3 judged by its own a and b, not by L(N, D)'s exponents.
+    /// approach 3 judged by its own a and b, not by L(N, D)'s exponents;
+    /// 8: statistics (noise floor, paired differences, multipliers per
+    /// size, least-squares intervals, verdicts) and runs from `select`.
     fn version(&self) -> u32 {
-        7
+        8
     }
 
     fn schema(&self) -> &Schema {
@@ -332,26 +386,25 @@ impl NodeKind for Fit {
 
     fn run(&self, ctx: &mut NodeCtx<'_>) -> Result<(), NodeError> {
         let p: FitParams = ctx.settings()?;
-        let settings = p.study_settings();
+        let settings = p.study_settings().map_err(NodeError::Failed)?;
         let mut runs = Vec::new();
         if let Some(csv) = &p.csv {
             runs.extend(read_csv(&ctx.root().join(csv), p.group_by == GroupBy::Variant)?);
         }
-        for artifact in ctx.inputs().iter().flat_map(|i| &i.artifacts) {
-            if artifact.dir.join(EVAL_FILE).exists() {
-                let (mut run, record) = read_train_artifact(&artifact.node.0, &artifact.dir)?;
-                run.group = p.family_of(record.variant());
-                runs.push(run);
-            }
+        for source in train_runs(ctx.inputs())? {
+            let (mut run, record) = read_train_artifact(&source.id, &source.dir)?;
+            run.group = p.family_of(record.variant());
+            runs.push(run);
         }
         if runs.is_empty() {
-            return Err(NodeError::Failed("no runs to fit: give `input:` train nodes or `csv:`".into()));
+            return Err(NodeError::Failed("no runs to fit: give `input:` train or select nodes, or `csv:`".into()));
         }
         let fit = fit_study(&runs, &settings).map_err(|e| NodeError::Failed(e.to_string()))?;
         let path = ctx.out_dir().join("fit.json");
         std::fs::write(&path, serde_json::to_vec_pretty(&fit).map_err(|e| NodeError::Failed(e.to_string()))?)
             .map_err(|e| NodeError::io(&path, e))?;
         report(ctx, &fit);
+        report_statistics(ctx, &fit);
         Ok(())
     }
 }

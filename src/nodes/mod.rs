@@ -14,6 +14,8 @@ mod compile;
 mod corpus;
 pub mod fit;
 mod report;
+pub mod runs;
+pub mod select;
 mod shards;
 mod tokenizer;
 mod train;
@@ -32,6 +34,7 @@ pub use compile::Compile;
 pub use corpus::Corpus;
 pub use fit::Fit;
 pub use report::Report;
+pub use select::Select;
 pub use shards::Shards;
 pub use tokenizer::TokenizerKind;
 pub use train::Train;
@@ -131,7 +134,14 @@ pub trait NodeKind: Send + Sync {
 
     /// Why a branch's params cannot continue its source's, checked when the
     /// file loads; a wrong `Ok` is caught only when the branch runs.
-    fn check_branch(&self, _params: &Value, _source: &Value) -> Result<(), BranchRefusal> {
+    fn check_branch(&self, _params: &Value, _source: &Value) -> Result<(), Refusal> {
+        Ok(())
+    }
+
+    /// Why the params cannot work with the nodes `input:` selects (each
+    /// with its sweep values), checked when the file loads: a `select`
+    /// names sweep axes that its inputs must have.
+    fn check_inputs(&self, _params: &Value, _inputs: &[SweptNode<'_>]) -> Result<(), Refusal> {
         Ok(())
     }
 
@@ -191,10 +201,12 @@ pub struct ComputeBasis {
     pub tokens_per_step: u64,
 }
 
-/// Why a branch (`from:`) cannot continue its source, for a spanned error.
+/// Why a node's params cannot work with its source (`from:`) or its
+/// inputs, for a spanned error.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BranchRefusal {
-    /// The dotted param to point at (at `from:` when the branch inherited it).
+pub struct Refusal {
+    /// The dotted param to point at (a list item by its index:
+    /// `group_by.1`; at `from:` when a branch inherited it).
     pub param: String,
     /// What is wrong.
     pub message: String,
@@ -235,6 +247,17 @@ impl NodeError {
     }
 }
 
+/// One node an `input:` selects, as [`NodeKind::check_inputs`] sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct SweptNode<'a> {
+    /// Its id.
+    pub id: &'a NodeId,
+    /// Its declaration.
+    pub decl: &'a str,
+    /// Its sweep values (`matrix:`, `isoflop:`), in declaration order.
+    pub matrix: &'a [(String, Value)],
+}
+
 /// The artifact of one upstream node.
 #[derive(Clone, Debug)]
 pub struct Artifact {
@@ -242,6 +265,9 @@ pub struct Artifact {
     pub node: NodeId,
     /// Its directory (read-only by convention).
     pub dir: PathBuf,
+    /// The node's sweep values, in declaration order (what a `select`
+    /// groups by). Not in the key: equal values give equal params.
+    pub matrix: Vec<(String, Value)>,
 }
 
 /// One `input:` reference with the artifacts it selected.
@@ -283,6 +309,7 @@ pub struct NodeCtx<'a> {
     cancelled: &'a AtomicBool,
     metrics: BTreeMap<String, f64>,
     summary: Vec<String>,
+    warnings: Vec<String>,
 }
 
 /// Everything the executor hands a node (kept in one struct so that adding a
@@ -346,6 +373,7 @@ impl<'a> NodeCtx<'a> {
             cancelled,
             metrics: BTreeMap::new(),
             summary: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 
@@ -424,9 +452,17 @@ impl<'a> NodeCtx<'a> {
     pub fn add_summary(&mut self, line: impl Into<String>) {
         self.summary.push(line.into());
     }
-    /// The recorded metrics and summary lines.
-    pub fn into_report(self) -> (BTreeMap<String, f64>, Vec<String>) {
-        (self.metrics, self.summary)
+    /// Records something the user should act on (a grid to extend): `run`
+    /// prints it when the node is built, `show` with the node, and the log
+    /// keeps it.
+    pub fn warn(&mut self, line: impl Into<String>) {
+        let line = line.into();
+        self.log_line(&format!("warning: {line}"));
+        self.warnings.push(line);
+    }
+    /// The recorded metrics, summary lines and warnings.
+    pub fn into_report(self) -> NodeReport {
+        NodeReport { metrics: self.metrics, summary: self.summary, warnings: self.warnings }
     }
     /// The directory of the single upstream artifact that contains `file`
     /// (how a kind finds, say, its tokenizer among its inputs).
@@ -442,6 +478,17 @@ impl<'a> NodeCtx<'a> {
             }
         }
     }
+}
+
+/// What a node recorded besides its artifact (kept in its manifest).
+#[derive(Clone, Debug, Default)]
+pub struct NodeReport {
+    /// Numbers ([`NodeCtx::record_metric`]).
+    pub metrics: BTreeMap<String, f64>,
+    /// Lines for `show` ([`NodeCtx::add_summary`]).
+    pub summary: Vec<String>,
+    /// Warnings ([`NodeCtx::warn`]).
+    pub warnings: Vec<String>,
 }
 
 /// The node kinds known to this build, by name.
@@ -461,6 +508,7 @@ impl Registry {
                 Arc::new(Shards::new()),
                 Arc::new(Train::new()),
                 Arc::new(Compile::new()),
+                Arc::new(Select::new()),
                 Arc::new(Fit::new()),
                 Arc::new(Report::new()),
             ],
@@ -502,13 +550,14 @@ mod tests {
     /// registry must be added here.
     #[test]
     fn every_kind_reads_what_its_schema_accepts() {
-        let checks: [(&str, fn() -> Result<(), String>); 8] = [
+        let checks: [(&str, fn() -> Result<(), String>); 9] = [
             ("command", check_against_schema::<command::CommandParams>),
             ("corpus", check_against_schema::<corpus::CorpusParams>),
             ("tokenizer", check_against_schema::<tokenizer::TokenizerParams>),
             ("shards", check_against_schema::<shards::ShardsParams>),
             ("train", check_against_schema::<train::TrainParams>),
             ("compile", check_against_schema::<compile::CompileParams>),
+            ("select", check_against_schema::<select::SelectParams>),
             ("fit", check_against_schema::<fit::FitParams>),
             ("report", check_against_schema::<report::ReportParams>),
         ];

@@ -7,12 +7,11 @@
 
 use std::path::Path;
 
-use super::fit::read_train_artifact;
+use super::runs::{read_selection, read_train_artifact, train_runs, SELECTION_FILE};
 use super::{NodeCtx, NodeError, NodeKind};
 use crate::fit::study::StudyFit;
-use crate::report::{Page, PngRenderer, RunData};
+use crate::report::{NamedFit, NamedSelection, Page, PngRenderer, RunData};
 use crate::settings::{settings, FieldType, Schema, Settings};
-use crate::train::record::EVAL_FILE;
 
 settings! {
     /// The settings of a `report` node.
@@ -51,9 +50,11 @@ impl NodeKind for Report {
         "report"
     }
 
-    /// 3: the answer on top, the paper's figures one to one, typed inputs.
+    /// 3: the answer on top, the paper's figures one to one, typed inputs;
+    /// 4: selections (rates chosen, loss against rate), comparisons per
+    /// protocol with verdicts, bands, PF-days on every compute axis.
     fn version(&self) -> u32 {
-        3
+        4
     }
 
     fn schema(&self) -> &Schema {
@@ -64,20 +65,29 @@ impl NodeKind for Report {
         let ReportParams { title } = ctx.settings()?;
         let mut runs = Vec::new();
         let mut fits = Vec::new();
+        let mut selections = Vec::new();
+        for source in train_runs(ctx.inputs())? {
+            let (run, record) = read_train_artifact(&source.id, &source.dir)?;
+            runs.push(RunData { run, record });
+        }
         for artifact in ctx.inputs().iter().flat_map(|i| &i.artifacts) {
-            if artifact.dir.join(EVAL_FILE).exists() {
-                let (run, record) = read_train_artifact(&artifact.node.0, &artifact.dir)?;
-                runs.push(RunData { run, record });
-            }
             if artifact.dir.join("fit.json").exists() {
-                fits.push(read_fit(&artifact.dir)?);
+                fits.push((artifact.node.0.clone(), read_fit(&artifact.dir)?));
+            }
+            if artifact.dir.join(SELECTION_FILE).exists() {
+                let selection = read_selection(&artifact.dir)?;
+                selections.push(NamedSelection { node: artifact.node.0.clone(), selection });
             }
         }
         if runs.is_empty() {
             return Err(NodeError::Failed("no runs to report: give `input:` train nodes (and fit nodes)".into()));
         }
         let run_count = runs.len();
-        let page = Page::new(&title, runs, &fits).map_err(NodeError::Failed)?;
+        let named: Vec<NamedFit<'_>> = fits
+            .iter()
+            .map(|(node, fit)| NamedFit { name: fit.settings.label.clone().unwrap_or_else(|| node.clone()), fit })
+            .collect();
+        let page = Page::new(&title, runs, &named, &selections).map_err(NodeError::Failed)?;
         let fig_dir = ctx.out_dir().join("figures");
         std::fs::create_dir_all(&fig_dir).map_err(|e| NodeError::io(&fig_dir, e))?;
         let png = PngRenderer::new();

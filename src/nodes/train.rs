@@ -19,7 +19,7 @@ use std::time::Duration;
 use super::compile::Compile;
 use super::shards::META_FILE;
 use super::worker::{resolve_device, spawn_worker};
-use super::{BranchRefusal, ComputeBasis, Helper, NodeCtx, NodeError, NodeKind, Progress, Resources, WorkEstimate};
+use super::{ComputeBasis, Helper, NodeCtx, NodeError, NodeKind, Progress, Refusal, Resources, WorkEstimate};
 use crate::data::shard::ShardsMeta;
 use crate::settings::{settings, FieldType, Schema, Settings, Value};
 use crate::track::mlflow::{self, Ending, Metric, RunSpec, Tracker};
@@ -459,10 +459,9 @@ impl NodeKind for Train {
         Ok(base)
     }
 
-    fn check_branch(&self, params: &Value, source: &Value) -> Result<(), BranchRefusal> {
-        let refuse = |param: &str, message: String, hint: &str| {
-            Err(BranchRefusal { param: param.into(), message, hint: hint.into() })
-        };
+    fn check_branch(&self, params: &Value, source: &Value) -> Result<(), Refusal> {
+        let refuse =
+            |param: &str, message: String, hint: &str| Err(Refusal { param: param.into(), message, hint: hint.into() });
         let (Ok(mine), Ok(theirs)) = (TrainParams::read(params), TrainParams::read(source)) else {
             return Ok(()); // unreadable settings fail when the node runs, with the reason
         };

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use super::plot::{family_colour, log_log_svg, shade, Axes, Series, Stroke};
 use super::tables::family_name;
 use super::RunData;
+use crate::fit::compare::IntervalSource;
 use crate::fit::optimal::{ComputeOptimal, IsoFlopProfile, Parabola};
 use crate::fit::study::{PowerLawFit, StudyFit};
 use crate::fit::Family;
@@ -26,7 +27,7 @@ pub struct Figure {
     pub svg: String,
 }
 
-const VAL_LOSS: &str = "validation loss";
+const VAL_LOSS: &str = "validation loss (nats/token)";
 
 /// Each run's rank among its family's distinct sizes, and that count.
 fn size_ranks(runs: &[RunData]) -> BTreeMap<String, (usize, usize)> {
@@ -116,13 +117,33 @@ fn frontier_and_law(fit: Option<&StudyFit>, family: &Family, model: CostModel, u
     }
     if let (Some(law), Some(first), Some(last)) = (axis.power_law.fitted(), axis.envelope.first(), axis.envelope.last())
     {
+        let intervals = fit.and_then(|f| f.statistics.alpha.get(family)).filter(|_| model == CostModel::Trainable);
+        // The interval the report judges by: least squares where the bootstrap has few distinct outcomes.
+        let alpha = match intervals {
+            Some(a) if a.uses == IntervalSource::LeastSquares => a.least_squares.unwrap_or(law.alpha),
+            _ => law.alpha,
+        };
         out.push(law_series(
-            format!("{}: α = {:.3}", family_name(family), law.alpha.value),
+            format!("{}: α = {}", family_name(family), alpha.with_interval(3)),
             family,
             law,
             (first.0, last.0),
             unit,
         ));
+        if let Some(line) = intervals.and_then(|a| a.line) {
+            let xs: Vec<f64> = log_spaced(first.0, last.0).collect();
+            let bands: Option<Vec<(f64, f64)>> = xs.iter().map(|c| line.band(c.ln())).collect();
+            if let Some(bands) = bands {
+                let upper = xs.iter().zip(&bands).map(|(c, (_, hi))| (c / unit, hi.exp()));
+                let lower = xs.iter().zip(&bands).rev().map(|(c, (lo, _))| (c / unit, lo.exp()));
+                out.push(Series {
+                    label: None,
+                    colour: family_colour(family),
+                    stroke: Stroke::Band,
+                    points: upper.chain(lower).collect(),
+                });
+            }
+        }
     }
     out
 }
@@ -153,7 +174,11 @@ fn paper_comparison(
         });
     }
     series.extend(p.curves(&Family::Variant(variant), Stroke::Solid, x));
-    series.extend(frontier_and_law(fit, baseline, model, PF_DAY).into_iter().filter(|s| s.stroke == Stroke::Dashed));
+    series.extend(
+        frontier_and_law(fit, baseline, model, PF_DAY)
+            .into_iter()
+            .filter(|s| matches!(s.stroke, Stroke::Dashed | Stroke::Band)),
+    );
     log_log_svg(title, Axes { x: &format!("compute (PF-days), {}", model.formula()), y: VAL_LOSS }, &series)
 }
 
@@ -243,9 +268,9 @@ pub fn figures(runs: &[RunData], fit: Option<&StudyFit>, baseline: &Family) -> R
     });
     for model in CostModel::ALL {
         let mut series: Vec<Series> =
-            families.iter().flat_map(|f| p.curves(f, Stroke::Solid, |pt| model.of(&pt.compute))).collect();
+            families.iter().flat_map(|f| p.curves(f, Stroke::Solid, |pt| model.of(&pt.compute) / PF_DAY)).collect();
         for f in &families {
-            series.extend(frontier_and_law(fit, f, model, 1.0));
+            series.extend(frontier_and_law(fit, f, model, PF_DAY));
         }
         out.push(Figure {
             stem: format!("loss_vs_compute_{}", model.name()),
@@ -254,7 +279,7 @@ pub fn figures(runs: &[RunData], fit: Option<&StudyFit>, baseline: &Family) -> R
                 model.formula(),
                 model.meaning()
             ),
-            svg: log_log_svg(&format!("Loss vs compute, {}", model.formula()), Axes { x: "compute (FLOP)", y: VAL_LOSS }, &series)?,
+            svg: log_log_svg(&format!("Loss vs compute, {}", model.formula()), Axes { x: "compute (PF-days)", y: VAL_LOSS }, &series)?,
         });
     }
     out.extend(equal_n_figure(runs, fit, &families)?);
@@ -285,7 +310,7 @@ fn isoflop_figure(family: &Family, optimal: &ComputeOptimal) -> Result<Option<Fi
         let points: Vec<(f64, f64)> = profile.points.iter().map(|(_, n, loss)| (*n, *loss)).collect();
         let (lo, hi) = points.iter().fold((f64::INFINITY, 0.0f64), |(a, b), p| (a.min(p.0), b.max(p.0)));
         series.push(Series {
-            label: Some(format!("C = {:.1e}", profile.compute)),
+            label: Some(format!("C = {:.2e} PF-days", profile.compute / PF_DAY)),
             colour,
             stroke: Stroke::Markers,
             points,
@@ -331,9 +356,9 @@ const APPROACH_COLOURS: [RGBColor; 3] = [RGBColor(31, 119, 180), RGBColor(214, 3
 /// and approach 2's parabola minima as points, each identified approach's
 /// N_opt = G·C^a as a dashed line; `None` without any.
 fn allocation_figure(family: &Family, optimal: &ComputeOptimal) -> Result<Option<Figure>, String> {
-    let envelope: Vec<(f64, f64)> = optimal.envelope_minima.iter().map(|m| (m.compute, m.n)).collect();
+    let envelope: Vec<(f64, f64)> = optimal.envelope_minima.iter().map(|m| (m.compute / PF_DAY, m.n)).collect();
     let isoflop: Vec<(f64, f64)> =
-        optimal.isoflop_profiles.iter().filter_map(|p| p.minimum.fitted().map(|m| (p.compute, m.n))).collect();
+        optimal.isoflop_profiles.iter().filter_map(|p| p.minimum.fitted().map(|m| (p.compute / PF_DAY, m.n))).collect();
     let computes = envelope.iter().chain(&isoflop).map(|p| p.0);
     let (lo, hi) = computes.fold((f64::INFINITY, 0.0f64), |(a, b), c| (a.min(c), b.max(c)));
     let mut series = Vec::new();
@@ -347,7 +372,7 @@ fn allocation_figure(family: &Family, optimal: &ComputeOptimal) -> Result<Option
     }
     for ((name, approach), colour) in optimal.approaches().into_iter().zip(APPROACH_COLOURS) {
         if let (Some(law), true) = (approach.fitted(), lo < hi) {
-            let points = log_spaced(lo, hi).map(|c| (c, law.n_opt.at(c))).collect();
+            let points = log_spaced(lo, hi).map(|c| (c, law.n_opt.at(c * PF_DAY))).collect();
             let label = format!("{name}: a = {:.3}", law.n_opt.exponent.value);
             series.push(Series { label: Some(label), colour, stroke: Stroke::Dashed, points });
         }
@@ -362,7 +387,7 @@ fn allocation_figure(family: &Family, optimal: &ComputeOptimal) -> Result<Option
     );
     let svg = log_log_svg(
         &format!("N_opt vs compute: {}", family_name(family)),
-        Axes { x: "compute (FLOP), C = 6·N_trainable·D", y: "N_opt (trainable)" },
+        Axes { x: "compute (PF-days), C = 6·N_trainable·D", y: "N_opt (trainable)" },
         &series,
     )?;
     Ok(Some(Figure { stem: format!("n_opt_vs_compute_{family}"), caption, svg }))
@@ -418,7 +443,7 @@ fn residual_figure(fit: Option<&StudyFit>, families: &[&Family]) -> Result<Optio
     for f in families {
         let Some(axis) = fit.groups.get(*f).map(|g| &g.axes[&CostModel::Trainable]) else { continue };
         if axis.residuals.len() == axis.envelope.len() && !axis.residuals.is_empty() {
-            let points = axis.envelope.iter().zip(&axis.residuals).map(|((c, _), r)| (*c, r.exp())).collect();
+            let points = axis.envelope.iter().zip(&axis.residuals).map(|((c, _), r)| (*c / PF_DAY, r.exp())).collect();
             series.push(Series {
                 label: Some(family_name(f).to_string()),
                 colour: family_colour(f),
@@ -444,7 +469,7 @@ fn residual_figure(fit: Option<&StudyFit>, families: &[&Family]) -> Result<Optio
         "Residuals: each family's frontier on C = 6·N·D divided by its fitted power law (log scale; 1 is on the law).";
     let svg = log_log_svg(
         "Residuals of the power law, C = 6·N·D",
-        Axes { x: "compute (FLOP)", y: "frontier / fitted law" },
+        Axes { x: "compute (PF-days)", y: "frontier / fitted law" },
         &series,
     )?;
     Ok(Some(Figure { stem: "residuals_trainable".into(), caption: caption.into(), svg }))
@@ -497,12 +522,14 @@ mod tests {
             seed: 1,
             baseline: "baseline".into(),
             frontier: Frontier::Curves,
+            equivalence: None,
+            label: None,
         };
         let fit = fit_study(&isoflop_runs(), &settings).unwrap();
         let optimal = &fit.groups[&Family::from("baseline")].compute_optimal;
         let profiles = isoflop_figure(&Family::BASELINE, optimal).unwrap().expect("four parabolas");
         assert_eq!(profiles.stem, "isoflop_baseline");
-        for text in ["C = 1.0e17", "C = 1.0e20", "minimum of each parabola"] {
+        for text in ["C = 1.16e-3 PF-days", "C = 1.16e0 PF-days", "minimum of each parabola"] {
             assert!(profiles.svg.contains(text), "{text} missing from the isoFLOP figure");
         }
         let allocation = allocation_figure(&Family::BASELINE, optimal).unwrap().expect("three approaches");

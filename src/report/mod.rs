@@ -7,6 +7,7 @@
 //! 1–3 beside our counts, and the extra panels. Pure text and drawing; the
 //! `report` node kind reads the inputs and writes the files.
 
+mod fairness;
 mod figures;
 mod plot;
 mod tables;
@@ -17,6 +18,7 @@ use crate::fit::study::StudyFit;
 use crate::fit::{Family, Run};
 use crate::train::record::TrainRecord;
 use crate::train::CostModel;
+pub use fairness::{NamedFit, NamedSelection};
 pub use figures::Figure;
 pub(crate) use plot::PngRenderer;
 use tables::{escape, Table};
@@ -54,8 +56,15 @@ td.num,th.num{text-align:right;white-space:nowrap}th{background:#f3f3f3}figure{m
 p.answer{font-size:1.08em;background:#f6f8fa;border-left:4px solid #1f77b4;padding:0.6em 1em}";
 
 impl Page {
-    /// The page titled `title` on `runs` (at least one) and `fits`.
-    pub fn new(title: &str, mut runs: Vec<RunData>, fits: &[StudyFit]) -> Result<Self, String> {
+    /// The page titled `title` on `runs` (at least one), `fits` (the first
+    /// is the study's main one) and the `selections` that chose runs.
+    pub fn new(
+        title: &str,
+        mut runs: Vec<RunData>,
+        named_fits: &[NamedFit<'_>],
+        selections: &[NamedSelection],
+    ) -> Result<Self, String> {
+        let fits: Vec<&StudyFit> = named_fits.iter().map(|f| f.fit).collect();
         // Families together, each from its smallest model up.
         // The first fit's `baseline` setting says which family the others are set against.
         let baseline = fits.first().map_or(Family::BASELINE, |fit| fit.settings.baseline.clone());
@@ -66,15 +75,51 @@ impl Page {
                 b.run.params.trainable,
             ))
         });
-        let figures = figures::figures(&runs, fits.first(), &baseline)?;
+        let mut figures = figures::figures(&runs, fits.first().copied(), &baseline)?;
+        for s in selections {
+            figures.extend(fairness::rate_figures(s)?);
+        }
 
-        let answer = fits
+        let mut answer = fits
             .first()
             .map(|fit| tables::answer(fit, &runs))
             .unwrap_or_else(|| vec!["No fit among the inputs: runs only.".into()]);
+        answer.extend(named_fits.iter().filter_map(fairness::verdict_sentence));
         let mut sections =
             vec![Section { heading: "Runs", paragraphs: vec![], table: Some(tables::runs_table(&runs)) }];
-        for fit in fits {
+        for s in selections {
+            sections.push(Section {
+                heading: "Learning rates",
+                paragraphs: vec![format!(
+                    "`{}` kept, per group ({}), the {} value with the lowest {}{}; the lead is how much worse the runner-up ends (nats/token).",
+                    s.node,
+                    s.selection.group_by.join(", "),
+                    s.selection.over,
+                    s.selection.metric.describe(),
+                    if s.selection.replicates.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (the mean over {})", s.selection.replicates.join(", "))
+                    }
+                )],
+                table: Some(fairness::rates_table(s)),
+            });
+        }
+        if named_fits.iter().any(|f| !f.fit.statistics.families.is_empty()) {
+            let mut paragraphs: Vec<String> = named_fits.iter().map(fairness::noise_sentence).collect();
+            paragraphs.push("The multiplier's interval is the bootstrap's over runs, or least squares (a t interval on the runs' log multipliers, the baselines' law taken as exact) where the bootstrap can draw fewer than 100 distinct resamples. A verdict reads the whole interval against the margin: equivalent inside it, better or worse beyond it, inconclusive across a bound — an interval that merely contains 1 is not agreement. Paired differences set each run against the baselines' run at the same tokens and trainable N within 15%, mean over seeds, with a t interval over the pairs.".into());
+            sections.push(Section {
+                heading: "Against the baselines, protocol by protocol",
+                paragraphs,
+                table: Some(fairness::comparisons_table(named_fits)),
+            });
+            sections.push(Section {
+                heading: "Exponents by both intervals",
+                paragraphs: vec!["α of L = (C_c / C)^α on C = 6·N·D (N trainable), by the percentile bootstrap over runs and by least squares on the final points; with few runs a bootstrap has few distinct outcomes, and its percentiles sit on a handful of them.".into()],
+                table: Some(fairness::alpha_table(named_fits)),
+            });
+        }
+        for fit in fits.iter().copied() {
             sections.push(Section {
                 heading: "Laws",
                 paragraphs: vec![tables::REFERENCES.into()],

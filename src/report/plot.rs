@@ -47,6 +47,11 @@ pub enum Stroke {
     Dashed,
     /// Points: an envelope, or final losses.
     Markers,
+    /// Hollow rings around points: a chosen value, or one flagged.
+    Rings,
+    /// A shaded region, its points the outline (upper edge left to right,
+    /// then lower edge back): a law's confidence band.
+    Band,
 }
 
 /// One thing drawn on a figure.
@@ -141,7 +146,7 @@ pub fn log_log_svg(title: &str, axes: Axes<'_>, series: &[Series]) -> Result<Str
             .draw()
             .map_err(|e| e.to_string())?;
         // Runs first, then markers and laws on top.
-        for stroke in [Stroke::Dotted, Stroke::Solid, Stroke::Markers, Stroke::Dashed] {
+        for stroke in [Stroke::Band, Stroke::Dotted, Stroke::Solid, Stroke::Markers, Stroke::Dashed, Stroke::Rings] {
             for s in series.iter().filter(|s| s.stroke == stroke) {
                 let points: Vec<(f64, f64)> = s.points.iter().copied().filter(|(x, y)| *x > 0.0 && *y > 0.0).collect();
                 let (colour, line) = (s.colour, s.colour.stroke_width(2));
@@ -152,6 +157,10 @@ pub fn log_log_svg(title: &str, axes: Axes<'_>, series: &[Series]) -> Result<Str
                     Stroke::Markers => {
                         chart.draw_series(points.into_iter().map(|p| Circle::new(p, 3, colour.filled())))
                     }
+                    Stroke::Rings => {
+                        chart.draw_series(points.into_iter().map(|p| Circle::new(p, 7, colour.stroke_width(2))))
+                    }
+                    Stroke::Band => chart.draw_series(std::iter::once(Polygon::new(points, colour.mix(0.18).filled()))),
                 }
                 .map_err(|e| e.to_string())?;
                 let Some(label) = &s.label else { continue };
@@ -168,6 +177,12 @@ pub fn log_log_svg(title: &str, axes: Axes<'_>, series: &[Series]) -> Result<Str
                     Stroke::Markers => {
                         drawn.label(label).legend(move |(x, y)| Circle::new((x + 9, y), 3, colour.filled()))
                     }
+                    Stroke::Rings => {
+                        drawn.label(label).legend(move |(x, y)| Circle::new((x + 9, y), 6, colour.stroke_width(2)))
+                    }
+                    Stroke::Band => drawn
+                        .label(label)
+                        .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 18, y + 5)], colour.mix(0.18).filled())),
                 };
             }
         }

@@ -35,7 +35,8 @@ use crate::fit::identify::Identified;
 use crate::fit::study::{fit_study, StudyFit};
 use crate::graph::Plan;
 use crate::hash::{ContentHash, StatCache};
-use crate::nodes::fit::{read_train_artifact, FitParams};
+use crate::nodes::fit::FitParams;
+use crate::nodes::runs::read_train_artifact;
 use crate::settings::Settings as _;
 use crate::train::job::{EvalRow, StepRow};
 use crate::train::record::{EVAL_FILE, STEPS_FILE};
@@ -596,7 +597,10 @@ impl Watcher {
                 Ok(params) => params,
                 Err(e) => return FitView { error: Some(e), ..view },
             };
-            let mut settings = params.study_settings();
+            let mut settings = match params.study_settings() {
+                Ok(settings) => settings,
+                Err(e) => return FitView { error: Some(e), ..view },
+            };
             // Point estimates only: intervals would cost a bootstrap per finished run.
             settings.bootstrap = 0;
             let mut read = Vec::new();

@@ -65,10 +65,12 @@ pub struct Key {
 }
 
 impl Node {
-    /// The node at a dotted path of mapping keys (`optim.lr`).
+    /// The node at a dotted path of mapping keys and list indices
+    /// (`optim.lr`, `group_by.1`).
     pub fn get_path(&self, path: &str) -> Option<&Node> {
         path.split('.').try_fold(self, |node, part| match &node.value {
             Yaml::Map(entries) => entries.iter().find(|(k, _)| k.name == part).map(|(_, v)| v),
+            Yaml::Seq(items) => part.parse::<usize>().ok().and_then(|i| items.get(i)),
             _ => None,
         })
     }

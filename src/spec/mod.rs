@@ -26,7 +26,7 @@ use std::sync::Arc;
 pub use isoflop::IsoflopPoint;
 
 pub use crate::nodes::NodeId;
-use crate::nodes::{NodeKind, Registry, Resources};
+use crate::nodes::{NodeKind, Registry, Resources, SweptNode};
 use crate::settings::yaml::{Key, Node, Span, Yaml};
 pub use crate::settings::{
     closest, yaml, Field, FieldType, LoadError, Presence, Schema, SourceFile, SpecError, SpecErrors, Value,
@@ -175,6 +175,9 @@ struct Loader<'a> {
 struct Instance {
     spec: NodeSpec,
     raw_inputs: Vec<(String, Span)>,
+    /// Its params as written (after sweep substitution): where an input
+    /// check's refusal points.
+    own: Node,
 }
 
 impl AsRef<NodeSpec> for Instance {
@@ -432,7 +435,7 @@ impl Loader<'_> {
                     resources,
                     span: key.span,
                 };
-                out.push(Instance { spec, raw_inputs: raw_inputs.clone() });
+                out.push(Instance { spec, raw_inputs: raw_inputs.clone(), own: own.clone() });
             }
         }
         out
@@ -735,8 +738,14 @@ impl Loader<'_> {
                 self.errors.push(self.err(inst.spec.span, msg));
             }
         }
-        let (specs, raws): (Vec<NodeSpec>, Vec<Vec<(String, Span)>>) =
-            instances.into_iter().map(|i| (i.spec, i.raw_inputs)).unzip();
+        let mut specs = Vec::with_capacity(instances.len());
+        let mut raws = Vec::with_capacity(instances.len());
+        let mut owns = Vec::with_capacity(instances.len());
+        for i in instances {
+            specs.push(i.spec);
+            raws.push(i.raw_inputs);
+            owns.push(i.own);
+        }
         let lookup = Lookup::new(&specs);
         let mut resolved = Vec::with_capacity(specs.len());
         for (i, raw) in raws.iter().enumerate() {
@@ -759,6 +768,7 @@ impl Loader<'_> {
                     }
                 }
             }
+            self.check_inputs(&specs, i, &inputs, &owns[i]);
             resolved.push(inputs);
         }
         specs
@@ -773,6 +783,25 @@ impl Loader<'_> {
 }
 
 impl Loader<'_> {
+    /// What node `i`'s kind says of the sweeps its inputs select
+    /// ([`crate::nodes::NodeKind::check_inputs`]), once per declaration.
+    fn check_inputs(&mut self, specs: &[NodeSpec], i: usize, inputs: &[InputSpec], own: &Node) {
+        let node = &specs[i];
+        if specs[..i].iter().any(|s| s.decl == node.decl) {
+            return; // its sweep's first instance said it
+        }
+        let swept: Vec<SweptNode<'_>> = inputs
+            .iter()
+            .flat_map(|input| &input.nodes)
+            .map(|&p| SweptNode { id: &specs[p].id, decl: &specs[p].decl, matrix: &specs[p].matrix })
+            .collect();
+        if let Err(refusal) = node.kind.check_inputs(&node.params, &swept) {
+            let span = own.get_path(&refusal.param).map_or(node.span, |n| n.span);
+            let e = self.err(span, refusal.message).key(format!("nodes.{}.{}", node.decl, refusal.param));
+            self.errors.push(e.hint(refusal.hint));
+        }
+    }
+
     /// Appends the helpers nodes ask for ([`crate::nodes::NodeKind::helper`]),
     /// one per distinct id, as order-only inputs of the nodes that asked.
     fn add_helpers(&mut self, nodes: &mut Vec<NodeSpec>) {

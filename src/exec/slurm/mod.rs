@@ -458,7 +458,12 @@ impl<'a> SlurmRunner<'a> {
         if !failed {
             match self.ws.cache.manifest(&tracked.key) {
                 Ok(Some(m)) => {
-                    return Some(Outcome::Built(Built { artifact: m.artifact, seconds: m.seconds, by_other: false }))
+                    return Some(Outcome::Built(Built {
+                        artifact: m.artifact,
+                        seconds: m.seconds,
+                        by_other: false,
+                        warnings: m.warnings,
+                    }))
                 }
                 Ok(None)
                     if tracked.finished_without_artifact.get_or_insert_with(Instant::now).elapsed() < COMMIT_GRACE =>
