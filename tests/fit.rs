@@ -146,3 +146,28 @@ fn an_isoflop_grid_gives_the_compute_optimal_allocation_three_ways() {
     assert!(show.contains("the approaches agree on a (N_opt ∝ C^a)") || show.contains("disagree on a"), "{show}");
     assert!(show.contains("The L(N, D) fit behind approach 3 converged"), "{show}");
 }
+
+/// With a margin the fit gives each family a verdict read from its whole
+/// interval; a margin that does not bracket 1 is refused.
+#[test]
+fn judges_each_family_against_an_equivalence_margin() {
+    let study = |margin: &str| format!("{STUDY}    equivalence: {margin}\n");
+    let p = Project::new(&study("[0.8, 1.25]"));
+    p.write("runs.csv", &csv());
+    let run = p.sm(&["run"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let fit = p.fit_json("laws");
+    let doped = &fit["statistics"]["families"]["doped"];
+    assert_eq!(doped["verdict"], "better", "{doped}");
+    assert_eq!(doped["per_size"].as_array().unwrap().len(), 4, "{doped}");
+    // Each run's 10%-worse twin shares its N and D: the noise floor sees them as repeats.
+    assert_eq!(fit["statistics"]["noise"]["cells"], 8, "{}", fit["statistics"]);
+    let show = p.sm(&["show", "laws"]).stdout;
+    assert!(show.contains(": better (margin [0.8, 1.25])"), "{show}");
+    assert!(show.contains("noise floor: a run's final loss varies by sd"), "{show}");
+
+    p.write("exp.yaml", &study("[1.1, 1.25]"));
+    let run = p.sm(&["run"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("`equivalence:` is [low, high] with 0 < low < 1 < high"), "{}", run.stderr);
+}

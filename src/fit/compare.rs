@@ -102,23 +102,24 @@ pub struct Trend {
 pub enum Verdict {
     /// The whole interval lies within the margin.
     Equivalent,
-    /// The whole interval lies above it.
+    /// Not equivalent, and the whole interval lies above 1.
     Better,
-    /// The whole interval lies below it.
+    /// Not equivalent, and the whole interval lies below 1.
     Worse,
-    /// The interval crosses a bound of the margin.
+    /// The interval contains 1 and crosses a bound of the margin: the data
+    /// can tell neither a difference nor its absence.
     Inconclusive,
 }
 
 impl Verdict {
     /// The verdict of an interval [low, high] against the margin [lo, hi].
     pub fn of(low: f64, high: f64, (lo, hi): (f64, f64)) -> Self {
-        if high < lo {
-            Verdict::Worse
-        } else if low > hi {
-            Verdict::Better
-        } else if lo <= low && high <= hi {
+        if lo <= low && high <= hi {
             Verdict::Equivalent
+        } else if low > 1.0 {
+            Verdict::Better
+        } else if high < 1.0 {
+            Verdict::Worse
         } else {
             Verdict::Inconclusive
         }
@@ -495,7 +496,12 @@ mod tests {
         assert_eq!(Verdict::of(1.3, 1.6, margin), Verdict::Better);
         // Contains 1, yet says nothing: not "agreement".
         assert_eq!(Verdict::of(0.6, 1.4, margin), Verdict::Inconclusive);
-        assert_eq!(Verdict::of(0.7, 0.9, margin), Verdict::Inconclusive);
+        assert_eq!(Verdict::of(0.95, 1.4, margin), Verdict::Inconclusive);
+        // A difference shown, though the interval reaches into the margin.
+        assert_eq!(Verdict::of(0.7, 0.9, margin), Verdict::Worse);
+        assert_eq!(Verdict::of(1.02, 5.0, margin), Verdict::Better);
+        // Within the margin wins: a small, real difference is no practical one.
+        assert_eq!(Verdict::of(1.05, 1.2, margin), Verdict::Equivalent);
     }
 
     #[test]

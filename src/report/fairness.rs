@@ -262,7 +262,7 @@ pub fn verdict_sentence(fit: &NamedFit<'_>) -> Option<String> {
                         Verdict::Equivalent => "equivalent to the baselines",
                         Verdict::Better => "better than the baselines",
                         Verdict::Worse => "worse than the baselines",
-                        Verdict::Inconclusive => "inconclusive (the interval crosses the margin)",
+                        Verdict::Inconclusive => "inconclusive (the interval contains 1 and crosses the margin)",
                     };
                     format!("{word}, {}×", estimate(&m, 2))
                 }

@@ -749,6 +749,7 @@ impl Loader<'_> {
         let lookup = Lookup::new(&specs);
         let mut resolved = Vec::with_capacity(specs.len());
         for (i, raw) in raws.iter().enumerate() {
+            let errors_before = self.errors.len();
             let mut inputs = Vec::new();
             for (name, span) in raw {
                 let key = format!("nodes.{}.input", specs[i].decl);
@@ -768,7 +769,10 @@ impl Loader<'_> {
                     }
                 }
             }
-            self.check_inputs(&specs, i, &inputs, &owns[i]);
+            // Inputs that failed to resolve were reported; checking the rest would only echo that.
+            if self.errors.len() == errors_before && !self.failed_decls.contains(&specs[i].decl) {
+                self.check_inputs(&specs, i, &inputs, &owns[i]);
+            }
             resolved.push(inputs);
         }
         specs
