@@ -165,6 +165,10 @@ fn judges_each_family_against_an_equivalence_margin() {
     let show = p.sm(&["show", "laws"]).stdout;
     assert!(show.contains(": better (margin [0.8, 1.25])"), "{show}");
     assert!(show.contains("noise floor: a run's final loss varies by sd"), "{show}");
+    // The runs it fitted come with it, in the form `csv:` reads back.
+    let runs = std::fs::read_to_string(p.artifact("laws").join("runs.csv")).unwrap();
+    assert_eq!(runs.lines().next(), Some("run,group,n,frozen,structured,fastfood,tokens,loss"));
+    assert_eq!(runs.lines().count(), csv().lines().count());
 
     p.write("exp.yaml", &study("[1.1, 1.25]"));
     let run = p.sm(&["run"]);

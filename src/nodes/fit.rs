@@ -3,7 +3,8 @@
 //! intervals, L(N), L(N, D), leave-largest-out errors and each variant's
 //! effective-compute multiplier against the baseline (`crate::fit`).
 //!
-//! Artifact: `fit.json` (every number, interval, residual and setting).
+//! Artifact: `fit.json` (every number, interval, residual and setting)
+//! and `runs.csv` (every evaluation it fitted, which `csv:` reads back).
 
 use std::path::Path;
 
@@ -163,6 +164,31 @@ fn read_csv(path: &Path, group_by: bool) -> Result<Vec<Run>, NodeError> {
         run.points.sort_by(|a, b| a.tokens.total_cmp(&b.tokens));
     }
     Ok(runs)
+}
+
+/// The runs a fit read, one row per evaluation, as `csv:` reads them back:
+/// a study's data beside its laws, refittable without the cache.
+pub const RUNS_CSV: &str = "runs.csv";
+
+fn runs_csv(runs: &[Run]) -> String {
+    let mut out = String::from("run,group,n,frozen,structured,fastfood,tokens,loss\n");
+    for r in runs {
+        let p = &r.params;
+        for point in &r.points {
+            out.push_str(&format!(
+                "{},{},{},{},{},{},{},{}\n",
+                r.id.replace(',', ";"),
+                r.group,
+                p.trainable,
+                p.frozen,
+                p.structured,
+                p.fastfood,
+                point.tokens,
+                point.loss
+            ));
+        }
+    }
+    out
 }
 
 fn interval(e: &Estimate) -> String {
@@ -400,6 +426,8 @@ impl NodeKind for Fit {
             return Err(NodeError::Failed("no runs to fit: give `input:` train or select nodes, or `csv:`".into()));
         }
         let fit = fit_study(&runs, &settings).map_err(|e| NodeError::Failed(e.to_string()))?;
+        let path = ctx.out_dir().join(RUNS_CSV);
+        std::fs::write(&path, runs_csv(&runs)).map_err(|e| NodeError::io(&path, e))?;
         let path = ctx.out_dir().join("fit.json");
         std::fs::write(&path, serde_json::to_vec_pretty(&fit).map_err(|e| NodeError::Failed(e.to_string()))?)
             .map_err(|e| NodeError::io(&path, e))?;

@@ -7,6 +7,7 @@
 use std::fmt::Write as _;
 
 use super::RunData;
+use crate::fit::compare::IntervalSource;
 use crate::fit::identify::Identified;
 use crate::fit::optimal::ComputeOptimal;
 use crate::fit::study::{CompareBy, PowerLawFit, StudyFit};
@@ -88,7 +89,9 @@ fn times(e: &Estimate) -> String {
 /// What a multiplier's interval says about a family against the baseline.
 pub fn verdict(e: &Estimate) -> &'static str {
     match (e.low, e.high) {
-        (Some(lo), Some(hi)) if lo <= 1.0 && 1.0 <= hi => "on the baseline's law (the interval contains 1)",
+        (Some(lo), Some(hi)) if lo <= 1.0 && 1.0 <= hi => {
+            "not distinguishable from the baseline's law (the interval contains 1)"
+        }
         (Some(_), Some(hi)) if hi < 1.0 => "less compute-efficient than the baseline",
         (Some(_), Some(_)) => "more compute-efficient than the baseline",
         _ => "no interval (bootstrap: 0)",
@@ -122,6 +125,15 @@ fn law_cell(law: &Identified<PowerLawFit>) -> String {
     }
 }
 
+/// α by the interval the report judges it by: least squares where the
+/// bootstrap has too few distinct resamples.
+fn alpha_judged(fit: &StudyFit, family: &Family, bootstrap: Estimate) -> Estimate {
+    match fit.statistics.alpha.get(family) {
+        Some(a) if a.uses == IntervalSource::LeastSquares => a.least_squares.unwrap_or(bootstrap),
+        _ => bootstrap,
+    }
+}
+
 /// The answer in two sentences: the baseline's law, then each family
 /// against it, with intervals.
 pub fn answer(fit: &StudyFit, runs: &[RunData]) -> Vec<String> {
@@ -138,7 +150,7 @@ pub fn answer(fit: &StudyFit, runs: &[RunData]) -> Vec<String> {
             group.sizes,
             si(lo),
             si(hi),
-            law.alpha.with_interval(4)
+            alpha_judged(fit, base, law.alpha).with_interval(4)
         ),
         Identified::NotIdentifiable(why) => {
             let first = format!("The {}' law on C = 6·N·D is not identifiable: {why}.", family_name(base));
@@ -376,7 +388,7 @@ mod tests {
     #[test]
     fn verdicts_read_the_interval() {
         let e = |value, lo, hi| Estimate { value, low: Some(lo), high: Some(hi) };
-        assert_eq!(verdict(&e(0.9, 0.8, 1.1)), "on the baseline's law (the interval contains 1)");
+        assert_eq!(verdict(&e(0.9, 0.8, 1.1)), "not distinguishable from the baseline's law (the interval contains 1)");
         assert_eq!(verdict(&e(0.6, 0.5, 0.7)), "less compute-efficient than the baseline");
         assert_eq!(verdict(&e(1.6, 1.5, 1.7)), "more compute-efficient than the baseline");
         assert_eq!(times(&e(0.98, 0.9, 1.07)), "0.98× [0.90, 1.07]");
