@@ -36,6 +36,14 @@ fn estimate(e: &Estimate, decimals: usize) -> String {
     e.with_interval(decimals)
 }
 
+/// A multiplier as "1.06× [0.53, 1.72]".
+fn times(e: &Estimate) -> String {
+    match (e.low, e.high) {
+        (Some(lo), Some(hi)) => format!("{:.2}× [{lo:.2}, {hi:.2}]", e.value),
+        _ => format!("{:.2}×", e.value),
+    }
+}
+
 /// One row per group: the value chosen, its metric, its lead, the grid, the flag.
 pub fn rates_table(s: &NamedSelection) -> Table {
     let mut t = Table::new(&[
@@ -151,7 +159,7 @@ pub fn rate_figures(s: &NamedSelection) -> Result<Vec<Figure>, String> {
 
 fn comparison_cells(c: &FamilyComparison, margin: Option<(f64, f64)>) -> Vec<String> {
     let multiplier =
-        c.multiplier.map_or("–".into(), |m| format!("{}× ({})", estimate(&m, 2), c.interval_from.name()));
+        c.multiplier.map_or("–".into(), |m| format!("{} ({})", times(&m), c.interval_from.name()));
     let verdict = match (c.verdict, margin) {
         (Some(v), Some((lo, hi))) => format!("{} (margin [{lo}, {hi}])", v.name()),
         (None, Some(_)) => "no interval".into(),
@@ -164,7 +172,7 @@ fn comparison_cells(c: &FamilyComparison, margin: Option<(f64, f64)>) -> Vec<Str
     let trend = c
         .trend
         .as_ref()
-        .map_or("–".into(), |t| format!("×{} per 10× N, p = {:.2}", estimate(&t.per_decade, 2), t.p_value));
+        .map_or("–".into(), |t| format!("{} per 10× N, p = {:.2}", times(&t.per_decade), t.p_value));
     vec![multiplier, verdict, paired, sizes.join(", "), trend]
 }
 
@@ -264,7 +272,7 @@ pub fn verdict_sentence(fit: &NamedFit<'_>) -> Option<String> {
                         Verdict::Worse => "worse than the baselines",
                         Verdict::Inconclusive => "inconclusive (the interval contains 1 and crosses the margin)",
                     };
-                    format!("{word}, {}×", estimate(&m, 2))
+                    format!("{word}, {} ({})", times(&m), c.interval_from.name())
                 }
                 _ => "no verdict (no interval)".into(),
             };

@@ -107,7 +107,7 @@ impl Page {
         }
         if named_fits.iter().any(|f| !f.fit.statistics.families.is_empty()) {
             let mut paragraphs: Vec<String> = named_fits.iter().map(fairness::noise_sentence).collect();
-            paragraphs.push("The multiplier's interval is the bootstrap's over runs, or least squares (a t interval on the runs' log multipliers, the baselines' law taken as exact) where the bootstrap can draw fewer than 100 distinct resamples. A verdict reads the whole interval against the margin: equivalent inside it, better or worse beyond it, inconclusive across a bound — an interval that merely contains 1 is not agreement. Paired differences set each run against the baselines' run at the same tokens and trainable N within 15%, mean over seeds, with a t interval over the pairs.".into());
+            paragraphs.push("The multiplier's interval is the bootstrap's over runs, or least squares (a t interval on the runs' log multipliers, the baselines' law taken as exact) where the bootstrap can draw fewer than 100 distinct resamples. A verdict reads the whole interval against the margin: equivalent inside it; else better or worse where it excludes 1; else inconclusive (it contains 1 and crosses a bound) — an interval that merely contains 1 is not agreement. Paired differences set each run against the baselines' run at the same tokens and trainable N within 15%, mean over seeds, with a t interval over the pairs.".into());
             sections.push(Section {
                 heading: "Against the baselines, protocol by protocol",
                 paragraphs,
