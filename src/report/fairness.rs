@@ -158,8 +158,7 @@ pub fn rate_figures(s: &NamedSelection) -> Result<Vec<Figure>, String> {
 }
 
 fn comparison_cells(c: &FamilyComparison, margin: Option<(f64, f64)>) -> Vec<String> {
-    let multiplier =
-        c.multiplier.map_or("–".into(), |m| format!("{} ({})", times(&m), c.interval_from.name()));
+    let multiplier = c.multiplier.map_or("–".into(), |m| format!("{} ({})", times(&m), c.interval_from.name()));
     let verdict = match (c.verdict, margin) {
         (Some(v), Some((lo, hi))) => format!("{} (margin [{lo}, {hi}])", v.name()),
         (None, Some(_)) => "no interval".into(),
@@ -169,10 +168,8 @@ fn comparison_cells(c: &FamilyComparison, margin: Option<(f64, f64)>) -> Vec<Str
         c.paired_mean.map_or("–".into(), |d| format!("{:+.4} {} ({} pairs)", d.value, bounds(&d), c.paired.len()));
     let sizes: Vec<String> =
         c.per_size.iter().map(|s| format!("{} ×{:.2}", si(s.trainable as f64), s.multiplier)).collect();
-    let trend = c
-        .trend
-        .as_ref()
-        .map_or("–".into(), |t| format!("{} per 10× N, p = {:.2}", times(&t.per_decade), t.p_value));
+    let trend =
+        c.trend.as_ref().map_or("–".into(), |t| format!("{} per 10× N, p = {:.2}", times(&t.per_decade), t.p_value));
     vec![multiplier, verdict, paired, sizes.join(", "), trend]
 }
 

@@ -157,8 +157,15 @@ pub fn load_str(
     let source = Arc::new(SourceFile { path, text });
     let root = yaml::parse(&source.text)
         .map_err(|e| SpecError::new(&source, e.span, format!("invalid YAML: {}", e.message)))?;
-    Loader { source: &source, registry, errors: Vec::new(), failed_decls: HashSet::new(), instances: 0 }
-        .load(&root, default_name)
+    Loader {
+        source: &source,
+        registry,
+        errors: Vec::new(),
+        failed_decls: HashSet::new(),
+        checked_decls: HashSet::new(),
+        instances: 0,
+    }
+    .load(&root, default_name)
 }
 
 struct Loader<'a> {
@@ -167,6 +174,8 @@ struct Loader<'a> {
     errors: Vec<SpecError>,
     /// Declarations that produced errors (their dependents' "no such node" would only echo them).
     failed_decls: HashSet<String>,
+    /// Declarations whose inputs [`NodeKind::check_inputs`] has seen (once per sweep).
+    checked_decls: HashSet<String>,
     /// Instances declared so far (at most [`MAX_INSTANCES`]).
     instances: usize,
 }
@@ -791,7 +800,7 @@ impl Loader<'_> {
     /// ([`crate::nodes::NodeKind::check_inputs`]), once per declaration.
     fn check_inputs(&mut self, specs: &[NodeSpec], i: usize, inputs: &[InputSpec], own: &Node) {
         let node = &specs[i];
-        if specs[..i].iter().any(|s| s.decl == node.decl) {
+        if !self.checked_decls.insert(node.decl.clone()) {
             return; // its sweep's first instance said it
         }
         let swept: Vec<SweptNode<'_>> = inputs
