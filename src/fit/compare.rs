@@ -285,6 +285,25 @@ fn mean(values: &[f64]) -> f64 {
     values.iter().sum::<f64>() / values.len() as f64
 }
 
+/// The mean and, with two values or more, the sample standard deviation.
+pub(super) fn mean_and_sd(values: &[f64]) -> (f64, Option<f64>) {
+    let m = mean(values);
+    let n = values.len();
+    let sd = (n > 1).then(|| (values.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt());
+    (m, sd)
+}
+
+/// The mean of `values` with its 95% t interval (none below two values).
+fn mean_with_interval(values: &[f64]) -> Option<Estimate> {
+    if values.is_empty() {
+        return None;
+    }
+    let (m, sd) = mean_and_sd(values);
+    let Some(sd) = sd else { return Some(Estimate { value: m, low: None, high: None }) };
+    let half = t95(values.len() - 1)? * sd / (values.len() as f64).sqrt();
+    Some(Estimate { value: m, low: Some(m - half), high: Some(m + half) })
+}
+
 fn noise_floor(cells: &BTreeMap<(Family, i64, u64), Vec<f64>>) -> Option<NoiseFloor> {
     let repeated: Vec<&Vec<f64>> = cells.values().filter(|v| v.len() > 1).collect();
     let df: usize = repeated.iter().map(|v| v.len() - 1).sum();
@@ -339,16 +358,7 @@ fn paired(
 /// The mean of the cells' differences with a t interval over cells.
 fn paired_mean(cells: &[PairedCell]) -> Option<Estimate> {
     let d: Vec<f64> = cells.iter().map(|c| c.difference.value).collect();
-    if d.is_empty() {
-        return None;
-    }
-    let m = mean(&d);
-    if d.len() < 2 {
-        return Some(Estimate { value: m, low: None, high: None });
-    }
-    let sd = (d.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (d.len() - 1) as f64).sqrt();
-    let half = t95(d.len() - 1)? * sd / (d.len() as f64).sqrt();
-    Some(Estimate { value: m, low: Some(m - half), high: Some(m + half) })
+    mean_with_interval(&d)
 }
 
 /// The runs' multipliers with their trainable N.
@@ -387,13 +397,8 @@ fn trend(points: &[(i64, f64)]) -> Option<Trend> {
 /// runs' ln multipliers (the baseline's law taken as exact).
 fn least_squares_multiplier(points: &[(i64, f64)]) -> Option<Estimate> {
     let logs: Vec<f64> = points.iter().map(|(_, m)| m.ln()).collect();
-    if logs.len() < 2 {
-        return None;
-    }
-    let m = mean(&logs);
-    let sd = (logs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (logs.len() - 1) as f64).sqrt();
-    let half = t95(logs.len() - 1)? * sd / (logs.len() as f64).sqrt();
-    Some(Estimate { value: m.exp(), low: Some((m - half).exp()), high: Some((m + half).exp()) })
+    let Estimate { value, low: Some(low), high: Some(high) } = mean_with_interval(&logs)? else { return None };
+    Some(Estimate { value: value.exp(), low: Some(low.exp()), high: Some(high.exp()) })
 }
 
 /// The statistics of a fit: `frontiers` are each family's points on C =

@@ -4,6 +4,7 @@
 //! the grid. Pure: the `select` node kind reads the runs and copies the
 //! winners (`crate::nodes::select`); the report draws the choice.
 
+use super::compare::mean_and_sd;
 use crate::settings::Value;
 use crate::train::Variant;
 
@@ -171,15 +172,15 @@ fn label(values: &[(String, Value)]) -> String {
     parts.join(", ")
 }
 
-fn mean_and_spread(values: &[f64]) -> (f64, Option<f64>) {
-    let n = values.len() as f64;
-    let mean = values.iter().sum::<f64>() / n;
-    let spread =
-        (values.len() > 1).then(|| (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt());
-    (mean, spread)
+/// The indices of the candidates that did not diverge, best first.
+fn ranking(candidates: &[Candidate]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..candidates.len()).filter(|&i| candidates[i].metric.is_some()).collect();
+    order.sort_by(|&a, &b| {
+        candidates[a].metric.unwrap_or(f64::INFINITY).total_cmp(&candidates[b].metric.unwrap_or(f64::INFINITY))
+    });
+    order
 }
 
-/// Groups the runs and picks each group's winner (before `follow:`).
 /// Groups the trials and picks each group's winner (before `follow:`);
 /// an error names a group whose every run diverged.
 pub fn choose(axes: &Axes, runs: Vec<Trial>) -> Result<Vec<Group>, String> {
@@ -218,7 +219,7 @@ pub fn choose(axes: &Axes, runs: Vec<Trial>) -> Result<Vec<Group>, String> {
             let metrics: Option<Vec<f64>> = reads.iter().map(|r| r.metric).collect();
             let (metric, spread) = match &metrics {
                 Some(m) => {
-                    let (mean, spread) = mean_and_spread(m);
+                    let (mean, spread) = mean_and_sd(m);
                     (Some(mean), spread)
                 }
                 None => (None, None),
@@ -236,10 +237,7 @@ pub fn choose(axes: &Axes, runs: Vec<Trial>) -> Result<Vec<Group>, String> {
                 .collect::<Result<_, String>>()?;
             scored.push(Candidate { value, metric, spread, runs });
         }
-        let mut order: Vec<usize> = (0..scored.len()).filter(|&i| scored[i].metric.is_some()).collect();
-        order.sort_by(|&a, &b| {
-            scored[a].metric.unwrap_or(f64::INFINITY).total_cmp(&scored[b].metric.unwrap_or(f64::INFINITY))
-        });
+        let order = ranking(&scored);
         let Some(&chosen) = order.first() else {
             let tried: Vec<String> = scored.iter().map(|c| c.value.to_string()).collect();
             return Err(format!(
@@ -249,6 +247,12 @@ pub fn choose(axes: &Axes, runs: Vec<Trial>) -> Result<Vec<Group>, String> {
             ));
         };
         let margin = order.get(1).and_then(|&i| Some(scored[i].metric? - scored[chosen].metric?));
+        let edge = match chosen {
+            _ if scored.len() < 2 => None,
+            0 => Some(Edge::Smallest),
+            c if c == scored.len() - 1 => Some(Edge::Largest),
+            _ => None,
+        };
         out.push(Group {
             label,
             axes: key,
@@ -259,17 +263,8 @@ pub fn choose(axes: &Axes, runs: Vec<Trial>) -> Result<Vec<Group>, String> {
             chosen,
             followed: None,
             margin,
-            edge: None,
+            edge,
         });
-    }
-    for g in &mut out {
-        let n = g.candidates.len();
-        g.edge = match g.chosen {
-            _ if n < 2 => None,
-            0 => Some(Edge::Smallest),
-            c if c == n - 1 => Some(Edge::Largest),
-            _ => None,
-        };
     }
     Ok(out)
 }
@@ -323,14 +318,7 @@ pub fn describe(g: &Group, over: &str) -> String {
         (Some(leader), _, _) => format!(", as {leader} chose"),
         (None, _, 1) => ", the only value tried".into(),
         (None, Some(m), _) => {
-            let order: Vec<usize> = {
-                let mut o: Vec<usize> = (0..g.candidates.len()).filter(|&i| g.candidates[i].metric.is_some()).collect();
-                o.sort_by(|&a, &b| {
-                    g.candidates[a].metric.unwrap_or(0.0).total_cmp(&g.candidates[b].metric.unwrap_or(0.0))
-                });
-                o
-            };
-            let runner = order.get(1).map(|&i| g.candidates[i].value.to_string()).unwrap_or_default();
+            let runner = ranking(&g.candidates).get(1).map(|&i| g.candidates[i].value.to_string()).unwrap_or_default();
             format!(", {m:.4} better than {over} {runner}")
         }
         (None, None, _) => ", every other value diverged".into(),
@@ -343,13 +331,19 @@ pub fn describe(g: &Group, over: &str) -> String {
     format!("{}: {over} {} wins, {metric}{spread}{how}{edge}", g.label, w.value)
 }
 
-/// The warning for a winner at the edge of its grid.
-pub fn edge_warning(g: &Group, over: &str) -> Option<String> {
+/// What to do about a winner at the edge of its grid: "lr 0.02 is the
+/// largest tried: extend the grid" (the report's flag).
+pub fn edge_note(g: &Group, over: &str) -> Option<String> {
     let end = match g.edge? {
         Edge::Smallest => "smallest",
         Edge::Largest => "largest",
     };
-    Some(format!("{}: {over} {} is the {end} tried: extend the grid", g.label, g.winner().value))
+    Some(format!("{over} {} is the {end} tried: extend the grid", g.winner().value))
+}
+
+/// The warning `run` prints for a winner at the edge of its grid.
+pub fn edge_warning(g: &Group, over: &str) -> Option<String> {
+    Some(format!("{}: {}", g.label, edge_note(g, over)?))
 }
 
 #[cfg(test)]

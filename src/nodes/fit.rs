@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use super::runs::{read_train_artifact, train_runs};
+use super::runs::{failed, read_train_artifact, train_runs};
 use super::{NodeCtx, NodeError, NodeKind, Resources};
 use crate::fit::compare::Verdict;
 use crate::fit::identify::Identified;
@@ -105,10 +105,6 @@ impl Default for Fit {
     fn default() -> Self {
         Self::new()
     }
-}
-
-fn failed(path: &Path, why: impl std::fmt::Display) -> NodeError {
-    NodeError::Failed(format!("{}: {why}", path.display()))
 }
 
 /// Runs from a CSV: one row per evaluation.

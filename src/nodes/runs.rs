@@ -11,7 +11,8 @@ use crate::train::job::EvalRow;
 use crate::train::record::{TrainRecord, EVAL_FILE};
 use crate::train::Compute;
 
-fn failed(path: &Path, why: impl std::fmt::Display) -> NodeError {
+/// A failure reading `path`, with why.
+pub(super) fn failed(path: &Path, why: impl std::fmt::Display) -> NodeError {
     NodeError::Failed(format!("{}: {why}", path.display()))
 }
 

@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 
 use super::figures::Figure;
 use super::plot::{family_colour, log_log_svg, shade, Axes, Series, Stroke};
-use super::tables::{family_name, Table};
+use super::tables::{family_name, times, Table};
 use crate::fit::compare::{FamilyComparison, Verdict};
-use crate::fit::selection::{Edge, Selection};
+use crate::fit::selection::{edge_note, Selection};
 use crate::fit::study::StudyFit;
 use crate::fit::{Estimate, Family};
 use crate::units::si;
@@ -30,18 +30,6 @@ pub struct NamedSelection {
     pub node: String,
     /// What it chose.
     pub selection: Selection,
-}
-
-fn estimate(e: &Estimate, decimals: usize) -> String {
-    e.with_interval(decimals)
-}
-
-/// A multiplier as "1.06× [0.53, 1.72]".
-fn times(e: &Estimate) -> String {
-    match (e.low, e.high) {
-        (Some(lo), Some(hi)) => format!("{:.2}× [{lo:.2}, {hi:.2}]", e.value),
-        _ => format!("{:.2}×", e.value),
-    }
 }
 
 /// One row per group: the value chosen, its metric, its lead, the grid, the flag.
@@ -75,10 +63,9 @@ pub fn rates_table(s: &NamedSelection) -> Table {
                 None => format!("{} (diverged)", c.value),
             })
             .collect();
-        let flag = match (g.edge, &g.followed, g.candidates.len()) {
+        let flag = match (edge_note(g, over), &g.followed, g.candidates.len()) {
             (_, Some(leader), _) => format!("as {leader} chose"),
-            (Some(Edge::Largest), _, _) => format!("{over} {} is the largest tried: extend the grid", w.value),
-            (Some(Edge::Smallest), _, _) => format!("{over} {} is the smallest tried: extend the grid", w.value),
+            (Some(note), None, _) => note,
             (None, None, 1) => "one value tried: not tuned here".into(),
             (None, None, _) => String::new(),
         };
@@ -222,8 +209,8 @@ pub fn alpha_table(fits: &[NamedFit<'_>]) -> Table {
                 .groups
                 .get(family)
                 .and_then(|g| g.axes[&crate::train::CostModel::Trainable].power_law.fitted())
-                .map_or("–".into(), |l| estimate(&l.alpha, 4));
-            let ls = a.least_squares.map_or("–".into(), |e| estimate(&e, 4));
+                .map_or("–".into(), |l| l.alpha.with_interval(4));
+            let ls = a.least_squares.map_or("–".into(), |e| e.with_interval(4));
             t.row(vec![
                 family_name(family).to_string(),
                 f.name.clone(),

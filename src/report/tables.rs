@@ -79,7 +79,7 @@ pub fn escape(s: &str) -> String {
 }
 
 /// A multiplier as "0.98× [0.90, 1.07]".
-fn times(e: &Estimate) -> String {
+pub(super) fn times(e: &Estimate) -> String {
     match (e.low, e.high) {
         (Some(lo), Some(hi)) => format!("{:.2}× [{lo:.2}, {hi:.2}]", e.value),
         _ => format!("{:.2}×", e.value),
