@@ -157,6 +157,7 @@ fn resolve_axes(p: &SelectParams, inputs: &[SweptNode<'_>]) -> Result<Axes, Refu
                 .collect();
             if !values.contains(value) {
                 let mut distinct = values.clone();
+                distinct.sort();
                 distinct.dedup();
                 let hint = match closest(value, values.iter().map(String::as_str)) {
                     Some(near) => format!("did you mean `{near}`?"),
