@@ -31,7 +31,8 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 use scalemake::data::bpe::{self, BpeSpec};
-use scalemake::data::corpus::{read_all, Format, Split};
+use scalemake::data::corpus::index::{self, IndexError};
+use scalemake::data::corpus::{Format, Split};
 use scalemake::data::loader::{prefetch, Batches, Order, TokenStream};
 use scalemake::data::shard::write_shard;
 
@@ -44,15 +45,25 @@ fn main() {
         eprintln!("data/fr is missing: run scripts/fetch-corpus.sh first");
         std::process::exit(2);
     }
-    let files: Vec<PathBuf> = walkdir::WalkDir::new(&corpus)
+    let inputs: Vec<index::Input> = walkdir::WalkDir::new(&corpus)
         .sort_by_file_name()
         .into_iter()
         .flatten()
         .filter(|e| e.file_type().is_file() && e.path().extension().is_some_and(|x| x == "txt"))
-        .map(|e| e.into_path())
+        .map(|e| index::Input { recorded: e.path().display().to_string(), path: e.into_path(), copy: false })
         .collect();
-    let docs = read_all(&files, Format::Auto, "text", false, 0.005, 0.005).expect("corpus");
-    let train: Vec<String> = docs.docs.into_iter().filter(|(s, _)| *s == Split::Train).map(|(_, t)| t).collect();
+    let index_dir = tempfile::tempdir().expect("tempdir");
+    let options =
+        index::Options { format: Format::Auto, text_field: "text".into(), val: 0.005, test: 0.005, skip_bad: false };
+    let read = std::sync::atomic::AtomicU64::new(0);
+    let built = index::build(&inputs, &options, index_dir.path(), &read, &mut |_| true).expect("corpus");
+    let mut train: Vec<String> = Vec::new();
+    built
+        .documents::<IndexError>(index_dir.path(), Path::new("/"), &[Split::Train], &read, |batch| {
+            train.extend(batch.into_iter().map(|(_, t)| t));
+            Ok(())
+        })
+        .expect("corpus");
     let mb = train.iter().map(|d| d.len()).sum::<usize>() as f64 / 1e6;
     let threads = rayon::current_num_threads();
     let work = tempfile::tempdir().expect("tempdir");

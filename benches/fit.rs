@@ -56,6 +56,8 @@ fn main() {
         seed: 0,
         baseline: "baseline".into(),
         frontier: Frontier::Curves,
+        equivalence: None,
+        label: None,
     };
     println!(
         "fit_study: {} runs × {points} points, {bootstrap} bootstrap replicates, {} threads",
@@ -74,7 +76,7 @@ fn main() {
         };
         times.push(start.elapsed().as_secs_f64());
         if rep == 0 {
-            let g = &fit.groups["baseline"];
+            let g = &fit.groups[&scalemake::fit::Family::BASELINE];
             let power = g.axes[&CostModel::Trainable].power_law.fitted().map(|l| l.alpha);
             let chin = g.chinchilla.fitted().map(|l| (l.alpha, l.beta, l.e));
             println!("  α_C (envelope power law) = {power:?}");

@@ -16,6 +16,7 @@ cd "$(dirname "$0")/.."
 TORCH_VERSION=2.11.0
 TOKENIZERS_VERSION=0.23.3
 TENSORBOARD_VERSION=2.21.0
+PYARROW_VERSION=26.0.1
 PYTHON=${PYTHON:-python3}
 CACHE_ROOT=${SCALEMAKE_VENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/scalemake}
 VENV=$CACHE_ROOT/venv-torch-$TORCH_VERSION
@@ -52,6 +53,13 @@ fi
 if ! "$VENV/bin/python" -c 'import tensorboard' >/dev/null 2>&1; then
   say "installing tensorboard==$TENSORBOARD_VERSION into the venv"
   "$VENV/bin/pip" install --quiet "tensorboard==$TENSORBOARD_VERSION"
+fi
+
+# Python `pyarrow`: writes the Parquet files the corpus tests read, as
+# Hugging Face datasets ship them.
+if ! "$VENV/bin/python" -c 'import pyarrow' >/dev/null 2>&1; then
+  say "installing pyarrow==$PYARROW_VERSION into the venv"
+  "$VENV/bin/pip" install --quiet "pyarrow==$PYARROW_VERSION"
 fi
 
 # nvcc from PyPI, only when asked (SCALEMAKE_CUDA_BUILD=1): with it the

@@ -18,6 +18,12 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && [ -z "${SCALEMAKE_NO_S
       { apt-get update -q >>/tmp/scalemake-apt.log 2>&1 && apt-get install -y -q --no-install-recommends chromium >>/tmp/scalemake-apt.log 2>&1; } ||
       echo "test.sh: chromium could not be installed (see /tmp/scalemake-apt.log); the browser test will fail"
   fi
+  # The zstd CLI writes the .zst corpus files tests/formats.rs reads.
+  if ! command -v zstd >/dev/null; then
+    echo "test.sh: installing Debian's zstd for the corpus format tests"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends zstd >>/tmp/scalemake-apt.log 2>&1 ||
+      echo "test.sh: zstd could not be installed (see /tmp/scalemake-apt.log); the .zst test will fail"
+  fi
   # A real single-node Slurm for tests/slurm.rs (the tests also bring it up
   # themselves; doing it once here keeps the install out of their time).
   if ! bash scripts/slurm-local.sh status >/dev/null 2>&1; then

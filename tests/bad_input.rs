@@ -252,13 +252,19 @@ fn corrupt_data_files_name_themselves() {
     std::fs::write(at("bad.jsonl"), "{\"text\": \"a\"}\n{\"text\": \n").unwrap();
     std::fs::write(at("field.jsonl"), "{\"body\": \"a\"}\n").unwrap();
     std::fs::write(at("latin1.txt"), b"caf\xe9\n").unwrap();
+    let zst = zstd::encode_all("{\"text\": \"un document\"}\n".repeat(1000).as_bytes(), 3).unwrap();
+    std::fs::write(at("cut.jsonl.zst"), &zst[..zst.len() / 2]).unwrap();
+    std::fs::write(at("cut.parquet"), b"PAR1\0\0\0\0").unwrap();
     for (name, expected) in [
         ("cut.txt.gz", "cannot read"),
+        ("cut.jsonl.zst", "line "),
+        ("cut.parquet", "not a Parquet file"),
         ("bad.jsonl", "line 2: invalid JSON"),
         ("field.jsonl", "line 1: no string field `text`"),
         ("latin1.txt", "invalid UTF-8 at byte 3"),
     ] {
-        let err = corpus::read_file(&at(name), corpus::Format::Auto, "text")
+        let read = std::sync::atomic::AtomicU64::new(0);
+        let err = corpus::formats::read_documents(&at(name), corpus::Format::Auto, "text", &read, &mut |_| true)
             .err()
             .unwrap_or_else(|| panic!("{name} was accepted"))
             .to_string();

@@ -6,6 +6,9 @@ mod common;
 use common::Project;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+
+use scalemake::data::corpus::{self, index};
 
 const PIPELINE: &str = "
 name: data
@@ -26,6 +29,19 @@ fn artifact_of(p: &Project, node: &str) -> PathBuf {
 fn tokens(path: &Path) -> Vec<u16> {
     let bytes = std::fs::read(path).unwrap();
     bytes[1024..].chunks(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect()
+}
+
+/// The normalised documents of `splits` of the corpus artifact in `dir`.
+fn documents(dir: &Path, root: &Path, splits: &[corpus::Split]) -> Vec<String> {
+    let mut docs = Vec::new();
+    index::CorpusIndex::load(dir)
+        .unwrap()
+        .documents::<index::IndexError>(dir, root, splits, &AtomicU64::new(0), |batch| {
+            docs.extend(batch.into_iter().map(|(_, t)| t));
+            Ok(())
+        })
+        .unwrap();
+    docs
 }
 
 #[test]
@@ -91,7 +107,9 @@ fn every_document_is_preceded_by_end_of_text() {
         .filter(|(n, _)| n.starts_with("train_"))
         .flat_map(|(_, b)| b[1024..].chunks(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect::<Vec<_>>())
         .collect();
-    let docs = std::fs::read_to_string(artifact_of(&p, "corpus").join("train.jsonl")).unwrap().lines().count();
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(artifact_of(&p, "corpus").join("index.json")).unwrap()).unwrap();
+    let docs = index["splits"]["train"]["documents"].as_u64().unwrap() as usize;
     assert_eq!(stream[0], 0);
     assert_eq!(stream.iter().filter(|&&t| t == 0).count(), docs);
 }
@@ -126,13 +144,20 @@ fn python_tokenizers_loads_our_tokenizer_and_encodes_identically() {
     );
     let p = project();
     assert_eq!(p.sm(&["run"]).code, 0);
+    // The validation documents as the corpus index gives them to the shards node.
+    let val = p.path().join("val.jsonl");
+    let lines: Vec<String> = documents(&artifact_of(&p, "corpus"), p.path(), &[corpus::Split::Val])
+        .iter()
+        .map(|d| serde_json::json!({ "text": d }).to_string() + "\n")
+        .collect();
+    std::fs::write(&val, lines.concat()).unwrap();
     let script = r#"
 import json, struct, sys
 from tokenizers import Tokenizer
 tok = Tokenizer.from_file(sys.argv[1] + "/tokenizer.json")
 eot = tok.token_to_id("<|endoftext|>")
 ids = []
-for line in open(sys.argv[2] + "/val.jsonl", encoding="utf-8"):
+for line in open(sys.argv[2], encoding="utf-8"):
     text = json.loads(line)["text"]
     enc = tok.encode(text, add_special_tokens=False).ids
     assert tok.decode(enc, skip_special_tokens=False) == text, "round trip"
@@ -151,7 +176,7 @@ print("identical", len(ids))
     let out = std::process::Command::new(&python)
         .args(["-c", script])
         .arg(artifact_of(&p, "tokenizer"))
-        .arg(artifact_of(&p, "corpus"))
+        .arg(&val)
         .arg(artifact_of(&p, "shards"))
         .output()
         .unwrap();
@@ -165,22 +190,26 @@ print("identical", len(ids))
 #[test]
 fn whole_french_corpus_round_trips_with_the_paper_vocabulary() {
     use rayon::prelude::*;
-    use scalemake::data::{bpe, corpus};
+    use scalemake::data::bpe;
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/fr");
     assert!(root.is_dir(), "data/fr is missing: run scripts/setup.sh (scripts/test.sh does), which fetches it");
-    let files: Vec<PathBuf> = walkdir::WalkDir::new(&root)
+    let inputs: Vec<index::Input> = walkdir::WalkDir::new(&root)
         .sort_by_file_name()
         .into_iter()
         .flatten()
         .filter(|e| e.file_type().is_file())
-        .map(|e| e.into_path())
+        .map(|e| index::Input { recorded: e.path().display().to_string(), path: e.into_path(), copy: false })
         .collect();
-    let docs: Vec<String> = corpus::read_all(&files, corpus::Format::Auto, "text", false, 0.0, 0.0)
-        .unwrap()
-        .docs
-        .into_iter()
-        .map(|(_, t)| t)
-        .collect();
+    let options = index::Options {
+        format: corpus::Format::Auto,
+        text_field: "text".into(),
+        val: 0.0,
+        test: 0.0,
+        skip_bad: false,
+    };
+    let out = tempfile::tempdir().unwrap();
+    index::build(&inputs, &options, out.path(), &AtomicU64::new(0), &mut |_| true).unwrap();
+    let docs = documents(out.path(), Path::new("/"), &corpus::Split::ALL);
     let spec = bpe::BpeSpec { vocab_size: 50_262, special_tokens: vec!["<|endoftext|>".into()], min_frequency: 0 };
     let tok = bpe::train(&spec, docs.clone().into_iter()).unwrap();
     assert_eq!(tok.get_vocab_size(true), 50_262);

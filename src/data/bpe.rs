@@ -124,6 +124,12 @@ impl Encoder {
                 return Err(format!("two vocabulary entries spell the bytes of {token:?}"));
             }
         }
+        Self::from_ranks(ranks)
+    }
+
+    /// An encoder for tiktoken-style mergeable ranks (bytes → id), which
+    /// must hold all 256 single bytes.
+    pub fn from_ranks(ranks: FxHashMap<Vec<u8>, u32>) -> Result<Self, String> {
         if (0..=255u8).any(|b| !ranks.contains_key([b].as_slice())) {
             return Err("the vocabulary lacks some of the 256 single bytes".into());
         }

@@ -18,11 +18,11 @@ use memmap2::Mmap;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::shard::{validate, ShardError, HEADER_BYTES};
+use super::shard::{validate, ShardError, TokenWidth, HEADER_BYTES};
 
 /// All shards of one split, as one token sequence.
 pub struct TokenStream {
-    maps: Vec<Mmap>,
+    maps: Vec<(Mmap, TokenWidth)>,
     /// `starts[i]` is the index of shard `i`'s first token; last entry = total.
     starts: Vec<usize>,
 }
@@ -37,9 +37,9 @@ impl TokenStream {
             let file = File::open(path).map_err(io)?;
             // SAFETY: shards live in the cache, which is never modified in place.
             let map = unsafe { Mmap::map(&file) }.map_err(io)?;
-            let count = validate(path, &map)?;
+            let (count, width) = validate(path, &map)?;
             starts.push(starts.last().expect("non-empty") + count);
-            maps.push(map);
+            maps.push((map, width));
         }
         Ok(TokenStream { maps, starts })
     }
@@ -77,7 +77,7 @@ impl TokenStream {
 
     /// Copies tokens `start .. start + out.len()` into `out`, crossing shards.
     /// Panics if the range runs past the end (callers check).
-    fn copy_window(&self, start: usize, out: &mut [u16]) {
+    fn copy_window(&self, start: usize, out: &mut [u32]) {
         assert!(start + out.len() <= self.len(), "window past the end of the stream");
         let mut pos = start;
         let mut filled = 0;
@@ -86,9 +86,21 @@ impl TokenStream {
             let local = pos - self.starts[shard];
             let available = self.starts[shard + 1] - pos;
             let n = available.min(out.len() - filled);
-            let bytes = &self.maps[shard][HEADER_BYTES + 2 * local..HEADER_BYTES + 2 * (local + n)];
-            for (dst, src) in out[filled..filled + n].iter_mut().zip(bytes.chunks_exact(2)) {
-                *dst = u16::from_le_bytes([src[0], src[1]]);
+            let (map, width) = &self.maps[shard];
+            let w = width.bytes();
+            let bytes = &map[HEADER_BYTES + w * local..HEADER_BYTES + w * (local + n)];
+            let dst = &mut out[filled..filled + n];
+            match width {
+                TokenWidth::U16 => {
+                    for (d, src) in dst.iter_mut().zip(bytes.chunks_exact(2)) {
+                        *d = u32::from(u16::from_le_bytes([src[0], src[1]]));
+                    }
+                }
+                TokenWidth::U32 => {
+                    for (d, src) in dst.iter_mut().zip(bytes.chunks_exact(4)) {
+                        *d = u32::from_le_bytes([src[0], src[1], src[2], src[3]]);
+                    }
+                }
             }
             filled += n;
             pos += n;
@@ -161,12 +173,12 @@ impl Batches {
 }
 
 impl Iterator for Batches {
-    type Item = Vec<u16>;
+    type Item = Vec<u32>;
 
-    fn next(&mut self) -> Option<Vec<u16>> {
+    fn next(&mut self) -> Option<Vec<u32>> {
         let row = self.context + 1;
         let last_start = self.stream.len() - row;
-        let mut out = vec![0u16; self.batch * row];
+        let mut out = vec![0u32; self.batch * row];
         for r in 0..self.batch {
             let start = match self.order {
                 Order::Random { .. } => self.below(last_start as u64 + 1) as usize,
@@ -190,7 +202,7 @@ impl Iterator for Batches {
 }
 
 /// Runs `batches` on a background thread, keeping up to `depth` ready.
-pub fn prefetch(batches: Batches, depth: usize) -> Receiver<Vec<u16>> {
+pub fn prefetch(batches: Batches, depth: usize) -> Receiver<Vec<u32>> {
     let (tx, rx) = mpsc::sync_channel(depth.max(1));
     std::thread::spawn(move || {
         for b in batches {
@@ -220,7 +232,7 @@ mod tests {
     fn windows_cross_shard_boundaries() {
         let (_d, s) = stream_of(&[&[0, 1, 2], &[3], &[4, 5, 6, 7]]);
         assert_eq!(s.len(), 8);
-        let mut out = [0u16; 6];
+        let mut out = [0u32; 6];
         s.copy_window(1, &mut out);
         assert_eq!(out, [1, 2, 3, 4, 5, 6]);
     }
@@ -229,9 +241,9 @@ mod tests {
     fn sequential_windows_cover_the_data_and_stop_before_the_end() {
         let data: Vec<u16> = (0..100).collect();
         let (_d, s) = stream_of(&[&data[..37], &data[37..]]);
-        let rows: Vec<Vec<u16>> = Batches::new(s, 4, 10, Order::Sequential)
+        let rows: Vec<Vec<u32>> = Batches::new(s, 4, 10, Order::Sequential)
             .unwrap()
-            .flat_map(|b| b.chunks(11).map(<[u16]>::to_vec).collect::<Vec<_>>())
+            .flat_map(|b| b.chunks(11).map(<[u32]>::to_vec).collect::<Vec<_>>())
             .collect();
         // Starts 0, 10, …, 80: every window complete, 89 = last start ≤ 100 - 11.
         assert_eq!(rows.len(), 9);
@@ -239,7 +251,7 @@ mod tests {
             assert_eq!(r[0] as usize, 10 * i);
             assert_eq!(r.len(), 11);
         }
-        let covered: std::collections::BTreeSet<u16> = rows.iter().flatten().copied().collect();
+        let covered: std::collections::BTreeSet<u32> = rows.iter().flatten().copied().collect();
         assert_eq!(covered.len(), 91);
     }
 
@@ -247,10 +259,10 @@ mod tests {
     fn random_windows_are_reproducible_and_in_range() {
         let data: Vec<u16> = (0..1000).collect();
         let (_d, s) = stream_of(&[&data]);
-        let a: Vec<Vec<u16>> = Batches::new(s.clone(), 8, 16, Order::Random { seed: 7 }).unwrap().take(5).collect();
-        let b: Vec<Vec<u16>> =
+        let a: Vec<Vec<u32>> = Batches::new(s.clone(), 8, 16, Order::Random { seed: 7 }).unwrap().take(5).collect();
+        let b: Vec<Vec<u32>> =
             prefetch(Batches::new(s.clone(), 8, 16, Order::Random { seed: 7 }).unwrap(), 2).iter().take(5).collect();
-        let c: Vec<Vec<u16>> = Batches::new(s, 8, 16, Order::Random { seed: 8 }).unwrap().take(5).collect();
+        let c: Vec<Vec<u32>> = Batches::new(s, 8, 16, Order::Random { seed: 8 }).unwrap().take(5).collect();
         assert_eq!(a, b);
         assert_ne!(a, c);
         for row in a.iter().flat_map(|b| b.chunks(17)) {
@@ -264,11 +276,24 @@ mod tests {
         let data: Vec<u16> = (0..1000).collect();
         let (_d, s) = stream_of(&[&data]);
         for order in [Order::Random { seed: 3 }, Order::Sequential] {
-            let read: Vec<Vec<u16>> = Batches::new(s.clone(), 4, 16, order).unwrap().skip(5).take(3).collect();
+            let read: Vec<Vec<u32>> = Batches::new(s.clone(), 4, 16, order).unwrap().skip(5).take(3).collect();
             let mut skipped = Batches::new(s.clone(), 4, 16, order).unwrap();
             skipped.skip_batches(5);
             assert_eq!(read, skipped.take(3).collect::<Vec<_>>(), "{order:?}");
         }
+    }
+
+    #[test]
+    fn narrow_and_wide_shards_read_as_one_stream() {
+        use crate::data::shard::{ShardFile, TokenWidth};
+        let (dir, _) = stream_of(&[&[1, 2]]);
+        let mut wide = ShardFile::create(&dir.path().join("train_000001.bin"), TokenWidth::U32).unwrap();
+        wide.write(&[100_000, 100_001]).unwrap();
+        wide.finish().unwrap();
+        let s = TokenStream::open_split(dir.path(), "train").unwrap();
+        let mut out = [0u32; 4];
+        s.copy_window(0, &mut out);
+        assert_eq!(out, [1, 2, 100_000, 100_001]);
     }
 
     #[test]

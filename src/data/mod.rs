@@ -7,3 +7,4 @@ pub mod bpe;
 pub mod corpus;
 pub mod loader;
 pub mod shard;
+pub mod tokenize;

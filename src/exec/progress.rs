@@ -80,6 +80,18 @@ impl Reporter {
                 }
                 bar.set_position(done);
             }
+            Progress::Bytes { done, total, documents } => {
+                if bar.length() != Some(total) {
+                    bar.set_style(
+                        style("  {prefix:.bold} [{bar:25}] {bytes}/{total_bytes} {bytes_per_sec} {elapsed}<{eta} {wide_msg}")
+                            .progress_chars("=> "),
+                    );
+                    bar.set_length(total);
+                }
+                bar.set_position(done);
+                let seconds = bar.elapsed().as_secs_f64().max(1e-3);
+                bar.set_message(format!("{documents} documents ({:.0}/s)", documents as f64 / seconds));
+            }
             Progress::Message(m) => bar.set_message(m),
         }
     }

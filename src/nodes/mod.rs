@@ -289,6 +289,16 @@ pub enum Progress {
         /// Units in all.
         total: u64,
     },
+    /// `done` of `total` bytes of input, with the documents seen so far:
+    /// a bar with bytes/s and an ETA, and documents/s beside it.
+    Bytes {
+        /// Bytes read.
+        done: u64,
+        /// Bytes to read.
+        total: u64,
+        /// Documents so far.
+        documents: u64,
+    },
     /// A short status line.
     Message(String),
 }

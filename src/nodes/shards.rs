@@ -8,20 +8,20 @@
 //! corpus and tokenizer always give byte-identical shards (and so the same
 //! artifact digest).
 
+use std::path::Path;
+
 use rayon::prelude::*;
 
-use super::tokenizer::read_split;
-use super::{NodeCtx, NodeError, NodeKind, Progress};
-use crate::data::bpe;
+use super::tokenizer::corpus_documents;
+use super::{NodeCtx, NodeError, NodeKind};
+use crate::data::corpus::index::INDEX_FILE;
 use crate::data::corpus::Split;
-use crate::data::shard::{write_shard, ShardsMeta};
+use crate::data::shard::{ShardFile, ShardsMeta, TokenWidth};
+use crate::data::tokenize::{TextEncoder, TIKTOKEN_FILE, TOKENIZER_FILE};
 use crate::settings::{settings, FieldType, Schema, Settings, Value};
 
 /// Describes the shards (vocabulary size, end-of-text id) for their readers.
 pub const META_FILE: &str = "meta.json";
-
-/// Documents encoded per parallel chunk: bounds memory, keeps cores busy.
-const CHUNK_DOCS: usize = 4096;
 
 settings! {
     /// The settings of a `shards` node.
@@ -51,43 +51,62 @@ impl Default for Shards {
     }
 }
 
-/// Accumulates tokens and writes full shards as they fill.
+/// Writes one split's tokens, starting a new shard every `per_shard`.
 struct ShardWriter<'a> {
-    dir: &'a std::path::Path,
+    dir: &'a Path,
     split: &'static str,
     per_shard: usize,
-    buffer: Vec<u16>,
+    width: TokenWidth,
+    current: Option<ShardFile>,
     written: usize,
-    total: usize,
+    total: u64,
+    documents: u64,
+    bytes: u64,
 }
 
 impl ShardWriter<'_> {
-    fn push(&mut self, tokens: &[u16]) -> Result<(), NodeError> {
-        for piece in tokens.chunks(self.per_shard) {
-            let room = self.per_shard - self.buffer.len();
-            let (now, later) = piece.split_at(room.min(piece.len()));
-            self.buffer.extend_from_slice(now);
-            if self.buffer.len() == self.per_shard {
-                self.flush()?;
+    fn push(&mut self, mut tokens: &[u32]) -> Result<(), NodeError> {
+        while !tokens.is_empty() {
+            if self.current.is_none() {
+                self.current = Some(self.open()?);
             }
-            self.buffer.extend_from_slice(later);
+            let shard = self.current.as_mut().expect("opened above");
+            let room = self.per_shard - shard.len() as usize;
+            let (now, later) = tokens.split_at(room.min(tokens.len()));
+            shard.write(now).map_err(|e| NodeError::Failed(e.to_string()))?;
+            if shard.len() as usize == self.per_shard {
+                self.close()?;
+            }
+            tokens = later;
         }
         Ok(())
     }
 
-    /// Writes the buffer as the next shard. An empty buffer is written only
-    /// as the first shard, so that every split has at least one (maybe empty) file.
-    fn flush(&mut self) -> Result<(), NodeError> {
-        if self.buffer.is_empty() && self.written > 0 {
-            return Ok(());
-        }
+    fn open(&mut self) -> Result<ShardFile, NodeError> {
         let path = self.dir.join(format!("{}_{:06}.bin", self.split, self.written));
-        write_shard(&path, &self.buffer).map_err(|e| NodeError::Failed(e.to_string()))?;
-        self.total += self.buffer.len();
         self.written += 1;
-        self.buffer.clear();
+        ShardFile::create(&path, self.width).map_err(|e| NodeError::Failed(e.to_string()))
+    }
+
+    fn close(&mut self) -> Result<(), NodeError> {
+        if let Some(shard) = self.current.take() {
+            self.total += shard.finish().map_err(|e| NodeError::Failed(e.to_string()))?;
+        }
         Ok(())
     }
+
+    /// Closes the last shard; a split without tokens still gets one (empty) file.
+    fn finish(&mut self) -> Result<(), NodeError> {
+        if self.current.is_none() && self.written == 0 {
+            self.current = Some(self.open()?);
+        }
+        self.close()
+    }
+}
+
+/// The directory of the tokenizer among a node's inputs.
+fn tokenizer_input(ctx: &NodeCtx<'_>) -> Result<std::path::PathBuf, NodeError> {
+    ctx.input_with(TIKTOKEN_FILE).or_else(|_| ctx.input_with(TOKENIZER_FILE))
 }
 
 impl NodeKind for Shards {
@@ -96,7 +115,7 @@ impl NodeKind for Shards {
     }
 
     fn version(&self) -> u32 {
-        2 // 2: meta.json with the vocabulary size
+        3 // 2: meta.json with the vocabulary size; 3: from the corpus index, u32 tokens for wide vocabularies
     }
 
     fn schema(&self) -> &Schema {
@@ -108,69 +127,92 @@ impl NodeKind for Shards {
     }
 
     fn run(&self, ctx: &mut NodeCtx<'_>) -> Result<(), NodeError> {
-        let corpus = ctx.input_with("train.jsonl")?;
-        let tok_dir = ctx.input_with("tokenizer.json")?;
-        let tokenizer = bpe::load(&tok_dir.join("tokenizer.json")).map_err(NodeError::Failed)?;
-        let encoder = bpe::Encoder::new(&tokenizer).map_err(NodeError::Failed)?;
-        let vocab = tokenizer.get_vocab_size(true);
-        if vocab > 65_536 {
-            return Err(NodeError::Failed(format!("vocabulary of {vocab} does not fit the shard format's u16 tokens")));
-        }
+        let corpus = ctx.input_with(INDEX_FILE)?;
+        let encoder = TextEncoder::load(&tokenizer_input(ctx)?).map_err(NodeError::Failed)?;
+        let vocab = encoder.vocab_size();
+        let width = TokenWidth::for_vocab(vocab);
         let ShardsParams { shard_tokens: per_shard, eot: eot_name } = ctx.settings()?;
-        let eot = tokenizer
-            .token_to_id(&eot_name)
-            .ok_or_else(|| NodeError::Failed(format!("the tokenizer has no token `{eot_name}`")))?
-            as u16;
+        let eot = encoder
+            .token_id(&eot_name)
+            .ok_or_else(|| NodeError::Failed(format!("the tokenizer has no token `{eot_name}`")))?;
         let out_dir = ctx.out_dir().to_path_buf();
-        let mut total_bytes = 0usize;
-        let mut total_tokens = 0usize;
-        for split in Split::ALL {
-            let docs = read_split(&corpus.join(format!("{}.jsonl", split.name())))?;
-            let mut writer =
-                ShardWriter { dir: &out_dir, split: split.name(), per_shard, buffer: Vec::new(), written: 0, total: 0 };
-            for (c, chunk) in docs.chunks(CHUNK_DOCS).enumerate() {
-                if ctx.is_cancelled() {
-                    return Err(NodeError::Cancelled);
-                }
-                let encoded: Vec<Vec<u16>> = chunk
-                    .par_iter()
-                    .map(|doc| {
-                        let ids = encoder.encode(doc);
-                        let mut out = Vec::with_capacity(ids.len() + 1);
-                        out.push(eot);
-                        out.extend(ids.into_iter().map(|id| id as u16));
-                        out
-                    })
-                    .collect();
-                for tokens in encoded {
-                    writer.push(&tokens)?;
-                }
-                ctx.progress(Progress::Position {
-                    done: ((c + 1) * CHUNK_DOCS).min(docs.len()) as u64,
-                    total: docs.len() as u64,
-                });
+        let mut writers: Vec<ShardWriter<'_>> = Split::ALL
+            .iter()
+            .map(|split| ShardWriter {
+                dir: &out_dir,
+                split: split.name(),
+                per_shard,
+                width,
+                current: None,
+                written: 0,
+                total: 0,
+                documents: 0,
+                bytes: 0,
+            })
+            .collect();
+        let started = std::time::Instant::now();
+        corpus_documents(ctx, &corpus, &Split::ALL, |batch| {
+            let encoded: Vec<(Split, usize, Vec<u32>)> = batch
+                .into_par_iter()
+                .map(|(split, doc)| {
+                    let ids = encoder.encode(&doc);
+                    let mut out = Vec::with_capacity(ids.len() + 1);
+                    out.push(eot);
+                    out.extend(ids);
+                    (split, doc.len(), out)
+                })
+                .collect();
+            for (split, bytes, tokens) in encoded {
+                let writer = &mut writers[split as usize];
+                writer.documents += 1;
+                writer.bytes += bytes as u64;
+                writer.push(&tokens)?;
             }
-            writer.flush()?;
-            let bytes: usize = docs.iter().map(|d| d.len()).sum();
-            ctx.record_metric(&format!("{}_tokens", split.name()), writer.total as f64);
-            ctx.record_metric(&format!("{}_shards", split.name()), writer.written as f64);
+            Ok(())
+        })?;
+        let seconds = started.elapsed().as_secs_f64();
+        let mut stats = serde_json::Map::new();
+        let (mut total_bytes, mut total_tokens) = (0u64, 0u64);
+        for writer in &mut writers {
+            writer.finish()?;
+            let name = writer.split;
+            ctx.record_metric(&format!("{name}_tokens"), writer.total as f64);
+            ctx.record_metric(&format!("{name}_shards"), writer.written as f64);
             ctx.add_summary(format!(
-                "{}: {} tokens in {} shard(s) from {} documents",
-                split.name(),
-                writer.total,
-                writer.written,
-                docs.len()
+                "{name}: {} tokens in {} shard(s) from {} documents",
+                writer.total, writer.written, writer.documents
             ));
-            total_bytes += bytes;
+            stats.insert(
+                name.into(),
+                serde_json::json!({
+                    "documents": writer.documents, "bytes": writer.bytes,
+                    "tokens": writer.total, "shards": writer.written,
+                }),
+            );
+            total_bytes += writer.bytes;
             total_tokens += writer.total;
         }
-        let meta = ShardsMeta { eot, format: ShardsMeta::FORMAT.into(), vocab_size: vocab as u32 };
+        let meta = ShardsMeta { eot, format: ShardsMeta::format_of(width).into(), vocab_size: vocab as u32 };
         let meta_path = out_dir.join(META_FILE);
         std::fs::write(&meta_path, serde_json::to_vec_pretty(&meta).map_err(|e| NodeError::Failed(e.to_string()))?)
             .map_err(|e| NodeError::io(&meta_path, e))?;
+        let stats_path = out_dir.join("stats.json");
+        let stats_json = serde_json::to_vec_pretty(&stats).map_err(|e| NodeError::Failed(e.to_string()))?;
+        std::fs::write(&stats_path, stats_json).map_err(|e| NodeError::io(&stats_path, e))?;
         let ratio = if total_tokens == 0 { 0.0 } else { total_bytes as f64 / total_tokens as f64 };
         ctx.record_metric("bytes_per_token", ratio);
+        ctx.record_metric("mb_per_second", total_bytes as f64 / 1e6 / seconds.max(1e-9));
         ctx.add_summary(format!("{ratio:.3} UTF-8 bytes per token (end-of-text tokens included)"));
+        ctx.add_summary(format!(
+            "encoded {:.1} MB in {seconds:.1} s ({:.1} MB/s) by {}; {} tokens",
+            total_bytes as f64 / 1e6,
+            total_bytes as f64 / 1e6 / seconds.max(1e-9),
+            encoder.description(),
+            match width {
+                TokenWidth::U16 => "u16",
+                TokenWidth::U32 => "u32 (vocabulary past 65,536)",
+            }
+        ));
         Ok(())
     }
 }

@@ -23,6 +23,8 @@ pub enum FieldType {
     },
     /// Any finite number (an integer is accepted and widened).
     Float,
+    /// `true` or `false`.
+    Bool,
     /// A string.
     Str,
     /// A relative path that stays below its base directory (no `..`, not
@@ -46,6 +48,7 @@ impl FieldType {
             FieldType::Int { min } if *min > i64::MIN => format!("an integer ≥ {min}"),
             FieldType::Int { .. } => "an integer".into(),
             FieldType::Float => "a number".into(),
+            FieldType::Bool => "true or false".into(),
             FieldType::Str => "a string".into(),
             FieldType::RelPath => "a relative path".into(),
             FieldType::HttpUrl => "an http:// or https:// URL".into(),
@@ -315,6 +318,7 @@ fn check_type(
             }
             Some(Value::Float(*f))
         }
+        (FieldType::Bool, Yaml::Bool(b)) => Some(Value::Bool(*b)),
         (FieldType::Str, Yaml::Str(s)) => Some(Value::Str(s.clone())),
         (FieldType::RelPath, Yaml::Str(s)) => {
             let p = std::path::Path::new(s);

@@ -142,6 +142,7 @@ fn sample(ty: &FieldType, n: usize) -> Value {
     match ty {
         FieldType::Int { min } => Value::Int((*min).max(1)),
         FieldType::Float => Value::Float(0.25),
+        FieldType::Bool => Value::Bool(true),
         FieldType::Str => Value::Str("x".into()),
         FieldType::RelPath => Value::Str("dir/file".into()),
         FieldType::HttpUrl => Value::Str("http://127.0.0.1:1".into()),

@@ -99,10 +99,10 @@ fn step_seed(seed: u64, step: u64) -> i64 {
     (seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(step) >> 1) as i64
 }
 
-/// One (B, T+1) batch of u16 tokens → (inputs, targets) on `device`. On a
+/// One (B, T+1) batch of tokens → (inputs, targets) on `device`. On a
 /// GPU the copy goes through pinned memory without blocking, so the host
 /// never waits for the device's queue to drain.
-fn to_tensors(tokens: &[u16], rows: i64, device: Device) -> (Tensor, Tensor) {
+fn to_tensors(tokens: &[u32], rows: i64, device: Device) -> (Tensor, Tensor) {
     let ids: Vec<i64> = tokens.iter().map(|&t| i64::from(t)).collect();
     let host = Tensor::from_slice(&ids).view([rows, -1]);
     let t = match device {
