@@ -54,8 +54,11 @@ fn main() {
     let ours = PathBuf::from(env!("CARGO_BIN_EXE_scalemake"));
     let mut report = String::new();
     let _ = writeln!(report, "{} sentences from data/fr; {} threads\n", sentences.len(), rayon::current_num_threads());
-    let _ = writeln!(report, "| corpus | binary | stage | wall s | source MB/s | peak RSS MB | cache MB | notes |");
-    let _ = writeln!(report, "|---|---|---|---:|---:|---:|---:|---|");
+    let _ = writeln!(
+        report,
+        "| corpus | binary | stage | wall s | text MB/s | peak RSS MB (maxrss) | peak anon RSS MB | cache MB | notes |"
+    );
+    let _ = writeln!(report, "|---|---|---|---:|---:|---:|---:|---:|---|");
     for &gb in &sizes {
         let dir = work.join(format!("{gb}gb"));
         let data = dir.join("data");
@@ -76,7 +79,8 @@ fn main() {
             );
             std::fs::write(project.join("exp.yaml"), experiment).expect("exp.yaml");
             for stage in ["corpus", "tokenizer", "shards"] {
-                let (seconds, rss) = run_stage(&binary, &project, stage);
+                let cost = run_stage(&binary, &project, stage);
+                let seconds = cost.seconds;
                 let cache = dir_bytes(&project.join("cache/objects"));
                 let notes = match stage {
                     "tokenizer" if format == "parquet" => format!("BPE on a {} MB sample", SAMPLE_BYTES / 1_000_000),
@@ -92,9 +96,10 @@ fn main() {
                     _ => String::new(),
                 };
                 let line = format!(
-                    "| {gb} GB | {label} | {stage} | {seconds:.1} | {:.1} | {:.0} | {:.0} | {notes} |",
+                    "| {gb} GB | {label} | {stage} | {seconds:.1} | {:.1} | {:.0} | {:.0} | {:.0} | {notes} |",
                     text_bytes as f64 / 1e6 / seconds,
-                    rss as f64 / 1e6,
+                    cost.max_rss as f64 / 1e6,
+                    cost.anon as f64 / 1e6,
                     cache as f64 / 1e6
                 );
                 eprintln!("{line}");
@@ -203,21 +208,48 @@ fn document(rng: &mut ChaCha8Rng, sentences: &[String]) -> String {
     doc
 }
 
-/// Runs `scalemake run <stage>` in `project`: wall seconds and peak RSS bytes.
-fn run_stage(binary: &Path, project: &Path, stage: &str) -> (f64, u64) {
+/// What one stage cost.
+struct Cost {
+    seconds: f64,
+    /// `ru_maxrss`: resident pages at the peak, the input files' mapped
+    /// pages included (hashing maps them).
+    max_rss: u64,
+    /// The peak of `RssAnon` in `/proc/<pid>/status`, sampled every 20 ms:
+    /// the memory the process itself holds.
+    anon: u64,
+}
+
+/// Runs `scalemake run exp.yaml <stage>` in `project`.
+fn run_stage(binary: &Path, project: &Path, stage: &str) -> Cost {
     let t = Instant::now();
     let child = Command::new(binary)
-        .args(["run", stage])
+        .args(["run", "exp.yaml", stage])
         .current_dir(project)
         .stdout(std::fs::File::create(project.join(format!("{stage}.out"))).unwrap())
         .stderr(std::fs::File::create(project.join(format!("{stage}.err"))).unwrap())
         .spawn()
         .expect("start scalemake");
+    let pid = child.id() as i32;
+    let status_file = format!("/proc/{pid}/status");
     let mut status = 0;
-    // SAFETY: a plain wait4 on our own child, with valid out-pointers.
+    // SAFETY: wait4 on our own child, with valid out-pointers.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert_eq!(pid, child.id() as i32, "wait4");
+    let mut anon = 0u64;
+    loop {
+        let done = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        if done == pid {
+            break;
+        }
+        assert_eq!(done, 0, "wait4");
+        if let Ok(text) = std::fs::read_to_string(&status_file) {
+            let kb = text
+                .lines()
+                .find_map(|l| l.strip_prefix("RssAnon:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+            anon = anon.max(kb.unwrap_or(0) * 1024);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let seconds = t.elapsed().as_secs_f64();
     assert!(
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
@@ -225,7 +257,7 @@ fn run_stage(binary: &Path, project: &Path, stage: &str) -> (f64, u64) {
         binary.display(),
         project.join(format!("{stage}.err")).display()
     );
-    (seconds, usage.ru_maxrss as u64 * 1024)
+    Cost { seconds, max_rss: usage.ru_maxrss as u64 * 1024, anon }
 }
 
 /// Bytes of the files under `dir`.
