@@ -162,6 +162,17 @@ fn in_repo(args: &[&str]) -> common::Run {
     }
 }
 
+/// The GPT-2-tokenized tour loads and plans its three runs (tests/formats.rs
+/// trains through a `pretrained: gpt2` tokenizer end to end).
+#[test]
+fn gpt2_tiny_yaml_plans_three_runs_on_a_pretrained_tokenizer() {
+    let plan = in_repo(&["plan", "experiments/gpt2-tiny.yaml"]);
+    assert_eq!(plan.code, 0, "{}{}", plan.stdout, plan.stderr);
+    for width in [32, 64, 96] {
+        assert!(plan.stdout.contains(&format!("train[width={width}]")), "{}", plan.stdout);
+    }
+}
+
 #[test]
 fn paper_yaml_plans_the_papers_tables() {
     let plan = in_repo(&["plan", "experiments/paper.yaml"]);

@@ -108,6 +108,8 @@ pub struct ShardFile {
     out: BufWriter<File>,
     width: TokenWidth,
     count: u64,
+    /// The little-endian bytes of the tokens being written (reused).
+    scratch: Vec<u8>,
 }
 
 impl ShardFile {
@@ -116,7 +118,7 @@ impl ShardFile {
         let io = |source| ShardError::Io { path: path.to_path_buf(), source };
         let mut out = BufWriter::with_capacity(1 << 20, File::create(path).map_err(io)?);
         out.write_all(&[0u8; HEADER_BYTES]).map_err(io)?;
-        Ok(ShardFile { path: path.to_path_buf(), out, width, count: 0 })
+        Ok(ShardFile { path: path.to_path_buf(), out, width, count: 0, scratch: Vec::new() })
     }
 
     /// Tokens written so far.
@@ -131,19 +133,20 @@ impl ShardFile {
 
     /// Appends tokens (each below the width's limit: the caller checked the vocabulary).
     pub fn write(&mut self, tokens: &[u32]) -> Result<(), ShardError> {
-        let mut bytes = Vec::with_capacity(tokens.len() * self.width.bytes());
+        let bytes = &mut self.scratch;
+        bytes.clear();
         match self.width {
             TokenWidth::U16 => tokens.iter().for_each(|&t| bytes.extend_from_slice(&(t as u16).to_le_bytes())),
             TokenWidth::U32 => tokens.iter().for_each(|&t| bytes.extend_from_slice(&t.to_le_bytes())),
         }
-        self.out.write_all(&bytes).map_err(|source| ShardError::Io { path: self.path.clone(), source })?;
+        self.out.write_all(bytes).map_err(|source| ShardError::Io { path: self.path.clone(), source })?;
         self.count += tokens.len() as u64;
         Ok(())
     }
 
     /// Writes the header and closes the file; returns its token count.
     pub fn finish(self) -> Result<u64, ShardError> {
-        let ShardFile { path, out, width, count } = self;
+        let ShardFile { path, out, width, count, .. } = self;
         let io = |source| ShardError::Io { path: path.clone(), source };
         let count32 = i32::try_from(count).map_err(|_| ShardError::Invalid {
             path: path.clone(),

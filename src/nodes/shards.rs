@@ -151,24 +151,41 @@ impl NodeKind for Shards {
             })
             .collect();
         let started = std::time::Instant::now();
-        corpus_documents(ctx, &corpus, &Split::ALL, |batch| {
-            let encoded: Vec<(Split, usize, Vec<u32>)> = batch
-                .into_par_iter()
-                .map(|(split, doc)| {
-                    let ids = encoder.encode(&doc);
-                    let mut out = Vec::with_capacity(ids.len() + 1);
-                    out.push(eot);
-                    out.extend(ids);
-                    (split, doc.len(), out)
-                })
-                .collect();
-            for (split, bytes, tokens) in encoded {
-                let writer = &mut writers[split as usize];
-                writer.documents += 1;
-                writer.bytes += bytes as u64;
-                writer.push(&tokens)?;
+        // Encoding (all cores) and writing (one thread, in order) overlap:
+        // batch n is written while batch n + 1 is encoded.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<(Split, usize, Vec<u32>)>>(2);
+        let mut writers = std::thread::scope(|scope| {
+            let writer = scope.spawn(move || -> Result<Vec<ShardWriter<'_>>, NodeError> {
+                for batch in rx {
+                    for (split, bytes, tokens) in batch {
+                        let writer = &mut writers[split as usize];
+                        writer.documents += 1;
+                        writer.bytes += bytes as u64;
+                        writer.push(&tokens)?;
+                    }
+                }
+                Ok(writers)
+            });
+            let read = corpus_documents(ctx, &corpus, &Split::ALL, |batch| {
+                let encoded: Vec<(Split, usize, Vec<u32>)> = batch
+                    .into_par_iter()
+                    .map(|(split, doc)| {
+                        let ids = encoder.encode(&doc);
+                        let mut out = Vec::with_capacity(ids.len() + 1);
+                        out.push(eot);
+                        out.extend(ids);
+                        (split, doc.len(), out)
+                    })
+                    .collect();
+                // A send fails only when the writer stopped; its error says why.
+                tx.send(encoded).map_err(|_| NodeError::Failed("the shard writer stopped".into()))
+            });
+            drop(tx);
+            let written = writer.join().unwrap_or_else(|_| Err(NodeError::Failed("the shard writer panicked".into())));
+            match (read, written) {
+                (_, Err(e)) | (Err(e), _) => Err(e),
+                (Ok(()), Ok(writers)) => Ok(writers),
             }
-            Ok(())
         })?;
         let seconds = started.elapsed().as_secs_f64();
         let mut stats = serde_json::Map::new();
