@@ -17,6 +17,7 @@ TORCH_VERSION=2.11.0
 TOKENIZERS_VERSION=0.23.3
 TENSORBOARD_VERSION=2.21.0
 PYARROW_VERSION=26.0.1
+GLOO_DEB_VERSION=0.0~git20220518.5b14351-3
 PYTHON=${PYTHON:-python3}
 CACHE_ROOT=${SCALEMAKE_VENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/scalemake}
 VENV=$CACHE_ROOT/venv-torch-$TORCH_VERSION
@@ -68,6 +69,34 @@ fi
 if [ "${SCALEMAKE_CUDA_BUILD:-0}" = 1 ] && [ ! -x "$VENV/lib/python3"*"/site-packages/nvidia/cu13/bin/nvcc" ]; then
   say "installing nvcc 13.0 (nvidia-cuda-nvcc, -crt, -cccl, nvidia-nvvm) into the venv"
   "$VENV/bin/pip" install --quiet --no-deps "nvidia-cuda-nvcc==13.0.*" "nvidia-cuda-crt==13.0.*" "nvidia-cuda-cccl==13.0.*" "nvidia-nvvm==13.0.*"
+fi
+
+# gloo's C++ headers, for the worker's c10d shim (data-parallel training on
+# the CPU, torch-worker/csrc/distributed.cpp): the torch wheel ships gloo's
+# library code inside libtorch_cpu but not its headers. Debian's
+# libgloo-dev has them; `apt-get download` and `dpkg-deb -x` need no root.
+# Kept beside the venv, linked as .deps/gloo.
+GLOO_DIR=$CACHE_ROOT/libgloo-dev-$GLOO_DEB_VERSION
+if [ ! -f "$GLOO_DIR/usr/include/gloo/config.h" ]; then
+  say "unpacking gloo's headers (Debian libgloo-dev $GLOO_DEB_VERSION) into $GLOO_DIR"
+  deb_dir=$(mktemp -d)
+  if ! (cd "$deb_dir" && apt-get download "libgloo-dev=$GLOO_DEB_VERSION" >/dev/null 2>&1); then
+    apt-get update -qq >/dev/null 2>&1 || true
+    (cd "$deb_dir" && apt-get download "libgloo-dev=$GLOO_DEB_VERSION" >/dev/null 2>&1) ||
+      (cd "$deb_dir" && apt-get download libgloo-dev >/dev/null) ||
+      { say "apt-get download libgloo-dev failed: data-parallel CPU training will be off in this build"; }
+  fi
+  if ls "$deb_dir"/libgloo-dev_*.deb >/dev/null 2>&1; then
+    rm -rf "$GLOO_DIR.tmp" && mkdir -p "$GLOO_DIR.tmp"
+    dpkg-deb -x "$deb_dir"/libgloo-dev_*.deb "$GLOO_DIR.tmp"
+    rm -rf "$GLOO_DIR" && mv "$GLOO_DIR.tmp" "$GLOO_DIR"
+  fi
+  rm -rf "$deb_dir"
+fi
+mkdir -p .deps
+if [ -d "$GLOO_DIR" ] && [ "$(readlink .deps/gloo 2>/dev/null)" != "$GLOO_DIR" ]; then
+  rm -rf .deps/gloo
+  ln -s "$GLOO_DIR" .deps/gloo
 fi
 
 # Project-local handle on the venv (.cargo/config.toml points torch-sys here).

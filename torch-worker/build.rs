@@ -10,6 +10,11 @@
 //!    `SCALEMAKE_CUDA_KERNELS=0` skips it on purpose.
 //! 3. Builds the AOTInductor package runner (`csrc/compiled_step.cpp`),
 //!    which the compiled training step needs on every device.
+//! 4. Builds the c10d shim (`csrc/distributed.cpp`) for data-parallel runs:
+//!    with gloo where its headers are found (`$SCALEMAKE_GLOO_INCLUDE`, or
+//!    `.deps/gloo/usr/include` that `scripts/setup.sh` unpacks from Debian's
+//!    libgloo-dev: the torch wheel ships c10d's headers, not gloo's) and
+//!    NCCL where the wheel's `nvidia/nccl` headers are.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -22,6 +27,7 @@ fn main() {
     println!("cargo:rustc-link-arg=-Wl,-rpath,{lib_dir}");
     println!("cargo:rustc-env=SCALEMAKE_LIBTORCH_LIB={lib_dir}");
     build_package_runner(Path::new(&lib_dir));
+    build_distributed(Path::new(&lib_dir));
     build_cuda_kernels(Path::new(&lib_dir));
 }
 
@@ -37,6 +43,46 @@ fn build_package_runner(torch_lib: &Path) {
     runner.cpp(true).std("c++17").file("csrc/compiled_step.cpp").includes(torch_includes(torch_lib));
     // The PyPI torch wheels are built with the C++11 ABI.
     runner.define("_GLIBCXX_USE_CXX11_ABI", "1").flag("-w").compile("scalemake_package");
+}
+
+/// Where gloo's headers are, if anywhere.
+fn gloo_include() -> Option<PathBuf> {
+    println!("cargo:rerun-if-env-changed=SCALEMAKE_GLOO_INCLUDE");
+    let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
+    let candidates = [
+        env::var_os("SCALEMAKE_GLOO_INCLUDE").map(PathBuf::from),
+        Some(manifest.join("../.deps/gloo/usr/include")),
+        Some(PathBuf::from("/usr/include")),
+    ];
+    candidates.into_iter().flatten().find(|dir| dir.join("gloo/config.h").is_file())
+}
+
+fn build_distributed(torch_lib: &Path) {
+    println!("cargo:rerun-if-changed=csrc/distributed.cpp");
+    let mut shim = cc::Build::new();
+    shim.cpp(true).std("c++17").file("csrc/distributed.cpp").includes(torch_includes(torch_lib));
+    if let Some(gloo) = gloo_include() {
+        println!("cargo:rerun-if-changed={}", gloo.join("gloo/config.h").display());
+        shim.include(gloo).define("USE_C10D_GLOO", None);
+    } else {
+        println!(
+            "cargo:warning=no gloo headers (run scripts/setup.sh): data-parallel CPU training is off in this build"
+        );
+    }
+    // NCCL's c10d header needs the CUDA toolkit's headers too (the
+    // runtime's alone lack crt/): those of the nvcc that builds the kernels.
+    let site_packages = torch_lib.parent().and_then(Path::parent);
+    let nccl = site_packages.map(|s| s.join("nvidia/nccl/include")).filter(|d| d.join("nccl.h").is_file());
+    let cuda = site_packages
+        .and_then(find_nvcc)
+        .and_then(|nvcc| nvcc.parent().and_then(Path::parent).map(|root| root.join("include")))
+        .filter(|d| d.join("crt/host_config.h").is_file());
+    if let (Some(nccl), Some(cuda)) = (nccl, cuda) {
+        shim.include(nccl).include(cuda).define("USE_C10D_NCCL", None);
+        println!("cargo:rustc-link-lib=dylib=torch_cuda");
+    }
+    // The PyPI torch wheels are built with the C++11 ABI.
+    shim.define("_GLIBCXX_USE_CXX11_ABI", "1").flag("-w").compile("scalemake_distributed");
 }
 
 /// The nvcc to use, if any.

@@ -163,8 +163,12 @@ settings! {
         checkpoint_seconds: f64 = [FieldType::Float] default(600.0) metadata,
         /// steps between checkpoints (0: off)
         checkpoint_steps: u64 = [FieldType::Int { min: 0 }] default(0) metadata,
-        /// CPU threads for libtorch (0: its default)
+        /// CPU threads for libtorch (0: its default; with devices, each rank's share of the cores)
         threads: u64 = [FieldType::Int { min: 0 }] default(0) metadata,
+        /// data-parallel ranks: GPUs (one process each), or CPU processes; each takes an equal slice of every batch, so the result does not change
+        devices: u64 = [FieldType::Int { min: 1 }] default(1) metadata,
+        /// seconds a rank waits for the others at a gradient exchange before the run fails
+        collective_timeout: f64 = [FieldType::Float] default(600.0) metadata,
         /// the device's peak TFLOP/s, for MFU where it is not known (CPUs)
         peak_tflops: Option<f64> = [FieldType::Float] optional metadata,
         /// also track the run elsewhere: `{mlflow: URL}` (see Track in MLflow)
@@ -304,6 +308,8 @@ fn job(
         keep_checkpoints: params.kept_checkpoints(),
         branch_from,
         compiled: Some(compiled_use(params, ctx)?),
+        devices: params.devices,
+        collective_timeout_seconds: params.collective_timeout,
     };
     job.check()?;
     Ok(job)
@@ -383,13 +389,14 @@ impl NodeKind for Train {
         &self.schema
     }
 
-    /// One GPU for `cuda`, one if there is one for `auto` (feeding it takes
-    /// a CPU slot); on `cpu`, as many slots as libtorch will use threads, so
-    /// two CPU trainings do not fight over the same cores.
     fn resumes(&self) -> bool {
         true
     }
 
+    /// One GPU per device for `cuda`, as many if there are for `auto`
+    /// (feeding each takes a CPU slot); on `cpu`, as many slots as libtorch
+    /// will use threads (all ranks together), so two CPU trainings do not
+    /// fight over the same cores.
     fn resources_default(&self, params: &Value) -> Resources {
         let Ok(p) = TrainParams::read(params) else { return Resources::default() };
         match p.device.as_str() {
@@ -397,8 +404,8 @@ impl NodeKind for Train {
                 let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
                 Resources { cpu: if p.threads > 0 { p.threads as u32 } else { cores as u32 }, ..Resources::default() }
             }
-            "auto" => Resources { cpu: 1, gpu: 1, gpu_optional: true },
-            _ => Resources { cpu: 1, gpu: 1, gpu_optional: false },
+            "auto" => Resources { cpu: p.devices as u32, gpu: p.devices as u32, gpu_optional: true },
+            _ => Resources { cpu: p.devices as u32, gpu: p.devices as u32, gpu_optional: false },
         }
     }
 

@@ -179,6 +179,22 @@ pub struct TrainJob {
     /// The compiled step to run, if the node asked for one (`compile:`).
     #[serde(default)]
     pub compiled: Option<CompiledUse>,
+    /// Data-parallel ranks (one per GPU, or CPU processes): each takes an
+    /// equal slice of every global batch, and their gradients are summed.
+    #[serde(default = "one_device")]
+    pub devices: u64,
+    /// Seconds a rank waits for the others at a collective before the run
+    /// fails (a rank that died or hangs).
+    #[serde(default = "default_collective_timeout")]
+    pub collective_timeout_seconds: f64,
+}
+
+fn one_device() -> u64 {
+    1
+}
+
+fn default_collective_timeout() -> f64 {
+    600.0
 }
 
 /// What a train node decided about the compiled step ([`super::compile`]).
@@ -229,6 +245,12 @@ impl TrainJob {
             return Err(format!(
                 "batch_size {} must be a positive multiple of micro_batch {}",
                 self.batch_size, self.micro_batch
+            ));
+        }
+        if self.devices == 0 || !self.batch_size.is_multiple_of(self.devices) {
+            return Err(format!(
+                "batch_size {} must be a multiple of devices {}: each device takes an equal slice of every batch",
+                self.batch_size, self.devices
             ));
         }
         if self.total_steps() == 0 {

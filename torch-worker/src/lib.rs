@@ -4,5 +4,6 @@
 #![deny(missing_docs)]
 
 pub mod device;
+pub mod distributed;
 pub mod model;
 pub mod train;

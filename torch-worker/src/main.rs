@@ -24,6 +24,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use scalemake::train::job::{Event, TrainJob};
+use scalemake_torch::distributed::Rendezvous;
 use scalemake_torch::{device, train};
 
 mod tools;
@@ -31,6 +32,15 @@ mod tools;
 fn train_command(job_path: &str) -> Result<(), String> {
     let text = std::fs::read_to_string(job_path).map_err(|e| format!("{job_path}: {e}"))?;
     let job: TrainJob = serde_json::from_str(&text).map_err(|e| format!("{job_path}: {e}"))?;
+    // A rank started by rank 0 here, or by srun; else the worker the engine
+    // started, which is rank 0 of a run of several devices.
+    let rank = Rendezvous::from_env()?;
+    let is_root = rank.as_ref().is_none_or(|r| r.rank == 0);
+    let emit_root = move |event: &Event| {
+        if is_root {
+            emit(event)
+        }
+    };
     // A panic inside libtorch calls (tch unwraps) still reaches the engine as a reason.
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
@@ -39,13 +49,37 @@ fn train_command(job_path: &str) -> Result<(), String> {
             .downcast_ref::<String>()
             .cloned()
             .or_else(|| info.payload().downcast_ref::<&str>().map(|s| s.to_string()));
-        emit(&Event::Failed { message: message.unwrap_or_else(|| "the worker panicked".into()) });
+        emit_root(&Event::Failed { message: message.unwrap_or_else(|| "the worker panicked".into()) });
         default_hook(info);
     }));
     train::run::stop_on_signals()?;
-    let result = train::run::run(&job, &mut |event| emit(&event));
+    let (mut local, rank) = match rank {
+        Some(rank) => (None, Some(rank)),
+        None if job.devices > 1 => {
+            let (ranks, rank0) = train::ranks::LocalRanks::start(std::path::Path::new(job_path), job.devices as usize)?;
+            train::run::record_ranks(&job.work, &ranks.pids())?;
+            (Some(ranks), Some(rank0))
+        }
+        None => (None, None),
+    };
+    let mut result = train::run::run(&job, rank.as_ref(), &mut |event| emit_root(&event));
+    if let Some(ranks) = local.as_mut() {
+        // A rank that died is the reason the collectives failed: say which.
+        if let Err(message) = &result {
+            if let Some(why) = ranks.failure() {
+                result = Err(format!("{why}; rank 0 stopped: {message}"));
+            }
+        }
+    }
+    if let (Ok(()), Some(ranks)) = (&result, local.take()) {
+        result = ranks.finish();
+    }
     if let Err(message) = &result {
-        emit(&Event::Failed { message: message.clone() });
+        let rank = rank.as_ref().map_or(String::new(), |r| format!("rank {}: ", r.rank));
+        emit_root(&Event::Failed { message: message.clone() });
+        if !is_root {
+            eprintln!("{rank}{message}");
+        }
     }
     result
 }

@@ -38,7 +38,11 @@ pub fn reference_case(dir: &Path, preset: &str, vocab: i64) -> Result<(), String
     let optim = OptimSpec::constant(1e-3);
     let mut trainer = Trainer::new(&vs, &optim);
     let batch = [(x.copy(), y.copy())];
-    let losses: Vec<f64> = (0..CASE_STEPS).map(|_| trainer.step(&model, &batch).loss.double_value(&[])).collect();
+    let losses: Vec<f64> = (0..CASE_STEPS)
+        .map(|_| {
+            trainer.step(&model, &batch).expect("a step on one device has no exchange to fail").loss.double_value(&[])
+        })
+        .collect();
     save_weights(&vs, &dir.join("final.safetensors"))?;
     let expected = [
         ("x", x.contiguous()),
@@ -148,13 +152,13 @@ pub fn bench(spec: &BenchSpec) -> Result<serde_json::Value, String> {
         .map(|_| (data.narrow(1, 0, shape.context), data.narrow(1, 1, shape.context)))
         .collect();
     for _ in 0..spec.warmup {
-        trainer.step(&model, &micro);
+        trainer.step(&model, &micro).expect("a step on one device has no exchange to fail");
     }
     sync(device);
     let start = Instant::now();
     let mut last = None;
     for _ in 0..spec.steps {
-        last = Some(trainer.step(&model, &micro).loss);
+        last = Some(trainer.step(&model, &micro).expect("a step on one device has no exchange to fail").loss);
     }
     let loss = last.map(|l| l.double_value(&[]));
     sync(device);
@@ -219,11 +223,13 @@ fn phase_times(
     for _ in 0..steps {
         sync(device);
         let mut since = Instant::now();
-        trainer.step_marked(model, micro, &mut |phase| {
-            sync(device);
-            totals[phase as usize] += since.elapsed().as_secs_f64();
-            since = Instant::now();
-        });
+        trainer
+            .step_marked(model, micro, &mut |phase| {
+                sync(device);
+                totals[phase as usize] += since.elapsed().as_secs_f64();
+                since = Instant::now();
+            })
+            .expect("a step on one device has no exchange to fail");
     }
     let per_step = |total: f64| 1e3 * total / steps.max(1) as f64;
     Phase::ALL

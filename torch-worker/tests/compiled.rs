@@ -89,7 +89,7 @@ fn agrees_with_eager(variant: Variant) {
 
     let (vs, model, mut eager) = trainer(&shape, 11, None);
     for s in 0..3 {
-        eager.step(&model, &[batch(s)]);
+        eager.step(&model, &[batch(s)]).unwrap();
     }
     let step = CompiledStep::load(&package, &vs).unwrap();
     let (x, y) = batch(7);
@@ -156,7 +156,7 @@ fn a_compiled_curve_follows_the_eager_curve_for_20_steps() {
                 // agree), the same ones each step so that the model learns them.
                 let _ = s;
                 let (a, b) = (batch(100), batch(101));
-                trainer.step(&model, &[a, b]).loss.double_value(&[])
+                trainer.step(&model, &[a, b]).unwrap().loss.double_value(&[])
             })
             .collect()
     };
@@ -178,7 +178,7 @@ fn a_resumed_compiled_run_with_dropout_equals_an_uninterrupted_one() {
             .map(|s| {
                 let data = batch(200 + s);
                 tch::manual_seed(1000 + s);
-                trainer.step(model, &[data]).loss.double_value(&[])
+                trainer.step(model, &[data]).unwrap().loss.double_value(&[])
             })
             .collect()
     };

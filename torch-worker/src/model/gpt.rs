@@ -336,7 +336,7 @@ mod tests {
         let data = Tensor::randint(300, [2, 17], (Kind::Int64, Device::Cpu));
         let batch = [(data.narrow(1, 0, 16), data.narrow(1, 1, 16))];
         for _ in 0..3 {
-            trainer.step(&model, &batch);
+            trainer.step(&model, &batch).unwrap();
         }
         for (name, before) in frozen_before {
             let now = &vs.variables()[&name];
@@ -354,10 +354,10 @@ mod tests {
             let mut trainer = Trainer::new(&vs, &optim());
             let data = Tensor::randint(300, [4, 33], (Kind::Int64, Device::Cpu));
             let batch = [(data.narrow(1, 0, 32), data.narrow(1, 1, 32))];
-            let first = trainer.step(&model, &batch).loss.double_value(&[]);
+            let first = trainer.step(&model, &batch).unwrap().loss.double_value(&[]);
             let mut last = first;
             for _ in 0..30 {
-                last = trainer.step(&model, &batch).loss.double_value(&[]);
+                last = trainer.step(&model, &batch).unwrap().loss.double_value(&[]);
             }
             assert!(last < first - 1.0, "{variant:?}: loss {first:.3} → {last:.3}");
         }

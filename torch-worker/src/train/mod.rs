@@ -7,12 +7,14 @@
 
 pub mod compiled;
 pub mod flat;
+pub mod ranks;
 pub mod run;
 pub mod schedule;
 
 use scalemake::train::job::OptimSpec;
 use tch::{nn, Kind, Tensor};
 
+use crate::distributed::Group;
 use crate::model::gpt::Gpt;
 use compiled::CompiledStep;
 use flat::{Adam, FlatParams};
@@ -20,7 +22,8 @@ use schedule::Schedule;
 
 /// What one step reports, still on the device (reading it syncs).
 pub struct StepOutput {
-    /// Mean training loss over the micro-batches (0-dim).
+    /// Mean training loss over the micro-batches (0-dim); with several
+    /// ranks, this rank's part of it (the parts sum to the mean).
     pub loss: Tensor,
     /// Gradient norm before clipping (0-dim).
     pub grad_norm: Tensor,
@@ -33,6 +36,8 @@ pub struct StepOutput {
 pub enum Phase {
     /// Forward and backward passes over every micro-batch (with zeroing the gradients).
     ForwardBackward,
+    /// Summing the gradients over the data-parallel ranks (nothing on one).
+    Exchange,
     /// The global gradient norm and clipping.
     Clip,
     /// Adam's update of the flat buffers.
@@ -41,12 +46,13 @@ pub enum Phase {
 
 impl Phase {
     /// Every phase, in the order a step runs them.
-    pub const ALL: [Phase; 3] = [Phase::ForwardBackward, Phase::Clip, Phase::Update];
+    pub const ALL: [Phase; 4] = [Phase::ForwardBackward, Phase::Exchange, Phase::Clip, Phase::Update];
 
     /// The name `bench --phases` reports.
     pub fn name(self) -> &'static str {
         match self {
             Phase::ForwardBackward => "forward_backward",
+            Phase::Exchange => "all_reduce",
             Phase::Clip => "clip",
             Phase::Update => "adam",
         }
@@ -61,6 +67,8 @@ pub struct Trainer {
     clip: f64,
     /// The compiled forward+backward, when the run uses one.
     compiled: Option<CompiledStep>,
+    /// The data-parallel group, when the run has several ranks.
+    group: Option<Group>,
     /// Tokens consumed so far (inputs, not targets).
     pub tokens: u64,
 }
@@ -77,13 +85,26 @@ impl Trainer {
             final_fraction: optim.final_lr_fraction,
             wsd: optim.wsd,
         };
-        Trainer { flat, adam, schedule, clip: optim.clip, compiled: None, tokens: 0 }
+        Trainer { flat, adam, schedule, clip: optim.clip, compiled: None, group: None, tokens: 0 }
     }
 
     /// Runs forward and backward through `step` from now on (it must have
     /// been compiled for this model's shape and device).
     pub fn use_compiled(&mut self, step: CompiledStep) {
         self.compiled = Some(step);
+    }
+
+    /// Trains as one rank of `group` from now on: rank 0's parameters
+    /// become every rank's, and each step sums the gradients of all ranks.
+    pub fn distribute(&mut self, group: Group) -> Result<(), String> {
+        group.broadcast(&self.flat.params, 0)?;
+        self.group = Some(group);
+        Ok(())
+    }
+
+    /// The data-parallel group, if the run has one.
+    pub fn group(&self) -> Option<&Group> {
+        self.group.as_ref()
     }
 
     /// Whether steps run through a compiled package.
@@ -97,27 +118,38 @@ impl Trainer {
     }
 
     /// One optimiser step over `micro_batches` of (inputs, targets), each
-    /// (B, T) token ids. Nothing here waits for the device.
-    pub fn step(&mut self, model: &Gpt, micro_batches: &[(Tensor, Tensor)]) -> StepOutput {
+    /// (B, T) token ids: this rank's share of the step's batch, when the
+    /// run has several (every rank holds as many rows). Nothing here waits
+    /// for the device, except the gradient exchange between ranks; its
+    /// failure (a rank died, or timed out) is the error.
+    pub fn step(&mut self, model: &Gpt, micro_batches: &[(Tensor, Tensor)]) -> Result<StepOutput, String> {
         self.step_marked(model, micro_batches, &mut |_| {})
     }
 
     /// [`Trainer::step`], calling `mark` as each [`Phase`] ends: `bench
     /// --phases` syncs and reads a clock there to say where a step's time goes.
+    ///
+    /// Each micro-batch's mean loss is weighted by its share of the global
+    /// batch's rows, so the gradients summed over the ranks are those of
+    /// the whole batch's mean loss: what one device computes.
     pub fn step_marked(
         &mut self,
         model: &Gpt,
         micro_batches: &[(Tensor, Tensor)],
         mark: &mut dyn FnMut(Phase),
-    ) -> StepOutput {
+    ) -> Result<StepOutput, String> {
         let lr = self.schedule.lr(self.tokens as f64);
-        let n = micro_batches.len() as f64;
+        let world = self.group.as_ref().map_or(1, |g| g.world) as i64;
+        let rows = |x: &Tensor| x.size()[0];
+        let global_rows = micro_batches.iter().map(|(x, _)| rows(x)).sum::<i64>() * world;
+        // On one device with equal micro-batches this is their count, exactly.
+        let divisor = |x: &Tensor| global_rows as f64 / rows(x) as f64;
         let mut total = Tensor::zeros([], (Kind::Float, self.flat.params.device()));
         match &self.compiled {
             None => {
                 self.flat.zero_grad();
                 for (x, y) in micro_batches {
-                    let loss = model.loss(x, y, true) / n;
+                    let loss = model.loss(x, y, true) / divisor(x);
                     loss.backward();
                     total += loss.detach();
                 }
@@ -127,7 +159,8 @@ impl Trainer {
             Some(step) => tch::no_grad(|| {
                 for (i, (x, y)) in micro_batches.iter().enumerate() {
                     let (loss, grads) = step.run(&self.flat.params, x, y).unwrap_or_else(|e| panic!("{e}"));
-                    let grads = if micro_batches.len() > 1 { grads / n } else { grads };
+                    let n = divisor(x);
+                    let grads = if n != 1.0 { grads / n } else { grads };
                     if i == 0 {
                         self.flat.grads.copy_(&grads);
                     } else {
@@ -137,13 +170,17 @@ impl Trainer {
                 }
             }),
         }
-        self.tokens += micro_batches.iter().map(|(x, _)| x.numel() as u64).sum::<u64>();
+        self.tokens += micro_batches.iter().map(|(x, _)| x.numel() as u64).sum::<u64>() * world as u64;
         mark(Phase::ForwardBackward);
+        if let Some(group) = &self.group {
+            group.all_reduce_sum(&self.flat.grads)?;
+        }
+        mark(Phase::Exchange);
         let grad_norm = self.flat.clip_grad_norm(self.clip);
         mark(Phase::Clip);
         self.adam.update(&mut self.flat, lr);
         mark(Phase::Update);
-        StepOutput { loss: total, grad_norm, lr }
+        Ok(StepOutput { loss: total, grad_norm, lr })
     }
 
     /// Name and shape of every trainable parameter, in the flat buffers' order.
@@ -200,11 +237,11 @@ mod tests {
         let mut trainer = Trainer::new(&vs, &optim(3e-3));
         let data = Tensor::randint(256, [4, 17], (Kind::Int64, Device::Cpu));
         let batch = [(data.narrow(1, 0, 16), data.narrow(1, 1, 16))];
-        let first = trainer.step(&model, &batch).loss.double_value(&[]);
+        let first = trainer.step(&model, &batch).unwrap().loss.double_value(&[]);
         assert!((first - 256f64.ln()).abs() < 0.1, "initial loss {first} ≈ ln 256");
         let mut last = first;
         for _ in 0..60 {
-            last = trainer.step(&model, &batch).loss.double_value(&[]);
+            last = trainer.step(&model, &batch).unwrap().loss.double_value(&[]);
         }
         assert!(last < 0.5, "loss {first:.3} → {last:.3}: a model must memorise one batch");
         assert_eq!(trainer.steps(), 61);
@@ -225,9 +262,9 @@ mod tests {
             let losses: Vec<f64> = (0..2)
                 .map(|_| {
                     let out = if marked {
-                        trainer.step_marked(&model, &batch, &mut |phase| seen.push(phase))
+                        trainer.step_marked(&model, &batch, &mut |phase| seen.push(phase)).unwrap()
                     } else {
-                        trainer.step(&model, &batch)
+                        trainer.step(&model, &batch).unwrap()
                     };
                     out.loss.double_value(&[])
                 })
@@ -256,7 +293,7 @@ mod tests {
                     (data.narrow(0, i * rows, rows).narrow(1, 0, 8), data.narrow(0, i * rows, rows).narrow(1, 1, 8))
                 })
                 .collect();
-            let out = trainer.step(&model, &batches);
+            let out = trainer.step(&model, &batches).unwrap();
             (out.loss.double_value(&[]), trainer.flat.params.copy())
         };
         let (loss1, p1) = run(1);

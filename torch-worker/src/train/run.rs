@@ -26,6 +26,7 @@ use tch::{nn, Device, Kind, Tensor};
 
 use super::compiled::CompiledStep;
 use super::Trainer;
+use crate::distributed::{Backend, Group, Rendezvous};
 use crate::model::gpt::{param_counts, Gpt};
 
 /// Steps between reading losses back from the device: each read is a host
@@ -94,9 +95,28 @@ impl MetricLog {
     }
 }
 
-/// The dropout seed of a step: resuming at step s replays the same masks.
-fn step_seed(seed: u64, step: u64) -> i64 {
-    (seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(step) >> 1) as i64
+/// The dropout seed of a step on a rank: resuming at step s replays the
+/// same masks, and ranks draw different ones for their different rows.
+fn step_seed(seed: u64, step: u64, rank: usize) -> i64 {
+    let mixed = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(step);
+    ((mixed ^ (rank as u64).wrapping_mul(0xD6E8_FEB8_6659_FD93)) >> 1) as i64
+}
+
+/// This rank's rows of a step's global batch (its `micro` batches of
+/// `rows` windows of `width` tokens each, in order): an equal, contiguous
+/// share, cut where micro-batches end, so one rank holds whole
+/// micro-batches whenever their count divides by the ranks.
+fn rank_rows(micro: &[Vec<u32>], rows: usize, width: usize, rank: usize, world: usize) -> Vec<(&[u32], usize)> {
+    let total = micro.len() * rows;
+    let (lo, hi) = (rank * total / world, (rank + 1) * total / world);
+    micro
+        .iter()
+        .enumerate()
+        .filter_map(|(i, batch)| {
+            let (start, end) = (lo.max(i * rows), hi.min((i + 1) * rows));
+            (start < end).then(|| (&batch[(start - i * rows) * width..(end - i * rows) * width], end - start))
+        })
+        .collect()
 }
 
 /// One (B, T+1) batch of tokens → (inputs, targets) on `device`. On a
@@ -279,6 +299,26 @@ impl RowMaker {
     }
 }
 
+/// What every rank must decide alike at a sync point: sums this rank's
+/// part of each pending loss over the ranks (in place: the rows then carry
+/// the global losses), and whether any rank was asked to stop or rank 0's
+/// checkpoint clock ran out. One all-reduce of a few floats.
+fn agree(group: &Group, pending: &mut [Pending], stop: bool, checkpoint_due: bool) -> Result<(bool, bool), String> {
+    let device = pending.first().map_or(Device::Cpu, |p| p.loss.device());
+    let flags = Tensor::from_slice(&[f32::from(u8::from(stop)), f32::from(u8::from(checkpoint_due))]).to_device(device);
+    let mut parts: Vec<Tensor> = pending.iter().map(|p| p.loss.to_kind(Kind::Float).reshape([1])).collect();
+    parts.push(flags);
+    let all = Tensor::cat(&parts, 0);
+    group.all_reduce_sum(&all)?;
+    for (i, p) in pending.iter_mut().enumerate() {
+        p.loss = all.get(i as i64);
+    }
+    let n = pending.len() as i64;
+    let flags =
+        Vec::<f32>::try_from(all.narrow(0, n, 2).to_device(Device::Cpu)).map_err(|e: tch::TchError| e.to_string())?;
+    Ok((flags[0] > 0.0, flags[1] > 0.0))
+}
+
 /// A step row for the node's log.
 fn step_line(row: &StepRow, total: u64) -> String {
     let mfu = row.mfu.map(|m| format!(", MFU {:.1}%", 100.0 * m)).unwrap_or_default();
@@ -307,19 +347,35 @@ pub fn stop_on_signals() -> Result<(), String> {
 /// Trains the model `job` describes, reporting through `emit`, and writes
 /// the artifact into `job.out` — or, asked to stop, checkpoints and emits
 /// [`Event::Suspended`] instead.
-pub fn run(job: &TrainJob, emit: &mut dyn FnMut(Event)) -> Result<(), String> {
+///
+/// As one rank of a data-parallel run (`rank`), it trains on its share of
+/// every batch and exchanges gradients with the others; rank 0 alone
+/// evaluates, reports, checkpoints and writes the artifact, and decisions
+/// that must be the same everywhere (stop, checkpoint) are agreed at the
+/// sync points, where the losses are summed.
+pub fn run(job: &TrainJob, rank: Option<&Rendezvous>, emit: &mut dyn FnMut(Event)) -> Result<(), String> {
     job.check()?;
-    if job.threads > 0 {
-        tch::set_num_threads(job.threads as i32);
+    let (me, world) = rank.map_or((0, 1), |r| (r.rank, r.world));
+    let root = me == 0;
+    let threads = match rank {
+        _ if job.threads > 0 => job.threads as usize,
+        Some(r) => rank_threads(r),
+        None => 0,
+    };
+    if threads > 0 {
+        tch::set_num_threads(threads as i32);
     }
-    let (device, device_name) = crate::device::resolve(&job.device)?;
+    let (device, device_name) = rank_device(&job.device, rank)?;
     let bf16 = job.precision == Precision::Bf16;
     tch::manual_seed(job.seed as i64);
     let vs = nn::VarStore::new(device);
     let model = Gpt::new(&vs.root(), &job.model, if bf16 { Kind::BFloat16 } else { Kind::Float });
     let counts = param_counts(&vs, &job.model);
     let mut trainer = Trainer::new(&vs, &job.optim);
-    let step_used = use_compiled_step(job, &vs, &mut trainer);
+    let accum = job.batch_size / job.micro_batch;
+    // A compiled step has the shape of a whole micro-batch.
+    let whole_micro_batches = accum.is_multiple_of(world as u64);
+    let step_used = use_compiled_step(job, &vs, &mut trainer, whole_micro_batches);
 
     fs::create_dir_all(&job.work).map_err(|e| format!("{}: {e}", job.work.display()))?;
     let resumed = resume(&job.work, &mut trainer)?;
@@ -330,14 +386,22 @@ pub fn run(job: &TrainJob, emit: &mut dyn FnMut(Event)) -> Result<(), String> {
         (None, Some(from)) => branch(from, first, &mut trainer).map(|()| first)?,
         (None, None) => 0,
     };
-    let mut metrics = MetricLog::open(&job.work, resumed.as_ref().map_or((0, 0), |m| (m.steps_bytes, m.eval_bytes)))?;
+    if let Some(at) = rank {
+        let backend = if device.is_cuda() { Backend::Nccl } else { Backend::Gloo };
+        let timeout = std::time::Duration::from_secs_f64(job.collective_timeout_seconds.max(1.0));
+        trainer.distribute(Group::join(at, backend, timeout)?)?;
+    }
+    let mut metrics = if root {
+        Some(MetricLog::open(&job.work, resumed.as_ref().map_or((0, 0), |m| (m.steps_bytes, m.eval_bytes)))?)
+    } else {
+        None
+    };
 
-    let val_set = held_out_set(job, "val", device)?;
+    let val_set = if root { held_out_set(job, "val", device)? } else { Vec::new() };
     let train = Arc::new(TokenStream::open_split(&job.shards, "train").map_err(|e| e.to_string())?);
-    let accum = job.batch_size / job.micro_batch;
-    let mut batches =
-        Batches::new(train, job.micro_batch as usize, job.model.context as usize, Order::Random { seed: job.seed })
-            .map_err(|e| format!("training split: {e}"))?;
+    let (micro_rows, width) = (job.micro_batch as usize, job.model.context as usize + 1);
+    let mut batches = Batches::new(train, micro_rows, width - 1, Order::Random { seed: job.seed })
+        .map_err(|e| format!("training split: {e}"))?;
     batches.skip_batches(start * accum);
     let incoming = prefetch(batches, 2 * accum as usize);
 
@@ -346,16 +410,21 @@ pub fn run(job: &TrainJob, emit: &mut dyn FnMut(Event)) -> Result<(), String> {
     // the source's artifact already holds the curve before that.
     let evals: BTreeSet<u64> = eval_steps(total - first, job.eval_points).into_iter().map(|s| s + first).collect();
     let keep: BTreeSet<u64> = job.keep_checkpoints.iter().copied().collect();
-    emit(Event::Start { device: device_name.clone(), params: counts, total_steps: total, resumed_from: start });
-    eprintln!(
-        "training on {device_name}: {} trainable non-embedding parameters, {total} steps of {} tokens{}",
-        counts.trainable,
-        job.tokens_per_step(),
-        if start > 0 { format!(", resuming after step {start}") } else { String::new() }
-    );
-    eprintln!("training step: {step_used}");
+    let ranks = if world > 1 { format!(", {world} ranks") } else { String::new() };
+    if root {
+        emit(Event::Start { device: device_name.clone(), params: counts, total_steps: total, resumed_from: start });
+        eprintln!(
+            "training on {device_name}{ranks}: {} trainable non-embedding parameters, {total} steps of {} tokens{}",
+            counts.trainable,
+            job.tokens_per_step(),
+            if start > 0 { format!(", resuming after step {start}") } else { String::new() }
+        );
+        eprintln!("training step: {step_used}");
+    } else {
+        eprintln!("rank {me} of {world} on {device_name}: ready");
+    }
 
-    let peak = job.peak_flops.or_else(|| peak_flops(&device_name, bf16));
+    let peak = job.peak_flops.or_else(|| peak_flops(&device_name, bf16)).map(|p| p * world as f64);
     let mut rows = RowMaker {
         counts,
         flops_per_token: job.model.flops_per_token(&counts),
@@ -368,37 +437,50 @@ pub fn run(job: &TrainJob, emit: &mut dyn FnMut(Event)) -> Result<(), String> {
     let mut pending: Vec<Pending> = Vec::new();
     let mut val_loss = f64::NAN;
     for step in start + 1..=total {
-        tch::manual_seed(step_seed(job.seed, step));
-        let micro: Vec<(Tensor, Tensor)> = (0..accum)
-            .map(|_| {
-                incoming
-                    .recv()
-                    .map(|b| to_tensors(&b, job.micro_batch as i64, device))
-                    .map_err(|_| "the data loader stopped".to_string())
-            })
+        tch::manual_seed(step_seed(job.seed, step, me));
+        let drawn: Vec<Vec<u32>> = (0..accum)
+            .map(|_| incoming.recv().map_err(|_| "the data loader stopped".to_string()))
             .collect::<Result<_, _>>()?;
-        let out = trainer.step(&model, &micro);
+        let micro: Vec<(Tensor, Tensor)> = rank_rows(&drawn, micro_rows, width, me, world)
+            .into_iter()
+            .map(|(tokens, n)| to_tensors(tokens, n as i64, device))
+            .collect();
+        let out = trainer.step(&model, &micro)?;
         rows.window_tokens += job.tokens_per_step();
         trained_tokens += job.tokens_per_step();
         pending.push(Pending { step, tokens: trainer.tokens, lr: out.lr, loss: out.loss, grad_norm: out.grad_norm });
-        if keep.contains(&trainer.tokens) {
+        if root && keep.contains(&trainer.tokens) {
             keep_checkpoint(&job.work, &trainer, trainer.tokens)?;
         }
 
         let is_eval = evals.contains(&step);
-        let stop = step < total && STOP_REQUESTED.load(Ordering::SeqCst);
-        let wants_checkpoint = step < total
-            && (stop
-                || (job.checkpoint_steps > 0 && step % job.checkpoint_steps == 0)
-                || (job.checkpoint_seconds > 0.0 && last_checkpoint.elapsed().as_secs_f64() >= job.checkpoint_seconds));
-        if pending.len() >= SYNC_EVERY || is_eval || wants_checkpoint || step == total {
-            for row in rows.rows(&mut pending)? {
-                MetricLog::append(&mut metrics.steps, &row)?;
-                eprintln!("{}", step_line(&row, total));
-                emit(Event::Step(row));
+        let by_steps = job.checkpoint_steps > 0 && step.is_multiple_of(job.checkpoint_steps);
+        let by_time =
+            root && job.checkpoint_seconds > 0.0 && last_checkpoint.elapsed().as_secs_f64() >= job.checkpoint_seconds;
+        let mut stop = step < total && STOP_REQUESTED.load(Ordering::SeqCst);
+        let mut wants_checkpoint = step < total && (stop || by_steps || by_time);
+        let sync = pending.len() >= SYNC_EVERY || is_eval || step == total;
+        if let Some(group) = trainer.group() {
+            // Ranks act on stop and time only where they all meet, so
+            // every rank checkpoints and stops after the same step.
+            if sync || (step < total && by_steps) {
+                let (any_stop, due) = agree(group, &mut pending, stop, by_time)?;
+                stop = step < total && any_stop;
+                wants_checkpoint = step < total && (stop || by_steps || due);
+            } else {
+                (stop, wants_checkpoint) = (false, false);
             }
         }
-        if is_eval {
+        if sync || wants_checkpoint {
+            for row in rows.rows(&mut pending)? {
+                if let Some(metrics) = metrics.as_mut() {
+                    MetricLog::append(&mut metrics.steps, &row)?;
+                    eprintln!("{}", step_line(&row, total));
+                    emit(Event::Step(row));
+                }
+            }
+        }
+        if is_eval && root {
             val_loss = evaluate(&model, &val_set);
             let row = EvalRow {
                 step,
@@ -407,26 +489,35 @@ pub fn run(job: &TrainJob, emit: &mut dyn FnMut(Event)) -> Result<(), String> {
                 compute: Compute::at(&counts, trainer.tokens as f64),
             };
             eprintln!("step {step}/{total}: {} tokens, val loss {val_loss:.4} (evaluation)", trainer.tokens);
-            MetricLog::append(&mut metrics.evals, &row)?;
+            if let Some(metrics) = metrics.as_mut() {
+                MetricLog::append(&mut metrics.evals, &row)?;
+            }
             emit(Event::Eval(row));
             rows.window_start = Instant::now(); // evaluation time is not training throughput
             rows.window_tokens = 0;
         }
         if wants_checkpoint {
-            checkpoint(&job.work, &trainer, &mut metrics)?;
+            if let Some(metrics) = metrics.as_mut() {
+                checkpoint(&job.work, &trainer, metrics)?;
+                emit(Event::Checkpoint { step });
+            }
             last_checkpoint = Instant::now();
-            emit(Event::Checkpoint { step });
             if stop {
-                eprintln!(
-                    "stopping after the checkpoint of step {step}, as asked (a signal); the next run resumes here"
-                );
-                emit(Event::Suspended { step });
+                if root {
+                    eprintln!(
+                        "stopping after the checkpoint of step {step}, as asked (a signal); the next run resumes here"
+                    );
+                    emit(Event::Suspended { step });
+                }
                 return Ok(());
             }
             rows.window_start = Instant::now();
             rows.window_tokens = 0;
         }
     }
+    let Some(mut metrics) = metrics else {
+        return Ok(()); // the other ranks' part ends with the last step
+    };
     metrics.durable_lengths()?;
     let tokens_per_second = trained_tokens as f64 / run_start.elapsed().as_secs_f64().max(1e-9);
     let test_loss = test_loss(job, &model, device);
@@ -435,12 +526,53 @@ pub fn run(job: &TrainJob, emit: &mut dyn FnMut(Event)) -> Result<(), String> {
     Ok(())
 }
 
+/// The file in the work directory that lists a run's ranks while it trains.
+pub const RANKS_FILE: &str = "ranks.json";
+
+/// Writes which process is which rank (rank 0 is this one) into the work
+/// directory, for `status` and for whoever must find a rank.
+pub fn record_ranks(work: &Path, children: &[(usize, u32)]) -> Result<(), String> {
+    fs::create_dir_all(work).map_err(|e| format!("{}: {e}", work.display()))?;
+    let mut ranks = vec![serde_json::json!({ "rank": 0, "pid": std::process::id() })];
+    ranks.extend(children.iter().map(|&(rank, pid)| serde_json::json!({ "rank": rank, "pid": pid })));
+    let path = work.join(RANKS_FILE);
+    let tmp = path.with_extension("json.tmp");
+    fs::write(&tmp, serde_json::to_vec_pretty(&ranks).map_err(|e| e.to_string())?)
+        .and_then(|()| fs::rename(&tmp, &path))
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// libtorch threads for a rank: its share of this machine's cores, or
+/// what Slurm gave its task.
+fn rank_threads(rank: &Rendezvous) -> usize {
+    if let Some(cpus) = std::env::var("SLURM_CPUS_PER_TASK").ok().and_then(|v| v.parse::<usize>().ok()) {
+        return cpus;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cores / rank.local_world.max(1)).max(1)
+}
+
+/// The device of this rank: the job's, or on CUDA with several ranks the
+/// GPU of its local rank.
+fn rank_device(spec: &str, rank: Option<&Rendezvous>) -> Result<(Device, String), String> {
+    match rank {
+        Some(r) if r.world > 1 && spec.starts_with("cuda") => crate::device::resolve(&format!("cuda:{}", r.local_rank)),
+        _ => crate::device::resolve(spec),
+    }
+}
+
 /// Loads the compiled step the job names into `trainer`; says which step
 /// the run uses and why. A package that does not load is not fatal: the
 /// run goes on eager and says so.
-fn use_compiled_step(job: &TrainJob, vs: &nn::VarStore, trainer: &mut Trainer) -> String {
+fn use_compiled_step(job: &TrainJob, vs: &nn::VarStore, trainer: &mut Trainer, whole_micro_batches: bool) -> String {
     let Some(compiled) = &job.compiled else { return "eager (compile: off)".into() };
     let Some(package) = &compiled.package else { return compiled.reason.clone() };
+    if !whole_micro_batches {
+        return format!(
+            "eager: the {} ranks split micro-batches (batch_size / micro_batch does not divide by them), and the compiled step has a whole micro-batch's shape",
+            job.devices
+        );
+    }
     match CompiledStep::load(package, vs) {
         Ok(step) => {
             trainer.use_compiled(step);
