@@ -385,3 +385,27 @@ fn slurm_an_attached_run_adopts_the_jobs_of_a_detached_submission() {
         assert_eq!(distinct_jobs(&jobs_named(p.path(), name)), 1, "one job for {name}");
     }
 }
+
+/// A data-parallel run on Slurm is one job of two tasks: `srun` starts a
+/// rank in each, they meet at rank 0's store, and the curve is the one the
+/// same run trains locally (where rank 0 starts the other rank itself).
+#[test]
+fn slurm_a_two_device_run_is_one_job_of_two_tasks_with_the_local_curve() {
+    slurm();
+    let study = common::NANO_STUDY.replace("micro_batch: 2", "micro_batch: 2\n    dropout: 0.0\n    devices: 2");
+    let local = common::training_project(&study);
+    assert_eq!(local.sm(&["run"]).code, 0);
+    let p = common::training_project(&study);
+    let run = p.sm(&["run", "--backend", "slurm"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let log = p.read("cache/logs/study/train.log");
+    assert!(log.contains("scalemake: 2 ranks as the tasks of Slurm job"), "{log}");
+    assert!(log.contains(", 2 ranks:") && log.contains("rank 1 of 2 on cpu"), "{log}");
+    let jobs = jobs_named(p.path(), "train");
+    assert_eq!(jobs.len(), 1, "one job: {jobs:?}");
+    let out = Command::new("scontrol").args(["show", "job", &jobs[0]]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("NumTasks=2"), "{text}");
+    let steps = |p: &Project| common::curve(&p.artifact("train").join("metrics/steps.jsonl"));
+    assert_eq!(steps(&p), steps(&local), "the Slurm run's curve is the local run's");
+}

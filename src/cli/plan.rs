@@ -41,8 +41,10 @@ pub fn summary(e: &WorkEstimate, throughput: &Throughput) -> String {
     if e.params.structured > 0 {
         extra.push_str(&format!(", {} structured", si(e.params.structured as f64)));
     }
-    let hours =
-        throughput.gpu_hours(e.flops, e.bf16).map_or(String::new(), |h| format!(", ~{} on the GPU", duration(h)));
+    let hours = throughput.gpu_hours(e.flops, e.bf16).map_or(String::new(), |h| match e.devices {
+        0 | 1 => format!(", ~{} on the GPU", duration(h)),
+        n => format!(", ~{} of GPU time, ~{} on {n} GPUs", duration(h), duration(h / f64::from(n))),
+    });
     format!("N {}{extra}, {} tokens, {:.2e} FLOP{hours}", si(e.params.trainable as f64), si(e.tokens), e.flops)
 }
 
@@ -71,15 +73,18 @@ pub fn plan(env: &Env, args: &[String], throughput: &Throughput) -> Result<ExitC
     // FLOPs the run really computes (output head, attention, frozen layers,
     // evaluations): both are "compute", and they differ by 3× at XXSmall.
     println!(
-        "{:<width$}  {:>11} {:>10} {:>10} {:>9} {:>9} {:>9} {:>9}",
-        "node", "N trainable", "frozen", "structured", "tokens", "C=6·N·D", "FLOP", "GPU time"
+        "{:<width$}  {:>11} {:>10} {:>10} {:>9} {:>9} {:>9} {:>9} {:>7} {:>9}",
+        "node", "N trainable", "frozen", "structured", "tokens", "C=6·N·D", "FLOP", "GPU time", "devices", "wall"
     );
     let (mut paper_c, mut flops, mut hours, mut notes) = (0.0, 0.0, 0.0, BTreeSet::new());
+    let mut parallel = false;
     for (i, e) in &rows {
         let h = throughput.gpu_hours(e.flops, e.bf16);
         let c = 6.0 * e.params.trainable as f64 * e.tokens;
+        let devices = e.devices.max(1);
+        parallel |= devices > 1;
         println!(
-            "{:<width$}  {:>11} {:>10} {:>10} {:>9} {:>9.2e} {:>9.2e} {:>9}",
+            "{:<width$}  {:>11} {:>10} {:>10} {:>9} {:>9.2e} {:>9.2e} {:>9} {:>7} {:>9}",
             plan.experiment.nodes[*i].id.0,
             si(e.params.trainable as f64),
             si(e.params.frozen as f64),
@@ -87,7 +92,9 @@ pub fn plan(env: &Env, args: &[String], throughput: &Throughput) -> Result<ExitC
             si(e.tokens),
             c,
             e.flops,
-            h.map_or("–".into(), duration)
+            h.map_or("–".into(), duration),
+            devices,
+            h.map_or("–".into(), |h| duration(h / f64::from(devices)))
         );
         paper_c += c;
         flops += e.flops;
@@ -105,6 +112,9 @@ pub fn plan(env: &Env, args: &[String], throughput: &Throughput) -> Result<ExitC
         "C = 6·N·D is the paper's compute ({paper_c:.3e} in all, {} PF-days): trainable non-embedding parameters only; FLOP counts what runs (output head, attention, frozen layers, evaluations).",
         pf_days(paper_c)
     );
+    if parallel {
+        println!("wall: GPU time over the run's devices, as if they scaled perfectly (benches/RESULTS.md §4d estimates what the gradient exchange costs)");
+    }
     for note in notes {
         println!("note: {note}");
     }

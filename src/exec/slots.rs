@@ -120,7 +120,7 @@ mod tests {
     use super::*;
 
     fn needs(cpu: u32, gpu: u32) -> Resources {
-        Resources { cpu, gpu, gpu_optional: false }
+        Resources { cpu, gpu, gpu_optional: false, tasks: 1 }
     }
 
     fn never_asked() -> Result<usize, String> {
@@ -199,7 +199,7 @@ mod tests {
             Take::Never("needs 1 GPU(s), 0 visible (cannot ask libtorch: no worker)".into())
         );
         assert_eq!(
-            pool.take(&Resources { cpu: 1, gpu: 1, gpu_optional: true }),
+            pool.take(&Resources { cpu: 1, gpu: 1, gpu_optional: true, tasks: 1 }),
             Take::Got(Slots { cpu: 3, gpus: vec![] })
         );
     }

@@ -184,8 +184,8 @@ impl NodeKind for Compile {
         let device = CompileParams::read(params).map(|p| p.device).unwrap_or_default();
         match device.as_str() {
             "cpu" => Resources::default(),
-            "auto" => Resources { cpu: 1, gpu: 1, gpu_optional: true },
-            _ => Resources { cpu: 1, gpu: 1, gpu_optional: false },
+            "auto" => Resources { cpu: 1, gpu: 1, gpu_optional: true, tasks: 1 },
+            _ => Resources { cpu: 1, gpu: 1, gpu_optional: false, tasks: 1 },
         }
     }
 

@@ -62,11 +62,19 @@ pub struct Resources {
     /// Run with no GPU when none is visible instead of failing (`device: auto`).
     #[serde(default)]
     pub gpu_optional: bool,
+    /// Processes the node runs as, sharing its slots equally (a
+    /// data-parallel run's ranks): on Slurm, one task each.
+    #[serde(default = "one_task")]
+    pub tasks: u32,
+}
+
+fn one_task() -> u32 {
+    1
 }
 
 impl Default for Resources {
     fn default() -> Self {
-        Resources { cpu: 1, gpu: 0, gpu_optional: false }
+        Resources { cpu: 1, gpu: 0, gpu_optional: false, tasks: 1 }
     }
 }
 
@@ -190,6 +198,9 @@ pub struct WorkEstimate {
     pub bf16: bool,
     /// Assumptions worth saying (e.g. a vocabulary taken as the paper's).
     pub note: Option<String>,
+    /// Devices it trains on at once (data-parallel ranks): the GPU-hours
+    /// are spread over them.
+    pub devices: u32,
 }
 
 /// The units of a training node's compute C = 6·N·D.

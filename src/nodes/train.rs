@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use super::compile::Compile;
 use super::shards::META_FILE;
-use super::worker::{resolve_device, spawn_worker};
+use super::worker::{resolve_device, spawn_ranks};
 use super::{ComputeBasis, Helper, NodeCtx, NodeError, NodeKind, Progress, Refusal, Resources, WorkEstimate};
 use crate::data::shard::ShardsMeta;
 use crate::settings::{settings, FieldType, Schema, Settings, Value};
@@ -399,13 +399,15 @@ impl NodeKind for Train {
     /// fight over the same cores.
     fn resources_default(&self, params: &Value) -> Resources {
         let Ok(p) = TrainParams::read(params) else { return Resources::default() };
+        let ranks = p.devices as u32;
         match p.device.as_str() {
             "cpu" => {
-                let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-                Resources { cpu: if p.threads > 0 { p.threads as u32 } else { cores as u32 }, ..Resources::default() }
+                let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+                let threads = if p.threads > 0 { p.threads as u32 * ranks } else { cores.max(ranks) };
+                Resources { cpu: threads, tasks: ranks, ..Resources::default() }
             }
-            "auto" => Resources { cpu: p.devices as u32, gpu: p.devices as u32, gpu_optional: true },
-            _ => Resources { cpu: p.devices as u32, gpu: p.devices as u32, gpu_optional: false },
+            "auto" => Resources { cpu: ranks, gpu: ranks, gpu_optional: true, tasks: ranks },
+            _ => Resources { cpu: ranks, gpu: ranks, gpu_optional: false, tasks: ranks },
         }
     }
 
@@ -427,6 +429,7 @@ impl NodeKind for Train {
             flops: per_token * (tokens + eval_tokens / 3.0),
             bf16: p.precision == Precision::Bf16,
             note: declared.is_none().then(|| format!("vocabulary {PAPER_VOCAB} assumed (no upstream vocab_size)")),
+            devices: p.devices as u32,
         })
     }
 
@@ -555,7 +558,7 @@ impl NodeKind for Train {
             }
             None => None,
         };
-        let mut child = spawn_worker(ctx, ("train", &job_path), &params.device, Stdio::piped())?;
+        let mut child = spawn_ranks(ctx, ("train", &job_path), &params.device, params.devices as u32, Stdio::piped())?;
         let stdout = child.stdout.take().expect("stdout is piped");
         let (tx, rx) = mpsc::channel::<String>();
         std::thread::spawn(move || {

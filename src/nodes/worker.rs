@@ -47,3 +47,66 @@ pub(super) fn spawn_worker(
         NodeError::Failed(format!("cannot start the libtorch worker {}: {e} (run scripts/setup.sh)", worker.display()))
     })
 }
+
+/// The number of tasks of the Slurm job this process runs in, if it runs
+/// in one (`SLURM_NTASKS`, set in the batch step of `sbatch --ntasks`).
+fn slurm_tasks() -> Option<u32> {
+    std::env::var("SLURM_JOB_ID").ok()?;
+    std::env::var("SLURM_NTASKS").ok()?.parse().ok()
+}
+
+/// Starts the worker as the `ranks` ranks of a data-parallel run. In a
+/// Slurm job of as many tasks, `srun` starts one rank per task (on as many
+/// nodes as the job spans; each finds its rank in Slurm's variables and
+/// rank 0's store at `SCALEMAKE_MASTER`), and a task that fails ends the
+/// step (`--kill-on-bad-exit`). Anywhere else the worker is rank 0 and
+/// starts the others itself.
+pub(super) fn spawn_ranks(
+    ctx: &mut NodeCtx<'_>,
+    (command, job_path): (&str, &Path),
+    device: &str,
+    ranks: u32,
+    stdout: Stdio,
+) -> Result<Child, NodeError> {
+    if ranks <= 1 || slurm_tasks() != Some(ranks) {
+        return spawn_worker(ctx, (command, job_path), device, stdout);
+    }
+    // Rank 0 is srun's task 0, on the job's first node: this one.
+    let port = std::net::TcpListener::bind("0.0.0.0:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| NodeError::Failed(format!("no free port for the ranks' rendezvous: {e}")))?
+        .port();
+    let single_node = std::env::var("SLURM_JOB_NUM_NODES").is_ok_and(|n| n == "1");
+    let host = if single_node { "127.0.0.1".to_string() } else { hostname() };
+    let worker = crate::device::worker_path();
+    let log = ctx.log().try_clone().map_err(|e| NodeError::Failed(format!("cannot share the log: {e}")))?;
+    ctx.log_line(&format!(
+        "scalemake: {ranks} ranks as the tasks of Slurm job {}, rank 0 at {host}:{port}",
+        std::env::var("SLURM_JOB_ID").unwrap_or_default()
+    ));
+    let mut srun = std::process::Command::new("srun");
+    srun.args(["--kill-on-bad-exit=1", &format!("--ntasks={ranks}")])
+        .arg(&worker)
+        .arg(command)
+        .arg(job_path)
+        .env("SCALEMAKE_MASTER", format!("{host}:{port}"))
+        .current_dir(ctx.root())
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(log);
+    spawn_group(&mut srun, libc::SIGTERM, &[])
+        .map_err(|e| NodeError::Failed(format!("cannot start `srun {}`: {e}", worker.display())))
+}
+
+/// This machine's name, as the other nodes of a job reach it.
+fn hostname() -> String {
+    let mut buffer = [0u8; 256];
+    // SAFETY: gethostname writes at most the buffer's length.
+    let rc = unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) };
+    let end = buffer.iter().position(|&b| b == 0).unwrap_or(buffer.len());
+    if rc == 0 && end > 0 {
+        String::from_utf8_lossy(&buffer[..end]).into_owned()
+    } else {
+        "localhost".into()
+    }
+}

@@ -613,6 +613,7 @@ impl Loader<'_> {
             cpu: get("cpu"),
             gpu: get("gpu"),
             gpu_optional: default.gpu_optional && get("gpu") == default.gpu,
+            tasks: default.tasks,
         })
     }
 

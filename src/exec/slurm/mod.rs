@@ -248,14 +248,25 @@ pub fn job_flags(node: &NodeSpec, name: &str, opts: &SlurmOptions, root: &Path, 
         format!("--job-name={name}"),
         format!("--chdir={}", root.display()),
         format!("--output={}", output.display()),
-        format!("--cpus-per-task={}", node.resources.cpu.max(1)),
         "--requeue".to_string(),
     ];
+    // A node of several processes (a data-parallel run's ranks) is one job
+    // of as many tasks, each with its share of the slots and one GPU: Slurm
+    // places them on as many nodes as that takes.
+    let tasks = node.resources.tasks.max(1);
+    args.push(format!("--cpus-per-task={}", node.resources.cpu.max(1).div_ceil(tasks)));
+    if tasks > 1 {
+        args.push(format!("--ntasks={tasks}"));
+    }
     // `device: auto` may use a GPU but does not need one: ask for GPUs only
     // for nodes that require them (`device: cuda`), not silently for every
     // training node.
     if node.resources.gpu > 0 && !node.resources.gpu_optional {
-        args.push(format!("--gres=gpu:{}", node.resources.gpu));
+        if tasks > 1 {
+            args.push(format!("--gpus-per-task={}", node.resources.gpu.div_ceil(tasks)));
+        } else {
+            args.push(format!("--gres=gpu:{}", node.resources.gpu));
+        }
     }
     if node.kind.resumes() {
         args.push(format!("--signal=B:USR1@{}", opts.signal_grace));
@@ -730,6 +741,25 @@ mod tests {
         );
         let cuda = job_flags(&exp.nodes[1], "g", &opts, Path::new("/p"), Path::new("/p/o"));
         assert!(cuda.contains(&"--gres=gpu:1".to_string()), "{cuda:?}");
+    }
+
+    /// A data-parallel run is one job of a task per rank, each with one
+    /// GPU on CUDA, or its share of the cores on the CPU.
+    #[test]
+    fn a_run_of_several_devices_is_one_job_of_as_many_tasks() {
+        let yaml = "nodes:\n  g: {kind: train, model: {preset: nano}, max_tokens: 1000, device: cuda, devices: 16}\n  c: {kind: train, model: {preset: nano}, max_tokens: 1000, device: cpu, devices: 2, threads: 3}\n";
+        let exp = crate::spec::load_str("e.yaml".into(), yaml.into(), "e".into(), &crate::nodes::Registry::builtin())
+            .unwrap();
+        let opts = SlurmOptions::default();
+        let gpus = job_flags(&exp.nodes[0], "g", &opts, Path::new("/p"), Path::new("/p/o"));
+        for flag in ["--ntasks=16", "--gpus-per-task=1", "--cpus-per-task=1"] {
+            assert!(gpus.contains(&flag.to_string()), "{flag} missing from {gpus:?}");
+        }
+        assert!(!gpus.iter().any(|a| a.starts_with("--gres")), "{gpus:?}");
+        let cpus = job_flags(&exp.nodes[1], "c", &opts, Path::new("/p"), Path::new("/p/o"));
+        for flag in ["--ntasks=2", "--cpus-per-task=3"] {
+            assert!(cpus.contains(&flag.to_string()), "{flag} missing from {cpus:?}");
+        }
     }
 
     #[test]

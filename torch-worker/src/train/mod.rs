@@ -69,6 +69,9 @@ pub struct Trainer {
     compiled: Option<CompiledStep>,
     /// The data-parallel group, when the run has several ranks.
     group: Option<Group>,
+    /// Host time spent in gradient exchanges so far (the whole exchange
+    /// with gloo, which blocks; only the enqueueing with NCCL, which does not).
+    pub exchange_time: std::time::Duration,
     /// Tokens consumed so far (inputs, not targets).
     pub tokens: u64,
 }
@@ -85,7 +88,16 @@ impl Trainer {
             final_fraction: optim.final_lr_fraction,
             wsd: optim.wsd,
         };
-        Trainer { flat, adam, schedule, clip: optim.clip, compiled: None, group: None, tokens: 0 }
+        Trainer {
+            flat,
+            adam,
+            schedule,
+            clip: optim.clip,
+            compiled: None,
+            group: None,
+            exchange_time: Default::default(),
+            tokens: 0,
+        }
     }
 
     /// Runs forward and backward through `step` from now on (it must have
@@ -173,7 +185,9 @@ impl Trainer {
         self.tokens += micro_batches.iter().map(|(x, _)| x.numel() as u64).sum::<u64>() * world as u64;
         mark(Phase::ForwardBackward);
         if let Some(group) = &self.group {
+            let started = std::time::Instant::now();
             group.all_reduce_sum(&self.flat.grads)?;
+            self.exchange_time += started.elapsed();
         }
         mark(Phase::Exchange);
         let grad_norm = self.flat.clip_grad_norm(self.clip);

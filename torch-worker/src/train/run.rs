@@ -520,6 +520,18 @@ pub fn run(job: &TrainJob, rank: Option<&Rendezvous>, emit: &mut dyn FnMut(Event
     };
     metrics.durable_lengths()?;
     let tokens_per_second = trained_tokens as f64 / run_start.elapsed().as_secs_f64().max(1e-9);
+    if world > 1 {
+        let steps = (total - start).max(1) as f64;
+        let (exchange, step_time) =
+            (trainer.exchange_time.as_secs_f64() / steps, run_start.elapsed().as_secs_f64() / steps);
+        eprintln!(
+            "gradient exchange on rank 0: {:.2} ms a step of {:.2} ms ({:.0}%; {} floats summed over {world} ranks)",
+            1e3 * exchange,
+            1e3 * step_time,
+            100.0 * exchange / step_time,
+            trainer.layout().iter().map(|(_, shape)| shape.iter().product::<i64>()).sum::<i64>()
+        );
+    }
     let test_loss = test_loss(job, &model, device);
     write_artifact(job, &vs, &counts, &metrics.dir, val_loss, test_loss, step_used)?;
     emit(Event::Done { val_loss, test_loss, tokens_per_second });
