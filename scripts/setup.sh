@@ -7,6 +7,8 @@
 #     kept in a user cache dir keyed by the torch version, so fresh clones (CI)
 #     reuse it, and linked into the project as .venv; rebuilt when broken.
 #  2. real French prose for the data path (scripts/fetch-corpus.sh → data/fr/).
+#     Also gloo's C++ headers (Debian's libgloo-dev, unpacked without root)
+#     for the worker's data-parallel shim.
 #  3. `cargo build --release` of the workspace with LIBTORCH_USE_PYTORCH=1:
 #     `scalemake` (the engine) and `scalemake-torch` (the libtorch worker, with
 #     an rpath to the venv's torch/lib), linked as bin/.

@@ -56,7 +56,7 @@ fn two_ranks_train_the_loss_curve_of_one_device() {
         let run = two.sm(&["run"]);
         assert_eq!(run.code, 0, "{}", run.stderr);
         let log = two.read("cache/logs/study/train.log");
-        assert!(log.contains(", 2 ranks:"), "{log}");
+        assert!(log.contains(", 2 ranks:"), "log:\n{log}\nstderr:\n{}", run.stderr);
         assert!(log.contains("rank 1 of 2 on cpu"), "{log}");
         let curve = curve(&two.artifact("train").join("metrics/steps.jsonl"));
         let worst = largest_difference(&curve, &reference);
@@ -83,12 +83,17 @@ fn checkpointed(p: &Project) -> bool {
     !common::checkpoint_steps(p).is_empty()
 }
 
+/// 300 steps: long enough to look at and kill a rank after the first checkpoint.
+fn long_project() -> Project {
+    common::training_project(&study(2, 2).replace("max_tokens: 15360", "max_tokens: 76800"))
+}
+
 #[test]
 fn a_killed_rank_fails_the_node_and_the_rerun_resumes_to_the_same_loss() {
-    let whole = project(2, 2);
+    let whole = long_project();
     assert_eq!(whole.sm(&["run"]).code, 0);
 
-    let broken = project(2, 2);
+    let broken = long_project();
     assert_eq!(broken.sm(&["run", "shards"]).code, 0);
     let child = broken.spawn(&["run"]);
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -99,6 +104,10 @@ fn a_killed_rank_fails_the_node_and_the_rerun_resumes_to_the_same_loss() {
     let ranks: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(ranks_file(&broken).unwrap()).unwrap()).unwrap();
     let pid = ranks.as_array().unwrap().iter().find(|r| r["rank"] == 1).unwrap()["pid"].as_i64().unwrap();
+    // `status` shows the run in progress as one node with its ranks.
+    let status = broken.sm(&["status"]);
+    assert!(status.stdout.contains(&format!("training on 2 ranks: 0 (pid ")), "{}", status.stdout);
+    assert!(status.stdout.contains(&format!("1 (pid {pid})")), "{}", status.stdout);
     // SAFETY: kill(2) on a pid the run just recorded as its rank 1.
     assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0, "rank 1 (pid {pid}) is running");
     let out = child.wait_with_output().unwrap();

@@ -332,7 +332,16 @@ pub fn status(env: &Env, args: &[String], all: bool, remote: &RemoteArgs) -> Res
             Some(view) => view.describe(&cache, &plan.experiment.name, id),
             None => (states[i].label(), survey[i].reasons_text()),
         };
-        out.push_str(&format!("{label:<7} {id:<width$}  {why}{remote_note}\n"));
+        let key = match &survey[i] {
+            Freshness::Stale { key: Some(key), .. } => Some(key),
+            _ => None,
+        };
+        let ranks = key.and_then(|key| scalemake::train::job::live_ranks(&cache.work_path(key)));
+        let ranks_note = ranks.map_or(String::new(), |ranks| {
+            let list: Vec<String> = ranks.iter().map(|(rank, pid)| format!("{rank} (pid {pid})")).collect();
+            format!("; training on {} ranks: {}", ranks.len(), list.join(", "))
+        });
+        out.push_str(&format!("{label:<7} {id:<width$}  {why}{remote_note}{ranks_note}\n"));
     }
     print!("{out}");
     if stale == 0 {

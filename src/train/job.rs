@@ -424,3 +424,19 @@ mod tests {
         assert!(val_loss.is_nan());
     }
 }
+
+/// The file in a training run's work directory that lists its ranks
+/// (`[{"rank": 0, "pid": …}, …]`) while a data-parallel run trains locally.
+pub const RANKS_FILE: &str = "ranks.json";
+
+/// The ranks a run in `work` recorded, as (rank, pid), if its rank 0 is
+/// still alive: what `status` shows of a multi-rank run in progress.
+pub fn live_ranks(work: &std::path::Path) -> Option<Vec<(u64, i32)>> {
+    let text = std::fs::read_to_string(work.join(RANKS_FILE)).ok()?;
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&text).ok()?;
+    let ranks: Vec<(u64, i32)> =
+        rows.iter().filter_map(|r| Some((r["rank"].as_u64()?, i32::try_from(r["pid"].as_i64()?).ok()?))).collect();
+    let root = ranks.iter().find(|(rank, _)| *rank == 0)?.1;
+    // SAFETY: signal 0 only checks that the process exists.
+    (unsafe { libc::kill(root, 0) } == 0).then_some(ranks)
+}

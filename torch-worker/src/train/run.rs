@@ -538,16 +538,13 @@ pub fn run(job: &TrainJob, rank: Option<&Rendezvous>, emit: &mut dyn FnMut(Event
     Ok(())
 }
 
-/// The file in the work directory that lists a run's ranks while it trains.
-pub const RANKS_FILE: &str = "ranks.json";
-
 /// Writes which process is which rank (rank 0 is this one) into the work
 /// directory, for `status` and for whoever must find a rank.
 pub fn record_ranks(work: &Path, children: &[(usize, u32)]) -> Result<(), String> {
     fs::create_dir_all(work).map_err(|e| format!("{}: {e}", work.display()))?;
     let mut ranks = vec![serde_json::json!({ "rank": 0, "pid": std::process::id() })];
     ranks.extend(children.iter().map(|&(rank, pid)| serde_json::json!({ "rank": rank, "pid": pid })));
-    let path = work.join(RANKS_FILE);
+    let path = work.join(scalemake::train::job::RANKS_FILE);
     let tmp = path.with_extension("json.tmp");
     fs::write(&tmp, serde_json::to_vec_pretty(&ranks).map_err(|e| e.to_string())?)
         .and_then(|()| fs::rename(&tmp, &path))
