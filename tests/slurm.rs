@@ -409,3 +409,56 @@ fn slurm_a_two_device_run_is_one_job_of_two_tasks_with_the_local_curve() {
     let steps = |p: &Project| common::curve(&p.artifact("train").join("metrics/steps.jsonl"));
     assert_eq!(steps(&p), steps(&local), "the Slurm run's curve is the local run's");
 }
+
+/// The pid of task `rank` of Slurm job `job` on this (the only) node: the
+/// worker process whose environment says so.
+fn task_pid(job: &str, rank: u32) -> Option<i32> {
+    let wanted = [format!("SLURM_JOB_ID={job}"), format!("SLURM_PROCID={rank}")];
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
+        let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+        if !String::from_utf8_lossy(&cmdline).contains("scalemake-torch") {
+            return None;
+        }
+        let environ = std::fs::read(entry.path().join("environ")).ok()?;
+        let vars: Vec<String> = environ.split(|&b| b == 0).map(|v| String::from_utf8_lossy(v).into_owned()).collect();
+        wanted.iter().all(|w| vars.contains(w)).then_some(pid)
+    })
+}
+
+/// A rank killed inside a 2-task job fails the node (srun ends the step),
+/// and the rerun resumes from the checkpoint to the uninterrupted run's end.
+#[test]
+fn slurm_a_killed_task_of_a_two_device_run_fails_it_and_the_rerun_resumes() {
+    slurm();
+    let study = common::NANO_STUDY
+        .replace("micro_batch: 2", "micro_batch: 2\n    dropout: 0.0\n    devices: 2")
+        .replace("max_tokens: 15360", "max_tokens: 76800");
+    let whole = common::training_project(&study);
+    assert_eq!(whole.sm(&["run"]).code, 0);
+    let p = common::training_project(&study);
+    assert_eq!(p.sm(&["run", "shards"]).code, 0);
+    let child = p.spawn(&["run", "--backend", "slurm"]);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let pid = loop {
+        let checkpointed = !common::checkpoint_steps(&p).is_empty();
+        let pid = jobs_named(p.path(), "train").first().and_then(|job| task_pid(job, 1));
+        if let (true, Some(pid)) = (checkpointed, pid) {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "no checkpoint and rank 1 to kill");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // SAFETY: kill(2) on the pid of rank 1's worker, found just now.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "the node fails: {stderr}");
+    assert!(!p.artifact("train").exists(), "a failed run leaves no artifact");
+    let rerun = p.sm(&["run", "--backend", "slurm"]);
+    assert_eq!(rerun.code, 0, "{}", rerun.stderr);
+    let log = p.read("cache/logs/study/train.log");
+    assert!(log.contains("scalemake: resuming from the checkpoint after step"), "{log}");
+    let last = |p: &Project| common::curve(&p.artifact("train").join("metrics/steps.jsonl")).last().cloned().unwrap();
+    assert_eq!(last(&p), last(&whole), "the resumed run ends where the whole one does");
+}
