@@ -28,6 +28,11 @@
 #          worker, fits, report); the report and the run's timings copied.
 #          Its train nodes now run compiled (`compile: auto` on a GPU): the
 #          wall time against the 176 s of 2026-12-04 (eager) is the before/after.
+#   parallel: the data-parallel NCCL path at N = 1 against the plain path
+#          (issue 32, target ≤2% overhead): the same xsmall bf16 run (GPT-2's
+#          tokenizer, batch 80 × 1024, 40 steps) as `devices: 1`, then as
+#          rank 0 of a one-rank NCCL group (SCALEMAKE_RANK/WORLD/MASTER set:
+#          every step all-reduces the 124M-float gradient through NCCL).
 # With the compiled step (issue 28) the parts no longer fit one call: run
 # `bench` (≤ 8 min), then `study` and `variants` while the machine is warm.
 set -euo pipefail
@@ -41,6 +46,8 @@ if [ "${1:-}" = "--prepare" ]; then
   SCALEMAKE_CUDA_BUILD=1 scripts/setup.sh # nvcc from PyPI → the worker gets the CUDA kernel
   readelf -d target/release/scalemake-torch | grep -q 'libcudart' ||
     { echo "the worker was built without the CUDA kernel (no nvcc found)"; exit 1; }
+  readelf -d target/release/scalemake-torch | grep -q 'libtorch_cuda' ||
+    { echo "the worker was built without NCCL's c10d (no CUDA headers found)"; exit 1; }
   mkdir -p "$CARRY"
   for bin in scalemake scalemake-torch; do
     strip -o "$CARRY/$bin" "target/release/$bin"
@@ -131,12 +138,46 @@ study() {
   "$SCALEMAKE" log -f experiments/gpu-small.yaml 'train[width=768,variant=baseline]' > "$OUT/gpu-small/train-768-baseline.log" 2>&1 || true
 }
 
+parallel() {
+  step "data parallel: NCCL at N = 1 against the plain path"
+  mkdir -p parallel
+  cat > parallel/exp.yaml <<'YAML'
+name: parallel
+nodes:
+  corpus: {kind: corpus, paths: [data/fr]}
+  tokenizer: {kind: tokenizer, input: corpus, pretrained: gpt2}
+  shards: {kind: shards, input: [corpus, tokenizer]}
+  train:
+    kind: train
+    input: shards
+    model: {preset: xsmall}
+    precision: bf16
+    batch_size: 80
+    micro_batch: 16
+    max_tokens: 3276800
+    eval_points: 2
+    eval_tokens: 65536
+    optim: {lr: 5e-4, warmup_tokens: 81920}
+    device: cuda
+    compile: off
+YAML
+  for path in plain nccl; do
+    (
+      [ "$path" = nccl ] && export SCALEMAKE_RANK=0 SCALEMAKE_WORLD=1 SCALEMAKE_MASTER=127.0.0.1:29531
+      capped 240 "$SCALEMAKE" run --cache "parallel/cache-$path" -f parallel/exp.yaml > "$OUT/parallel-$path.txt" 2>&1
+    )
+    "$SCALEMAKE" log --cache "parallel/cache-$path" -f parallel/exp.yaml train > "$OUT/parallel-$path.log" 2>&1 || true
+    echo "$path: $(grep -E '^step 40/40: .* tokens/s' "$OUT/parallel-$path.log" | tail -1)"
+  done | tee "$OUT/parallel.txt"
+}
+
 case "$PART" in
   all) bench; study ;;
+  parallel) parallel ;;
   bench) bench ;;
   variants) variants ;;
   study) study ;;
-  *) echo "usage: run.sh [--prepare | all | bench | variants | study]"; exit 2 ;;
+  *) echo "usage: run.sh [--prepare | all | bench | variants | study | parallel]"; exit 2 ;;
 esac
 
 step "summary"
@@ -144,4 +185,5 @@ cat "$OUT/failures.txt" 2>/dev/null || echo "no step failed"
 [ -f "$OUT/hadamard.json" ] && tail -c 600 "$OUT/hadamard.json"
 [ -f "$OUT/throughput.md" ] && tail -n 12 "$OUT/throughput.md"
 [ -f "$OUT/gpu-small-run.txt" ] && tail -n 3 "$OUT/gpu-small-run.txt"
+[ -f "$OUT/parallel.txt" ] && cat "$OUT/parallel.txt"
 echo "done in $((SECONDS - START)) s"
