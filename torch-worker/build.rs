@@ -80,6 +80,7 @@ fn build_distributed(torch_lib: &Path) {
     if let (Some(nccl), Some(cuda)) = (nccl, cuda) {
         shim.include(nccl).include(cuda).define("USE_C10D_NCCL", None);
         println!("cargo:rustc-link-lib=dylib=torch_cuda");
+        println!("cargo:rustc-link-lib=dylib=c10_cuda");
     }
     // The PyPI torch wheels are built with the C++11 ABI.
     shim.define("_GLIBCXX_USE_CXX11_ABI", "1").flag("-w").compile("scalemake_distributed");
