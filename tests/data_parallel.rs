@@ -2,7 +2,8 @@
 //! the worker the engine starts is rank 0, it starts the other ranks, and
 //! they exchange gradients through libtorch's c10d (gloo). Two ranks train
 //! the loss curve of one; a rank killed with SIGKILL fails the node with a
-//! message naming it, and the rerun resumes to the same final loss.
+//! message naming it, and the rerun resumes, on one device, to the same
+//! final loss.
 //!
 //! Needs the worker binary next to `scalemake` (`cargo nextest run
 //! --workspace` builds both) and built with gloo (`scripts/setup.sh`).
@@ -116,13 +117,16 @@ fn a_killed_rank_fails_the_node_and_the_rerun_resumes_to_the_same_loss() {
     assert!(stderr.contains(&format!("rank 1 (pid {pid}) was killed by signal 9 (SIGKILL)")), "{stderr}");
     assert!(!broken.artifact("train").exists(), "a failed run leaves no artifact");
 
+    // The rerun resumes on one device: a checkpoint holds no rank state,
+    // and `devices` is not part of the key (the same work directory).
+    broken.write("exp.yaml", &broken.read("exp.yaml").replace("devices: 2", "devices: 1"));
     let resumed = broken.sm(&["run"]);
     assert_eq!(resumed.code, 0, "{}", resumed.stderr);
     assert_eq!(resumed.built(), ["train"]);
     let log = broken.read("cache/logs/study/train.log");
     assert!(log.contains("resuming from the checkpoint after step"), "{log}");
     let last = |p: &Project| curve(&p.artifact("train").join("metrics/steps.jsonl")).last().cloned().unwrap();
-    assert_eq!(last(&broken), last(&whole), "the resumed run ends where the whole one does");
+    assert_eq!(last(&broken), last(&whole), "resumed on 1 device, the run ends where the 2-rank one does");
 }
 
 #[test]
