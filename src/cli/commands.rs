@@ -336,11 +336,9 @@ pub fn status(env: &Env, args: &[String], all: bool, remote: &RemoteArgs) -> Res
             Freshness::Stale { key: Some(key), .. } => Some(key),
             _ => None,
         };
-        let ranks = key.and_then(|key| scalemake::train::job::live_ranks(&cache.work_path(key)));
-        let ranks_note = ranks.map_or(String::new(), |ranks| {
-            let list: Vec<String> = ranks.iter().map(|(rank, pid)| format!("{rank} (pid {pid})")).collect();
-            format!("; training on {} ranks: {}", ranks.len(), list.join(", "))
-        });
+        let ranks_note = key
+            .and_then(|key| scalemake::train::job::live_ranks_note(&cache.work_path(key)))
+            .map_or(String::new(), |note| format!("; {note}"));
         out.push_str(&format!("{label:<7} {id:<width$}  {why}{remote_note}{ranks_note}\n"));
     }
     print!("{out}");

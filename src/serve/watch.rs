@@ -472,7 +472,9 @@ impl Watcher {
                 let node = &self.plan.experiment.nodes[i];
                 let (state, detail) = match (self.pending_key(i), self.slurm.get(&node.id.0)) {
                     (Some(key), _) if self.building.contains(&key) => {
-                        ("building", format!("a process holds its key {}", key.short()))
+                        let ranks = crate::train::job::live_ranks_note(&self.cache.work_path(&key))
+                            .map_or(String::new(), |note| format!("; {note}"));
+                        ("building", format!("a process holds its key {}{ranks}", key.short()))
                     }
                     (_, Some(view)) => view.describe(&self.cache, &self.plan.experiment.name, &node.id.0),
                     _ => (self.states[i].label(), self.survey[i].reasons_text()),

@@ -440,3 +440,11 @@ pub fn live_ranks(work: &std::path::Path) -> Option<Vec<(u64, i32)>> {
     // SAFETY: signal 0 only checks that the process exists.
     (unsafe { libc::kill(root, 0) } == 0).then_some(ranks)
 }
+
+/// "training on 2 ranks: 0 (pid 41), 1 (pid 42)" for a run in `work` whose
+/// ranks are alive: how `status` and the dashboard show a multi-rank run.
+pub fn live_ranks_note(work: &std::path::Path) -> Option<String> {
+    let ranks = live_ranks(work)?;
+    let list: Vec<String> = ranks.iter().map(|(rank, pid)| format!("{rank} (pid {pid})")).collect();
+    Some(format!("training on {} ranks: {}", ranks.len(), list.join(", ")))
+}
