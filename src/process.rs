@@ -16,6 +16,19 @@ use std::os::unix::process::CommandExt;
 use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+/// This machine's name (`/proc/sys/kernel/hostname`), as manifests record
+/// it and as the other nodes of a Slurm job reach it.
+pub fn hostname() -> Option<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    Some(name.trim().to_string()).filter(|n| !n.is_empty())
+}
+
+/// A TCP port on `host` that the kernel just handed out and released: free
+/// for a server about to bind it (a data-parallel run's rendezvous store).
+pub fn free_port(host: &str) -> io::Result<u16> {
+    Ok(std::net::TcpListener::bind((host, 0))?.local_addr()?.port())
+}
+
 /// Set when this process is asked to stop but keep what can resume (a Slurm
 /// job's time-limit warning or its preemption): a training node has its
 /// worker checkpoint and stop instead of being killed.

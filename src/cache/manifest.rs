@@ -86,11 +86,7 @@ impl Manifest {
             metrics: BTreeMap::new(),
             summary: Vec::new(),
             tool_version: env!("CARGO_PKG_VERSION").to_string(),
-            host: hostname(),
+            host: crate::process::hostname().unwrap_or_default(),
         }
     }
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default()
 }

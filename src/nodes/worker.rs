@@ -72,12 +72,14 @@ pub(super) fn spawn_ranks(
         return spawn_worker(ctx, (command, job_path), device, stdout);
     }
     // Rank 0 is srun's task 0, on the job's first node: this one.
-    let port = std::net::TcpListener::bind("0.0.0.0:0")
-        .and_then(|l| l.local_addr())
-        .map_err(|e| NodeError::Failed(format!("no free port for the ranks' rendezvous: {e}")))?
-        .port();
+    let port = crate::process::free_port("0.0.0.0")
+        .map_err(|e| NodeError::Failed(format!("no free port for the ranks' rendezvous: {e}")))?;
     let single_node = std::env::var("SLURM_JOB_NUM_NODES").is_ok_and(|n| n == "1");
-    let host = if single_node { "127.0.0.1".to_string() } else { hostname() };
+    let host = if single_node {
+        "127.0.0.1".to_string()
+    } else {
+        crate::process::hostname().unwrap_or_else(|| "localhost".into())
+    };
     let worker = crate::device::worker_path();
     let log = ctx.log().try_clone().map_err(|e| NodeError::Failed(format!("cannot share the log: {e}")))?;
     ctx.log_line(&format!(
@@ -96,17 +98,4 @@ pub(super) fn spawn_ranks(
         .stderr(log);
     spawn_group(&mut srun, libc::SIGTERM, &[])
         .map_err(|e| NodeError::Failed(format!("cannot start `srun {}`: {e}", worker.display())))
-}
-
-/// This machine's name, as the other nodes of a job reach it.
-fn hostname() -> String {
-    let mut buffer = [0u8; 256];
-    // SAFETY: gethostname writes at most the buffer's length.
-    let rc = unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) };
-    let end = buffer.iter().position(|&b| b == 0).unwrap_or(buffer.len());
-    if rc == 0 && end > 0 {
-        String::from_utf8_lossy(&buffer[..end]).into_owned()
-    } else {
-        "localhost".into()
-    }
 }

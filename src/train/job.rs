@@ -429,9 +429,22 @@ mod tests {
 /// (`[{"rank": 0, "pid": …}, …]`) while a data-parallel run trains locally.
 pub const RANKS_FILE: &str = "ranks.json";
 
+/// Writes which process is which rank, as (rank, pid), into the work
+/// directory `work` (atomically: a reader sees all of it or none).
+pub fn write_ranks(work: &std::path::Path, ranks: &[(u64, u32)]) -> Result<(), String> {
+    std::fs::create_dir_all(work).map_err(|e| format!("{}: {e}", work.display()))?;
+    let rows: Vec<serde_json::Value> =
+        ranks.iter().map(|&(rank, pid)| serde_json::json!({ "rank": rank, "pid": pid })).collect();
+    let path = work.join(RANKS_FILE);
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&rows).map_err(|e| e.to_string())?)
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
 /// The ranks a run in `work` recorded, as (rank, pid), if its rank 0 is
 /// still alive: what `status` shows of a multi-rank run in progress.
-pub fn live_ranks(work: &std::path::Path) -> Option<Vec<(u64, i32)>> {
+fn live_ranks(work: &std::path::Path) -> Option<Vec<(u64, i32)>> {
     let text = std::fs::read_to_string(work.join(RANKS_FILE)).ok()?;
     let rows: Vec<serde_json::Value> = serde_json::from_str(&text).ok()?;
     let ranks: Vec<(u64, i32)> =

@@ -138,14 +138,3 @@ extern "C" int scalemake_dist_broadcast(void* group, const at::Tensor* tensor, i
         if (!work->wait(g->timeout)) throw std::runtime_error("broadcast timed out");
     });
 }
-
-// Waits until every rank reaches it (at most the timeout).
-extern "C" int scalemake_dist_barrier(void* group, char* error, size_t error_len) {
-    return guarded(error, error_len, [&] {
-        auto* g = static_cast<Group*>(group);
-        c10d::BarrierOptions options;
-        options.timeout = g->timeout;
-        auto work = g->backend->barrier(options);
-        if (!work->wait(g->timeout)) throw std::runtime_error("barrier timed out");
-    });
-}

@@ -235,7 +235,7 @@ mod tests {
     #[test]
     fn a_group_of_one_sums_to_itself() {
         assert!(Backend::Gloo.is_built(), "scripts/setup.sh unpacks gloo's headers; this build has none");
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = scalemake::process::free_port("127.0.0.1").unwrap();
         let at = Rendezvous { host: "127.0.0.1".into(), port, rank: 0, world: 1, local_rank: 0, local_world: 1 };
         let group = Group::join(&at, Backend::Gloo, Duration::from_secs(10)).unwrap();
         let t = Tensor::from_slice(&[1.0f32, 2.0]);

@@ -57,7 +57,7 @@ fn train_command(job_path: &str) -> Result<(), String> {
         Some(rank) => (None, Some(rank)),
         None if job.devices > 1 => {
             let (ranks, rank0) = train::ranks::LocalRanks::start(std::path::Path::new(job_path), job.devices as usize)?;
-            train::run::record_ranks(&job.work, &ranks.pids())?;
+            scalemake::train::job::write_ranks(&job.work, &ranks.pids())?;
             (Some(ranks), Some(rank0))
         }
         None => (None, None),
@@ -75,10 +75,9 @@ fn train_command(job_path: &str) -> Result<(), String> {
         result = ranks.finish();
     }
     if let Err(message) = &result {
-        let rank = rank.as_ref().map_or(String::new(), |r| format!("rank {}: ", r.rank));
         emit_root(&Event::Failed { message: message.clone() });
-        if !is_root {
-            eprintln!("{rank}{message}");
+        if let Some(rank) = rank.as_ref().filter(|_| !is_root) {
+            eprintln!("rank {}: {message}", rank.rank);
         }
     }
     result

@@ -26,10 +26,8 @@ impl LocalRanks {
     /// them and rank 0's rendezvous.
     pub fn start(job_path: &Path, world: usize) -> Result<(LocalRanks, Rendezvous), String> {
         // A port the kernel just handed out and released: free for rank 0's store.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| format!("no free port for the ranks' rendezvous: {e}"))?
-            .port();
+        let port = scalemake::process::free_port("127.0.0.1")
+            .map_err(|e| format!("no free port for the ranks' rendezvous: {e}"))?;
         let exe = std::env::current_exe().map_err(|e| format!("the worker's own path: {e}"))?;
         let master = format!("127.0.0.1:{port}");
         let mut ranks = LocalRanks { children: Vec::new() };
@@ -60,9 +58,10 @@ impl LocalRanks {
         Ok((ranks, Rendezvous { host: "127.0.0.1".into(), port, rank: 0, world, local_rank: 0, local_world: world }))
     }
 
-    /// (rank, pid) of each child.
-    pub fn pids(&self) -> Vec<(usize, u32)> {
-        self.children.iter().map(|(rank, child)| (*rank, child.id())).collect()
+    /// (rank, pid) of every rank: this process (rank 0) and its children.
+    pub fn pids(&self) -> Vec<(u64, u32)> {
+        let children = self.children.iter().map(|(rank, child)| (*rank as u64, child.id()));
+        std::iter::once((0, std::process::id())).chain(children).collect()
     }
 
     /// Why the run failed, as far as the ranks say: the first child seen

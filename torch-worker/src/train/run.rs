@@ -538,19 +538,6 @@ pub fn run(job: &TrainJob, rank: Option<&Rendezvous>, emit: &mut dyn FnMut(Event
     Ok(())
 }
 
-/// Writes which process is which rank (rank 0 is this one) into the work
-/// directory, for `status` and for whoever must find a rank.
-pub fn record_ranks(work: &Path, children: &[(usize, u32)]) -> Result<(), String> {
-    fs::create_dir_all(work).map_err(|e| format!("{}: {e}", work.display()))?;
-    let mut ranks = vec![serde_json::json!({ "rank": 0, "pid": std::process::id() })];
-    ranks.extend(children.iter().map(|&(rank, pid)| serde_json::json!({ "rank": rank, "pid": pid })));
-    let path = work.join(scalemake::train::job::RANKS_FILE);
-    let tmp = path.with_extension("json.tmp");
-    fs::write(&tmp, serde_json::to_vec_pretty(&ranks).map_err(|e| e.to_string())?)
-        .and_then(|()| fs::rename(&tmp, &path))
-        .map_err(|e| format!("{}: {e}", path.display()))
-}
-
 /// libtorch threads for a rank: its share of this machine's cores, or
 /// what Slurm gave its task.
 fn rank_threads(rank: &Rendezvous) -> usize {
