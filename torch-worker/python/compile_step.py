@@ -136,22 +136,21 @@ class Model:
         h = F.gelu(self.fastfood_linear(W, f"{p}.fc", x, d, 4 * d))
         return F.dropout(self.fastfood_linear(W, f"{p}.proj", h, 4 * d, d), self.s["dropout"], train)
 
-    def block_diagonal(self, x, w):
-        blocks = self.s["blocks"]
-        width = x.shape[-1]
-        y = x.to(self.kind).reshape(-1, blocks, 1, width // blocks).matmul(w.to(self.kind))
-        return y.reshape(*x.shape[:-1], w.shape[2] * blocks)
-
-    def mix_blocks(self, h):
-        blocks, width = self.s["blocks"], h.shape[-1]
-        chunks = h.reshape(-1, blocks, width // blocks).transpose(1, 2)
-        return hadamard(chunks, True).transpose(1, 2).contiguous().view(h.shape)
-
     def blockdiag_mlp(self, W, p, x, train):
-        k = self.kind
-        h = self.mix_blocks(self.block_diagonal(x, self.w(W, f"{p}.structured.w1"))) + self.w(W, f"{p}.fc_bias").to(k)
-        y = self.block_diagonal(F.gelu(h), self.w(W, f"{p}.structured.w2")) + self.w(W, f"{p}.proj_bias").to(k)
-        return F.dropout(y, self.s["dropout"], train)
+        # Block-major hidden layer, as BlockDiagMlp in mod.rs: (k, rows, 4d/k)
+        # from one batched product to the next, the mixing one small product.
+        k, kind = self.s["blocks"], self.kind
+        d = x.shape[-1]
+        hidden = 4 * d // k
+        blocks = x.to(kind).reshape(-1, k, d // k).transpose(0, 1)
+        h = torch.bmm(blocks, self.w(W, f"{p}.structured.w1").to(kind))
+        if k > 1:
+            mix = hadamard_matrix(k, kind, x.device) / math.sqrt(k)
+            h = mix.matmul(h.reshape(k, -1)).view(k, -1, hidden)
+        h = F.gelu(h + self.w(W, f"{p}.fc_bias").to(kind).view(k, 1, hidden))
+        y = torch.bmm(h, self.w(W, f"{p}.structured.w2").to(kind)).transpose(0, 1).reshape(-1, d)
+        y = y + self.w(W, f"{p}.proj_bias").to(kind)
+        return F.dropout(y.view(*x.shape[:-1], d), self.s["dropout"], train)
 
     def frozen(self, W, p, x, train):
         normed = F.layer_norm(x, (self.s["d_model"],), None, None, LN_EPS)

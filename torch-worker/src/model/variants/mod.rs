@@ -40,7 +40,7 @@ pub fn feed_forward(vs: nn::Path<'_>, cfg: &ModelShape) -> Box<dyn FeedForward> 
 /// so the map starts like a dense N(0, std²) layer: B = ±1, G ~ N(0, 1),
 /// S = std·√n.
 #[derive(Debug)]
-struct FastfoodLinear {
+pub struct FastfoodLinear {
     s: Tensor,
     g: Tensor,
     b: Tensor,
@@ -55,7 +55,7 @@ struct FastfoodLinear {
 
 impl FastfoodLinear {
     /// `in_dim → out_dim`, starting like a dense layer of N(0, `std`²) weights.
-    fn new(vs: nn::Path<'_>, in_dim: i64, out_dim: i64, std: f64) -> Self {
+    pub fn new(vs: nn::Path<'_>, in_dim: i64, out_dim: i64, std: f64) -> Self {
         let (n, blocks) = fastfood_blocks(in_dim, out_dim);
         let structured = &vs / "structured";
         let b = structured.ones("b", &[blocks, n]);
@@ -74,8 +74,18 @@ impl FastfoodLinear {
         FastfoodLinear { s, g, b, perm, bias, in_dim, out_dim, n, blocks }
     }
 
-    /// `x` (…, in_dim) → (…, out_dim), computed in `kind`.
-    fn forward(&self, x: &Tensor, kind: Kind) -> Tensor {
+    /// `x` (…, in_dim) → (…, out_dim), computed in `kind`: by the fused CUDA
+    /// kernel where it applies, else by tensor operations.
+    pub fn forward(&self, x: &Tensor, kind: Kind) -> Tensor {
+        #[cfg(hadamard_cuda)]
+        if self.fused_applies(x, kind) {
+            return self.forward_fused(x, kind);
+        }
+        self.forward_unfused(x, kind)
+    }
+
+    /// The layer as tensor operations (the reference the kernel is checked against).
+    pub fn forward_unfused(&self, x: &Tensor, kind: Kind) -> Tensor {
         let mut lead = x.size();
         lead.pop();
         let x = x.to_kind(kind);
@@ -89,6 +99,92 @@ impl FastfoodLinear {
         lead.push(self.out_dim);
         y.view(lead.as_slice())
     }
+
+    /// Whether the fused kernel takes this layer and input.
+    #[cfg(hadamard_cuda)]
+    fn fused_applies(&self, x: &Tensor, kind: Kind) -> bool {
+        hadamard::kernel_enabled()
+            && x.device().is_cuda()
+            && hadamard::kernel_kind(kind)
+            && self.s.kind() == Kind::Float
+            && hadamard::fastfood_kernel_shape(self.n, self.in_dim, self.out_dim)
+    }
+
+    /// The layer in one kernel: one read of `x`, one write of the output.
+    #[cfg(hadamard_cuda)]
+    fn forward_fused(&self, x: &Tensor, kind: Kind) -> Tensor {
+        let mut lead = x.size();
+        lead.pop();
+        let rows = x.to_kind(kind).reshape([-1, self.in_dim]);
+        // Each block's permutation as indices into its own n features.
+        let offsets = Tensor::arange(self.blocks, (Kind::Int64, x.device())).unsqueeze(1) * self.n;
+        let perm = (self.perm.view([self.blocks, self.n]).to_kind(Kind::Int64) - offsets).to_kind(Kind::Int);
+        let y = hadamard::kernel::fastfood(&rows, &self.b, &self.g, &self.s, &self.bias, &perm, self.out_dim)
+            .unwrap_or_else(|e| panic!("FastFood kernel: {e}"));
+        lead.push(self.out_dim);
+        y.view(lead.as_slice())
+    }
+}
+
+/// The fused FastFood kernel against the layer's tensor operations in fp64
+/// on the same device, forward and every gradient (x, b, g, s, bias), in
+/// fp32, bf16 and fp16, for the projections of the paper's widths (256 …
+/// 1024, and 2048 for n = 8192) on CUDA device `index`: the worst relative
+/// errors per case, or the first case out of tolerance.
+#[cfg(hadamard_cuda)]
+pub fn check_fastfood_kernel(index: usize) -> Result<Vec<String>, String> {
+    let device = tch::Device::Cuda(index);
+    let mut report = Vec::new();
+    for d in [256i64, 512, 768, 1024, 2048] {
+        for (in_dim, out_dim) in [(d, 4 * d), (4 * d, d)] {
+            for kind in [Kind::Float, Kind::BFloat16, Kind::Half] {
+                tch::manual_seed(d);
+                let vs = nn::VarStore::new(device);
+                let layer = FastfoodLinear::new(vs.root(), in_dim, out_dim, 0.02);
+                tch::no_grad(|| {
+                    // Away from the initial constants, so every parameter matters.
+                    let _ = layer.s.shallow_clone().normal_(0.0, 1.0);
+                    let _ = layer.bias.shallow_clone().normal_(0.0, 0.1);
+                });
+                let params = [&layer.b, &layer.g, &layer.s, &layer.bias];
+                let x = Tensor::randn([37, in_dim], (Kind::Float, device)).to_kind(kind).set_requires_grad(true);
+                let w = Tensor::randn([37, out_dim], (Kind::Float, device));
+                let fused = layer.forward_fused(&x, kind);
+                let loss = (fused.to_kind(Kind::Float) * &w).sum(Kind::Float);
+                let mut inputs = vec![&x];
+                inputs.extend(params);
+                let grads = Tensor::run_backward(&[&loss], &inputs, false, false);
+                let x64 = x.detach().to_kind(Kind::Double).set_requires_grad(true);
+                let want = layer.forward_unfused(&x64, Kind::Double);
+                let loss64 = (&want * w.to_kind(Kind::Double)).sum(Kind::Double);
+                let mut inputs64 = vec![&x64];
+                inputs64.extend(params);
+                let grads64 = Tensor::run_backward(&[&loss64], &inputs64, false, false);
+                let relative = |ours: &Tensor, want: &Tensor| {
+                    let want = want.to_kind(Kind::Double);
+                    (ours.to_kind(Kind::Double) - &want).abs().max().double_value(&[])
+                        / want.abs().max().double_value(&[]).max(1e-30)
+                };
+                let mut errors = vec![relative(&fused, &want)];
+                errors.extend(grads.iter().zip(&grads64).map(|(ours, want)| relative(ours, want)));
+                let tol = match kind {
+                    Kind::Float => 1e-5,
+                    Kind::Half => 1e-2,
+                    _ => 5e-2,
+                };
+                let worst = errors.iter().cloned().fold(0.0, f64::max);
+                let line = format!(
+                    "FastFood {kind:?} {in_dim}→{out_dim}: relative errors y {:.1e}, dx {:.1e}, db {:.1e}, dg {:.1e}, ds {:.1e}, dbias {:.1e} (tolerance {tol:.0e})",
+                    errors[0], errors[1], errors[2], errors[3], errors[4], errors[5]
+                );
+                if worst >= tol {
+                    return Err(line);
+                }
+                report.push(line);
+            }
+        }
+    }
+    Ok(report)
 }
 
 /// The MLP with both projections as FastFood transforms: d → 4d → d.
@@ -121,12 +217,18 @@ impl FeedForward for FastfoodMlp {
 /// after the first, so features mix across blocks: d → 4d → d with
 /// `blocks` diagonal blocks in each matrix (4 in the paper), a quarter of a
 /// dense MLP's weights at the same cost per weight.
+///
+/// The hidden layer stays block-major, (blocks, rows, 4d/blocks), from the
+/// first batched matrix product to the second, so the blocks are `blocks`
+/// plain matrix products and the mixing one small one over the block axis.
 #[derive(Debug)]
 struct BlockDiagMlp {
     w1: Tensor, // (blocks, d/blocks, 4d/blocks)
     b1: Tensor,
     w2: Tensor, // (blocks, 4d/blocks, d/blocks)
     b2: Tensor,
+    /// H_blocks / √blocks, the mixing of the hidden layer's blocks.
+    mix: Tensor,
     blocks: i64,
     dropout: f64,
 }
@@ -143,39 +245,28 @@ impl BlockDiagMlp {
             b1: vs.zeros("fc_bias", &[4 * d]),
             w2,
             b2: vs.zeros("proj_bias", &[d]),
+            mix: hadamard::hadamard_matrix(k, Kind::Float, vs.device()) / (k as f64).sqrt(),
             blocks: k,
             dropout: cfg.dropout,
         }
-    }
-
-    /// `x` (…, in) through block-diagonal `w` (blocks, in/blocks, out/blocks).
-    fn block_diagonal(&self, x: &Tensor, w: &Tensor, kind: Kind) -> Tensor {
-        let mut shape = x.size();
-        let width = shape.pop().expect("features");
-        let out = w.size()[2] * self.blocks;
-        // (…, k, 1, in/k) @ (k, in/k, out/k) → (…, k, 1, out/k)
-        let y = x.to_kind(kind).view([-1, self.blocks, 1, width / self.blocks]).matmul(&w.to_kind(kind));
-        shape.push(out);
-        y.view(shape.as_slice())
-    }
-
-    /// Mixes the `blocks` chunks of the last dimension with a normalised
-    /// Hadamard transform across blocks: (H_blocks ⊗ I)·h.
-    fn mix_blocks(&self, h: &Tensor) -> Tensor {
-        let mut shape = h.size();
-        let width = shape.pop().expect("features");
-        let chunks = h.view([-1, self.blocks, width / self.blocks]).transpose(1, 2); // (…, width/k, k)
-        let mixed = hadamard(&chunks, true).transpose(1, 2).contiguous();
-        shape.push(width);
-        mixed.view(shape.as_slice())
     }
 }
 
 impl FeedForward for BlockDiagMlp {
     fn forward_t(&self, x: &Tensor, kind: Kind, train: bool) -> Tensor {
-        let h = self.mix_blocks(&self.block_diagonal(x, &self.w1, kind)) + self.b1.to_kind(kind);
-        let y = self.block_diagonal(&h.gelu("none"), &self.w2, kind) + self.b2.to_kind(kind);
-        y.dropout(self.dropout, train)
+        let mut shape = x.size();
+        let d = shape.pop().expect("features");
+        let k = self.blocks;
+        let hidden = 4 * d / k;
+        // (rows, d) → (k, rows, d/k): block j of every row, one matrix per block.
+        let blocks = x.to_kind(kind).reshape([-1, k, d / k]).transpose(0, 1);
+        let h = blocks.bmm(&self.w1.to_kind(kind)); // (k, rows, 4d/k)
+                                                    // (H_k ⊗ I)·h: block i of the output is Σ_j H_ij/√k · block j.
+        let h = if k > 1 { self.mix.to_kind(kind).matmul(&h.reshape([k, -1])).view([k, -1, hidden]) } else { h };
+        let h = (h + self.b1.to_kind(kind).view([k, 1, hidden])).gelu("none");
+        let y = h.bmm(&self.w2.to_kind(kind)).transpose(0, 1).reshape([-1, d]) + self.b2.to_kind(kind);
+        shape.push(d);
+        y.view(shape.as_slice()).dropout(self.dropout, train)
     }
 }
 
@@ -226,7 +317,7 @@ mod tests {
     /// identity, less the bias, transposed.
     fn materialize(layer: &FastfoodLinear) -> Tensor {
         let eye = Tensor::eye(layer.in_dim, (Kind::Float, layer.s.device()));
-        (layer.forward(&eye, Kind::Float) - layer.bias.to_kind(Kind::Float)).tr()
+        (layer.forward_unfused(&eye, Kind::Float) - layer.bias.to_kind(Kind::Float)).tr()
     }
 
     #[test]
