@@ -5,8 +5,10 @@
 //!    shim (`src/model/variants/hadamard_shim.cpp`) when an nvcc is found — `$NVCC`, the
 //!    venv's `nvidia/cu13/bin/nvcc` (`SCALEMAKE_CUDA_BUILD=1 scripts/setup.sh`
 //!    installs it), or `/usr/local/cuda/bin/nvcc` — and sets
-//!    `cfg(hadamard_cuda)`. Without one the build skips it cleanly and the
-//!    Hadamard transform uses the Kronecker reference everywhere.
+//!    `cfg(hadamard_cuda)`, with the allocator's peak-memory query
+//!    (`csrc/cuda_memory.cpp`, which needs the same CUDA headers). Without one the
+//!    build skips them cleanly: the Hadamard transform uses the Kronecker
+//!    reference everywhere and benchmarks report no peak memory.
 //!    `SCALEMAKE_CUDA_KERNELS=0` skips it on purpose.
 //! 3. Builds the AOTInductor package runner (`csrc/compiled_step.cpp`),
 //!    which the compiled training step needs on every device.
@@ -79,6 +81,10 @@ fn build_distributed(torch_lib: &Path) {
         .filter(|d| d.join("crt/host_config.h").is_file());
     if let (Some(nccl), Some(cuda)) = (nccl, cuda) {
         shim.include(nccl).include(cuda).define("USE_C10D_NCCL", None);
+        // cuda.h is the runtime wheel's, where nvcc was installed elsewhere ($NVCC).
+        if let Some(runtime) = site_packages.map(|s| s.join("nvidia/cu13/include")).filter(|d| d.is_dir()) {
+            shim.include(runtime);
+        }
         println!("cargo:rustc-link-lib=dylib=torch_cuda");
         println!("cargo:rustc-link-lib=dylib=c10_cuda");
     }
@@ -97,7 +103,12 @@ fn find_nvcc(site_packages: &Path) -> Option<PathBuf> {
 }
 
 fn build_cuda_kernels(torch_lib: &Path) {
-    for path in ["src/model/variants/hadamard.cu", "src/model/variants/hadamard_shim.cpp"] {
+    for path in [
+        "src/model/variants/hadamard.cu",
+        "src/model/variants/hadamard.h",
+        "src/model/variants/hadamard_shim.cpp",
+        "csrc/cuda_memory.cpp",
+    ] {
         println!("cargo:rerun-if-changed={path}");
     }
     println!("cargo:rerun-if-env-changed=NVCC");
@@ -141,6 +152,7 @@ fn build_cuda_kernels(torch_lib: &Path) {
     shim.cpp(true)
         .std("c++17")
         .file("src/model/variants/hadamard_shim.cpp")
+        .file("csrc/cuda_memory.cpp")
         .object(&object)
         .includes(torch_includes(torch_lib));
     for dir in &includes {

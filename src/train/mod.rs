@@ -257,17 +257,38 @@ impl ModelShape {
         }
     }
 
-    /// Forward+backward FLOPs per token actually computed (for MFU): 6 per
-    /// multiply-add of every matmul weight, the output head included, plus
-    /// attention scores and values, 12·L·T·d (PaLM's accounting).
-    pub fn flops_per_token(&self, counts: &ParamCounts) -> f64 {
-        // Frozen weights need no weight gradient: 4 FLOPs per token, not 6.
-        // Structured layers are counted per parameter, which undercounts
-        // their transforms: MFU of those variants is a lower bound.
+    /// Forward+backward FLOPs per token as the paper counts compute: 6 per
+    /// trainable weight, the output head included, plus attention scores
+    /// and values, 12·L·T·d (PaLM's accounting). Frozen weights and the
+    /// structured layers' transforms cost nothing here.
+    pub fn trainable_flops_per_token(&self, counts: &ParamCounts) -> f64 {
         let head = (self.vocab_size * self.d_model) as f64;
-        6.0 * (counts.trainable as f64 + head)
+        6.0 * (counts.trainable as f64 + head) + 12.0 * (self.n_layer * self.context * self.d_model) as f64
+    }
+
+    /// Forward+backward FLOPs per token actually executed (for MFU): the
+    /// trainable count, plus 4 per frozen weight (no weight gradient: 2
+    /// forward, 2 for the input's gradient), with FastFood diagonals
+    /// counted by their transforms instead of 6 per parameter: per n-block,
+    /// two n·log₂n transforms and three diagonal products forward, twice
+    /// that backward. The block-diagonal mixing adds 4d·log₂(blocks) per
+    /// layer, three times.
+    pub fn flops_per_token(&self, counts: &ParamCounts) -> f64 {
+        let d = self.d_model;
+        let structured_per_layer = match self.variant {
+            Variant::Fastfood => [(d, 4 * d), (4 * d, d)]
+                .into_iter()
+                .map(|(i, o)| {
+                    let (n, blocks) = fastfood_blocks(i, o);
+                    3.0 * blocks as f64 * (2.0 * n as f64 * (n as f64).log2() + 3.0 * n as f64)
+                })
+                .sum(),
+            Variant::BlockdiagHadamard => 3.0 * 4.0 * d as f64 * (self.blocks as f64).log2(),
+            Variant::Baseline | Variant::Doped => 0.0,
+        };
+        self.trainable_flops_per_token(counts) - 6.0 * counts.fastfood as f64
             + 4.0 * counts.frozen as f64
-            + 12.0 * (self.n_layer * self.context * self.d_model) as f64
+            + self.n_layer as f64 * structured_per_layer
     }
 }
 
@@ -602,6 +623,28 @@ mod tests {
         assert_eq!(blockdiag.trainable, 12 * (4 * d * d + 8 * d + 2 * d * d + 5 * d) + 2 * d);
         assert_eq!(fastfood_blocks(768, 3072), (1024, 3));
         assert_eq!(fastfood_blocks(3072, 768), (4096, 1));
+    }
+
+    #[test]
+    fn executed_flops_count_frozen_weights_and_transforms() {
+        let shape = |variant| ModelShape { variant, ..ModelShape::preset("xsmall", 50_262).unwrap() };
+        let flops = |variant| {
+            let s = shape(variant);
+            let counts = s.param_counts();
+            (s.trainable_flops_per_token(&counts), s.flops_per_token(&counts), counts)
+        };
+        let (trainable, executed, _) = flops(Variant::Baseline);
+        assert_eq!(trainable, executed, "a baseline executes what it trains");
+        let (trainable, executed, doped) = flops(Variant::Doped);
+        assert_eq!(executed - trainable, 4.0 * doped.frozen as f64);
+        // xsmall (6 × 768): fc 3 blocks of n = 1024, proj 1 block of n = 4096.
+        let (trainable, executed, fastfood) = flops(Variant::Fastfood);
+        let transforms = |n: f64, blocks: f64| 3.0 * blocks * (2.0 * n * n.log2() + 3.0 * n);
+        let expected =
+            trainable - 6.0 * fastfood.fastfood as f64 + 6.0 * (transforms(1024.0, 3.0) + transforms(4096.0, 1.0));
+        assert!((executed - expected).abs() < 1e-6 * expected, "{executed} vs {expected}");
+        let (trainable, executed, _) = flops(Variant::BlockdiagHadamard);
+        assert_eq!(executed - trainable, 6.0 * 3.0 * 4.0 * 768.0 * 2.0, "4 blocks: two butterfly stages over 4d");
     }
 
     #[test]

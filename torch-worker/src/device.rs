@@ -82,6 +82,37 @@ fn cuda_capability(visible: i64) -> Option<String> {
     Some(format!("sm_{}", cap.trim().replace('.', "")))
 }
 
+#[cfg(hadamard_cuda)]
+extern "C" {
+    fn scalemake_cuda_peak_allocated(device: i32) -> i64;
+    fn scalemake_cuda_reset_peak(device: i32) -> bool;
+}
+
+/// Starts a new peak of the CUDA caching allocator's bytes on `device`
+/// (nothing on the CPU, or in a build without the CUDA toolkit).
+pub fn reset_peak_memory(device: tch::Device) {
+    #[cfg(hadamard_cuda)]
+    if let tch::Device::Cuda(index) = device {
+        // SAFETY: plain C call; a refusal only means no peak to report.
+        let _ = unsafe { scalemake_cuda_reset_peak(index as i32) };
+    }
+    let _ = device;
+}
+
+/// Peak bytes the CUDA caching allocator handed out on `device` since the
+/// last [`reset_peak_memory`]: `None` on the CPU or in a build without the
+/// CUDA toolkit.
+pub fn peak_memory(device: tch::Device) -> Option<u64> {
+    #[cfg(hadamard_cuda)]
+    if let tch::Device::Cuda(index) = device {
+        // SAFETY: plain C call.
+        let bytes = unsafe { scalemake_cuda_peak_allocated(index as i32) };
+        return u64::try_from(bytes).ok();
+    }
+    let _ = device;
+    None
+}
+
 /// Whether libtorch can use CUDA here (after loading its CUDA library).
 pub fn cuda_ready() -> bool {
     load_cuda_runtime().is_ok() && tch::Cuda::is_available()

@@ -16,8 +16,9 @@
 //!   reference (`benches/reference/gpt.py`), for tests and benchmarks;
 //! - `bench-optimizer <preset> <device>`: flat-buffer Adam against tch's
 //!   per-tensor Adam;
-//! - `bench-hadamard <device>`: the CUDA Hadamard kernel against a copy and
-//!   the Kronecker reference; `check-hadamard`: its agreement with the
+//! - `bench-hadamard <device>`: the CUDA Hadamard kernels (the transform and
+//!   the fused FastFood layer) against a copy, the Kronecker reference and
+//!   the unfused layer; `check-hadamard`: their agreement with the
 //!   reference (the GPU-only test, runnable where there is no cargo).
 
 use std::io::Write;
@@ -203,7 +204,8 @@ fn main() -> ExitCode {
         ["compile", job] => finish(compile_command(job)),
         ["check-hadamard"] => finish(tools::check_hadamard()),
         ["bench-hadamard", device] => {
-            finish(tools::bench_hadamard(device, 80 * 1024, &[1024, 4096, 8192], 20).map(|report| println!("{report}")))
+            let dims: Vec<i64> = (8..=15).map(|bits| 1 << bits).collect();
+            finish(tools::bench_hadamard(device, &dims, &[768, 1024], 20).map(|report| println!("{report}")))
         }
         ["bench-optimizer", preset, device] => {
             finish(tools::bench_optimizer(preset, 50_262, device, 20).map(|report| println!("{report}")))

@@ -151,6 +151,7 @@ pub fn bench(spec: &BenchSpec) -> Result<serde_json::Value, String> {
     let micro: Vec<(Tensor, Tensor)> = (0..spec.batch / spec.micro_batch.max(1))
         .map(|_| (data.narrow(1, 0, shape.context), data.narrow(1, 1, shape.context)))
         .collect();
+    scalemake_torch::device::reset_peak_memory(device);
     for _ in 0..spec.warmup {
         trainer.step(&model, &micro).expect("a step on one device has no exchange to fail");
     }
@@ -169,11 +170,16 @@ pub fn bench(spec: &BenchSpec) -> Result<serde_json::Value, String> {
     let phases_ms =
         if spec.phases { Some(phase_times(&mut trainer, &model, &micro, device, spec.steps)) } else { None };
     let variant = serde_json::to_value(shape.variant).map_err(|e| e.to_string())?;
-    let mfu = scalemake::train::peak_flops(&name, spec.bf16)
-        .map(|peak| tokens_per_second * shape.flops_per_token(&counts) / peak);
+    let peak_memory = scalemake_torch::device::peak_memory(device);
+    // MFU two ways: on the paper's compute (trainable weights only) and on
+    // what the device executes (frozen weights, the structured transforms).
+    let peak = scalemake::train::peak_flops(&name, spec.bf16);
+    let mfu = peak.map(|peak| tokens_per_second * shape.flops_per_token(&counts) / peak);
+    let mfu_trainable = peak.map(|peak| tokens_per_second * shape.trainable_flops_per_token(&counts) / peak);
     Ok(serde_json::json!({
         "impl": if spec.compiled.is_some() { "scalemake compiled" } else { "scalemake" }, "compile_seconds": compile_seconds, "preset": spec.preset, "n_layer": shape.n_layer, "d_model": shape.d_model, "variant": variant, "params": counts, "device": name, "bf16": spec.bf16,
-        "tokens_per_second": tokens_per_second, "mfu": mfu, "steps": spec.steps, "threads": tch::get_num_threads(), "last_loss": loss,
+        "tokens_per_second": tokens_per_second, "mfu": mfu, "mfu_trainable": mfu_trainable, "peak_memory_bytes": peak_memory,
+        "hadamard_kernel": scalemake_torch::model::variants::hadamard::kernel_enabled(), "steps": spec.steps, "threads": tch::get_num_threads(), "last_loss": loss,
         "phases_ms": phases_ms, "step_ms": 1e3 * seconds / spec.steps.max(1) as f64,
     }))
 }
@@ -301,42 +307,99 @@ pub fn bench_optimizer(preset: &str, vocab: i64, device_spec: &str, steps: usize
     }))
 }
 
-/// Times the Hadamard transform on `rows × d` bf16 CUDA tensors against a
-/// device-to-device copy of the same tensor and against the Kronecker
-/// reference, as JSON: per call, forward alone and forward + backward.
-pub fn bench_hadamard(device_spec: &str, rows: i64, dims: &[i64], reps: usize) -> Result<serde_json::Value, String> {
-    use scalemake_torch::model::variants::hadamard::{hadamard, reference};
+/// Times the Hadamard kernels on CUDA against a device-to-device copy of
+/// the same tensor, in the same process, as JSON:
+/// - the transform, per element type (bf16, fp16, fp32) and size `dims`
+///   (81,920 rows up to d = 8,192, then as many bytes): forward alone, and
+///   forward + backward (the backward is the same kernel on the gradient,
+///   which is what the autograd function runs), and the Kronecker
+///   reference's forward;
+/// - the FastFood projections of `fastfood_widths` (d → 4d and 4d → d,
+///   bf16, 81,920 rows): the fused kernel against the layer's tensor
+///   operations (the transform kernel inside), forward and forward +
+///   backward (of the output's dot product with a fixed tensor, the same
+///   for both), against a copy of the input plus one of the output.
+pub fn bench_hadamard(
+    device_spec: &str,
+    dims: &[i64],
+    fastfood_widths: &[i64],
+    reps: usize,
+) -> Result<serde_json::Value, String> {
+    use scalemake_torch::model::variants::hadamard::{hadamard, kernel_enabled, reference};
+    use scalemake_torch::model::variants::FastfoodLinear;
     let (device, name) = scalemake_torch::device::resolve(device_spec)?;
     if !device.is_cuda() {
         return Err("bench-hadamard needs a CUDA device".into());
     }
-    let time = |f: &mut dyn FnMut()| mean_ms(reps, device, f);
-    let mut results = Vec::new();
-    for &d in dims {
-        let x = Tensor::randn([rows, d], (Kind::BFloat16, device));
-        let g = Tensor::randn([rows, d], (Kind::BFloat16, device));
-        let mut y = x.empty_like();
-        let copy_ms = time(&mut || {
-            y.copy_(&x);
-        });
-        let forward_ms = time(&mut || {
-            let _ = hadamard(&x, true);
-        });
-        let xg = x.detach().set_requires_grad(true);
-        let both_ms = time(&mut || {
-            let _ = Tensor::run_backward(&[&(hadamard(&xg, true) * &g).sum(Kind::Float)], &[&xg], false, false);
-        });
-        let reference_ms = time(&mut || {
-            let _ = reference(&x, true);
-        });
-        results.push(serde_json::json!({
-            "d": d, "rows": rows, "copy_ms": copy_ms, "forward_ms": forward_ms, "forward_backward_ms": both_ms, "reference_forward_ms": reference_ms,
-            "forward_over_copy": forward_ms / copy_ms, "reference_over_kernel": reference_ms / forward_ms,
-        }));
+    if !kernel_enabled() {
+        return Err("bench-hadamard needs the CUDA kernels: built with SCALEMAKE_CUDA_BUILD=1 scripts/setup.sh, and SCALEMAKE_HADAMARD_KERNEL not off".into());
     }
-    Ok(
-        serde_json::json!({ "device": name, "kernel_built": scalemake_torch::model::variants::hadamard::KERNEL_BUILT, "dtype": "bf16", "results": results }),
-    )
+    let time = |f: &mut dyn FnMut()| mean_ms(reps, device, f);
+    let mut transform = Vec::new();
+    for kind in [Kind::BFloat16, Kind::Half, Kind::Float] {
+        for &d in dims {
+            let rows = 80 * 1024 * 8192.min(d) / d;
+            let x = Tensor::randn([rows, d], (Kind::Float, device)).to_kind(kind);
+            let g = Tensor::randn([rows, d], (Kind::Float, device)).to_kind(kind);
+            let mut y = x.empty_like();
+            let copy_ms = time(&mut || {
+                y.copy_(&x);
+            });
+            let forward_ms = time(&mut || {
+                let _ = hadamard(&x, true);
+            });
+            let both_ms = time(&mut || {
+                let _ = hadamard(&x, true);
+                let _ = hadamard(&g, true);
+            });
+            let reference_ms = time(&mut || {
+                let _ = reference(&x, true);
+            });
+            let bytes = 2.0 * (rows * d) as f64 * kind.elt_size_in_bytes() as f64;
+            transform.push(serde_json::json!({
+                "dtype": format!("{kind:?}"), "d": d, "rows": rows, "copy_ms": copy_ms, "forward_ms": forward_ms,
+                "forward_backward_ms": both_ms, "reference_forward_ms": reference_ms,
+                "copy_tb_per_s": bytes / copy_ms / 1e9, "forward_tb_per_s": bytes / forward_ms / 1e9,
+                "forward_over_copy": forward_ms / copy_ms, "forward_backward_over_copy": both_ms / copy_ms,
+                "reference_over_kernel": reference_ms / forward_ms,
+            }));
+        }
+    }
+    let mut fastfood = Vec::new();
+    for &d in fastfood_widths {
+        for (in_dim, out_dim) in [(d, 4 * d), (4 * d, d)] {
+            let rows = 80 * 1024;
+            let vs = tch::nn::VarStore::new(device);
+            let layer = FastfoodLinear::new(vs.root(), in_dim, out_dim, 0.02);
+            let x = Tensor::randn([rows, in_dim], (Kind::BFloat16, device));
+            let out = Tensor::randn([rows, out_dim], (Kind::BFloat16, device));
+            let (mut x_copy, mut out_copy) = (x.empty_like(), out.empty_like());
+            let copy_ms = time(&mut || {
+                x_copy.copy_(&x);
+                out_copy.copy_(&out);
+            });
+            let xg = x.detach().set_requires_grad(true);
+            let timed = |forward: &dyn Fn(&Tensor) -> Tensor| {
+                let forward_ms = time(&mut || {
+                    let _ = tch::no_grad(|| forward(&x));
+                });
+                let both_ms = time(&mut || {
+                    (forward(&xg) * &out).sum(Kind::Float).backward();
+                });
+                (forward_ms, both_ms)
+            };
+            let (fused_ms, fused_both_ms) = timed(&|x| layer.forward(x, Kind::BFloat16));
+            let (unfused_ms, unfused_both_ms) = timed(&|x| layer.forward_unfused(x, Kind::BFloat16));
+            fastfood.push(serde_json::json!({
+                "in": in_dim, "out": out_dim, "rows": rows, "copy_in_and_out_ms": copy_ms,
+                "fused_forward_ms": fused_ms, "fused_forward_backward_ms": fused_both_ms,
+                "unfused_forward_ms": unfused_ms, "unfused_forward_backward_ms": unfused_both_ms,
+                "fused_forward_over_copy": fused_ms / copy_ms, "unfused_over_fused_forward": unfused_ms / fused_ms,
+                "unfused_over_fused_forward_backward": unfused_both_ms / fused_both_ms,
+            }));
+        }
+    }
+    Ok(serde_json::json!({ "device": name, "transform": transform, "fastfood_bf16": fastfood }))
 }
 
 /// Checks the CUDA Hadamard kernel against the reference on GPU 0, printing
@@ -348,6 +411,9 @@ pub fn check_hadamard() -> Result<(), String> {
     #[cfg(hadamard_cuda)]
     {
         for line in scalemake_torch::model::variants::hadamard::kernel::check_against_reference(0)? {
+            println!("{line}");
+        }
+        for line in scalemake_torch::model::variants::check_fastfood_kernel(0)? {
             println!("{line}");
         }
         Ok(())
