@@ -5,7 +5,9 @@
 //! boundaries. [`Batches`] cuts it into `(B, T+1)` windows — inputs are the
 //! first `T` tokens of a row, targets the last `T` — at random positions from
 //! a seeded ChaCha8 generator (reproducible across platforms and versions) for
-//! training, or sequentially for evaluation, never past the end.
+//! training, or as epochs of a seeded shuffle of non-overlapping windows (no
+//! token seen twice before the whole split has been), or sequentially for
+//! evaluation, never past the end.
 //! [`prefetch`] moves batch assembly to a background thread so the training
 //! step never waits for it.
 
@@ -116,6 +118,13 @@ pub enum Order {
         /// Seed of the ChaCha8 generator.
         seed: u64,
     },
+    /// Epochs over the split: the non-overlapping windows at positions
+    /// k·T (each `T + 1` tokens: inputs and next-token targets) in an order
+    /// shuffled afresh each epoch from the seed.
+    Epochs {
+        /// Seed of the ChaCha8 generator behind every epoch's shuffle.
+        seed: u64,
+    },
     /// Consecutive windows from the start, stride `T` (evaluation); ends when
     /// no full window remains.
     Sequential,
@@ -129,6 +138,8 @@ pub struct Batches {
     order: Order,
     rng: ChaCha8Rng,
     next: usize,
+    /// [`Order::Epochs`]: this epoch's window order (indices of windows).
+    shuffled: Vec<u32>,
 }
 
 impl Batches {
@@ -139,10 +150,37 @@ impl Batches {
             return Err(format!("{} tokens cannot fill one window of {} tokens", stream.len(), context + 1));
         }
         let seed = match order {
-            Order::Random { seed } => seed,
+            Order::Random { seed } | Order::Epochs { seed } => seed,
             Order::Sequential => 0,
         };
-        Ok(Batches { stream, batch, context, order, rng: ChaCha8Rng::seed_from_u64(seed), next: 0 })
+        if matches!(order, Order::Epochs { .. }) && (stream.len() - 1) / context > u32::MAX as usize {
+            return Err(format!("{} tokens make more windows of {context} than an epoch can index", stream.len()));
+        }
+        Ok(Batches {
+            stream,
+            batch,
+            context,
+            order,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            next: 0,
+            shuffled: Vec::new(),
+        })
+    }
+
+    /// The next window's start under [`Order::Epochs`], shuffling a new
+    /// epoch (Fisher–Yates, from the one generator) when the last is used up.
+    fn next_epoch_start(&mut self) -> usize {
+        if self.next == self.shuffled.len() {
+            let windows = (self.stream.len() - 1) / self.context;
+            self.shuffled = (0..windows as u32).collect();
+            for i in (1..windows).rev() {
+                let j = self.below(i as u64 + 1) as usize;
+                self.shuffled.swap(i, j);
+            }
+            self.next = 0;
+        }
+        self.next += 1;
+        self.shuffled[self.next - 1] as usize * self.context
     }
 
     /// Advances past `n` batches without reading them: how a resumed run
@@ -154,6 +192,9 @@ impl Batches {
             match self.order {
                 Order::Random { .. } => {
                     self.below(last_start + 1);
+                }
+                Order::Epochs { .. } => {
+                    self.next_epoch_start();
                 }
                 Order::Sequential => self.next += self.context,
             }
@@ -182,6 +223,7 @@ impl Iterator for Batches {
         for r in 0..self.batch {
             let start = match self.order {
                 Order::Random { .. } => self.below(last_start as u64 + 1) as usize,
+                Order::Epochs { .. } => self.next_epoch_start(),
                 Order::Sequential => {
                     if self.next > last_start {
                         if r == 0 {
@@ -235,6 +277,34 @@ mod tests {
         let mut out = [0u32; 6];
         s.copy_window(1, &mut out);
         assert_eq!(out, [1, 2, 3, 4, 5, 6]);
+    }
+
+    #[test]
+    fn epochs_use_every_window_once_before_any_twice() {
+        let data: Vec<u16> = (0..100).collect();
+        let (_d, s) = stream_of(&[&data[..37], &data[37..]]);
+        // 99 / 10 = 9 windows per epoch, starts 0, 10, …, 80; batches of 4 cross epochs.
+        let starts = |seed| -> Vec<u32> {
+            Batches::new(s.clone(), 4, 10, Order::Epochs { seed })
+                .unwrap()
+                .take(9)
+                .flat_map(|b| b.chunks(11).map(|r| r[0]).collect::<Vec<_>>())
+                .collect()
+        };
+        let a = starts(5);
+        for epoch in a.chunks(9) {
+            let mut sorted = epoch.to_vec();
+            sorted.sort();
+            assert_eq!(sorted, (0..9).map(|k| 10 * k).collect::<Vec<u32>>(), "one epoch: {epoch:?}");
+        }
+        assert_ne!(a[..9], a[9..18], "each epoch is shuffled afresh");
+        assert_eq!(a, starts(5), "the seed fixes the order");
+        assert_ne!(a, starts(6));
+        // A resumed run skips to the same place.
+        let mut resumed = Batches::new(s.clone(), 4, 10, Order::Epochs { seed: 5 }).unwrap();
+        resumed.skip_batches(3);
+        let next: Vec<u32> = resumed.next().unwrap().chunks(11).map(|r| r[0]).collect();
+        assert_eq!(next, a[12..16]);
     }
 
     #[test]

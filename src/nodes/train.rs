@@ -25,8 +25,8 @@ use crate::settings::{settings, FieldType, Schema, Settings, Value};
 use crate::track::mlflow::{self, Ending, Metric, RunSpec, Tracker};
 use crate::train::compile::{CompileMode, CompileRecord, RECORD_FILE as COMPILE_RECORD};
 use crate::train::job::{
-    kept_checkpoint, BranchFrom, CompiledUse, DecayShape, EvalRow, Event, OptimSpec, Precision, StepRow, TrainJob, Wsd,
-    DECAY_SHAPE_NAMES,
+    kept_checkpoint, BranchFrom, CompiledUse, DecayShape, EvalRow, Event, OptimSpec, Precision, Sampling, StepRow,
+    TrainJob, Wsd, DECAY_SHAPE_NAMES,
 };
 use crate::train::record::{EVAL_FILE, STEPS_FILE, TENSORBOARD_DIR};
 use crate::train::tfevents::EventWriter;
@@ -153,6 +153,8 @@ settings! {
         eval_tokens: u64 = [FieldType::Int { min: 1 }] default(1u64 << 20),
         /// seed of initialisation, data order and dropout
         seed: u64 = [FieldType::Int { min: 0 }] default(0),
+        /// order of training windows: random (uniform positions; the default) or epochs (a seeded shuffle of non-overlapping windows, each once before any twice)
+        sampling: Option<Sampling> = [FieldType::Enum(&["random", "epochs"])] optional,
         /// fp32, or bf16 matmuls and attention with fp32 master weights
         precision: Precision = [FieldType::Enum(&["fp32", "bf16"])] default(Precision::Fp32),
         /// auto (a GPU if one is visible), cpu, cuda or cuda:N
@@ -296,6 +298,7 @@ fn job(
         eval_points: params.eval_points,
         eval_tokens: params.eval_tokens,
         seed: params.seed,
+        sampling: params.sampling.unwrap_or_default(),
         device: resolve_device(&params.device, ctx.gpus())?,
         precision: params.precision,
         checkpoint_seconds: params.checkpoint_seconds,

@@ -23,6 +23,18 @@ pub enum Precision {
     Bf16,
 }
 
+/// The order in which training reads its windows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sampling {
+    /// Windows at uniformly random positions (with replacement).
+    #[default]
+    Random,
+    /// Epochs: every non-overlapping window once, in a seeded shuffle,
+    /// before any twice.
+    Epochs,
+}
+
 /// Adam with the paper's schedule and clipping.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct OptimSpec {
@@ -149,6 +161,9 @@ pub struct TrainJob {
     pub eval_tokens: u64,
     /// Seed of initialisation, data order and dropout.
     pub seed: u64,
+    /// How training windows are drawn.
+    #[serde(default)]
+    pub sampling: Sampling,
     /// `auto`, `cpu`, `cuda` or `cuda:N`.
     pub device: String,
     /// Compute precision.
@@ -411,20 +426,6 @@ pub struct EvalRow {
     pub compute: Compute,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn diverged_losses_survive_the_protocol() {
-        let line = serde_json::to_string(&Event::Done { val_loss: f64::NAN, test_loss: None, tokens_per_second: 10.0 })
-            .unwrap();
-        assert_eq!(line, r#"{"event":"done","val_loss":null,"test_loss":null,"tokens_per_second":10.0}"#);
-        let Event::Done { val_loss, .. } = serde_json::from_str(&line).unwrap() else { panic!("{line}") };
-        assert!(val_loss.is_nan());
-    }
-}
-
 /// The file in a training run's work directory that lists its ranks
 /// (`[{"rank": 0, "pid": …}, …]`) while a data-parallel run trains locally.
 pub const RANKS_FILE: &str = "ranks.json";
@@ -460,4 +461,18 @@ pub fn live_ranks_note(work: &std::path::Path) -> Option<String> {
     let ranks = live_ranks(work)?;
     let list: Vec<String> = ranks.iter().map(|(rank, pid)| format!("{rank} (pid {pid})")).collect();
     Some(format!("training on {} ranks: {}", ranks.len(), list.join(", ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diverged_losses_survive_the_protocol() {
+        let line = serde_json::to_string(&Event::Done { val_loss: f64::NAN, test_loss: None, tokens_per_second: 10.0 })
+            .unwrap();
+        assert_eq!(line, r#"{"event":"done","val_loss":null,"test_loss":null,"tokens_per_second":10.0}"#);
+        let Event::Done { val_loss, .. } = serde_json::from_str(&line).unwrap() else { panic!("{line}") };
+        assert!(val_loss.is_nan());
+    }
 }

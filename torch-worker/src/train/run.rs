@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use scalemake::data::loader::{prefetch, Batches, Order, TokenStream};
-use scalemake::train::job::{kept_checkpoint, BranchFrom, EvalRow, Event, Precision, StepRow, TrainJob};
+use scalemake::train::job::{kept_checkpoint, BranchFrom, EvalRow, Event, Precision, Sampling, StepRow, TrainJob};
 use scalemake::train::record::{TrainRecord, RECORD_FILE};
 use scalemake::train::{eval_steps, peak_flops, Compute, ParamCounts};
 use serde::{Deserialize, Serialize};
@@ -400,8 +400,11 @@ pub fn run(job: &TrainJob, rank: Option<&Rendezvous>, emit: &mut dyn FnMut(Event
     let val_set = if root { held_out_set(job, "val", device)? } else { Vec::new() };
     let train = Arc::new(TokenStream::open_split(&job.shards, "train").map_err(|e| e.to_string())?);
     let (micro_rows, width) = (job.micro_batch as usize, job.model.context as usize + 1);
-    let mut batches = Batches::new(train, micro_rows, width - 1, Order::Random { seed: job.seed })
-        .map_err(|e| format!("training split: {e}"))?;
+    let order = match job.sampling {
+        Sampling::Random => Order::Random { seed: job.seed },
+        Sampling::Epochs => Order::Epochs { seed: job.seed },
+    };
+    let mut batches = Batches::new(train, micro_rows, width - 1, order).map_err(|e| format!("training split: {e}"))?;
     batches.skip_batches(start * accum);
     let incoming = prefetch(batches, 2 * accum as usize);
 
