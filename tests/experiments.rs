@@ -219,6 +219,19 @@ fn paper_yaml_plans_the_papers_tables() {
 }
 
 #[test]
+fn gpu_families_yaml_plans_four_families_that_read_no_window_twice() {
+    let plan = in_repo(&["plan", "experiments/gpu-families.yaml", "--gpu", "H100"]);
+    assert_eq!(plan.code, 0, "{}", plan.stderr);
+    assert!(plan.stdout.contains("total: 20 training node(s)"), "{}", plan.stdout);
+    for variant in ["baseline", "doped", "fastfood", "blockdiag_hadamard"] {
+        assert!(plan.stdout.contains(&format!("train[width=768,variant={variant}]")), "{variant}: {}", plan.stdout);
+    }
+    let show = in_repo(&["show", "-f", "experiments/gpu-families.yaml", "train[width=256,variant=fastfood]"]);
+    assert_eq!(show.code, 0, "{}", show.stderr);
+    assert!(show.stdout.contains("sampling: epochs"), "{}", show.stdout);
+}
+
+#[test]
 fn gpu_small_yaml_plans_five_widths_of_both_variants() {
     let plan = in_repo(&["plan", "experiments/gpu-small.yaml", "--mfu", "0.2"]);
     assert_eq!(plan.code, 0, "{}", plan.stderr);
