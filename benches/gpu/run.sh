@@ -28,6 +28,16 @@
 #          worker, fits, report); the report and the run's timings copied.
 #          Its train nodes now run compiled (`compile: auto` on a GPU): the
 #          wall time against the 176 s of 2026-12-04 (eager) is the before/after.
+#   structured: issue 33 in one call (≤ 4 min): the Hadamard kernels against
+#          the reference (the transform at 2^8 … 2^15 in fp32, bf16, fp16; the
+#          fused FastFood layer, forward and every gradient); `bench-hadamard`
+#          (each against a device-to-device copy of the same tensor, and the
+#          fused layer against its tensor operations); then the four variants
+#          side by side at xsmall and small (bf16, 80 × 1024): eager with the
+#          kernels, FastFood again with them off (the before), and the
+#          compiled step for baseline and block-diagonal at xsmall.
+#   families: `scalemake run experiments/gpu-families.yaml` end to end (the
+#          four families, 20 runs; ≤ 7 min), report and fits copied.
 #   parallel: the data-parallel NCCL path at N = 1 against the plain path
 #          (issue 32, target ≤2% overhead): the same xsmall bf16 run (GPT-2's
 #          tokenizer, batch 80 × 1024, 40 steps) as `devices: 1`, then as
@@ -35,6 +45,10 @@
 #          every step all-reduces the 124M-float gradient through NCCL).
 # With the compiled step (issue 28) the parts no longer fit one call: run
 # `bench` (≤ 8 min), then `study` and `variants` while the machine is warm.
+# Issue 33's two calls, back to back on one warm machine (data/fr-large.parquet
+# from `--prepare`):
+#   run(command="bash benches/gpu/run.sh structured", carry=["target/carry", "data/fr-large.parquet"], timeout_s=300)
+#   run(command="bash benches/gpu/run.sh families", carry=["target/carry", "data/fr-large.parquet"], timeout_s=480)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -67,12 +81,27 @@ if [ "${1:-}" = "--prepare" ]; then
   LD_LIBRARY_PATH="$torch_lib:$cuda_lib" "$CARRY/scalemake-torch" devices
   "$CARRY/scalemake" doctor >/dev/null
   "$CARRY/scalemake" plan experiments/gpu-small.yaml --gpu H200 --mfu 0.1 | tail -3
-  # What the call carries: the tracked tree, the binaries, the corpus.
+  # The large corpus, packed for a machine without network (issue 33's study).
+  if [ ! -f data/fr-large.parquet ]; then
+    large=$(mktemp -d)
+    scripts/fetch-corpus.sh --large "$large"
+    .venv/bin/python scripts/pack-corpus.py "$large" data/fr-large.parquet
+    rm -rf "$large"
+  fi
+  "$CARRY/scalemake" plan experiments/gpu-families.yaml --gpu H100 | tail -3
+  # What each call carries: the tracked tree, the binaries, a corpus (the
+  # default one for study; the packed large one for structured, families and
+  # parallel; bench trains on random tokens).
   tracked=$(git ls-files -z | du -cb --files0-from=- | tail -1 | cut -f1)
-  carried=$(du -cb "$CARRY" data/fr | tail -1 | cut -f1)
-  total=$(((tracked + carried) / 1048576))
-  echo "carry: ${total} MiB of 64 (tracked $((tracked / 1048576)), binaries and corpus $((carried / 1048576)))"
-  [ "$total" -lt 64 ] || { echo "over the carry limit"; exit 1; }
+  for corpus in data/fr data/fr-large.parquet; do
+    carried=$(du -cb "$CARRY" "$corpus" | tail -1 | cut -f1)
+    total=$(((tracked + carried) / 1048576))
+    echo "carry with $corpus: ${total} MiB of 64 (tracked $((tracked / 1048576)), binaries and corpus $((carried / 1048576)))"
+    if [ "$total" -ge 64 ]; then
+      [ "$corpus" = data/fr ] || { echo "over the carry limit"; exit 1; }
+      echo "  over the limit: the study part (gpu-small.yaml, data/fr) cannot be carried with these binaries"
+    fi
+  done
   exit 0
 fi
 
@@ -138,13 +167,63 @@ study() {
   "$SCALEMAKE" log -f experiments/gpu-small.yaml 'train[width=768,variant=baseline]' > "$OUT/gpu-small/train-768-baseline.log" 2>&1 || true
 }
 
+structured() {
+  step "hadamard kernels: agreement with the reference"
+  capped 90 "$WORKER" check-hadamard | tee "$OUT/hadamard-check.txt" | tail -3
+  step "hadamard kernels: against a copy, and the fused FastFood layer against its tensor operations"
+  capped 90 "$WORKER" bench-hadamard cuda | tee "$OUT/hadamard.json" | tail -c 400
+  step "the four variants side by side (bf16, 80 x 1024)"
+  local flags=(--device cuda --bf16 --batch 80 --micro-batch "${MICRO:-16}" --steps 10 --warmup 3 --phases)
+  for preset in xsmall small; do
+    for variant in baseline doped fastfood blockdiag_hadamard; do
+      capped 60 "$WORKER" bench --preset "$preset" --variant "$variant" "${flags[@]}" | tee -a "$OUT/variants.jsonl"
+    done
+    # The before: FastFood through tensor operations and the transform alone.
+    SCALEMAKE_HADAMARD_KERNEL=off capped 60 "$WORKER" bench --preset "$preset" --variant fastfood "${flags[@]}" |
+      tee -a "$OUT/variants.jsonl"
+  done
+  for variant in baseline blockdiag_hadamard; do
+    SCALEMAKE_PYTHON="$PY" capped 120 "$WORKER" bench --preset xsmall --variant "$variant" "${flags[@]}" \
+      --compiled torch-worker/python/compile_step.py | tee -a "$OUT/variants.jsonl"
+  done
+  "$PY" - "$OUT/variants.jsonl" <<'PY' | tee "$OUT/variants.md"
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+base = {(r["preset"], r["impl"]): r["tokens_per_second"] for r in rows if r["variant"] == "baseline"}
+print("| preset | variant | impl | kernels | tokens/s | × baseline | MFU trainable | MFU executed | peak GiB | step ms |")
+print("|---|---|---|---|---:|---:|---:|---:|---:|---:|")
+for r in rows:
+    b = base.get((r["preset"], r["impl"])) or base.get((r["preset"], "scalemake"))
+    gib = (r.get("peak_memory_bytes") or 0) / 2**30
+    print(f"| {r['preset']} | {r['variant']} | {r['impl']} | {'on' if r.get('hadamard_kernel') else 'off'} | "
+          f"{r['tokens_per_second']:,.0f} | {r['tokens_per_second'] / b:.2f} | {r.get('mfu_trainable') or 0:.1%} | "
+          f"{r.get('mfu') or 0:.1%} | {gib:.1f} | {r['step_ms']:.0f} |")
+PY
+}
+
+families() {
+  step "gpu-families.yaml end to end"
+  "$SCALEMAKE" plan experiments/gpu-families.yaml --gpu H100 | tee "$OUT/gpu-families-plan.txt" | tail -3
+  SCALEMAKE_PYTHON="$PY" capped "${STUDY_CAP:-450}" "$SCALEMAKE" run --keep-going experiments/gpu-families.yaml 2>&1 |
+    tee "$OUT/gpu-families-run.txt" | grep -v '^ *built\|^building' | tail -20
+  "$SCALEMAKE" status experiments/gpu-families.yaml > "$OUT/gpu-families-status.txt" 2>&1 || true
+  mkdir -p "$OUT/gpu-families"
+  for node in laws report; do
+    key=$("$SCALEMAKE" show -f experiments/gpu-families.yaml "$node" | awk '$1 == "key" { print $2 }')
+    [ -d "cache/objects/$key/out" ] && cp -r "cache/objects/$key/out" "$OUT/gpu-families/$node"
+  done
+  for variant in baseline fastfood; do
+    "$SCALEMAKE" log -f experiments/gpu-families.yaml "train[width=768,variant=$variant]" > "$OUT/gpu-families/train-768-$variant.log" 2>&1 || true
+  done
+}
+
 parallel() {
   step "data parallel: NCCL at N = 1 against the plain path"
   mkdir -p parallel
   cat > parallel/exp.yaml <<'YAML'
 name: parallel
 nodes:
-  corpus: {kind: corpus, paths: [data/fr]}
+  corpus: {kind: corpus, paths: [data/fr-large.parquet]}
   tokenizer: {kind: tokenizer, input: corpus, pretrained: gpt2}
   shards: {kind: shards, input: [corpus, tokenizer]}
   train:
@@ -174,10 +253,12 @@ YAML
 case "$PART" in
   all) bench; study ;;
   parallel) parallel ;;
+  structured) structured ;;
+  families) families ;;
   bench) bench ;;
   variants) variants ;;
   study) study ;;
-  *) echo "usage: run.sh [--prepare | all | bench | variants | study | parallel]"; exit 2 ;;
+  *) echo "usage: run.sh [--prepare | all | bench | variants | study | parallel | structured | families]"; exit 2 ;;
 esac
 
 step "summary"
@@ -186,4 +267,6 @@ cat "$OUT/failures.txt" 2>/dev/null || echo "no step failed"
 [ -f "$OUT/throughput.md" ] && tail -n 12 "$OUT/throughput.md"
 [ -f "$OUT/gpu-small-run.txt" ] && tail -n 3 "$OUT/gpu-small-run.txt"
 [ -f "$OUT/parallel.txt" ] && cat "$OUT/parallel.txt"
+[ -f "$OUT/variants.md" ] && cat "$OUT/variants.md"
+[ -f "$OUT/gpu-families-run.txt" ] && tail -n 3 "$OUT/gpu-families-run.txt"
 echo "done in $((SECONDS - START)) s"
