@@ -28,16 +28,17 @@
 #          worker, fits, report); the report and the run's timings copied.
 #          Its train nodes now run compiled (`compile: auto` on a GPU): the
 #          wall time against the 176 s of 2026-12-04 (eager) is the before/after.
-#   structured: issue 33 in one call (≤ 4 min): the Hadamard kernels against
+#   structured: issue 33 in one call: the Hadamard kernels against
 #          the reference (the transform at 2^8 … 2^15 in fp32, bf16, fp16; the
 #          fused FastFood layer, forward and every gradient); `bench-hadamard`
 #          (each against a device-to-device copy of the same tensor, and the
 #          fused layer against its tensor operations); then the four variants
 #          side by side at xsmall and small (bf16, 80 × 1024): eager with the
 #          kernels, FastFood again with them off (the before), and the
-#          compiled step for baseline and block-diagonal at xsmall.
+#          compiled step for baseline and block-diagonal at xsmall (≤ 5.5 min).
 #   families: `scalemake run experiments/gpu-families.yaml` end to end (the
-#          four families, 20 runs; ≤ 7 min), report and fits copied.
+#          four families, 20 runs; capped at 6 min: a second call on the warm
+#          machine resumes from its cache), report and fits copied.
 #   parallel: the data-parallel NCCL path at N = 1 against the plain path
 #          (issue 32, target ≤2% overhead): the same xsmall bf16 run (GPT-2's
 #          tokenizer, batch 80 × 1024, 40 steps) as `devices: 1`, then as
@@ -47,8 +48,8 @@
 # `bench` (≤ 8 min), then `study` and `variants` while the machine is warm.
 # Issue 33's two calls, back to back on one warm machine (data/fr-large.parquet
 # from `--prepare`):
-#   run(command="bash benches/gpu/run.sh structured", carry=["target/carry", "data/fr-large.parquet"], timeout_s=300)
-#   run(command="bash benches/gpu/run.sh families", carry=["target/carry", "data/fr-large.parquet"], timeout_s=480)
+#   run(command="bash benches/gpu/run.sh structured", carry=["target/carry", "data/fr-large.parquet"], timeout_s=330)
+#   run(command="bash benches/gpu/run.sh families", carry=["target/carry", "data/fr-large.parquet"], timeout_s=400)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -154,18 +155,29 @@ variants() {
   done
 }
 
-study() {
-  step "gpu-small.yaml end to end"
-  "$SCALEMAKE" plan experiments/gpu-small.yaml --gpu H200 | tee "$OUT/gpu-small-plan.txt" | tail -3
-  SCALEMAKE_PYTHON="$PY" capped "${STUDY_CAP:-540}" "$SCALEMAKE" run --keep-going experiments/gpu-small.yaml 2>&1 | tee "$OUT/gpu-small-run.txt" | grep -v '^ *built\|^building' | tail -20
-  "$SCALEMAKE" status experiments/gpu-small.yaml > "$OUT/gpu-small-status.txt" 2>&1 || true
-  mkdir -p "$OUT/gpu-small"
+# `run_study NAME CAP VARIANTS…`: experiments/NAME.yaml end to end from the
+# cache here; its plan, run log, status, fits, report and the width-768 runs'
+# logs of VARIANTS kept under $OUT.
+run_study() {
+  local name=$1 cap=$2
+  shift 2
+  local file=experiments/$name.yaml
+  step "$name.yaml end to end"
+  "$SCALEMAKE" plan "$file" --gpu H200 | tee "$OUT/$name-plan.txt" | tail -3
+  SCALEMAKE_PYTHON="$PY" capped "$cap" "$SCALEMAKE" run --keep-going "$file" 2>&1 | tee "$OUT/$name-run.txt" |
+    grep -v '^ *built\|^building' | tail -20
+  "$SCALEMAKE" status "$file" > "$OUT/$name-status.txt" 2>&1 || true
+  mkdir -p "$OUT/$name"
   for node in laws report; do
-    key=$("$SCALEMAKE" show -f experiments/gpu-small.yaml "$node" | awk '$1 == "key" { print $2 }')
-    [ -d "cache/objects/$key/out" ] && cp -r "cache/objects/$key/out" "$OUT/gpu-small/$node"
+    key=$("$SCALEMAKE" show -f "$file" "$node" | awk '$1 == "key" { print $2 }')
+    [ -d "cache/objects/$key/out" ] && cp -r "cache/objects/$key/out" "$OUT/$name/$node"
   done
-  "$SCALEMAKE" log -f experiments/gpu-small.yaml 'train[width=768,variant=baseline]' > "$OUT/gpu-small/train-768-baseline.log" 2>&1 || true
+  for variant in "$@"; do
+    "$SCALEMAKE" log -f "$file" "train[width=768,variant=$variant]" > "$OUT/$name/train-768-$variant.log" 2>&1 || true
+  done
 }
+
+study() { run_study gpu-small "${STUDY_CAP:-540}" baseline; }
 
 structured() {
   step "hadamard kernels: agreement with the reference"
@@ -183,7 +195,7 @@ structured() {
       tee -a "$OUT/variants.jsonl"
   done
   for variant in baseline blockdiag_hadamard; do
-    SCALEMAKE_PYTHON="$PY" capped 120 "$WORKER" bench --preset xsmall --variant "$variant" "${flags[@]}" \
+    SCALEMAKE_PYTHON="$PY" capped 75 "$WORKER" bench --preset xsmall --variant "$variant" "${flags[@]}" \
       --compiled torch-worker/python/compile_step.py | tee -a "$OUT/variants.jsonl"
   done
   "$PY" - "$OUT/variants.jsonl" <<'PY' | tee "$OUT/variants.md"
@@ -201,21 +213,7 @@ for r in rows:
 PY
 }
 
-families() {
-  step "gpu-families.yaml end to end"
-  "$SCALEMAKE" plan experiments/gpu-families.yaml --gpu H100 | tee "$OUT/gpu-families-plan.txt" | tail -3
-  SCALEMAKE_PYTHON="$PY" capped "${STUDY_CAP:-450}" "$SCALEMAKE" run --keep-going experiments/gpu-families.yaml 2>&1 |
-    tee "$OUT/gpu-families-run.txt" | grep -v '^ *built\|^building' | tail -20
-  "$SCALEMAKE" status experiments/gpu-families.yaml > "$OUT/gpu-families-status.txt" 2>&1 || true
-  mkdir -p "$OUT/gpu-families"
-  for node in laws report; do
-    key=$("$SCALEMAKE" show -f experiments/gpu-families.yaml "$node" | awk '$1 == "key" { print $2 }')
-    [ -d "cache/objects/$key/out" ] && cp -r "cache/objects/$key/out" "$OUT/gpu-families/$node"
-  done
-  for variant in baseline fastfood; do
-    "$SCALEMAKE" log -f experiments/gpu-families.yaml "train[width=768,variant=$variant]" > "$OUT/gpu-families/train-768-$variant.log" 2>&1 || true
-  done
-}
+families() { run_study gpu-families "${STUDY_CAP:-360}" baseline fastfood blockdiag_hadamard; }
 
 parallel() {
   step "data parallel: NCCL at N = 1 against the plain path"
