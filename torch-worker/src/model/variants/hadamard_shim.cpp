@@ -3,6 +3,7 @@
 // so this shim does, and exports one C entry point for each.
 
 #include <ATen/ATen.h>
+#include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <torch/csrc/autograd/custom_function.h>
 
@@ -49,8 +50,11 @@ at::Tensor transform(const at::Tensor& x, double scale) {
     TORCH_CHECK(n >= (1 << kScalemakeMinLogN) && n <= (1 << kScalemakeMaxLogN) && (n & (n - 1)) == 0,
                 "the Hadamard kernel takes 2^8 … 2^15 features, not ", n);
     const int dtype = dtype_code(x.scalar_type());
+    // Launch on the tensor's device, whichever is current.
+    const c10::cuda::CUDAGuard guard(x.device());
     at::Tensor in = packed(x);
     at::Tensor out = at::empty_like(in);
+    if (in.numel() == 0) return out;
     check(scalemake_fwht(in.data_ptr(), out.data_ptr(), in.numel() / n, log2_of(n), static_cast<float>(scale), dtype,
                          stream_of(in)),
           "Hadamard kernel");
@@ -90,16 +94,23 @@ struct Fastfood : public torch::autograd::Function<Fastfood> {
         for (const at::Tensor* p : {&b_in, &g_in, &s_in, &bias_in})
             TORCH_CHECK(p->scalar_type() == at::kFloat && p->device() == x_in.device(),
                         "FastFood parameters must be fp32 on the input's device");
-        TORCH_CHECK(perm_in.scalar_type() == at::kInt, "the FastFood permutation must be int32");
+        TORCH_CHECK(perm_in.scalar_type() == at::kInt && perm_in.device() == x_in.device(),
+                    "the FastFood permutation must be int32 on the input's device");
+        const int64_t n = b_in.dim() == 2 ? b_in.size(1) : 0;
+        TORCH_CHECK(n > 0 && (n & (n - 1)) == 0 && g_in.sizes() == b_in.sizes() && s_in.sizes() == b_in.sizes() &&
+                        perm_in.sizes() == b_in.sizes() && bias_in.numel() == out_dim,
+                    "FastFood shapes: b, g, s and perm (blocks, n) with n a power of two, bias (out_dim)");
+        const c10::cuda::CUDAGuard guard(x_in.device());
         const at::Tensor x = packed(x_in), b = packed(b_in), g = packed(g_in), s = packed(s_in);
         const at::Tensor bias = packed(bias_in), perm = packed(perm_in);
         const ScalemakeFastfood layer = layer_of(x, b, g, s, bias, perm, out_dim);
         at::Tensor y = at::empty({x.size(0), out_dim}, x.options());
+        ctx->save_for_backward({x, b, g, s, bias, perm});
+        ctx->saved_data["out_dim"] = out_dim;
+        if (layer.rows == 0) return y;
         check(scalemake_fastfood_forward(x.data_ptr(), y.data_ptr(), layer, dtype_code(x.scalar_type()), stream_of(x)),
               "FastFood kernel");
         // The backward pass recomputes the transforms from x: nothing else is kept.
-        ctx->save_for_backward({x, b, g, s, bias, perm});
-        ctx->saved_data["out_dim"] = out_dim;
         return y;
     }
 
@@ -110,6 +121,10 @@ struct Fastfood : public torch::autograd::Function<Fastfood> {
         const int64_t out_dim = ctx->saved_data["out_dim"].toInt();
         const at::Tensor dy = packed(grads[0].to(x.scalar_type()));
         const ScalemakeFastfood layer = layer_of(x, b, g, s, bias, perm, out_dim);
+        const c10::cuda::CUDAGuard guard(x.device());
+        if (layer.rows == 0)
+            return {at::zeros_like(x), at::zeros_like(b), at::zeros_like(g), at::zeros_like(s), at::zeros_like(bias),
+                    at::Tensor(), at::Tensor()};
         const int groups = scalemake_fastfood_partial_rows(layer.rows);
         at::Tensor dx_parts = at::empty({layer.blocks, layer.rows, layer.in_dim}, x.options());
         at::Tensor partials = at::empty({groups, 3, layer.blocks, b.size(1)}, b.options());
