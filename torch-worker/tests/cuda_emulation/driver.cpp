@@ -194,7 +194,11 @@ void check_fastfood(int in_dim, int out_dim, int64_t rows) {
     ref.s.assign(s.begin(), s.end()), ref.bias.assign(bias.begin(), bias.end());
     const auto x = stored<T>(normals(rows * in_dim));
     const auto dy = stored<T>(normals(rows * out_dim));
-    const ScalemakeFastfood layer{b.data(), g.data(), s.data(), bias.data(), ref.perm.data(), rows, in_dim, out_dim,
+    // The kernel takes the layer's permutation of its stacked features, as the worker stores it.
+    std::vector<int32_t> stacked(ref.perm);
+    for (int j = 0; j < blocks; ++j)
+        for (int i = 0; i < n; ++i) stacked[j * n + i] += j * n;
+    const ScalemakeFastfood layer{b.data(), g.data(), s.data(), bias.data(), stacked.data(), rows, in_dim, out_dim,
                                   blocks, log_n};
     const std::string name = std::string("fastfood ") + Type<T>::kName + " " + std::to_string(in_dim) + "→" +
                              std::to_string(out_dim) + " (n=" + std::to_string(n) + ", " + std::to_string(blocks) +

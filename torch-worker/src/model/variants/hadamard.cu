@@ -193,9 +193,12 @@ __device__ __forceinline__ void transform(float (&x)[Shape<LOG_N>::kChunks][kEle
     butterflies_across_warps<LOG_N>(x, shared);
 }
 
-// x[i] ← x[perm[i]] over the row (shared memory holds all n floats).
+// x[i] ← x[perm[i] − first] over the row (shared memory holds all n floats):
+// `perm` is block j's part of the layer's permutation, which indexes the
+// layer's stacked features, `first` = j·n.
 template <int LOG_N>
-__device__ __forceinline__ void gather(float (&x)[Shape<LOG_N>::kChunks][kElems], float* shared, const int32_t* perm) {
+__device__ __forceinline__ void gather(float (&x)[Shape<LOG_N>::kChunks][kElems], float* shared, const int32_t* perm,
+                                       int first) {
     using S = Shape<LOG_N>;
 #pragma unroll
     for (int c = 0; c < S::kChunks; ++c) store8(shared + chunk_start<S::kThreads>(c), x[c]);
@@ -205,14 +208,15 @@ __device__ __forceinline__ void gather(float (&x)[Shape<LOG_N>::kChunks][kElems]
         int from[kElems];
         load8(perm + chunk_start<S::kThreads>(c), from);
 #pragma unroll
-        for (int e = 0; e < kElems; ++e) x[c][e] = shared[from[e]];
+        for (int e = 0; e < kElems; ++e) x[c][e] = shared[from[e] - first];
     }
     __syncthreads();
 }
 
-// x[perm[i]] ← x[i]: the transpose of gather, for the backward pass.
+// x[perm[i] − first] ← x[i]: the transpose of gather, for the backward pass.
 template <int LOG_N>
-__device__ __forceinline__ void scatter(float (&x)[Shape<LOG_N>::kChunks][kElems], float* shared, const int32_t* perm) {
+__device__ __forceinline__ void scatter(float (&x)[Shape<LOG_N>::kChunks][kElems], float* shared, const int32_t* perm,
+                                        int first) {
     using S = Shape<LOG_N>;
     __syncthreads();  // other threads may still be reading what they own
 #pragma unroll
@@ -220,7 +224,7 @@ __device__ __forceinline__ void scatter(float (&x)[Shape<LOG_N>::kChunks][kElems
         int to[kElems];
         load8(perm + chunk_start<S::kThreads>(c), to);
 #pragma unroll
-        for (int e = 0; e < kElems; ++e) shared[to[e]] = x[c][e];
+        for (int e = 0; e < kElems; ++e) shared[to[e] - first] = x[c][e];
     }
     __syncthreads();
 #pragma unroll
@@ -295,7 +299,7 @@ __device__ __forceinline__ void fastfood_rows(float (&x)[Shape<LOG_N>::kChunks][
     load_prefix<LOG_N>(x, row, p.in_dim);
     multiply<LOG_N>(x, p.b + j * S::kN, 1.0f);
     transform<LOG_N>(x, shared);
-    gather<LOG_N>(x, shared, p.perm + j * S::kN);
+    gather<LOG_N>(x, shared, p.perm + j * S::kN, j * S::kN);
 #pragma unroll
     for (int c = 0; c < S::kChunks; ++c)
 #pragma unroll
@@ -360,7 +364,7 @@ __global__ void __launch_bounds__(Shape<LOG_N>::kThreads)
 #pragma unroll
             for (int e = 0; e < kElems; ++e) grad_g[c][e] += d[c][e] * kept[c][e];
         multiply<LOG_N>(d, p.g + first, scale);
-        scatter<LOG_N>(d, shared, p.perm + first);
+        scatter<LOG_N>(d, shared, p.perm + first, first);
         transform<LOG_N>(d, shared);  // d = du, with u = b ⊙ pad(x)
         load_prefix<LOG_N>(v, x + row * p.in_dim, p.in_dim);
 #pragma unroll

@@ -28,7 +28,9 @@ cudaError_t scalemake_fwht(const void* in, void* out, int64_t rows, int log_n, f
 // n = 2^log_n. x is (rows, in_dim) and y (rows, out_dim), in `dtype`, rows
 // contiguous and 16-byte aligned; in_dim ≤ n and out_dim ≤ blocks·n are
 // multiples of 8. b, g, s are (blocks, n) fp32; bias (out_dim) fp32; perm
-// (blocks, n) int32: output i of block j takes input perm[j·n + i] of it.
+// (blocks, n) int32, the layer's permutation of its stacked features as the
+// tensor operations apply it: output j·n + i takes feature perm[j·n + i],
+// which lies in block j.
 struct ScalemakeFastfood {
     const float* b;
     const float* g;

@@ -154,7 +154,8 @@ pub mod kernel {
     /// A whole Adaptive FastFood layer by the fused kernel (differentiable
     /// in `x`, `b`, `g`, `s` and `bias`): `x` (rows, in_dim) in fp32, bf16 or
     /// fp16; `b`, `g`, `s` (blocks, n) and `bias` (out_dim) fp32; `perm`
-    /// (blocks, n) int32, each block's permutation of its own n features.
+    /// (blocks, n) int32, the layer's permutation of its stacked features
+    /// (each block's entries within that block).
     pub fn fastfood(
         x: &Tensor,
         b: &Tensor,

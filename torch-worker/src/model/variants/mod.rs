@@ -116,9 +116,7 @@ impl FastfoodLinear {
         let mut lead = x.size();
         lead.pop();
         let rows = x.to_kind(kind).reshape([-1, self.in_dim]);
-        // Each block's permutation as indices into its own n features.
-        let offsets = Tensor::arange(self.blocks, (Kind::Int64, x.device())).unsqueeze(1) * self.n;
-        let perm = (self.perm.view([self.blocks, self.n]).to_kind(Kind::Int64) - offsets).to_kind(Kind::Int);
+        let perm = self.perm.view([self.blocks, self.n]).to_kind(Kind::Int);
         let y = hadamard::kernel::fastfood(&rows, &self.b, &self.g, &self.s, &self.bias, &perm, self.out_dim)
             .unwrap_or_else(|e| panic!("FastFood kernel: {e}"));
         lead.push(self.out_dim);
