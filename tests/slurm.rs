@@ -225,6 +225,18 @@ fn remote_objects(dir: &Path) -> usize {
     manifests.filter(|e| e.path().extension().is_some_and(|x| x == "json")).count()
 }
 
+/// Waits until node `name`'s job output holds `line` (60 s at most). The job
+/// reports what it did after its artifact is visible, so a status or remote
+/// that already shows the artifact can be ahead of the job's output.
+fn job_says(p: &Project, name: &str, line: &str) {
+    let log = format!("cache/logs/exp/{name}.slurm.out");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !p.read(&log).contains(line) {
+        assert!(Instant::now() < deadline, "{log} never said {line:?}:\n{}", p.read(&log));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn slurm_detached_jobs_share_through_the_remote_without_their_submitter() {
     slurm();
@@ -240,7 +252,7 @@ fn slurm_detached_jobs_share_through_the_remote_without_their_submitter() {
         assert!(Instant::now() < deadline, "the jobs did not upload; status:\n{}", p.sm(&["status", "--all"]).stdout);
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert!(p.read("cache/logs/exp/z.slurm.out").contains("scalemake: uploaded z to file://"));
+    job_says(&p, "z", "scalemake: uploaded z to file://");
 
     // A second checkout fetches all of it and submits nothing.
     let q = Project::new(SWEEP_DAG);
@@ -258,7 +270,7 @@ fn slurm_detached_jobs_share_through_the_remote_without_their_submitter() {
     assert!(third.code == 0 && third.stderr.contains("5 job(s) submitted"), "{}", third.stderr);
     status_until(&r, "the third checkout finishing", |s| s.contains("all 5 node(s) fresh"));
     assert_eq!(r.runs(), ["a"], "only `a` was built; the rest came from the remote");
-    assert!(r.read("cache/logs/exp/z.slurm.out").contains("scalemake: fetched z "));
+    job_says(&r, "z", "scalemake: fetched z ");
     assert_eq!(std::fs::read_to_string(r.artifact("z").join("z")).unwrap(), "1\n2\n3\n");
 }
 
