@@ -68,9 +68,18 @@ fi
 # nvcc from PyPI, only when asked (SCALEMAKE_CUDA_BUILD=1): with it the
 # worker build compiles the CUDA Hadamard kernel (torch-worker/src/model/variants/hadamard.cu) for GPU
 # machines; without it the build skips the kernel and uses the reference.
-if [ "${SCALEMAKE_CUDA_BUILD:-0}" = 1 ] && [ ! -x "$VENV/lib/python3"*"/site-packages/nvidia/cu13/bin/nvcc" ]; then
-  say "installing nvcc 13.0 (nvidia-cuda-nvcc, -crt, -cccl, nvidia-nvvm) into the venv"
-  "$VENV/bin/pip" install --quiet --no-deps "nvidia-cuda-nvcc==13.0.*" "nvidia-cuda-crt==13.0.*" "nvidia-cuda-cccl==13.0.*" "nvidia-nvvm==13.0.*"
+# It goes beside the venv, not into it: the venv is shared with every clone
+# (CI's included), and an nvcc there would make all their builds compile
+# the kernels. This build alone is pointed at it ($NVCC, read by build.rs).
+NVCC_DIR=$CACHE_ROOT/nvcc-13.0
+if [ "${SCALEMAKE_CUDA_BUILD:-0}" = 1 ]; then
+  if [ ! -x "$NVCC_DIR/nvidia/cu13/bin/nvcc" ]; then
+    say "installing nvcc 13.0 (nvidia-cuda-nvcc, -crt, -cccl, nvidia-nvvm) into $NVCC_DIR"
+    rm -rf "$NVCC_DIR.tmp"
+    "$VENV/bin/pip" install --quiet --no-deps --target "$NVCC_DIR.tmp" "nvidia-cuda-nvcc==13.0.*" "nvidia-cuda-crt==13.0.*" "nvidia-cuda-cccl==13.0.*" "nvidia-nvvm==13.0.*"
+    rm -rf "$NVCC_DIR" && mv "$NVCC_DIR.tmp" "$NVCC_DIR"
+  fi
+  export NVCC=$NVCC_DIR/nvidia/cu13/bin/nvcc
 fi
 
 # gloo's C++ headers, for the worker's c10d shim (data-parallel training on

@@ -2,9 +2,9 @@
 //!    `scalemake` runs without `LD_LIBRARY_PATH` after `scripts/setup.sh`
 //!    (torch-sys reports it as `DEP_TCH_LIBTORCH_LIB`).
 //! 2. Builds the CUDA Hadamard kernel (`src/model/variants/hadamard.cu`) and its autograd
-//!    shim (`src/model/variants/hadamard_shim.cpp`) when an nvcc is found — `$NVCC`, the
-//!    venv's `nvidia/cu13/bin/nvcc` (`SCALEMAKE_CUDA_BUILD=1 scripts/setup.sh`
-//!    installs it), or `/usr/local/cuda/bin/nvcc` — and sets
+//!    shim (`src/model/variants/hadamard_shim.cpp`) when an nvcc is found — `$NVCC`
+//!    (`SCALEMAKE_CUDA_BUILD=1 scripts/setup.sh` installs one beside the venv and
+//!    sets it), the venv's `nvidia/cu13/bin/nvcc`, or `/usr/local/cuda/bin/nvcc` — and sets
 //!    `cfg(hadamard_cuda)`, with the allocator's peak-memory query
 //!    (`csrc/cuda_memory.cpp`, which needs the same CUDA headers). Without one the
 //!    build skips them cleanly: the Hadamard transform uses the Kronecker
@@ -117,7 +117,7 @@ fn build_cuda_kernels(torch_lib: &Path) {
         return;
     }
     let Some(site_packages) = torch_lib.parent().and_then(Path::parent) else { return };
-    // Installing nvcc into the venv (SCALEMAKE_CUDA_BUILD=1) adds files here: rebuild with the kernel.
+    // An nvcc installed into the venv by hand adds files here: rebuild with the kernel.
     let pip_cuda_dir = site_packages.join("nvidia/cu13");
     if pip_cuda_dir.is_dir() {
         println!("cargo:rerun-if-changed={}", pip_cuda_dir.display());
