@@ -222,6 +222,13 @@ impl ModelShape {
         }
     }
 
+    /// `(n, blocks)` of a FastFood MLP's two projections, d → 4d and 4d → d
+    /// (see [`fastfood_blocks`]).
+    fn fastfood_projections(&self) -> [(i64, i64); 2] {
+        let d = self.d_model;
+        [fastfood_blocks(d, 4 * d), fastfood_blocks(4 * d, d)]
+    }
+
     /// Parameter counts by formula. A baseline block has 12·d² weights
     /// (attention 4·d², MLP 8·d²) and 13·d biases and gains (Kaplan et al.
     /// 2020); the final LayerNorm adds 2·d. Variants change the MLP:
@@ -239,11 +246,7 @@ impl ModelShape {
         let mlp_biases = 4 * d + d;
         let (mlp_structured, mlp_dense) = match self.variant {
             Variant::Baseline | Variant::Doped => (0, 8 * d * d),
-            Variant::Fastfood => {
-                let (n_fc, blocks_fc) = fastfood_blocks(d, 4 * d);
-                let (n_proj, blocks_proj) = fastfood_blocks(4 * d, d);
-                (3 * n_fc * blocks_fc + 3 * n_proj * blocks_proj, 0)
-            }
+            Variant::Fastfood => (self.fastfood_projections().iter().map(|&(n, blocks)| 3 * n * blocks).sum(), 0),
             Variant::BlockdiagHadamard => (2 * 4 * d * d / self.blocks, 0),
         };
         let per_layer = attention_and_norms + mlp_dense + mlp_structured + mlp_biases;
@@ -276,12 +279,10 @@ impl ModelShape {
     pub fn flops_per_token(&self, counts: &ParamCounts) -> f64 {
         let d = self.d_model;
         let structured_per_layer = match self.variant {
-            Variant::Fastfood => [(d, 4 * d), (4 * d, d)]
-                .into_iter()
-                .map(|(i, o)| {
-                    let (n, blocks) = fastfood_blocks(i, o);
-                    3.0 * blocks as f64 * (2.0 * n as f64 * (n as f64).log2() + 3.0 * n as f64)
-                })
+            Variant::Fastfood => self
+                .fastfood_projections()
+                .iter()
+                .map(|&(n, blocks)| 3.0 * blocks as f64 * (2.0 * n as f64 * (n as f64).log2() + 3.0 * n as f64))
                 .sum(),
             Variant::BlockdiagHadamard => 3.0 * 4.0 * d as f64 * (self.blocks as f64).log2(),
             Variant::Baseline | Variant::Doped => 0.0,

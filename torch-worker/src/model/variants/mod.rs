@@ -258,8 +258,8 @@ impl FeedForward for BlockDiagMlp {
         let hidden = 4 * d / k;
         // (rows, d) → (k, rows, d/k): block j of every row, one matrix per block.
         let blocks = x.to_kind(kind).reshape([-1, k, d / k]).transpose(0, 1);
-        let h = blocks.bmm(&self.w1.to_kind(kind)); // (k, rows, 4d/k)
-                                                    // (H_k ⊗ I)·h: block i of the output is Σ_j H_ij/√k · block j.
+        // (k, rows, 4d/k), then (H_k ⊗ I)·h: block i of the output is Σ_j H_ij/√k · block j.
+        let h = blocks.bmm(&self.w1.to_kind(kind));
         let h = if k > 1 { self.mix.to_kind(kind).matmul(&h.reshape([k, -1])).view([k, -1, hidden]) } else { h };
         let h = (h + self.b1.to_kind(kind).view([k, 1, hidden])).gelu("none");
         let y = h.bmm(&self.w2.to_kind(kind)).transpose(0, 1).reshape([-1, d]) + self.b2.to_kind(kind);
